@@ -1,0 +1,28 @@
+// etcdserverpb.Cluster: strata answers as a one-member cluster. Scaling out means more
+// strata processes on a shared database, not raft members, so membership changes fail clearly.
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { Cluster } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { Store } from "../engine/store.ts";
+import { header, type ServerIdentity } from "./header.ts";
+
+export interface Member {
+  name: string;
+  clientUrls: string[];
+}
+
+export function clusterService(store: Store, id: ServerIdentity, member: Member): ServiceImpl<typeof Cluster> {
+  const members = () => [{ ID: id.memberId, name: member.name, peerURLs: [], clientURLs: member.clientUrls }];
+  const unsupported = async (): Promise<never> => {
+    throw new ConnectError(
+      "strata: cluster membership cannot change: strata is a single etcd member; run more strata processes on a shared database instead",
+      Code.FailedPrecondition,
+    );
+  };
+  return {
+    memberList: async () => ({ header: header(id, store.revision), members: members() }),
+    memberAdd: unsupported,
+    memberRemove: unsupported,
+    memberUpdate: unsupported,
+    memberPromote: unsupported,
+  };
+}

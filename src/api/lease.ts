@@ -1,0 +1,42 @@
+// etcdserverpb.Lease.
+import type { ServiceImpl } from "@connectrpc/connect";
+import type { LeaseKeepAliveRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { LeaseKeeper } from "../engine/leases.ts";
+import type { Store } from "../engine/store.ts";
+import { etcdErrors, toConnectError } from "./errors.ts";
+import { header, type ServerIdentity } from "./header.ts";
+
+export function leaseService(leases: LeaseKeeper, store: Store, id: ServerIdentity): ServiceImpl<typeof Lease> {
+  return {
+    leaseGrant: etcdErrors(async (r) => {
+      const g = await leases.grant(r.TTL, r.ID);
+      return { header: header(id, g.revision), ID: g.id, TTL: g.ttl, error: "" };
+    }),
+    leaseRevoke: etcdErrors(async (r) => {
+      const revision = await leases.revoke(r.ID);
+      return { header: header(id, revision) };
+    }),
+    async *leaseKeepAlive(requests: AsyncIterable<LeaseKeepAliveRequest>) {
+      try {
+        for await (const r of requests) {
+          // a lease that is gone is answered with TTL 0, as etcd does
+          yield { header: header(id, store.revision), ID: r.ID, TTL: leases.renew(r.ID) };
+        }
+      } catch (err) {
+        throw toConnectError(err);
+      }
+    },
+    leaseTimeToLive: etcdErrors(async (r) => {
+      const t = leases.timeToLive(r.ID);
+      // etcd answers a missing lease with TTL -1 rather than an error
+      if (!t) return { header: header(id, store.revision), ID: r.ID, TTL: -1n };
+      const keys = r.keys ? await leases.keys(r.ID) : [];
+      return { header: header(id, store.revision), ID: r.ID, TTL: t.ttl, grantedTTL: t.grantedTtl, keys };
+    }),
+    leaseLeases: etcdErrors(async () => ({
+      header: header(id, store.revision),
+      leases: leases.ids().map((ID) => ({ ID })),
+    })),
+  };
+}

@@ -1,0 +1,69 @@
+// The gRPC server: Connect-RPC's gRPC protocol over HTTP/2 cleartext, serving etcd's
+// services under their etcd names (/etcdserverpb.KV/Range, ...).
+import * as http2 from "node:http2";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { Backend } from "../backends/backend.ts";
+import type { LeaseKeeper } from "../engine/leases.ts";
+import type { Store } from "../engine/store.ts";
+import type { WatchHub } from "../engine/watch-hub.ts";
+import { authService } from "./auth.ts";
+import { clusterService, type Member } from "./cluster.ts";
+import type { ServerIdentity } from "./header.ts";
+import { kvService } from "./kv.ts";
+import { leaseService } from "./lease.ts";
+import { GRPC_OVERHEAD_BYTES, type Limits } from "./limits.ts";
+import { maintenanceService } from "./maintenance.ts";
+import { watchService } from "./watch.ts";
+
+export interface ServerParts {
+  store: Store;
+  hub: WatchHub;
+  leases: LeaseKeeper;
+  backend: Backend;
+  identity: ServerIdentity;
+  member: Member;
+  limits: Limits;
+}
+
+const SERVICES = [KV, Watch, Lease, Cluster, Maintenance, Auth];
+
+export function createGrpcServer(p: ServerParts): http2.Http2Server {
+  const handler = connectNodeAdapter({
+    grpc: true,
+    grpcWeb: false,
+    connect: false,
+    // etcd's gRPC server refuses messages above max-request-bytes plus its overhead allowance
+    readMaxBytes: p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    routes(router) {
+      router.service(KV, kvService(p.store, p.identity, p.limits));
+      router.service(Watch, watchService(p.store, p.hub, p.identity, p.limits.maxRequestBytes));
+      router.service(Lease, leaseService(p.leases, p.store, p.identity));
+      router.service(Cluster, clusterService(p.store, p.identity, p.member));
+      router.service(Maintenance, maintenanceService(p.store, p.backend, p.identity));
+      router.service(Auth, authService(p.store, p.identity));
+    },
+    fallback: unknownMethod,
+  });
+  return http2.createServer({}, handler);
+}
+
+/** gRPC's answer to a method nobody serves: status 12 (Unimplemented), as grpc-go words it. */
+function unknownMethod(req: http2.Http2ServerRequest | import("node:http").IncomingMessage, res: any): void {
+  const path = (req.url ?? "/").split("?")[0]!;
+  const [, service = "", method = ""] = path.split("/");
+  const known = SERVICES.find((s) => s.typeName === service);
+  const message = known ? `unknown method ${method} for service ${service}` : `unknown service ${service}`;
+  const isGrpc = String(req.headers["content-type"] ?? "").startsWith("application/grpc");
+  if (!isGrpc) {
+    res.writeHead(415, { "content-type": "text/plain" });
+    res.end("strata serves the etcd v3 gRPC API here; use an etcd v3 client\n");
+    return;
+  }
+  res.writeHead(200, {
+    "content-type": "application/grpc",
+    "grpc-status": "12",
+    "grpc-message": encodeURIComponent(message),
+  });
+  res.end();
+}

@@ -1,0 +1,70 @@
+// The one small interface every database family implements. The engine never sees
+// SQL; a backend never sees gRPC. Backends store etcd's MVCC data model faithfully:
+// every revision of every key until it is compacted, the current state, and leases.
+import type { Event, KeyRange, KeyValue, LeaseRecord, RangeQuery, RangeResult, Rev } from "../engine/types.ts";
+
+export interface BackendState {
+  revision: Rev;
+  compactRevision: Rev;
+  clusterId: bigint;
+  memberId: bigint;
+  leases: LeaseRecord[];
+}
+
+/** The view of one client transaction inside a write batch. Reads see the writes made before them. */
+export interface WriteTx {
+  /** the store's revision before this transaction */
+  readonly revision: Rev;
+  readonly compactRevision: Rev;
+  /** keys in range at `revision` (undefined: the latest state including this txn's writes), in key order */
+  range(range: KeyRange, opts?: { revision?: Rev; limit?: number; keysOnly?: boolean }): Promise<KeyValue[]>;
+  count(range: KeyRange, revision?: Rev): Promise<bigint>;
+  /** Writes kv (already carrying its revisions and version) at kv.modRevision. */
+  put(kv: KeyValue, prev: KeyValue | undefined, sub: number): Promise<void>;
+  /** Deletes the live key `prev` at revision rev. */
+  delete(prev: KeyValue, rev: Rev, sub: number): Promise<void>;
+  leaseExists(id: Rev): Promise<boolean>;
+  leaseInsert(lease: LeaseRecord): Promise<void>;
+  leaseDelete(id: Rev): Promise<void>;
+  /** live keys attached to a lease, in key order */
+  leaseKeys(id: Rev): Promise<KeyValue[]>;
+  /** makes rev the store's revision (called once by a transaction that wrote) */
+  setRevision(rev: Rev): Promise<void>;
+  /** records that reads below rev now fail as compacted; history is removed later by compact() */
+  setCompactRevision(rev: Rev): Promise<void>;
+}
+
+export type WriteResult<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+export interface DbSize {
+  /** bytes the database occupies */
+  size: bigint;
+  /** bytes holding live data */
+  inUse: bigint;
+}
+
+export interface Backend {
+  /** a name for messages: the URL without credentials */
+  readonly name: string;
+  open(): Promise<BackendState>;
+  close(): Promise<void>;
+  /** A consistent read at query.revision (0 = latest); throws compacted / future revision. */
+  range(query: RangeQuery): Promise<RangeResult>;
+  /**
+   * Runs the transactions in order inside one database transaction (group commit).
+   * A transaction that throws is rolled back alone; the others commit. Resolves after
+   * the commit is durable.
+   */
+  write<T>(txns: Array<(tx: WriteTx) => Promise<T>>): Promise<WriteResult<T>[]>;
+  /** Events with from <= revision <= to, in revision order, at most `limit` revisions' worth. */
+  events(from: Rev, to: Rev, limit: number): Promise<Event[]>;
+  /** Removes history at or below rev (already recorded by setCompactRevision), keeping each key's version live at rev. */
+  compact(rev: Rev): Promise<void>;
+  /** current and compact revision as stored */
+  revisions(): Promise<{ revision: Rev; compactRevision: Rev }>;
+  size(): Promise<DbSize>;
+  /** live keys attached to a lease, in key order */
+  leaseKeys(id: Rev): Promise<Uint8Array[]>;
+  /** returns free space to the operating system */
+  defragment(): Promise<void>;
+}

@@ -1,0 +1,179 @@
+// strata's configuration: one table of settings, each settable in the config file
+// (YAML or JSON, same names as the flags), by environment variable, or by flag; flags
+// win over the environment, which wins over the file. Validated with valibot, and
+// every error names its source, its setting and what is expected.
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import * as v from "valibot";
+import YAML from "yaml";
+import { parseDuration } from "./duration.ts";
+
+const duration = (what: string) =>
+  v.pipe(
+    v.string(),
+    v.check((s) => parseDuration(s) !== undefined, `${what} must be a duration such as 500ms, 30s, 10m or 1h`),
+    v.transform((s) => parseDuration(s)!),
+  );
+const positiveInt = (what: string) =>
+  v.pipe(
+    v.union([v.number(), v.string()]),
+    v.transform(Number),
+    v.check((n) => Number.isInteger(n) && n > 0, `${what} must be a positive whole number`),
+  );
+const url = (what: string, schemes: string[]) =>
+  v.pipe(
+    v.string(),
+    v.check((s) => schemes.some((p) => s.startsWith(`${p}://`)), `${what} must be a URL starting with ${schemes.map((p) => `${p}://`).join(" or ")}`),
+  );
+
+export const SETTINGS = {
+  listen: {
+    env: "STRATA_LISTEN",
+    default: "http://127.0.0.1:2379",
+    help: "URL to serve the etcd v3 gRPC API on (HTTP/2 cleartext)",
+    schema: url("listen", ["http"]),
+  },
+  "advertise-client-urls": {
+    env: "STRATA_ADVERTISE_CLIENT_URLS",
+    default: "",
+    help: "client URLs reported by MemberList, comma separated (default: the listen URL)",
+    schema: v.string(),
+  },
+  backend: {
+    env: "STRATA_BACKEND",
+    default: "sqlite://./strata.db",
+    help: "where the data lives; sqlite://PATH (relative) or sqlite:///ABSOLUTE/PATH",
+    schema: url("backend", ["sqlite"]),
+  },
+  name: {
+    env: "STRATA_NAME",
+    default: "strata",
+    help: "member name reported by MemberList",
+    schema: v.pipe(v.string(), v.minLength(1, "name must not be empty")),
+  },
+  "auto-compaction-mode": {
+    env: "STRATA_AUTO_COMPACTION_MODE",
+    default: "periodic",
+    help: "periodic: keep history for a duration; revision: keep a number of revisions",
+    schema: v.picklist(["periodic", "revision"], "auto-compaction-mode must be periodic or revision"),
+  },
+  "auto-compaction-retention": {
+    env: "STRATA_AUTO_COMPACTION_RETENTION",
+    default: "1h",
+    help: "history to keep: a duration (periodic; a bare number means hours) or a revision count; 0 turns it off",
+    schema: v.union([v.string(), v.number()]),
+  },
+  "watch-progress-notify-interval": {
+    env: "STRATA_WATCH_PROGRESS_NOTIFY_INTERVAL",
+    default: "10m",
+    help: "how often idle watchers that asked for progress notifications get one",
+    schema: duration("watch-progress-notify-interval"),
+  },
+  "max-txn-ops": {
+    env: "STRATA_MAX_TXN_OPS",
+    default: "128",
+    help: "most operations in one txn, as etcd's --max-txn-ops",
+    schema: positiveInt("max-txn-ops"),
+  },
+  "max-request-bytes": {
+    env: "STRATA_MAX_REQUEST_BYTES",
+    default: "1572864",
+    help: "largest write request in bytes, as etcd's --max-request-bytes",
+    schema: positiveInt("max-request-bytes"),
+  },
+} as const;
+
+type Settings = typeof SETTINGS;
+export type Config = { [K in keyof Settings]: v.InferOutput<Settings[K]["schema"]> } & {
+  autoCompaction: { mode: "periodic"; retentionMs: number } | { mode: "revision"; retention: bigint } | undefined;
+};
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export function helpText(): string {
+  const lines = [
+    "Usage: strata serve [flags]",
+    "",
+    "Serves the etcd v3 API on an embedded SQLite database.",
+    "",
+    "Flags (each also read from the environment variable shown, or from --config FILE):",
+    "  --config FILE  (STRATA_CONFIG)",
+    "      YAML or JSON file whose keys are the flag names below",
+  ];
+  for (const [name, s] of Object.entries(SETTINGS)) {
+    lines.push(`  --${name}  (${s.env})`, `      ${s.help}${s.default ? ` [default: ${s.default}]` : ""}`);
+  }
+  lines.push("  --help", "      print this help");
+  return lines.join("\n");
+}
+
+/** Reads flags, environment and config file; throws ConfigError naming the source and setting. */
+export function loadConfig(argv: string[], env: Record<string, string | undefined>): Config {
+  const options: Record<string, { type: "string" }> = { config: { type: "string" } };
+  for (const name of Object.keys(SETTINGS)) options[name] = { type: "string" };
+  let flags: Record<string, string | undefined>;
+  try {
+    flags = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Record<string, string>;
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message}; see strata serve --help`);
+  }
+  const raw: Record<string, { value: unknown; source: string }> = {};
+  for (const [name, s] of Object.entries(SETTINGS)) raw[name] = { value: s.default, source: "default" };
+
+  const file = flags.config ?? env.STRATA_CONFIG;
+  if (file) {
+    for (const [name, value] of Object.entries(readConfigFile(file))) {
+      if (!(name in SETTINGS)) {
+        throw new ConfigError(`${file}: unknown setting "${name}"; known settings: ${Object.keys(SETTINGS).join(", ")}`);
+      }
+      raw[name] = { value: typeof value === "number" ? String(value) : value, source: `${file}: ${name}` };
+    }
+  }
+  for (const [name, s] of Object.entries(SETTINGS)) {
+    if (env[s.env] !== undefined && env[s.env] !== "") raw[name] = { value: env[s.env], source: `environment ${s.env}` };
+    if (flags[name] !== undefined) raw[name] = { value: flags[name], source: `flag --${name}` };
+  }
+
+  const out: Record<string, unknown> = {};
+  for (const [name, s] of Object.entries(SETTINGS)) {
+    const r = v.safeParse(s.schema as v.GenericSchema, raw[name]!.value);
+    if (!r.success) throw new ConfigError(`${raw[name]!.source}: ${r.issues[0]!.message} (got ${JSON.stringify(raw[name]!.value)})`);
+    out[name] = r.output;
+  }
+  const config = out as Config;
+  config.autoCompaction = autoCompaction(config["auto-compaction-mode"], config["auto-compaction-retention"], raw["auto-compaction-retention"]!.source);
+  return config;
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new ConfigError(`${path}: cannot read config file: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = path.endsWith(".json") ? JSON.parse(text) : YAML.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${path}: not valid ${path.endsWith(".json") ? "JSON" : "YAML"}: ${(err as Error).message}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== "object" || Array.isArray(doc)) throw new ConfigError(`${path}: expected a mapping of setting names to values`);
+  return doc as Record<string, unknown>;
+}
+
+function autoCompaction(mode: string, retention: string | number, source: string): Config["autoCompaction"] {
+  const text = String(retention).trim();
+  if (text === "0" || text === "") return undefined;
+  if (mode === "revision") {
+    if (!/^\d+$/.test(text)) throw new ConfigError(`${source}: in revision mode the retention is a number of revisions (got "${text}")`);
+    return { mode: "revision", retention: BigInt(text) };
+  }
+  // etcd reads a bare number as hours
+  const ms = /^\d+(\.\d+)?$/.test(text) ? Number(text) * 3_600_000 : parseDuration(text);
+  if (ms === undefined || ms <= 0) throw new ConfigError(`${source}: retention must be a duration such as 30m or 1h, or a number of hours (got "${text}")`);
+  return { mode: "periodic", retentionMs: ms };
+}

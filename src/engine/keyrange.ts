@@ -1,0 +1,47 @@
+// etcd's key range encoding: an empty range_end is the single key, "\0" means every key
+// >= key, anything else is the half-open interval [key, range_end).
+import type { KeyRange } from "./types.ts";
+
+const ZERO = new Uint8Array([0]);
+
+export function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    if (a[i] !== b[i]) return a[i]! - b[i]!;
+  }
+  return a.length - b.length;
+}
+
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The smallest key greater than `key` and all keys it prefixes would be key+"\0"; this is key+"\0". */
+export function successor(key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(key.length + 1);
+  out.set(key);
+  return out;
+}
+
+export function toKeyRange(key: Uint8Array, rangeEnd: Uint8Array): KeyRange {
+  if (rangeEnd.length === 0) return { start: key, end: successor(key) };
+  if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { start: key, end: undefined };
+  return { start: key, end: rangeEnd };
+}
+
+export function isEmptyRange(r: KeyRange): boolean {
+  return r.end !== undefined && compareBytes(r.start, r.end) >= 0;
+}
+
+export function inRange(r: KeyRange, key: Uint8Array): boolean {
+  return compareBytes(key, r.start) >= 0 && (r.end === undefined || compareBytes(key, r.end) < 0);
+}
+
+export function isSingleKey(r: KeyRange): boolean {
+  return r.end !== undefined && r.end.length === r.start.length + 1 && r.end[r.start.length] === 0 &&
+    bytesEqual(r.start, r.end.subarray(0, r.start.length));
+}
+
+export { ZERO };

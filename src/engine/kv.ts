@@ -1,0 +1,307 @@
+// The KV operations with etcd's semantics: Range post-processing (filters, sort, limit),
+// Put, DeleteRange and Txn applied inside one backend write transaction.
+import type {
+  Compare,
+  DeleteRangeRequest,
+  PutRequest,
+  RangeRequest,
+  TxnRequest,
+} from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { WriteTx } from "../backends/backend.ts";
+import { errors } from "./errors.ts";
+import { compareBytes, isEmptyRange, toKeyRange } from "./keyrange.ts";
+import { DELETE, type Event, type KeyValue, PUT, type Rev } from "./types.ts";
+
+export interface Header {
+  revision: Rev;
+}
+export interface RangeOut {
+  header: Header;
+  kvs: KeyValue[];
+  more: boolean;
+  count: bigint;
+}
+export interface PutOut {
+  header: Header;
+  prevKv?: KeyValue;
+}
+export interface DeleteOut {
+  header: Header;
+  deleted: bigint;
+  prevKvs: KeyValue[];
+}
+export type ResponseOpOut =
+  | { response: { case: "responseRange"; value: RangeOut } }
+  | { response: { case: "responsePut"; value: PutOut } }
+  | { response: { case: "responseDeleteRange"; value: DeleteOut } }
+  | { response: { case: "responseTxn"; value: TxnOut } };
+export interface TxnOut {
+  header: Header;
+  succeeded: boolean;
+  responses: ResponseOpOut[];
+}
+
+const SORT_NONE = 0, SORT_ASCEND = 1, SORT_DESCEND = 2;
+const TARGET_KEY = 0, TARGET_VERSION = 1, TARGET_CREATE = 2, TARGET_MOD = 3, TARGET_VALUE = 4;
+
+/** What to fetch for a Range: everything when results are filtered or sorted afterwards. */
+export function rangeFetch(r: RangeRequest): { limit: number; keysOnly: boolean } {
+  const filtered = r.minModRevision !== 0n || r.maxModRevision !== 0n || r.minCreateRevision !== 0n ||
+    r.maxCreateRevision !== 0n;
+  let limit = r.sortOrder !== SORT_NONE || filtered ? 0 : Number(r.limit);
+  if (limit > 0) limit += 1; // one extra tells whether there is more
+  // values are needed to sort by value; they are dropped afterwards
+  return { limit: limit > 0 ? limit : 0, keysOnly: r.keysOnly && r.sortTarget !== TARGET_VALUE };
+}
+
+/** etcd's post-processing of a range: prune by revision filters, sort, truncate, strip values. */
+export function finishRange(r: RangeRequest, fetched: KeyValue[], count: bigint, revision: Rev): RangeOut {
+  let kvs = fetched;
+  if (r.maxModRevision !== 0n) kvs = kvs.filter((kv) => kv.modRevision <= r.maxModRevision);
+  if (r.minModRevision !== 0n) kvs = kvs.filter((kv) => kv.modRevision >= r.minModRevision);
+  if (r.maxCreateRevision !== 0n) kvs = kvs.filter((kv) => kv.createRevision <= r.maxCreateRevision);
+  if (r.minCreateRevision !== 0n) kvs = kvs.filter((kv) => kv.createRevision >= r.minCreateRevision);
+
+  let order = r.sortOrder;
+  // results come in ascending key order: sort by key ascending is a no-op, and any
+  // other target without an order defaults to ascending
+  if (r.sortTarget !== TARGET_KEY && order === SORT_NONE) order = SORT_ASCEND;
+  else if (r.sortTarget === TARGET_KEY && order === SORT_ASCEND) order = SORT_NONE;
+  if (order !== SORT_NONE) {
+    const cmp = sortComparator(r.sortTarget);
+    kvs = [...kvs].sort(order === SORT_DESCEND ? (a, b) => cmp(b, a) : cmp);
+  }
+  let more = false;
+  if (r.limit > 0n && kvs.length > Number(r.limit)) {
+    kvs = kvs.slice(0, Number(r.limit));
+    more = true;
+  }
+  if (r.keysOnly) kvs = kvs.map((kv) => (kv.value.length ? { ...kv, value: new Uint8Array(0) } : kv));
+  return { header: { revision }, kvs: r.countOnly ? [] : kvs, more, count };
+}
+
+function sortComparator(target: number): (a: KeyValue, b: KeyValue) => number {
+  const num = (f: (kv: KeyValue) => bigint) => (a: KeyValue, b: KeyValue) => (f(a) < f(b) ? -1 : f(a) > f(b) ? 1 : 0);
+  switch (target) {
+    case TARGET_VERSION:
+      return num((kv) => kv.version);
+    case TARGET_CREATE:
+      return num((kv) => kv.createRevision);
+    case TARGET_MOD:
+      return num((kv) => kv.modRevision);
+    case TARGET_VALUE:
+      return (a, b) => compareBytes(a.value, b.value);
+    default:
+      return (a, b) => compareBytes(a.key, b.key);
+  }
+}
+
+/** The state of one client transaction while it is applied: its revision and its events. */
+export class Apply {
+  changed = false;
+  readonly events: Event[] = [];
+  private sub = 0;
+
+  constructor(readonly tx: WriteTx) {}
+
+  get beginRevision(): Rev {
+    return this.tx.revision;
+  }
+  /** the revision this transaction writes at */
+  get writeRevision(): Rev {
+    return this.tx.revision + 1n;
+  }
+  /** the revision reads inside the txn report: etcd counts its own pending writes */
+  get readRevision(): Rev {
+    return this.changed ? this.writeRevision : this.beginRevision;
+  }
+
+  async get(key: Uint8Array): Promise<KeyValue | undefined> {
+    return (await this.tx.range(toKeyRange(key, new Uint8Array(0)), { limit: 1 }))[0];
+  }
+
+  async range(r: RangeRequest): Promise<RangeOut> {
+    const kr = toKeyRange(r.key, r.rangeEnd);
+    const rev = this.readRevision;
+    if (isEmptyRange(kr)) return finishRange(r, [], 0n, rev);
+    const at = r.revision > 0n ? r.revision : undefined;
+    const fetch = rangeFetch(r);
+    const count = await this.tx.count(kr, at);
+    const kvs = r.countOnly ? [] : await this.tx.range(kr, { revision: at, ...fetch });
+    return finishRange(r, kvs, count, rev);
+  }
+
+  async put(p: PutRequest): Promise<PutOut> {
+    const prev = await this.get(p.key);
+    if ((p.ignoreValue || p.ignoreLease) && !prev) throw errors.keyNotFound();
+    const rev = this.writeRevision;
+    const kv: KeyValue = {
+      key: p.key,
+      value: p.ignoreValue ? prev!.value : p.value,
+      lease: p.ignoreLease ? prev!.lease : p.lease,
+      createRevision: prev ? prev.createRevision : rev,
+      modRevision: rev,
+      version: prev ? prev.version + 1n : 1n,
+    };
+    await this.tx.put(kv, prev, this.sub++);
+    this.changed = true;
+    this.events.push({ type: PUT, kv, prevKv: prev });
+    return { header: { revision: rev }, prevKv: p.prevKv ? prev : undefined };
+  }
+
+  async deleteRange(d: DeleteRangeRequest): Promise<DeleteOut> {
+    const kr = toKeyRange(d.key, d.rangeEnd);
+    const kvs = isEmptyRange(kr) ? [] : await this.tx.range(kr);
+    await this.deleteKvs(kvs);
+    return { header: { revision: this.readRevision }, deleted: BigInt(kvs.length), prevKvs: d.prevKv ? kvs : [] };
+  }
+
+  /** deletes live keys at this transaction's revision (also used when a lease goes) */
+  async deleteKvs(kvs: KeyValue[]): Promise<void> {
+    const rev = this.writeRevision;
+    for (const prev of kvs) {
+      await this.tx.delete(prev, rev, this.sub++);
+      this.changed = true;
+      this.events.push({
+        type: DELETE,
+        kv: { key: prev.key, createRevision: 0n, modRevision: rev, version: 0n, lease: 0n, value: new Uint8Array(0) },
+        prevKv: prev,
+      });
+    }
+  }
+
+  /** Persists the new revision if anything was written; returns the header revision. */
+  async finish(): Promise<Rev> {
+    if (this.changed) await this.tx.setRevision(this.writeRevision);
+    return this.readRevision;
+  }
+
+  async txn(r: TxnRequest): Promise<TxnOut> {
+    // Every compare along the taken path is evaluated on the state before the txn.
+    const path = await this.comparePath(r);
+    if (!isReadOnly(r)) await this.checkPuts(r, path.slice());
+    this.checkRanges(r, path.slice());
+    return this.applyTxn(r, path);
+  }
+
+  private async comparePath(r: TxnRequest): Promise<boolean[]> {
+    const ok = await this.compares(r.compare);
+    const path = [ok];
+    for (const op of ok ? r.success : r.failure) {
+      if (op.request.case === "requestTxn") path.push(...(await this.comparePath(op.request.value)));
+    }
+    return path;
+  }
+
+  private async compares(cs: Compare[]): Promise<boolean> {
+    for (const c of cs) if (!(await this.compare(c))) return false;
+    return true;
+  }
+
+  private async compare(c: Compare): Promise<boolean> {
+    const kr = toKeyRange(c.key, c.rangeEnd);
+    const kvs = isEmptyRange(kr) ? [] : await this.tx.range(kr);
+    if (kvs.length === 0) {
+      // a missing key has no value to compare: such a compare always fails
+      if (c.target === CMP_VALUE) return false;
+      return compareKv(c, undefined);
+    }
+    return kvs.every((kv) => compareKv(c, kv));
+  }
+
+  /** ignore_value/ignore_lease need an existing key and a lease must exist, checked before applying */
+  private async checkPuts(r: TxnRequest, path: boolean[]): Promise<void> {
+    const ok = path.shift()!;
+    for (const op of ok ? r.success : r.failure) {
+      if (op.request.case === "requestTxn") await this.checkPuts(op.request.value, path);
+      if (op.request.case !== "requestPut") continue;
+      await this.checkPut(op.request.value);
+    }
+  }
+
+  async checkPut(p: PutRequest): Promise<void> {
+    if ((p.ignoreValue || p.ignoreLease) && !(await this.get(p.key))) throw errors.keyNotFound();
+    if (p.lease !== 0n && !(await this.tx.leaseExists(p.lease))) throw errors.leaseNotFound();
+  }
+
+  private checkRanges(r: TxnRequest, path: boolean[]): void {
+    const ok = path.shift()!;
+    for (const op of ok ? r.success : r.failure) {
+      if (op.request.case === "requestTxn") this.checkRanges(op.request.value, path);
+      if (op.request.case !== "requestRange") continue;
+      const rev = op.request.value.revision;
+      if (rev === 0n) continue;
+      if (rev > this.beginRevision) throw errors.futureRevision();
+      if (rev < this.tx.compactRevision) throw errors.compacted();
+    }
+  }
+
+  private async applyTxn(r: TxnRequest, path: boolean[]): Promise<TxnOut> {
+    const succeeded = path.shift()!;
+    const responses: ResponseOpOut[] = [];
+    for (const op of succeeded ? r.success : r.failure) {
+      const req = op.request;
+      switch (req.case) {
+        case "requestRange":
+          responses.push({ response: { case: "responseRange", value: await this.range(req.value) } });
+          break;
+        case "requestPut":
+          responses.push({ response: { case: "responsePut", value: await this.put(req.value) } });
+          break;
+        case "requestDeleteRange":
+          responses.push({ response: { case: "responseDeleteRange", value: await this.deleteRange(req.value) } });
+          break;
+        case "requestTxn":
+          responses.push({ response: { case: "responseTxn", value: await this.applyTxn(req.value, path) } });
+          break;
+      }
+    }
+    // nested txn responses carry an empty header, as etcd's do; the caller sets the top one
+    return { header: { revision: 0n }, succeeded, responses };
+  }
+}
+
+const CMP_EQUAL = 0, CMP_GREATER = 1, CMP_LESS = 2, CMP_NOT_EQUAL = 3;
+const CMP_VERSION = 0, CMP_CREATE = 1, CMP_MOD = 2, CMP_VALUE = 3, CMP_LEASE = 4;
+
+function compareKv(c: Compare, kv: KeyValue | undefined): boolean {
+  const u = c.targetUnion;
+  let result: number;
+  const num = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+  switch (c.target) {
+    case CMP_VALUE:
+      result = compareBytes(kv?.value ?? new Uint8Array(0), u.case === "value" ? u.value : new Uint8Array(0));
+      break;
+    case CMP_CREATE:
+      result = num(kv?.createRevision ?? 0n, u.case === "createRevision" ? u.value : 0n);
+      break;
+    case CMP_MOD:
+      result = num(kv?.modRevision ?? 0n, u.case === "modRevision" ? u.value : 0n);
+      break;
+    case CMP_VERSION:
+      result = num(kv?.version ?? 0n, u.case === "version" ? u.value : 0n);
+      break;
+    case CMP_LEASE:
+      result = num(kv?.lease ?? 0n, u.case === "lease" ? u.value : 0n);
+      break;
+    default:
+      result = 0;
+  }
+  switch (c.result) {
+    case CMP_EQUAL:
+      return result === 0;
+    case CMP_NOT_EQUAL:
+      return result !== 0;
+    case CMP_GREATER:
+      return result > 0;
+    case CMP_LESS:
+      return result < 0;
+    default:
+      return true;
+  }
+}
+
+/** A txn whose both branches only read (nested txns count as writes, as in etcd). */
+export function isReadOnly(r: TxnRequest): boolean {
+  return [...r.success, ...r.failure].every((op) => op.request.case === "requestRange");
+}

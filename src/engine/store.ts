@@ -1,0 +1,166 @@
+// The engine's entry point for the KV API: reads go straight to the backend; writes
+// are queued and committed in batches (group commit), each client transaction keeping
+// its own revision and compare result; committed events are published in revision order.
+import type {
+  CompactionRequest,
+  DeleteRangeRequest,
+  PutRequest,
+  RangeRequest,
+  TxnRequest,
+} from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { Backend, WriteTx } from "../backends/backend.ts";
+import { setImmediate } from "node:timers";
+import { backendUnavailable, EtcdError, errors } from "./errors.ts";
+import { isEmptyRange, toKeyRange } from "./keyrange.ts";
+import { Apply, type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut } from "./kv.ts";
+import { checkRevision } from "./revisions.ts";
+import type { Event, Rev } from "./types.ts";
+
+/** most client transactions committed in one database transaction */
+const MAX_BATCH = 256;
+
+export interface Committed {
+  revision: Rev;
+  events: Event[];
+}
+
+type Job = {
+  run: (a: Apply) => Promise<unknown>;
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+};
+
+export class Store {
+  /** the newest committed revision, published to watchers */
+  revision: Rev = 0n;
+  compactRevision: Rev = 0n;
+  private queue: Job[] = [];
+  private flushing = false;
+  private compaction: Promise<void> = Promise.resolve();
+  private readonly listeners: Array<(c: Committed) => void> = [];
+
+  constructor(readonly backend: Backend) {}
+
+  init(revision: Rev, compactRevision: Rev): void {
+    this.revision = revision;
+    this.compactRevision = compactRevision;
+  }
+
+  /** Called for every committed revision, in order, before the writer is answered. */
+  onCommit(fn: (c: Committed) => void): void {
+    this.listeners.push(fn);
+  }
+
+  async range(r: RangeRequest): Promise<RangeOut> {
+    const kr = toKeyRange(r.key, r.rangeEnd);
+    if (isEmptyRange(kr)) {
+      const { revision, compactRevision } = await this.call(() => this.backend.revisions());
+      checkRevision(r.revision, revision, compactRevision);
+      return finishRange(r, [], 0n, revision);
+    }
+    const fetch = rangeFetch(r);
+    const res = await this.call(() =>
+      this.backend.range({ range: kr, revision: r.revision, countOnly: r.countOnly, ...fetch })
+    );
+    return finishRange(r, res.kvs, res.count, res.revision);
+  }
+
+  put(p: PutRequest): Promise<PutOut> {
+    return this.write(async (a) => {
+      await a.checkPut(p);
+      const out = await a.put(p);
+      await a.finish();
+      return out;
+    });
+  }
+
+  deleteRange(d: DeleteRangeRequest): Promise<DeleteOut> {
+    return this.write(async (a) => {
+      const out = await a.deleteRange(d);
+      out.header.revision = await a.finish();
+      return out;
+    });
+  }
+
+  txn(r: TxnRequest): Promise<TxnOut> {
+    return this.write(async (a) => {
+      const out = await a.txn(r);
+      out.header = { revision: await a.finish() };
+      return out;
+    });
+  }
+
+  /** Marks history below rev as compacted, then removes it in the background (or waits, if physical). */
+  async compact(c: CompactionRequest): Promise<{ header: { revision: Rev } }> {
+    const revision = await this.write(async (a) => {
+      if (c.revision <= a.tx.compactRevision) throw errors.compacted();
+      if (c.revision > a.beginRevision) throw errors.futureRevision();
+      await a.tx.setCompactRevision(c.revision);
+      return a.beginRevision;
+    });
+    this.compactRevision = c.revision;
+    const done = (this.compaction = this.compaction.then(() =>
+      this.backend.compact(c.revision).catch((err) => {
+        console.error(JSON.stringify({ level: "error", msg: "compaction failed", revision: String(c.revision), error: String(err) }));
+      })
+    ));
+    if (c.physical) await done;
+    return { header: { revision } };
+  }
+
+  /**
+   * Runs fn as one client transaction in the next group commit. fn sees the state left
+   * by the transactions committed before it; what it throws rolls back only its own writes.
+   */
+  write<T>(fn: (a: Apply) => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ run: fn, resolve: resolve as (v: unknown) => void, reject });
+      if (!this.flushing) {
+        this.flushing = true;
+        // let every request that arrived in this turn of the event loop join the batch
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, MAX_BATCH);
+        const applies: Apply[] = [];
+        let results;
+        try {
+          results = await this.backend.write(batch.map((job) => (tx: WriteTx) => {
+            const a = new Apply(tx);
+            applies.push(a);
+            return job.run(a);
+          }));
+        } catch (err) {
+          const e = err instanceof EtcdError ? err : backendUnavailable(this.backend.name, err);
+          for (const job of batch) job.reject(e);
+          continue;
+        }
+        results.forEach((res, i) => {
+          const a = applies[i]!;
+          if (res.ok && a.changed) {
+            this.revision = a.writeRevision;
+            const committed = { revision: a.writeRevision, events: a.events };
+            for (const l of this.listeners) l(committed);
+          }
+        });
+        results.forEach((res, i) => (res.ok ? batch[i]!.resolve(res.value) : batch[i]!.reject(res.error)));
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof EtcdError) throw err;
+      throw backendUnavailable(this.backend.name, err);
+    }
+  }
+}

@@ -1,0 +1,56 @@
+// The etcd data model as the engine and the backends see it. Field names match the
+// generated protobuf types (minus $typeName) so results pass straight to the api layer.
+
+/** A revision, a version or a lease ID: etcd's int64s, kept as bigint end to end. */
+export type Rev = bigint;
+
+export interface KeyValue {
+  key: Uint8Array;
+  createRevision: Rev;
+  modRevision: Rev;
+  version: Rev;
+  value: Uint8Array;
+  lease: Rev;
+}
+
+export const PUT = 0;
+export const DELETE = 1;
+export type EventType = typeof PUT | typeof DELETE;
+
+export interface Event {
+  type: EventType;
+  kv: KeyValue;
+  prevKv?: KeyValue;
+}
+
+/**
+ * A key range as etcd defines it, normalised: every key k with start <= k < end;
+ * end undefined means no upper bound.
+ */
+export interface KeyRange {
+  start: Uint8Array;
+  end: Uint8Array | undefined;
+}
+
+export interface RangeQuery {
+  range: KeyRange;
+  /** 0 = latest */
+  revision: Rev;
+  /** 0 = no limit */
+  limit: number;
+  countOnly: boolean;
+  keysOnly: boolean;
+}
+
+export interface RangeResult {
+  kvs: KeyValue[];
+  /** number of keys in the range at the revision, regardless of limit */
+  count: bigint;
+  /** the store's current revision when the read was made */
+  revision: Rev;
+}
+
+export interface LeaseRecord {
+  id: Rev;
+  ttl: Rev;
+}

@@ -1,0 +1,181 @@
+// Fans committed events out to watchers. A synced watcher gets each revision as it is
+// committed; an unsynced one (starting in the past, or whose stream fell behind)
+// catches up from the backend's history and then joins the synced set. Writers never
+// wait for watchers: a stream whose queue is full simply drops back to catching up.
+import type { Backend } from "../backends/backend.ts";
+import { inRange } from "./keyrange.ts";
+import { DELETE, type Event, type KeyRange, PUT, type Rev } from "./types.ts";
+
+/** revisions read from history per catch-up step */
+const CATCH_UP_REVISIONS = 1000;
+
+export interface WatchResponseOut {
+  header: { revision: Rev };
+  watchId: bigint;
+  created?: boolean;
+  canceled?: boolean;
+  compactRevision?: Rev;
+  cancelReason?: string;
+  events: Event[];
+}
+
+/** One client stream: watchers on it share its outgoing queue. */
+export interface WatchSink {
+  send(resp: WatchResponseOut): void;
+  /** true while the client is not keeping up; synced watchers then fall back to catch-up */
+  congested(): boolean;
+  /** resolves when the queue has room again */
+  drained(): Promise<void>;
+}
+
+export class Watcher {
+  /** the next revision this watcher has to deliver */
+  nextRev: Rev;
+  /** whether anything was sent since the last progress tick */
+  sentSinceTick = false;
+  closed = false;
+
+  constructor(
+    readonly id: bigint,
+    readonly range: KeyRange,
+    startRev: Rev,
+    readonly opts: { prevKv: boolean; noPut: boolean; noDelete: boolean; progressNotify: boolean },
+    readonly sink: WatchSink,
+  ) {
+    this.nextRev = startRev;
+  }
+
+  /** the events this watcher wants, shaped as it asked */
+  select(events: Event[]): Event[] {
+    const out: Event[] = [];
+    for (const ev of events) {
+      if (ev.type === PUT && this.opts.noPut) continue;
+      if (ev.type === DELETE && this.opts.noDelete) continue;
+      if (!inRange(this.range, ev.kv.key)) continue;
+      out.push(this.opts.prevKv || !ev.prevKv ? ev : { type: ev.type, kv: ev.kv });
+    }
+    return out;
+  }
+}
+
+export class WatchHub {
+  private readonly synced = new Set<Watcher>();
+  private readonly unsynced = new Set<Watcher>();
+  private syncing = false;
+
+  constructor(
+    private readonly backend: Backend,
+    /** the newest published revision and the compaction floor, kept by the store */
+    private readonly revisions: () => { revision: Rev; compactRevision: Rev },
+  ) {}
+
+  get size(): number {
+    return this.synced.size + this.unsynced.size;
+  }
+
+  add(w: Watcher): void {
+    if (w.nextRev > this.revisions().revision) this.synced.add(w);
+    else this.unsync(w);
+  }
+
+  remove(w: Watcher): void {
+    w.closed = true;
+    this.synced.delete(w);
+    this.unsynced.delete(w);
+  }
+
+  isSynced(w: Watcher): boolean {
+    return this.synced.has(w);
+  }
+
+  /** Delivers one committed revision to every synced watcher. */
+  publish(revision: Rev, events: Event[]): void {
+    for (const w of this.synced) {
+      if (w.sink.congested()) {
+        // leave the events in the history; the watcher reads them when its client catches up
+        this.synced.delete(w);
+        this.unsync(w);
+        continue;
+      }
+      const evs = w.select(events);
+      w.nextRev = revision + 1n;
+      if (evs.length === 0) continue;
+      w.sentSinceTick = true;
+      w.sink.send({ header: { revision }, watchId: w.id, events: evs });
+    }
+  }
+
+  /** Sends a progress notification to each synced watcher that asked and heard nothing since the last tick. */
+  progressTick(): void {
+    const { revision } = this.revisions();
+    for (const w of this.synced) {
+      if (w.opts.progressNotify && !w.sentSinceTick && !w.sink.congested()) {
+        w.sink.send({ header: { revision }, watchId: w.id, events: [] });
+      }
+      w.sentSinceTick = false;
+    }
+  }
+
+  private unsync(w: Watcher): void {
+    this.unsynced.add(w);
+    if (!this.syncing) {
+      this.syncing = true;
+      queueMicrotask(() => void this.catchUp());
+    }
+  }
+
+  private async catchUp(): Promise<void> {
+    try {
+      while (this.unsynced.size > 0) {
+        let progressed = false;
+        for (const w of [...this.unsynced]) {
+          if (w.closed) continue;
+          if (w.sink.congested()) continue;
+          progressed = true;
+          await this.catchUpStep(w);
+        }
+        if (!progressed) {
+          // every lagging client is still draining its queue: wait for one of them
+          await Promise.race([...this.unsynced].map((w) => w.sink.drained()));
+        }
+      }
+    } catch (err) {
+      console.error(JSON.stringify({ level: "error", msg: "watch catch-up failed", error: String(err) }));
+      // retry shortly: the backend may be back
+      setTimeout(() => void this.catchUp(), 1000);
+      return;
+    }
+    this.syncing = false;
+  }
+
+  private async catchUpStep(w: Watcher): Promise<void> {
+    const { revision, compactRevision } = this.revisions();
+    if (w.nextRev < compactRevision) {
+      // the history it needs is gone: cancel it as etcd does, naming the compaction
+      this.unsynced.delete(w);
+      w.closed = true;
+      w.sink.send({ header: { revision: 0n }, watchId: w.id, canceled: true, compactRevision, events: [] });
+      return;
+    }
+    if (w.nextRev <= revision) {
+      const to = revision;
+      const from = w.nextRev;
+      const events = await this.backend.events(from, to, CATCH_UP_REVISIONS);
+      if (w.closed) return;
+      // a compaction that ran during the read may have removed part of what it returned
+      if (from < this.revisions().compactRevision) return this.catchUpStep(w);
+      const last = w.nextRev + BigInt(CATCH_UP_REVISIONS) - 1n < to ? w.nextRev + BigInt(CATCH_UP_REVISIONS) - 1n : to;
+      const evs = w.select(events);
+      if (evs.length > 0) {
+        w.sentSinceTick = true;
+        w.sink.send({ header: { revision: this.revisions().revision }, watchId: w.id, events: evs });
+      }
+      w.nextRev = last + 1n;
+    }
+    // joining the synced set happens in the same tick as the check, so no revision slips between
+    if (w.nextRev > this.revisions().revision) {
+      this.unsynced.delete(w);
+      this.synced.add(w);
+    }
+  }
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env bun
+// The strata command line: `strata serve` runs the etcd v3 API on the configured backend.
+import { createGrpcServer } from "./api/server.ts";
+import { openBackend } from "./backends/open.ts";
+import { AutoCompactor } from "./engine/compactor.ts";
+import { LeaseKeeper } from "./engine/leases.ts";
+import { Store } from "./engine/store.ts";
+import { WatchHub } from "./engine/watch-hub.ts";
+import { type Config, ConfigError, helpText, loadConfig } from "./config/config.ts";
+import pkg from "../package.json" with { type: "json" };
+
+const log = (level: string, msg: string, fields: Record<string, unknown> = {}) =>
+  console.error(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
+
+async function serve(config: Config): Promise<void> {
+  const backend = openBackend(config.backend);
+  const state = await backend.open();
+  const store = new Store(backend);
+  store.init(state.revision, state.compactRevision);
+  const hub = new WatchHub(backend, () => ({ revision: store.revision, compactRevision: store.compactRevision }));
+  store.onCommit((c) => hub.publish(c.revision, c.events));
+  const leases = new LeaseKeeper(store, backend);
+  leases.start(state.leases);
+  const compactor = config.autoCompaction ? new AutoCompactor(store, config.autoCompaction) : undefined;
+  compactor?.start();
+  const progress = setInterval(() => hub.progressTick(), config["watch-progress-notify-interval"]);
+
+  const listen = new URL(config.listen);
+  const clientUrls = config["advertise-client-urls"]
+    ? config["advertise-client-urls"].split(",").map((s) => s.trim()).filter(Boolean)
+    : [listen.origin];
+  const server = createGrpcServer({
+    store,
+    hub,
+    leases,
+    backend,
+    identity: { clusterId: state.clusterId, memberId: state.memberId },
+    member: { name: config.name, clientUrls },
+    limits: { maxTxnOps: config["max-txn-ops"], maxRequestBytes: config["max-request-bytes"] },
+  });
+  const host = listen.hostname.replace(/^\[|\]$/g, "");
+  const port = Number(listen.port || 2379);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => resolve());
+  });
+  log("info", "serving etcd v3 API", { listen: listen.origin, backend: backend.name, revision: String(state.revision) });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log("info", "shutting down", { signal });
+    clearInterval(progress);
+    compactor?.stop();
+    leases.stop();
+    server.close();
+    // give in-flight writes a moment to commit before the database closes
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && (server as unknown as { _connections?: number })._connections) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await backend.close();
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  if (command === "--version" || command === "version") {
+    console.log(`strata ${pkg.version}`);
+    return;
+  }
+  if (!command || command === "--help" || command === "-h" || command === "help") {
+    console.log(`strata ${pkg.version}: an etcd-compatible storage router for Kubernetes\n\nCommands:\n  serve    serve the etcd v3 API (strata serve --help)\n  version  print the version`);
+    return;
+  }
+  if (command !== "serve") {
+    console.error(`strata: unknown command "${command}"; try strata --help`);
+    process.exit(2);
+  }
+  if (rest.includes("--help") || rest.includes("-h")) {
+    console.log(helpText());
+    return;
+  }
+  let config: Config;
+  try {
+    config = loadConfig(rest, process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`strata: configuration error: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  try {
+    await serve(config);
+  } catch (err) {
+    console.error(`strata: cannot start: ${(err as Error).message}`);
+    process.exit(1);
+  }
+}
+
+await main(process.argv.slice(2));

@@ -12,6 +12,7 @@ import { clusterService, type Member } from "./cluster.ts";
 import type { ServerIdentity } from "./header.ts";
 import { kvService } from "./kv.ts";
 import { leaseService } from "./lease.ts";
+import { withGrpcStatusWording } from "./grpc-status.ts";
 import { GRPC_OVERHEAD_BYTES, type Limits } from "./limits.ts";
 import { maintenanceService } from "./maintenance.ts";
 import { watchService } from "./watch.ts";
@@ -45,7 +46,7 @@ export function createGrpcServer(p: ServerParts): http2.Http2Server {
     },
     fallback: unknownMethod,
   });
-  return http2.createServer({}, handler);
+  return http2.createServer({}, withGrpcStatusWording(handler));
 }
 
 /** gRPC's answer to a method nobody serves: status 12 (Unimplemented), as grpc-go words it. */
@@ -60,10 +61,7 @@ function unknownMethod(req: http2.Http2ServerRequest | import("node:http").Incom
     res.end("strata serves the etcd v3 gRPC API here; use an etcd v3 client\n");
     return;
   }
-  res.writeHead(200, {
-    "content-type": "application/grpc",
-    "grpc-status": "12",
-    "grpc-message": encodeURIComponent(message),
-  });
+  res.writeHead(200, { "content-type": "application/grpc" });
+  res.addTrailers({ "grpc-status": "12", "grpc-message": message });
   res.end();
 }

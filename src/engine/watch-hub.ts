@@ -91,6 +91,8 @@ export class WatchHub {
   /** Delivers one committed revision to every synced watcher. */
   publish(revision: Rev, events: Event[]): void {
     for (const w of this.synced) {
+      // a watcher created for a future revision waits for it
+      if (revision < w.nextRev) continue;
       if (w.sink.congested()) {
         // leave the events in the history; the watcher reads them when its client catches up
         this.synced.delete(w);

@@ -1,0 +1,32 @@
+import { describe, expect, test } from "bun:test";
+import { compareBytes, inRange, isEmptyRange, toKeyRange } from "../../src/engine/keyrange.ts";
+
+const b = (s: string) => new TextEncoder().encode(s);
+
+describe("etcd key ranges", () => {
+  test("an empty range_end is the single key", () => {
+    const r = toKeyRange(b("a"), new Uint8Array(0));
+    expect(inRange(r, b("a"))).toBe(true);
+    expect(inRange(r, b("a\0"))).toBe(false);
+    expect(inRange(r, b("ab"))).toBe(false);
+  });
+  test('range_end "\\0" means every key from key on', () => {
+    const r = toKeyRange(b("m"), new Uint8Array([0]));
+    expect(r.end).toBeUndefined();
+    expect(inRange(r, b("zzzz"))).toBe(true);
+    expect(inRange(r, b("l"))).toBe(false);
+  });
+  test("a range is half open", () => {
+    const r = toKeyRange(b("a"), b("c"));
+    expect(inRange(r, b("b\xff"))).toBe(true);
+    expect(inRange(r, b("c"))).toBe(false);
+  });
+  test("a range whose end is not after its start is empty", () => {
+    expect(isEmptyRange(toKeyRange(b("b"), b("a")))).toBe(true);
+    expect(isEmptyRange(toKeyRange(b("a"), b("a")))).toBe(true);
+  });
+  test("bytes compare unsigned, shorter prefix first", () => {
+    expect(compareBytes(new Uint8Array([0x7f]), new Uint8Array([0x80]))).toBeLessThan(0);
+    expect(compareBytes(b("ab"), b("a"))).toBeGreaterThan(0);
+  });
+});

@@ -54,12 +54,9 @@ async function serve(config: Config): Promise<void> {
     clearInterval(progress);
     compactor?.stop();
     leases.stop();
+    // stop accepting, let queued writes commit, then close the database
     server.close();
-    // give in-flight writes a moment to commit before the database closes
-    const deadline = Date.now() + 5000;
-    while (Date.now() < deadline && (server as unknown as { _connections?: number })._connections) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await Promise.race([store.drain(), new Promise((r) => setTimeout(r, 10_000))]);
     await backend.close();
     process.exit(0);
   };

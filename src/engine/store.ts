@@ -123,6 +123,12 @@ export class Store {
     });
   }
 
+  /** Resolves once every queued write has been committed or failed (for shutdown). */
+  async drain(): Promise<void> {
+    while (this.flushing || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5));
+    await this.compaction;
+  }
+
   private async flush(): Promise<void> {
     try {
       while (this.queue.length > 0) {

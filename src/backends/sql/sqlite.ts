@@ -17,6 +17,7 @@ export class SqliteBackend implements Backend {
   readonly name: string;
   private writer!: SqliteDatabase;
   private reader!: SqliteDatabase;
+  private lock: SqliteDatabase | undefined;
   private readonly cache = new Map<SqliteDatabase, Map<string, Statement>>();
 
   constructor(private readonly path: string) {
@@ -32,6 +33,7 @@ export class SqliteBackend implements Backend {
   }
 
   async open(): Promise<BackendState> {
+    await this.lockExclusively();
     this.writer = await openSqlite(this.path);
     this.writer.exec("PRAGMA journal_mode = WAL");
     // FULL: the WAL is fsynced at every commit, so an acknowledged write survives power loss.
@@ -51,6 +53,24 @@ export class SqliteBackend implements Backend {
     const leases = this.sql(this.writer, "SELECT id, ttl FROM leases ORDER BY id").all()
       .map((r) => ({ id: r.id as bigint, ttl: r.ttl as bigint }));
     return { ...meta, leases };
+  }
+
+  /**
+   * One strata process per SQLite file: revisions and watch events live in the process,
+   * so a second one would serve stale answers. The lock is an exclusive transaction held
+   * open on a small side file; the operating system releases it when the process dies.
+   */
+  private async lockExclusively(): Promise<void> {
+    if (this.path === ":memory:") return;
+    this.lock = await openSqlite(`${this.path}.lock`);
+    try {
+      this.lock.exec("PRAGMA busy_timeout = 0");
+      this.lock.exec("BEGIN EXCLUSIVE");
+    } catch {
+      this.lock.close();
+      this.lock = undefined;
+      throw new Error(`${this.name} is in use by another strata process (its lock file ${this.path}.lock is held)`);
+    }
   }
 
   private schemaVersion(): number {
@@ -94,6 +114,8 @@ export class SqliteBackend implements Backend {
   async close(): Promise<void> {
     this.reader?.close();
     this.writer?.close();
+    this.lock?.close();
+    this.lock = undefined;
   }
 
   async revisions(): Promise<{ revision: Rev; compactRevision: Rev }> {

@@ -34,6 +34,8 @@ export function createGrpcServer(p: ServerParts): http2.Http2Server {
     grpc: true,
     grpcWeb: false,
     connect: false,
+    // etcd does not compress responses; compressing costs CPU on every list
+    acceptCompression: [],
     // etcd's gRPC server refuses messages above max-request-bytes plus its overhead allowance
     readMaxBytes: p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     routes(router) {

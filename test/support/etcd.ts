@@ -1,0 +1,53 @@
+// Starts a real etcd (Debian's etcd-server) on free loopback ports in a temp dir.
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Etcd3 } from "etcd3";
+import { freePort } from "./strata.ts";
+
+export interface EtcdProcess {
+  endpoint: string;
+  stop(): Promise<void>;
+}
+
+export async function startEtcd(extraArgs: string[] = []): Promise<EtcdProcess> {
+  const dir = mkdtempSync(join(tmpdir(), "etcd-test-"));
+  const client = await freePort();
+  const peer = await freePort();
+  const endpoint = `127.0.0.1:${client}`;
+  let err = "";
+  const child: ChildProcess = spawn("etcd", [
+    "--name", "default",
+    "--data-dir", join(dir, "data"),
+    "--listen-client-urls", `http://${endpoint}`,
+    "--advertise-client-urls", `http://${endpoint}`,
+    "--listen-peer-urls", `http://127.0.0.1:${peer}`,
+    "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`,
+    "--initial-cluster", `default=http://127.0.0.1:${peer}`,
+    ...extraArgs,
+  ], { stdio: ["ignore", "ignore", "pipe"] });
+  child.stderr!.on("data", (d) => (err = (err + d).slice(-4000)));
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const c = new Etcd3({ hosts: endpoint, dialTimeout: 500 } as never);
+    try {
+      await c.put("ready-probe").value("1").exec();
+      await c.delete().key("ready-probe").exec();
+      break;
+    } catch {
+      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`etcd did not start on ${endpoint}: ${err}`);
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      c.close();
+    }
+  }
+  return {
+    endpoint,
+    stop: async () => {
+      child.kill("SIGTERM");
+      if (child.exitCode === null) await new Promise((r) => child.once("exit", r));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -38,7 +38,6 @@ export const errors = {
   leaseExists: e("FailedPrecondition", "etcdserver: lease already exists"),
   leaseTTLTooLarge: e("OutOfRange", "etcdserver: too large lease TTL"),
   authNotEnabled: e("FailedPrecondition", "etcdserver: authentication is not enabled"),
-  memberNotFound: e("NotFound", "etcdserver: member not found"),
 };
 
 /** A backend that cannot be reached: Unavailable, naming the backend. */

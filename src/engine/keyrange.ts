@@ -2,7 +2,6 @@
 // >= key, anything else is the half-open interval [key, range_end).
 import type { KeyRange } from "./types.ts";
 
-const ZERO = new Uint8Array([0]);
 
 export function compareBytes(a: Uint8Array, b: Uint8Array): number {
   const n = Math.min(a.length, b.length);
@@ -38,10 +37,3 @@ export function isEmptyRange(r: KeyRange): boolean {
 export function inRange(r: KeyRange, key: Uint8Array): boolean {
   return compareBytes(key, r.start) >= 0 && (r.end === undefined || compareBytes(key, r.end) < 0);
 }
-
-export function isSingleKey(r: KeyRange): boolean {
-  return r.end !== undefined && r.end.length === r.start.length + 1 && r.end[r.start.length] === 0 &&
-    bytesEqual(r.start, r.end.subarray(0, r.start.length));
-}
-
-export { ZERO };

@@ -1,0 +1,58 @@
+// A Watch stream over raw HTTP/2 with gRPC framing, so a test controls exactly what is
+// sent and when the responses are read.
+import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
+import * as http2 from "node:http2";
+import {
+  type WatchResponse,
+  WatchRequestSchema,
+  WatchResponseSchema,
+} from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
+
+export interface RawWatch {
+  responses: WatchResponse[];
+  send(req: MessageInitShape<typeof WatchRequestSchema>): void;
+  pause(): void;
+  resume(): void;
+  close(): void;
+}
+
+export function rawWatch(endpoint: string): RawWatch {
+  const session = http2.connect(`http://${endpoint}`);
+  const req = session.request({
+    ":method": "POST",
+    ":path": "/etcdserverpb.Watch/Watch",
+    "content-type": "application/grpc",
+    te: "trailers",
+  });
+  const responses: WatchResponse[] = [];
+  let buf = Buffer.alloc(0);
+  req.on("data", (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
+      const len = buf.readUInt32BE(1);
+      responses.push(fromBinary(WatchResponseSchema, buf.subarray(5, 5 + len)));
+      buf = buf.subarray(5 + len);
+    }
+  });
+  req.on("error", () => {});
+  return {
+    responses,
+    send(r) {
+      const msg = toBinary(WatchRequestSchema, create(WatchRequestSchema, r));
+      const frame = Buffer.alloc(5 + msg.length);
+      frame.writeUInt32BE(msg.length, 1);
+      frame.set(msg, 5);
+      req.write(frame);
+    },
+    pause: () => req.pause(),
+    resume: () => req.resume(),
+    close: () => session.close(),
+  };
+}
+
+/** the range_end that makes [prefix, end) every key with the prefix */
+export function prefixEnd(prefix: string): Buffer {
+  const b = Buffer.from(prefix);
+  b[b.length - 1]!++;
+  return b;
+}

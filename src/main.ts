@@ -13,14 +13,14 @@ const log = (level: string, msg: string, fields: Record<string, unknown> = {}) =
   console.error(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
 
 async function serve(config: Config): Promise<void> {
-  const backend = openBackend(config.backend);
+  const backend = await openBackend(config.backend);
   const state = await backend.open();
   const store = new Store(backend);
   store.init(state.revision, state.compactRevision);
   const hub = new WatchHub(backend, () => ({ revision: store.revision, compactRevision: store.compactRevision }));
   store.onCommit((c) => hub.publish(c.revision, c.events));
   const leases = new LeaseKeeper(store, backend);
-  leases.start(state.leases);
+  leases.start();
   const compactor = config.autoCompaction ? new AutoCompactor(store, config.autoCompaction) : undefined;
   compactor?.start();
   const progress = setInterval(() => hub.progressTick(), config["watch-progress-notify-interval"]);

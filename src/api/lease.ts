@@ -21,14 +21,14 @@ export function leaseService(leases: LeaseKeeper, store: Store, id: ServerIdenti
       try {
         for await (const r of requests) {
           // a lease that is gone is answered with TTL 0, as etcd does
-          yield { header: header(id, store.revision), ID: r.ID, TTL: leases.renew(r.ID) };
+          yield { header: header(id, store.revision), ID: r.ID, TTL: await leases.renew(r.ID) };
         }
       } catch (err) {
         throw toConnectError(err);
       }
     },
     leaseTimeToLive: etcdErrors(async (r) => {
-      const t = leases.timeToLive(r.ID);
+      const t = await leases.timeToLive(r.ID);
       // etcd answers a missing lease with TTL -1 rather than an error
       if (!t) return { header: header(id, store.revision), ID: r.ID, TTL: -1n };
       const keys = r.keys ? await leases.keys(r.ID) : [];
@@ -36,7 +36,7 @@ export function leaseService(leases: LeaseKeeper, store: Store, id: ServerIdenti
     }),
     leaseLeases: etcdErrors(async () => ({
       header: header(id, store.revision),
-      leases: leases.ids().map((ID) => ({ ID })),
+      leases: (await leases.ids()).map((ID) => ({ ID })),
     })),
   };
 }

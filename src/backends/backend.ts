@@ -8,7 +8,6 @@ export interface BackendState {
   compactRevision: Rev;
   clusterId: bigint;
   memberId: bigint;
-  leases: LeaseRecord[];
 }
 
 /** The view of one client transaction inside a write batch. Reads see the writes made before them. */
@@ -24,6 +23,8 @@ export interface WriteTx {
   /** Deletes the live key `prev` at revision rev. */
   delete(prev: KeyValue, rev: Rev, sub: number): Promise<void>;
   leaseExists(id: Rev): Promise<boolean>;
+  /** whether the lease exists and its deadline is at or before now */
+  leaseExpired(id: Rev, now: number): Promise<boolean>;
   leaseInsert(lease: LeaseRecord): Promise<void>;
   leaseDelete(id: Rev): Promise<void>;
   /** live keys attached to a lease, in key order */
@@ -65,6 +66,12 @@ export interface Backend {
   size(): Promise<DbSize>;
   /** live keys attached to a lease, in key order */
   leaseKeys(id: Rev): Promise<Uint8Array[]>;
+  leases(): Promise<LeaseRecord[]>;
+  lease(id: Rev): Promise<LeaseRecord | undefined>;
+  /** Extends a live lease to now + TTL; resolves to its TTL, or 0 when it is gone or expired. */
+  renewLease(id: Rev, now: number): Promise<Rev>;
+  /** leases whose deadline is at or before now */
+  expiredLeases(now: number): Promise<Rev[]>;
   /** returns free space to the operating system */
   defragment(): Promise<void>;
 }

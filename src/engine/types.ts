@@ -53,4 +53,6 @@ export interface RangeResult {
 export interface LeaseRecord {
   id: Rev;
   ttl: Rev;
+  /** wall-clock deadline, milliseconds since the epoch */
+  expiresAt: number;
 }

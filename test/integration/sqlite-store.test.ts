@@ -22,7 +22,7 @@ let backend: SqliteBackend;
 let store: Store;
 
 async function openStore(): Promise<void> {
-  backend = new SqliteBackend(join(dir, "s.db"));
+  backend = await SqliteBackend.open(join(dir, "s.db"));
   const state = await backend.open();
   store = new Store(backend);
   store.init(state.revision, state.compactRevision);

@@ -1,43 +1,42 @@
 // The SQL schema, versioned. kv_log keeps one row per key per revision (history, for
-// reads at older revisions and watch replay); kv keeps the live version of each key so
-// latest reads cost what they return, not what the history holds. Keys and values are bytes.
+// reads at older revisions and watch replay); kv keeps the live version of each key, so
+// latest reads cost what they return, not what the history holds. Keys and values are
+// bytes. Column k is the key and v the value ("key" and "value" are reserved in MySQL).
+import type { Dialect } from "./dialect.ts";
 
 export const SCHEMA_VERSION = 1;
 
-type Dialect = "sqlite";
-
-const BLOB: Record<Dialect, string> = { sqlite: "BLOB" };
-
 /** statements that bring a database from schema version `from` to SCHEMA_VERSION */
-export function schemaStatements(from: number, dialect: Dialect): string[] {
-  const blob = BLOB[dialect];
+export function schemaStatements(from: number, d: Dialect): string[] {
+  const { keyType: K, valueType: V, intType: I, tableOptions: T } = d;
   const steps: string[][] = [
     // version 1
     [
-      `CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
+      `CREATE TABLE meta (name VARCHAR(64) NOT NULL PRIMARY KEY, num ${I} NOT NULL)${T}`,
       `CREATE TABLE kv_log (
-         rev INTEGER NOT NULL,
-         sub INTEGER NOT NULL,
-         key ${blob} NOT NULL,
-         create_rev INTEGER NOT NULL,
-         prev_rev INTEGER NOT NULL,
-         version INTEGER NOT NULL,
-         lease INTEGER NOT NULL,
-         deleted INTEGER NOT NULL,
-         value ${blob} NOT NULL)`,
-      `CREATE UNIQUE INDEX kv_log_rev ON kv_log (rev, sub)`,
-      `CREATE UNIQUE INDEX kv_log_key_rev ON kv_log (key, rev)`,
-      // a second guard against lost updates: two writes can never both follow one version
-      `CREATE UNIQUE INDEX kv_log_key_prev ON kv_log (key, prev_rev) WHERE prev_rev != 0`,
+         rev ${I} NOT NULL,
+         sub ${I} NOT NULL,
+         k ${K} NOT NULL,
+         create_rev ${I} NOT NULL,
+         prev_rev ${I},
+         version ${I} NOT NULL,
+         lease ${I} NOT NULL,
+         deleted ${I} NOT NULL,
+         v ${V} NOT NULL,
+         PRIMARY KEY (rev, sub))${T}`,
+      `CREATE UNIQUE INDEX kv_log_key_rev ON kv_log (k, rev)`,
+      // a second guard against lost updates: two writes can never follow one version
+      // (prev_rev is NULL for a creation, and NULLs never collide)
+      `CREATE UNIQUE INDEX kv_log_key_prev ON kv_log (k, prev_rev)`,
       `CREATE TABLE kv (
-         key ${blob} PRIMARY KEY,
-         create_rev INTEGER NOT NULL,
-         mod_rev INTEGER NOT NULL,
-         version INTEGER NOT NULL,
-         lease INTEGER NOT NULL,
-         value ${blob} NOT NULL)`,
-      `CREATE INDEX kv_lease ON kv (lease) WHERE lease != 0`,
-      `CREATE TABLE leases (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL)`,
+         k ${K} NOT NULL PRIMARY KEY,
+         create_rev ${I} NOT NULL,
+         mod_rev ${I} NOT NULL,
+         version ${I} NOT NULL,
+         lease ${I} NOT NULL,
+         v ${V} NOT NULL)${T}`,
+      `CREATE INDEX kv_lease ON kv (lease)`,
+      `CREATE TABLE leases (id ${I} NOT NULL PRIMARY KEY, ttl ${I} NOT NULL, expires_at ${I} NOT NULL)${T}`,
     ],
   ];
   return steps.slice(from).flat();

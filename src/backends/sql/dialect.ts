@@ -1,0 +1,22 @@
+// What differs between SQL engines: column types, upserts, how a writer takes the
+// revision lock, how size is measured and space returned. Not the logic.
+import type { SqlConn, SqlDriver } from "./driver.ts";
+
+export interface Dialect {
+  readonly name: "sqlite" | "postgres" | "mysql";
+  /** column types: keys (indexed bytes), values (large bytes), integers */
+  readonly keyType: string;
+  readonly valueType: string;
+  readonly intType: string;
+  /** suffix for CREATE TABLE (MySQL's engine and row format) */
+  readonly tableOptions: string;
+  /** INSERT INTO kv (...) VALUES (...) that replaces an existing row for the key */
+  readonly upsertKv: string;
+  /** Makes the current transaction the only writer until it ends (a row lock, or nothing where BEGIN did it). */
+  lockRevision(c: SqlConn): Promise<void>;
+  /** bytes the database occupies and bytes in use */
+  size(c: SqlConn): Promise<{ size: bigint; inUse: bigint }>;
+  defragment(d: SqlDriver): Promise<void>;
+}
+
+export const KV_COLUMNS = "k, create_rev, mod_rev, version, lease, v";

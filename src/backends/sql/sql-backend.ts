@@ -1,0 +1,361 @@
+// The MVCC store on any SQL engine: the same queries for SQLite, PostgreSQL and MySQL,
+// with the differences kept in a Dialect. A write batch takes the revision lock, so
+// commit order is revision order even with several strata processes on one database.
+import { setImmediate } from "node:timers";
+import type { Backend, BackendState, DbSize, WriteResult, WriteTx } from "../backend.ts";
+import { checkRevision } from "../../engine/revisions.ts";
+import type { Event, KeyRange, KeyValue, LeaseRecord, RangeQuery, RangeResult, Rev } from "../../engine/types.ts";
+import { DELETE, PUT } from "../../engine/types.ts";
+import { type Dialect, KV_COLUMNS } from "./dialect.ts";
+import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
+import { SCHEMA_VERSION, schemaStatements } from "./schema.ts";
+
+const EMPTY = new Uint8Array(0);
+/** revisions whose history one compaction step removes, so writers are never held up for long */
+const COMPACT_STEP_REVISIONS = 2000n;
+
+export class SqlBackend implements Backend {
+  constructor(
+    readonly name: string,
+    protected readonly driver: SqlDriver,
+    protected readonly dialect: Dialect,
+  ) {}
+
+  async open(): Promise<BackendState> {
+    const version = await this.driver.read((c) => schemaVersion(c));
+    if (version > SCHEMA_VERSION) {
+      throw new Error(`${this.name}: database schema version ${version} is newer than this strata's (${SCHEMA_VERSION}); upgrade strata`);
+    }
+    if (version < SCHEMA_VERSION) await this.migrate(version);
+    return this.driver.read((c) => readMeta(c));
+  }
+
+  private async migrate(from: number): Promise<void> {
+    await this.driver.write(async (c) => {
+      // another strata process may be migrating at the same moment: the first one wins
+      if ((await schemaVersion(c)) !== from) return;
+      for (const stmt of schemaStatements(from, this.dialect)) await c.run(stmt);
+      if (from === 0) {
+        for (const [name, num] of [["revision", 1n], ["compact_revision", 0n], ["cluster_id", randomId()], ["member_id", randomId()], ["schema_version", 0n]] as const) {
+          await c.run("INSERT INTO meta (name, num) VALUES (?, ?)", [name, num]);
+        }
+      }
+      await c.run("UPDATE meta SET num = ? WHERE name = 'schema_version'", [BigInt(SCHEMA_VERSION)]);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.driver.close();
+  }
+
+  revisions(): Promise<{ revision: Rev; compactRevision: Rev }> {
+    return this.driver.read(async (c) => {
+      const { revision, compactRevision } = await readMeta(c);
+      return { revision, compactRevision };
+    });
+  }
+
+  range(q: RangeQuery): Promise<RangeResult> {
+    return this.driver.read(async (c) => {
+      const { revision, compactRevision } = await readMeta(c);
+      const at = checkRevision(q.revision, revision, compactRevision);
+      const reads = new RangeReads(c);
+      const historic = at === revision ? undefined : at;
+      const count = await reads.count(q.range, historic);
+      const kvs = q.countOnly ? [] : await reads.range(q.range, historic, q.limit, q.keysOnly);
+      return { kvs, count, revision };
+    });
+  }
+
+  write<T>(txns: Array<(tx: WriteTx) => Promise<T>>): Promise<WriteResult<T>[]> {
+    return this.driver.write(async (c) => {
+      await this.dialect.lockRevision(c);
+      let { revision, compactRevision } = await readMeta(c);
+      const results: WriteResult<T>[] = [];
+      for (const fn of txns) {
+        await c.run("SAVEPOINT client_txn");
+        const tx = new SqlWriteTx(c, this.dialect, revision, compactRevision);
+        try {
+          const value = await fn(tx);
+          await c.run("RELEASE SAVEPOINT client_txn");
+          revision = tx.newRevision;
+          compactRevision = tx.newCompactRevision;
+          results.push({ ok: true, value });
+        } catch (error) {
+          await c.run("ROLLBACK TO SAVEPOINT client_txn");
+          await c.run("RELEASE SAVEPOINT client_txn");
+          results.push({ ok: false, error });
+        }
+      }
+      return results;
+    });
+  }
+
+  async events(from: Rev, to: Rev, limit: number): Promise<Event[]> {
+    const last = from + BigInt(limit) - 1n < to ? from + BigInt(limit) - 1n : to;
+    const rows = await this.driver.read((c) =>
+      c.all(
+        `SELECT l.rev, l.k, l.create_rev, l.version, l.lease, l.deleted, l.v,
+                p.create_rev AS p_create_rev, p.rev AS p_rev, p.version AS p_version, p.lease AS p_lease, p.v AS p_v
+           FROM kv_log l LEFT JOIN kv_log p ON p.k = l.k AND p.rev = l.prev_rev
+          WHERE l.rev >= ? AND l.rev <= ? ORDER BY l.rev, l.sub`,
+        [from, last],
+      )
+    );
+    return rows.map(rowToEvent);
+  }
+
+  async compact(rev: Rev): Promise<void> {
+    const low = (await this.driver.read((c) => c.all("SELECT MIN(rev) AS rev FROM kv_log")))[0]?.rev as bigint | null;
+    if (low == null) return;
+    // A row goes when it is a tombstone or a newer row of its key at or below rev exists.
+    // The doubly nested select lets MySQL delete from a table its subquery reads.
+    const step = `DELETE FROM kv_log WHERE (rev, sub) IN (SELECT rev, sub FROM (
+        SELECT l.rev, l.sub FROM kv_log l WHERE l.rev >= ? AND l.rev <= ? AND (l.deleted = 1 OR EXISTS
+          (SELECT 1 FROM kv_log n WHERE n.k = l.k AND n.rev > l.rev AND n.rev <= ?))) doomed)`;
+    for (let lo = low; lo <= rev; lo += COMPACT_STEP_REVISIONS) {
+      const hi = lo + COMPACT_STEP_REVISIONS - 1n < rev ? lo + COMPACT_STEP_REVISIONS - 1n : rev;
+      await this.driver.write((c) => c.run(step, [lo, hi, rev]));
+      // let requests in between steps
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+
+  size(): Promise<DbSize> {
+    return this.driver.read((c) => this.dialect.size(c));
+  }
+
+  async leaseKeys(id: Rev): Promise<Uint8Array[]> {
+    const rows = await this.driver.read((c) => c.all("SELECT k FROM kv WHERE lease = ? ORDER BY k", [id]));
+    return rows.map((r) => r.k as Uint8Array);
+  }
+
+  async leases(): Promise<LeaseRecord[]> {
+    return (await this.driver.read((c) => c.all("SELECT id, ttl, expires_at FROM leases ORDER BY id"))).map(rowToLease);
+  }
+
+  async lease(id: Rev): Promise<LeaseRecord | undefined> {
+    const rows = await this.driver.read((c) => c.all("SELECT id, ttl, expires_at FROM leases WHERE id = ?", [id]));
+    return rows[0] ? rowToLease(rows[0]) : undefined;
+  }
+
+  async renewLease(id: Rev, now: number): Promise<Rev> {
+    return this.driver.write(async (c) => {
+      const rows = await c.all("SELECT ttl, expires_at FROM leases WHERE id = ?", [id]);
+      const l = rows[0];
+      // an expired lease is gone, even before its keys have been deleted
+      if (!l || Number(l.expires_at) <= now) return 0n;
+      const ttl = l.ttl as bigint;
+      await c.run("UPDATE leases SET expires_at = ? WHERE id = ?", [BigInt(now) + ttl * 1000n, id]);
+      return ttl;
+    });
+  }
+
+  async expiredLeases(now: number): Promise<Rev[]> {
+    const rows = await this.driver.read((c) => c.all("SELECT id FROM leases WHERE expires_at <= ? ORDER BY expires_at", [BigInt(now)]));
+    return rows.map((r) => r.id as bigint);
+  }
+
+  async defragment(): Promise<void> {
+    await this.dialect.defragment(this.driver);
+  }
+}
+
+async function schemaVersion(c: SqlConn): Promise<number> {
+  try {
+    const rows = await c.all("SELECT num FROM meta WHERE name = 'schema_version'");
+    return rows[0] ? Number(rows[0].num) : 0;
+  } catch {
+    return 0; // no meta table yet
+  }
+}
+
+async function readMeta(c: SqlConn): Promise<{ revision: Rev; compactRevision: Rev; clusterId: bigint; memberId: bigint }> {
+  const m = new Map<string, bigint>();
+  for (const r of await c.all("SELECT name, num FROM meta")) m.set(r.name as string, r.num as bigint);
+  return {
+    revision: m.get("revision")!,
+    compactRevision: m.get("compact_revision")!,
+    clusterId: m.get("cluster_id")!,
+    memberId: m.get("member_id")!,
+  };
+}
+
+/** Range reads: the latest state from the current table, older revisions combined with history. */
+class RangeReads {
+  constructor(private readonly c: SqlConn) {}
+
+  private bounds(r: KeyRange, col: string): { where: string; params: SqlValue[] } {
+    return r.end === undefined
+      ? { where: `${col} >= ?`, params: [r.start] }
+      : { where: `${col} >= ? AND ${col} < ?`, params: [r.start, r.end] };
+  }
+
+  /**
+   * Rows live at revision `at`: current rows unchanged since, plus for keys changed
+   * after `at` their newest history row at or below it (when that is not a tombstone).
+   */
+  private atRevision(r: KeyRange, at: Rev, withValue: boolean): { sql: string; params: SqlValue[] } {
+    const cur = this.bounds(r, "k");
+    const changed = this.bounds(r, "c.k");
+    return {
+      sql: `SELECT k, create_rev, mod_rev, version, lease${withValue ? ", v" : ""} FROM kv WHERE ${cur.where} AND mod_rev <= ?
+            UNION ALL
+            SELECT l.k, l.create_rev, l.rev AS mod_rev, l.version, l.lease${withValue ? ", l.v" : ""} FROM
+              (SELECT DISTINCT c.k FROM kv_log c WHERE ${changed.where} AND c.rev > ?) c
+              JOIN kv_log l ON l.k = c.k
+               AND l.rev = (SELECT MAX(m.rev) FROM kv_log m WHERE m.k = c.k AND m.rev <= ?)
+             WHERE l.deleted = 0`,
+      params: [...cur.params, at, ...changed.params, at, at],
+    };
+  }
+
+  /** `at` undefined: the latest state */
+  async count(r: KeyRange, at: Rev | undefined): Promise<bigint> {
+    if (at === undefined) {
+      const { where, params } = this.bounds(r, "k");
+      return (await this.c.all(`SELECT COUNT(*) AS n FROM kv WHERE ${where}`, params))[0]!.n as bigint;
+    }
+    const q = this.atRevision(r, at, false);
+    return (await this.c.all(`SELECT COUNT(*) AS n FROM (${q.sql}) live`, q.params))[0]!.n as bigint;
+  }
+
+  async range(r: KeyRange, at: Rev | undefined, limit: number, keysOnly: boolean): Promise<KeyValue[]> {
+    const lim = limit > 0 ? ` LIMIT ${limit}` : "";
+    let rows: Row[];
+    if (at === undefined) {
+      const { where, params } = this.bounds(r, "k");
+      const cols = keysOnly ? "k, create_rev, mod_rev, version, lease" : KV_COLUMNS;
+      rows = await this.c.all(`SELECT ${cols} FROM kv WHERE ${where} ORDER BY k${lim}`, params);
+    } else {
+      const q = this.atRevision(r, at, !keysOnly);
+      rows = await this.c.all(`SELECT * FROM (${q.sql}) live ORDER BY k${lim}`, q.params);
+    }
+    return rows.map(rowToKv);
+  }
+}
+
+function rowToKv(r: Row): KeyValue {
+  return {
+    key: r.k as Uint8Array,
+    createRevision: r.create_rev as bigint,
+    modRevision: r.mod_rev as bigint,
+    version: r.version as bigint,
+    lease: r.lease as bigint,
+    value: (r.v as Uint8Array | undefined) ?? EMPTY,
+  };
+}
+
+function rowToLease(r: Row): LeaseRecord {
+  return { id: r.id as bigint, ttl: r.ttl as bigint, expiresAt: Number(r.expires_at) };
+}
+
+function rowToEvent(r: Row): Event {
+  const key = r.k as Uint8Array;
+  const prevKv = r.p_rev == null ? undefined : {
+    key,
+    createRevision: r.p_create_rev as bigint,
+    modRevision: r.p_rev as bigint,
+    version: r.p_version as bigint,
+    lease: r.p_lease as bigint,
+    value: (r.p_v as Uint8Array) ?? EMPTY,
+  };
+  if (r.deleted === 1n) {
+    return {
+      type: DELETE,
+      kv: { key, createRevision: 0n, modRevision: r.rev as bigint, version: 0n, lease: 0n, value: EMPTY },
+      prevKv,
+    };
+  }
+  return {
+    type: PUT,
+    kv: {
+      key,
+      createRevision: r.create_rev as bigint,
+      modRevision: r.rev as bigint,
+      version: r.version as bigint,
+      lease: r.lease as bigint,
+      value: (r.v as Uint8Array) ?? EMPTY,
+    },
+    prevKv,
+  };
+}
+
+class SqlWriteTx implements WriteTx {
+  newRevision: Rev;
+  newCompactRevision: Rev;
+  private readonly reads: RangeReads;
+
+  constructor(
+    private readonly c: SqlConn,
+    private readonly dialect: Dialect,
+    readonly revision: Rev,
+    readonly compactRevision: Rev,
+  ) {
+    this.newRevision = revision;
+    this.newCompactRevision = compactRevision;
+    this.reads = new RangeReads(c);
+  }
+
+  range(range: KeyRange, opts?: { revision?: Rev; limit?: number; keysOnly?: boolean }): Promise<KeyValue[]> {
+    return this.reads.range(range, opts?.revision, opts?.limit ?? 0, opts?.keysOnly ?? false);
+  }
+
+  count(range: KeyRange, revision?: Rev): Promise<bigint> {
+    return this.reads.count(range, revision);
+  }
+
+  async put(kv: KeyValue, prev: KeyValue | undefined, sub: number): Promise<void> {
+    await this.c.run(
+      `INSERT INTO kv_log (rev, sub, k, create_rev, prev_rev, version, lease, deleted, v) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)`,
+      [kv.modRevision, BigInt(sub), kv.key, kv.createRevision, prev?.modRevision ?? null, kv.version, kv.lease, kv.value],
+    );
+    await this.c.run(this.dialect.upsertKv, [kv.key, kv.createRevision, kv.modRevision, kv.version, kv.lease, kv.value]);
+  }
+
+  async delete(prev: KeyValue, rev: Rev, sub: number): Promise<void> {
+    await this.c.run(
+      `INSERT INTO kv_log (rev, sub, k, create_rev, prev_rev, version, lease, deleted, v) VALUES (?, ?, ?, 0, ?, 0, 0, 1, ?)`,
+      [rev, BigInt(sub), prev.key, prev.modRevision, EMPTY],
+    );
+    await this.c.run("DELETE FROM kv WHERE k = ?", [prev.key]);
+  }
+
+  async leaseExists(id: Rev): Promise<boolean> {
+    return (await this.c.all("SELECT 1 AS x FROM leases WHERE id = ?", [id])).length > 0;
+  }
+
+  async leaseExpired(id: Rev, now: number): Promise<boolean> {
+    const rows = await this.c.all("SELECT expires_at FROM leases WHERE id = ?", [id]);
+    return rows.length > 0 && Number(rows[0]!.expires_at) <= now;
+  }
+
+  async leaseInsert(lease: LeaseRecord): Promise<void> {
+    await this.c.run("INSERT INTO leases (id, ttl, expires_at) VALUES (?, ?, ?)", [lease.id, lease.ttl, BigInt(lease.expiresAt)]);
+  }
+
+  async leaseDelete(id: Rev): Promise<void> {
+    await this.c.run("DELETE FROM leases WHERE id = ?", [id]);
+  }
+
+  async leaseKeys(id: Rev): Promise<KeyValue[]> {
+    return (await this.c.all(`SELECT ${KV_COLUMNS} FROM kv WHERE lease = ? ORDER BY k`, [id])).map(rowToKv);
+  }
+
+  async setRevision(rev: Rev): Promise<void> {
+    await this.c.run("UPDATE meta SET num = ? WHERE name = 'revision'", [rev]);
+    this.newRevision = rev;
+  }
+
+  async setCompactRevision(rev: Rev): Promise<void> {
+    await this.c.run("UPDATE meta SET num = ? WHERE name = 'compact_revision'", [rev]);
+    this.newCompactRevision = rev;
+  }
+}
+
+function randomId(): bigint {
+  const b = new BigUint64Array(1);
+  crypto.getRandomValues(b);
+  // positive as a signed int64, so every SQL engine stores it unchanged
+  return b[0]! & 0x7fffffffffffffffn;
+}

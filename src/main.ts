@@ -13,12 +13,16 @@ const log = (level: string, msg: string, fields: Record<string, unknown> = {}) =
   console.error(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
 
 async function serve(config: Config): Promise<void> {
-  const backend = await openBackend(config.backend);
+  const backend = await openBackend(config.backend, { poolSize: config["pool-size"] });
   const state = await backend.open();
   const store = new Store(backend);
   store.init(state.revision, state.compactRevision);
   const hub = new WatchHub(backend, () => ({ revision: store.revision, compactRevision: store.compactRevision }));
   store.onCommit((c) => hub.publish(c.revision, c.events));
+  // commits by other strata processes on the same database reach this one's watchers
+  const stopExternal = backend.onExternalCommit(() =>
+    void store.syncExternal().catch((err) => log("warn", "reading other processes' commits failed", { error: String(err) }))
+  );
   const leases = new LeaseKeeper(store, backend);
   leases.start();
   const compactor = config.autoCompaction ? new AutoCompactor(store, config.autoCompaction) : undefined;
@@ -52,6 +56,7 @@ async function serve(config: Config): Promise<void> {
     stopping = true;
     log("info", "shutting down", { signal });
     clearInterval(progress);
+    stopExternal();
     compactor?.stop();
     leases.stop();
     // stop accepting, let queued writes commit, then close the database

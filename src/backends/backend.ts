@@ -72,6 +72,11 @@ export interface Backend {
   renewLease(id: Rev, now: number): Promise<Rev>;
   /** leases whose deadline is at or before now */
   expiredLeases(now: number): Promise<Rev[]>;
+  /**
+   * Calls notify whenever another strata process may have committed (a notification or
+   * a poll); returns a function that stops it. Backends nobody else writes never call it.
+   */
+  onExternalCommit(notify: () => void): () => void;
   /** returns free space to the operating system */
   defragment(): Promise<void>;
 }

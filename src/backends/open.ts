@@ -1,9 +1,20 @@
 // Backend URL → backend. Each database family lives in its own module.
 import { resolve } from "node:path";
 import type { Backend } from "./backend.ts";
+import { PostgresBackend } from "./sql/postgres.ts";
 import { SqliteBackend } from "./sql/sqlite.ts";
 
-export async function openBackend(url: string): Promise<Backend> {
+export interface BackendOptions {
+  /** connections per pool for database servers */
+  poolSize: number;
+}
+
+/** the URL without its password, for messages and logs */
+export function redact(url: string): string {
+  return url.replace(/^([a-z]+:\/\/[^:/@]+):[^@/]*@/, "$1:***@");
+}
+
+export async function openBackend(url: string, opts: BackendOptions): Promise<Backend> {
   if (url.startsWith("sqlite://")) {
     const path = url.slice("sqlite://".length).split("?")[0]!;
     if (!path || path === ":memory:") {
@@ -11,5 +22,8 @@ export async function openBackend(url: string): Promise<Backend> {
     }
     return SqliteBackend.open(resolve(path));
   }
-  throw new Error(`backend ${url}: unsupported scheme; supported: sqlite://`);
+  if (url.startsWith("postgres://") || url.startsWith("postgresql://")) {
+    return PostgresBackend.open(url, redact(url), opts.poolSize);
+  }
+  throw new Error(`backend ${redact(url)}: unsupported scheme; supported: sqlite://, postgres://`);
 }

@@ -42,8 +42,14 @@ export const SETTINGS = {
   backend: {
     env: "STRATA_BACKEND",
     default: "sqlite://./strata.db",
-    help: "where the data lives; sqlite://PATH (relative) or sqlite:///ABSOLUTE/PATH",
-    schema: url("backend", ["sqlite"]),
+    help: "where the data lives: sqlite://PATH (relative) or sqlite:///ABSOLUTE/PATH, postgres://USER:PASS@HOST:5432/DB",
+    schema: url("backend", ["sqlite", "postgres", "postgresql"]),
+  },
+  "pool-size": {
+    env: "STRATA_POOL_SIZE",
+    default: "10",
+    help: "connections strata keeps open to a database server (PostgreSQL, MySQL)",
+    schema: positiveInt("pool-size"),
   },
   name: {
     env: "STRATA_NAME",

@@ -15,9 +15,12 @@ import { isEmptyRange, toKeyRange } from "./keyrange.ts";
 import { Apply, type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut } from "./kv.ts";
 import { checkRevision } from "./revisions.ts";
 import type { Event, Rev } from "./types.ts";
+import { Mutex } from "./mutex.ts";
 
 /** most client transactions committed in one database transaction */
 const MAX_BATCH = 256;
+/** revisions read back per step when catching up with other processes' commits */
+const PUBLISH_REVISIONS = 1000;
 
 export interface Committed {
   revision: Rev;
@@ -37,6 +40,7 @@ export class Store {
   private queue: Job[] = [];
   private flushing = false;
   private compaction: Promise<void> = Promise.resolve();
+  private readonly publishing = new Mutex();
   private readonly listeners: Array<(c: Committed) => void> = [];
 
   constructor(readonly backend: Backend) {}
@@ -146,19 +150,61 @@ export class Store {
           for (const job of batch) job.reject(e);
           continue;
         }
-        results.forEach((res, i) => {
+        const committed = results.flatMap((res, i) => {
           const a = applies[i]!;
-          if (res.ok && a.changed) {
-            this.revision = a.writeRevision;
-            const committed = { revision: a.writeRevision, events: a.events };
-            for (const l of this.listeners) l(committed);
-          }
+          return res.ok && a.changed ? [{ revision: a.writeRevision, events: a.events }] : [];
         });
+        await this.publish(committed);
         results.forEach((res, i) => (res.ok ? batch[i]!.resolve(res.value) : batch[i]!.reject(res.error)));
       }
     } finally {
       this.flushing = false;
     }
+  }
+
+  /**
+   * Publishes this process's commits in revision order. When other processes committed
+   * revisions in between, those (and these) are read back from the database instead.
+   */
+  private publish(local: Committed[]): Promise<void> {
+    return this.publishing.run(async () => {
+      if (local.length === 0) return;
+      if (local[0]!.revision === this.revision + 1n) {
+        for (const c of local) this.announce(c);
+      } else {
+        await this.readCommits(local.at(-1)!.revision);
+      }
+    });
+  }
+
+  /** Brings this process up to the database's revision: commits made by other processes. */
+  syncExternal(): Promise<void> {
+    return this.publishing.run(async () => {
+      const { revision, compactRevision } = await this.backend.revisions();
+      if (compactRevision > this.compactRevision) this.compactRevision = compactRevision;
+      if (revision > this.revision) await this.readCommits(revision);
+    });
+  }
+
+  private async readCommits(upTo: Rev): Promise<void> {
+    while (this.revision < upTo) {
+      const from = this.revision + 1n;
+      const events = await this.backend.events(from, upTo, PUBLISH_REVISIONS);
+      const last = from + BigInt(PUBLISH_REVISIONS) - 1n < upTo ? from + BigInt(PUBLISH_REVISIONS) - 1n : upTo;
+      let i = 0;
+      for (let rev = from; rev <= last; rev++) {
+        const evs: Event[] = [];
+        while (i < events.length && events[i]!.kv.modRevision === rev) evs.push(events[i++]!);
+        // a revision compacted away before this process saw it has no events left; the
+        // watchers that needed it are cancelled as compacted by the hub
+        this.announce({ revision: rev, events: evs });
+      }
+    }
+  }
+
+  private announce(c: Committed): void {
+    this.revision = c.revision;
+    for (const l of this.listeners) l(c);
   }
 
   private async call<T>(fn: () => Promise<T>): Promise<T> {

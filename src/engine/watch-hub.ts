@@ -90,10 +90,13 @@ export class WatchHub {
 
   /** Delivers one committed revision to every synced watcher. */
   publish(revision: Rev, events: Event[]): void {
+    const { compactRevision } = this.revisions();
     for (const w of this.synced) {
       // a watcher created for a future revision waits for it
       if (revision < w.nextRev) continue;
-      if (w.sink.congested()) {
+      // history it needs was compacted before this process saw it (another process
+      // compacted): catch-up cancels it as etcd cancels a compacted watcher
+      if (w.sink.congested() || w.nextRev < compactRevision) {
         // leave the events in the history; the watcher reads them when its client catches up
         this.synced.delete(w);
         this.unsync(w);

@@ -14,6 +14,10 @@ export interface Dialect {
   readonly upsertKv: string;
   /** Makes the current transaction the only writer until it ends (a row lock, or nothing where BEGIN did it). */
   lockRevision(c: SqlConn): Promise<void>;
+  /** Serializes schema migrations between processes starting at once (nothing where the file is exclusive). */
+  lockSchema(c: SqlConn): Promise<void>;
+  /** how often to look for commits made by other strata processes (0: no other process can write) */
+  readonly pollMs: number;
   /** bytes the database occupies and bytes in use */
   size(c: SqlConn): Promise<{ size: bigint; inUse: bigint }>;
   defragment(d: SqlDriver): Promise<void>;

@@ -9,6 +9,22 @@ export interface SqlConn {
   all(sql: string, params?: SqlValue[]): Promise<Row[]>;
   /** runs a statement; resolves to the number of rows it changed */
   run(sql: string, params?: SqlValue[]): Promise<number>;
+  /** Runs fn inside a savepoint: if it throws, what it did is rolled back and the error rethrown. */
+  savepoint<T>(fn: (c: SqlConn) => Promise<T>): Promise<T>;
+}
+
+/** savepoint() for engines where SAVEPOINT statements can follow a failed statement */
+export async function plainSavepoint<T>(c: SqlConn, fn: (c: SqlConn) => Promise<T>): Promise<T> {
+  await c.run("SAVEPOINT sp");
+  try {
+    const result = await fn(c);
+    await c.run("RELEASE SAVEPOINT sp");
+    return result;
+  } catch (err) {
+    await c.run("ROLLBACK TO SAVEPOINT sp");
+    await c.run("RELEASE SAVEPOINT sp");
+    throw err;
+  }
 }
 
 export interface SqlDriver {

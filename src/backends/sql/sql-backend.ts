@@ -33,6 +33,7 @@ export class SqlBackend implements Backend {
   private async migrate(from: number): Promise<void> {
     await this.driver.write(async (c) => {
       // another strata process may be migrating at the same moment: the first one wins
+      await this.dialect.lockSchema(c);
       if ((await schemaVersion(c)) !== from) return;
       for (const stmt of schemaStatements(from, this.dialect)) await c.run(stmt);
       if (from === 0) {
@@ -73,17 +74,16 @@ export class SqlBackend implements Backend {
       let { revision, compactRevision } = await readMeta(c);
       const results: WriteResult<T>[] = [];
       for (const fn of txns) {
-        await c.run("SAVEPOINT client_txn");
-        const tx = new SqlWriteTx(c, this.dialect, revision, compactRevision);
         try {
-          const value = await fn(tx);
-          await c.run("RELEASE SAVEPOINT client_txn");
+          // each client transaction in its own savepoint: one that fails rolls back alone
+          const { value, tx } = await c.savepoint(async (sc) => {
+            const tx = new SqlWriteTx(sc, this.dialect, revision, compactRevision);
+            return { value: await fn(tx), tx };
+          });
           revision = tx.newRevision;
           compactRevision = tx.newCompactRevision;
           results.push({ ok: true, value });
         } catch (error) {
-          await c.run("ROLLBACK TO SAVEPOINT client_txn");
-          await c.run("RELEASE SAVEPOINT client_txn");
           results.push({ ok: false, error });
         }
       }
@@ -159,14 +159,22 @@ export class SqlBackend implements Backend {
   async defragment(): Promise<void> {
     await this.dialect.defragment(this.driver);
   }
+
+  onExternalCommit(notify: () => void): () => void {
+    if (this.dialect.pollMs === 0) return () => {};
+    const timer = setInterval(notify, this.dialect.pollMs);
+    timer.unref?.();
+    return () => clearInterval(timer);
+  }
 }
 
 async function schemaVersion(c: SqlConn): Promise<number> {
+  // in a savepoint, so the transaction stays usable when the table does not exist yet
   try {
-    const rows = await c.all("SELECT num FROM meta WHERE name = 'schema_version'");
+    const rows = await c.savepoint((sc) => sc.all("SELECT num FROM meta WHERE name = 'schema_version'"));
     return rows[0] ? Number(rows[0].num) : 0;
   } catch {
-    return 0; // no meta table yet
+    return 0;
   }
 }
 

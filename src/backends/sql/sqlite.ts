@@ -3,8 +3,8 @@
 // so a read never sees a batch that is still being written.
 import type { BackendState } from "../backend.ts";
 import type { Dialect } from "./dialect.ts";
-import type { SqlConn, SqlDriver, SqlValue } from "./driver.ts";
-import { Mutex } from "./mutex.ts";
+import { plainSavepoint, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
+import { Mutex } from "../../engine/mutex.ts";
 import { SqlBackend } from "./sql-backend.ts";
 import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
 
@@ -19,6 +19,9 @@ const sqliteDialect: Dialect = {
                version = excluded.version, lease = excluded.lease, v = excluded.v`,
   // BEGIN IMMEDIATE already made this connection the only writer
   lockRevision: async () => {},
+  // the file is locked to this process: nobody else migrates or writes
+  lockSchema: async () => {},
+  pollMs: 0,
   async size(c) {
     const one = async (pragma: string) => (await c.all(`PRAGMA ${pragma}`))[0]![pragma] as bigint;
     const page = await one("page_size");
@@ -39,10 +42,12 @@ function conn(db: SqliteDatabase): SqlConn {
     if (!s) cache.set(sql, (s = db.prepare(sql)));
     return s;
   };
-  return {
+  const c: SqlConn = {
     all: async (sql: string, params: SqlValue[] = []) => stmt(sql).all(...params),
     run: async (sql: string, params: SqlValue[] = []) => stmt(sql).run(...params).changes,
+    savepoint: (fn) => plainSavepoint(c, fn),
   };
+  return c;
 }
 
 class SqliteDriver implements SqlDriver {

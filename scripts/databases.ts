@@ -1,0 +1,139 @@
+// Real database servers for tests and development, on loopback, in temporary
+// directories: PostgreSQL and MariaDB from Debian's packages.
+//   bun scripts/databases.ts postgres   # prints the URL, stops on Ctrl-C
+//   bun scripts/databases.ts mariadb
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface DatabaseServer {
+  /** the strata backend URL */
+  url: string;
+  /** stops the server, keeping its data (start() brings it back on the same port) */
+  stop(): Promise<void>;
+  start(): Promise<void>;
+  /** stops it and removes its data */
+  destroy(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+    s.on("error", reject);
+  });
+}
+
+const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
+
+function pgBin(name: string): string {
+  const root = "/usr/lib/postgresql";
+  if (!existsSync(root)) throw new Error("PostgreSQL is not installed (Debian package postgresql)");
+  const version = readdirSync(root).sort((a, b) => Number(b) - Number(a))[0];
+  return join(root, version!, "bin", name);
+}
+
+export async function startPostgres(): Promise<DatabaseServer> {
+  const dir = mkdtempSync(join(tmpdir(), "strata-pg-"));
+  const uid = Number(run("id", ["-u", "postgres"]).trim());
+  const gid = Number(run("id", ["-g", "postgres"]).trim());
+  chownSync(dir, uid, gid);
+  const data = join(dir, "data");
+  // initdb refuses to run as root
+  const asPostgres = (cmd: string, args: string[]) => run("runuser", ["-u", "postgres", "--", cmd, ...args]);
+  asPostgres(pgBin("initdb"), ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]);
+  const port = await freePort();
+  const start = async () => {
+    asPostgres(pgBin("pg_ctl"), [
+      "-D", data, "-l", join(dir, "log"), "-w", "-t", "30",
+      "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200`,
+      "start",
+    ]);
+  };
+  const stop = async () => {
+    asPostgres(pgBin("pg_ctl"), ["-D", data, "-m", "fast", "-w", "stop"]);
+  };
+  await start();
+  run(pgBin("psql"), ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-c", "CREATE DATABASE strata"]);
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/strata`,
+    stop,
+    start,
+    destroy: async () => {
+      try {
+        await stop();
+      } catch {
+        // already stopped
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function startMariadb(): Promise<DatabaseServer> {
+  if (!existsSync("/usr/sbin/mariadbd")) throw new Error("MariaDB is not installed (Debian package mariadb-server)");
+  const dir = mkdtempSync(join(tmpdir(), "strata-mariadb-"));
+  const data = join(dir, "data");
+  const socket = join(dir, "mariadb.sock");
+  run("mariadb-install-db", ["--no-defaults", `--datadir=${data}`, "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"]);
+  const port = await freePort();
+  let child: ChildProcess | undefined;
+  const start = async () => {
+    child = spawn("/usr/sbin/mariadbd", [
+      "--no-defaults", `--datadir=${data}`, `--port=${port}`, "--bind-address=127.0.0.1", `--socket=${socket}`,
+      "--user=root", `--pid-file=${join(dir, "mariadb.pid")}`, "--skip-name-resolve", "--max-connections=300",
+      "--innodb-buffer-pool-size=128M", "--skip-log-bin",
+    ], { stdio: "ignore" });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        run("mariadb", ["--no-defaults", "-S", socket, "-u", "root", "-e", "SELECT 1"]);
+        return;
+      } catch {
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`MariaDB did not start in ${dir}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    }
+  };
+  const stop = async () => {
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child!.once("exit", r));
+    child.kill("SIGTERM");
+    await exited;
+  };
+  await start();
+  run("mariadb", ["--no-defaults", "-S", socket, "-u", "root", "-e",
+    "CREATE DATABASE strata; CREATE USER strata@'%' IDENTIFIED BY 'strata'; GRANT ALL ON strata.* TO strata@'%';"]);
+  return {
+    url: `mysql://strata:strata@127.0.0.1:${port}/strata`,
+    stop,
+    start,
+    destroy: async () => {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+if (import.meta.main) {
+  const kind = process.argv[2];
+  const starters: Record<string, () => Promise<DatabaseServer>> = { postgres: startPostgres, mariadb: startMariadb };
+  const starter = kind ? starters[kind] : undefined;
+  if (!starter) {
+    console.error("usage: bun scripts/databases.ts postgres|mariadb");
+    process.exit(2);
+  }
+  const db = await starter();
+  console.log(db.url);
+  const done = async () => {
+    await db.destroy();
+    process.exit(0);
+  };
+  process.on("SIGINT", done);
+  process.on("SIGTERM", done);
+}

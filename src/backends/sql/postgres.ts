@@ -1,0 +1,110 @@
+// PostgreSQL (and wire-compatible engines) on the `postgres` driver. Writers serialize
+// on the meta revision row (SELECT ... FOR UPDATE); reads run in REPEATABLE READ
+// snapshots; commits are announced with NOTIFY so other strata processes publish
+// them to their watchers at once.
+import postgres from "postgres";
+import type { Dialect } from "./dialect.ts";
+import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
+import { SqlBackend } from "./sql-backend.ts";
+
+/** the NOTIFY channel strata processes announce commits on */
+export const COMMIT_CHANNEL = "strata_commit";
+
+const postgresDialect: Dialect = {
+  name: "postgres",
+  keyType: "BYTEA",
+  valueType: "BYTEA",
+  intType: "BIGINT",
+  tableOptions: "",
+  upsertKv: `INSERT INTO kv (k, create_rev, mod_rev, version, lease, v) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (k) DO UPDATE SET create_rev = excluded.create_rev, mod_rev = excluded.mod_rev,
+               version = excluded.version, lease = excluded.lease, v = excluded.v`,
+  async lockRevision(c) {
+    await c.all("SELECT num FROM meta WHERE name = 'revision' FOR UPDATE");
+    // delivered to listeners when (and only if) this transaction commits
+    await c.run(`NOTIFY ${COMMIT_CHANNEL}`);
+  },
+  async lockSchema(c) {
+    await c.all("SELECT pg_advisory_xact_lock(7262897)");
+  },
+  async size(c) {
+    const [r] = await c.all(
+      `SELECT pg_database_size(current_database()) AS size,
+              (SELECT COALESCE(SUM(pg_total_relation_size(oid)), 0)::bigint FROM pg_class
+                WHERE relname IN ('kv', 'kv_log', 'leases', 'meta') AND relkind = 'r') AS in_use`,
+    );
+    return { size: r!.size as bigint, inUse: r!.in_use as bigint };
+  },
+  async defragment(d) {
+    for (const t of ["kv_log", "kv", "leases", "meta"]) await d.exec(`VACUUM ${t}`);
+  },
+  pollMs: 1000,
+};
+
+/** `?` placeholders → `$1, $2, …` (strata's SQL has no `?` inside literals) */
+function numbered(sql: string): string {
+  let i = 0;
+  return sql.replace(/\?/g, () => `$${++i}`);
+}
+
+function param(v: SqlValue): unknown {
+  return v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v;
+}
+
+function conn(q: postgres.TransactionSql): SqlConn {
+  return {
+    all: async (sql, params = []) =>
+      (await q.unsafe(numbered(sql), params.map(param) as never[], { prepare: true })) as unknown as Row[],
+    run: async (sql, params = []) => (await q.unsafe(numbered(sql), params.map(param) as never[], { prepare: true })).count,
+    // the driver's own savepoints: it fails the whole transaction on any error outside one
+    savepoint: (fn) => q.savepoint((sq) => fn(conn(sq))) as Promise<never>,
+  };
+}
+
+class PostgresDriver implements SqlDriver {
+  constructor(readonly sql: postgres.Sql) {}
+
+  write<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
+    return this.sql.begin((tx) => fn(conn(tx))) as Promise<T>;
+  }
+
+  read<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
+    return this.sql.begin("ISOLATION LEVEL REPEATABLE READ READ ONLY", (tx) => fn(conn(tx))) as Promise<T>;
+  }
+
+  async exec(sql: string): Promise<void> {
+    await this.sql.unsafe(sql);
+  }
+
+  async close(): Promise<void> {
+    await this.sql.end({ timeout: 5 });
+  }
+}
+
+export class PostgresBackend extends SqlBackend {
+  static open(url: string, name: string, poolSize: number): PostgresBackend {
+    const sql = postgres(url, {
+      max: poolSize,
+      types: { bigint: postgres.BigInt },
+      onnotice: () => {},
+      connection: { application_name: "strata" },
+      // fail requests quickly while the database is away instead of queueing forever
+      connect_timeout: 5,
+    });
+    return new PostgresBackend(name, new PostgresDriver(sql), postgresDialect);
+  }
+
+  override onExternalCommit(notify: () => void): () => void {
+    const stopPoll = super.onExternalCommit(notify);
+    const sql = (this.driver as PostgresDriver).sql;
+    let unlisten: (() => Promise<void>) | undefined;
+    sql.listen(COMMIT_CHANNEL, () => notify(), () => notify()).then(
+      (l) => (unlisten = l.unlisten),
+      () => {}, // the poll keeps watchers current until LISTEN works again
+    );
+    return () => {
+      stopPoll();
+      void unlisten?.();
+    };
+  }
+}

@@ -1,6 +1,7 @@
 // Backend URL → backend. Each database family lives in its own module.
 import { resolve } from "node:path";
 import type { Backend } from "./backend.ts";
+import { MysqlBackend } from "./sql/mysql.ts";
 import { PostgresBackend } from "./sql/postgres.ts";
 import { SqliteBackend } from "./sql/sqlite.ts";
 
@@ -25,5 +26,8 @@ export async function openBackend(url: string, opts: BackendOptions): Promise<Ba
   if (url.startsWith("postgres://") || url.startsWith("postgresql://")) {
     return PostgresBackend.open(url, redact(url), opts.poolSize);
   }
-  throw new Error(`backend ${redact(url)}: unsupported scheme; supported: sqlite://, postgres://`);
+  if (url.startsWith("mysql://") || url.startsWith("mariadb://")) {
+    return MysqlBackend.open(url.replace(/^mariadb:/, "mysql:"), redact(url), opts.poolSize);
+  }
+  throw new Error(`backend ${redact(url)}: unsupported scheme; supported: sqlite://, postgres://, mysql://`);
 }

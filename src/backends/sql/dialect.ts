@@ -16,6 +16,7 @@ export interface Dialect {
   lockRevision(c: SqlConn): Promise<void>;
   /** Serializes schema migrations between processes starting at once (nothing where the file is exclusive). */
   lockSchema(c: SqlConn): Promise<void>;
+  unlockSchema?(c: SqlConn): Promise<void>;
   /** how often to look for commits made by other strata processes (0: no other process can write) */
   readonly pollMs: number;
   /** bytes the database occupies and bytes in use */

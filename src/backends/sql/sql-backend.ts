@@ -34,7 +34,7 @@ export class SqlBackend implements Backend {
     await this.driver.write(async (c) => {
       // another strata process may be migrating at the same moment: the first one wins
       await this.dialect.lockSchema(c);
-      if ((await schemaVersion(c)) !== from) return;
+      if ((await schemaVersion(c)) !== from) return void (await this.dialect.unlockSchema?.(c));
       for (const stmt of schemaStatements(from, this.dialect)) await c.run(stmt);
       if (from === 0) {
         for (const [name, num] of [["revision", 1n], ["compact_revision", 0n], ["cluster_id", randomId()], ["member_id", randomId()], ["schema_version", 0n]] as const) {
@@ -42,6 +42,7 @@ export class SqlBackend implements Backend {
         }
       }
       await c.run("UPDATE meta SET num = ? WHERE name = 'schema_version'", [BigInt(SCHEMA_VERSION)]);
+      await this.dialect.unlockSchema?.(c);
     });
   }
 

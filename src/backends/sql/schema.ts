@@ -37,6 +37,8 @@ export function schemaStatements(from: number, d: Dialect): string[] {
          v ${V} NOT NULL)${T}`,
       `CREATE INDEX kv_lease ON kv (lease)`,
       `CREATE TABLE leases (id ${I} NOT NULL PRIMARY KEY, ttl ${I} NOT NULL, expires_at ${I} NOT NULL)${T}`,
+      // one row per committed batch, so a commit whose answer was lost can be checked
+      `CREATE TABLE commits (token ${I} NOT NULL PRIMARY KEY, rev ${I} NOT NULL)${T}`,
     ],
   ];
   return steps.slice(from).flat();

@@ -69,7 +69,41 @@ export class SqlBackend implements Backend {
     });
   }
 
-  write<T>(txns: Array<(tx: WriteTx) => Promise<T>>): Promise<WriteResult<T>[]> {
+  /**
+   * Runs the batch. When the database fails while committing, the outcome is unknown:
+   * the batch's token tells whether it committed, and until that is known nothing is
+   * acknowledged.
+   */
+  async write<T>(txns: Array<(tx: WriteTx) => Promise<T>>): Promise<WriteResult<T>[]> {
+    const token = randomId();
+    let results: WriteResult<T>[] | undefined;
+    try {
+      return await this.writeBatch(txns, token, (r) => (results = r));
+    } catch (err) {
+      if (results && (await this.committed(token))) return results;
+      throw err;
+    }
+  }
+
+  /** Looks for a batch's token for up to 10 s; false when it is absent or cannot be read. */
+  private async committed(token: bigint): Promise<boolean> {
+    const deadline = Date.now() + 10_000;
+    for (let wait = 100; ; wait = Math.min(wait * 2, 2000)) {
+      try {
+        const rows = await this.driver.read((c) => c.all("SELECT rev FROM commits WHERE token = ?", [token]));
+        return rows.length > 0;
+      } catch {
+        if (Date.now() + wait > deadline) return false;
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
+  }
+
+  private writeBatch<T>(
+    txns: Array<(tx: WriteTx) => Promise<T>>,
+    token: bigint,
+    ready: (results: WriteResult<T>[]) => void,
+  ): Promise<WriteResult<T>[]> {
     return this.driver.write(async (c) => {
       await this.dialect.lockRevision(c);
       let { revision, compactRevision } = await readMeta(c);
@@ -88,6 +122,8 @@ export class SqlBackend implements Backend {
           results.push({ ok: false, error });
         }
       }
+      await c.run("INSERT INTO commits (token, rev) VALUES (?, ?)", [token, revision]);
+      ready(results);
       return results;
     });
   }
@@ -107,6 +143,8 @@ export class SqlBackend implements Backend {
   }
 
   async compact(rev: Rev): Promise<void> {
+    // commit tokens of compacted revisions are no longer needed
+    await this.driver.write((c) => c.run("DELETE FROM commits WHERE rev <= ?", [rev]));
     const low = (await this.driver.read((c) => c.all("SELECT MIN(rev) AS rev FROM kv_log")))[0]?.rev as bigint | null;
     if (low == null) return;
     // A row goes when it is a tombstone or a newer row of its key at or below rev exists.

@@ -11,6 +11,8 @@ import { join } from "node:path";
 export interface DatabaseServer {
   /** the strata backend URL */
   url: string;
+  /** creates an empty database on the server; resolves to its backend URL */
+  createDatabase(name: string): string;
   /** stops the server, keeping its data (start() brings it back on the same port) */
   stop(): Promise<void>;
   start(): Promise<void>;
@@ -59,9 +61,13 @@ export async function startPostgres(): Promise<DatabaseServer> {
     asPostgres(pgBin("pg_ctl"), ["-D", data, "-m", "fast", "-w", "stop"]);
   };
   await start();
-  run(pgBin("psql"), ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-c", "CREATE DATABASE strata"]);
+  const createDatabase = (name: string) => {
+    run(pgBin("psql"), ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-c", `CREATE DATABASE ${name}`]);
+    return `postgres://postgres@127.0.0.1:${port}/${name}`;
+  };
   return {
-    url: `postgres://postgres@127.0.0.1:${port}/strata`,
+    url: createDatabase("strata"),
+    createDatabase,
     stop,
     start,
     destroy: async () => {
@@ -107,10 +113,14 @@ export async function startMariadb(): Promise<DatabaseServer> {
     await exited;
   };
   await start();
-  run("mariadb", ["--no-defaults", "-S", socket, "-u", "root", "-e",
-    "CREATE DATABASE strata; CREATE USER strata@'%' IDENTIFIED BY 'strata'; GRANT ALL ON strata.* TO strata@'%';"]);
+  run("mariadb", ["--no-defaults", "-S", socket, "-u", "root", "-e", "CREATE USER strata@'%' IDENTIFIED BY 'strata'"]);
+  const createDatabase = (name: string) => {
+    run("mariadb", ["--no-defaults", "-S", socket, "-u", "root", "-e", `CREATE DATABASE ${name}; GRANT ALL ON ${name}.* TO strata@'%'`]);
+    return `mysql://strata:strata@127.0.0.1:${port}/${name}`;
+  };
   return {
-    url: `mysql://strata:strata@127.0.0.1:${port}/strata`,
+    url: createDatabase("strata"),
+    createDatabase,
     stop,
     start,
     destroy: async () => {

@@ -1,50 +1,68 @@
-// Starts strata as a child process on a free loopback port with a fresh SQLite file.
+// Starts strata as a child process on a free loopback port, on a fresh database of the
+// backend under test: STRATA_TEST_BACKEND=sqlite (default), postgres or mariadb. The
+// database servers are real ones, started once per test process by scripts/databases.ts.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Etcd3 } from "etcd3";
+import { type DatabaseServer, freePort, startMariadb, startPostgres } from "../../scripts/databases.ts";
+
+export { freePort };
 
 const ROOT = resolve(import.meta.dir, "../..");
+export const BACKEND = process.env.STRATA_TEST_BACKEND ?? "sqlite";
 
-export async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-    s.on("error", rej);
-  });
+const servers = new Map<string, Promise<DatabaseServer>>();
+let databases = 0;
+
+/** a fresh, empty database of the backend under test */
+export async function freshBackendUrl(dir: string): Promise<string> {
+  if (BACKEND === "sqlite") return `sqlite://${join(dir, "strata.db")}`;
+  const start = { postgres: startPostgres, mariadb: startMariadb }[BACKEND];
+  if (!start) throw new Error(`STRATA_TEST_BACKEND=${BACKEND}: expected sqlite, postgres or mariadb`);
+  if (!servers.has(BACKEND)) {
+    servers.set(BACKEND, start());
+  }
+  return (await servers.get(BACKEND)!).createDatabase(`strata_t${process.pid}_${++databases}`);
+}
+
+/** Stops the database servers this test process started (bunfig.toml's preload calls it). */
+export async function stopDatabaseServers(): Promise<void> {
+  for (const s of servers.values()) await (await s).destroy();
+  servers.clear();
+}
+
+/** the database server of the backend under test (not for sqlite) */
+export function backendServer(): Promise<DatabaseServer> {
+  const s = servers.get(BACKEND);
+  if (!s) throw new Error(`no ${BACKEND} server started yet`);
+  return s;
 }
 
 export interface StrataProcess {
   endpoint: string;
   dir: string;
+  backendUrl: string;
   stderr(): string;
   kill(): void;
   restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startStrata(extraArgs: string[] = []): Promise<StrataProcess> {
+/** Starts strata; `backendUrl` shares an existing database (several processes on one database). */
+export async function startStrata(extraArgs: string[] = [], backendUrl?: string): Promise<StrataProcess> {
   const dir = mkdtempSync(join(tmpdir(), "strata-test-"));
+  const url = backendUrl ?? (await freshBackendUrl(dir));
   const port = await freePort();
   const endpoint = `127.0.0.1:${port}`;
   let child: ChildProcess;
   let err = "";
   const launch = async () => {
-    child = spawn(process.execPath, [
-      join(ROOT, "src/main.ts"),
-      "serve",
-      "--listen",
-      `http://${endpoint}`,
-      "--backend",
-      `sqlite://${join(dir, "strata.db")}`,
-      ...extraArgs,
-    ], { stdio: ["ignore", "ignore", "pipe"] });
-    child.stderr!.on("data", (d) => (err += d));
+    child = spawn(process.execPath, [join(ROOT, "src/main.ts"), "serve", "--listen", `http://${endpoint}`, "--backend", url, ...extraArgs], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    child.stderr!.on("data", (d) => (err = (err + d).slice(-20_000)));
     await waitReady(endpoint, () => err);
   };
   await launch();
@@ -52,6 +70,7 @@ export async function startStrata(extraArgs: string[] = []): Promise<StrataProce
   return {
     endpoint,
     dir,
+    backendUrl: url,
     stderr: () => err,
     kill: () => child.kill("SIGKILL"),
     restart: async () => {
@@ -67,7 +86,7 @@ export async function startStrata(extraArgs: string[] = []): Promise<StrataProce
 }
 
 async function waitReady(endpoint: string, stderr: () => string): Promise<void> {
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     const c = new Etcd3({ hosts: endpoint, dialTimeout: 500 } as never);
     try {

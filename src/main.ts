@@ -69,6 +69,25 @@ async function serve(config: Config): Promise<void> {
   process.on("SIGINT", () => void shutdown("SIGINT"));
 }
 
+/**
+ * The postgres driver can write to a connection's socket from a timer that fires after
+ * the connection closed (seen when the database goes down under load on Bun). The
+ * connection is already discarded and its queries failed, so that one error is logged
+ * and survived; any other uncaught error ends the process, as it should.
+ */
+function isDriverWriteAfterClose(err: unknown): boolean {
+  return err instanceof TypeError && /socket/.test(err.message) && /\bnextWrite\b/.test(err.stack ?? "");
+}
+
+process.on("uncaughtException", (err) => {
+  if (isDriverWriteAfterClose(err)) {
+    log("warn", "database connection closed while writing; it is discarded", { error: err.message });
+    return;
+  }
+  log("fatal", "uncaught error", { error: String(err?.stack ?? err) });
+  process.exit(1);
+});
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (command === "--version" || command === "version") {

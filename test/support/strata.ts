@@ -79,7 +79,10 @@ export async function startStrata(extraArgs: string[] = [], backendUrl?: string)
     },
     stop: async () => {
       child.kill("SIGTERM");
+      // a clean shutdown takes well under this; past it, the process is stuck
+      const stuck = setTimeout(() => child.kill("SIGKILL"), 15_000);
       await exited();
+      clearTimeout(stuck);
       rmSync(dir, { recursive: true, force: true });
     },
   };

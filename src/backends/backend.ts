@@ -57,8 +57,12 @@ export interface Backend {
    * the commit is durable.
    */
   write<T>(txns: Array<(tx: WriteTx) => Promise<T>>): Promise<WriteResult<T>[]>;
-  /** Events with from <= revision <= to, in revision order, at most `limit` revisions' worth. */
-  events(from: Rev, to: Rev, limit: number): Promise<Event[]>;
+  /**
+   * Events with from <= revision <= to, in revision order, at most `limit` revisions'
+   * worth, with the compact revision of the same snapshot: when from is below it, part
+   * of the range may be gone.
+   */
+  events(from: Rev, to: Rev, limit: number): Promise<{ events: Event[]; compactRevision: Rev }>;
   /** Removes history at or below rev (already recorded by setCompactRevision), keeping each key's version live at rev. */
   compact(rev: Rev): Promise<void>;
   /** current and compact revision as stored */

@@ -189,7 +189,8 @@ export class Store {
   private async readCommits(upTo: Rev): Promise<void> {
     while (this.revision < upTo) {
       const from = this.revision + 1n;
-      const events = await this.backend.events(from, upTo, PUBLISH_REVISIONS);
+      const { events, compactRevision } = await this.backend.events(from, upTo, PUBLISH_REVISIONS);
+      if (compactRevision > this.compactRevision) this.compactRevision = compactRevision;
       const last = from + BigInt(PUBLISH_REVISIONS) - 1n < upTo ? from + BigInt(PUBLISH_REVISIONS) - 1n : upTo;
       let i = 0;
       for (let rev = from; rev <= last; rev++) {

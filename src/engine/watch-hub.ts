@@ -153,22 +153,26 @@ export class WatchHub {
     this.syncing = false;
   }
 
+  /** The history a watcher needs is gone: cancel it as etcd does, naming the compaction. */
+  private cancelCompacted(w: Watcher, compactRevision: Rev): void {
+    this.unsynced.delete(w);
+    w.closed = true;
+    w.sink.send({ header: { revision: 0n }, watchId: w.id, canceled: true, compactRevision, events: [] });
+  }
+
   private async catchUpStep(w: Watcher): Promise<void> {
     const { revision, compactRevision } = this.revisions();
-    if (w.nextRev < compactRevision) {
-      // the history it needs is gone: cancel it as etcd does, naming the compaction
-      this.unsynced.delete(w);
-      w.closed = true;
-      w.sink.send({ header: { revision: 0n }, watchId: w.id, canceled: true, compactRevision, events: [] });
-      return;
-    }
+    if (w.nextRev < compactRevision) return this.cancelCompacted(w, compactRevision);
     if (w.nextRev <= revision) {
       const to = revision;
       const from = w.nextRev;
-      const events = await this.backend.events(from, to, CATCH_UP_REVISIONS);
+      const { events, compactRevision: compactedAtRead } = await this.backend.events(from, to, CATCH_UP_REVISIONS);
       if (w.closed) return;
-      // a compaction that ran during the read may have removed part of what it returned
-      if (from < this.revisions().compactRevision) return this.catchUpStep(w);
+      // compacted before or during the read (perhaps by another process): part of the
+      // history may be missing, so the watcher is cancelled rather than given a gap
+      if (from < compactedAtRead || from < this.revisions().compactRevision) {
+        return this.cancelCompacted(w, compactedAtRead > this.revisions().compactRevision ? compactedAtRead : this.revisions().compactRevision);
+      }
       const last = w.nextRev + BigInt(CATCH_UP_REVISIONS) - 1n < to ? w.nextRev + BigInt(CATCH_UP_REVISIONS) - 1n : to;
       const evs = w.select(events);
       if (evs.length > 0) {

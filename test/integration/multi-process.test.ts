@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { execFileSync } from "node:child_process";
 import { Etcd3 } from "etcd3";
+import { prefixEnd, rawWatch } from "../support/raw-watch.ts";
 import { BACKEND, startStrata, type StrataProcess } from "../support/strata.ts";
 
 if (BACKEND === "sqlite") throw new Error("multi-process tests need STRATA_TEST_BACKEND=postgres or mariadb");
@@ -118,5 +119,24 @@ describe(`three strata processes on one ${BACKEND}`, () => {
     const gone = await clients[1]!.leaseClient.leaseTimeToLive({ ID: id } as never);
     expect(String(gone.TTL)).toBe("-1");
     await Promise.all(watchers.map((w) => w.cancel()));
+  }, 30_000);
+
+  test("a compaction through one process holds on the others: reads and watches below it fail as compacted", async () => {
+    const first = await clients[0]!.put("compact/a").value("1").exec();
+    await clients[0]!.put("compact/a").value("2").exec();
+    const last = await clients[0]!.put("compact/a").value("3").exec();
+    await clients[1]!.kv.compact({ revision: last.header.revision, physical: true } as never);
+    // another process refuses the compacted revision at once
+    await expect(clients[2]!.get("compact/a").revision(first.header.revision).exec()).rejects.toThrow(
+      "required revision has been compacted",
+    );
+    // and a watch from before the compaction is cancelled naming it, not given a gap
+    const w = rawWatch(procs[2]!.endpoint);
+    w.send({ requestUnion: { case: "createRequest", value: { key: Buffer.from("compact/"), rangeEnd: prefixEnd("compact/"), startRevision: BigInt(first.header.revision) } } });
+    await until(() => w.responses.some((r) => r.canceled));
+    const canceled = w.responses.find((r) => r.canceled)!;
+    expect(canceled.compactRevision).toBe(BigInt(last.header.revision));
+    expect(w.responses.flatMap((r) => r.events)).toEqual([]);
+    w.close();
   }, 30_000);
 });

@@ -58,7 +58,7 @@ describe("SQLite MVCC", () => {
   });
 
   test("history carries events with their previous versions", async () => {
-    const evs = await backend.events(2n, 6n, 100);
+    const { events: evs } = await backend.events(2n, 6n, 100);
     expect(evs.map((e) => `${e.type}:${dec(e.kv.key)}@${e.kv.modRevision}<${e.prevKv ? dec(e.prevKv.value) : "-"}`)).toEqual([
       "0:a@2<-",
       "0:b@3<-",
@@ -66,7 +66,7 @@ describe("SQLite MVCC", () => {
       "1:b@5<1",
       "0:b@6<-",
     ]);
-    expect((await backend.events(3n, 6n, 2)).map((e) => e.kv.modRevision)).toEqual([3n, 4n]);
+    expect((await backend.events(3n, 6n, 2)).events.map((e) => e.kv.modRevision)).toEqual([3n, 4n]);
   });
 
   test("compaction keeps exactly what reads at or after it need", async () => {
@@ -75,7 +75,7 @@ describe("SQLite MVCC", () => {
     expect(await all(5n)).toEqual(["a=2@4/v2/c2"]);
     expect(await all(6n)).toEqual(["a=2@4/v2/c2", "b=2@6/v1/c6"]);
     // b's tombstone at 5 and everything older than each key's live version are gone
-    expect((await backend.events(1n, 6n, 100)).map((e) => `${dec(e.kv.key)}@${e.kv.modRevision}`)).toEqual(["a@4", "b@6"]);
+    expect((await backend.events(1n, 6n, 100)).events.map((e) => `${dec(e.kv.key)}@${e.kv.modRevision}`)).toEqual(["a@4", "b@6"]);
     await expect(store.compact(create(CompactionRequestSchema, { revision: 5n }))).rejects.toThrow("compacted");
     await expect(store.compact(create(CompactionRequestSchema, { revision: 99n }))).rejects.toThrow("future revision");
   });

@@ -128,18 +128,19 @@ export class SqlBackend implements Backend {
     });
   }
 
-  async events(from: Rev, to: Rev, limit: number): Promise<Event[]> {
+  async events(from: Rev, to: Rev, limit: number): Promise<{ events: Event[]; compactRevision: Rev }> {
     const last = from + BigInt(limit) - 1n < to ? from + BigInt(limit) - 1n : to;
-    const rows = await this.driver.read((c) =>
-      c.all(
+    return this.driver.read(async (c) => {
+      const { compactRevision } = await readMeta(c);
+      const rows = await c.all(
         `SELECT l.rev, l.k, l.create_rev, l.version, l.lease, l.deleted, l.v,
                 p.create_rev AS p_create_rev, p.rev AS p_rev, p.version AS p_version, p.lease AS p_lease, p.v AS p_v
            FROM kv_log l LEFT JOIN kv_log p ON p.k = l.k AND p.rev = l.prev_rev
           WHERE l.rev >= ? AND l.rev <= ? ORDER BY l.rev, l.sub`,
         [from, last],
-      )
-    );
-    return rows.map(rowToEvent);
+      );
+      return { events: rows.map(rowToEvent), compactRevision };
+    });
   }
 
   async compact(rev: Rev): Promise<void> {

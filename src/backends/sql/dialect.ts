@@ -25,3 +25,8 @@ export interface Dialect {
 }
 
 export const KV_COLUMNS = "k, create_rev, mod_rev, version, lease, v";
+
+/** the upsert of engines with INSERT … ON CONFLICT (SQLite, PostgreSQL) */
+export const UPSERT_ON_CONFLICT = `INSERT INTO kv (k, create_rev, mod_rev, version, lease, v) VALUES (?, ?, ?, ?, ?, ?)
+  ON CONFLICT (k) DO UPDATE SET create_rev = excluded.create_rev, mod_rev = excluded.mod_rev,
+    version = excluded.version, lease = excluded.lease, v = excluded.v`;

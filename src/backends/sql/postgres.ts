@@ -3,7 +3,7 @@
 // snapshots; commits are announced with NOTIFY so other strata processes publish
 // them to their watchers at once.
 import postgres from "postgres";
-import type { Dialect } from "./dialect.ts";
+import { type Dialect, UPSERT_ON_CONFLICT } from "./dialect.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
 import { SqlBackend } from "./sql-backend.ts";
 
@@ -16,9 +16,7 @@ const postgresDialect: Dialect = {
   valueType: "BYTEA",
   intType: "BIGINT",
   tableOptions: "",
-  upsertKv: `INSERT INTO kv (k, create_rev, mod_rev, version, lease, v) VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (k) DO UPDATE SET create_rev = excluded.create_rev, mod_rev = excluded.mod_rev,
-               version = excluded.version, lease = excluded.lease, v = excluded.v`,
+  upsertKv: UPSERT_ON_CONFLICT,
   async lockRevision(c) {
     await c.all("SELECT num FROM meta WHERE name = 'revision' FOR UPDATE");
     // delivered to listeners when (and only if) this transaction commits

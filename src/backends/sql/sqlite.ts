@@ -2,7 +2,7 @@
 // group-committed batches; a reader connection serves reads from committed snapshots,
 // so a read never sees a batch that is still being written.
 import type { BackendState } from "../backend.ts";
-import type { Dialect } from "./dialect.ts";
+import { type Dialect, UPSERT_ON_CONFLICT } from "./dialect.ts";
 import { plainSavepoint, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
 import { Mutex } from "../../engine/mutex.ts";
 import { SqlBackend } from "./sql-backend.ts";
@@ -14,9 +14,7 @@ const sqliteDialect: Dialect = {
   valueType: "BLOB",
   intType: "INTEGER",
   tableOptions: "",
-  upsertKv: `INSERT INTO kv (k, create_rev, mod_rev, version, lease, v) VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (k) DO UPDATE SET create_rev = excluded.create_rev, mod_rev = excluded.mod_rev,
-               version = excluded.version, lease = excluded.lease, v = excluded.v`,
+  upsertKv: UPSERT_ON_CONFLICT,
   // BEGIN IMMEDIATE already made this connection the only writer
   lockRevision: async () => {},
   // the file is locked to this process: nobody else migrates or writes

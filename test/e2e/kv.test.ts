@@ -1,0 +1,151 @@
+// Differential: Range, Put and DeleteRange with every option, against a real etcd.
+import { describe, test } from "bun:test";
+import type { Etcd3 } from "etcd3";
+import { attempt, b, differential, prefixEnd, useServers } from "../support/differential.ts";
+
+const sides = useServers();
+
+/** keys with distinct values, versions and revisions, so every sort target is tie-free */
+async function seed(c: Etcd3, p: string): Promise<void> {
+  await c.kv.put({ key: b(`${p}c`), value: b("3") } as never);
+  await c.kv.put({ key: b(`${p}a`), value: b("5") } as never);
+  await c.kv.put({ key: b(`${p}a`), value: b("1") } as never);
+  await c.kv.put({ key: b(`${p}d`), value: b("2") } as never);
+  await c.kv.put({ key: b(`${p}b`), value: b("4") } as never);
+  await c.kv.put({ key: b(`${p}b`), value: b("9") } as never);
+  await c.kv.put({ key: b(`${p}b`), value: b("0") } as never);
+}
+
+const range = (c: Etcd3, req: Record<string, unknown>) => attempt(c.kv.range(req as never));
+
+describe("Range", () => {
+  test("single key, missing key, range_end, prefix, from a key to the end", () =>
+    differential(sides(), async (c) => {
+      await seed(c, "r1/");
+      return [
+        await range(c, { key: b("r1/a") }),
+        await range(c, { key: b("r1/zz") }),
+        await range(c, { key: b("r1/a"), range_end: b("r1/c") }),
+        await range(c, { key: b("r1/"), range_end: prefixEnd("r1/") }),
+        await range(c, { key: b("r1/b"), range_end: b("\0") }),
+        await range(c, { key: b("r1/c"), range_end: b("r1/a") }), // end before start: nothing
+      ];
+    }));
+
+  test("limit, more and count; negative limit means none", () =>
+    differential(sides(), async (c) => {
+      await seed(c, "r2/");
+      const all = { key: b("r2/"), range_end: prefixEnd("r2/") };
+      return [
+        await range(c, { ...all, limit: 2 }),
+        await range(c, { ...all, limit: 4 }),
+        await range(c, { ...all, limit: 10 }),
+        await range(c, { ...all, limit: -1 }),
+      ];
+    }));
+
+  test("count_only and keys_only", () =>
+    differential(sides(), async (c) => {
+      await seed(c, "r3/");
+      const all = { key: b("r3/"), range_end: prefixEnd("r3/") };
+      return [
+        await range(c, { ...all, count_only: true }),
+        await range(c, { ...all, keys_only: true }),
+        await range(c, { ...all, keys_only: true, limit: 1 }),
+        await range(c, { ...all, count_only: true, limit: 1 }),
+      ];
+    }));
+
+  test("every sort order with every sort target, with and without limit", () =>
+    differential(sides(), async (c) => {
+      await seed(c, "r4/");
+      const out = [];
+      for (const sort_order of ["None", "Ascend", "Descend"]) {
+        for (const sort_target of ["Key", "Version", "Create", "Mod", "Value"]) {
+          out.push(await range(c, { key: b("r4/"), range_end: prefixEnd("r4/"), sort_order, sort_target }));
+          out.push(await range(c, { key: b("r4/"), range_end: prefixEnd("r4/"), sort_order, sort_target, limit: 2 }));
+        }
+      }
+      out.push(await range(c, { key: b("r4/"), range_end: prefixEnd("r4/"), sort_target: "Value", keys_only: true }));
+      return out;
+    }));
+
+  test("min/max create and mod revision filters", () =>
+    differential(sides(), async (c, ctx) => {
+      await seed(c, "r5/");
+      const all = { key: b("r5/"), range_end: prefixEnd("r5/") };
+      return [
+        await range(c, { ...all, min_mod_revision: ctx.rev(4) }),
+        await range(c, { ...all, max_mod_revision: ctx.rev(4) }),
+        await range(c, { ...all, min_create_revision: ctx.rev(2) }),
+        await range(c, { ...all, max_create_revision: ctx.rev(2) }),
+        await range(c, { ...all, min_mod_revision: ctx.rev(2), max_mod_revision: ctx.rev(5), limit: 1 }),
+      ];
+    }));
+
+  test("reads at past revisions, the current one and a future one", () =>
+    differential(sides(), async (c, ctx) => {
+      await seed(c, "r6/");
+      await c.kv.deleteRange({ key: b("r6/c") } as never);
+      const all = { key: b("r6/"), range_end: prefixEnd("r6/") };
+      const out = [];
+      for (let i = 1; i <= 9; i++) out.push(await range(c, { ...all, revision: ctx.rev(i) }));
+      out.push(await range(c, { ...all, revision: ctx.rev(3), limit: 1 }));
+      out.push(await range(c, { ...all, revision: ctx.rev(3), count_only: true }));
+      return out;
+    }));
+
+  test("an empty key is refused", () => differential(sides(), async (c) => range(c, { key: b("") })));
+});
+
+describe("Put", () => {
+  test("prev_kv, versions and create revisions", () =>
+    differential(sides(), async (c) => [
+      await attempt(c.kv.put({ key: b("p1/k"), value: b("1"), prev_kv: true } as never)),
+      await attempt(c.kv.put({ key: b("p1/k"), value: b("2"), prev_kv: true } as never)),
+      await attempt(c.kv.put({ key: b("p1/k"), value: b("") } as never)),
+      await range(c, { key: b("p1/k") }),
+    ]));
+
+  test("ignore_value and ignore_lease keep what was there; on a missing key they fail", () =>
+    differential(sides(), async (c) => {
+      const lease = await c.leaseClient.leaseGrant({ TTL: 60 } as never);
+      return [
+        await attempt(c.kv.put({ key: b("p2/k"), value: b("v"), lease: lease.ID } as never)),
+        await attempt(c.kv.put({ key: b("p2/k"), ignore_value: true, prev_kv: true } as never)),
+        await attempt(c.kv.put({ key: b("p2/k"), value: b("w"), ignore_lease: true } as never)),
+        await range(c, { key: b("p2/k") }),
+        await attempt(c.kv.put({ key: b("p2/missing"), ignore_value: true } as never)),
+        await attempt(c.kv.put({ key: b("p2/missing"), value: b("x"), ignore_lease: true } as never)),
+        await attempt(c.kv.put({ key: b("p2/k"), value: b("x"), ignore_value: true } as never)),
+        await attempt(c.kv.put({ key: b("p2/k"), lease: lease.ID, ignore_lease: true } as never)),
+        await attempt(c.kv.put({ key: b("p2/k"), value: b("x"), lease: "12345" } as never)),
+        await attempt(c.kv.put({ key: b(""), value: b("x") } as never)),
+        await range(c, { key: b("p2/k") }),
+      ];
+    }));
+
+  test("binary keys and values", () =>
+    differential(sides(), async (c) => [
+      await attempt(c.kv.put({ key: Buffer.from([0x70, 0x33, 0xff, 0x00, 0x80]), value: Buffer.from([0, 1, 2, 255]) } as never)),
+      await range(c, { key: Buffer.from([0x70, 0x33]), range_end: Buffer.from([0x70, 0x34]) }),
+    ]));
+});
+
+describe("DeleteRange", () => {
+  test("single key, range, prefix with prev_kv; deleting nothing makes no revision", () =>
+    differential(sides(), async (c) => {
+      await seed(c, "d1/");
+      return [
+        await attempt(c.kv.deleteRange({ key: b("d1/a"), prev_kv: true } as never)),
+        await attempt(c.kv.deleteRange({ key: b("d1/a") } as never)),
+        await attempt(c.kv.deleteRange({ key: b("d1/b"), range_end: b("d1/d"), prev_kv: true } as never)),
+        await attempt(c.kv.deleteRange({ key: b("d1/zz"), range_end: b("d1/zzz") } as never)),
+        await range(c, { key: b("d1/"), range_end: prefixEnd("d1/") }),
+        await attempt(c.kv.put({ key: b("d1/a"), value: b("again") } as never)),
+        await range(c, { key: b("d1/a") }),
+        await attempt(c.kv.deleteRange({ key: b("d1/"), range_end: b("\0") } as never)),
+        await attempt(c.kv.deleteRange({ key: b("") } as never)),
+      ];
+    }));
+});

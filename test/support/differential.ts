@@ -1,0 +1,119 @@
+// Differential testing: the same scenario runs against a real etcd and against strata,
+// each through a real etcd client, and the normalised answers must be equal. Revisions
+// become relative to the revision at the scenario's start, lease IDs become L1, L2, …
+// in order of appearance, ids that name the server (cluster, member, raft term) go.
+import { afterAll, beforeAll, expect } from "bun:test";
+import { Etcd3 } from "etcd3";
+import { type EtcdProcess, startEtcd } from "./etcd.ts";
+import { startStrata, type StrataProcess } from "./strata.ts";
+
+export interface Side {
+  name: "etcd" | "strata";
+  endpoint: string;
+  client: Etcd3;
+}
+
+export interface Ctx {
+  side: Side;
+  /** the store's revision when the scenario started */
+  base: bigint;
+  /** base + n, as the etcd3 client wants revisions */
+  rev(n: number): string;
+}
+
+/** Starts a real etcd and a strata for the test file; both get the same extra settings. */
+export function useServers(opts: { etcdArgs?: string[]; strataArgs?: string[] } = {}): () => Side[] {
+  let etcd: EtcdProcess;
+  let strata: StrataProcess;
+  let sides: Side[] = [];
+  beforeAll(async () => {
+    [etcd, strata] = await Promise.all([startEtcd(opts.etcdArgs), startStrata(opts.strataArgs)]);
+    const client = (endpoint: string) => new Etcd3({ hosts: endpoint, grpcOptions: { "grpc.max_receive_message_length": -1 } } as never);
+    sides = [
+      { name: "etcd", endpoint: etcd.endpoint, client: client(etcd.endpoint) },
+      { name: "strata", endpoint: strata.endpoint, client: client(strata.endpoint) },
+    ];
+  }, 60_000);
+  afterAll(async () => {
+    for (const s of sides) s.client.close();
+    await Promise.all([etcd?.stop(), strata?.stop()]);
+  }, 30_000);
+  return () => sides;
+}
+
+/** The outcome of one call: its answer, or its gRPC error as "code NAME: message". */
+export async function attempt<T>(p: Promise<T> | (() => Promise<T>)): Promise<T | { error: string }> {
+  try {
+    return await (typeof p === "function" ? p() : p);
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+}
+
+/** Runs the scenario on etcd and on strata and expects equal normalised answers. */
+export async function differential(sides: Side[], scenario: (c: Etcd3, ctx: Ctx) => Promise<unknown>): Promise<unknown> {
+  const results: unknown[] = [];
+  for (const side of sides) {
+    const probe = await side.client.kv.range({ key: Buffer.from("\0") } as never);
+    const base = BigInt(probe.header.revision);
+    const ctx: Ctx = { side, base, rev: (n) => String(base + BigInt(n)) };
+    const out = await attempt(scenario(side.client, ctx));
+    results.push(normalise(out, base, new Map()));
+  }
+  expect(results[1]).toEqual(results[0]);
+  return results[0];
+}
+
+const RELATIVE = new Set([
+  "revision", "create_revision", "mod_revision", "compact_revision", "hash_revision",
+  "createRevision", "modRevision", "compactRevision", "hashRevision",
+]);
+const LEASE_IDS = new Set(["lease", "ID", "id"]);
+const SERVER_IDS = new Set([
+  "cluster_id", "member_id", "raft_term", "clusterId", "memberId", "raftTerm", "$typeName",
+]);
+
+function isBytes(x: unknown): x is Uint8Array | { type: "Buffer"; data: number[] } {
+  return x instanceof Uint8Array || (typeof x === "object" && x !== null && (x as { type?: string }).type === "Buffer");
+}
+
+/** bytes as text when printable, else as hex */
+export function showBytes(b: Uint8Array | { data: number[] }): string {
+  const bytes = b instanceof Uint8Array ? b : Uint8Array.from(b.data);
+  const printable = bytes.every((c) => c >= 0x20 && c < 0x7f);
+  return printable ? Buffer.from(bytes).toString("latin1") : `0x${Buffer.from(bytes).toString("hex")}`;
+}
+
+export function normalise(x: unknown, base: bigint, leases: Map<string, string>): unknown {
+  if (isBytes(x)) return showBytes(x);
+  if (typeof x === "bigint") return x.toString();
+  if (Array.isArray(x)) return x.map((v) => normalise(v, base, leases));
+  if (typeof x !== "object" || x === null) return x;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(x)) {
+    if (SERVER_IDS.has(k)) continue;
+    if (RELATIVE.has(k) && (typeof v === "string" || typeof v === "bigint" || typeof v === "number")) {
+      const n = BigInt(v);
+      out[k] = n === 0n ? 0 : `base${n - base >= 0n ? "+" : ""}${n - base}`;
+    } else if (LEASE_IDS.has(k) && (typeof v === "string" || typeof v === "bigint" || typeof v === "number")) {
+      const id = BigInt(v);
+      if (id === 0n || id === -1n) out[k] = String(id);
+      else {
+        if (!leases.has(id.toString())) leases.set(id.toString(), `L${leases.size + 1}`);
+        out[k] = leases.get(id.toString());
+      }
+    } else {
+      out[k] = normalise(v, base, leases);
+    }
+  }
+  return out;
+}
+
+export const b = (s: string) => Buffer.from(s);
+/** the range_end that covers every key with the prefix */
+export function prefixEnd(prefix: string): Buffer {
+  const e = Buffer.from(prefix);
+  e[e.length - 1]!++;
+  return e;
+}
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -29,12 +29,14 @@ export function useServers(opts: { etcdArgs?: string[]; strataArgs?: string[] } 
   beforeAll(async () => {
     [etcd, strata] = await Promise.all([startEtcd(opts.etcdArgs), startStrata(opts.strataArgs)]);
     const client = (endpoint: string) => new Etcd3({ hosts: endpoint, grpcOptions: { "grpc.max_receive_message_length": -1 } } as never);
+    if (process.env.DIFF_DEBUG) console.log("etcd", etcd.endpoint, "strata", strata.endpoint);
     sides = [
       { name: "etcd", endpoint: etcd.endpoint, client: client(etcd.endpoint) },
       { name: "strata", endpoint: strata.endpoint, client: client(strata.endpoint) },
     ];
   }, 60_000);
   afterAll(async () => {
+    if (process.env.DIFF_DEBUG) console.log(strata?.stderr());
     for (const s of sides) s.client.close();
     await Promise.all([etcd?.stop(), strata?.stop()]);
   }, 30_000);

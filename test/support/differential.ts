@@ -71,6 +71,7 @@ const RELATIVE = new Set([
   "createRevision", "modRevision", "compactRevision", "hashRevision",
 ]);
 const LEASE_IDS = new Set(["lease", "ID", "id"]);
+const isInteger = (v: unknown): v is string | bigint | number => /^-?\d+$/.test(String(v)) && typeof v !== "object";
 const SERVER_IDS = new Set([
   "cluster_id", "member_id", "raft_term", "clusterId", "memberId", "raftTerm", "$typeName",
 ]);
@@ -94,10 +95,10 @@ export function normalise(x: unknown, base: bigint, leases: Map<string, string>)
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(x)) {
     if (SERVER_IDS.has(k)) continue;
-    if (RELATIVE.has(k) && (typeof v === "string" || typeof v === "bigint" || typeof v === "number")) {
+    if (RELATIVE.has(k) && isInteger(v)) {
       const n = BigInt(v);
       out[k] = n === 0n ? 0 : `base${n - base >= 0n ? "+" : ""}${n - base}`;
-    } else if (LEASE_IDS.has(k) && (typeof v === "string" || typeof v === "bigint" || typeof v === "number")) {
+    } else if (LEASE_IDS.has(k) && isInteger(v)) {
       const id = BigInt(v);
       if (id === 0n || id === -1n) out[k] = String(id);
       else {

@@ -10,7 +10,7 @@ const grant = (c: Etcd3, TTL: number, ID = "0") => attempt(c.leaseClient.leaseGr
 /** one keepalive round trip on a stream of the client's */
 async function keepAliveOnce(c: Etcd3, id: string): Promise<unknown> {
   const stream = await c.leaseClient.leaseKeepAlive();
-  const answer = new Promise((resolve) => stream.once("data", resolve));
+  const answer = new Promise((resolve) => (stream as unknown as NodeJS.EventEmitter).once("data", resolve));
   stream.write({ ID: id });
   const res = await answer;
   stream.end();

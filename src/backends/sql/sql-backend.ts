@@ -133,8 +133,8 @@ export class SqlBackend implements Backend {
     return this.driver.read(async (c) => {
       const { compactRevision } = await readMeta(c);
       const rows = await c.all(
-        `SELECT l.rev, l.k, l.create_rev, l.version, l.lease, l.deleted, l.v,
-                p.create_rev AS p_create_rev, p.rev AS p_rev, p.version AS p_version, p.lease AS p_lease, p.v AS p_v
+        `SELECT l.rev AS mod_rev, l.k, l.create_rev, l.version, l.lease, l.deleted, l.v,
+                p.create_rev AS p_create_rev, p.rev AS p_mod_rev, p.version AS p_version, p.lease AS p_lease, p.v AS p_v
            FROM kv_log l LEFT JOIN kv_log p ON p.k = l.k AND p.rev = l.prev_rev
           WHERE l.rev >= ? AND l.rev <= ? ORDER BY l.rev, l.sub`,
         [from, last],
@@ -279,18 +279,19 @@ class RangeReads {
       const q = this.atRevision(r, at, !keysOnly);
       rows = await this.c.all(`SELECT * FROM (${q.sql}) live ORDER BY k${lim}`, q.params);
     }
-    return rows.map(rowToKv);
+    return rows.map((r) => rowToKv(r));
   }
 }
 
-function rowToKv(r: Row): KeyValue {
+/** a KeyValue from a row; `p` prefixes the column names (for the joined previous version) */
+function rowToKv(r: Row, p = ""): KeyValue {
   return {
     key: r.k as Uint8Array,
-    createRevision: r.create_rev as bigint,
-    modRevision: r.mod_rev as bigint,
-    version: r.version as bigint,
-    lease: r.lease as bigint,
-    value: (r.v as Uint8Array | undefined) ?? EMPTY,
+    createRevision: r[`${p}create_rev`] as bigint,
+    modRevision: r[`${p}mod_rev`] as bigint,
+    version: r[`${p}version`] as bigint,
+    lease: r[`${p}lease`] as bigint,
+    value: (r[`${p}v`] as Uint8Array | undefined) ?? EMPTY,
   };
 }
 
@@ -299,34 +300,12 @@ function rowToLease(r: Row): LeaseRecord {
 }
 
 function rowToEvent(r: Row): Event {
-  const key = r.k as Uint8Array;
-  const prevKv = r.p_rev == null ? undefined : {
-    key,
-    createRevision: r.p_create_rev as bigint,
-    modRevision: r.p_rev as bigint,
-    version: r.p_version as bigint,
-    lease: r.p_lease as bigint,
-    value: (r.p_v as Uint8Array) ?? EMPTY,
-  };
+  const prevKv = r.p_mod_rev == null ? undefined : rowToKv(r, "p_");
   if (r.deleted === 1n) {
-    return {
-      type: DELETE,
-      kv: { key, createRevision: 0n, modRevision: r.rev as bigint, version: 0n, lease: 0n, value: EMPTY },
-      prevKv,
-    };
+    const rev = r.mod_rev as bigint;
+    return { type: DELETE, kv: { key: r.k as Uint8Array, createRevision: 0n, modRevision: rev, version: 0n, lease: 0n, value: EMPTY }, prevKv };
   }
-  return {
-    type: PUT,
-    kv: {
-      key,
-      createRevision: r.create_rev as bigint,
-      modRevision: r.rev as bigint,
-      version: r.version as bigint,
-      lease: r.lease as bigint,
-      value: (r.v as Uint8Array) ?? EMPTY,
-    },
-    prevKv,
-  };
+  return { type: PUT, kv: rowToKv(r), prevKv };
 }
 
 class SqlWriteTx implements WriteTx {
@@ -387,7 +366,7 @@ class SqlWriteTx implements WriteTx {
   }
 
   async leaseKeys(id: Rev): Promise<KeyValue[]> {
-    return (await this.c.all(`SELECT ${KV_COLUMNS} FROM kv WHERE lease = ? ORDER BY k`, [id])).map(rowToKv);
+    return (await this.c.all(`SELECT ${KV_COLUMNS} FROM kv WHERE lease = ? ORDER BY k`, [id])).map((r) => rowToKv(r));
   }
 
   async setRevision(rev: Rev): Promise<void> {

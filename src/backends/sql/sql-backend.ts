@@ -106,21 +106,26 @@ export class SqlBackend implements Backend {
   ): Promise<WriteResult<T>[]> {
     return this.driver.write(async (c) => {
       await this.dialect.lockRevision(c);
-      let { revision, compactRevision } = await readMeta(c);
+      const start = await readMeta(c);
+      let { revision, compactRevision } = start;
       const results: WriteResult<T>[] = [];
       for (const fn of txns) {
+        const tx = new SqlWriteTx(c, this.dialect, revision, compactRevision);
         try {
-          // each client transaction in its own savepoint: one that fails rolls back alone
-          const { value, tx } = await c.savepoint(async (sc) => {
-            const tx = new SqlWriteTx(sc, this.dialect, revision, compactRevision);
-            return { value: await fn(tx), tx };
-          });
+          results.push({ ok: true, value: await fn(tx) });
           revision = tx.newRevision;
           compactRevision = tx.newCompactRevision;
-          results.push({ ok: true, value });
         } catch (error) {
+          // etcd's refusals all come before a transaction writes, so a failed one left
+          // nothing behind; one that fails after writing cannot be undone alone (no
+          // savepoints: they cost round trips), so the whole batch is rolled back
+          if (tx.wrote) throw new Error(`a transaction failed after writing, its batch was rolled back: ${String(error)}`);
           results.push({ ok: false, error });
         }
+      }
+      if (revision !== start.revision) await c.run("UPDATE meta SET num = ? WHERE name = 'revision'", [revision]);
+      if (compactRevision !== start.compactRevision) {
+        await c.run("UPDATE meta SET num = ? WHERE name = 'compact_revision'", [compactRevision]);
       }
       await c.run("INSERT INTO commits (token, rev) VALUES (?, ?)", [token, revision]);
       ready(results);
@@ -311,6 +316,8 @@ function rowToEvent(r: Row): Event {
 class SqlWriteTx implements WriteTx {
   newRevision: Rev;
   newCompactRevision: Rev;
+  /** whether this transaction changed anything in the database */
+  wrote = false;
   private readonly reads: RangeReads;
 
   constructor(
@@ -333,6 +340,7 @@ class SqlWriteTx implements WriteTx {
   }
 
   async put(kv: KeyValue, prev: KeyValue | undefined, sub: number): Promise<void> {
+    this.wrote = true;
     await this.c.run(
       `INSERT INTO kv_log (rev, sub, k, create_rev, prev_rev, version, lease, deleted, v) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)`,
       [kv.modRevision, BigInt(sub), kv.key, kv.createRevision, prev?.modRevision ?? null, kv.version, kv.lease, kv.value],
@@ -341,6 +349,7 @@ class SqlWriteTx implements WriteTx {
   }
 
   async delete(prev: KeyValue, rev: Rev, sub: number): Promise<void> {
+    this.wrote = true;
     await this.c.run(
       `INSERT INTO kv_log (rev, sub, k, create_rev, prev_rev, version, lease, deleted, v) VALUES (?, ?, ?, 0, ?, 0, 0, 1, ?)`,
       [rev, BigInt(sub), prev.key, prev.modRevision, EMPTY],
@@ -358,10 +367,12 @@ class SqlWriteTx implements WriteTx {
   }
 
   async leaseInsert(lease: LeaseRecord): Promise<void> {
+    this.wrote = true;
     await this.c.run("INSERT INTO leases (id, ttl, expires_at) VALUES (?, ?, ?)", [lease.id, lease.ttl, BigInt(lease.expiresAt)]);
   }
 
   async leaseDelete(id: Rev): Promise<void> {
+    this.wrote = true;
     await this.c.run("DELETE FROM leases WHERE id = ?", [id]);
   }
 
@@ -369,13 +380,12 @@ class SqlWriteTx implements WriteTx {
     return (await this.c.all(`SELECT ${KV_COLUMNS} FROM kv WHERE lease = ? ORDER BY k`, [id])).map((r) => rowToKv(r));
   }
 
+  /** the batch stores the final revisions once, at its end */
   async setRevision(rev: Rev): Promise<void> {
-    await this.c.run("UPDATE meta SET num = ? WHERE name = 'revision'", [rev]);
     this.newRevision = rev;
   }
 
   async setCompactRevision(rev: Rev): Promise<void> {
-    await this.c.run("UPDATE meta SET num = ? WHERE name = 'compact_revision'", [rev]);
     this.newCompactRevision = rev;
   }
 }

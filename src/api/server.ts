@@ -40,7 +40,8 @@ export function createGrpcServer(p: ServerParts): http2.Http2Server {
     readMaxBytes: p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
     routes(router) {
       router.service(KV, kvService(p.store, p.identity, p.limits));
-      router.service(Watch, watchService(p.store, p.hub, p.identity, p.limits.maxRequestBytes));
+      // etcd fragments watch responses above the same limit its gRPC server enforces
+      router.service(Watch, watchService(p.store, p.hub, p.identity, p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES));
       router.service(Lease, leaseService(p.leases, p.store, p.identity));
       router.service(Cluster, clusterService(p.store, p.identity, p.member));
       router.service(Maintenance, maintenanceService(p.store, p.backend, p.identity));

@@ -31,6 +31,23 @@ export async function freePort(): Promise<number> {
   });
 }
 
+function server(dir: string, createDatabase: (name: string) => string, start: () => Promise<void>, stop: () => Promise<void>): DatabaseServer {
+  return {
+    url: createDatabase("strata"),
+    createDatabase,
+    stop,
+    start,
+    destroy: async () => {
+      try {
+        await stop();
+      } catch {
+        // already stopped
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
 
 function pgBin(name: string): string {
@@ -65,20 +82,7 @@ export async function startPostgres(): Promise<DatabaseServer> {
     run(pgBin("psql"), ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-c", `CREATE DATABASE ${name}`]);
     return `postgres://postgres@127.0.0.1:${port}/${name}`;
   };
-  return {
-    url: createDatabase("strata"),
-    createDatabase,
-    stop,
-    start,
-    destroy: async () => {
-      try {
-        await stop();
-      } catch {
-        // already stopped
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return server(dir, createDatabase, start, stop);
 }
 
 export async function startMariadb(): Promise<DatabaseServer> {
@@ -118,16 +122,7 @@ export async function startMariadb(): Promise<DatabaseServer> {
     run("mariadb", ["--no-defaults", "-S", socket, "-u", "root", "-e", `CREATE DATABASE ${name}; GRANT ALL ON ${name}.* TO strata@'%'`]);
     return `mysql://strata:strata@127.0.0.1:${port}/${name}`;
   };
-  return {
-    url: createDatabase("strata"),
-    createDatabase,
-    stop,
-    start,
-    destroy: async () => {
-      await stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return server(dir, createDatabase, start, stop);
 }
 
 if (import.meta.main) {

@@ -3,7 +3,7 @@
 //   bun scripts/databases.ts postgres   # prints the URL, stops on Ctrl-C
 //   bun scripts/databases.ts mariadb
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -48,7 +48,21 @@ function server(dir: string, createDatabase: (name: string) => string, start: ()
   };
 }
 
-const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
+const run = (cmd: string, args: string[], env?: Record<string, string>) =>
+  execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } }).toString();
+
+export interface ServerOptions {
+  /** serve TLS only, with a self-signed certificate; URLs then ask for TLS */
+  tls?: boolean;
+}
+
+/** a self-signed certificate for 127.0.0.1 in dir: [cert, key] */
+function selfSignedCert(dir: string): [string, string] {
+  const cert = join(dir, "server.crt");
+  const key = join(dir, "server.key");
+  run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1"]);
+  return [cert, key];
+}
 
 function pgBin(name: string): string {
   const root = "/usr/lib/postgresql";
@@ -57,7 +71,7 @@ function pgBin(name: string): string {
   return join(root, version!, "bin", name);
 }
 
-export async function startPostgres(): Promise<DatabaseServer> {
+export async function startPostgres(opts: ServerOptions = {}): Promise<DatabaseServer> {
   const dir = mkdtempSync(join(tmpdir(), "strata-pg-"));
   const uid = Number(run("id", ["-u", "postgres"]).trim());
   const gid = Number(run("id", ["-g", "postgres"]).trim());
@@ -66,11 +80,20 @@ export async function startPostgres(): Promise<DatabaseServer> {
   // initdb refuses to run as root
   const asPostgres = (cmd: string, args: string[]) => run("runuser", ["-u", "postgres", "--", cmd, ...args]);
   asPostgres(pgBin("initdb"), ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]);
+  let tlsOptions = "";
+  if (opts.tls) {
+    const [cert, key] = selfSignedCert(data);
+    chownSync(cert, uid, gid);
+    chownSync(key, uid, gid);
+    // TCP clients must use TLS; the local socket (used to create databases) need not
+    writeFileSync(join(data, "pg_hba.conf"), "local all all trust\nhostssl all all 127.0.0.1/32 trust\n");
+    tlsOptions = ` -c ssl=on -c ssl_cert_file=${cert} -c ssl_key_file=${key}`;
+  }
   const port = await freePort();
   const start = async () => {
     asPostgres(pgBin("pg_ctl"), [
       "-D", data, "-l", join(dir, "log"), "-w", "-t", "30",
-      "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200`,
+      "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200${tlsOptions}`,
       "start",
     ]);
   };
@@ -79,25 +102,26 @@ export async function startPostgres(): Promise<DatabaseServer> {
   };
   await start();
   const createDatabase = (name: string) => {
-    run(pgBin("psql"), ["-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-c", `CREATE DATABASE ${name}`]);
-    return `postgres://postgres@127.0.0.1:${port}/${name}`;
+    run(pgBin("psql"), ["-h", dir, "-p", String(port), "-U", "postgres", "-c", `CREATE DATABASE ${name}`]);
+    return `postgres://postgres@127.0.0.1:${port}/${name}${opts.tls ? "?sslmode=require" : ""}`;
   };
   return server(dir, createDatabase, start, stop);
 }
 
-export async function startMariadb(): Promise<DatabaseServer> {
+export async function startMariadb(opts: ServerOptions = {}): Promise<DatabaseServer> {
   if (!existsSync("/usr/sbin/mariadbd")) throw new Error("MariaDB is not installed (Debian package mariadb-server)");
   const dir = mkdtempSync(join(tmpdir(), "strata-mariadb-"));
   const data = join(dir, "data");
   const socket = join(dir, "mariadb.sock");
   run("mariadb-install-db", ["--no-defaults", `--datadir=${data}`, "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"]);
+  const tlsArgs = opts.tls ? (([cert, key]) => [`--ssl-cert=${cert}`, `--ssl-key=${key}`, "--require-secure-transport=ON"])(selfSignedCert(dir)) : [];
   const port = await freePort();
   let child: ChildProcess | undefined;
   const start = async () => {
     child = spawn("/usr/sbin/mariadbd", [
       "--no-defaults", `--datadir=${data}`, `--port=${port}`, "--bind-address=127.0.0.1", `--socket=${socket}`,
       "--user=root", `--pid-file=${join(dir, "mariadb.pid")}`, "--skip-name-resolve", "--max-connections=300",
-      "--innodb-buffer-pool-size=128M", "--skip-log-bin",
+      "--innodb-buffer-pool-size=128M", "--skip-log-bin", ...tlsArgs,
     ], { stdio: "ignore" });
     const deadline = Date.now() + 30_000;
     for (;;) {
@@ -120,7 +144,8 @@ export async function startMariadb(): Promise<DatabaseServer> {
   run("mariadb", ["--no-defaults", "-S", socket, "-u", "root", "-e", "CREATE USER strata@'%' IDENTIFIED BY 'strata'"]);
   const createDatabase = (name: string) => {
     run("mariadb", ["--no-defaults", "-S", socket, "-u", "root", "-e", `CREATE DATABASE ${name}; GRANT ALL ON ${name}.* TO strata@'%'`]);
-    return `mysql://strata:strata@127.0.0.1:${port}/${name}`;
+    // a self-signed certificate cannot be verified: encrypt without verifying
+    return `mysql://strata:strata@127.0.0.1:${port}/${name}${opts.tls ? "?ssl=skip-verify" : ""}`;
   };
   return server(dir, createDatabase, start, stop);
 }

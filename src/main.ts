@@ -14,7 +14,9 @@ const log = (level: string, msg: string, fields: Record<string, unknown> = {}) =
 
 async function serve(config: Config): Promise<void> {
   const backend = await openBackend(config.backend, { poolSize: config["pool-size"] });
-  const state = await backend.open();
+  const state = await backend.open().catch((err: Error) => {
+    throw new Error(`backend ${backend.name}: ${err.message}`);
+  });
   const store = new Store(backend);
   store.init(state.revision, state.compactRevision);
   const hub = new WatchHub(backend, () => ({ revision: store.revision, compactRevision: store.compactRevision }));

@@ -1,0 +1,36 @@
+// TLS to the database from the backend URL: against a server that accepts TLS clients
+// only, strata works with the URL's TLS parameter and is refused without it.
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { resolve } from "node:path";
+import { Etcd3 } from "etcd3";
+import { type DatabaseServer, freePort, startMariadb, startPostgres } from "../../scripts/databases.ts";
+import { BACKEND, startStrata } from "../support/strata.ts";
+
+if (BACKEND === "sqlite") throw new Error("the TLS test needs STRATA_TEST_BACKEND=postgres or mariadb");
+
+let db: DatabaseServer;
+beforeAll(async () => {
+  db = await (BACKEND === "postgres" ? startPostgres : startMariadb)({ tls: true });
+}, 60_000);
+afterAll(async () => {
+  await db?.destroy();
+}, 30_000);
+
+test(`${BACKEND} over TLS: served with the URL's TLS parameter, refused without it`, async () => {
+  const url = db.createDatabase("strata_tls");
+  expect(url).toMatch(/\?(sslmode=require|ssl=skip-verify)$/);
+  const strata = await startStrata([], url);
+  const c = new Etcd3({ hosts: strata.endpoint });
+  await c.put("tls/a").value("1").exec();
+  expect(await c.get("tls/a").string()).toBe("1");
+  c.close();
+  await strata.stop();
+
+  const plain = url.replace(/\?.*$/, "");
+  const refused = spawnSync(process.execPath, [
+    resolve(import.meta.dir, "../../src/main.ts"), "serve", "--listen", `http://127.0.0.1:${await freePort()}`, "--backend", plain,
+  ], { encoding: "utf8", timeout: 30_000 });
+  expect(refused.status).toBe(1);
+  expect(refused.stderr).toContain(`strata: cannot start: backend ${BACKEND === "mariadb" ? "mysql" : "postgres"}://`);
+}, 60_000);

@@ -53,8 +53,9 @@ export interface Backend {
   range(query: RangeQuery): Promise<RangeResult>;
   /**
    * Runs the transactions in order inside one database transaction (group commit).
-   * A transaction that throws is rolled back alone; the others commit. Resolves after
-   * the commit is durable.
+   * A transaction that throws before writing fails alone and the others commit; one that
+   * throws after writing makes the whole batch fail (etcd's refusals all come before any
+   * write). Resolves after the commit is durable.
    */
   write<T>(txns: Array<(tx: WriteTx) => Promise<T>>): Promise<WriteResult<T>[]>;
   /**

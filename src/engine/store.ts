@@ -114,7 +114,7 @@ export class Store {
 
   /**
    * Runs fn as one client transaction in the next group commit. fn sees the state left
-   * by the transactions committed before it; what it throws rolls back only its own writes.
+   * by the transactions committed before it; an error it throws before writing fails it alone.
    */
   write<T>(fn: (a: Apply) => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {

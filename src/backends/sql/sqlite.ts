@@ -8,7 +8,7 @@ import { Mutex } from "../../engine/mutex.ts";
 import { SqlBackend } from "./sql-backend.ts";
 import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
 
-const sqliteDialect: Dialect = {
+export const sqliteDialect: Dialect = {
   name: "sqlite",
   keyType: "BLOB",
   valueType: "BLOB",
@@ -97,22 +97,26 @@ async function transaction<T>(db: SqliteDatabase, begin: string, fn: () => Promi
   return result;
 }
 
+/** The driver over one SQLite file, locked to this process. */
+export async function openSqliteDriver(path: string): Promise<SqlDriver> {
+  const lock = await lockExclusively(path, `sqlite://${path}`);
+  const writer = await openSqlite(path);
+  writer.exec("PRAGMA journal_mode = WAL");
+  // FULL: the WAL is fsynced at every commit, so an acknowledged write survives power loss
+  writer.exec("PRAGMA synchronous = FULL");
+  writer.exec("PRAGMA busy_timeout = 10000");
+  const reader = await openSqlite(path);
+  reader.exec("PRAGMA busy_timeout = 10000");
+  return new SqliteDriver(writer, reader, lock);
+}
+
 export class SqliteBackend extends SqlBackend {
   private constructor(name: string, driver: SqlDriver) {
     super(name, driver, sqliteDialect);
   }
 
   static async open(path: string): Promise<SqliteBackend> {
-    const name = `sqlite://${path}`;
-    const lock = await lockExclusively(path, name);
-    const writer = await openSqlite(path);
-    writer.exec("PRAGMA journal_mode = WAL");
-    // FULL: the WAL is fsynced at every commit, so an acknowledged write survives power loss
-    writer.exec("PRAGMA synchronous = FULL");
-    writer.exec("PRAGMA busy_timeout = 10000");
-    const reader = await openSqlite(path);
-    reader.exec("PRAGMA busy_timeout = 10000");
-    return new SqliteBackend(name, new SqliteDriver(writer, reader, lock));
+    return new SqliteBackend(`sqlite://${path}`, await openSqliteDriver(path));
   }
 
   override async open(): Promise<BackendState> {

@@ -50,8 +50,20 @@ export interface StrataProcess {
   stop(): Promise<void>;
 }
 
+/** how to run src/main.ts: on Bun (the test runner itself), or on Deno */
+export type Runtime = "bun" | "deno";
+
+function command(runtime: Runtime): string[] {
+  if (runtime === "bun") return [process.execPath, join(ROOT, "src/main.ts")];
+  return [join(ROOT, "node_modules/.bin/deno"), "run", "--allow-all", join(ROOT, "src/main.ts")];
+}
+
 /** Starts strata; `backendUrl` shares an existing database (several processes on one database). */
-export async function startStrata(extraArgs: string[] = [], backendUrl?: string): Promise<StrataProcess> {
+export async function startStrata(
+  extraArgs: string[] = [],
+  backendUrl?: string,
+  runtime: Runtime = "bun",
+): Promise<StrataProcess> {
   const dir = mkdtempSync(join(tmpdir(), "strata-test-"));
   const url = backendUrl ?? (await freshBackendUrl(dir));
   const port = await freePort();
@@ -59,7 +71,8 @@ export async function startStrata(extraArgs: string[] = [], backendUrl?: string)
   let child: ChildProcess;
   let err = "";
   const launch = async () => {
-    child = spawn(process.execPath, [join(ROOT, "src/main.ts"), "serve", "--listen", `http://${endpoint}`, "--backend", url, ...extraArgs], {
+    const [exe, ...args] = command(runtime);
+    child = spawn(exe!, [...args, "serve", "--listen", `http://${endpoint}`, "--backend", url, ...extraArgs], {
       stdio: ["ignore", "ignore", "pipe"],
     });
     child.stderr!.on("data", (d) => (err = (err + d).slice(-20_000)));
@@ -89,7 +102,8 @@ export async function startStrata(extraArgs: string[] = [], backendUrl?: string)
 }
 
 async function waitReady(endpoint: string, stderr: () => string): Promise<void> {
-  const deadline = Date.now() + 20_000;
+  // Deno compiles the sources on its first start
+  const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     const c = new Etcd3({ hosts: endpoint, dialTimeout: 500 } as never);
     try {

@@ -35,6 +35,14 @@ export interface WriteTx {
   setCompactRevision(rev: Rev): Promise<void>;
 }
 
+export interface EventsPage {
+  events: Event[];
+  /** the page covers every revision up to here */
+  through: Rev;
+  /** the compact revision of the same snapshot: when from is below it, part of the range may be gone */
+  compactRevision: Rev;
+}
+
 export type WriteResult<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
 export interface DbSize {
@@ -59,11 +67,10 @@ export interface Backend {
    */
   write<T>(txns: Array<(tx: WriteTx) => Promise<T>>): Promise<WriteResult<T>[]>;
   /**
-   * Events with from <= revision <= to, in revision order, at most `limit` revisions'
-   * worth, with the compact revision of the same snapshot: when from is below it, part
-   * of the range may be gone.
+   * Events with from <= revision <= through (through <= to), in revision order: about
+   * `limit` events, never part of a revision. Revisions need not be consecutive.
    */
-  events(from: Rev, to: Rev, limit: number): Promise<{ events: Event[]; compactRevision: Rev }>;
+  events(from: Rev, to: Rev, limit: number): Promise<EventsPage>;
   /** Removes history at or below rev (already recorded by setCompactRevision), keeping each key's version live at rev. */
   compact(rev: Rev): Promise<void>;
   /** current and compact revision as stored */

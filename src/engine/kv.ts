@@ -101,15 +101,34 @@ export class Apply {
   changed = false;
   readonly events: Event[] = [];
   private sub = 0;
+  private advanced: Rev | undefined;
 
-  constructor(readonly tx: WriteTx) {}
+  constructor(
+    readonly tx: WriteTx,
+    /** the revision a write made after revision `after` gets */
+    private readonly allocate: (after: Rev) => Rev = (after) => after + 1n,
+  ) {}
 
   get beginRevision(): Rev {
     return this.tx.revision;
   }
   /** the revision this transaction writes at */
   get writeRevision(): Rev {
-    return this.tx.revision + 1n;
+    return this.allocate(this.tx.revision);
+  }
+  /** the store's revision after this transaction */
+  get endRevision(): Rev {
+    return this.changed ? this.writeRevision : this.advanced ?? this.beginRevision;
+  }
+
+  /**
+   * Raises the store's revision to at least target without writing a key, so that no
+   * later write here gets a revision at or below it (keeps several backends comparable).
+   */
+  async advanceTo(target: Rev): Promise<void> {
+    if (this.changed || target <= this.tx.revision) return;
+    await this.tx.setRevision(target);
+    this.advanced = target;
   }
   /** the revision reads inside the txn report: etcd counts its own pending writes */
   get readRevision(): Rev {

@@ -19,12 +19,26 @@ import { Mutex } from "./mutex.ts";
 
 /** most client transactions committed in one database transaction */
 const MAX_BATCH = 256;
-/** revisions read back per step when catching up with other processes' commits */
-const PUBLISH_REVISIONS = 1000;
+/** events read back per step when catching up with other processes' commits */
+const PUBLISH_EVENTS = 1000;
 
 export interface Committed {
   revision: Rev;
   events: Event[];
+}
+
+/** A local commit and the revision it was made on top of. */
+interface LocalCommit extends Committed {
+  after: Rev;
+}
+
+/**
+ * How this store numbers its revisions. With several backends each takes the revisions
+ * congruent to its slot modulo their count, so no two backends ever use the same one.
+ */
+export interface RevisionSlot {
+  slot: number;
+  stride: number;
 }
 
 type Job = {
@@ -43,7 +57,15 @@ export class Store {
   private readonly publishing = new Mutex();
   private readonly listeners: Array<(c: Committed) => void> = [];
 
-  constructor(readonly backend: Backend) {}
+  private readonly allocate: (after: Rev) => Rev;
+
+  constructor(readonly backend: Backend, numbering: RevisionSlot = { slot: 0, stride: 1 }) {
+    const stride = BigInt(numbering.stride), slot = BigInt(numbering.slot);
+    this.allocate = stride === 1n ? (after) => after + 1n : (after) => {
+      const next = after + 1n;
+      return next + ((slot - (next % stride)) % stride + stride) % stride;
+    };
+  }
 
   init(revision: Rev, compactRevision: Rev): void {
     this.revision = revision;
@@ -113,6 +135,14 @@ export class Store {
   }
 
   /**
+   * Raises the revision to at least target (committing nothing else), so later writes
+   * here are numbered above it. Resolves once it is published.
+   */
+  advance(target: Rev): Promise<void> {
+    return this.write((a) => a.advanceTo(target));
+  }
+
+  /**
    * Runs fn as one client transaction in the next group commit. fn sees the state left
    * by the transactions committed before it; an error it throws before writing fails it alone.
    */
@@ -141,7 +171,7 @@ export class Store {
         let results;
         try {
           results = await this.backend.write(batch.map((job) => (tx: WriteTx) => {
-            const a = new Apply(tx);
+            const a = new Apply(tx, this.allocate);
             applies.push(a);
             return job.run(a);
           }));
@@ -152,7 +182,9 @@ export class Store {
         }
         const committed = results.flatMap((res, i) => {
           const a = applies[i]!;
-          return res.ok && a.changed ? [{ revision: a.writeRevision, events: a.events }] : [];
+          return res.ok && a.endRevision > a.beginRevision
+            ? [{ after: a.beginRevision, revision: a.endRevision, events: a.events }]
+            : [];
         });
         await this.publish(committed);
         results.forEach((res, i) => (res.ok ? batch[i]!.resolve(res.value) : batch[i]!.reject(res.error)));
@@ -166,10 +198,10 @@ export class Store {
    * Publishes this process's commits in revision order. When other processes committed
    * revisions in between, those (and these) are read back from the database instead.
    */
-  private publish(local: Committed[]): Promise<void> {
+  private publish(local: LocalCommit[]): Promise<void> {
     return this.publishing.run(async () => {
       if (local.length === 0) return;
-      if (local[0]!.revision === this.revision + 1n) {
+      if (local[0]!.after === this.revision) {
         for (const c of local) this.announce(c);
       } else {
         await this.readCommits(local.at(-1)!.revision);
@@ -188,18 +220,18 @@ export class Store {
 
   private async readCommits(upTo: Rev): Promise<void> {
     while (this.revision < upTo) {
-      const from = this.revision + 1n;
-      const { events, compactRevision } = await this.backend.events(from, upTo, PUBLISH_REVISIONS);
+      const { events, through, compactRevision } = await this.backend.events(this.revision + 1n, upTo, PUBLISH_EVENTS);
       if (compactRevision > this.compactRevision) this.compactRevision = compactRevision;
-      const last = from + BigInt(PUBLISH_REVISIONS) - 1n < upTo ? from + BigInt(PUBLISH_REVISIONS) - 1n : upTo;
-      let i = 0;
-      for (let rev = from; rev <= last; rev++) {
+      for (let i = 0; i < events.length;) {
+        const revision = events[i]!.kv.modRevision;
         const evs: Event[] = [];
-        while (i < events.length && events[i]!.kv.modRevision === rev) evs.push(events[i++]!);
-        // a revision compacted away before this process saw it has no events left; the
-        // watchers that needed it are cancelled as compacted by the hub
-        this.announce({ revision: rev, events: evs });
+        while (i < events.length && events[i]!.kv.modRevision === revision) evs.push(events[i++]!);
+        this.announce({ revision, events: evs });
       }
+      // revisions without events (compacted away before this process saw them, or only
+      // advanced) are announced as the page's end; the hub cancels watchers that needed
+      // compacted history
+      if (through > this.revision) this.announce({ revision: through, events: [] });
     }
   }
 

@@ -6,8 +6,8 @@ import type { Backend } from "../backends/backend.ts";
 import { inRange } from "./keyrange.ts";
 import { DELETE, type Event, type KeyRange, PUT, type Rev } from "./types.ts";
 
-/** revisions read from history per catch-up step */
-const CATCH_UP_REVISIONS = 1000;
+/** events read from history per catch-up step */
+const CATCH_UP_EVENTS = 1000;
 
 export interface WatchResponseOut {
   header: { revision: Rev };
@@ -64,7 +64,8 @@ export class WatchHub {
   private syncing = false;
 
   constructor(
-    private readonly backend: Backend,
+    /** where catch-up reads history */
+    private readonly history: Pick<Backend, "events">,
     /** the newest published revision and the compaction floor, kept by the store */
     private readonly revisions: () => { revision: Rev; compactRevision: Rev },
   ) {}
@@ -166,20 +167,19 @@ export class WatchHub {
     if (w.nextRev <= revision) {
       const to = revision;
       const from = w.nextRev;
-      const { events, compactRevision: compactedAtRead } = await this.backend.events(from, to, CATCH_UP_REVISIONS);
+      const { events, through, compactRevision: compactedAtRead } = await this.history.events(from, to, CATCH_UP_EVENTS);
       if (w.closed) return;
       // compacted before or during the read (perhaps by another process): part of the
       // history may be missing, so the watcher is cancelled rather than given a gap
       if (from < compactedAtRead || from < this.revisions().compactRevision) {
         return this.cancelCompacted(w, compactedAtRead > this.revisions().compactRevision ? compactedAtRead : this.revisions().compactRevision);
       }
-      const last = w.nextRev + BigInt(CATCH_UP_REVISIONS) - 1n < to ? w.nextRev + BigInt(CATCH_UP_REVISIONS) - 1n : to;
       const evs = w.select(events);
       if (evs.length > 0) {
         w.sentSinceTick = true;
         w.sink.send({ header: { revision: this.revisions().revision }, watchId: w.id, events: evs });
       }
-      w.nextRev = last + 1n;
+      w.nextRev = through + 1n;
     }
     // joining the synced set happens in the same tick as the check, so no revision slips between
     if (w.nextRev > this.revisions().revision) {

@@ -2,7 +2,7 @@
 // with the differences kept in a Dialect. A write batch takes the revision lock, so
 // commit order is revision order even with several strata processes on one database.
 import { setImmediate } from "node:timers";
-import type { Backend, BackendState, DbSize, WriteResult, WriteTx } from "../backend.ts";
+import type { Backend, BackendState, DbSize, EventsPage, WriteResult, WriteTx } from "../backend.ts";
 import { checkRevision } from "../../engine/revisions.ts";
 import type { Event, KeyRange, KeyValue, LeaseRecord, RangeQuery, RangeResult, Rev } from "../../engine/types.ts";
 import { DELETE, PUT } from "../../engine/types.ts";
@@ -133,18 +133,24 @@ export class SqlBackend implements Backend {
     });
   }
 
-  async events(from: Rev, to: Rev, limit: number): Promise<{ events: Event[]; compactRevision: Rev }> {
-    const last = from + BigInt(limit) - 1n < to ? from + BigInt(limit) - 1n : to;
+  async events(from: Rev, to: Rev, limit: number): Promise<EventsPage> {
     return this.driver.read(async (c) => {
       const { compactRevision } = await readMeta(c);
+      // the revision of the first event past the limit bounds this page; a revision is
+      // never split, so one holding more events than the limit is returned whole
+      const next = (await c.all(
+        `SELECT rev FROM kv_log WHERE rev >= ? AND rev <= ? ORDER BY rev, sub LIMIT 1 OFFSET ${Math.max(1, limit)}`,
+        [from, to],
+      ))[0]?.rev as bigint | undefined;
+      const through = next === undefined ? to : next > from ? next - 1n : next;
       const rows = await c.all(
         `SELECT l.rev AS mod_rev, l.k, l.create_rev, l.version, l.lease, l.deleted, l.v,
                 p.create_rev AS p_create_rev, p.rev AS p_mod_rev, p.version AS p_version, p.lease AS p_lease, p.v AS p_v
            FROM kv_log l LEFT JOIN kv_log p ON p.k = l.k AND p.rev = l.prev_rev
           WHERE l.rev >= ? AND l.rev <= ? ORDER BY l.rev, l.sub`,
-        [from, last],
+        [from, through],
       );
-      return { events: rows.map(rowToEvent), compactRevision };
+      return { events: rows.map(rowToEvent), through, compactRevision };
     });
   }
 

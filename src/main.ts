@@ -1,10 +1,10 @@
 #!/usr/bin/env bun
 // The strata command line: `strata serve` runs the etcd v3 API on the configured backend.
 import { createGrpcServer } from "./api/server.ts";
-import { openBackend } from "./backends/open.ts";
 import { AutoCompactor } from "./engine/compactor.ts";
 import { LeaseKeeper } from "./engine/leases.ts";
-import { Store } from "./engine/store.ts";
+import { openRouter, watchTopology } from "./router/open.ts";
+import { routeCommand } from "./router/explain.ts";
 import { WatchHub } from "./engine/watch-hub.ts";
 import { type Config, ConfigError, helpText, loadConfig } from "./config/config.ts";
 import pkg from "../package.json" with { type: "json" };
@@ -13,33 +13,30 @@ const log = (level: string, msg: string, fields: Record<string, unknown> = {}) =
   console.error(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
 
 async function serve(config: Config): Promise<void> {
-  const backend = await openBackend(config.backend, { poolSize: config["pool-size"] });
-  const state = await backend.open().catch((err: Error) => {
-    throw new Error(`backend ${backend.name}: ${err.message}`);
+  const { router, states } = await openRouter(config, log);
+  const hub = new WatchHub(router, () => ({ revision: router.revision, compactRevision: router.compactRevision }));
+  router.onCommit((c) => hub.publish(c.revision, c.events));
+  // commits by other strata processes on the same databases reach this one's watchers
+  const stopExternal = router.followExternalCommits();
+  const leases = new LeaseKeeper({
+    primary: router.primary,
+    others: router.parts.filter((p) => p !== router.primary),
   });
-  const store = new Store(backend);
-  store.init(state.revision, state.compactRevision);
-  const hub = new WatchHub(backend, () => ({ revision: store.revision, compactRevision: store.compactRevision }));
-  store.onCommit((c) => hub.publish(c.revision, c.events));
-  // commits by other strata processes on the same database reach this one's watchers
-  const stopExternal = backend.onExternalCommit(() =>
-    void store.syncExternal().catch((err) => log("warn", "reading other processes' commits failed", { error: String(err) }))
-  );
-  const leases = new LeaseKeeper(store, backend);
   leases.start();
-  const compactor = config.autoCompaction ? new AutoCompactor(store, config.autoCompaction) : undefined;
+  const compactor = config.autoCompaction ? new AutoCompactor(router, config.autoCompaction) : undefined;
   compactor?.start();
   const progress = setInterval(() => hub.progressTick(), config["watch-progress-notify-interval"]);
+  const stopWatchingConfig = config.topologyFile ? watchTopology(config, router, log) : () => {};
+  const state = states[router.primary.index]!;
 
   const listen = new URL(config.listen);
   const clientUrls = config["advertise-client-urls"]
     ? config["advertise-client-urls"].split(",").map((s) => s.trim()).filter(Boolean)
     : [listen.origin];
   const server = createGrpcServer({
-    store,
+    store: router,
     hub,
     leases,
-    backend,
     identity: { clusterId: state.clusterId, memberId: state.memberId },
     member: { name: config.name, clientUrls },
     limits: { maxTxnOps: config["max-txn-ops"], maxRequestBytes: config["max-request-bytes"] },
@@ -50,7 +47,11 @@ async function serve(config: Config): Promise<void> {
     server.once("error", reject);
     server.listen(port, host, () => resolve());
   });
-  log("info", "serving etcd v3 API", { listen: listen.origin, backend: backend.name, revision: String(state.revision) });
+  log("info", "serving etcd v3 API", {
+    listen: listen.origin,
+    backends: router.parts.map((p) => `${p.name}=${p.backend.name}`).join(", "),
+    revision: String(router.revision),
+  });
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -58,13 +59,14 @@ async function serve(config: Config): Promise<void> {
     stopping = true;
     log("info", "shutting down", { signal });
     clearInterval(progress);
+    stopWatchingConfig();
     stopExternal();
     compactor?.stop();
     leases.stop();
     // stop accepting, let queued writes commit, then close the database
     server.close();
-    await Promise.race([store.drain(), new Promise((r) => setTimeout(r, 10_000))]);
-    await backend.close();
+    await Promise.race([router.drain(), new Promise((r) => setTimeout(r, 10_000))]);
+    await router.close();
     process.exit(0);
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
@@ -97,8 +99,17 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (!command || command === "--help" || command === "-h" || command === "help") {
-    console.log(`strata ${pkg.version}: an etcd-compatible storage router for Kubernetes\n\nCommands:\n  serve    serve the etcd v3 API (strata serve --help)\n  version  print the version`);
+    console.log(`strata ${pkg.version}: an etcd-compatible storage router for Kubernetes
+
+Commands:
+  serve                 serve the etcd v3 API (strata serve --help)
+  route explain KEY     which rule and backend a key lands on (--config FILE)
+  route list            the effective topology: backends, rules in order, default
+  version               print the version`);
     return;
+  }
+  if (command === "route") {
+    process.exit(await routeCommand(rest));
   }
   if (command !== "serve") {
     console.error(`strata: unknown command "${command}"; try strata --help`);

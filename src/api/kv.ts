@@ -7,12 +7,12 @@ import {
   TxnRequestSchema,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { checkDelete, checkPut, checkRange, checkTxn } from "../engine/checks.ts";
-import type { Store } from "../engine/store.ts";
+import type { Router } from "../router/router.ts";
 import { etcdErrors } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
 import { checkRequestSize, type Limits } from "./limits.ts";
 
-export function kvService(store: Store, id: ServerIdentity, limits: Limits): ServiceImpl<typeof KV> {
+export function kvService(store: Router, id: ServerIdentity, limits: Limits): ServiceImpl<typeof KV> {
   return {
     range: etcdErrors(async (r) => {
       checkRange(r);

@@ -3,11 +3,11 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { LeaseKeepAliveRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { LeaseKeeper } from "../engine/leases.ts";
-import type { Store } from "../engine/store.ts";
+import type { Router } from "../router/router.ts";
 import { etcdErrors, toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
 
-export function leaseService(leases: LeaseKeeper, store: Store, id: ServerIdentity): ServiceImpl<typeof Lease> {
+export function leaseService(leases: LeaseKeeper, store: Router, id: ServerIdentity): ServiceImpl<typeof Lease> {
   return {
     leaseGrant: etcdErrors(async (r) => {
       const g = await leases.grant(r.TTL, r.ID);

@@ -2,9 +2,8 @@
 // alarm commands call. strata raises no alarms (its database enforces its own quotas).
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { Backend } from "../backends/backend.ts";
 import { checkRevision } from "../engine/revisions.ts";
-import type { Store } from "../engine/store.ts";
+import type { Router } from "../router/router.ts";
 import { crc32 } from "./crc32.ts";
 import { etcdErrors } from "./errors.ts";
 import { header, RAFT_TERM, type ServerIdentity } from "./header.ts";
@@ -12,21 +11,20 @@ import { header, RAFT_TERM, type ServerIdentity } from "./header.ts";
 /** the etcd API version strata implements, reported by Status */
 export const ETCD_API_VERSION = "3.5.17";
 
-export function maintenanceService(store: Store, backend: Backend, id: ServerIdentity): ServiceImpl<typeof Maintenance> {
+export function maintenanceService(store: Router, id: ServerIdentity): ServiceImpl<typeof Maintenance> {
   const unsupported = (what: string) => async (): Promise<never> => {
     throw new ConnectError(`strata: ${what}`, Code.Unimplemented);
   };
   /** crc32 over every live key and value at rev, in key order */
   const hashAt = async (rev: bigint) => {
-    const all = { range: { start: new Uint8Array([0]), end: undefined }, limit: 0, countOnly: false, keysOnly: false };
-    const res = await backend.range({ ...all, revision: rev });
+    const res = await store.all(rev);
     let h = 0;
     for (const kv of res.kvs) h = crc32(kv.value, crc32(kv.key, h));
     return { hash: h, revision: res.revision };
   };
   return {
     status: etcdErrors(async () => {
-      const size = await backend.size();
+      const size = await store.size();
       const revision = store.revision;
       return {
         header: header(id, revision),
@@ -43,7 +41,7 @@ export function maintenanceService(store: Store, backend: Backend, id: ServerIde
     }),
     alarm: async () => ({ header: header(id, store.revision), alarms: [] }),
     defragment: etcdErrors(async () => {
-      await backend.defragment();
+      await store.defragment();
       return { header: header(id, store.revision) };
     }),
     hash: etcdErrors(async () => {

@@ -3,9 +3,8 @@
 import * as http2 from "node:http2";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { Backend } from "../backends/backend.ts";
 import type { LeaseKeeper } from "../engine/leases.ts";
-import type { Store } from "../engine/store.ts";
+import type { Router } from "../router/router.ts";
 import type { WatchHub } from "../engine/watch-hub.ts";
 import { authService } from "./auth.ts";
 import { clusterService, type Member } from "./cluster.ts";
@@ -18,10 +17,9 @@ import { maintenanceService } from "./maintenance.ts";
 import { watchService } from "./watch.ts";
 
 export interface ServerParts {
-  store: Store;
+  store: Router;
   hub: WatchHub;
   leases: LeaseKeeper;
-  backend: Backend;
   identity: ServerIdentity;
   member: Member;
   limits: Limits;
@@ -44,7 +42,7 @@ export function createGrpcServer(p: ServerParts): http2.Http2Server {
       router.service(Watch, watchService(p.store, p.hub, p.identity, p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES));
       router.service(Lease, leaseService(p.leases, p.store, p.identity));
       router.service(Cluster, clusterService(p.store, p.identity, p.member));
-      router.service(Maintenance, maintenanceService(p.store, p.backend, p.identity));
+      router.service(Maintenance, maintenanceService(p.store, p.identity));
       router.service(Auth, authService(p.store, p.identity));
     },
     fallback: unknownMethod,

@@ -6,7 +6,7 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { WatchCreateRequest, WatchRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { compareBytes, toKeyRange } from "../engine/keyrange.ts";
-import type { Store } from "../engine/store.ts";
+import type { Router } from "../router/router.ts";
 import type { Event, KeyValue } from "../engine/types.ts";
 import { type WatchHub, Watcher, type WatchResponseOut, type WatchSink } from "../engine/watch-hub.ts";
 import { toConnectError } from "./errors.ts";
@@ -20,7 +20,7 @@ const CONGESTED_RESPONSES = 256;
 const ALL_WATCHERS = -1n;
 
 export function watchService(
-  store: Store,
+  store: Router,
   hub: WatchHub,
   id: ServerIdentity,
   maxRequestBytes: number,
@@ -55,7 +55,7 @@ class WatchStream implements WatchSink {
   private closed = false;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: Router,
     private readonly hub: WatchHub,
     private readonly maxRequestBytes: number,
   ) {}

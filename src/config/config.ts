@@ -6,7 +6,10 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import * as v from "valibot";
 import YAML from "yaml";
+import { normaliseEndpoint } from "../backends/open.ts";
+import { ConfigError } from "./config-error.ts";
 import { parseDuration } from "./duration.ts";
+import { readTopology, singleBackend, type Topology, TOPOLOGY_KEYS } from "./topology.ts";
 
 const duration = (what: string) =>
   v.pipe(
@@ -92,11 +95,13 @@ export const SETTINGS = {
 type Settings = typeof SETTINGS;
 export type Config = { [K in keyof Settings]: v.InferOutput<Settings[K]["schema"]> } & {
   autoCompaction: { mode: "periodic"; retentionMs: number } | { mode: "revision"; retention: bigint } | undefined;
+  /** backends and routing rules; a plain --backend is one backend named "default" */
+  topology: Topology;
+  /** the file the topology came from, watched for appended rules */
+  topologyFile: string | undefined;
 };
 
-export class ConfigError extends Error {
-  override name = "ConfigError";
-}
+export { ConfigError };
 
 export function helpText(): string {
   const lines = [
@@ -105,8 +110,9 @@ export function helpText(): string {
     "Serves the etcd v3 API on an embedded SQLite database.",
     "",
     "Flags (each also read from the environment variable shown, or from --config FILE):",
-    "  --config FILE  (STRATA_CONFIG)",
-    "      YAML or JSON file whose keys are the flag names below",
+    "  --config FILE  (STRATA_CONFIG, or TOPOLOGY_CONFIG)",
+    "      YAML or JSON file whose keys are the flag names below, and optionally",
+    "      backends/default/routes/key-prefix for routing (or a HariKube topology)",
   ];
   for (const [name, s] of Object.entries(SETTINGS)) {
     lines.push(`  --${name}  (${s.env})`, `      ${s.help}${s.default ? ` [default: ${s.default}]` : ""}`);
@@ -128,11 +134,15 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   const raw: Record<string, { value: unknown; source: string }> = {};
   for (const [name, s] of Object.entries(SETTINGS)) raw[name] = { value: s.default, source: "default" };
 
-  const file = flags.config ?? env.STRATA_CONFIG;
+  const file = flags.config ?? env.STRATA_CONFIG ?? env.TOPOLOGY_CONFIG;
+  let topology: Topology | undefined;
   if (file) {
-    for (const [name, value] of Object.entries(readConfigFile(file))) {
+    const doc = readConfigFile(file);
+    topology = readTopology(doc, file);
+    for (const [name, value] of Object.entries(doc)) {
+      if ((TOPOLOGY_KEYS as readonly string[]).includes(name)) continue;
       if (!(name in SETTINGS)) {
-        throw new ConfigError(`${file}: unknown setting "${name}"; known settings: ${Object.keys(SETTINGS).join(", ")}`);
+        throw new ConfigError(`${file}: unknown setting "${name}"; known settings: ${[...Object.keys(SETTINGS), ...TOPOLOGY_KEYS].join(", ")}`);
       }
       raw[name] = { value: typeof value === "number" ? String(value) : value, source: `${file}: ${name}` };
     }
@@ -149,11 +159,16 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     out[name] = r.output;
   }
   const config = out as Config;
+  if (topology && raw.backend!.source !== "default") {
+    throw new ConfigError(`${raw.backend!.source}: ${file} names its backends; set the URL under backends: there instead`);
+  }
+  config.topology = topology ?? singleBackend(normaliseEndpoint(config.backend), raw.backend!.source);
+  config.topologyFile = topology ? file : undefined;
   config.autoCompaction = autoCompaction(config["auto-compaction-mode"], config["auto-compaction-retention"], raw["auto-compaction-retention"]!.source);
   return config;
 }
 
-function readConfigFile(path: string): Record<string, unknown> {
+export function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
   try {
     text = readFileSync(path, "utf8");

@@ -1,8 +1,15 @@
 // Automatic compaction, as etcd's --auto-compaction-mode/retention: periodic keeps the
 // history of the last retention period, revision keeps the last N revisions.
 import { EtcdError } from "./errors.ts";
-import type { Store } from "./store.ts";
+import type { CompactionRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Rev } from "./types.ts";
+
+/** what the compactor needs: the revisions and the Compact operation */
+export interface Compactable {
+  readonly revision: Rev;
+  readonly compactRevision: Rev;
+  compact(c: CompactionRequest): Promise<unknown>;
+}
 
 export type Retention = { mode: "periodic"; retentionMs: number } | { mode: "revision"; retention: bigint };
 
@@ -15,7 +22,7 @@ export class AutoCompactor {
   private samples: Array<{ at: number; revision: Rev }> = [];
 
   constructor(
-    private readonly store: Store,
+    private readonly store: Compactable,
     private readonly retention: Retention,
     private readonly now: () => number = Date.now,
   ) {}

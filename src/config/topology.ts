@@ -1,0 +1,166 @@
+// The routing part of the config file: named backends, rules, the default backend.
+// Two shapes are read: strata's own (backends as a mapping, routes as a list) and
+// HariKube's topology (backends as a list of {name, endpoint, <matcher>}). Every error
+// names the file, the field and the fix, on one line.
+import * as v from "valibot";
+import { normaliseEndpoint } from "../backends/open.ts";
+import { DEFAULT_KEY_PREFIX } from "../router/kubernetes-key.ts";
+import { globToRegExp, type Match, type Rule } from "../router/rules.ts";
+import { ConfigError } from "./config-error.ts";
+
+export interface Topology {
+  /** backend name → URL, in the order written */
+  backends: Map<string, string>;
+  default: string;
+  rules: Rule[];
+  keyPrefix: string;
+  /** where it was read from, for messages */
+  source: string;
+}
+
+export const TOPOLOGY_KEYS = ["backends", "default", "routes", "key-prefix"] as const;
+
+const nonEmpty = (what: string) => v.pipe(v.string(`${what} must be a string`), v.minLength(1, `${what} must not be empty`));
+const regex = (what: string) =>
+  v.pipe(
+    nonEmpty(what),
+    v.check((s) => {
+      try {
+        new RegExp(s);
+        return true;
+      } catch {
+        return false;
+      }
+    }, `${what} is not a valid regular expression`),
+  );
+
+const MatchSchema = v.pipe(
+  v.strictObject({
+    prefix: v.optional(nonEmpty("match.prefix")),
+    key: v.optional(regex("match.key")),
+    group: v.optional(nonEmpty("match.group")),
+    resource: v.optional(nonEmpty("match.resource")),
+    namespace: v.optional(nonEmpty("match.namespace")),
+  }, (issue) => `match accepts prefix, key, group, resource and namespace (got ${issue.received})`),
+  v.check((m) => Object.keys(m).length > 0, "match must set at least one of prefix, key, group, resource, namespace"),
+);
+
+const StrataSchema = v.object({
+  backends: v.record(
+    v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]+$/, "backend names use letters, digits, '.', '_' and '-'")),
+    nonEmpty("a backend URL"),
+  ),
+  default: v.optional(nonEmpty("default")),
+  routes: v.optional(v.array(v.strictObject({ match: MatchSchema, backend: nonEmpty("backend") }, "a route is { match: {...}, backend: NAME }")), []),
+  "key-prefix": v.optional(nonEmpty("key-prefix")),
+});
+
+const HarikubeEntry = v.strictObject({
+  name: nonEmpty("name"),
+  endpoint: nonEmpty("endpoint"),
+  prefix: v.optional(v.strictObject({ prefix: nonEmpty("prefix.prefix") })),
+  namespace: v.optional(v.strictObject({ namespace: nonEmpty("namespace.namespace") })),
+  customresource: v.optional(v.strictObject({ group: nonEmpty("customresource.group"), kind: nonEmpty("customresource.kind") })),
+  regexp: v.optional(v.strictObject({ prefix: v.optional(v.string()), key: regex("regexp.key") })),
+}, "a HariKube backend is { name, endpoint } with at most one of prefix, namespace, customresource, regexp");
+
+const HarikubeSchema = v.object({ backends: v.array(HarikubeEntry), "key-prefix": v.optional(nonEmpty("key-prefix")) });
+
+function fail(source: string, issues: v.BaseIssue<unknown>[]): never {
+  const issue = issues[0]!;
+  const path = issue.path?.map((p) => (typeof p.key === "number" ? `[${p.key}]` : `.${String(p.key)}`)).join("").replace(/^\./, "");
+  throw new ConfigError(`${source}: ${path ? `${path}: ` : ""}${issue.message}`);
+}
+
+/** Reads the routing part of a parsed config document; undefined when it has none. */
+export function readTopology(doc: Record<string, unknown>, source: string): Topology | undefined {
+  if (doc.backends === undefined) {
+    for (const k of ["default", "routes"]) {
+      if (doc[k] !== undefined) throw new ConfigError(`${source}: ${k}: needs backends: a mapping of names to URLs`);
+    }
+    return undefined;
+  }
+  return Array.isArray(doc.backends) ? readHarikube(doc, source) : readStrata(doc, source);
+}
+
+function readStrata(doc: Record<string, unknown>, source: string): Topology {
+  const r = v.safeParse(StrataSchema, { backends: doc.backends, default: doc.default, routes: doc.routes, "key-prefix": doc["key-prefix"] });
+  if (!r.success) fail(source, r.issues);
+  const backends = new Map<string, string>();
+  for (const [name, url] of Object.entries(r.output.backends)) backends.set(name, normaliseEndpoint(url));
+  const names = [...backends.keys()];
+  if (names.length === 0) throw new ConfigError(`${source}: backends: name at least one backend, such as main: sqlite://./strata.db`);
+  const def = r.output.default ?? (names.length === 1 ? names[0]! : undefined);
+  if (def === undefined) throw new ConfigError(`${source}: default: say which backend holds keys no route matches (one of ${names.join(", ")})`);
+  if (!backends.has(def)) throw new ConfigError(`${source}: default: unknown backend "${def}"; defined backends: ${names.join(", ")}`);
+  const rules: Rule[] = r.output.routes.map((route, i) => {
+    const where = `${source}: routes[${i}]`;
+    if (!backends.has(route.backend)) {
+      throw new ConfigError(`${where}.backend: unknown backend "${route.backend}"; defined backends: ${names.join(", ")}`);
+    }
+    return { match: route.match as Match, backend: route.backend, source: where };
+  });
+  return finish({ backends, default: def, rules, keyPrefix: r.output["key-prefix"] ?? DEFAULT_KEY_PREFIX, source });
+}
+
+function readHarikube(doc: Record<string, unknown>, source: string): Topology {
+  const r = v.safeParse(HarikubeSchema, { backends: doc.backends, "key-prefix": doc["key-prefix"] });
+  if (!r.success) fail(source, r.issues);
+  const backends = new Map<string, string>();
+  const rules: Rule[] = [];
+  let def: string | undefined;
+  r.output.backends.forEach((b, i) => {
+    const where = `${source}: backends[${i}]`;
+    if (backends.has(b.name) && backends.get(b.name) !== normaliseEndpoint(b.endpoint)) {
+      throw new ConfigError(`${where}.name: backend "${b.name}" is listed twice with different endpoints`);
+    }
+    backends.set(b.name, normaliseEndpoint(b.endpoint));
+    const matchers = (["prefix", "namespace", "customresource", "regexp"] as const).filter((k) => b[k] !== undefined);
+    if (matchers.length > 1) throw new ConfigError(`${where}: has ${matchers.join(" and ")}; a HariKube backend has at most one matcher`);
+    let match: Match | undefined;
+    if (b.prefix) match = { prefix: b.prefix.prefix };
+    if (b.namespace) match = { namespace: b.namespace.namespace };
+    if (b.customresource) match = { group: b.customresource.group, resource: pluralOf(b.customresource.kind) };
+    if (b.regexp) match = { ...(b.regexp.prefix ? { prefix: b.regexp.prefix } : {}), key: b.regexp.key };
+    if (match) rules.push({ match, backend: b.name, source: where });
+    else if (def === undefined) def = b.name;
+    else if (def !== b.name) throw new ConfigError(`${where}: "${b.name}" has no matcher but "${def}" is already the default backend; give one of them a matcher`);
+  });
+  if (def === undefined) {
+    throw new ConfigError(`${source}: backends: list one backend without a matcher; it holds the keys no matcher takes`);
+  }
+  return finish({ backends, default: def, rules, keyPrefix: r.output["key-prefix"] ?? DEFAULT_KEY_PREFIX, source });
+}
+
+/**
+ * A custom resource's storage segment is its plural, lower case. HariKube names the
+ * kind; its plural is derived as the CRD tooling does by default (Shirt → shirts,
+ * Policy → policies, Class → classes). A CRD with an irregular plural needs a strata
+ * route on `resource:` instead.
+ */
+export function pluralOf(kind: string): string {
+  const k = kind.toLowerCase();
+  if (/(s|x|z|ch|sh)$/.test(k)) return `${k}es`;
+  if (/[^aeiou]y$/.test(k)) return `${k.slice(0, -1)}ies`;
+  return `${k}s`;
+}
+
+/** Rule strings are compared with keys byte for byte: keys are read as latin1. */
+function asKeyBytes(s: string): string {
+  return Buffer.from(s, "utf8").toString("latin1");
+}
+
+function finish(t: Topology): Topology {
+  t.keyPrefix = asKeyBytes(t.keyPrefix);
+  for (const r of t.rules) {
+    const m = r.match;
+    for (const f of ["prefix", "group", "resource", "namespace"] as const) if (m[f] !== undefined) m[f] = asKeyBytes(m[f]!);
+    if (m.namespace !== undefined) globToRegExp(m.namespace);
+  }
+  return t;
+}
+
+/** The topology of a plain `--backend URL`: one backend, no rules. */
+export function singleBackend(url: string, source: string): Topology {
+  return { backends: new Map([["default", url]]), default: "default", rules: [], keyPrefix: DEFAULT_KEY_PREFIX, source };
+}

@@ -1,0 +1,299 @@
+// The keyspace as clients see it: one etcd over several backends. Writes go to the one
+// backend their keys route to (a txn spanning backends is refused); reads that span
+// backends read each at one revision and merge; commits are merged into one revision
+// order for watchers (merger.ts). With a single backend this is a thin pass-through.
+import type { CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { Backend, BackendState, DbSize, EventsPage } from "../backends/backend.ts";
+import { type Committed, Store } from "../engine/store.ts";
+import { backendUnavailable, EtcdError, errors } from "../engine/errors.ts";
+import { compareBytes, isEmptyRange, toKeyRange } from "../engine/keyrange.ts";
+import { type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut } from "../engine/kv.ts";
+import { checkRevision } from "../engine/revisions.ts";
+import type { Event, KeyRange, KeyValue, Rev } from "../engine/types.ts";
+import { CommitMerger } from "./merger.ts";
+import type { RoutingTable } from "./rules.ts";
+
+export interface Part {
+  name: string;
+  index: number;
+  backend: Backend;
+  store: Store;
+}
+
+/** Keys are routed as latin1 strings: one character per byte, so prefixes compare as bytes. */
+export function keyString(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
+}
+
+/** The longest prefix every key of the range starts with. */
+export function rangePrefix(r: KeyRange): string {
+  if (r.end === undefined) return "";
+  const s = keyString(r.start), e = keyString(r.end);
+  if (r.end.length === r.start.length && prefixEnd(r.start) !== undefined && compareBytes(prefixEnd(r.start)!, r.end) === 0) return s;
+  let i = 0;
+  while (i < s.length && i < e.length && s[i] === e[i]) i++;
+  return s.slice(0, i);
+}
+
+function prefixEnd(key: Uint8Array): Uint8Array | undefined {
+  for (let i = key.length - 1; i >= 0; i--) {
+    if (key[i]! < 0xff) {
+      const out = key.slice(0, i + 1);
+      out[i]! += 1;
+      return out;
+    }
+  }
+  return undefined;
+}
+
+export class Router {
+  private readonly merger: CommitMerger;
+  private readonly advancing: Array<{ target: Rev; running: boolean }>;
+  readonly byName: Map<string, Part>;
+
+  constructor(
+    private table: RoutingTable,
+    readonly parts: Part[],
+    private readonly log: (level: string, msg: string, fields?: Record<string, unknown>) => void,
+  ) {
+    this.byName = new Map(parts.map((p) => [p.name, p]));
+    this.advancing = parts.map(() => ({ target: 0n, running: false }));
+    this.merger = new CommitMerger(parts.map((p) => p.store.revision), (i, t) => this.requestAdvance(i, t));
+    parts.forEach((p, i) => p.store.onCommit((c) => this.merger.commit(i, c)));
+  }
+
+  /** Opens every backend and a store on each; the first is where leases are kept. */
+  static async open(
+    table: RoutingTable,
+    backends: Array<{ name: string; backend: Backend }>,
+    log: (level: string, msg: string, fields?: Record<string, unknown>) => void,
+  ): Promise<{ router: Router; states: BackendState[] }> {
+    const states = await Promise.all(backends.map((b) =>
+      b.backend.open().catch((err: Error) => {
+        throw new Error(`backend ${b.name} (${b.backend.name}): ${err.message}`);
+      })
+    ));
+    const stride = backends.length;
+    const parts = backends.map((b, index) => {
+      const store = new Store(b.backend, { slot: index, stride });
+      store.init(states[index]!.revision, states[index]!.compactRevision);
+      return { name: b.name, index, backend: b.backend, store };
+    });
+    return { router: new Router(table, parts, log), states };
+  }
+
+  get routing(): RoutingTable {
+    return this.table;
+  }
+
+  /** Replaces the rules (the caller has checked no existing key changes backend). */
+  setRouting(table: RoutingTable): void {
+    this.table = table;
+  }
+
+  /** the merged revision watchers have been given everything up to */
+  get revision(): Rev {
+    return this.merger.revision;
+  }
+
+  get compactRevision(): Rev {
+    return this.parts.reduce((a, p) => (p.store.compactRevision > a ? p.store.compactRevision : a), 0n);
+  }
+
+  /** the default backend: leases live here */
+  get primary(): Part {
+    return this.byName.get(this.table.defaultBackend)!;
+  }
+
+  onCommit(fn: (c: Committed) => void): void {
+    this.merger.onRelease(fn);
+  }
+
+  partFor(key: Uint8Array): Part {
+    return this.byName.get(this.table.route(keyString(key)))!;
+  }
+
+  partsFor(r: KeyRange): Part[] {
+    if (this.parts.length === 1) return this.parts;
+    if (r.end !== undefined && r.end.length === r.start.length + 1 && r.end.at(-1) === 0 && compareBytes(r.start, r.end.subarray(0, -1)) === 0) {
+      return [this.partFor(r.start)];
+    }
+    return this.table.backendsFor(rangePrefix(r)).map((n) => this.byName.get(n)!);
+  }
+
+  async range(r: RangeRequest): Promise<RangeOut> {
+    const kr = toKeyRange(r.key, r.rangeEnd);
+    const parts = isEmptyRange(kr) ? [this.primary] : this.partsFor(kr);
+    if (parts.length === 1 && this.parts.length === 1) return parts[0]!.store.range(r);
+    if (r.revision > 0n) {
+      checkRevision(r.revision, this.merger.newest, this.compactRevision);
+      await Promise.all(parts.map((p) => this.closeAt(p, r.revision)));
+      if (parts.length === 1) return parts[0]!.store.range(r);
+    } else if (parts.length === 1) {
+      return parts[0]!.store.range(r);
+    }
+    // one revision for all: the newest any of them has, with the others raised to it
+    const at = r.revision > 0n ? r.revision : await this.closeAll(parts);
+    const query = { ...r, revision: at };
+    const outs = await Promise.all(parts.map((p) => p.store.range({ ...query, limit: 0n, sortOrder: 0, sortTarget: 0, ...fetchOnly(r) } as RangeRequest)));
+    const kvs: KeyValue[] = outs.flatMap((o) => o.kvs).sort((a, b) => compareBytes(a.key, b.key));
+    const count = outs.reduce((n, o) => n + o.count, 0n);
+    return finishRange(r, kvs, count, at);
+  }
+
+  /** Reads every backend's revision, raises the lagging ones to the newest; returns it. */
+  private async closeAll(parts: Part[]): Promise<Rev> {
+    const revs = await Promise.all(parts.map((p) => this.call(p, () => p.backend.revisions())));
+    const at = revs.reduce((a, r) => (r.revision > a ? r.revision : a), this.merger.newest);
+    await Promise.all(parts.map((p, i) => (revs[i]!.revision < at ? this.closeAt(p, at) : undefined)));
+    return at;
+  }
+
+  /** Makes sure backend p will number every later commit above rev. */
+  private async closeAt(p: Part, rev: Rev): Promise<void> {
+    if (this.merger.knownOf(p.index) >= rev) return;
+    await p.store.advance(rev);
+  }
+
+  private requestAdvance(i: number, target: Rev): void {
+    const a = this.advancing[i]!;
+    if (target > a.target) a.target = target;
+    if (a.running) return;
+    a.running = true;
+    void (async () => {
+      try {
+        while (this.merger.knownOf(i) < a.target) {
+          const before = this.merger.knownOf(i);
+          await this.parts[i]!.store.advance(a.target);
+          // another process got there first: read its commits instead of writing again
+          if (this.merger.knownOf(i) === before) await this.parts[i]!.store.syncExternal();
+        }
+        a.running = false;
+      } catch (err) {
+        this.log("warn", "advancing a backend's revision failed; watchers wait for it", { backend: this.parts[i]!.name, error: String(err) });
+        setTimeout(() => {
+          a.running = false;
+          this.requestAdvance(i, a.target);
+        }, 1000).unref?.();
+      }
+    })();
+  }
+
+  put(p: PutRequest): Promise<PutOut> {
+    return this.partFor(p.key).store.put(p);
+  }
+
+  deleteRange(d: DeleteRangeRequest): Promise<DeleteOut> {
+    return this.writePart([toKeyRange(d.key, d.rangeEnd)], "delete range").store.deleteRange(d);
+  }
+
+  txn(r: TxnRequest): Promise<TxnOut> {
+    return this.writePart(txnRanges(r), "txn").store.txn(r);
+  }
+
+  /** The one backend a write's ranges live in; a write spanning backends is refused. */
+  private writePart(ranges: KeyRange[], what: string): Part {
+    if (this.parts.length === 1) return this.parts[0]!;
+    const names = new Set<string>();
+    for (const r of ranges) if (!isEmptyRange(r)) for (const p of this.partsFor(r)) names.add(p.name);
+    if (names.size === 0) return this.primary;
+    if (names.size > 1) {
+      throw new EtcdError(
+        "FailedPrecondition",
+        `strata: ${what} spans backends ${[...names].join(" and ")}; a write must stay within one backend`,
+      );
+    }
+    return this.byName.get([...names][0]!)!;
+  }
+
+  /** Compacts every backend at rev, raising lagging ones to it first. */
+  async compact(c: CompactionRequest): Promise<{ header: { revision: Rev } }> {
+    if (this.parts.length === 1) return this.parts[0]!.store.compact(c);
+    if (c.revision <= this.compactRevision) throw errors.compacted();
+    if (c.revision > this.merger.newest) throw errors.futureRevision();
+    await Promise.all(this.parts.map((p) => this.closeAt(p, c.revision)));
+    await Promise.all(this.parts.map((p) => (p.store.compactRevision < c.revision ? p.store.compact(c) : undefined)));
+    return { header: { revision: this.merger.newest } };
+  }
+
+  /** History from every backend, merged in revision order (for watchers catching up). */
+  async events(from: Rev, to: Rev, limit: number): Promise<EventsPage> {
+    if (this.parts.length === 1) return this.parts[0]!.backend.events(from, to, limit);
+    const pages = await Promise.all(this.parts.map((p) => p.backend.events(from, to, limit)));
+    const through = pages.reduce((a, p) => (p.through < a ? p.through : a), to);
+    const events: Event[] = pages.flatMap((p) => p.events.filter((e) => e.kv.modRevision <= through));
+    events.sort((a, b) => (a.kv.modRevision < b.kv.modRevision ? -1 : a.kv.modRevision > b.kv.modRevision ? 1 : 0));
+    const compactRevision = pages.reduce((a, p) => (p.compactRevision > a ? p.compactRevision : a), 0n);
+    return { events, through, compactRevision };
+  }
+
+  /** Every live key and value at rev (0: now), in key order (Maintenance hashes). */
+  async all(rev: Rev): Promise<{ kvs: KeyValue[]; revision: Rev }> {
+    const out = await this.range({ key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]), revision: rev, limit: 0n, sortOrder: 0, sortTarget: 0, serializable: false, keysOnly: false, countOnly: false, minModRevision: 0n, maxModRevision: 0n, minCreateRevision: 0n, maxCreateRevision: 0n } as unknown as RangeRequest);
+    return { kvs: out.kvs, revision: out.header.revision };
+  }
+
+  async size(): Promise<DbSize> {
+    const sizes = await Promise.all(this.parts.map((p) => this.call(p, () => p.backend.size())));
+    return sizes.reduce((a, s) => ({ size: a.size + s.size, inUse: a.inUse + s.inUse }), { size: 0n, inUse: 0n });
+  }
+
+  async defragment(): Promise<void> {
+    for (const p of this.parts) await this.call(p, () => p.backend.defragment());
+  }
+
+  /** Per-backend figures for the status page and metrics. */
+  async stats(): Promise<Array<{ name: string; url: string; keys: bigint; size: bigint; revision: Rev; compactRevision: Rev }>> {
+    return Promise.all(this.parts.map(async (p) => {
+      const everything = { range: { start: new Uint8Array([0]), end: undefined }, revision: 0n, limit: 0, countOnly: true, keysOnly: true };
+      const [res, size] = await Promise.all([this.call(p, () => p.backend.range(everything)), this.call(p, () => p.backend.size())]);
+      return { name: p.name, url: p.backend.name, keys: res.count, size: size.size, revision: res.revision, compactRevision: p.store.compactRevision };
+    }));
+  }
+
+  /** Follows commits that other strata processes make on the shared backends. */
+  followExternalCommits(): () => void {
+    const stops = this.parts.map((p) =>
+      p.backend.onExternalCommit(() =>
+        void p.store.syncExternal().catch((err) => this.log("warn", "reading other processes' commits failed", { backend: p.name, error: String(err) }))
+      )
+    );
+    return () => stops.forEach((s) => s());
+  }
+
+  async drain(): Promise<void> {
+    await Promise.all(this.parts.map((p) => p.store.drain()));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.parts.map((p) => p.backend.close()));
+  }
+
+  private async call<T>(p: Part, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof EtcdError) throw err;
+      throw backendUnavailable(`${p.name} (${p.backend.name})`, err);
+    }
+  }
+}
+
+/** what each backend must return so the merged result can be filtered, sorted and cut */
+function fetchOnly(r: RangeRequest): Partial<RangeRequest> {
+  const f = rangeFetch(r);
+  // each backend returns its first limit+1 keys: enough to fill the merged page and tell "more"
+  return { limit: BigInt(f.limit), keysOnly: f.keysOnly, minModRevision: 0n, maxModRevision: 0n, minCreateRevision: 0n, maxCreateRevision: 0n };
+}
+
+/** Every key range a txn compares, reads or writes, on both branches and nested. */
+function txnRanges(r: TxnRequest): KeyRange[] {
+  const out: KeyRange[] = r.compare.map((c) => toKeyRange(c.key, c.rangeEnd));
+  for (const op of [...r.success, ...r.failure]) {
+    const q = op.request;
+    if (q.case === "requestTxn") out.push(...txnRanges(q.value));
+    else if (q.case === "requestPut") out.push(toKeyRange(q.value.key, new Uint8Array(0)));
+    else if (q.case) out.push(toKeyRange(q.value.key, q.value.rangeEnd));
+  }
+  return out;
+}

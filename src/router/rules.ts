@@ -1,0 +1,127 @@
+// Routing rules: which backend a key lives in. A rule matches when every field it sets
+// matches (key prefix, key regex, API group, resource, namespace glob); the first rule
+// that matches wins and unmatched keys go to the default backend.
+import { type Known, parseKey, parsePrefix } from "./kubernetes-key.ts";
+
+export interface Match {
+  prefix?: string;
+  /** a regular expression tested against the whole key */
+  key?: string;
+  group?: string;
+  resource?: string;
+  /** a glob: * matches any run of characters, ? one character */
+  namespace?: string;
+}
+
+export interface Rule {
+  match: Match;
+  backend: string;
+  /** where the rule was written, for messages: "strata.yaml: routes[2]" */
+  source: string;
+}
+
+/** all: every key in the set matches; none: no key does; some: it depends on the key */
+export type Coverage = "all" | "some" | "none";
+
+export class CompiledRule {
+  readonly regex: RegExp | undefined;
+  readonly namespace: RegExp | undefined;
+
+  constructor(readonly rule: Rule) {
+    this.regex = rule.match.key !== undefined ? new RegExp(rule.match.key) : undefined;
+    this.namespace = rule.match.namespace !== undefined ? globToRegExp(rule.match.namespace) : undefined;
+  }
+
+  get backend(): string {
+    return this.rule.backend;
+  }
+
+  matches(key: string, keyPrefix: string): boolean {
+    const m = this.rule.match;
+    if (m.prefix !== undefined && !key.startsWith(m.prefix)) return false;
+    if (this.regex && !this.regex.test(key)) return false;
+    if (m.group === undefined && m.resource === undefined && m.namespace === undefined) return true;
+    const a = parseKey(key, keyPrefix);
+    if (!a) return false;
+    if (m.group !== undefined && a.group !== m.group) return false;
+    if (m.resource !== undefined && a.resource !== m.resource) return false;
+    if (this.namespace && (a.namespace === undefined || !this.namespace.test(a.namespace))) return false;
+    return true;
+  }
+
+  /** How the rule covers the keys starting with p. */
+  coverage(p: string, keyPrefix: string): Coverage {
+    const m = this.rule.match;
+    const parts: Coverage[] = [];
+    if (m.prefix !== undefined) {
+      parts.push(p.startsWith(m.prefix) ? "all" : m.prefix.startsWith(p) ? "some" : "none");
+    }
+    if (this.regex) parts.push("some");
+    if (m.group !== undefined || m.resource !== undefined || m.namespace !== undefined) {
+      const a = parsePrefix(p, keyPrefix);
+      if (!a.underPrefix) {
+        // keys outside the Kubernetes prefix have no anatomy; a longer p may still reach into it
+        parts.push(keyPrefix.startsWith(p) ? "some" : "none");
+      } else {
+        if (m.group !== undefined) parts.push(fieldCoverage(a.group, (s) => s === m.group, m.group));
+        if (m.resource !== undefined) parts.push(fieldCoverage(a.resource, (s) => s === m.resource, m.resource));
+        if (this.namespace) {
+          const literal = m.namespace!.split(/[*?]/)[0]!;
+          parts.push(fieldCoverage(a.namespace, (s) => this.namespace!.test(s), literal, true));
+        }
+      }
+    }
+    if (parts.includes("none")) return "none";
+    return parts.every((c) => c === "all") ? "all" : "some";
+  }
+}
+
+function fieldCoverage(k: Known | undefined, test: (s: string) => boolean, literalPrefix: string, glob = false): Coverage {
+  if (k === undefined) return "some";
+  if (k === null) return "none";
+  if ("exact" in k) return test(k.exact) ? "all" : "none";
+  // only the start is known: it must agree with the rule's literal beginning
+  const q = k.partial;
+  if (glob) return q.startsWith(literalPrefix) || literalPrefix.startsWith(q) ? "some" : "none";
+  return literalPrefix.startsWith(q) ? "some" : "none";
+}
+
+export function globToRegExp(glob: string): RegExp {
+  const body = glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  return new RegExp(`^${body}$`);
+}
+
+/** The effective routing: rules in order and the default backend. */
+export class RoutingTable {
+  readonly rules: CompiledRule[];
+
+  constructor(rules: Rule[], readonly defaultBackend: string, readonly keyPrefix: string) {
+    this.rules = rules.map((r) => new CompiledRule(r));
+  }
+
+  /** the backend a key lives in, and the rule that sent it there (undefined: the default) */
+  explain(key: string): { backend: string; rule?: CompiledRule; index?: number } {
+    for (let i = 0; i < this.rules.length; i++) {
+      const r = this.rules[i]!;
+      if (r.matches(key, this.keyPrefix)) return { backend: r.backend, rule: r, index: i };
+    }
+    return { backend: this.defaultBackend };
+  }
+
+  route(key: string): string {
+    return this.explain(key).backend;
+  }
+
+  /** The backends that may hold keys starting with p, in rule order then the default. */
+  backendsFor(p: string): string[] {
+    const out = new Set<string>();
+    for (const r of this.rules) {
+      const c = r.coverage(p, this.keyPrefix);
+      if (c === "none") continue;
+      out.add(r.backend);
+      if (c === "all") return [...out];
+    }
+    out.add(this.defaultBackend);
+    return [...out];
+  }
+}

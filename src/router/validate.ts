@@ -1,0 +1,60 @@
+// Checks a topology before anything is opened: backends it cannot serve, rules that can
+// never match, rules an earlier rule shadows. Each problem is one line naming the file,
+// the field and the fix.
+import { ConfigError } from "../config/config-error.ts";
+import type { Topology } from "../config/topology.ts";
+import { redact } from "../backends/open.ts";
+import { CompiledRule, globToRegExp, type Match } from "./rules.ts";
+
+const SCHEMES = ["sqlite://", "postgres://", "postgresql://", "mysql://", "mariadb://"];
+
+export function validateTopology(t: Topology): void {
+  for (const [name, url] of t.backends) {
+    if (!SCHEMES.some((s) => url.startsWith(s))) {
+      throw new ConfigError(`${t.source}: backends.${name}: unsupported URL ${redact(url)}; use one of ${SCHEMES.join(", ")}`);
+    }
+  }
+  const rules = t.rules.map((r) => new CompiledRule(r));
+  rules.forEach((r, i) => {
+    const never = neverMatches(r.rule.match, r, t.keyPrefix);
+    if (never) throw new ConfigError(`${r.rule.source}: can never match: ${never}`);
+    for (let j = 0; j < i; j++) {
+      if (shadows(rules[j]!, r, t.keyPrefix)) {
+        throw new ConfigError(
+          `${r.rule.source}: can never match: ${rules[j]!.rule.source.replace(`${t.source}: `, "")} (${describe(rules[j]!.rule.match)}) comes first and takes every key it would; move it above or remove it`,
+        );
+      }
+    }
+  });
+}
+
+function neverMatches(m: Match, r: CompiledRule, keyPrefix: string): string | undefined {
+  if (m.group !== undefined && !m.group.includes(".")) {
+    return `group "${m.group}": built-in resources are stored without their API group (/registry/deployments/...); match on resource instead`;
+  }
+  if (m.prefix !== undefined && r.coverage(m.prefix, keyPrefix) === "none") {
+    return `prefix ${m.prefix} holds no key with ${describe({ ...m, prefix: undefined })}; fix the prefix or drop the other fields`;
+  }
+  return undefined;
+}
+
+/** Whether every key `later` matches is matched by `earlier` (checked field by field). */
+function shadows(earlier: CompiledRule, later: CompiledRule, keyPrefix: string): boolean {
+  const e = earlier.rule.match, l = later.rule.match;
+  // a prefix the later rule is confined to, which the earlier one covers entirely
+  if (l.prefix !== undefined && earlier.coverage(l.prefix, keyPrefix) === "all") return true;
+  if (e.prefix !== undefined && !(l.prefix !== undefined && l.prefix.startsWith(e.prefix))) return false;
+  if (e.key !== undefined && e.key !== l.key) return false;
+  if (e.group !== undefined && e.group !== l.group) return false;
+  if (e.resource !== undefined && e.resource !== l.resource) return false;
+  if (e.namespace !== undefined) {
+    if (l.namespace === undefined) return false;
+    const literal = !/[*?]/.test(l.namespace);
+    if (!(l.namespace === e.namespace || (literal && globToRegExp(e.namespace).test(l.namespace)))) return false;
+  }
+  return true;
+}
+
+export function describe(m: Match): string {
+  return Object.entries(m).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}: ${v}`).join(", ");
+}

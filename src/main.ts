@@ -132,6 +132,10 @@ Commands:
   try {
     await serve(config);
   } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`strata: configuration error: ${err.message}`);
+      process.exit(2);
+    }
     console.error(`strata: cannot start: ${(err as Error).message}`);
     process.exit(1);
   }

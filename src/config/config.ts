@@ -9,6 +9,7 @@ import YAML from "yaml";
 import { normaliseEndpoint } from "../backends/open.ts";
 import { ConfigError } from "./config-error.ts";
 import { parseDuration } from "./duration.ts";
+import { validateTopology } from "../router/validate.ts";
 import { readTopology, singleBackend, type Topology, TOPOLOGY_KEYS } from "./topology.ts";
 
 const duration = (what: string) =>
@@ -164,6 +165,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   }
   config.topology = topology ?? singleBackend(normaliseEndpoint(config.backend), raw.backend!.source);
   config.topologyFile = topology ? file : undefined;
+  validateTopology(config.topology);
   config.autoCompaction = autoCompaction(config["auto-compaction-mode"], config["auto-compaction-retention"], raw["auto-compaction-retention"]!.source);
   return config;
 }
@@ -179,7 +181,8 @@ export function readConfigFile(path: string): Record<string, unknown> {
   try {
     doc = path.endsWith(".json") ? JSON.parse(text) : YAML.parse(text);
   } catch (err) {
-    throw new ConfigError(`${path}: not valid ${path.endsWith(".json") ? "JSON" : "YAML"}: ${(err as Error).message}`);
+    const first = (err as Error).message.split("\n")[0];
+    throw new ConfigError(`${path}: not valid ${path.endsWith(".json") ? "JSON" : "YAML"}: ${first}`);
   }
   if (doc === null || doc === undefined) return {};
   if (typeof doc !== "object" || Array.isArray(doc)) throw new ConfigError(`${path}: expected a mapping of setting names to values`);

@@ -101,38 +101,37 @@ export class Apply {
   changed = false;
   readonly events: Event[] = [];
   private sub = 0;
-  private advanced: Rev | undefined;
+  /** the revision this transaction builds on: the store's, or higher once advanced */
+  private base: Rev;
 
   constructor(
     readonly tx: WriteTx,
     /** the revision a write made after revision `after` gets */
     private readonly allocate: (after: Rev) => Rev = (after) => after + 1n,
-  ) {}
+  ) {
+    this.base = tx.revision;
+  }
 
   get beginRevision(): Rev {
-    return this.tx.revision;
+    return this.base;
   }
   /** the revision this transaction writes at */
   get writeRevision(): Rev {
-    return this.allocate(this.tx.revision);
+    return this.allocate(this.base);
   }
-  /** the store's revision after this transaction */
+  /** the store's revision after this transaction; reads inside it report this (etcd counts its own pending writes) */
   get endRevision(): Rev {
-    return this.changed ? this.writeRevision : this.advanced ?? this.beginRevision;
+    return this.changed ? this.writeRevision : this.base;
   }
 
   /**
-   * Raises the store's revision to at least target without writing a key, so that no
-   * later write here gets a revision at or below it (keeps several backends comparable).
+   * Raises the store's revision to at least target before anything is written, so that
+   * this and every later write here is numbered above it (keeps backends comparable).
    */
   async advanceTo(target: Rev): Promise<void> {
-    if (this.changed || target <= this.tx.revision) return;
+    if (this.changed || target <= this.base) return;
     await this.tx.setRevision(target);
-    this.advanced = target;
-  }
-  /** the revision reads inside the txn report: etcd counts its own pending writes */
-  get readRevision(): Rev {
-    return this.changed ? this.writeRevision : this.beginRevision;
+    this.base = target;
   }
 
   async get(key: Uint8Array): Promise<KeyValue | undefined> {
@@ -141,7 +140,7 @@ export class Apply {
 
   async range(r: RangeRequest): Promise<RangeOut> {
     const kr = toKeyRange(r.key, r.rangeEnd);
-    const rev = this.readRevision;
+    const rev = this.endRevision;
     if (isEmptyRange(kr)) return finishRange(r, [], 0n, rev);
     const at = r.revision > 0n ? r.revision : undefined;
     const fetch = rangeFetch(r);
@@ -172,7 +171,7 @@ export class Apply {
     const kr = toKeyRange(d.key, d.rangeEnd);
     const kvs = isEmptyRange(kr) ? [] : await this.tx.range(kr);
     await this.deleteKvs(kvs);
-    return { header: { revision: this.readRevision }, deleted: BigInt(kvs.length), prevKvs: d.prevKv ? kvs : [] };
+    return { header: { revision: this.endRevision }, deleted: BigInt(kvs.length), prevKvs: d.prevKv ? kvs : [] };
   }
 
   /** deletes live keys at this transaction's revision (also used when a lease goes) */
@@ -192,7 +191,7 @@ export class Apply {
   /** Persists the new revision if anything was written; returns the header revision. */
   async finish(): Promise<Rev> {
     if (this.changed) await this.tx.setRevision(this.writeRevision);
-    return this.readRevision;
+    return this.endRevision;
   }
 
   async txn(r: TxnRequest): Promise<TxnOut> {

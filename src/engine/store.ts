@@ -91,8 +91,11 @@ export class Store {
     return finishRange(r, res.kvs, res.count, res.revision);
   }
 
-  put(p: PutRequest): Promise<PutOut> {
+  // `above`: number the write above this revision (another backend's, when there are several)
+
+  put(p: PutRequest, above = 0n): Promise<PutOut> {
     return this.write(async (a) => {
+      await a.advanceTo(above);
       await a.checkPut(p);
       const out = await a.put(p);
       await a.finish();
@@ -100,16 +103,18 @@ export class Store {
     });
   }
 
-  deleteRange(d: DeleteRangeRequest): Promise<DeleteOut> {
+  deleteRange(d: DeleteRangeRequest, above = 0n): Promise<DeleteOut> {
     return this.write(async (a) => {
+      await a.advanceTo(above);
       const out = await a.deleteRange(d);
       out.header.revision = await a.finish();
       return out;
     });
   }
 
-  txn(r: TxnRequest): Promise<TxnOut> {
+  txn(r: TxnRequest, above = 0n): Promise<TxnOut> {
     return this.write(async (a) => {
+      await a.advanceTo(above);
       const out = await a.txn(r);
       out.header = { revision: await a.finish() };
       return out;
@@ -182,8 +187,8 @@ export class Store {
         }
         const committed = results.flatMap((res, i) => {
           const a = applies[i]!;
-          return res.ok && a.endRevision > a.beginRevision
-            ? [{ after: a.beginRevision, revision: a.endRevision, events: a.events }]
+          return res.ok && a.endRevision > a.tx.revision
+            ? [{ after: a.tx.revision, revision: a.endRevision, events: a.events }]
             : [];
         });
         await this.publish(committed);

@@ -4,7 +4,7 @@ import { redact } from "../backends/open.ts";
 import { ConfigError, loadConfig } from "../config/config.ts";
 import { parseKey } from "./kubernetes-key.ts";
 import { routingTable } from "./open.ts";
-import { validateTopology, describe } from "./validate.ts";
+import { describe } from "./validate.ts";
 
 const USAGE = "usage: strata route explain KEY [--config FILE] | strata route list [--config FILE]";
 
@@ -20,7 +20,6 @@ export async function routeCommand(args: string[]): Promise<number> {
   let config;
   try {
     config = loadConfig(flags, process.env);
-    validateTopology(config.topology);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`strata: configuration error: ${err.message}`);

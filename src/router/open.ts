@@ -37,7 +37,6 @@ export async function openBackends(t: Topology, poolSize: number): Promise<Array
 
 export async function openRouter(config: Config, log: Log): Promise<{ router: Router; states: BackendState[] }> {
   const t = config.topology;
-  validateTopology(t);
   const backends = await openBackends(t, config["pool-size"]);
   let opened;
   try {

@@ -38,7 +38,7 @@ export function rangePrefix(r: KeyRange): string {
 function prefixEnd(key: Uint8Array): Uint8Array | undefined {
   for (let i = key.length - 1; i >= 0; i--) {
     if (key[i]! < 0xff) {
-      const out = key.slice(0, i + 1);
+      const out = Uint8Array.from(key.subarray(0, i + 1));
       out[i]! += 1;
       return out;
     }
@@ -124,21 +124,16 @@ export class Router {
   async range(r: RangeRequest): Promise<RangeOut> {
     const kr = toKeyRange(r.key, r.rangeEnd);
     const parts = isEmptyRange(kr) ? [this.primary] : this.partsFor(kr);
-    if (parts.length === 1 && this.parts.length === 1) return parts[0]!.store.range(r);
-    if (r.revision > 0n) {
-      checkRevision(r.revision, this.merger.newest, this.compactRevision);
-      await Promise.all(parts.map((p) => this.closeAt(p, r.revision)));
-      if (parts.length === 1) return parts[0]!.store.range(r);
-    } else if (parts.length === 1) {
-      return parts[0]!.store.range(r);
-    }
-    // one revision for all: the newest any of them has, with the others raised to it
-    const at = r.revision > 0n ? r.revision : await this.closeAll(parts);
+    if (this.parts.length === 1) return parts[0]!.store.range(r);
+    // one revision for all: the newest any backend has published (as etcd answers at its
+    // newest revision), with the backends read raised to it so none commits at or below it
+    const current = await this.closeAll(parts);
+    const at = checkRevision(r.revision, current, this.compactRevision);
     const query = { ...r, revision: at };
     const outs = await Promise.all(parts.map((p) => p.store.range({ ...query, limit: 0n, sortOrder: 0, sortTarget: 0, ...fetchOnly(r) } as RangeRequest)));
     const kvs: KeyValue[] = outs.flatMap((o) => o.kvs).sort((a, b) => compareBytes(a.key, b.key));
     const count = outs.reduce((n, o) => n + o.count, 0n);
-    return finishRange(r, kvs, count, at);
+    return finishRange(r, kvs, count, current);
   }
 
   /** Reads every backend's revision, raises the lagging ones to the newest; returns it. */
@@ -179,16 +174,23 @@ export class Router {
     })();
   }
 
+  // With several backends a write is numbered above every revision already published
+  // anywhere, so revisions grow in the order clients see their writes acknowledged.
+
   put(p: PutRequest): Promise<PutOut> {
-    return this.partFor(p.key).store.put(p);
+    return this.partFor(p.key).store.put(p, this.floor);
   }
 
   deleteRange(d: DeleteRangeRequest): Promise<DeleteOut> {
-    return this.writePart([toKeyRange(d.key, d.rangeEnd)], "delete range").store.deleteRange(d);
+    return this.writePart([toKeyRange(d.key, d.rangeEnd)], "delete range").store.deleteRange(d, this.floor);
   }
 
   txn(r: TxnRequest): Promise<TxnOut> {
-    return this.writePart(txnRanges(r), "txn").store.txn(r);
+    return this.writePart(txnRanges(r), "txn").store.txn(r, this.floor);
+  }
+
+  private get floor(): Rev {
+    return this.parts.length > 1 ? this.merger.newest : 0n;
   }
 
   /** The one backend a write's ranges live in; a write spanning backends is refused. */

@@ -56,7 +56,11 @@ export class CompiledRule {
     if (m.prefix !== undefined) {
       parts.push(p.startsWith(m.prefix) ? "all" : m.prefix.startsWith(p) ? "some" : "none");
     }
-    if (this.regex) parts.push("some");
+    if (this.regex) {
+      // an anchored regex's literal start rules out prefixes that disagree with it
+      const lit = /^\^([^.[\]()*+?{}|\\$^]*)/.exec(m.key!)?.[1];
+      parts.push(lit !== undefined && !p.startsWith(lit) && !lit.startsWith(p) ? "none" : "some");
+    }
     if (m.group !== undefined || m.resource !== undefined || m.namespace !== undefined) {
       const a = parsePrefix(p, keyPrefix);
       if (!a.underPrefix) {

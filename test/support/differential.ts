@@ -22,12 +22,13 @@ export interface Ctx {
 }
 
 /** Starts a real etcd and a strata for the test file; both get the same extra settings. */
-export function useServers(opts: { etcdArgs?: string[]; strataArgs?: string[] } = {}): () => Side[] {
+export function useServers(opts: { etcdArgs?: string[]; strataArgs?: string[] | (() => Promise<string[]>) } = {}): () => Side[] {
   let etcd: EtcdProcess;
   let strata: StrataProcess;
   let sides: Side[] = [];
   beforeAll(async () => {
-    [etcd, strata] = await Promise.all([startEtcd(opts.etcdArgs), startStrata(opts.strataArgs)]);
+    const strataArgs = typeof opts.strataArgs === "function" ? await opts.strataArgs() : opts.strataArgs;
+    [etcd, strata] = await Promise.all([startEtcd(opts.etcdArgs), startStrata(strataArgs)]);
     const client = (endpoint: string) => new Etcd3({ hosts: endpoint, grpcOptions: { "grpc.max_receive_message_length": -1 } } as never);
     if (process.env.DIFF_DEBUG) console.log("etcd", etcd.endpoint, "strata", strata.endpoint);
     sides = [
@@ -52,8 +53,16 @@ export async function attempt<T>(p: Promise<T> | (() => Promise<T>)): Promise<T 
   }
 }
 
-/** Runs the scenario on etcd and on strata and expects equal normalised answers. */
-export async function differential(sides: Side[], scenario: (c: Etcd3, ctx: Ctx) => Promise<unknown>): Promise<unknown> {
+/**
+ * Runs the scenario on etcd and on strata and expects equal normalised answers.
+ * order: revisions compare by their order among the revisions the answers show, not by
+ * distance from the start (strata over several backends numbers revisions sparsely).
+ */
+export async function differential(
+  sides: Side[],
+  scenario: (c: Etcd3, ctx: Ctx) => Promise<unknown>,
+  opts: { order?: boolean } = {},
+): Promise<unknown> {
   const results: unknown[] = [];
   for (const side of sides) {
     const probe = await side.client.kv.range({ key: Buffer.from("\0") } as never);
@@ -66,7 +75,7 @@ export async function differential(sides: Side[], scenario: (c: Etcd3, ctx: Ctx)
     } catch (err) {
       throw new Error(`scenario failed on ${side.name}: ${(err as Error).message}`);
     }
-    results.push(normalise(out, base, new Map()));
+    results.push(normalise(out, base, new Map(), opts.order ? revisionOrder(out, base) : undefined));
   }
   expect(results[1]).toEqual(results[0]);
   return results[0];
@@ -93,17 +102,34 @@ export function showBytes(b: Uint8Array | { data: number[] }): string {
   return printable ? Buffer.from(bytes).toString("latin1") : `0x${Buffer.from(bytes).toString("hex")}`;
 }
 
-export function normalise(x: unknown, base: bigint, leases: Map<string, string>): unknown {
+/** every revision the answers show, from the start on, in order: revision → "r<rank>" */
+function revisionOrder(x: unknown, base: bigint): Map<bigint, string> {
+  const seen = new Set<bigint>([base]);
+  const walk = (y: unknown): void => {
+    if (isBytes(y) || typeof y !== "object" || y === null) return;
+    if (Array.isArray(y)) return y.forEach(walk);
+    for (const [k, v] of Object.entries(y)) {
+      if (RELATIVE.has(k) && isInteger(v) && BigInt(v) !== 0n) seen.add(BigInt(v));
+      else walk(v);
+    }
+  };
+  walk(x);
+  const sorted = [...seen].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const start = sorted.indexOf(base);
+  return new Map(sorted.map((r, i) => [r, `r${i - start}`]));
+}
+
+export function normalise(x: unknown, base: bigint, leases: Map<string, string>, order?: Map<bigint, string>): unknown {
   if (isBytes(x)) return showBytes(x);
   if (typeof x === "bigint") return x.toString();
-  if (Array.isArray(x)) return x.map((v) => normalise(v, base, leases));
+  if (Array.isArray(x)) return x.map((v) => normalise(v, base, leases, order));
   if (typeof x !== "object" || x === null) return x;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(x)) {
     if (SERVER_IDS.has(k)) continue;
     if (RELATIVE.has(k) && isInteger(v)) {
       const n = BigInt(v);
-      out[k] = n === 0n ? 0 : `base${n - base >= 0n ? "+" : ""}${n - base}`;
+      out[k] = n === 0n ? 0 : order ? order.get(n) : `base${n - base >= 0n ? "+" : ""}${n - base}`;
     } else if (LEASE_IDS.has(k) && isInteger(v)) {
       const id = BigInt(v);
       if (id === 0n || id === -1n) out[k] = String(id);
@@ -112,7 +138,7 @@ export function normalise(x: unknown, base: bigint, leases: Map<string, string>)
         out[k] = leases.get(id.toString());
       }
     } else {
-      out[k] = normalise(v, base, leases);
+      out[k] = normalise(v, base, leases, order);
     }
   }
   return out;

@@ -17,14 +17,19 @@ const servers = new Map<string, Promise<DatabaseServer>>();
 let databases = 0;
 
 /** a fresh, empty database of the backend under test */
-export async function freshBackendUrl(dir: string): Promise<string> {
-  if (BACKEND === "sqlite") return `sqlite://${join(dir, "strata.db")}`;
-  const start = { postgres: startPostgres, mariadb: startMariadb }[BACKEND];
-  if (!start) throw new Error(`STRATA_TEST_BACKEND=${BACKEND}: expected sqlite, postgres or mariadb`);
-  if (!servers.has(BACKEND)) {
-    servers.set(BACKEND, start());
+export function freshBackendUrl(dir: string): Promise<string> {
+  return freshDatabase(BACKEND, dir);
+}
+
+/** a fresh, empty database of the given kind (its server is started on first use) */
+export async function freshDatabase(kind: string, dir: string): Promise<string> {
+  if (kind === "sqlite") return `sqlite://${join(dir, `strata-${++databases}.db`)}`;
+  const start = { postgres: startPostgres, mariadb: startMariadb }[kind];
+  if (!start) throw new Error(`database kind ${kind}: expected sqlite, postgres or mariadb`);
+  if (!servers.has(kind)) {
+    servers.set(kind, start());
   }
-  return (await servers.get(BACKEND)!).createDatabase(`strata_t${process.pid}_${++databases}`);
+  return (await servers.get(kind)!).createDatabase(`strata_t${process.pid}_${++databases}`);
 }
 
 /** Stops the database servers this test process started (bunfig.toml's preload calls it). */
@@ -58,21 +63,26 @@ function command(runtime: Runtime): string[] {
   return [join(ROOT, "node_modules/.bin/deno"), "run", "--allow-all", join(ROOT, "src/main.ts")];
 }
 
-/** Starts strata; `backendUrl` shares an existing database (several processes on one database). */
+/**
+ * Starts strata; `backendUrl` shares an existing database (several processes on one
+ * database). With --config among the arguments the file names the backends.
+ */
 export async function startStrata(
   extraArgs: string[] = [],
   backendUrl?: string,
   runtime: Runtime = "bun",
 ): Promise<StrataProcess> {
   const dir = mkdtempSync(join(tmpdir(), "strata-test-"));
-  const url = backendUrl ?? (await freshBackendUrl(dir));
+  const routed = extraArgs.includes("--config");
+  const url = routed ? "" : backendUrl ?? (await freshBackendUrl(dir));
   const port = await freePort();
   const endpoint = `127.0.0.1:${port}`;
   let child: ChildProcess;
   let err = "";
   const launch = async () => {
     const [exe, ...args] = command(runtime);
-    child = spawn(exe!, [...args, "serve", "--listen", `http://${endpoint}`, "--backend", url, ...extraArgs], {
+    const backend = routed ? [] : ["--backend", url];
+    child = spawn(exe!, [...args, "serve", "--listen", `http://${endpoint}`, ...backend, ...extraArgs], {
       stdio: ["ignore", "ignore", "pipe"],
     });
     child.stderr!.on("data", (d) => (err = (err + d).slice(-20_000)));

@@ -5,6 +5,8 @@ import { AutoCompactor } from "./engine/compactor.ts";
 import { LeaseKeeper } from "./engine/leases.ts";
 import { openRouter, watchTopology } from "./router/open.ts";
 import { routeCommand } from "./router/explain.ts";
+import { importCommand } from "./router/import.ts";
+import { migrateCommand } from "./router/migrate.ts";
 import { WatchHub } from "./engine/watch-hub.ts";
 import { type Config, ConfigError, helpText, loadConfig } from "./config/config.ts";
 import pkg from "../package.json" with { type: "json" };
@@ -105,12 +107,15 @@ Commands:
   serve                 serve the etcd v3 API (strata serve --help)
   route explain KEY     which rule and backend a key lands on (--config FILE)
   route list            the effective topology: backends, rules in order, default
+  migrate --from-config OLD --to-config NEW
+                        move keys whose backend the new rules change (strata stopped)
+  import --from URL     copy a live etcd's keyspace into the configured backends
   version               print the version`);
     return;
   }
-  if (command === "route") {
-    process.exit(await routeCommand(rest));
-  }
+  if (command === "route") process.exit(await routeCommand(rest));
+  if (command === "migrate") process.exit(await migrateCommand(rest));
+  if (command === "import") process.exit(await importCommand(rest));
   if (command !== "serve") {
     console.error(`strata: unknown command "${command}"; try strata --help`);
     process.exit(2);

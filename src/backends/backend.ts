@@ -29,6 +29,8 @@ export interface WriteTx {
   leaseDelete(id: Rev): Promise<void>;
   /** live keys attached to a lease, in key order */
   leaseKeys(id: Rev): Promise<KeyValue[]>;
+  /** removes every trace of a key, history included, with no tombstone (it moved to another backend) */
+  forget(key: Uint8Array): Promise<void>;
   /** makes rev the store's revision (called once by a transaction that wrote) */
   setRevision(rev: Rev): Promise<void>;
   /** records that reads below rev now fail as compacted; history is removed later by compact() */

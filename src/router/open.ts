@@ -4,6 +4,7 @@
 import { watchFile, unwatchFile } from "node:fs";
 import { openBackend } from "../backends/open.ts";
 import type { Backend, BackendState } from "../backends/backend.ts";
+import type { KeyValue } from "../engine/types.ts";
 import { type Config, ConfigError, readConfigFile } from "../config/config.ts";
 import { readTopology, type Topology } from "../config/topology.ts";
 import { type KeyAnatomy, parseKey } from "./kubernetes-key.ts";
@@ -91,11 +92,16 @@ export function strandedMessage(stranded: Stranded[], file: string): string {
 }
 
 /** Calls fn for every live key of a backend, in pages. */
-export async function eachKey(backend: Backend, fn: (key: Uint8Array) => void): Promise<void> {
+export function eachKey(backend: Backend, fn: (key: Uint8Array) => void): Promise<void> {
+  return eachPage(backend, true, async (kvs) => kvs.forEach((kv) => fn(kv.key)));
+}
+
+/** Calls fn with every live key (and value, unless keysOnly) of a backend, a page at a time. */
+export async function eachPage(backend: Backend, keysOnly: boolean, fn: (kvs: KeyValue[]) => Promise<void>): Promise<void> {
   let start = new Uint8Array([0]);
   for (;;) {
-    const page = await backend.range({ range: { start, end: undefined }, revision: 0n, limit: 5000, countOnly: false, keysOnly: true });
-    for (const kv of page.kvs) fn(kv.key);
+    const page = await backend.range({ range: { start, end: undefined }, revision: 0n, limit: 5000, countOnly: false, keysOnly });
+    await fn(page.kvs);
     if (page.kvs.length < 5000) return;
     const last = page.kvs.at(-1)!.key;
     start = new Uint8Array(last.length + 1);

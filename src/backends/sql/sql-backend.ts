@@ -363,6 +363,12 @@ class SqlWriteTx implements WriteTx {
     await this.c.run("DELETE FROM kv WHERE k = ?", [prev.key]);
   }
 
+  async forget(key: Uint8Array): Promise<void> {
+    this.wrote = true;
+    await this.c.run("DELETE FROM kv_log WHERE k = ?", [key]);
+    await this.c.run("DELETE FROM kv WHERE k = ?", [key]);
+  }
+
   async leaseExists(id: Rev): Promise<boolean> {
     return (await this.c.all("SELECT 1 AS x FROM leases WHERE id = ?", [id])).length > 0;
   }

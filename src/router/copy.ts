@@ -1,0 +1,41 @@
+// Placing existing keys into a backend as they are: same create/mod revisions and
+// versions, no new revision and no watch event (used by migrate and import). Only each
+// key's current version moves; its older history stays behind (and is forgotten).
+import { crc32 } from "../api/crc32.ts";
+import type { Store } from "../engine/store.ts";
+import type { KeyValue, LeaseRecord } from "../engine/types.ts";
+
+/** Writes the keys (replacing any other version of them there); the store's revision is raised to cover them. */
+export function copyInto(store: Store, kvs: KeyValue[], atLeast = 0n): Promise<void> {
+  const newest = kvs.reduce((a, kv) => (kv.modRevision > a ? kv.modRevision : a), atLeast);
+  return store.write(async (a) => {
+    await a.advanceTo(newest);
+    for (const kv of kvs) {
+      const there = (await a.tx.range({ start: kv.key, end: successor(kv.key) }, { limit: 1 }))[0];
+      if (there && there.modRevision === kv.modRevision) continue; // copied by an earlier, interrupted run
+      if (there) await a.tx.forget(kv.key);
+      // a row's position within its revision only has to be unique: derive it from the key
+      await a.tx.put(kv, undefined, crc32(kv.key) & 0x3fffffff);
+    }
+  });
+}
+
+/** Removes keys that now live in another backend, leaving no tombstone. */
+export function forgetIn(store: Store, keys: Uint8Array[]): Promise<void> {
+  return store.write(async (a) => {
+    for (const k of keys) await a.tx.forget(k);
+  });
+}
+
+/** Makes sure a lease exists in the store (import). */
+export function ensureLease(store: Store, lease: LeaseRecord): Promise<void> {
+  return store.write(async (a) => {
+    if (!(await a.tx.leaseExists(lease.id))) await a.tx.leaseInsert(lease);
+  });
+}
+
+function successor(key: Uint8Array): Uint8Array {
+  const out = new Uint8Array(key.length + 1);
+  out.set(key);
+  return out;
+}

@@ -2,7 +2,7 @@
 // and says why; once the first is gone (even by kill -9) the file can be opened again.
 import { afterAll, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import { freePort, startStrata, type StrataProcess } from "../support/strata.ts";
 
 let first: StrataProcess | undefined;
@@ -12,7 +12,7 @@ afterAll(async () => {
 
 test("a second process on the same SQLite file is refused with the reason", async () => {
   first = await startStrata();
-  const db = join(first.dir, "strata.db");
+  const db = first.backendUrl.slice("sqlite://".length);
   const second = spawnSync(process.execPath, [
     resolve(import.meta.dir, "../../src/main.ts"), "serve", "--listen", `http://127.0.0.1:${await freePort()}`, "--backend", `sqlite://${db}`,
   ], { encoding: "utf8", timeout: 20_000 });

@@ -70,7 +70,8 @@ export class Router {
   ): Promise<{ router: Router; states: BackendState[] }> {
     const states = await Promise.all(backends.map((b) =>
       b.backend.open().catch((err: Error) => {
-        throw new Error(`backend ${b.name} (${b.backend.name}): ${err.message}`);
+        const which = backends.length > 1 ? `${b.name} (${b.backend.name})` : b.backend.name;
+        throw new Error(`backend ${which}: ${err.message}`);
       })
     ));
     const stride = backends.length;

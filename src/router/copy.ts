@@ -2,6 +2,7 @@
 // versions, no new revision and no watch event (used by migrate and import). Only each
 // key's current version moves; its older history stays behind (and is forgotten).
 import { crc32 } from "../api/crc32.ts";
+import { successor } from "../engine/keyrange.ts";
 import type { Store } from "../engine/store.ts";
 import type { KeyValue, LeaseRecord } from "../engine/types.ts";
 
@@ -32,10 +33,4 @@ export function ensureLease(store: Store, lease: LeaseRecord): Promise<void> {
   return store.write(async (a) => {
     if (!(await a.tx.leaseExists(lease.id))) await a.tx.leaseInsert(lease);
   });
-}
-
-function successor(key: Uint8Array): Uint8Array {
-  const out = new Uint8Array(key.length + 1);
-  out.set(key);
-  return out;
 }

@@ -9,6 +9,7 @@ import { KV, Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { type Config, ConfigError, loadConfig } from "../config/config.ts";
 import type { KeyValue } from "../engine/types.ts";
 import { copyInto, ensureLease } from "./copy.ts";
+import { keyCount } from "./key-count.ts";
 import { openRouter } from "./open.ts";
 import { keyString } from "./router.ts";
 
@@ -78,10 +79,7 @@ export async function importCommand(args: string[]): Promise<number> {
     process.stderr.write("\n");
     // every backend continues above etcd's revision
     for (const p of router.parts) await p.store.advance(revision);
-    const counts = await Promise.all(router.parts.map(async (p) => {
-      const everything = { range: { start: new Uint8Array([0]), end: undefined }, revision: 0n, limit: 0, countOnly: true, keysOnly: true };
-      return [p.name, (await p.backend.range(everything)).count] as const;
-    }));
+    const counts = await Promise.all(router.parts.map(async (p) => [p.name, await keyCount(p.backend)] as const));
     const sum = counts.reduce((n, [, c]) => n + Number(c), 0);
     if (sum !== total) {
       console.error(`strata import: verification failed: etcd had ${total} keys, the backends hold ${sum}`);

@@ -8,6 +8,7 @@ import { openBackend, redact } from "../backends/open.ts";
 import { type Config, ConfigError, loadConfig } from "../config/config.ts";
 import { Store } from "../engine/store.ts";
 import { copyInto, forgetIn } from "./copy.ts";
+import { keyCount } from "./key-count.ts";
 import { eachKey, eachPage, routingTable, strandedKeys } from "./open.ts";
 import { keyString, type Part } from "./router.ts";
 
@@ -98,19 +99,15 @@ export async function migrateCommand(args: string[]): Promise<number> {
     const parts: Part[] = [...newConfig.topology.backends].map(([name, url], index) => ({ name, index, backend: backends.get(url)!, store: stores.get(url)! }));
     const stranded = await strandedKeys(parts, table);
     let after = 0;
-    for (const url of new Set(newConfig.topology.backends.values())) await eachKey(backends.get(url)!, () => after++);
+    for (const url of new Set(newConfig.topology.backends.values())) after += Number(await keyCount(backends.get(url)!));
     const leftBehind = [...backends.keys()].filter((u) => ![...newConfig.topology.backends.values()].includes(u));
     let orphaned = 0;
-    for (const u of leftBehind) await eachKey(backends.get(u)!, () => orphaned++);
+    for (const u of leftBehind) orphaned += Number(await keyCount(backends.get(u)!));
     if (stranded.length > 0 || after !== before || orphaned > 0) {
       console.error(`strata migrate: verification failed: ${before} keys before, ${after} where the new rules look, ${orphaned} in backends the new config drops, ${stranded.reduce((n, s) => n + s.count, 0)} in the wrong backend; run it again to resume`);
       return 1;
     }
-    const perBackend = await Promise.all(parts.map(async (p) => {
-      let n = 0;
-      await eachKey(p.backend, () => n++);
-      return `${p.name}=${n}`;
-    }));
+    const perBackend = await Promise.all(parts.map(async (p) => `${p.name}=${await keyCount(p.backend)}`));
     console.error(`strata migrate: done: ${moved} keys moved, ${after} keys in all (${perBackend.join(", ")}), every key where ${to} routes it`);
     return 0;
   } catch (err) {

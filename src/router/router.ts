@@ -11,6 +11,7 @@ import { type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, ty
 import { checkRevision } from "../engine/revisions.ts";
 import type { Event, KeyRange, KeyValue, Rev } from "../engine/types.ts";
 import { CommitMerger } from "./merger.ts";
+import { keyCount } from "./key-count.ts";
 import type { RoutingTable } from "./rules.ts";
 
 export interface Part {
@@ -29,7 +30,8 @@ export function keyString(key: Uint8Array): string {
 export function rangePrefix(r: KeyRange): string {
   if (r.end === undefined) return "";
   const s = keyString(r.start), e = keyString(r.end);
-  if (r.end.length === r.start.length && prefixEnd(r.start) !== undefined && compareBytes(prefixEnd(r.start)!, r.end) === 0) return s;
+  const end = prefixEnd(r.start);
+  if (end !== undefined && compareBytes(end, r.end) === 0) return s;
   let i = 0;
   while (i < s.length && i < e.length && s[i] === e[i]) i++;
   return s.slice(0, i);
@@ -248,9 +250,12 @@ export class Router {
   /** Per-backend figures for the status page and metrics. */
   async stats(): Promise<Array<{ name: string; url: string; keys: bigint; size: bigint; revision: Rev; compactRevision: Rev }>> {
     return Promise.all(this.parts.map(async (p) => {
-      const everything = { range: { start: new Uint8Array([0]), end: undefined }, revision: 0n, limit: 0, countOnly: true, keysOnly: true };
-      const [res, size] = await Promise.all([this.call(p, () => p.backend.range(everything)), this.call(p, () => p.backend.size())]);
-      return { name: p.name, url: p.backend.name, keys: res.count, size: size.size, revision: res.revision, compactRevision: p.store.compactRevision };
+      const [keys, size, { revision }] = await Promise.all([
+        this.call(p, () => keyCount(p.backend)),
+        this.call(p, () => p.backend.size()),
+        this.call(p, () => p.backend.revisions()),
+      ]);
+      return { name: p.name, url: p.backend.name, keys, size: size.size, revision, compactRevision: p.store.compactRevision };
     }));
   }
 

@@ -42,6 +42,7 @@ async function serve(config: Config): Promise<void> {
     identity: { clusterId: state.clusterId, memberId: state.memberId },
     member: { name: config.name, clientUrls },
     limits: { maxTxnOps: config["max-txn-ops"], maxRequestBytes: config["max-request-bytes"] },
+    log,
   });
   const host = listen.hostname.replace(/^\[|\]$/g, "");
   const port = Number(listen.port || 2379);

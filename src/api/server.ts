@@ -6,6 +6,8 @@ import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcd/api/et
 import type { LeaseKeeper } from "../engine/leases.ts";
 import type { Router } from "../router/router.ts";
 import type { WatchHub } from "../engine/watch-hub.ts";
+import { Admin } from "../gen/strata/admin/v1/admin_pb.ts";
+import { adminService } from "./admin.ts";
 import { authService } from "./auth.ts";
 import { clusterService, type Member } from "./cluster.ts";
 import type { ServerIdentity } from "./header.ts";
@@ -23,9 +25,10 @@ export interface ServerParts {
   identity: ServerIdentity;
   member: Member;
   limits: Limits;
+  log: (level: string, msg: string, fields?: Record<string, unknown>) => void;
 }
 
-const SERVICES = [KV, Watch, Lease, Cluster, Maintenance, Auth];
+const SERVICES = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin];
 
 export function createGrpcServer(p: ServerParts): http2.Http2Server {
   const handler = connectNodeAdapter({
@@ -44,6 +47,7 @@ export function createGrpcServer(p: ServerParts): http2.Http2Server {
       router.service(Cluster, clusterService(p.store, p.identity, p.member));
       router.service(Maintenance, maintenanceService(p.store, p.identity));
       router.service(Auth, authService(p.store, p.identity));
+      router.service(Admin, adminService(p.store, p.log));
     },
     fallback: unknownMethod,
   });

@@ -177,6 +177,11 @@ export function readConfigFile(path: string): Record<string, unknown> {
   } catch (err) {
     throw new ConfigError(`${path}: cannot read config file: ${(err as Error).message}`);
   }
+  return parseConfigText(text, path);
+}
+
+/** A config document's settings; `path` names it in errors and tells JSON (.json) from YAML. */
+export function parseConfigText(text: string, path: string): Record<string, unknown> {
   let doc: unknown;
   try {
     doc = path.endsWith(".json") ? JSON.parse(text) : YAML.parse(text);

@@ -3,18 +3,30 @@
 // key's current version moves; its older history stays behind (and is forgotten).
 import { crc32 } from "../api/crc32.ts";
 import { successor } from "../engine/keyrange.ts";
+import type { Backend } from "../backends/backend.ts";
 import type { Store } from "../engine/store.ts";
-import type { KeyValue, LeaseRecord } from "../engine/types.ts";
+import type { KeyValue, LeaseRecord, Rev } from "../engine/types.ts";
 
-/** Writes the keys (replacing any other version of them there); the store's revision is raised to cover them. */
-export function copyInto(store: Store, kvs: KeyValue[], atLeast = 0n): Promise<void> {
-  const newest = kvs.reduce((a, kv) => (kv.modRevision > a ? kv.modRevision : a), atLeast);
+/**
+ * Writes the keys, replacing any other version of them there; the store's revision is
+ * raised to cover them. A key's lease is copied from `from` when the store lacks it; a
+ * key whose lease is gone everywhere is skipped (it went with its lease).
+ */
+export async function copyInto(store: Store, kvs: KeyValue[], from?: Backend): Promise<void> {
+  const newest = kvs.reduce((a, kv) => (kv.modRevision > a ? kv.modRevision : a), 0n);
+  const leases = new Map<Rev, LeaseRecord | undefined>();
+  for (const kv of kvs) if (kv.lease !== 0n && !leases.has(kv.lease)) leases.set(kv.lease, await from?.lease(kv.lease));
   return store.write(async (a) => {
     await a.advanceTo(newest);
     for (const kv of kvs) {
       const there = (await a.tx.range({ start: kv.key, end: successor(kv.key) }, { limit: 1 }))[0];
       if (there && there.modRevision === kv.modRevision) continue; // copied by an earlier, interrupted run
       if (there) await a.tx.forget(kv.key);
+      if (kv.lease !== 0n && !(await a.tx.leaseExists(kv.lease))) {
+        const lease = leases.get(kv.lease);
+        if (!lease) continue;
+        await a.tx.leaseInsert(lease);
+      }
       // a row's position within its revision only has to be unique: derive it from the key
       await a.tx.put(kv, undefined, crc32(kv.key) & 0x3fffffff);
     }

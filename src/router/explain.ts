@@ -3,7 +3,7 @@
 import { redact } from "../backends/open.ts";
 import { ConfigError, loadConfig } from "../config/config.ts";
 import { parseKey } from "./kubernetes-key.ts";
-import { routingTable } from "./open.ts";
+import { RoutingTable } from "./rules.ts";
 import { describe } from "./validate.ts";
 
 const USAGE = "usage: strata route explain KEY [--config FILE] | strata route list [--config FILE]";
@@ -28,7 +28,7 @@ export async function routeCommand(args: string[]): Promise<number> {
     throw err;
   }
   const t = config.topology;
-  const table = routingTable(t);
+  const table = RoutingTable.of(t);
   if (sub === "list") {
     console.log(`key prefix: ${t.keyPrefix}`);
     console.log("backends:");

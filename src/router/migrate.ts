@@ -3,14 +3,20 @@
 // where the new rules look for it and that no key was lost. Run it with strata stopped
 // (a SQLite backend is locked by a running strata, so it refuses). An interrupted run is
 // resumed by running it again: a key is copied before it is removed from its old place.
+// With --endpoint instead of --from-config the running strata does it live (move.ts).
+import { readFileSync } from "node:fs";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Backend, BackendState } from "../backends/backend.ts";
 import { openBackend, redact } from "../backends/open.ts";
 import { type Config, ConfigError, loadConfig } from "../config/config.ts";
 import { Store } from "../engine/store.ts";
+import { Admin } from "../gen/strata/admin/v1/admin_pb.ts";
 import { copyInto, forgetIn } from "./copy.ts";
 import { keyCount } from "./key-count.ts";
-import { eachKey, eachPage, routingTable, strandedKeys } from "./open.ts";
+import { eachKey, eachPage, strandedKeys } from "./open.ts";
 import { keyString, type Part } from "./router.ts";
+import { RoutingTable } from "./rules.ts";
 
 const BATCH = 500;
 
@@ -19,9 +25,11 @@ export async function migrateCommand(args: string[]): Promise<number> {
     const i = args.indexOf(name);
     return i >= 0 ? args[i + 1] : args.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
   };
-  const from = flag("--from-config"), to = flag("--to-config");
+  const from = flag("--from-config"), to = flag("--to-config"), endpoint = flag("--endpoint");
+  if (to && endpoint) return migrateLive(endpoint, to);
   if (!from || !to) {
-    console.error("usage: strata migrate --from-config OLD.yaml --to-config NEW.yaml");
+    console.error("usage: strata migrate --to-config NEW.yaml --endpoint http://STRATA:2379   (live, strata serving)\n" +
+      "       strata migrate --from-config OLD.yaml --to-config NEW.yaml                (strata stopped)");
     return 2;
   }
   let oldConfig: Config, newConfig: Config;
@@ -58,7 +66,7 @@ export async function migrateCommand(args: string[]): Promise<number> {
     s.init(states.get(url)!.revision, states.get(url)!.compactRevision);
     stores.set(url, s);
   }
-  const table = routingTable(newConfig.topology);
+  const table = RoutingTable.of(newConfig.topology);
   const urlOf = (name: string) => newConfig.topology.backends.get(name)!;
   try {
     // what moves: every key whose new backend is another database than the one holding it
@@ -71,10 +79,7 @@ export async function migrateCommand(args: string[]): Promise<number> {
     }
     console.error(`strata migrate: ${total} of ${before} keys change backend`);
     let moved = 0;
-    const progress = () => {
-      const width = 30, done = total === 0 ? width : Math.round((moved / total) * width);
-      process.stderr.write(`\r[${"#".repeat(done)}${" ".repeat(width - done)}] ${moved}/${total} keys moved`);
-    };
+    const progress = () => progressBar(moved, total, "keys moved");
     progress();
     for (const [url, b] of backends) {
       await eachPage(b, false, async (kvs) => {
@@ -87,7 +92,7 @@ export async function migrateCommand(args: string[]): Promise<number> {
             byTarget.set(target, [...(byTarget.get(target) ?? []), kv]);
           }
           // copied first, removed second: a crash in between leaves a copy the next run finds
-          for (const [target, group] of byTarget) await copyInto(stores.get(target)!, group);
+          for (const [target, group] of byTarget) await copyInto(stores.get(target)!, group, b);
           await forgetIn(stores.get(url)!, batch.map((kv) => kv.key));
           moved += batch.length;
           progress();
@@ -118,4 +123,43 @@ export async function migrateCommand(args: string[]): Promise<number> {
     for (const s of stores.values()) await s.drain();
     await Promise.allSettled([...backends.values()].map((b) => b.close()));
   }
+}
+
+/** Asks the strata serving at endpoint to move its keys to the rules in file, showing its progress. */
+async function migrateLive(endpoint: string, file: string): Promise<number> {
+  let config: string;
+  try {
+    config = readFileSync(file, "utf8");
+  } catch (err) {
+    console.error(`strata: configuration error: ${file}: cannot read config file: ${(err as Error).message}`);
+    return 2;
+  }
+  const admin = createClient(Admin, createGrpcTransport({ baseUrl: endpoint }));
+  let phase = "";
+  try {
+    for await (const p of admin.migrate({ config, source: file })) {
+      if (p.phase !== phase && phase !== "") process.stderr.write("\n");
+      phase = p.phase;
+      if (p.phase === "done") {
+        console.error(`strata migrate: done: ${p.moved} keys moved${p.message ? ` (${p.message})` : ""}; ${endpoint} now routes by ${file}. ` +
+          `Make ${file} the config strata starts with, so a restart keeps these rules.`);
+        return 0;
+      }
+      if (p.phase === "copying") progressBar(Number(p.moved), Number(p.total), "keys copied");
+      else process.stderr.write(`strata migrate: ${p.phase}${p.message ? `: ${p.message}` : ""}`);
+    }
+    process.stderr.write("\n");
+    console.error(`strata migrate: the server ended the migration without finishing it; the rules in force are unchanged unless it said "switched"`);
+    return 1;
+  } catch (err) {
+    if (phase) process.stderr.write("\n");
+    const e = ConnectError.from(err);
+    console.error(`strata migrate: ${e.rawMessage}`);
+    return e.code === Code.InvalidArgument ? 2 : 1;
+  }
+}
+
+function progressBar(done: number, total: number, what: string): void {
+  const width = 30, filled = total === 0 ? width : Math.round((done / total) * width);
+  process.stderr.write(`\r[${"#".repeat(filled)}${" ".repeat(width - filled)}] ${done}/${total} ${what}`);
 }

@@ -14,10 +14,6 @@ import { validateTopology } from "./validate.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
-export function routingTable(t: Topology): RoutingTable {
-  return new RoutingTable(t.rules, t.default, t.keyPrefix);
-}
-
 /** Opens the topology's backends, default first (it keeps the leases). */
 export async function openBackends(t: Topology, poolSize: number): Promise<Array<{ name: string; backend: Backend }>> {
   const names = [t.default, ...[...t.backends.keys()].filter((n) => n !== t.default)];
@@ -41,7 +37,7 @@ export async function openRouter(config: Config, log: Log): Promise<{ router: Ro
   const backends = await openBackends(t, config["pool-size"]);
   let opened;
   try {
-    opened = await Router.open(routingTable(t), backends, log);
+    opened = await Router.open(t, backends, log);
   } catch (err) {
     await Promise.allSettled(backends.map((b) => b.backend.close()));
     throw err;
@@ -96,11 +92,11 @@ export function eachKey(backend: Backend, fn: (key: Uint8Array) => void): Promis
   return eachPage(backend, true, async (kvs) => kvs.forEach((kv) => fn(kv.key)));
 }
 
-/** Calls fn with every live key (and value, unless keysOnly) of a backend, a page at a time. */
-export async function eachPage(backend: Backend, keysOnly: boolean, fn: (kvs: KeyValue[]) => Promise<void>): Promise<void> {
+/** Calls fn with every live key (and value, unless keysOnly) of a backend at revision (0: now), a page at a time. */
+export async function eachPage(backend: Backend, keysOnly: boolean, fn: (kvs: KeyValue[]) => Promise<void>, revision = 0n): Promise<void> {
   let start = new Uint8Array([0]);
   for (;;) {
-    const page = await backend.range({ range: { start, end: undefined }, revision: 0n, limit: 5000, countOnly: false, keysOnly });
+    const page = await backend.range({ range: { start, end: undefined }, revision, limit: 5000, countOnly: false, keysOnly });
     await fn(page.kvs);
     if (page.kvs.length < 5000) return;
     const last = page.kvs.at(-1)!.key;
@@ -123,7 +119,6 @@ function groupPrefix(key: string, keyPrefix: string): string {
  */
 export function watchTopology(config: Config, router: Router, log: Log): () => void {
   const file = config.topologyFile!;
-  let current = config.topology;
   let busy = false;
   const check = async () => {
     if (busy) return;
@@ -137,14 +132,15 @@ export function watchTopology(config: Config, router: Router, log: Log): () => v
       } catch (err) {
         return log("error", "config change refused", { file, reason: (err as Error).message });
       }
-      if (sameTopology(current, next)) return;
-      const reason = appendOnly(current, next);
-      if (reason) return log("error", "config change refused", { file, reason: `${reason}; the running rules stay. Changes other than appending rules need a migration (strata migrate) and a restart` });
-      const table = routingTable(next);
-      const stranded = await strandedKeys(router.parts, table);
+      // a migration that ran in this process may already have put these rules in force
+      if (sameTopology(router.topology, next)) return;
+      if (router.moving) return log("error", "config change refused", { file, reason: "a migration is running; the file is read again when it changes next" });
+      const reason = appendOnly(router.topology, next);
+      if (reason) return log("error", "config change refused", { file, reason: `${reason}; the running rules stay. Changes other than appending rules need a migration: strata migrate --to-config ${file} --endpoint URL (live) or with strata stopped (--from-config OLD)` });
+      const stranded = await strandedKeys(router.parts, RoutingTable.of(next));
       if (stranded.length > 0) return log("error", "config change refused", { file, reason: strandedMessage(stranded, file) });
-      router.setRouting(table);
-      current = next;
+      if (router.moving) return log("error", "config change refused", { file, reason: "a migration started meanwhile" });
+      router.setTopology(next);
       log("info", "appended routes applied", { file, routes: next.rules.length });
     } catch (err) {
       log("error", "config change could not be checked", { file, error: String(err) });
@@ -156,7 +152,7 @@ export function watchTopology(config: Config, router: Router, log: Log): () => v
   return () => unwatchFile(file);
 }
 
-function sameTopology(a: Topology, b: Topology): boolean {
+export function sameTopology(a: Topology, b: Topology): boolean {
   return JSON.stringify(summary(a)) === JSON.stringify(summary(b));
 }
 

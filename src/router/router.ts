@@ -12,7 +12,8 @@ import { checkRevision } from "../engine/revisions.ts";
 import type { Event, KeyRange, KeyValue, Rev } from "../engine/types.ts";
 import { CommitMerger } from "./merger.ts";
 import { keyCount } from "./key-count.ts";
-import type { RoutingTable } from "./rules.ts";
+import type { Topology } from "../config/topology.ts";
+import { RoutingTable } from "./rules.ts";
 
 export interface Part {
   name: string;
@@ -48,25 +49,46 @@ function prefixEnd(key: Uint8Array): Uint8Array | undefined {
   return undefined;
 }
 
+/**
+ * Keys changing backend while strata serves (move.ts). Until the move ends a backend may
+ * hold copies of keys the current rules give another one; reads and events show each
+ * backend's own keys only. While `fence` is set, writes that may touch moving keys wait.
+ */
+interface Move {
+  from: RoutingTable;
+  to: RoutingTable;
+  fence?: Promise<void>;
+  done: Promise<void>;
+  end: () => void;
+}
+
 export class Router {
   private readonly merger: CommitMerger;
   private readonly advancing: Array<{ target: Rev; running: boolean }>;
   readonly byName: Map<string, Part>;
+  private table: RoutingTable;
+  private move?: Move;
+  /** writes not yet answered (a fence waits for those already routed) */
+  private readonly inflight = new Set<Promise<unknown>>();
+  /** merged reads under way (a move waits for those that may not filter copies) */
+  private readonly reads = new Set<Promise<unknown>>();
+  private compacting: Promise<unknown> = Promise.resolve();
 
   constructor(
-    private table: RoutingTable,
+    private topo: Topology,
     readonly parts: Part[],
     private readonly log: (level: string, msg: string, fields?: Record<string, unknown>) => void,
   ) {
+    this.table = RoutingTable.of(topo);
     this.byName = new Map(parts.map((p) => [p.name, p]));
     this.advancing = parts.map(() => ({ target: 0n, running: false }));
     this.merger = new CommitMerger(parts.map((p) => p.store.revision), (i, t) => this.requestAdvance(i, t));
-    parts.forEach((p, i) => p.store.onCommit((c) => this.merger.commit(i, c)));
+    parts.forEach((p, i) => p.store.onCommit((c) => this.merger.commit(i, this.move ? { ...c, events: this.own(p, c.events) } : c)));
   }
 
   /** Opens every backend and a store on each; the first is where leases are kept. */
   static async open(
-    table: RoutingTable,
+    topology: Topology,
     backends: Array<{ name: string; backend: Backend }>,
     log: (level: string, msg: string, fields?: Record<string, unknown>) => void,
   ): Promise<{ router: Router; states: BackendState[] }> {
@@ -82,16 +104,79 @@ export class Router {
       store.init(states[index]!.revision, states[index]!.compactRevision);
       return { name: b.name, index, backend: b.backend, store };
     });
-    return { router: new Router(table, parts, log), states };
+    return { router: new Router(topology, parts, log), states };
   }
 
   get routing(): RoutingTable {
     return this.table;
   }
 
-  /** Replaces the rules (the caller has checked no existing key changes backend). */
-  setRouting(table: RoutingTable): void {
-    this.table = table;
+  get topology(): Topology {
+    return this.topo;
+  }
+
+  /** Replaces the rules (the caller has checked no existing key changes backend, or moved them). */
+  setTopology(t: Topology): void {
+    this.topo = t;
+    this.table = RoutingTable.of(t);
+  }
+
+  get moving(): boolean {
+    return this.move !== undefined;
+  }
+
+  /** Starts a move to new rules: compaction waits until it ends (its history is read). */
+  async beginMove(to: RoutingTable): Promise<void> {
+    if (this.move) throw new EtcdError("FailedPrecondition", "strata: a migration is already running");
+    let end!: () => void;
+    const done = new Promise<void>((r) => (end = r));
+    this.move = { from: this.table, to, done, end };
+    // reads begun before the move do not look for copies: they finish before any is made
+    await Promise.allSettled([this.compacting, ...this.reads]);
+  }
+
+  private reading<T>(read: () => Promise<T>): Promise<T> {
+    return track(this.reads, read());
+  }
+
+  /**
+   * Holds back writes that may touch keys changing backend, then waits for the writes
+   * already under way. Returns the function that lets the held writes go (routed by the
+   * rules in force then).
+   */
+  async raiseFence(): Promise<() => void> {
+    const m = this.move!;
+    let release!: () => void;
+    m.fence = new Promise<void>((r) => (release = r));
+    await Promise.allSettled([...this.inflight]);
+    return () => {
+      m.fence = undefined;
+      release();
+    };
+  }
+
+  endMove(): void {
+    const m = this.move;
+    this.move = undefined;
+    m?.end();
+  }
+
+  /** Whether a write over these ranges may touch a key whose backend the move changes. */
+  private touchesMove(m: Move, ranges: KeyRange[]): boolean {
+    return ranges.some((r) => {
+      if (isEmptyRange(r)) return false;
+      if (isSingleKey(r)) {
+        const k = keyString(r.start);
+        return m.from.route(k) !== m.to.route(k);
+      }
+      const p = rangePrefix(r), a = m.from.backendsFor(p), b = m.to.backendsFor(p);
+      return !(a.length === 1 && b.length === 1 && a[0] === b[0]);
+    });
+  }
+
+  /** the events that are p's to show: keys the rules give to p */
+  private own(p: Part, events: Event[], table = this.table): Event[] {
+    return events.filter((e) => table.route(keyString(e.kv.key)) === p.name);
   }
 
   /** the merged revision watchers have been given everything up to */
@@ -118,9 +203,7 @@ export class Router {
 
   partsFor(r: KeyRange): Part[] {
     if (this.parts.length === 1) return this.parts;
-    if (r.end !== undefined && r.end.length === r.start.length + 1 && r.end.at(-1) === 0 && compareBytes(r.start, r.end.subarray(0, -1)) === 0) {
-      return [this.partFor(r.start)];
-    }
+    if (isSingleKey(r)) return [this.partFor(r.start)];
     return this.table.backendsFor(rangePrefix(r)).map((n) => this.byName.get(n)!);
   }
 
@@ -128,15 +211,45 @@ export class Router {
     const kr = toKeyRange(r.key, r.rangeEnd);
     const parts = isEmptyRange(kr) ? [this.primary] : this.partsFor(kr);
     if (this.parts.length === 1) return parts[0]!.store.range(r);
+    return this.reading(() => this.mergedRange(r, parts));
+  }
+
+  private async mergedRange(r: RangeRequest, parts: Part[]): Promise<RangeOut> {
     // one revision for all: the newest any backend has published (as etcd answers at its
     // newest revision), with the backends read raised to it so none commits at or below it
     const current = await this.closeAll(parts);
     const at = checkRevision(r.revision, current, this.compactRevision);
     const query = { ...r, revision: at };
+    if (this.move) return this.rangeOwned(parts, query, current);
     const outs = await Promise.all(parts.map((p) => p.store.range({ ...query, limit: 0n, sortOrder: 0, sortTarget: 0, ...fetchOnly(r) } as RangeRequest)));
     const kvs: KeyValue[] = outs.flatMap((o) => o.kvs).sort((a, b) => compareBytes(a.key, b.key));
     const count = outs.reduce((n, o) => n + o.count, 0n);
     return finishRange(r, kvs, count, current);
+  }
+
+  /**
+   * A merged range during a move: each backend's keys are filtered to the ones it owns
+   * before limits and counts apply, so every backend is read in full (moves are short).
+   */
+  private async rangeOwned(parts: Part[], r: RangeRequest, current: Rev): Promise<RangeOut> {
+    const all = { ...r, limit: 0n, sortOrder: 0, sortTarget: 0, countOnly: false, keysOnly: r.countOnly || rangeFetch(r).keysOnly } as RangeRequest;
+    const { table, results } = await this.underOneTable(() => Promise.all(parts.map((p) => p.store.range(all))));
+    const kvs = results.flatMap((out, i) => out.kvs.filter((kv) => table.route(keyString(kv.key)) === parts[i]!.name));
+    kvs.sort((a, b) => compareBytes(a.key, b.key));
+    return finishRange(r, kvs, BigInt(kvs.length), current);
+  }
+
+  /**
+   * Runs reads until they all ran under the same rules: which copy of a moving key is
+   * the real one changes when the rules switch, and a read from before the switch may
+   * hold a copy that was brought up to date only at the switch.
+   */
+  private async underOneTable<T>(read: () => Promise<T>): Promise<{ table: RoutingTable; results: T }> {
+    for (;;) {
+      const table = this.table;
+      const results = await read();
+      if (this.table === table) return { table, results };
+    }
   }
 
   /** Reads every backend's revision, raises the lagging ones to the newest; returns it. */
@@ -181,15 +294,24 @@ export class Router {
   // anywhere, so revisions grow in the order clients see their writes acknowledged.
 
   put(p: PutRequest): Promise<PutOut> {
-    return this.partFor(p.key).store.put(p, this.floor);
+    return this.write([toKeyRange(p.key, new Uint8Array(0))], "put", (part) => part.store.put(p, this.floor));
   }
 
   deleteRange(d: DeleteRangeRequest): Promise<DeleteOut> {
-    return this.writePart([toKeyRange(d.key, d.rangeEnd)], "delete range").store.deleteRange(d, this.floor);
+    return this.write([toKeyRange(d.key, d.rangeEnd)], "delete range", (part) => part.store.deleteRange(d, this.floor));
   }
 
   txn(r: TxnRequest): Promise<TxnOut> {
-    return this.writePart(txnRanges(r), "txn").store.txn(r, this.floor);
+    return this.write(txnRanges(r), "txn", (part) => part.store.txn(r, this.floor));
+  }
+
+  /** Routes a write (waiting at a move's fence when it may touch moving keys) and tracks it until answered. */
+  private write<T>(ranges: KeyRange[], what: string, run: (part: Part) => Promise<T>): Promise<T> {
+    const m = this.move;
+    if (m?.fence && this.touchesMove(m, ranges)) return m.fence.then(() => this.write(ranges, what, run));
+    const out = run(this.writePart(ranges, what));
+    if (this.parts.length > 1) track(this.inflight, out);
+    return out;
   }
 
   private get floor(): Rev {
@@ -211,9 +333,17 @@ export class Router {
     return this.byName.get([...names][0]!)!;
   }
 
-  /** Compacts every backend at rev, raising lagging ones to it first. */
+  /** Compacts every backend at rev, raising lagging ones to it first; waits for a move to end. */
   async compact(c: CompactionRequest): Promise<{ header: { revision: Rev } }> {
     if (this.parts.length === 1) return this.parts[0]!.store.compact(c);
+    while (this.move) await this.move.done;
+    const out = this.compactNow(c);
+    this.compacting = out.catch(() => undefined);
+    return out;
+  }
+
+  /** Compaction without waiting for a move (the move itself compacts when it switches rules). */
+  async compactNow(c: CompactionRequest): Promise<{ header: { revision: Rev } }> {
     if (c.revision <= this.compactRevision) throw errors.compacted();
     if (c.revision > this.merger.newest) throw errors.futureRevision();
     await Promise.all(this.parts.map((p) => this.closeAt(p, c.revision)));
@@ -224,9 +354,16 @@ export class Router {
   /** History from every backend, merged in revision order (for watchers catching up). */
   async events(from: Rev, to: Rev, limit: number): Promise<EventsPage> {
     if (this.parts.length === 1) return this.parts[0]!.backend.events(from, to, limit);
-    const pages = await Promise.all(this.parts.map((p) => p.backend.events(from, to, limit)));
+    return this.reading(() => this.mergedEvents(from, to, limit));
+  }
+
+  private async mergedEvents(from: Rev, to: Rev, limit: number): Promise<EventsPage> {
+    const { table, results: pages } = await this.underOneTable(() => Promise.all(this.parts.map((p) => p.backend.events(from, to, limit))));
     const through = pages.reduce((a, p) => (p.through < a ? p.through : a), to);
-    const events: Event[] = pages.flatMap((p) => p.events.filter((e) => e.kv.modRevision <= through));
+    const events: Event[] = pages.flatMap((p, i) => {
+      const upTo = p.events.filter((e) => e.kv.modRevision <= through);
+      return this.move ? this.own(this.parts[i]!, upTo, table) : upTo;
+    });
     events.sort((a, b) => (a.kv.modRevision < b.kv.modRevision ? -1 : a.kv.modRevision > b.kv.modRevision ? 1 : 0));
     const compactRevision = pages.reduce((a, p) => (p.compactRevision > a ? p.compactRevision : a), 0n);
     return { events, through, compactRevision };
@@ -285,6 +422,19 @@ export class Router {
       throw backendUnavailable(`${p.name} (${p.backend.name})`, err);
     }
   }
+}
+
+/** Keeps p in the set until it settles. */
+function track<T>(set: Set<Promise<unknown>>, p: Promise<T>): Promise<T> {
+  set.add(p);
+  const settled = () => set.delete(p);
+  p.then(settled, settled);
+  return p;
+}
+
+/** a range of exactly one key: [k, k\0) */
+function isSingleKey(r: KeyRange): boolean {
+  return r.end !== undefined && r.end.length === r.start.length + 1 && r.end.at(-1) === 0 && compareBytes(r.start, r.end.subarray(0, -1)) === 0;
 }
 
 /** what each backend must return so the merged result can be filtered, sorted and cut */

@@ -1,6 +1,7 @@
 // Routing rules: which backend a key lives in. A rule matches when every field it sets
 // matches (key prefix, key regex, API group, resource, namespace glob); the first rule
 // that matches wins and unmatched keys go to the default backend.
+import type { Topology } from "../config/topology.ts";
 import { type Known, parseKey, parsePrefix } from "./kubernetes-key.ts";
 
 export interface Match {
@@ -101,6 +102,10 @@ export class RoutingTable {
 
   constructor(rules: Rule[], readonly defaultBackend: string, readonly keyPrefix: string) {
     this.rules = rules.map((r) => new CompiledRule(r));
+  }
+
+  static of(t: Topology): RoutingTable {
+    return new RoutingTable(t.rules, t.default, t.keyPrefix);
   }
 
   /** the backend a key lives in, and the rule that sent it there (undefined: the default) */

@@ -108,8 +108,11 @@ Commands:
   serve                 serve the etcd v3 API (strata serve --help)
   route explain KEY     which rule and backend a key lands on (--config FILE)
   route list            the effective topology: backends, rules in order, default
+  migrate --to-config NEW --endpoint URL
+                        move keys whose backend the new rules change while the
+                        strata at URL serves, then put the rules in force
   migrate --from-config OLD --to-config NEW
-                        move keys whose backend the new rules change (strata stopped)
+                        the same with strata stopped (resumable)
   import --from URL     copy a live etcd's keyspace into the configured backends
   version               print the version`);
     return;

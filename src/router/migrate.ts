@@ -154,7 +154,7 @@ async function migrateLive(endpoint: string, file: string): Promise<number> {
   } catch (err) {
     if (phase) process.stderr.write("\n");
     const e = ConnectError.from(err);
-    console.error(`strata migrate: ${e.rawMessage}`);
+    console.error(`strata migrate: ${e.rawMessage.replace(/^strata: /, "")}`);
     return e.code === Code.InvalidArgument ? 2 : 1;
   }
 }

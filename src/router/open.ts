@@ -84,7 +84,7 @@ export function strandedMessage(stranded: Stranded[], file: string): string {
   const shown = stranded.slice(0, 5).map((s) => `${s.count} under ${s.prefix} (in ${s.from}, rules say ${s.to})`).join("; ");
   const more = stranded.length > 5 ? `; and ${stranded.length - 5} more prefixes` : "";
   return `${file}: these rules would make existing keys unreachable: ${shown}${more}. ` +
-    `Move them first: strata migrate --from-config OLD.yaml --to-config ${file}`;
+    `Move them first: strata migrate --to-config ${file} --endpoint URL (strata running with the old rules) or --from-config OLD.yaml (stopped)`;
 }
 
 /** Calls fn for every live key of a backend, in pages. */

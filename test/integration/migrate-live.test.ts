@@ -204,4 +204,40 @@ describe("live migration", () => {
     expect(refused.stderr).toContain("would make existing keys unreachable");
     expect(refused.status).toBe(2);
   }, 180_000);
+
+  test("rules it cannot reach by moving keys, and a broken file, are refused and change nothing", async () => {
+    const one = await freshDatabase("sqlite", dir), two = await freshDatabase("sqlite", dir), three = await freshDatabase("sqlite", dir);
+    const rules = config("running.yaml", ["backends:", `  main: ${one}`, `  side: ${two}`, "default: main"]);
+    s = await startStrata(["--config", rules]);
+    const c = new Etcd3({ hosts: s.endpoint });
+    try {
+      for (let i = 0; i < 20; i++) await c.put(`/registry/pods/team-a/p${i}`).value("v");
+      const before = await c.kv.range({ key: b("/registry/"), range_end: prefixEnd("/registry/") } as never);
+      const endpoint = `http://${s.endpoint}`;
+      const cases: Array<[string, string[], string, number]> = [
+        ["other-backends.yaml", ["backends:", `  main: ${one}`, `  side: ${three}`, "default: main"], "the backends differ from the running ones", 1],
+        ["other-default.yaml", ["backends:", `  main: ${one}`, `  side: ${two}`, "default: side"], "the default backend differs", 1],
+        ["unknown-backend.yaml", ["backends:", `  main: ${one}`, `  side: ${two}`, "default: main", "routes:", "  - match: { namespace: \"team-*\" }", "    backend: elsewhere"], "unknown-backend.yaml: routes[0].backend", 2],
+        ["broken.yaml", ["backends: [", "default: main"], "broken.yaml: not valid YAML", 2],
+      ];
+      for (const [name, lines, message, status] of cases) {
+        const r = await cli("migrate", "--to-config", config(name, lines), "--endpoint", endpoint);
+        expect(r.stderr).toContain(message);
+        expect(r.status).toBe(status);
+      }
+      const missing = await cli("migrate", "--to-config", join(dir, "absent.yaml"), "--endpoint", endpoint);
+      expect(missing.stderr).toContain("absent.yaml: cannot read config file");
+      expect(missing.status).toBe(2);
+      const after = await c.kv.range({ key: b("/registry/"), range_end: prefixEnd("/registry/") } as never);
+      expect(after).toEqual(before);
+      // the running rules are still the old ones: a valid move afterwards still has keys to move
+      const moved = await cli("migrate", "--to-config", config("ok.yaml", ["backends:", `  main: ${one}`, `  side: ${two}`, "default: main", "routes:", "  - match: { namespace: \"team-*\" }", "    backend: side"]), "--endpoint", endpoint);
+      expect(moved.stderr).toContain("done: 20 keys moved");
+      expect(moved.status).toBe(0);
+    } finally {
+      c.close();
+      await s.stop();
+      s = undefined;
+    }
+  }, 60_000);
 });

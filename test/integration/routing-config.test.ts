@@ -112,7 +112,7 @@ describe("rules and existing keys", () => {
     const r = strata("serve", "--config", second, "--listen", "http://127.0.0.1:1");
     expect(r.code).toBe(2);
     expect(r.err).toContain("3 under /registry/pods/team-a/ (in main, rules say other)");
-    expect(r.err).toContain(`strata migrate --from-config OLD.yaml --to-config ${second}`);
+    expect(r.err).toContain(`strata migrate --to-config ${second} --endpoint URL`);
   });
 
   test("rules appended to the watched file apply live; other changes are refused and the running rules stay", async () => {

@@ -1,6 +1,10 @@
 #!/usr/bin/env bun
-// The strata command line: `strata serve` runs the etcd v3 API on the configured backend.
+// The strata command line: `strata` (or `strata serve`) runs the etcd v3 API on the configured backend.
+import type { Http2SecureServer } from "node:http2";
+import { Connections } from "./api/connections.ts";
 import { createGrpcServer } from "./api/server.ts";
+import { reloadOnChange, tlsServerOptions } from "./api/tls.ts";
+import { commit, version } from "./build-info.ts";
 import { AutoCompactor } from "./engine/compactor.ts";
 import { LeaseKeeper } from "./engine/leases.ts";
 import { openRouter, watchTopology } from "./router/open.ts";
@@ -8,13 +12,20 @@ import { routeCommand } from "./router/explain.ts";
 import { importCommand } from "./router/import.ts";
 import { migrateCommand } from "./router/migrate.ts";
 import { WatchHub } from "./engine/watch-hub.ts";
-import { type Config, ConfigError, helpText, loadConfig } from "./config/config.ts";
-import pkg from "../package.json" with { type: "json" };
+import { type Config, ConfigError, flagsHelp, helpText, loadConfig } from "./config/config.ts";
+import { onShutdown, runClosers } from "./shutdown.ts";
 
 const log = (level: string, msg: string, fields: Record<string, unknown> = {}) =>
   console.error(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
 
+/** past this, a shutdown that still waits on something exits anyway */
+const SHUTDOWN_DEADLINE_MS = 10_000;
+/** how long calls under way may take to finish once shutdown began */
+const SESSIONS_GRACE_MS = 5_000;
+
 async function serve(config: Config): Promise<void> {
+  // certificates are checked before any database is opened
+  const tls = config.tls ? tlsServerOptions(config.tls) : undefined;
   const { router, states } = await openRouter(config, log);
   const hub = new WatchHub(router, () => ({ revision: router.revision, compactRevision: router.compactRevision }));
   router.onCommit((c) => hub.publish(c.revision, c.events));
@@ -35,6 +46,7 @@ async function serve(config: Config): Promise<void> {
   const clientUrls = config["advertise-client-urls"]
     ? config["advertise-client-urls"].split(",").map((s) => s.trim()).filter(Boolean)
     : [listen.origin];
+  const connections = new Connections();
   const server = createGrpcServer({
     store: router,
     hub,
@@ -43,7 +55,11 @@ async function serve(config: Config): Promise<void> {
     member: { name: config.name, clientUrls },
     limits: { maxTxnOps: config["max-txn-ops"], maxRequestBytes: config["max-request-bytes"] },
     log,
+    closing: connections.closing,
+    tls,
   });
+  connections.track(server);
+  if (config.tls) onShutdown("certificate reloading", reloadOnChange(server as Http2SecureServer, config.tls, log));
   const host = listen.hostname.replace(/^\[|\]$/g, "");
   const port = Number(listen.port || 2379);
   await new Promise<void>((resolve, reject) => {
@@ -51,7 +67,10 @@ async function serve(config: Config): Promise<void> {
     server.listen(port, host, () => resolve());
   });
   log("info", "serving etcd v3 API", {
+    version,
+    commit: commit(),
     listen: listen.origin,
+    ...(config.tls && { clientCertAuth: config.tls.clientCertAuth }),
     backends: router.parts.map((p) => `${p.name}=${p.backend.name}`).join(", "),
     revision: String(router.revision),
   });
@@ -60,21 +79,36 @@ async function serve(config: Config): Promise<void> {
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log("info", "shutting down", { signal });
+    log("info", "shutting down", { signal, connections: connections.open });
+    setTimeout(() => {
+      log("error", `shutdown did not finish within ${SHUTDOWN_DEADLINE_MS / 1000}s; exiting anyway`);
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS);
     clearInterval(progress);
     stopWatchingConfig();
     stopExternal();
     compactor?.stop();
     leases.stop();
-    // stop accepting, let queued writes commit, then close the database
+    // no new connections; open ones get a GOAWAY, calls under way finish, watches and
+    // lease keep-alives end with Unavailable so their clients reconnect elsewhere
     server.close();
-    await Promise.race([router.drain(), new Promise((r) => setTimeout(r, 10_000))]);
+    const idle = await Promise.race([connections.close().then(() => true), sleep(SESSIONS_GRACE_MS).then(() => false)]);
+    if (!idle) {
+      log("warn", "cutting connections whose calls did not finish", { connections: connections.open });
+      connections.destroy();
+    }
+    // writes already queued commit before the databases close
+    await router.drain();
+    await runClosers(log);
     await router.close();
+    log("info", "stopped");
     process.exit(0);
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * The postgres driver can write to a connection's socket from a timer that fires after
@@ -95,17 +129,13 @@ process.on("uncaughtException", (err) => {
   process.exit(1);
 });
 
-async function main(argv: string[]): Promise<void> {
-  const [command, ...rest] = argv;
-  if (command === "--version" || command === "version") {
-    console.log(`strata ${pkg.version}`);
-    return;
-  }
-  if (!command || command === "--help" || command === "-h" || command === "help") {
-    console.log(`strata ${pkg.version}: an etcd-compatible storage router for Kubernetes
+function usage(): string {
+  return `strata ${version}: an etcd-compatible storage router for Kubernetes
+
+Usage: strata [command] [flags]       (no command: serve)
 
 Commands:
-  serve                 serve the etcd v3 API (strata serve --help)
+  serve                 serve the etcd v3 API (the default)
   route explain KEY     which rule and backend a key lands on (--config FILE)
   route list            the effective topology: backends, rules in order, default
   migrate --to-config NEW --endpoint URL
@@ -114,23 +144,37 @@ Commands:
   migrate --from-config OLD --to-config NEW
                         the same with strata stopped (resumable)
   import --from URL     copy a live etcd's keyspace into the configured backends
-  version               print the version`);
+  version               print the version and the commit it was built from
+
+${flagsHelp()}`;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  if (command === "--version" || command === "version") {
+    console.log(`strata ${version} (commit ${commit()})`);
+    return;
+  }
+  if (command === "--help" || command === "-h" || command === "help") {
+    console.log(usage());
     return;
   }
   if (command === "route") process.exit(await routeCommand(rest));
   if (command === "migrate") process.exit(await migrateCommand(rest));
   if (command === "import") process.exit(await importCommand(rest));
-  if (command !== "serve") {
+  // no command, or flags alone, means serve
+  const serveArgs = command === "serve" ? rest : argv;
+  if (command !== undefined && command !== "serve" && !command.startsWith("-")) {
     console.error(`strata: unknown command "${command}"; try strata --help`);
     process.exit(2);
   }
-  if (rest.includes("--help") || rest.includes("-h")) {
+  if (serveArgs.includes("--help") || serveArgs.includes("-h")) {
     console.log(helpText());
     return;
   }
   let config: Config;
   try {
-    config = loadConfig(rest, process.env);
+    config = loadConfig(serveArgs, process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`strata: configuration error: ${err.message}`);

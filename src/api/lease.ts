@@ -4,10 +4,11 @@ import type { LeaseKeepAliveRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.
 import { Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { LeaseKeeper } from "../engine/leases.ts";
 import type { Router } from "../router/router.ts";
+import { untilShutdown } from "./connections.ts";
 import { etcdErrors, toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
 
-export function leaseService(leases: LeaseKeeper, store: Router, id: ServerIdentity): ServiceImpl<typeof Lease> {
+export function leaseService(leases: LeaseKeeper, store: Router, id: ServerIdentity, closing: AbortSignal): ServiceImpl<typeof Lease> {
   return {
     leaseGrant: etcdErrors(async (r) => {
       const g = await leases.grant(r.TTL, r.ID);
@@ -19,7 +20,8 @@ export function leaseService(leases: LeaseKeeper, store: Router, id: ServerIdent
     }),
     async *leaseKeepAlive(requests: AsyncIterable<LeaseKeepAliveRequest>) {
       try {
-        for await (const r of requests) {
+        // at shutdown the stream ends with Unavailable and the client keeps its leases alive elsewhere
+        for await (const r of untilShutdown(requests, closing)) {
           // a lease that is gone is answered with TTL 0, as etcd does
           yield { header: header(id, store.revision), ID: r.ID, TTL: await leases.renew(r.ID) };
         }

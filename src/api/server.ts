@@ -1,4 +1,4 @@
-// The gRPC server: Connect-RPC's gRPC protocol over HTTP/2 cleartext, serving etcd's
+// The gRPC server: Connect-RPC's gRPC protocol over HTTP/2 (cleartext or TLS), serving etcd's
 // services under their etcd names (/etcdserverpb.KV/Range, ...).
 import * as http2 from "node:http2";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -26,11 +26,15 @@ export interface ServerParts {
   member: Member;
   limits: Limits;
   log: (level: string, msg: string, fields?: Record<string, unknown>) => void;
+  /** aborted when strata shuts down: watch and lease keep-alive streams end */
+  closing: AbortSignal;
+  /** serve over TLS with these options (src/api/tls.ts) instead of cleartext */
+  tls?: http2.SecureServerOptions;
 }
 
 const SERVICES = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin];
 
-export function createGrpcServer(p: ServerParts): http2.Http2Server {
+export function createGrpcServer(p: ServerParts): http2.Http2Server | http2.Http2SecureServer {
   const handler = connectNodeAdapter({
     grpc: true,
     grpcWeb: false,
@@ -42,8 +46,8 @@ export function createGrpcServer(p: ServerParts): http2.Http2Server {
     routes(router) {
       router.service(KV, kvService(p.store, p.identity, p.limits));
       // etcd fragments watch responses above the same limit its gRPC server enforces
-      router.service(Watch, watchService(p.store, p.hub, p.identity, p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES));
-      router.service(Lease, leaseService(p.leases, p.store, p.identity));
+      router.service(Watch, watchService(p.store, p.hub, p.identity, p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES, p.closing));
+      router.service(Lease, leaseService(p.leases, p.store, p.identity, p.closing));
       router.service(Cluster, clusterService(p.store, p.identity, p.member));
       router.service(Maintenance, maintenanceService(p.store, p.identity));
       router.service(Auth, authService(p.store, p.identity));
@@ -51,7 +55,8 @@ export function createGrpcServer(p: ServerParts): http2.Http2Server {
     },
     fallback: unknownMethod,
   });
-  return http2.createServer({}, withGrpcStatusWording(handler));
+  const handle = withGrpcStatusWording(handler);
+  return p.tls ? http2.createSecureServer(p.tls, handle) : http2.createServer({}, handle);
 }
 
 /** gRPC's answer to a method nobody serves: status 12 (Unimplemented), as grpc-go words it. */

@@ -9,6 +9,7 @@ import { compareBytes, toKeyRange } from "../engine/keyrange.ts";
 import type { Router } from "../router/router.ts";
 import type { Event, KeyValue } from "../engine/types.ts";
 import { type WatchHub, Watcher, type WatchResponseOut, type WatchSink } from "../engine/watch-hub.ts";
+import { shuttingDown } from "./connections.ts";
 import { toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
 
@@ -24,13 +25,14 @@ export function watchService(
   hub: WatchHub,
   id: ServerIdentity,
   maxRequestBytes: number,
+  closing: AbortSignal,
 ): ServiceImpl<typeof Watch> {
   return {
     async *watch(requests: AsyncIterable<WatchRequest>, ctx: HandlerContext) {
       const stream = new WatchStream(store, hub, maxRequestBytes);
       void stream.consume(requests);
       try {
-        for await (const r of stream.responses(ctx.signal)) {
+        for await (const r of stream.responses(AbortSignal.any([ctx.signal, closing]))) {
           yield { ...r, header: header(id, r.header.revision) };
         }
       } catch (err) {
@@ -38,6 +40,8 @@ export function watchService(
       } finally {
         stream.close();
       }
+      // the client reconnects, to another strata if it knows one
+      if (closing.aborted) throw shuttingDown();
     },
   };
 }

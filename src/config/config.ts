@@ -10,6 +10,7 @@ import { normaliseEndpoint } from "../backends/open.ts";
 import { ConfigError } from "./config-error.ts";
 import { parseDuration } from "./duration.ts";
 import { validateTopology } from "../router/validate.ts";
+import { tlsSettings, type TlsSettings } from "./tls-settings.ts";
 import { readTopology, singleBackend, type Topology, TOPOLOGY_KEYS } from "./topology.ts";
 
 const duration = (what: string) =>
@@ -24,6 +25,13 @@ const positiveInt = (what: string) =>
     v.transform(Number),
     v.check((n) => Number.isInteger(n) && n > 0, `${what} must be a positive whole number`),
   );
+const yesNo = (what: string) =>
+  v.pipe(
+    v.union([v.boolean(), v.string()]),
+    v.transform((x) => String(x).toLowerCase()),
+    v.check((s) => s === "true" || s === "false", `${what} must be true or false`),
+    v.transform((s) => s === "true"),
+  );
 const url = (what: string, schemes: string[]) =>
   v.pipe(
     v.string(),
@@ -34,8 +42,8 @@ export const SETTINGS = {
   listen: {
     env: "STRATA_LISTEN",
     default: "http://127.0.0.1:2379",
-    help: "URL to serve the etcd v3 gRPC API on (HTTP/2 cleartext)",
-    schema: url("listen", ["http"]),
+    help: "URL to serve the etcd v3 gRPC API on: http:// (HTTP/2 cleartext) or https:// (TLS, with --cert-file and --key-file)",
+    schema: url("listen", ["http", "https"]),
   },
   "advertise-client-urls": {
     env: "STRATA_ADVERTISE_CLIENT_URLS",
@@ -91,6 +99,31 @@ export const SETTINGS = {
     help: "largest write request in bytes, as etcd's --max-request-bytes",
     schema: positiveInt("max-request-bytes"),
   },
+  "cert-file": {
+    env: "STRATA_CERT_FILE",
+    default: "",
+    help: "server TLS certificate (PEM, may include the chain), as etcd's --cert-file; reloaded when the file changes",
+    schema: v.string(),
+  },
+  "key-file": {
+    env: "STRATA_KEY_FILE",
+    default: "",
+    help: "private key of --cert-file (PEM), as etcd's --key-file",
+    schema: v.string(),
+  },
+  "trusted-ca-file": {
+    env: "STRATA_TRUSTED_CA_FILE",
+    default: "",
+    help: "CA certificates (PEM) that client certificates must be signed by, as etcd's --trusted-ca-file",
+    schema: v.string(),
+  },
+  "client-cert-auth": {
+    env: "STRATA_CLIENT_CERT_AUTH",
+    default: "false",
+    flag: "boolean",
+    help: "refuse clients without a certificate signed by --trusted-ca-file, as etcd's --client-cert-auth",
+    schema: yesNo("client-cert-auth"),
+  },
 } as const;
 
 type Settings = typeof SETTINGS;
@@ -100,17 +133,20 @@ export type Config = { [K in keyof Settings]: v.InferOutput<Settings[K]["schema"
   topology: Topology;
   /** the file the topology came from, watched for appended rules */
   topologyFile: string | undefined;
+  /** certificate files when the API is served over TLS */
+  tls: TlsSettings | undefined;
 };
 
 export { ConfigError };
 
 export function helpText(): string {
+  return ["Usage: strata [serve] [flags]", "", "Serves the etcd v3 API (on an embedded SQLite database unless told otherwise).", "", flagsHelp()].join("\n");
+}
+
+/** every serve setting: flag, environment variable, meaning, default */
+export function flagsHelp(): string {
   const lines = [
-    "Usage: strata serve [flags]",
-    "",
-    "Serves the etcd v3 API on an embedded SQLite database.",
-    "",
-    "Flags (each also read from the environment variable shown, or from --config FILE):",
+    "Serve flags (each also read from the environment variable shown, or from --config FILE):",
     "  --config FILE  (STRATA_CONFIG, or TOPOLOGY_CONFIG)",
     "      YAML or JSON file whose keys are the flag names below, and optionally",
     "      backends/default/routes/key-prefix for routing (or a HariKube topology)",
@@ -124,18 +160,26 @@ export function helpText(): string {
 
 /** Reads flags, environment and config file; throws ConfigError naming the source and setting. */
 export function loadConfig(argv: string[], env: Record<string, string | undefined>): Config {
-  const options: Record<string, { type: "string" }> = { config: { type: "string" } };
-  for (const name of Object.keys(SETTINGS)) options[name] = { type: "string" };
-  let flags: Record<string, string | undefined>;
+  const options: Record<string, { type: "string" | "boolean" }> = { config: { type: "string" } };
+  for (const [name, s] of Object.entries(SETTINGS)) options[name] = { type: "flag" in s ? "boolean" : "string" };
+  // etcd's boolean flags are also written --client-cert-auth=true, which parseArgs refuses
+  const spelled: Record<string, string> = {};
+  argv = argv.filter((arg) => {
+    const m = arg.match(/^--([a-z-]+)=(.*)$/s);
+    if (!m || options[m[1]!]?.type !== "boolean") return true;
+    spelled[m[1]!] = m[2]!;
+    return false;
+  });
+  let flags: Record<string, string | boolean | undefined>;
   try {
-    flags = parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values as Record<string, string>;
+    flags = { ...parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values, ...spelled };
   } catch (err) {
     throw new ConfigError(`${(err as Error).message}; see strata serve --help`);
   }
   const raw: Record<string, { value: unknown; source: string }> = {};
   for (const [name, s] of Object.entries(SETTINGS)) raw[name] = { value: s.default, source: "default" };
 
-  const file = flags.config ?? env.STRATA_CONFIG ?? env.TOPOLOGY_CONFIG;
+  const file = (flags.config as string | undefined) ?? env.STRATA_CONFIG ?? env.TOPOLOGY_CONFIG;
   let topology: Topology | undefined;
   if (file) {
     const doc = readConfigFile(file);
@@ -166,6 +210,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   config.topology = topology ?? singleBackend(normaliseEndpoint(config.backend), raw.backend!.source);
   config.topologyFile = topology ? file : undefined;
   validateTopology(config.topology);
+  config.tls = tlsSettings(config, (name) => raw[name]!.source);
   config.autoCompaction = autoCompaction(config["auto-compaction-mode"], config["auto-compaction-retention"], raw["auto-compaction-retention"]!.source);
   return config;
 }

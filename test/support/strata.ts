@@ -51,12 +51,21 @@ export interface StrataProcess {
   backendUrl: string;
   stderr(): string;
   kill(): void;
+  /** SIGTERM, then the exit code once the process ended (its directory stays, for restart) */
+  terminate(): Promise<number | null>;
   restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
 /** how to run src/main.ts: on Bun (the test runner itself), or on Deno */
 export type Runtime = "bun" | "deno";
+
+/** PEM contents a client presents to a strata serving TLS: the CA to trust, its own certificate */
+export interface ClientTls {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+}
 
 function command(runtime: Runtime): string[] {
   if (runtime === "bun") return [process.execPath, join(ROOT, "src/main.ts")];
@@ -71,6 +80,7 @@ export async function startStrata(
   extraArgs: string[] = [],
   backendUrl?: string,
   runtime: Runtime = "bun",
+  tls?: ClientTls,
 ): Promise<StrataProcess> {
   const dir = mkdtempSync(join(tmpdir(), "strata-test-"));
   const routed = extraArgs.includes("--config");
@@ -82,11 +92,11 @@ export async function startStrata(
   const launch = async () => {
     const [exe, ...args] = command(runtime);
     const backend = routed ? [] : ["--backend", url];
-    child = spawn(exe!, [...args, "serve", "--listen", `http://${endpoint}`, ...backend, ...extraArgs], {
+    child = spawn(exe!, [...args, "serve", "--listen", `${tls ? "https" : "http"}://${endpoint}`, ...backend, ...extraArgs], {
       stdio: ["ignore", "ignore", "pipe"],
     });
     child.stderr!.on("data", (d) => (err = (err + d).slice(-20_000)));
-    await waitReady(endpoint, () => err);
+    await waitReady(endpoint, () => err, tls);
   };
   await launch();
   const exited = () => new Promise<void>((r) => (child.exitCode !== null || child.signalCode ? r() : child.once("exit", () => r())));
@@ -96,6 +106,11 @@ export async function startStrata(
     backendUrl: url,
     stderr: () => err,
     kill: () => child.kill("SIGKILL"),
+    terminate: async () => {
+      child.kill("SIGTERM");
+      await exited();
+      return child.exitCode;
+    },
     restart: async () => {
       await exited();
       await launch();
@@ -111,11 +126,24 @@ export async function startStrata(
   };
 }
 
-async function waitReady(endpoint: string, stderr: () => string): Promise<void> {
+/** An etcd3 client of a strata, over TLS when `tls` is given. */
+export function etcdClient(endpoint: string, tls?: ClientTls, options: Record<string, unknown> = {}): Etcd3 {
+  if (!tls) return new Etcd3({ hosts: endpoint, ...options } as never);
+  return new Etcd3({
+    hosts: `https://${endpoint}`,
+    credentials: { rootCertificate: tls.ca, certChain: tls.cert, privateKey: tls.key },
+    // grpc-js names the host as the TLS server name, which Bun refuses for an IP address;
+    // the test certificates are also valid for localhost
+    grpcOptions: { "grpc.ssl_target_name_override": "localhost" },
+    ...options,
+  } as never);
+}
+
+async function waitReady(endpoint: string, stderr: () => string, tls?: ClientTls): Promise<void> {
   // Deno compiles the sources on its first start
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
-    const c = new Etcd3({ hosts: endpoint, dialTimeout: 500 } as never);
+    const c = etcdClient(endpoint, tls, { dialTimeout: 500 });
     try {
       await c.get("ready-probe").exec();
       return;

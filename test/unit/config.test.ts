@@ -64,4 +64,36 @@ describe("configuration", () => {
     expect(parseDuration("10")).toBeUndefined();
     expect(parseDuration("5 minutes")).toBeUndefined();
   });
+  test("TLS: etcd's four settings from flags, environment or file", () => {
+    const https = ["--listen", "https://127.0.0.1:2379"];
+    expect(loadConfig([], {}).tls).toBeUndefined();
+    expect(loadConfig([...https, "--cert-file", "s.crt", "--key-file", "s.key"], {}).tls)
+      .toEqual({ certFile: "s.crt", keyFile: "s.key", trustedCaFile: undefined, clientCertAuth: false });
+    const all = { certFile: "s.crt", keyFile: "s.key", trustedCaFile: "ca.crt", clientCertAuth: true };
+    expect(loadConfig([...https, "--cert-file", "s.crt", "--key-file", "s.key", "--trusted-ca-file", "ca.crt", "--client-cert-auth"], {}).tls)
+      .toEqual(all);
+    expect(loadConfig([], {
+      STRATA_LISTEN: "https://0.0.0.0:2379", STRATA_CERT_FILE: "s.crt", STRATA_KEY_FILE: "s.key",
+      STRATA_TRUSTED_CA_FILE: "ca.crt", STRATA_CLIENT_CERT_AUTH: "true",
+    }).tls).toEqual(all);
+    const f = file("tls.yaml", "listen: https://0.0.0.0:2379\ncert-file: s.crt\nkey-file: s.key\ntrusted-ca-file: ca.crt\nclient-cert-auth: true\n");
+    expect(loadConfig(["--config", f], {}).tls).toEqual(all);
+  });
+  test("TLS: --client-cert-auth=true and =false as etcd's flags are written", () => {
+    const base = ["--listen", "https://h:2379", "--cert-file", "s.crt", "--key-file", "s.key", "--trusted-ca-file", "ca.crt"];
+    expect(loadConfig([...base, "--client-cert-auth=true"], {}).tls?.clientCertAuth).toBe(true);
+    expect(loadConfig([...base, "--client-cert-auth=false"], { STRATA_CLIENT_CERT_AUTH: "true" }).tls?.clientCertAuth).toBe(false);
+    expect(() => loadConfig([...base, "--client-cert-auth=yes"], {})).toThrow("flag --client-cert-auth: client-cert-auth must be true or false");
+  });
+  test("TLS: settings that do not fit together are refused, naming where they came from", () => {
+    expect(() => loadConfig(["--listen", "https://h:1", "--cert-file", "s.crt"], {})).toThrow("flag --cert-file: --key-file is needed too");
+    expect(() => loadConfig(["--listen", "https://h:1", "--key-file", "s.key"], {})).toThrow("flag --key-file: --cert-file is needed too");
+    expect(() => loadConfig(["--listen", "https://h:1", "--cert-file", "s.crt", "--key-file", "s.key", "--client-cert-auth"], {}))
+      .toThrow("flag --client-cert-auth: --client-cert-auth needs --trusted-ca-file");
+    expect(() => loadConfig(["--cert-file", "s.crt", "--key-file", "s.key"], {}))
+      .toThrow("flag --cert-file: with --cert-file the listen URL must start with https:// (listen is http://127.0.0.1:2379)");
+    expect(() => loadConfig([], { STRATA_LISTEN: "https://h:1" })).toThrow("environment STRATA_LISTEN: an https:// listen URL needs --cert-file and --key-file");
+    expect(() => loadConfig(["--trusted-ca-file", "ca.crt"], {})).toThrow("flag --trusted-ca-file: TLS needs --cert-file and --key-file");
+    expect(() => loadConfig(["--listen", "grpc://h:1"], {})).toThrow("listen must be a URL starting with http:// or https://");
+  });
 });

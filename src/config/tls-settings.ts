@@ -1,0 +1,42 @@
+// The TLS settings taken together: which combinations make sense, checked before any
+// file is read (src/api/tls.ts reads them), each refusal naming where the setting came from.
+import { ConfigError } from "./config-error.ts";
+
+export interface TlsSettings {
+  certFile: string;
+  keyFile: string;
+  /** CA bundle client certificates are checked against */
+  trustedCaFile: string | undefined;
+  /** refuse clients without a certificate signed by trustedCaFile */
+  clientCertAuth: boolean;
+}
+
+interface Values {
+  listen: string;
+  "cert-file": string;
+  "key-file": string;
+  "trusted-ca-file": string;
+  "client-cert-auth": boolean;
+}
+
+/** The TLS settings, or undefined for cleartext; `source` says where a setting came from. */
+export function tlsSettings(c: Values, source: (name: keyof Values) => string): TlsSettings | undefined {
+  const https = c.listen.startsWith("https://");
+  const cert = c["cert-file"], key = c["key-file"], ca = c["trusted-ca-file"];
+  if (cert && !key) throw new ConfigError(`${source("cert-file")}: --key-file is needed too`);
+  if (key && !cert) throw new ConfigError(`${source("key-file")}: --cert-file is needed too`);
+  if (c["client-cert-auth"] && !ca) {
+    throw new ConfigError(`${source("client-cert-auth")}: --client-cert-auth needs --trusted-ca-file, the CA that signs client certificates`);
+  }
+  if (!cert) {
+    if (https) throw new ConfigError(`${source("listen")}: an https:// listen URL needs --cert-file and --key-file`);
+    if (ca) throw new ConfigError(`${source("trusted-ca-file")}: TLS needs --cert-file and --key-file`);
+    if (c["client-cert-auth"]) throw new ConfigError(`${source("client-cert-auth")}: TLS needs --cert-file and --key-file`);
+    return undefined;
+  }
+  if (!https) {
+    const where = source("listen") === "default" ? source("cert-file") : source("listen");
+    throw new ConfigError(`${where}: with --cert-file the listen URL must start with https:// (listen is ${c.listen})`);
+  }
+  return { certFile: cert, keyFile: key, trustedCaFile: ca || undefined, clientCertAuth: c["client-cert-auth"] };
+}

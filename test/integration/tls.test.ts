@@ -1,0 +1,213 @@
+// TLS as etcd's flags: etcdctl and the etcd3 client over TLS with client certificates,
+// clients without a certificate or with one from another CA refused, certificates
+// reloaded when their files change (a broken file keeps the old ones), and start-up
+// refusals that name the flag and the file.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { X509Certificate } from "node:crypto";
+import { copyFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { connect as tlsConnect } from "node:tls";
+import { makeCa, makeCert, type Pem, read } from "../support/certs.ts";
+import { type ClientTls, etcdClient, startStrata, type StrataProcess } from "../support/strata.ts";
+
+const MAIN = resolve(import.meta.dir, "../../src/main.ts");
+const dir = mkdtempSync(join(tmpdir(), "strata-tls-"));
+let ca: Pem, server: Pem, client: Pem, other: Pem, rogue: Pem, renewed: Pem;
+/** the files strata is pointed at; the tests replace their contents */
+const served = { cert: join(dir, "served.crt"), key: join(dir, "served.key") };
+let clientTls: ClientTls;
+let strata: StrataProcess;
+
+beforeAll(async () => {
+  ca = makeCa(dir, "ca");
+  other = makeCa(dir, "other-ca");
+  server = makeCert(dir, "server", ca, "server");
+  renewed = makeCert(dir, "renewed", ca, "server");
+  client = makeCert(dir, "client", ca, "client");
+  rogue = makeCert(dir, "rogue", other, "client");
+  copyFileSync(server.cert, served.cert);
+  copyFileSync(server.key, served.key);
+  clientTls = { ca: read(ca.cert), cert: read(client.cert), key: read(client.key) };
+  strata = await startStrata(
+    ["--cert-file", served.cert, "--key-file", served.key, "--trusted-ca-file", ca.cert, "--client-cert-auth"],
+    undefined, "bun", clientTls,
+  );
+}, 60_000);
+
+afterAll(async () => {
+  await strata?.stop();
+  rmSync(dir, { recursive: true, force: true });
+}, 30_000);
+
+function etcdctl(args: string[], tls: { cert?: string; key?: string; cacert?: string }) {
+  const flags = [`--endpoints=https://${strata.endpoint}`, "--dial-timeout=2s", "--command-timeout=3s"];
+  if (tls.cacert) flags.push(`--cacert=${tls.cacert}`);
+  if (tls.cert) flags.push(`--cert=${tls.cert}`, `--key=${tls.key}`);
+  return spawnSync("etcdctl", [...flags, ...args], { encoding: "utf8", env: { ...process.env, ETCDCTL_API: "3" } });
+}
+
+/** the SHA-256 fingerprint of the certificate a new TLS connection to strata is shown */
+function servedFingerprint(): Promise<string> {
+  const [host, port] = strata.endpoint.split(":");
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({
+      host, port: Number(port), ca: clientTls.ca, cert: clientTls.cert, key: clientTls.key,
+      ALPNProtocols: ["h2"], servername: "localhost",
+    }, () => {
+      const fp = socket.getPeerCertificate().fingerprint256;
+      socket.end();
+      resolve(fp);
+    });
+    socket.on("error", reject);
+  });
+}
+
+/**
+ * Opens TLS + HTTP/2 with the given client certificate (or none): "served" when strata
+ * answered with its HTTP/2 settings, otherwise how the connection ended.
+ */
+function h2Handshake(cert?: Pem): Promise<string> {
+  const [host, port] = strata.endpoint.split(":");
+  return new Promise((resolve) => {
+    const socket = tlsConnect({
+      host, port: Number(port), ca: clientTls.ca, servername: "localhost", ALPNProtocols: ["h2"],
+      ...(cert && { cert: read(cert.cert), key: read(cert.key) }),
+    }, () => socket.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
+    socket.on("data", () => {
+      resolve("served");
+      socket.destroy();
+    });
+    socket.on("error", (e) => resolve(`error: ${e.message}`));
+    socket.on("close", () => resolve("closed"));
+  });
+}
+
+const fingerprint = (pem: string) => new X509Certificate(read(pem)).fingerprint256;
+
+describe("TLS with client certificates", () => {
+  test("etcdctl with the CA and a client certificate signed by it: put and get", () => {
+    const put = etcdctl(["put", "tls/a", "one"], { cacert: ca.cert, cert: client.cert, key: client.key });
+    expect(put.stderr).toBe("");
+    expect(put.stdout.trim()).toBe("OK");
+    const get = etcdctl(["get", "tls/a", "--print-value-only"], { cacert: ca.cert, cert: client.cert, key: client.key });
+    expect(get.stdout.trim()).toBe("one");
+  }, 30_000);
+
+  test("a client without a certificate is refused", async () => {
+    expect(await h2Handshake(client)).toBe("served");
+    expect(await h2Handshake()).toMatch(/CERTIFICATE_REQUIRED/);
+    const r = etcdctl(["get", "tls/a"], { cacert: ca.cert });
+    expect(r.status).not.toBe(0);
+    expect(r.stdout).not.toContain("one");
+    // the same command with a certificate works: the server was up
+    expect(etcdctl(["get", "tls/a"], { cacert: ca.cert, cert: client.cert, key: client.key }).status).toBe(0);
+  }, 30_000);
+
+  test("a client certificate signed by another CA is refused", async () => {
+    expect(await h2Handshake(rogue)).not.toBe("served");
+    const r = etcdctl(["get", "tls/a"], { cacert: ca.cert, cert: rogue.cert, key: rogue.key });
+    expect(r.status).not.toBe(0);
+    expect(r.stdout).not.toContain("one");
+    expect(strata.stderr()).not.toContain("uncaught");
+  }, 30_000);
+
+  test("the etcd3 npm client over TLS: put, get, watch", async () => {
+    const c = etcdClient(strata.endpoint, clientTls);
+    try {
+      await c.put("tls/b").value("two").exec();
+      expect(await c.get("tls/b").string()).toBe("two");
+      const w = await c.watch().key("tls/b").create();
+      const seen = new Promise<string>((resolve) => w.on("put", (kv) => resolve(kv.value.toString())));
+      await c.put("tls/b").value("three").exec();
+      expect(await seen).toBe("three");
+      await w.cancel();
+    } finally {
+      c.close();
+    }
+  }, 30_000);
+
+  test("new certificate files are served without a restart; a broken file keeps the old ones", async () => {
+    expect(await servedFingerprint()).toBe(fingerprint(server.cert));
+    // rename into place, as a certificate manager would
+    copyFileSync(renewed.key, `${served.key}.new`);
+    copyFileSync(renewed.cert, `${served.cert}.new`);
+    renameSync(`${served.key}.new`, served.key);
+    renameSync(`${served.cert}.new`, served.cert);
+    const deadline = Date.now() + 15_000;
+    while ((await servedFingerprint()) !== fingerprint(renewed.cert) && Date.now() < deadline) await Bun.sleep(200);
+    expect(await servedFingerprint()).toBe(fingerprint(renewed.cert));
+    expect(strata.stderr()).toContain("TLS certificates reloaded");
+
+    writeFileSync(served.cert, "-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n");
+    const logged = Date.now() + 15_000;
+    while (!strata.stderr().includes("TLS certificates not reloaded") && Date.now() < logged) await Bun.sleep(200);
+    const line = strata.stderr().split("\n").find((l) => l.includes("TLS certificates not reloaded"));
+    expect(line).toContain(`--cert-file ${served.cert}`);
+    expect(await servedFingerprint()).toBe(fingerprint(renewed.cert));
+    const get = etcdctl(["get", "tls/a", "--print-value-only"], { cacert: ca.cert, cert: client.cert, key: client.key });
+    expect(get.stdout.trim()).toBe("one");
+  }, 60_000);
+});
+
+describe("TLS without client certificates", () => {
+  test("any client that trusts the CA connects", async () => {
+    const s = await startStrata(["--cert-file", server.cert, "--key-file", server.key], undefined, "bun", clientTls);
+    try {
+      const r = spawnSync("etcdctl", [`--endpoints=https://${s.endpoint}`, `--cacert=${ca.cert}`, "--dial-timeout=3s", "put", "k", "v"], {
+        encoding: "utf8",
+      });
+      expect(r.stdout.trim()).toBe("OK");
+    } finally {
+      await s.stop();
+    }
+  }, 60_000);
+});
+
+describe("start-up refusals name the flag and the file, and exit 2", () => {
+  const start = (args: string[]) => {
+    const r = spawnSync(process.execPath, [MAIN, "serve", "--backend", `sqlite://${join(dir, "refused.db")}`, ...args], {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    return { status: r.status, lines: r.stderr.trim().split("\n") };
+  };
+  const https = "https://127.0.0.1:1";
+
+  test("a missing file", () => {
+    const missing = join(dir, "missing.crt");
+    const r = start(["--listen", https, "--cert-file", missing, "--key-file", server.key]);
+    expect(r.status).toBe(2);
+    expect(r.lines).toHaveLength(1);
+    expect(r.lines[0]).toContain(`--cert-file ${missing}: cannot read the file`);
+  }, 30_000);
+
+  test("a key that is not the certificate's", () => {
+    const r = start(["--listen", https, "--cert-file", server.cert, "--key-file", client.key]);
+    expect(r.status).toBe(2);
+    expect(r.lines).toEqual([`strata: configuration error: --key-file ${client.key} is not the key of --cert-file ${server.cert}`]);
+  }, 30_000);
+
+  test("a file that is not PEM", () => {
+    const junk = join(dir, "junk.key");
+    writeFileSync(junk, "not a key\n");
+    const r = start(["--listen", https, "--cert-file", server.cert, "--key-file", junk]);
+    expect(r.status).toBe(2);
+    expect(r.lines).toHaveLength(1);
+    expect(r.lines[0]).toContain(`--key-file ${junk}: not a PEM private key`);
+  }, 30_000);
+
+  test("--client-cert-auth without --trusted-ca-file", () => {
+    const r = start(["--listen", https, "--cert-file", server.cert, "--key-file", server.key, "--client-cert-auth"]);
+    expect(r.status).toBe(2);
+    expect(r.lines).toEqual(["strata: configuration error: flag --client-cert-auth: --client-cert-auth needs --trusted-ca-file, the CA that signs client certificates"]);
+  }, 30_000);
+
+  test("a listen URL whose scheme does not match", () => {
+    const r = start(["--listen", "http://127.0.0.1:1", "--cert-file", server.cert, "--key-file", server.key]);
+    expect(r.status).toBe(2);
+    expect(r.lines[0]).toContain("flag --listen: with --cert-file the listen URL must start with https://");
+    expect(start(["--listen", https]).lines[0]).toContain("flag --listen: an https:// listen URL needs --cert-file and --key-file");
+  }, 30_000);
+});

@@ -3,7 +3,7 @@
 import type { Http2SecureServer } from "node:http2";
 import { Connections } from "./api/connections.ts";
 import { createGrpcServer } from "./api/server.ts";
-import { reloadOnChange, tlsServerOptions } from "./api/tls.ts";
+import { superviseTls, tlsServerOptions } from "./api/tls.ts";
 import { commit, version } from "./build-info.ts";
 import { AutoCompactor } from "./engine/compactor.ts";
 import { LeaseKeeper } from "./engine/leases.ts";
@@ -59,7 +59,7 @@ async function serve(config: Config): Promise<void> {
     tls,
   });
   connections.track(server);
-  if (config.tls) onShutdown("certificate reloading", reloadOnChange(server as Http2SecureServer, config.tls, log));
+  if (config.tls) onShutdown("certificate reloading", superviseTls(server as Http2SecureServer, config.tls, log));
   const host = listen.hostname.replace(/^\[|\]$/g, "");
   const port = Number(listen.port || 2379);
   await new Promise<void>((resolve, reject) => {

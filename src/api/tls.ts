@@ -4,7 +4,7 @@
 // certificates rotate without a restart; a broken new file keeps the old ones in use.
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
-import type { SecureServerOptions } from "node:http2";
+import type { Http2SecureServer, SecureServerOptions } from "node:http2";
 import { createSecureContext, type SecureContextOptions } from "node:tls";
 import { ConfigError } from "../config/config-error.ts";
 import type { TlsSettings } from "../config/tls-settings.ts";
@@ -64,9 +64,16 @@ function parse(flag: string, path: string, what: string, fn: () => unknown): voi
   }
 }
 
-/** What a server needs to take new certificates (node:tls and node:http2 servers have it). */
-interface Reloadable {
-  setSecureContext(options: SecureContextOptions): void;
+/**
+ * Looks after a TLS server while it runs: logs the handshakes it refuses (a client
+ * without an acceptable certificate), and reloads the certificates when their files
+ * change. Returns a function that stops the reloading.
+ */
+export function superviseTls(server: Http2SecureServer, s: TlsSettings, log: Log): () => void {
+  server.on("tlsClientError", (err: Error, socket: { remoteAddress?: string; remotePort?: number }) => {
+    log("warn", "TLS handshake refused", { remote: `${socket.remoteAddress}:${socket.remotePort}`, error: err.message });
+  });
+  return reloadOnChange(server, s, log);
 }
 
 /**
@@ -75,7 +82,7 @@ interface Reloadable {
  * not match yet, is logged and the old certificates stay until the next change.
  * Returns a function that stops polling.
  */
-export function reloadOnChange(server: Reloadable, s: TlsSettings, log: Log, everyMs = 1000): () => void {
+function reloadOnChange(server: Http2SecureServer, s: TlsSettings, log: Log, everyMs = 1000): () => void {
   const files = [s.certFile, s.keyFile, s.trustedCaFile].filter((f): f is string => !!f);
   let seen = signature(files);
   const timer = setInterval(() => {

@@ -32,7 +32,7 @@ export function watchService(
       const stream = new WatchStream(store, hub, maxRequestBytes);
       void stream.consume(requests);
       try {
-        for await (const r of stream.responses(AbortSignal.any([ctx.signal, closing]))) {
+        for await (const r of stream.responses(ctx.signal, closing)) {
           yield { ...r, header: header(id, r.header.revision) };
         }
       } catch (err) {
@@ -174,11 +174,12 @@ class WatchStream implements WatchSink {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
-  async *responses(signal: AbortSignal): AsyncGenerator<WatchResponseOut & { fragment?: boolean }> {
+  /** Responses in order until the stream closes or one of the signals (call ended, shutdown) aborts. */
+  async *responses(...signals: AbortSignal[]): AsyncGenerator<WatchResponseOut & { fragment?: boolean }> {
     const onAbort = () => this.wake?.();
-    signal.addEventListener("abort", onAbort);
+    for (const s of signals) s.addEventListener("abort", onAbort);
     try {
-      while (!signal.aborted && !this.closed) {
+      while (!signals.some((s) => s.aborted) && !this.closed) {
         const next = this.queue.shift();
         if (!next) {
           await new Promise<void>((resolve) => (this.wake = resolve));
@@ -192,7 +193,7 @@ class WatchStream implements WatchSink {
         yield next;
       }
     } finally {
-      signal.removeEventListener("abort", onAbort);
+      for (const s of signals) s.removeEventListener("abort", onAbort);
     }
   }
 

@@ -98,6 +98,9 @@ describe("TLS with client certificates", () => {
   test("a client without a certificate is refused", async () => {
     expect(await h2Handshake(client)).toBe("served");
     expect(await h2Handshake()).toMatch(/CERTIFICATE_REQUIRED/);
+    const logged = Date.now() + 10_000;
+    while (!strata.stderr().includes("TLS handshake refused") && Date.now() < logged) await Bun.sleep(100);
+    expect(strata.stderr()).toContain('"msg":"TLS handshake refused","remote":"127.0.0.1:');
     const r = etcdctl(["get", "tls/a"], { cacert: ca.cert });
     expect(r.status).not.toBe(0);
     expect(r.stdout).not.toContain("one");

@@ -141,9 +141,11 @@ Commands:
   migrate --to-config NEW --endpoint URL
                         move keys whose backend the new rules change while the
                         strata at URL serves, then put the rules in force
+                        (https:// URL: --cacert, --cert, --key as etcdctl's)
   migrate --from-config OLD --to-config NEW
                         the same with strata stopped (resumable)
   import --from URL     copy a live etcd's keyspace into the configured backends
+                        (https:// URL: --cacert, --cert, --key as etcdctl's)
   version               print the version and the commit it was built from
 
 ${flagsHelp()}`;

@@ -4,7 +4,7 @@
 // etcd's revision. Run it with strata stopped; writes made to etcd after the read are
 // not copied (stop kube-apiserver first, or import again).
 import { createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { CLIENT_TLS_USAGE, clientTlsFlags, grpcClientTransport } from "../api/client-transport.ts";
 import { KV, Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { type Config, ConfigError, loadConfig } from "../config/config.ts";
 import type { KeyValue } from "../engine/types.ts";
@@ -19,12 +19,22 @@ export async function importCommand(args: string[]): Promise<number> {
   const i = args.indexOf("--from");
   const from = i >= 0 ? args[i + 1] : undefined;
   if (!from || !/^https?:\/\//.test(from)) {
-    console.error("usage: strata import --from http://ETCD:2379 [--config FILE | --backend URL]");
+    console.error(`usage: strata import --from http(s)://ETCD:2379 ${CLIENT_TLS_USAGE} [--config FILE | --backend URL]`);
     return 2;
   }
+  let transport;
+  try {
+    transport = grpcClientTransport(from, clientTlsFlags(args));
+  } catch (err) {
+    console.error(`strata import: ${(err as Error).message}`);
+    return 2;
+  }
+  // the rest of the command line is strata's own configuration
+  const clientFlags = new Set(["--from", "--cacert", "--cert", "--key"]);
+  const own = args.filter((a, j) => !clientFlags.has(a) && !clientFlags.has(args[j - 1]!) && ![...clientFlags].some((f) => a.startsWith(`${f}=`)));
   let config: Config;
   try {
-    config = loadConfig(args.filter((_, j) => j !== i && j !== i + 1), process.env);
+    config = loadConfig(own, process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`strata: configuration error: ${err.message}`);
@@ -32,7 +42,6 @@ export async function importCommand(args: string[]): Promise<number> {
     }
     throw err;
   }
-  const transport = createGrpcTransport({ baseUrl: from });
   const kv = createClient(KV, transport);
   const lease = createClient(Lease, transport);
   const log = (level: string, msg: string, fields: Record<string, unknown> = {}) =>

@@ -6,8 +6,8 @@
 // With --endpoint instead of --from-config the running strata does it live (move.ts).
 import { readFileSync } from "node:fs";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Backend, BackendState } from "../backends/backend.ts";
+import { CLIENT_TLS_USAGE, clientTlsFlags, grpcClientTransport } from "../api/client-transport.ts";
 import { openBackend, redact } from "../backends/open.ts";
 import { type Config, ConfigError, loadConfig } from "../config/config.ts";
 import { Store } from "../engine/store.ts";
@@ -26,9 +26,9 @@ export async function migrateCommand(args: string[]): Promise<number> {
     return i >= 0 ? args[i + 1] : args.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
   };
   const from = flag("--from-config"), to = flag("--to-config"), endpoint = flag("--endpoint");
-  if (to && endpoint) return migrateLive(endpoint, to);
+  if (to && endpoint) return migrateLive(endpoint, to, args);
   if (!from || !to) {
-    console.error("usage: strata migrate --to-config NEW.yaml --endpoint http://STRATA:2379   (live, strata serving)\n" +
+    console.error(`usage: strata migrate --to-config NEW.yaml --endpoint http(s)://STRATA:2379 ${CLIENT_TLS_USAGE}   (live, strata serving)\n` +
       "       strata migrate --from-config OLD.yaml --to-config NEW.yaml                (strata stopped)");
     return 2;
   }
@@ -126,7 +126,7 @@ export async function migrateCommand(args: string[]): Promise<number> {
 }
 
 /** Asks the strata serving at endpoint to move its keys to the rules in file, showing its progress. */
-async function migrateLive(endpoint: string, file: string): Promise<number> {
+async function migrateLive(endpoint: string, file: string, args: string[]): Promise<number> {
   let config: string;
   try {
     config = readFileSync(file, "utf8");
@@ -134,7 +134,13 @@ async function migrateLive(endpoint: string, file: string): Promise<number> {
     console.error(`strata: configuration error: ${file}: cannot read config file: ${(err as Error).message}`);
     return 2;
   }
-  const admin = createClient(Admin, createGrpcTransport({ baseUrl: endpoint }));
+  let admin;
+  try {
+    admin = createClient(Admin, grpcClientTransport(endpoint, clientTlsFlags(args)));
+  } catch (err) {
+    console.error(`strata migrate: ${(err as Error).message}`);
+    return 2;
+  }
   let phase = "";
   try {
     for await (const p of admin.migrate({ config, source: file })) {

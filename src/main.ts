@@ -5,6 +5,8 @@ import { Connections } from "./api/connections.ts";
 import { createGrpcServer } from "./api/server.ts";
 import { superviseTls, tlsServerOptions } from "./api/tls.ts";
 import { commit, version } from "./build-info.ts";
+import { observabilityApp } from "./api/http/app.ts";
+import { serveHttp } from "./api/http/serve.ts";
 import { AutoCompactor } from "./engine/compactor.ts";
 import { LeaseKeeper } from "./engine/leases.ts";
 import { openRouter, watchTopology } from "./router/open.ts";
@@ -13,10 +15,9 @@ import { importCommand } from "./router/import.ts";
 import { migrateCommand } from "./router/migrate.ts";
 import { WatchHub } from "./engine/watch-hub.ts";
 import { type Config, ConfigError, flagsHelp, helpText, loadConfig } from "./config/config.ts";
+import { log, setLogLevel } from "./observe/log.ts";
+import { Observer } from "./observe/observer.ts";
 import { onShutdown, runClosers } from "./shutdown.ts";
-
-const log = (level: string, msg: string, fields: Record<string, unknown> = {}) =>
-  console.error(JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields }));
 
 /** past this, a shutdown that still waits on something exits anyway */
 const SHUTDOWN_DEADLINE_MS = 10_000;
@@ -24,9 +25,11 @@ const SHUTDOWN_DEADLINE_MS = 10_000;
 const SESSIONS_GRACE_MS = 5_000;
 
 async function serve(config: Config): Promise<void> {
+  setLogLevel(config["log-level"]);
+  const observer = new Observer(config["slow-request-threshold"]);
   // certificates are checked before any database is opened
   const tls = config.tls ? tlsServerOptions(config.tls) : undefined;
-  const { router, states } = await openRouter(config, log);
+  const { router, states } = await openRouter(config, log, observer.instrument);
   const hub = new WatchHub(router, () => ({ revision: router.revision, compactRevision: router.compactRevision }));
   router.onCommit((c) => hub.publish(c.revision, c.events));
   // commits by other strata processes on the same databases reach this one's watchers
@@ -36,6 +39,7 @@ async function serve(config: Config): Promise<void> {
     others: router.parts.filter((p) => p !== router.primary),
   });
   leases.start();
+  observer.follow(router, hub, leases);
   const compactor = config.autoCompaction ? new AutoCompactor(router, config.autoCompaction) : undefined;
   compactor?.start();
   const progress = setInterval(() => hub.progressTick(), config["watch-progress-notify-interval"]);
@@ -57,6 +61,7 @@ async function serve(config: Config): Promise<void> {
     log,
     closing: connections.closing,
     tls,
+    observer,
   });
   connections.track(server);
   if (config.tls) onShutdown("certificate reloading", superviseTls(server as Http2SecureServer, config.tls, log));
@@ -74,6 +79,13 @@ async function serve(config: Config): Promise<void> {
     backends: router.parts.map((p) => `${p.name}=${p.backend.name}`).join(", "),
     revision: String(router.revision),
   });
+  onShutdown("observer", () => observer.stop());
+  if (config["metrics-listen"]) {
+    const app = observabilityApp(observer, { name: config.name, version });
+    const metricsServer = await serveHttp(app.fetch, new URL(config["metrics-listen"]), "metrics-listen");
+    onShutdown("metrics listener", () => metricsServer.close());
+    log("info", "serving metrics, health and the status page", { listen: metricsServer.url });
+  }
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -2,11 +2,12 @@
 // it is logged and answered with a message that names no internals.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { EtcdError } from "../engine/errors.ts";
+import { log } from "../observe/log.ts";
 
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof EtcdError) return new ConnectError(err.message, Code[err.code]);
-  console.error(JSON.stringify({ level: "error", msg: "internal error", error: String((err as Error)?.stack ?? err) }));
+  log("error", "internal error", { error: String((err as Error)?.stack ?? err) });
   return new ConnectError(`strata: internal error: ${(err as Error)?.message ?? String(err)}`, Code.Internal);
 }
 

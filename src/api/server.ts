@@ -7,6 +7,8 @@ import type { LeaseKeeper } from "../engine/leases.ts";
 import type { Router } from "../router/router.ts";
 import type { WatchHub } from "../engine/watch-hub.ts";
 import { Admin } from "../gen/strata/admin/v1/admin_pb.ts";
+import type { Observer } from "../observe/observer.ts";
+import { callAccounting } from "./accounting.ts";
 import { adminService } from "./admin.ts";
 import { authService } from "./auth.ts";
 import { clusterService, type Member } from "./cluster.ts";
@@ -30,11 +32,14 @@ export interface ServerParts {
   closing: AbortSignal;
   /** serve over TLS with these options (src/api/tls.ts) instead of cleartext */
   tls?: http2.SecureServerOptions;
+  /** counts and times every call (metrics, status page, slow-request log) */
+  observer: Observer;
 }
 
 const SERVICES = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin];
 
 export function createGrpcServer(p: ServerParts): http2.Http2Server | http2.Http2SecureServer {
+  const accounting = callAccounting(SERVICES, p.observer, p.store);
   const handler = connectNodeAdapter({
     grpc: true,
     grpcWeb: false,
@@ -54,8 +59,10 @@ export function createGrpcServer(p: ServerParts): http2.Http2Server | http2.Http
       router.service(Admin, adminService(p.store, p.log));
     },
     fallback: unknownMethod,
+    interceptors: [accounting.interceptor],
+    contextValues: accounting.contextValues,
   });
-  const handle = withGrpcStatusWording(handler);
+  const handle = accounting.wrap(withGrpcStatusWording(handler));
   return p.tls ? http2.createSecureServer(p.tls, handle) : http2.createServer({}, handle);
 }
 

@@ -9,6 +9,7 @@ import YAML from "yaml";
 import { normaliseEndpoint } from "../backends/open.ts";
 import { ConfigError } from "./config-error.ts";
 import { parseDuration } from "./duration.ts";
+import { LOG_LEVELS } from "../observe/log.ts";
 import { validateTopology } from "../router/validate.ts";
 import { tlsSettings, type TlsSettings } from "./tls-settings.ts";
 import { readTopology, singleBackend, type Topology, TOPOLOGY_KEYS } from "./topology.ts";
@@ -123,6 +124,27 @@ export const SETTINGS = {
     flag: "boolean",
     help: "refuse clients without a certificate signed by --trusted-ca-file, as etcd's --client-cert-auth",
     schema: yesNo("client-cert-auth"),
+  },
+  "metrics-listen": {
+    env: "STRATA_METRICS_LISTEN",
+    default: "http://127.0.0.1:2381",
+    help: "URL to serve /metrics, /healthz, /readyz and the status page on (HTTP); empty turns it off",
+    schema: v.pipe(
+      v.string(),
+      v.check((s) => s === "" || s.startsWith("http://"), "metrics-listen must be a URL starting with http://, or empty to turn it off"),
+    ),
+  },
+  "log-level": {
+    env: "STRATA_LOG_LEVEL",
+    default: "info",
+    help: "least severe log lines written: debug, info, warn or error",
+    schema: v.picklist(LOG_LEVELS, "log-level must be debug, info, warn or error"),
+  },
+  "slow-request-threshold": {
+    env: "STRATA_SLOW_REQUEST_THRESHOLD",
+    default: "100ms",
+    help: "requests taking longer are logged as warnings, as etcd's \"request took too long\"",
+    schema: duration("slow-request-threshold"),
   },
 } as const;
 

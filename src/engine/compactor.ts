@@ -3,6 +3,7 @@
 import { EtcdError } from "./errors.ts";
 import type { CompactionRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Rev } from "./types.ts";
+import { log } from "../observe/log.ts";
 
 /** what the compactor needs: the revisions and the Compact operation */
 export interface Compactable {
@@ -62,7 +63,7 @@ export class AutoCompactor {
     } catch (err) {
       // someone else (kube-apiserver) compacted further meanwhile: nothing to do
       if (err instanceof EtcdError && err.code === "OutOfRange") return;
-      console.error(JSON.stringify({ level: "warn", msg: "auto compaction failed", revision: String(rev), error: String(err) }));
+      log("warn", "auto compaction failed", { revision: String(rev), error: String(err) });
     }
   }
 }

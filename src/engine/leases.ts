@@ -3,6 +3,7 @@
 // process extends the lease for all, and an expired lease is revoked exactly once
 // (the revocation re-checks the deadline under the revision lock).
 import type { Backend } from "../backends/backend.ts";
+import { log } from "../observe/log.ts";
 import { errors } from "./errors.ts";
 import { compareBytes } from "./keyrange.ts";
 import type { Store } from "./store.ts";
@@ -32,6 +33,8 @@ export class LeaseKeeper {
   private timer: ReturnType<typeof setInterval> | undefined;
   private expiring = false;
   private checks = 0;
+  /** leases granted and revoked (by a client or by expiry) by this process, for metrics */
+  readonly counts = { granted: 0, revoked: 0 };
 
   constructor(
     private readonly home: LeaseHome,
@@ -71,6 +74,7 @@ export class LeaseKeeper {
         await a.tx.leaseInsert(lease);
       });
     }
+    this.counts.granted++;
     return { id, ttl, revision };
   }
 
@@ -82,6 +86,7 @@ export class LeaseKeeper {
       await a.tx.leaseDelete(id);
       return a.finish();
     });
+    this.counts.revoked++;
     return this.dropCopies(id, revision);
   }
 
@@ -135,12 +140,14 @@ export class LeaseKeeper {
           await a.tx.leaseDelete(id);
           return a.finish();
         });
-        if (gone !== undefined) await this.dropCopies(id, gone);
+        if (gone === undefined) continue;
+        this.counts.revoked++;
+        await this.dropCopies(id, gone);
       }
       if (this.home.others.length > 0 && ++this.checks % SWEEP_EVERY_CHECKS === 0) await this.sweep();
     } catch (err) {
       // the backend may be back at the next check
-      console.error(JSON.stringify({ level: "warn", msg: "lease expiry failed", error: String(err) }));
+      log("warn", "lease expiry failed", { error: String(err) });
     } finally {
       this.expiring = false;
     }

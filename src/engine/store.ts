@@ -16,6 +16,7 @@ import { Apply, type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFe
 import { checkRevision } from "./revisions.ts";
 import type { Event, Rev } from "./types.ts";
 import { Mutex } from "./mutex.ts";
+import { log } from "../observe/log.ts";
 
 /** most client transactions committed in one database transaction */
 const MAX_BATCH = 256;
@@ -132,7 +133,7 @@ export class Store {
     this.compactRevision = c.revision;
     const done = (this.compaction = this.compaction.then(() =>
       this.backend.compact(c.revision).catch((err) => {
-        console.error(JSON.stringify({ level: "error", msg: "compaction failed", revision: String(c.revision), error: String(err) }));
+        log("error", "compaction failed", { revision: String(c.revision), error: String(err) });
       })
     ));
     if (c.physical) await done;

@@ -5,6 +5,7 @@
 import type { Backend } from "../backends/backend.ts";
 import { inRange } from "./keyrange.ts";
 import { DELETE, type Event, type KeyRange, PUT, type Rev } from "./types.ts";
+import { log } from "../observe/log.ts";
 
 /** events read from history per catch-up step */
 const CATCH_UP_EVENTS = 1000;
@@ -146,7 +147,7 @@ export class WatchHub {
         }
       }
     } catch (err) {
-      console.error(JSON.stringify({ level: "error", msg: "watch catch-up failed", error: String(err) }));
+      log("error", "watch catch-up failed", { error: String(err) });
       // retry shortly: the backend may be back
       setTimeout(() => void this.catchUp(), 1000);
       return;

@@ -14,8 +14,8 @@ import { validateTopology } from "./validate.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
-/** Opens the topology's backends, default first (it keeps the leases). */
-export async function openBackends(t: Topology, poolSize: number): Promise<Array<{ name: string; backend: Backend }>> {
+/** Opens the topology's backends, default first (it keeps the leases); `wrap` may instrument each. */
+export async function openBackends(t: Topology, poolSize: number, wrap = (_name: string, b: Backend) => b): Promise<Array<{ name: string; backend: Backend }>> {
   const names = [t.default, ...[...t.backends.keys()].filter((n) => n !== t.default)];
   const out: Array<{ name: string; backend: Backend }> = [];
   try {
@@ -23,7 +23,7 @@ export async function openBackends(t: Topology, poolSize: number): Promise<Array
       const backend = await openBackend(t.backends.get(name)!, { poolSize }).catch((err: Error) => {
         throw new Error(t.backends.size > 1 ? `backend ${name}: ${err.message}` : err.message);
       });
-      out.push({ name, backend });
+      out.push({ name, backend: wrap(name, backend) });
     }
   } catch (err) {
     await Promise.allSettled(out.map((b) => b.backend.close()));
@@ -32,9 +32,9 @@ export async function openBackends(t: Topology, poolSize: number): Promise<Array
   return out;
 }
 
-export async function openRouter(config: Config, log: Log): Promise<{ router: Router; states: BackendState[] }> {
+export async function openRouter(config: Config, log: Log, wrap?: (name: string, b: Backend) => Backend): Promise<{ router: Router; states: BackendState[] }> {
   const t = config.topology;
-  const backends = await openBackends(t, config["pool-size"]);
+  const backends = await openBackends(t, config["pool-size"], wrap);
   let opened;
   try {
     opened = await Router.open(t, backends, log);

@@ -384,15 +384,19 @@ export class Router {
     for (const p of this.parts) await this.call(p, () => p.backend.defragment());
   }
 
-  /** Per-backend figures for the status page and metrics. */
-  async stats(): Promise<Array<{ name: string; url: string; keys: bigint; size: bigint; revision: Rev; compactRevision: Rev }>> {
-    return Promise.all(this.parts.map(async (p) => {
-      const [keys, size, { revision }] = await Promise.all([
-        this.call(p, () => keyCount(p.backend)),
-        this.call(p, () => p.backend.size()),
-        this.call(p, () => p.backend.revisions()),
-      ]);
-      return { name: p.name, url: p.backend.name, keys, size: size.size, revision, compactRevision: p.store.compactRevision };
+  /** Per-backend figures for the status page and metrics; a backend that cannot answer carries its error instead. */
+  async stats(): Promise<BackendStats[]> {
+    return Promise.all(this.parts.map(async (p): Promise<BackendStats> => {
+      try {
+        const [keys, size, { revision }] = await Promise.all([
+          this.call(p, () => keyCount(p.backend)),
+          this.call(p, () => p.backend.size()),
+          this.call(p, () => p.backend.revisions()),
+        ]);
+        return { name: p.name, url: p.backend.name, keys, size: size.size, inUse: size.inUse, revision, compactRevision: p.store.compactRevision };
+      } catch (err) {
+        return { name: p.name, url: p.backend.name, error: (err as Error).message };
+      }
     }));
   }
 
@@ -424,6 +428,10 @@ export class Router {
   }
 }
 
+export type BackendStats =
+  | { name: string; url: string; keys: bigint; size: bigint; inUse: bigint; revision: Rev; compactRevision: Rev; error?: undefined }
+  | { name: string; url: string; error: string };
+
 /** Keeps p in the set until it settles. */
 function track<T>(set: Set<Promise<unknown>>, p: Promise<T>): Promise<T> {
   set.add(p);
@@ -445,7 +453,7 @@ function fetchOnly(r: RangeRequest): Partial<RangeRequest> {
 }
 
 /** Every key range a txn compares, reads or writes, on both branches and nested. */
-function txnRanges(r: TxnRequest): KeyRange[] {
+export function txnRanges(r: TxnRequest): KeyRange[] {
   const out: KeyRange[] = r.compare.map((c) => toKeyRange(c.key, c.rangeEnd));
   for (const op of [...r.success, ...r.failure]) {
     const q = op.request;

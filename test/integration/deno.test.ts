@@ -1,5 +1,5 @@
 // The same sources run on Deno (node:sqlite behind the SQLite shim): strata serves a
-// real client there too, with history, watches and lease expiry.
+// real client there too, with history, watches and lease expiry, and its metrics.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { Etcd3 } from "etcd3";
 import { startStrata, type StrataProcess } from "../support/strata.ts";
@@ -30,6 +30,11 @@ test("strata on Deno: put, get at a revision, watch, lease expiry, restart", asy
   expect(seen).toEqual(["put deno/leased", "delete deno/leased"]);
   await watcher.cancel();
   c.close();
+  // the HTTP endpoints beside the API run there too
+  expect(await (await fetch(`${strata.metrics}/readyz`)).text()).toBe("ok\n");
+  const metrics = await (await fetch(`${strata.metrics}/metrics`)).text();
+  expect(metrics).toMatch(/^grpc_server_handled_total\{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_code="OK"\} 3$/m);
+  expect((await fetch(`${strata.metrics}/`)).headers.get("content-type")).toStartWith("text/html");
 
   // the node:sqlite file survives a restart with its revisions
   strata.kill();

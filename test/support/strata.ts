@@ -47,6 +47,8 @@ export function backendServer(): Promise<DatabaseServer> {
 
 export interface StrataProcess {
   endpoint: string;
+  /** base URL of /metrics, /healthz, /readyz and the status page ("" when turned off) */
+  metrics: string;
   dir: string;
   backendUrl: string;
   stderr(): string;
@@ -87,12 +89,16 @@ export async function startStrata(
   const url = routed ? "" : backendUrl ?? (await freshBackendUrl(dir));
   const port = await freePort();
   const endpoint = `127.0.0.1:${port}`;
+  // each process gets its own metrics port, unless the test chose one (or none)
+  const chosen = extraArgs.indexOf("--metrics-listen");
+  const metrics = chosen >= 0 ? extraArgs[chosen + 1]! : `http://127.0.0.1:${await freePort()}`;
+  const metricsArgs = chosen >= 0 ? [] : ["--metrics-listen", metrics];
   let child: ChildProcess;
   let err = "";
   const launch = async () => {
     const [exe, ...args] = command(runtime);
     const backend = routed ? [] : ["--backend", url];
-    child = spawn(exe!, [...args, "serve", "--listen", `${tls ? "https" : "http"}://${endpoint}`, ...backend, ...extraArgs], {
+    child = spawn(exe!, [...args, "serve", "--listen", `${tls ? "https" : "http"}://${endpoint}`, ...backend, ...metricsArgs, ...extraArgs], {
       stdio: ["ignore", "ignore", "pipe"],
     });
     child.stderr!.on("data", (d) => (err = (err + d).slice(-20_000)));
@@ -102,6 +108,7 @@ export async function startStrata(
   const exited = () => new Promise<void>((r) => (child.exitCode !== null || child.signalCode ? r() : child.once("exit", () => r())));
   return {
     endpoint,
+    metrics,
     dir,
     backendUrl: url,
     stderr: () => err,

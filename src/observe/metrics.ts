@@ -1,0 +1,163 @@
+// The Prometheus metrics strata exposes. Where etcd has a metric with the same meaning
+// it has etcd's name, labels and type (so etcd dashboards and alerts work); what only a
+// router of several databases has is named strata_*, labelled by backend name.
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { LeaseKeeper } from "../engine/leases.ts";
+import type { WatchHub } from "../engine/watch-hub.ts";
+import type { BackendStats, Router } from "../router/router.ts";
+import type { Cached } from "./cached.ts";
+
+/** grpc_type as go-grpc-prometheus names it */
+export type GrpcType = "unary" | "client_stream" | "server_stream" | "bidi_stream";
+
+export interface GrpcCall {
+  service: string;
+  method: string;
+  type: GrpcType;
+}
+
+/** what the gauges read when scraped */
+export interface MetricSources {
+  router: Router;
+  hub: WatchHub;
+  leases: LeaseKeeper;
+  /** per-backend figures, refreshed at most every few seconds (counting keys is not free) */
+  stats: Cached<BackendStats[]>;
+}
+
+const WATCH_SERVICE = "etcdserverpb.Watch";
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly started: Counter<"grpc_type" | "grpc_service" | "grpc_method">;
+  private readonly handled: Counter<"grpc_type" | "grpc_service" | "grpc_method" | "grpc_code">;
+  private readonly handling: Histogram<"grpc_type" | "grpc_service" | "grpc_method">;
+  private readonly backendDuration: Histogram<"backend" | "operation">;
+  private openWatchStreams = 0;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.started = new Counter({
+      name: "grpc_server_started_total",
+      help: "Total number of RPCs started on the server.",
+      labelNames: ["grpc_type", "grpc_service", "grpc_method"],
+      registers,
+    });
+    this.handled = new Counter({
+      name: "grpc_server_handled_total",
+      help: "Total number of RPCs completed on the server, regardless of success or failure.",
+      labelNames: ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+      registers,
+    });
+    this.handling = new Histogram({
+      name: "grpc_server_handling_seconds",
+      help: "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+      labelNames: ["grpc_type", "grpc_service", "grpc_method"],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.backendDuration = new Histogram({
+      name: "strata_backend_request_duration_seconds",
+      help: "Time strata spent in each call to a backend database, by backend and operation.",
+      labelNames: ["backend", "operation"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+  }
+
+  /** Every method served gets a zero series before its first call, as go-grpc-prometheus does. */
+  declare(methods: GrpcCall[]): void {
+    for (const m of methods) {
+      const labels = { grpc_type: m.type, grpc_service: m.service, grpc_method: m.method };
+      this.started.inc(labels, 0);
+      this.handled.inc({ ...labels, grpc_code: "OK" }, 0);
+    }
+  }
+
+  /** Watch streams open now. */
+  get watchStreams(): number {
+    return this.openWatchStreams;
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  callStarted(c: GrpcCall): void {
+    this.started.inc({ grpc_type: c.type, grpc_service: c.service, grpc_method: c.method });
+    if (c.service === WATCH_SERVICE) this.openWatchStreams++;
+  }
+
+  callFinished(c: GrpcCall, code: string, seconds: number): void {
+    const labels = { grpc_type: c.type, grpc_service: c.service, grpc_method: c.method };
+    this.handled.inc({ ...labels, grpc_code: code });
+    this.handling.observe(labels, seconds);
+    if (c.service === WATCH_SERVICE) this.openWatchStreams--;
+  }
+
+  backendCall = (backend: string, operation: string, seconds: number): void => {
+    this.backendDuration.observe({ backend, operation }, seconds);
+  };
+
+  /** Registers the gauges that read strata's state at each scrape. */
+  follow(s: MetricSources): void {
+    const registers = [this.registry];
+    const gauge = (name: string, help: string, read: () => number | bigint) =>
+      new Gauge({ name, help, registers, collect() { this.set(Number(read())); } });
+    /** a gauge summed over the backends that answered */
+    const total = (name: string, help: string, pick: (b: Extract<BackendStats, { keys: bigint }>) => bigint) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        async collect() {
+          const answered = (await s.stats.get()).filter((b) => b.error === undefined);
+          this.set(Number(answered.reduce((sum, b) => sum + pick(b), 0n)));
+        },
+      });
+    const perBackend = (name: string, help: string, pick: (b: Extract<BackendStats, { keys: bigint }>) => bigint) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ["backend"],
+        registers,
+        async collect() {
+          this.reset();
+          for (const b of await s.stats.get()) if (b.error === undefined) this.set({ backend: b.name }, Number(pick(b)));
+        },
+      });
+    const mirrored = (name: string, help: string, read: () => number) =>
+      new Counter({ name, help, registers, collect() { this.reset(); this.inc(read()); } });
+
+    gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", () => 1);
+    gauge("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", () => 1);
+    gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.", () => s.router.revision);
+    gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", () => s.router.compactRevision);
+    gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", () => s.hub.size);
+    gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", () => this.watchStreams);
+    total("etcd_debugging_mvcc_keys_total", "Total number of keys.", (b) => b.keys);
+    total("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", (b) => b.size);
+    total("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", (b) => b.inUse);
+    mirrored("etcd_debugging_lease_granted_total", "The total number of granted leases.", () => s.leases.counts.granted);
+    mirrored("etcd_debugging_lease_revoked_total", "The total number of revoked leases.", () => s.leases.counts.revoked);
+
+    new Gauge({
+      name: "strata_backend_up",
+      help: "Whether the backend answered the last time its figures were read (1) or not (0).",
+      labelNames: ["backend"],
+      registers,
+      async collect() {
+        for (const b of await s.stats.get()) this.set({ backend: b.name }, b.error === undefined ? 1 : 0);
+      },
+    });
+    perBackend("strata_backend_keys", "Live keys stored in the backend.", (b) => b.keys);
+    perBackend("strata_backend_size_bytes", "Bytes the backend's database occupies.", (b) => b.size);
+    perBackend("strata_backend_revision", "The backend's current revision.", (b) => b.revision);
+    perBackend("strata_backend_compact_revision", "The backend's compact revision.", (b) => b.compactRevision);
+  }
+}

@@ -1,0 +1,84 @@
+// Everything strata measures about itself, in one place: the Prometheus metrics, the
+// timeline the status page charts, per-backend figures and health, and the slow-request
+// log. The api layer reports each gRPC call here; backends are timed by a wrapper.
+import type { Backend } from "../backends/backend.ts";
+import type { LeaseKeeper } from "../engine/leases.ts";
+import type { WatchHub } from "../engine/watch-hub.ts";
+import type { BackendStats, Router } from "../router/router.ts";
+import { Cached } from "./cached.ts";
+import { type BackendHealth, checkBackends } from "./health.ts";
+import { instrumentBackend } from "./instrument.ts";
+import { log } from "./log.ts";
+import { type GrpcCall, Metrics } from "./metrics.ts";
+import { Timeline } from "./timeline.ts";
+
+/** how long per-backend key counts and sizes are reused */
+const STATS_MAX_AGE_MS = 5000;
+/** a backend slower than this to answer its health check is reported as failing */
+export const HEALTH_TIMEOUT_MS = 2000;
+
+export interface Followed {
+  router: Router;
+  hub: WatchHub;
+  leases: LeaseKeeper;
+  stats: Cached<BackendStats[]>;
+  /** health for the status page: many open pages share one check a second */
+  health: Cached<BackendHealth[]>;
+  timeline: Timeline;
+}
+
+export class Observer {
+  readonly metrics = new Metrics();
+  private followed?: Followed;
+
+  constructor(
+    /** unary requests slower than this are logged */
+    private readonly slowMs: number,
+  ) {}
+
+  /** Wraps a backend so each call to it is timed (pass to openRouter). */
+  instrument = (name: string, backend: Backend): Backend => instrumentBackend(name, backend, this.metrics.backendCall);
+
+  /** Starts reading the running server's state: the gauges, the timeline. */
+  follow(router: Router, hub: WatchHub, leases: LeaseKeeper): void {
+    const stats = new Cached(() => router.stats(), STATS_MAX_AGE_MS);
+    const health = new Cached(() => checkBackends(router.parts, HEALTH_TIMEOUT_MS), 1000);
+    const timeline = new Timeline(() => hub.size);
+    timeline.start();
+    this.metrics.follow({ router, hub, leases, stats });
+    this.followed = { router, hub, leases, stats, health, timeline };
+  }
+
+  get state(): Followed {
+    if (!this.followed) throw new Error("observer: follow() was not called");
+    return this.followed;
+  }
+
+  callStarted(call: GrpcCall): void {
+    this.metrics.callStarted(call);
+  }
+
+  /**
+   * Counts a finished call; a unary one also goes into the timeline, and into the log
+   * when slow, with what `detail` says about it (method-specific: keys, backend).
+   */
+  callFinished(call: GrpcCall, code: string, seconds: number, detail: () => Record<string, unknown>): void {
+    this.metrics.callFinished(call, code, seconds);
+    if (call.type !== "unary") return;
+    const ms = seconds * 1000;
+    this.followed?.timeline.record(ms);
+    if (ms > this.slowMs) {
+      log("warn", "request took too long", {
+        method: `/${call.service}/${call.method}`,
+        took: `${ms.toFixed(1)}ms`,
+        "expected-duration": `${this.slowMs}ms`,
+        code,
+        ...detail(),
+      });
+    }
+  }
+
+  stop(): void {
+    this.followed?.timeline.stop();
+  }
+}

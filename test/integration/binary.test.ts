@@ -103,12 +103,17 @@ describe("the single executable", () => {
       expect(readdirSync(dir)).toEqual(["strata"]);
       // the default address when it is free; another strata may hold it on a shared machine
       const port = (await portIsFree(2379)) ? 2379 : await freePort();
-      const env = cleanEnv(port === 2379 ? {} : { STRATA_LISTEN: `http://127.0.0.1:${port}` });
+      const metricsPort = (await portIsFree(2381)) ? 2381 : await freePort();
+      const env = cleanEnv({
+        ...(port === 2379 ? {} : { STRATA_LISTEN: `http://127.0.0.1:${port}` }),
+        ...(metricsPort === 2381 ? {} : { STRATA_METRICS_LISTEN: `http://127.0.0.1:${metricsPort}` }),
+      });
       const endpoint = `127.0.0.1:${port}`;
       const s = await started(join(dir, "strata"), [], { cwd: dir, env }, endpoint);
       expect(etcdctl(endpoint, "put", "alone", "yes")).toBe("OK");
       expect(etcdctl(endpoint, "get", "alone", "--print-value-only")).toBe("yes");
       expect(s.stderr()).toContain(`"listen":"http://${endpoint}"`);
+      await expectObservability(`http://127.0.0.1:${metricsPort}`);
       expect(existsSync(join(dir, "strata.db"))).toBe(true);
       expect(await s.stop()).toBe(0);
     } finally {
@@ -142,14 +147,25 @@ describe("the single executable", () => {
     const port = await freePort();
     const endpoint = `127.0.0.1:${port}`;
     // loopback instead of 0.0.0.0:2379, which may be taken on this machine
-    const env = { ...image, STRATA_LISTEN: `http://${endpoint}`, HOME: "/", PATH: process.env.PATH ?? "/usr/sbin:/usr/bin" };
+    expect(image.STRATA_METRICS_LISTEN).toBe("http://0.0.0.0:2381");
+    const metrics = `http://127.0.0.1:${await freePort()}`;
+    const env = { ...image, STRATA_LISTEN: `http://${endpoint}`, STRATA_METRICS_LISTEN: metrics, HOME: "/", PATH: process.env.PATH ?? "/usr/sbin:/usr/bin" };
     const s = await started("chroot", ["--userspec=65532:65532", root, "/usr/local/bin/strata"], { cwd: root, env }, endpoint);
     expect(etcdctl(endpoint, "put", "in-image", "yes")).toBe("OK");
     expect(etcdctl(endpoint, "get", "in-image", "--print-value-only")).toBe("yes");
+    // the status page needs nothing from outside the image
+    await expectObservability(metrics);
     expect(statSync(join(root, "var/lib/strata/strata.db")).uid).toBe(65532);
     expect(await s.stop()).toBe(0);
   }, 120_000);
 });
+
+/** The executable serves its probes, metrics and status page (hono and prom-client are inside it). */
+async function expectObservability(base: string): Promise<void> {
+  expect(await (await fetch(`${base}/readyz`)).text()).toBe("ok\n");
+  expect(await (await fetch(`${base}/metrics`)).text()).toMatch(/^grpc_server_handled_total\{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_code="OK"\} 1$/m);
+  expect(await (await fetch(`${base}/`)).text()).toContain("<title>strata status</title>");
+}
 
 function listFiles(dir: string, base = dir): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {

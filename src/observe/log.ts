@@ -13,6 +13,11 @@ export function setLogLevel(level: LogLevel): void {
   threshold = RANK[level]!;
 }
 
+/** whether lines of this level are written (to skip work for lines that would be dropped) */
+export function logs(level: LogLevel): boolean {
+  return RANK[level]! >= threshold;
+}
+
 // revisions and lease IDs are bigints, which JSON.stringify refuses
 const bigintsAsText = (_: string, v: unknown) => (typeof v === "bigint" ? v.toString() : v);
 

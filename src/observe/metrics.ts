@@ -27,13 +27,24 @@ export interface MetricSources {
 
 const WATCH_SERVICE = "etcdserverpb.Watch";
 
+type MethodLabels = "grpc_type" | "grpc_service" | "grpc_method";
+interface MethodSeries {
+  labels: Record<MethodLabels, string>;
+  started: Counter.Internal;
+  handling: Histogram.Internal<MethodLabels>;
+  /** by gRPC code */
+  handled: Map<string, Counter.Internal>;
+}
+
 export class Metrics {
   readonly registry = new Registry();
-  private readonly started: Counter<"grpc_type" | "grpc_service" | "grpc_method">;
-  private readonly handled: Counter<"grpc_type" | "grpc_service" | "grpc_method" | "grpc_code">;
-  private readonly handling: Histogram<"grpc_type" | "grpc_service" | "grpc_method">;
+  private readonly started: Counter<MethodLabels>;
+  private readonly handled: Counter<MethodLabels | "grpc_code">;
+  private readonly handling: Histogram<MethodLabels>;
   private readonly backendDuration: Histogram<"backend" | "operation">;
   private openWatchStreams = 0;
+  private readonly methodSeries = new Map<GrpcCall, MethodSeries>();
+  private readonly backendSeries = new Map<string, Histogram.Internal<"backend" | "operation">>();
 
   constructor() {
     const registers = [this.registry];
@@ -89,20 +100,36 @@ export class Metrics {
   }
 
   callStarted(c: GrpcCall): void {
-    this.started.inc({ grpc_type: c.type, grpc_service: c.service, grpc_method: c.method });
+    this.seriesOf(c).started.inc();
     if (c.service === WATCH_SERVICE) this.openWatchStreams++;
   }
 
   callFinished(c: GrpcCall, code: string, seconds: number): void {
-    const labels = { grpc_type: c.type, grpc_service: c.service, grpc_method: c.method };
-    this.handled.inc({ ...labels, grpc_code: code });
-    this.handling.observe(labels, seconds);
+    const s = this.seriesOf(c);
+    let handled = s.handled.get(code);
+    if (!handled) s.handled.set(code, (handled = this.handled.labels({ ...s.labels, grpc_code: code })));
+    handled.inc();
+    s.handling.observe(seconds);
     if (c.service === WATCH_SERVICE) this.openWatchStreams--;
   }
 
   backendCall = (backend: string, operation: string, seconds: number): void => {
-    this.backendDuration.observe({ backend, operation }, seconds);
+    const key = `${backend}\u0000${operation}`;
+    let series = this.backendSeries.get(key);
+    if (!series) this.backendSeries.set(key, (series = this.backendDuration.labels({ backend, operation })));
+    series.observe(seconds);
   };
+
+  /** A method's series, bound to their labels once: every call would otherwise hash them again. */
+  private seriesOf(c: GrpcCall): MethodSeries {
+    let s = this.methodSeries.get(c);
+    if (!s) {
+      const labels = { grpc_type: c.type, grpc_service: c.service, grpc_method: c.method };
+      s = { labels, started: this.started.labels(labels), handling: this.handling.labels(labels), handled: new Map() };
+      this.methodSeries.set(c, s);
+    }
+    return s;
+  }
 
   /** Registers the gauges that read strata's state at each scrape. */
   follow(s: MetricSources): void {

@@ -8,7 +8,7 @@ import type { BackendStats, Router } from "../router/router.ts";
 import { Cached } from "./cached.ts";
 import { type BackendHealth, checkBackends } from "./health.ts";
 import { instrumentBackend } from "./instrument.ts";
-import { log } from "./log.ts";
+import { log, logs } from "./log.ts";
 import { type GrpcCall, Metrics } from "./metrics.ts";
 import { Timeline } from "./timeline.ts";
 
@@ -60,22 +60,21 @@ export class Observer {
 
   /**
    * Counts a finished call; a unary one also goes into the timeline, and into the log
-   * when slow, with what `detail` says about it (method-specific: keys, backend).
+   * when slow, with what `detail` says about it (method-specific: keys, backend). At
+   * --log-level debug every call is logged.
    */
   callFinished(call: GrpcCall, code: string, seconds: number, detail: () => Record<string, unknown>): void {
     this.metrics.callFinished(call, code, seconds);
-    if (call.type !== "unary") return;
     const ms = seconds * 1000;
-    this.followed?.timeline.record(ms);
-    if (ms > this.slowMs) {
-      log("warn", "request took too long", {
-        method: `/${call.service}/${call.method}`,
-        took: `${ms.toFixed(1)}ms`,
-        "expected-duration": `${this.slowMs}ms`,
-        code,
-        ...detail(),
-      });
+    const method = `/${call.service}/${call.method}`;
+    const took = `${ms.toFixed(1)}ms`;
+    if (call.type !== "unary") {
+      if (logs("debug")) log("debug", "stream ended", { method, took, code });
+      return;
     }
+    this.followed?.timeline.record(ms);
+    if (ms > this.slowMs) log("warn", "request took too long", { method, took, "expected-duration": `${this.slowMs}ms`, code, ...detail() });
+    else if (logs("debug")) log("debug", "request", { method, took, code, ...detail() });
   }
 
   stop(): void {

@@ -76,7 +76,9 @@ async function eventually(check: (text: string) => void): Promise<string> {
 
 test("probes, metrics and slow-request log follow what a client did", async () => {
   expect((await get("/healthz")).status).toBe(200);
+  expect(await (await get("/livez")).text()).toBe("ok\n");
   expect(await (await get("/readyz")).text()).toBe("ok\n");
+  expect(await (await get("/health")).json()).toEqual({ health: "true", reason: "" });
 
   const before = samples(await scrape());
   const watch = await client.watch().prefix("/registry/pods/").create();
@@ -152,6 +154,9 @@ test("/readyz answers 503 naming the backend whose database is gone; /healthz st
     expect(body).toStartWith("backend events (postgres://");
     expect(body).not.toContain("backend main");
     expect((await get("/healthz")).status).toBe(200);
+    const health = await get("/health");
+    expect(health.status).toBe(503);
+    expect(await health.json()).toMatchObject({ health: "false", reason: expect.stringMatching(/^backend events \(postgres:\/\//) });
     const text = await eventually((t) => expect(value(samples(t), "strata_backend_up", { backend: "events" })).toBe(0));
     expect(value(samples(text), "strata_backend_up", { backend: "main" })).toBe(1);
   } finally {

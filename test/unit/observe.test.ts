@@ -3,6 +3,7 @@ import { printable } from "../../src/api/accounting.ts";
 import { loadConfig } from "../../src/config/config.ts";
 import { Cached } from "../../src/observe/cached.ts";
 import { log, setLogLevel } from "../../src/observe/log.ts";
+import { Observer } from "../../src/observe/observer.ts";
 import { Timeline } from "../../src/observe/timeline.ts";
 
 describe("observability settings", () => {
@@ -41,6 +42,19 @@ describe("log", () => {
     expect(first).toMatchObject({ level: "warn", msg: "kept", revision: "12" });
     expect(Date.parse(first.time)).toBeGreaterThan(0);
     expect(JSON.parse(lines[1]!).level).toBe("fatal");
+  });
+  test("a slow request is a warning with its details; at debug every request is logged", () => {
+    console.error = (s: string) => lines.push(s);
+    const o = new Observer(100);
+    const put = { service: "etcdserverpb.KV", method: "Put", type: "unary" as const };
+    o.callFinished(put, "OK", 0.05, () => ({ key: "fast" }));
+    o.callFinished(put, "OK", 0.25, () => ({ key: "slow", backend: "main" }));
+    setLogLevel("debug");
+    o.callFinished(put, "OK", 0.05, () => ({ key: "fast" }));
+    expect(lines.map((l) => JSON.parse(l))).toMatchObject([
+      { level: "warn", msg: "request took too long", method: "/etcdserverpb.KV/Put", took: "250.0ms", "expected-duration": "100ms", code: "OK", key: "slow", backend: "main" },
+      { level: "debug", msg: "request", method: "/etcdserverpb.KV/Put", took: "50.0ms", key: "fast" },
+    ]);
   });
 });
 

@@ -1,6 +1,6 @@
 // The HTTP endpoints beside the gRPC API, on --metrics-listen: probes for Kubernetes and
 // load balancers, Prometheus metrics, and the status page with the JSON it polls.
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { checkBackends } from "../../observe/health.ts";
 import { HEALTH_TIMEOUT_MS, type Observer } from "../../observe/observer.ts";
 import { statusReport } from "../../observe/status.ts";
@@ -8,15 +8,26 @@ import { STATUS_PAGE } from "./status-page.ts";
 
 export function observabilityApp(o: Observer, about: { name: string; version: string }): Hono {
   const app = new Hono();
-  // the process is up and serving
-  app.get("/healthz", (c) => c.text("ok\n"));
-  // every backend answers; otherwise 503 naming the ones that do not, and why
-  app.get("/readyz", async (c) => {
+  /** one line per backend that does not answer, naming it and why */
+  const failing = async () => {
     const { router } = o.state;
-    const failing = (await checkBackends(router.parts, HEALTH_TIMEOUT_MS)).filter((h) => !h.ok);
-    if (failing.length === 0) return c.text("ok\n");
-    const lines = failing.map((h) => `backend ${h.name} (${router.byName.get(h.name)!.backend.name}): ${h.error}`);
-    return c.text(`${lines.join("\n")}\n`, 503);
+    return (await checkBackends(router.parts, HEALTH_TIMEOUT_MS))
+      .filter((h) => !h.ok)
+      .map((h) => `backend ${h.name} (${router.byName.get(h.name)!.backend.name}): ${h.error}`);
+  };
+  // the process is up and serving (/livez is etcd's name for it)
+  const alive = (c: Context) => c.text("ok\n");
+  app.get("/healthz", alive);
+  app.get("/livez", alive);
+  // every backend answers; otherwise 503 with the ones that do not
+  app.get("/readyz", async (c) => {
+    const lines = await failing();
+    return lines.length === 0 ? c.text("ok\n") : c.text(`${lines.join("\n")}\n`, 503);
+  });
+  // etcd's older probe, with etcd's JSON answer (kubeadm's etcd manifests use it)
+  app.get("/health", async (c) => {
+    const lines = await failing();
+    return c.json({ health: String(lines.length === 0), reason: lines.join("; ") }, lines.length === 0 ? 200 : 503);
   });
   app.get("/metrics", async (c) => c.body(await o.metrics.text(), 200, { "content-type": o.metrics.contentType }));
   app.get("/status.json", async (c) => {

@@ -1,7 +1,8 @@
 // Real database servers for tests and development, on loopback, in temporary
-// directories: PostgreSQL and MariaDB from Debian's packages.
+// directories: PostgreSQL, MariaDB and NATS (with JetStream) from Debian's packages.
 //   bun scripts/databases.ts postgres   # prints the URL, stops on Ctrl-C
 //   bun scripts/databases.ts mariadb
+//   bun scripts/databases.ts nats
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -150,12 +151,46 @@ export async function startMariadb(opts: ServerOptions = {}): Promise<DatabaseSe
   return server(dir, createDatabase, start, stop);
 }
 
+/** nats-server with JetStream; each "database" is a bucket (a stream of its own) */
+export async function startNats(): Promise<DatabaseServer> {
+  if (!existsSync("/usr/sbin/nats-server")) throw new Error("NATS is not installed (Debian package nats-server)");
+  const dir = mkdtempSync(join(tmpdir(), "strata-nats-server-"));
+  const port = await freePort();
+  let child: ChildProcess | undefined;
+  const start = async () => {
+    const c = spawn("/usr/sbin/nats-server", ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", join(dir, "jetstream")], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    child = c;
+    let log = "";
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`nats-server did not start in ${dir}: ${log}`)), 30_000);
+      c.stderr!.on("data", (d) => {
+        log = (log + d).slice(-20_000);
+        if (log.includes("Server is ready")) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      c.once("exit", () => reject(new Error(`nats-server exited: ${log}`)));
+    });
+  };
+  const stop = async () => {
+    if (!child || child.exitCode !== null || child.signalCode) return;
+    const exited = new Promise((r) => child!.once("exit", r));
+    child.kill("SIGTERM");
+    await exited;
+  };
+  await start();
+  return server(dir, (name) => `nats://127.0.0.1:${port}?bucket=${name}`, start, stop);
+}
+
 if (import.meta.main) {
   const kind = process.argv[2];
-  const starters: Record<string, () => Promise<DatabaseServer>> = { postgres: startPostgres, mariadb: startMariadb };
+  const starters: Record<string, () => Promise<DatabaseServer>> = { postgres: startPostgres, mariadb: startMariadb, nats: startNats };
   const starter = kind ? starters[kind] : undefined;
   if (!starter) {
-    console.error("usage: bun scripts/databases.ts postgres|mariadb");
+    console.error("usage: bun scripts/databases.ts postgres|mariadb|nats");
     process.exit(2);
   }
   const db = await starter();

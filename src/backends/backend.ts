@@ -65,7 +65,8 @@ export interface Backend {
    * Runs the transactions in order inside one database transaction (group commit).
    * A transaction that throws before writing fails alone and the others commit; one that
    * throws after writing makes the whole batch fail (etcd's refusals all come before any
-   * write). Resolves after the commit is durable.
+   * write). Resolves after the commit is durable. A backend may roll a batch back and
+   * run its transactions again (the NATS backend does when another process got first).
    */
   write<T>(txns: Array<(tx: WriteTx) => Promise<T>>): Promise<WriteResult<T>[]>;
   /**

@@ -1,6 +1,7 @@
 // Backend URL → backend. Each database family lives in its own module.
 import { resolve } from "node:path";
 import type { Backend } from "./backend.ts";
+import { NatsBackend } from "./nats/nats-backend.ts";
 import { MysqlBackend } from "./sql/mysql.ts";
 import { PostgresBackend } from "./sql/postgres.ts";
 import { SqliteBackend } from "./sql/sqlite.ts";
@@ -37,5 +38,6 @@ export async function openBackend(url: string, opts: BackendOptions): Promise<Ba
   if (url.startsWith("mysql://") || url.startsWith("mariadb://")) {
     return MysqlBackend.open(url.replace(/^mariadb:/, "mysql:"), redact(url), opts.poolSize);
   }
-  throw new Error(`backend ${redact(url)}: unsupported scheme; supported: sqlite://, postgres://, mysql://`);
+  if (url.startsWith("nats://")) return NatsBackend.create(url, redact(url));
+  throw new Error(`backend ${redact(url)}: unsupported scheme; supported: sqlite://, postgres://, mysql://, nats://`);
 }

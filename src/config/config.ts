@@ -55,8 +55,8 @@ export const SETTINGS = {
   backend: {
     env: "STRATA_BACKEND",
     default: "sqlite://./strata.db",
-    help: "where the data lives: sqlite://PATH (relative) or sqlite:///ABSOLUTE/PATH, postgres://USER:PASS@HOST:5432/DB, mysql://USER:PASS@HOST:3306/DB",
-    schema: url("backend", ["sqlite", "postgres", "postgresql", "mysql", "mariadb"]),
+    help: "where the data lives: sqlite://PATH (relative) or sqlite:///ABSOLUTE/PATH, postgres://USER:PASS@HOST:5432/DB, mysql://USER:PASS@HOST:3306/DB, nats://HOST:4222?bucket=NAME",
+    schema: url("backend", ["sqlite", "postgres", "postgresql", "mysql", "mariadb", "nats"]),
   },
   "pool-size": {
     env: "STRATA_POOL_SIZE",

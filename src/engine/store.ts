@@ -176,9 +176,10 @@ export class Store {
         const applies: Apply[] = [];
         let results;
         try {
-          results = await this.backend.write(batch.map((job) => (tx: WriteTx) => {
+          results = await this.backend.write(batch.map((job, i) => (tx: WriteTx) => {
             const a = new Apply(tx, this.allocate);
-            applies.push(a);
+            // by position: a backend that retries the batch runs a transaction again
+            applies[i] = a;
             return job.run(a);
           }));
         } catch (err) {

@@ -6,7 +6,7 @@ import type { Topology } from "../config/topology.ts";
 import { redact } from "../backends/open.ts";
 import { CompiledRule, globToRegExp, type Match } from "./rules.ts";
 
-const SCHEMES = ["sqlite://", "postgres://", "postgresql://", "mysql://", "mariadb://"];
+const SCHEMES = ["sqlite://", "postgres://", "postgresql://", "mysql://", "mariadb://", "nats://"];
 
 export function validateTopology(t: Topology): void {
   for (const [name, url] of t.backends) {

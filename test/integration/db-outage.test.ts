@@ -6,7 +6,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Etcd3 } from "etcd3";
 import { BACKEND, backendServer, startStrata, type StrataProcess } from "../support/strata.ts";
 
-if (BACKEND === "sqlite") throw new Error("the outage test needs STRATA_TEST_BACKEND=postgres or mariadb");
+if (BACKEND === "sqlite") throw new Error("the outage test needs STRATA_TEST_BACKEND=postgres, mariadb or nats");
 
 /** a Put over a plain gRPC client, so no client-side retry or circuit breaker is involved */
 function rawPut(endpoint: string): Promise<string> {
@@ -57,7 +57,7 @@ test(`${BACKEND} stopped for 10 s during writes: no acknowledged write lost, wat
   const ackedBeforeOutage = acked.size;
   // meanwhile a write is refused with a clear, retryable error naming the backend
   const refused = await rawPut(strata.endpoint);
-  expect(refused).toStartWith(`14 strata: backend ${BACKEND === "mariadb" ? "mysql" : "postgres"}://`);
+  expect(refused).toStartWith(`14 strata: backend ${{ mariadb: "mysql", postgres: "postgres", nats: "nats" }[BACKEND]}://`);
   expect(refused).toContain("unavailable");
   await new Promise((r) => setTimeout(r, 10_000));
   await db.start();

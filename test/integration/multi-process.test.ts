@@ -1,4 +1,4 @@
-// Several strata processes on one shared database (PostgreSQL or MariaDB) keep the
+// Several strata processes on one shared database (PostgreSQL, MariaDB or NATS) keep the
 // storage contract: one revision order, compare-and-swap that never double-succeeds,
 // the same watch history everywhere, gap-free list-then-watch across processes, and
 // leases that expire exactly once.
@@ -8,7 +8,7 @@ import { Etcd3 } from "etcd3";
 import { prefixEnd, rawWatch } from "../support/raw-watch.ts";
 import { BACKEND, startStrata, type StrataProcess } from "../support/strata.ts";
 
-if (BACKEND === "sqlite") throw new Error("multi-process tests need STRATA_TEST_BACKEND=postgres or mariadb");
+if (BACKEND === "sqlite") throw new Error("multi-process tests need STRATA_TEST_BACKEND=postgres, mariadb or nats");
 
 let procs: StrataProcess[] = [];
 let clients: Etcd3[] = [];

@@ -1,12 +1,12 @@
 // Starts strata as a child process on a free loopback port, on a fresh database of the
-// backend under test: STRATA_TEST_BACKEND=sqlite (default), postgres or mariadb. The
+// backend under test: STRATA_TEST_BACKEND=sqlite (default), postgres, mariadb or nats. The
 // database servers are real ones, started once per test process by scripts/databases.ts.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Etcd3 } from "etcd3";
-import { type DatabaseServer, freePort, startMariadb, startPostgres } from "../../scripts/databases.ts";
+import { type DatabaseServer, freePort, startMariadb, startNats, startPostgres } from "../../scripts/databases.ts";
 
 export { freePort };
 
@@ -24,8 +24,8 @@ export function freshBackendUrl(dir: string): Promise<string> {
 /** a fresh, empty database of the given kind (its server is started on first use) */
 export async function freshDatabase(kind: string, dir: string): Promise<string> {
   if (kind === "sqlite") return `sqlite://${join(dir, `strata-${++databases}.db`)}`;
-  const start = { postgres: startPostgres, mariadb: startMariadb }[kind];
-  if (!start) throw new Error(`database kind ${kind}: expected sqlite, postgres or mariadb`);
+  const start = { postgres: startPostgres, mariadb: startMariadb, nats: startNats }[kind];
+  if (!start) throw new Error(`database kind ${kind}: expected sqlite, postgres, mariadb or nats`);
   if (!servers.has(kind)) {
     servers.set(kind, start());
   }

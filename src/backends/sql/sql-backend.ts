@@ -72,13 +72,17 @@ export class SqlBackend implements Backend {
   /**
    * Runs the batch. When the database fails while committing, the outcome is unknown:
    * the batch's token tells whether it committed, and until that is known nothing is
-   * acknowledged.
+   * acknowledged. `beforeCommit` runs last inside the database transaction; when it
+   * throws, the batch is rolled back (the NATS backend appends the batch to its log there).
    */
-  async write<T>(txns: Array<(tx: WriteTx) => Promise<T>>): Promise<WriteResult<T>[]> {
+  async write<T>(
+    txns: Array<(tx: WriteTx) => Promise<T>>,
+    beforeCommit?: (c: SqlConn) => Promise<void>,
+  ): Promise<WriteResult<T>[]> {
     const token = randomId();
     let results: WriteResult<T>[] | undefined;
     try {
-      return await this.writeBatch(txns, token, (r) => (results = r));
+      return await this.writeBatch(txns, token, (r) => (results = r), beforeCommit);
     } catch (err) {
       if (results && (await this.committed(token))) return results;
       throw err;
@@ -103,6 +107,7 @@ export class SqlBackend implements Backend {
     txns: Array<(tx: WriteTx) => Promise<T>>,
     token: bigint,
     ready: (results: WriteResult<T>[]) => void,
+    beforeCommit?: (c: SqlConn) => Promise<void>,
   ): Promise<WriteResult<T>[]> {
     return this.driver.write(async (c) => {
       await this.dialect.lockRevision(c);
@@ -128,6 +133,7 @@ export class SqlBackend implements Backend {
         await c.run("UPDATE meta SET num = ? WHERE name = 'compact_revision'", [compactRevision]);
       }
       await c.run("INSERT INTO commits (token, rev) VALUES (?, ?)", [token, revision]);
+      await beforeCommit?.(c);
       ready(results);
       return results;
     });

@@ -97,13 +97,16 @@ async function transaction<T>(db: SqliteDatabase, begin: string, fn: () => Promi
   return result;
 }
 
-/** The driver over one SQLite file, locked to this process. */
-export async function openSqliteDriver(path: string): Promise<SqlDriver> {
+/**
+ * The driver over one SQLite file, locked to this process. Not `durable`: no fsync, for
+ * a copy that can be rebuilt from elsewhere (the NATS backend's).
+ */
+export async function openSqliteDriver(path: string, durable = true): Promise<SqlDriver> {
   const lock = await lockExclusively(path, `sqlite://${path}`);
   const writer = await openSqlite(path);
   writer.exec("PRAGMA journal_mode = WAL");
   // FULL: the WAL is fsynced at every commit, so an acknowledged write survives power loss
-  writer.exec("PRAGMA synchronous = FULL");
+  writer.exec(`PRAGMA synchronous = ${durable ? "FULL" : "OFF"}`);
   writer.exec("PRAGMA busy_timeout = 10000");
   const reader = await openSqlite(path);
   reader.exec("PRAGMA busy_timeout = 10000");

@@ -1,0 +1,40 @@
+// The NATS backend URL: nats://[USER:PASS@ | TOKEN@]HOST:PORT[,HOST:PORT...][?bucket=NAME].
+// The bucket names the JetStream stream (and snapshot store) holding one keyspace, so
+// several strata installations can share one NATS.
+
+export interface NatsUrl {
+  servers: string[];
+  user?: string;
+  pass?: string;
+  token?: string;
+  bucket: string;
+}
+
+export const DEFAULT_BUCKET = "strata";
+/** JetStream names may not hold dots, wildcards or spaces; this keeps them to one safe set */
+const BUCKET = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** Parses the URL; throws an error naming what is wrong (`name` is the URL without password). */
+export function parseNatsUrl(url: string, name: string): NatsUrl {
+  const m = /^nats:\/\/(?:([^@/]*)@)?([^/?]+)\/?(?:\?(.*))?$/.exec(url);
+  if (!m) throw new Error(`backend ${name}: expected nats://HOST:PORT?bucket=NAME`);
+  const [, auth, hosts, query] = m;
+  const out: NatsUrl = { servers: hosts!.split(",").map((h) => h.trim()), bucket: DEFAULT_BUCKET };
+  for (const s of out.servers) {
+    if (!/^[^:\s]+(:\d{1,5})?$/.test(s)) throw new Error(`backend ${name}: server "${s}" is not HOST or HOST:PORT`);
+  }
+  if (auth !== undefined) {
+    const colon = auth.indexOf(":");
+    if (colon < 0) out.token = decodeURIComponent(auth);
+    else {
+      out.user = decodeURIComponent(auth.slice(0, colon));
+      out.pass = decodeURIComponent(auth.slice(colon + 1));
+    }
+  }
+  for (const [k, v] of new URLSearchParams(query ?? "")) {
+    if (k !== "bucket") throw new Error(`backend ${name}: unknown parameter "${k}"; the only one is bucket`);
+    if (!BUCKET.test(v)) throw new Error(`backend ${name}: bucket "${v}" must be 1 to 64 letters, digits, - or _`);
+    out.bucket = v;
+  }
+  return out;
+}

@@ -10,6 +10,7 @@ import type { TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { toKeyRange } from "../engine/keyrange.ts";
 import type { KeyRange } from "../engine/types.ts";
 import type { GrpcCall, GrpcType } from "../observe/metrics.ts";
+import { log } from "../observe/log.ts";
 import type { Observer } from "../observe/observer.ts";
 import { type Router, txnRanges } from "../router/router.ts";
 
@@ -34,7 +35,6 @@ const SHOWN_CHARS = 200;
 interface CallRecord {
   call: GrpcCall;
   start: number;
-  status?: string;
   /** the decoded request of a unary call */
   request?: unknown;
 }
@@ -68,17 +68,27 @@ export function callAccounting(services: DescService[], observer: Observer, rout
       const record: CallRecord = { call, start: performance.now() };
       records.set(req, record);
       observer.callStarted(call);
+      // a call is handled when its status is sent; one that never gets one ended when its
+      // client went away (the stream may close later: a refused request is still arriving)
+      let finished = false;
+      const finish = (status: unknown) => {
+        if (finished) return;
+        finished = true;
+        const code = status === undefined ? "Canceled" : CODE_NAMES[Number(status)] ?? String(status);
+        try {
+          observer.callFinished(call, code, (performance.now() - record.start) / 1000, () => describe(call, record.request, router));
+        } catch (err) {
+          // accounting must never take the server down with it
+          log("error", "accounting a call failed", { method: `/${call.service}/${call.method}`, error: String(err) });
+        }
+      };
       const addTrailers = res.addTrailers.bind(res) as (h: Record<string, unknown>) => void;
       (res as { addTrailers: unknown }).addTrailers = (h: Record<string, unknown>) => {
-        if (h["grpc-status"] !== undefined) record.status = String(h["grpc-status"]);
         addTrailers(h);
+        if (h["grpc-status"] !== undefined) finish(h["grpc-status"]);
       };
-      res.once("close", () => {
-        // a trailers-only answer carries the status in its headers; none at all: the client went away
-        const status = record.status ?? res.getHeader("grpc-status");
-        const code = status === undefined ? "Canceled" : CODE_NAMES[Number(status)] ?? String(status);
-        observer.callFinished(call, code, (performance.now() - record.start) / 1000, () => describe(call, record.request, router));
-      });
+      // a trailers-only answer carries its status in the headers
+      res.once("close", () => finish(res.getHeader("grpc-status")));
       handler(req, res);
     },
     contextValues: (req) => createContextValues().set(RECORD, records.get(req)),

@@ -91,6 +91,11 @@ test("probes, metrics and slow-request log follow what a client did", async () =
   // a txn over both backends is refused; revoking a lease nobody granted is NotFound
   expect(await failure(client.if(pods[0]!, "Version", ">", 0).then(client.put(events[0]!).value("x")).commit())).toMatch(/spans backends/);
   expect(await failure(client.leaseClient.leaseRevoke({ ID: "12345" }))).toMatch(/lease not found/);
+  // refused by the gRPC layer before any handler runs: still counted (its own client, as
+  // etcd3 retries this error a few times and then stops calling that server for a while)
+  const other = new Etcd3({ hosts: strata.endpoint });
+  expect(await failure(other.put("/registry/pods/default/huge").value(Buffer.alloc(2_200_000)).exec())).toMatch(/larger than max/);
+  other.close();
   const lease = client.lease(60, { autoKeepAlive: false });
   await lease.grant();
   await lease.revoke();
@@ -108,8 +113,10 @@ test("probes, metrics and slow-request log follow what a client did", async () =
   expect(delta("grpc_server_handled_total", grpc("Txn", "OK"))).toBe(1);
   expect(delta("grpc_server_handled_total", grpc("Txn", "FailedPrecondition"))).toBe(1);
   expect(delta("grpc_server_handled_total", grpc("LeaseRevoke", "NotFound"))).toBe(1);
+  const oversized = delta("grpc_server_handled_total", grpc("Put", "ResourceExhausted"));
+  expect(oversized).toBeGreaterThanOrEqual(1);
   expect(delta("grpc_server_started_total", { grpc_method: "Range", grpc_type: "unary", grpc_service: "etcdserverpb.KV" })).toBe(4);
-  expect(delta("grpc_server_handling_seconds_count", grpc("Put"))).toBe(5);
+  expect(delta("grpc_server_handling_seconds_count", grpc("Put"))).toBe(5 + oversized);
   expect(value(after, "grpc_server_started_total", { grpc_method: "Watch", grpc_type: "bidi_stream" })).toBeGreaterThanOrEqual(1);
   expect(value(after, "etcd_debugging_mvcc_watcher_total")).toBe(1);
   expect(value(after, "etcd_debugging_mvcc_watch_stream_total")).toBe(1);

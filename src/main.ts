@@ -8,7 +8,9 @@ import { commit, version } from "./build-info.ts";
 import { observabilityApp } from "./api/http/app.ts";
 import { serveHttp } from "./api/http/serve.ts";
 import { AutoCompactor } from "./engine/compactor.ts";
-import { LeaseKeeper } from "./engine/leases.ts";
+import { DatabaseLeases, type LeaseKeeper } from "./engine/leases.ts";
+import { UpstreamLeases } from "./engine/upstream-leases.ts";
+import type { Router } from "./router/router.ts";
 import { openRouter, watchTopology } from "./router/open.ts";
 import { routeCommand } from "./router/explain.ts";
 import { importCommand } from "./router/import.ts";
@@ -29,22 +31,21 @@ async function serve(config: Config): Promise<void> {
   const observer = new Observer(config["slow-request-threshold"]);
   // certificates are checked before any database is opened
   const tls = config.tls ? tlsServerOptions(config.tls) : undefined;
-  const { router, states } = await openRouter(config, log, observer.instrument);
+  const { router, identity } = await openRouter(config, log, observer.instrument);
   const hub = new WatchHub(router, () => ({ revision: router.revision, compactRevision: router.compactRevision }));
   router.onCommit((c) => hub.publish(c.revision, c.events));
   // commits by other strata processes on the same databases reach this one's watchers
   const stopExternal = router.followExternalCommits();
-  const leases = new LeaseKeeper({
-    primary: router.primary,
-    others: router.parts.filter((p) => p !== router.primary),
-  });
+  const leases = leaseKeeper(router);
   leases.start();
   observer.follow(router, hub, leases);
-  const compactor = config.autoCompaction ? new AutoCompactor(router, config.autoCompaction) : undefined;
+  // an upstream etcd compacts its own history (its --auto-compaction-* settings)
+  const compactor = config.autoCompaction && router.parts.length > 0
+    ? new AutoCompactor(router.databaseHistory, config.autoCompaction)
+    : undefined;
   compactor?.start();
   const progress = setInterval(() => hub.progressTick(), config["watch-progress-notify-interval"]);
   const stopWatchingConfig = config.topologyFile ? watchTopology(config, router, log) : () => {};
-  const state = states[router.primary.index]!;
 
   const listen = new URL(config.listen);
   const clientUrls = config["advertise-client-urls"]
@@ -55,7 +56,7 @@ async function serve(config: Config): Promise<void> {
     store: router,
     hub,
     leases,
-    identity: { clusterId: state.clusterId, memberId: state.memberId },
+    identity,
     member: { name: config.name, clientUrls },
     limits: { maxTxnOps: config["max-txn-ops"], maxRequestBytes: config["max-request-bytes"] },
     log,
@@ -76,7 +77,7 @@ async function serve(config: Config): Promise<void> {
     commit: commit(),
     listen: listen.origin,
     ...(config.tls && { clientCertAuth: config.tls.clientCertAuth }),
-    backends: router.parts.map((p) => `${p.name}=${p.backend.name}`).join(", "),
+    backends: [...router.parts.map((p) => `${p.name}=${p.backend.name}`), ...[...router.upstreams].map(([n, u]) => `${n}=${u.name}`)].join(", "),
     revision: String(router.revision),
   });
   onShutdown("observer", () => observer.stop());
@@ -121,6 +122,16 @@ async function serve(config: Config): Promise<void> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The default backend keeps the leases: a database, with copies in the other databases
+ * and in any upstream etcd; or an upstream etcd, with copies in the databases.
+ */
+function leaseKeeper(router: Router): LeaseKeeper {
+  const databases = router.parts.filter((p) => p !== router.primary);
+  if (router.defaultUpstream) return new UpstreamLeases(router.defaultUpstream, databases);
+  return new DatabaseLeases({ primary: router.primary!, others: databases }, () => router.revision, [...router.upstreams.values()]);
+}
 
 /**
  * The postgres driver can write to a connection's socket from a timer that fires after

@@ -120,15 +120,15 @@ function describe(call: GrpcCall, request: unknown, router: Router): Record<stri
       return { keys: shown, backend: backends(router, ranges) };
     }
     case "etcdserverpb.KV/Compact":
-      return { revision: String(r.revision), backend: router.parts.map((p) => p.name).join(",") };
+      return { revision: String(r.revision), backend: router.defaultUpstream ? router.routing.defaultBackend : router.parts.map((p) => p.name).join(",") };
   }
-  if (call.service === "etcdserverpb.Lease") return { backend: router.primary.name };
+  if (call.service === "etcdserverpb.Lease") return { backend: router.routing.defaultBackend };
   return {};
 }
 
 function backends(router: Router, ranges: KeyRange[]): string {
   const names = new Set<string>();
-  for (const r of ranges) for (const p of router.partsFor(r)) names.add(p.name);
+  for (const r of ranges) for (const n of router.backendsFor(r)) names.add(n);
   return [...names].join(",");
 }
 

@@ -3,12 +3,11 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { LeaseKeepAliveRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { LeaseKeeper } from "../engine/leases.ts";
-import type { Router } from "../router/router.ts";
 import { untilShutdown } from "./connections.ts";
 import { etcdErrors, toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
 
-export function leaseService(leases: LeaseKeeper, store: Router, id: ServerIdentity, closing: AbortSignal): ServiceImpl<typeof Lease> {
+export function leaseService(leases: LeaseKeeper, id: ServerIdentity, closing: AbortSignal): ServiceImpl<typeof Lease> {
   return {
     leaseGrant: etcdErrors(async (r) => {
       const g = await leases.grant(r.TTL, r.ID);
@@ -23,22 +22,22 @@ export function leaseService(leases: LeaseKeeper, store: Router, id: ServerIdent
         // at shutdown the stream ends with Unavailable and the client keeps its leases alive elsewhere
         for await (const r of untilShutdown(requests, closing)) {
           // a lease that is gone is answered with TTL 0, as etcd does
-          yield { header: header(id, store.revision), ID: r.ID, TTL: await leases.renew(r.ID) };
+          const k = await leases.renew(r.ID);
+          yield { header: header(id, k.revision), ID: r.ID, TTL: k.ttl };
         }
       } catch (err) {
         throw toConnectError(err);
       }
     },
     leaseTimeToLive: etcdErrors(async (r) => {
-      const t = await leases.timeToLive(r.ID);
+      const t = await leases.timeToLive(r.ID, r.keys);
       // etcd answers a missing lease with TTL -1 rather than an error
-      if (!t) return { header: header(id, store.revision), ID: r.ID, TTL: -1n };
-      const keys = r.keys ? await leases.keys(r.ID) : [];
-      return { header: header(id, store.revision), ID: r.ID, TTL: t.ttl, grantedTTL: t.grantedTtl, keys };
+      if (t.ttl < 0n) return { header: header(id, t.revision), ID: r.ID, TTL: -1n };
+      return { header: header(id, t.revision), ID: r.ID, TTL: t.ttl, grantedTTL: t.grantedTtl, keys: t.keys };
     }),
-    leaseLeases: etcdErrors(async () => ({
-      header: header(id, store.revision),
-      leases: (await leases.ids()).map((ID) => ({ ID })),
-    })),
+    leaseLeases: etcdErrors(async () => {
+      const l = await leases.list();
+      return { header: header(id, l.revision), leases: l.ids.map((ID) => ({ ID })) };
+    }),
   };
 }

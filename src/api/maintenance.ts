@@ -1,5 +1,7 @@
 // etcdserverpb.Maintenance: what etcdctl's endpoint status/health/hashkv, defrag and
-// alarm commands call. strata raises no alarms (its database enforces its own quotas).
+// alarm commands call. strata raises no alarms (its database enforces its own quotas);
+// an upstream etcd's alarms are reported. Over a single upstream etcd, Status, Hash and
+// HashKV are etcd's.
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { checkRevision } from "../engine/revisions.ts";
@@ -22,10 +24,18 @@ export function maintenanceService(store: Router, id: ServerIdentity): ServiceIm
     for (const kv of res.kvs) h = crc32(kv.value, crc32(kv.key, h));
     return { hash: h, revision: res.revision };
   };
+  // the upstream etcd when it is the only backend
+  const only = store.parts.length === 0 && store.upstreams.size === 1 ? [...store.upstreams.values()][0] : undefined;
   return {
     status: etcdErrors(async () => {
+      if (only) {
+        const { $typeName: _, ...s } = await only.status();
+        // strata is the member the client talks to
+        return { ...s, header: header(id, s.header!.revision), leader: id.memberId };
+      }
       const size = await store.size();
-      const revision = store.revision;
+      const upstream = store.defaultUpstream;
+      const revision = upstream ? (await upstream.status()).header!.revision : store.revision;
       return {
         header: header(id, revision),
         version: ETCD_API_VERSION,
@@ -39,16 +49,27 @@ export function maintenanceService(store: Router, id: ServerIdentity): ServiceIm
         isLearner: false,
       };
     }),
-    alarm: async () => ({ header: header(id, store.revision), alarms: [] }),
+    alarm: etcdErrors(async (r) => {
+      const answers = await Promise.all([...store.upstreams.values()].map((u) => u.alarm(r)));
+      return { header: header(id, answers[0]?.header?.revision ?? store.revision), alarms: answers.flatMap((a) => a.alarms) };
+    }),
     defragment: etcdErrors(async () => {
       await store.defragment();
       return { header: header(id, store.revision) };
     }),
     hash: etcdErrors(async () => {
+      if (only) {
+        const h = await only.hash();
+        return { header: header(id, h.header!.revision), hash: h.hash };
+      }
       const h = await hashAt(0n);
       return { header: header(id, h.revision), hash: h.hash };
     }),
     hashKV: etcdErrors(async (r) => {
+      if (only) {
+        const { $typeName: _, ...h } = await only.hashKV(r);
+        return { ...h, header: header(id, h.header!.revision) };
+      }
       const at = checkRevision(r.revision, store.revision, store.compactRevision);
       const h = await hashAt(at);
       return { header: header(id, h.revision), hash: h.hash, compactRevision: store.compactRevision, hashRevision: at };

@@ -52,7 +52,7 @@ export function createGrpcServer(p: ServerParts): http2.Http2Server | http2.Http
       router.service(KV, kvService(p.store, p.identity, p.limits));
       // etcd fragments watch responses above the same limit its gRPC server enforces
       router.service(Watch, watchService(p.store, p.hub, p.identity, p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES, p.closing));
-      router.service(Lease, leaseService(p.leases, p.store, p.identity, p.closing));
+      router.service(Lease, leaseService(p.leases, p.identity, p.closing));
       router.service(Cluster, clusterService(p.store, p.identity, p.member));
       router.service(Maintenance, maintenanceService(p.store, p.identity));
       router.service(Auth, authService(p.store, p.identity));

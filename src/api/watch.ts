@@ -1,8 +1,12 @@
 // etcdserverpb.Watch: one bidirectional stream carries many watchers. Requests are
 // read concurrently with responses being written; responses leave in the order they
 // were queued, so a created response precedes its events and a progress response
-// follows every event it vouches for.
+// follows every event it vouches for. Watchers on an upstream etcd are relayed to it
+// (one stream to each upstream per client stream); a watcher spanning an upstream and
+// another backend is refused.
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { Upstream } from "../backends/etcd/upstream.ts";
+import { type RelaySink, WatchRelay } from "../backends/etcd/watch-relay.ts";
 import type { WatchCreateRequest, WatchRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { compareBytes, toKeyRange } from "../engine/keyrange.ts";
@@ -46,15 +50,21 @@ export function watchService(
   };
 }
 
-class WatchStream implements WatchSink {
+type Queued = WatchResponseOut & { fragment?: boolean };
+
+class WatchStream implements WatchSink, RelaySink {
   private readonly watchers = new Map<bigint, Watcher>();
+  /** watchers on upstream etcds, by client watch id */
+  private readonly relayed = new Map<bigint, WatchRelay>();
+  private readonly relays = new Map<Upstream, WatchRelay>();
   private readonly fragmenting = new Set<bigint>();
   private nextId = 0n;
-  private queue: Array<WatchResponseOut & { fragment?: boolean }> = [];
+  private queue: Queued[] = [];
   private queuedBytes = 0;
   private wake: (() => void) | undefined;
   private drainWaiters: Array<() => void> = [];
-  private progressPending = false;
+  /** a progress request waits for local watchers to catch up; "each": answered per watcher */
+  private progressPending: "all" | "each" | undefined;
   private progressTimer: ReturnType<typeof setInterval> | undefined;
   private closed = false;
 
@@ -84,19 +94,35 @@ class WatchStream implements WatchSink {
     // an empty key is the smallest key, "\0"
     const key = c.key.length === 0 ? new Uint8Array([0]) : c.key;
     const range = toKeyRange(key, c.rangeEnd);
-    let watchId = c.watchId;
     let error: string | undefined;
+    let upstream: Upstream | undefined;
+    try {
+      upstream = this.store.upstreamFor([range], "watch");
+    } catch (err) {
+      error = (err as Error).message;
+    }
+    // etcd itself refuses what concerns its own watchers (an id taken there, an empty
+    // range), so its answer carries its revision
+    const relay = upstream && this.relays.get(upstream);
+    const taken = (id: bigint) => this.watchers.has(id) || (this.relayed.has(id) && this.relayed.get(id) !== relay);
+    let watchId = c.watchId;
     if (watchId === 0n) {
-      while (this.watchers.has(this.nextId)) this.nextId++;
+      while (this.watchers.has(this.nextId) || this.relayed.has(this.nextId)) this.nextId++;
       watchId = this.nextId++;
-    } else if (this.watchers.has(watchId)) {
+    } else if (!error && taken(watchId)) {
       error = "mvcc: duplicate watch ID provided on the WatchStream";
     }
-    if (!error && range.end !== undefined && c.rangeEnd.length > 0 && compareBytes(key, range.end) >= 0) {
+    if (!error && !upstream && range.end !== undefined && c.rangeEnd.length > 0 && compareBytes(key, range.end) >= 0) {
       error = "mvcc: watcher range is empty";
     }
     if (error) {
       this.send({ header: { revision: current }, watchId: -1n, created: true, canceled: true, cancelReason: error, events: [] });
+      return;
+    }
+    if (upstream) {
+      const relay = this.relayTo(upstream);
+      if (!this.relayed.has(watchId)) this.relayed.set(watchId, relay);
+      relay.create(watchId, c);
       return;
     }
     const start = c.startRevision === 0n ? current + 1n : c.startRevision;
@@ -112,7 +138,23 @@ class WatchStream implements WatchSink {
     this.hub.add(w);
   }
 
+  private relayTo(u: Upstream): WatchRelay {
+    let r = this.relays.get(u);
+    if (!r || r.closed) this.relays.set(u, (r = new WatchRelay(u, this)));
+    return r;
+  }
+
+  deliver(resp: Queued): void {
+    if (!this.closed) this.enqueue(resp);
+  }
+
+  forget(watchId: bigint): void {
+    this.relayed.delete(watchId);
+  }
+
   private cancel(watchId: bigint): void {
+    const r = this.relayed.get(watchId);
+    if (r) return r.cancel(watchId);
     const w = this.watchers.get(watchId);
     if (!w) return;
     this.drop(w);
@@ -128,22 +170,34 @@ class WatchStream implements WatchSink {
   /**
    * Answers with the current revision once every watcher on the stream has been sent
    * every event up to it (until then the answer waits, so it never overtakes events).
+   * Watchers on an upstream get etcd's answer. Revisions of different backends cannot
+   * share one answer, so a stream mixing them gets one answer per watcher.
    */
   private requestProgress(): void {
-    if ([...this.watchers.values()].every((w) => this.hub.isSynced(w))) {
-      this.send({ header: { revision: this.store.revision }, watchId: ALL_WATCHERS, events: [] });
-      return;
-    }
-    this.progressPending = true;
+    const relays = new Set(this.relayed.values());
+    const upstream = this.store.defaultUpstream;
+    if (relays.size === 0 && this.watchers.size === 0 && upstream) return this.relayTo(upstream).requestProgress(false);
+    const each = relays.size + (this.watchers.size > 0 ? 1 : 0) > 1;
+    for (const r of relays) r.requestProgress(each);
+    if (relays.size > 0 && this.watchers.size === 0) return;
+    this.progressPending = each ? "each" : "all";
+    if (this.answerProgress()) return;
     this.progressTimer ??= setInterval(() => {
-      if (!this.progressPending) return;
-      if ([...this.watchers.values()].every((w) => this.hub.isSynced(w))) {
-        this.progressPending = false;
+      if (this.progressPending && this.answerProgress()) {
         clearInterval(this.progressTimer);
         this.progressTimer = undefined;
-        this.send({ header: { revision: this.store.revision }, watchId: ALL_WATCHERS, events: [] });
       }
     }, 20);
+  }
+
+  /** Sends the pending progress answer if every local watcher is synced. */
+  private answerProgress(): boolean {
+    if (![...this.watchers.values()].every((w) => this.hub.isSynced(w))) return false;
+    const header = { revision: this.store.revision };
+    if (this.progressPending === "each") for (const w of this.watchers.values()) this.send({ header, watchId: w.id, events: [] });
+    else this.send({ header, watchId: ALL_WATCHERS, events: [] });
+    this.progressPending = undefined;
+    return true;
   }
 
   send(resp: WatchResponseOut): void {
@@ -159,7 +213,7 @@ class WatchStream implements WatchSink {
     }
   }
 
-  private enqueue(resp: WatchResponseOut & { fragment?: boolean }): void {
+  private enqueue(resp: Queued): void {
     this.queue.push(resp);
     this.queuedBytes += responseSize(resp);
     this.wake?.();
@@ -175,7 +229,7 @@ class WatchStream implements WatchSink {
   }
 
   /** Responses in order until the stream closes or one of the signals (call ended, shutdown) aborts. */
-  async *responses(...signals: AbortSignal[]): AsyncGenerator<WatchResponseOut & { fragment?: boolean }> {
+  async *responses(...signals: AbortSignal[]): AsyncGenerator<Queued> {
     const onAbort = () => this.wake?.();
     for (const s of signals) s.addEventListener("abort", onAbort);
     try {
@@ -201,6 +255,7 @@ class WatchStream implements WatchSink {
     this.closed = true;
     for (const w of this.watchers.values()) this.hub.remove(w);
     this.watchers.clear();
+    for (const r of this.relays.values()) r.close();
     if (this.progressTimer) clearInterval(this.progressTimer);
     for (const d of this.drainWaiters.splice(0)) d();
   }

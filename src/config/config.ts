@@ -55,8 +55,26 @@ export const SETTINGS = {
   backend: {
     env: "STRATA_BACKEND",
     default: "sqlite://./strata.db",
-    help: "where the data lives: sqlite://PATH (relative) or sqlite:///ABSOLUTE/PATH, postgres://USER:PASS@HOST:5432/DB, mysql://USER:PASS@HOST:3306/DB, nats://HOST:4222?bucket=NAME",
-    schema: url("backend", ["sqlite", "postgres", "postgresql", "mysql", "mariadb", "nats"]),
+    help: "where the data lives: sqlite://PATH (relative) or sqlite:///ABSOLUTE/PATH, postgres://USER:PASS@HOST:5432/DB, mysql://USER:PASS@HOST:3306/DB, nats://HOST:4222?bucket=NAME, or an upstream etcd: etcd://HOST:2379 (etcds:// for TLS)",
+    schema: url("backend", ["sqlite", "postgres", "postgresql", "mysql", "mariadb", "nats", "etcd", "etcds"]),
+  },
+  "etcd-cafile": {
+    env: "STRATA_ETCD_CAFILE",
+    default: "",
+    help: "CA certificate that signs an etcds:// upstream's server certificate (when its URL has no ?ca=)",
+    schema: v.string(),
+  },
+  "etcd-certfile": {
+    env: "STRATA_ETCD_CERTFILE",
+    default: "",
+    help: "client certificate strata presents to an etcds:// upstream (when its URL has no ?cert=)",
+    schema: v.string(),
+  },
+  "etcd-keyfile": {
+    env: "STRATA_ETCD_KEYFILE",
+    default: "",
+    help: "key of that client certificate (when the URL has no ?key=)",
+    schema: v.string(),
   },
   "pool-size": {
     env: "STRATA_POOL_SIZE",

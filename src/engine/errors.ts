@@ -1,15 +1,24 @@
 // etcd's errors: the same gRPC code and message text that etcd sends, so clients
 // (kube-apiserver matches on the message) react to them the same way.
 
+/** gRPC status codes by name (an upstream etcd may answer with any of them) */
 export type ErrorCode =
+  | "Canceled"
+  | "Unknown"
   | "InvalidArgument"
-  | "OutOfRange"
+  | "DeadlineExceeded"
   | "NotFound"
-  | "FailedPrecondition"
+  | "AlreadyExists"
+  | "PermissionDenied"
   | "ResourceExhausted"
-  | "Unavailable"
+  | "FailedPrecondition"
+  | "Aborted"
+  | "OutOfRange"
   | "Unimplemented"
-  | "Internal";
+  | "Internal"
+  | "Unavailable"
+  | "DataLoss"
+  | "Unauthenticated";
 
 export class EtcdError extends Error {
   constructor(

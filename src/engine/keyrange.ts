@@ -24,6 +24,18 @@ export function successor(key: Uint8Array): Uint8Array {
   return out;
 }
 
+/** The range_end covering every key that starts with key; undefined when that is every key from it on. */
+export function prefixEnd(key: Uint8Array): Uint8Array | undefined {
+  for (let i = key.length - 1; i >= 0; i--) {
+    if (key[i]! < 0xff) {
+      const out = Uint8Array.from(key.subarray(0, i + 1));
+      out[i]! += 1;
+      return out;
+    }
+  }
+  return undefined;
+}
+
 export function toKeyRange(key: Uint8Array, rangeEnd: Uint8Array): KeyRange {
   if (rangeEnd.length === 0) return { start: key, end: successor(key) };
   if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { start: key, end: undefined };

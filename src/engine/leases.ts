@@ -4,10 +4,10 @@
 // (the revocation re-checks the deadline under the revision lock).
 import type { Backend } from "../backends/backend.ts";
 import { log } from "../observe/log.ts";
-import { errors } from "./errors.ts";
+import { EtcdError, errors } from "./errors.ts";
 import { compareBytes } from "./keyrange.ts";
 import type { Store } from "./store.ts";
-import type { Rev } from "./types.ts";
+import type { LeaseRecord, Rev } from "./types.ts";
 
 /** etcd's upper bound on a lease TTL, in seconds */
 const MAX_LEASE_TTL = 9_000_000_000n;
@@ -15,6 +15,31 @@ const MAX_LEASE_TTL = 9_000_000_000n;
 export const MIN_LEASE_TTL = 2n;
 /** how often expired leases are looked for, as etcd's lessor does */
 const EXPIRY_CHECK_MS = 500;
+
+/** The Lease service as the api layer calls it; which backend is authoritative is the keeper's business. */
+export interface LeaseKeeper {
+  /** leases granted and revoked (by a client or by expiry) through this process, for metrics */
+  readonly counts: { granted: number; revoked: number };
+  start(): void;
+  stop(): void;
+  grant(requestedTtl: Rev, requestedId: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }>;
+  /** resolves to the header revision */
+  revoke(id: Rev): Promise<Rev>;
+  /** TTL 0: the lease is gone */
+  renew(id: Rev): Promise<{ ttl: Rev; revision: Rev }>;
+  /** TTL -1: no such lease (etcd answers so rather than with an error) */
+  timeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }>;
+  list(): Promise<{ ids: Rev[]; revision: Rev }>;
+}
+
+/** An upstream etcd's Lease service (backends/etcd/upstream.ts), as keepers use it. */
+export interface UpstreamLeaseService {
+  leaseGrant(ttl: Rev, id: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }>;
+  leaseRevoke(id: Rev): Promise<Rev>;
+  keepAlive(id: Rev): Promise<{ ttl: Rev; revision: Rev }>;
+  leaseTimeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }>;
+  leaseIds(): Promise<{ ids: Rev[]; revision: Rev }>;
+}
 
 /**
  * Where leases live. With several backends the primary holds the authoritative lease
@@ -29,7 +54,12 @@ export interface LeaseHome {
 /** how often copies of leases the primary no longer has are cleaned up */
 const SWEEP_EVERY_CHECKS = 20;
 
-export class LeaseKeeper {
+/**
+ * Leases kept in the default database backend. Copies go to the other databases, and
+ * each upstream etcd gets a lease of the same ID and TTL (granted, kept alive and revoked
+ * with it) so keys stored there can be attached to it.
+ */
+export class DatabaseLeases implements LeaseKeeper {
   private timer: ReturnType<typeof setInterval> | undefined;
   private expiring = false;
   private checks = 0;
@@ -38,6 +68,9 @@ export class LeaseKeeper {
 
   constructor(
     private readonly home: LeaseHome,
+    /** the revision headers report */
+    private readonly revision: () => Rev,
+    private readonly upstreams: UpstreamLeaseService[] = [],
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -67,12 +100,16 @@ export class LeaseKeeper {
       await a.tx.leaseInsert(lease);
       return a.beginRevision;
     });
-    for (const o of this.home.others) {
-      await o.store.write(async (a) => {
-        // a copy left by an interrupted revoke is replaced
-        if (await a.tx.leaseExists(id)) await a.tx.leaseDelete(id);
-        await a.tx.leaseInsert(lease);
-      });
+    for (const o of this.home.others) await putCopy(o.store, lease);
+    for (const u of this.upstreams) {
+      try {
+        await u.leaseGrant(ttl, id);
+      } catch (err) {
+        // a lease left by an interrupted revoke is replaced
+        if (!(err instanceof EtcdError && err.code === "FailedPrecondition")) throw err;
+        await u.leaseRevoke(id).catch(ignoreNotFound);
+        await u.leaseGrant(ttl, id);
+      }
     }
     this.counts.granted++;
     return { id, ttl, revision };
@@ -90,41 +127,47 @@ export class LeaseKeeper {
     return this.dropCopies(id, revision);
   }
 
-  /** Removes the copies of a lease the primary no longer has, with their keys. */
+  /** Removes the copies of a lease the primary no longer has, with their keys (the upstreams' too). */
   private async dropCopies(id: Rev, revision: Rev): Promise<Rev> {
     let newest = revision;
     for (const o of this.home.others) {
-      const r = await o.store.write(async (a) => {
-        if (!(await a.tx.leaseExists(id))) return a.beginRevision;
-        await a.deleteKvs(await a.tx.leaseKeys(id));
-        await a.tx.leaseDelete(id);
-        return a.finish();
-      });
+      const r = await dropCopy(o.store, id);
       if (r > newest) newest = r;
     }
+    for (const u of this.upstreams) await u.leaseRevoke(id).catch(ignoreNotFound);
     return newest;
   }
 
-  /** Renews a lease to its full TTL; returns the TTL, or 0 for a lease that is gone. */
-  renew(id: Rev): Promise<Rev> {
-    return this.backend.renewLease(id, this.now());
+  /** Renews a lease to its full TTL (and its upstream copies); TTL 0 for a lease that is gone. */
+  async renew(id: Rev): Promise<{ ttl: Rev; revision: Rev }> {
+    const ttl = await this.backend.renewLease(id, this.now());
+    if (ttl > 0n) {
+      for (const u of this.upstreams) {
+        await u.keepAlive(id).catch((err) => log("warn", "keeping a lease alive in an upstream etcd failed", { lease: String(id), error: String(err) }));
+      }
+    }
+    return { ttl, revision: this.revision() };
   }
 
-  /** remaining seconds (truncated, as etcd reports them) and granted TTL; undefined when not found */
-  async timeToLive(id: Rev): Promise<{ ttl: Rev; grantedTtl: Rev } | undefined> {
+  /** remaining seconds (truncated, as etcd reports them), granted TTL and the keys in every backend */
+  async timeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }> {
+    const revision = this.revision();
     const l = await this.backend.lease(id);
-    if (!l) return undefined;
+    if (!l) return { ttl: -1n, grantedTtl: 0n, keys: [], revision };
     const remaining = Math.max(0, Math.trunc((l.expiresAt - this.now()) / 1000));
-    return { ttl: BigInt(remaining), grantedTtl: l.ttl };
+    return { ttl: BigInt(remaining), grantedTtl: l.ttl, keys: keys ? await this.keys(id) : [], revision };
   }
 
-  async keys(id: Rev): Promise<Uint8Array[]> {
-    const all = await Promise.all([this.home.primary, ...this.home.others].map((h) => h.backend.leaseKeys(id)));
+  private async keys(id: Rev): Promise<Uint8Array[]> {
+    const all = await Promise.all([
+      ...[this.home.primary, ...this.home.others].map((h) => h.backend.leaseKeys(id)),
+      ...this.upstreams.map(async (u) => (await u.leaseTimeToLive(id, true)).keys),
+    ]);
     return all.flat().sort(compareBytes);
   }
 
-  async ids(): Promise<Rev[]> {
-    return (await this.backend.leases()).map((l) => l.id);
+  async list(): Promise<{ ids: Rev[]; revision: Rev }> {
+    return { ids: (await this.backend.leases()).map((l) => l.id), revision: this.revision() };
   }
 
   /** Revokes every lease past its deadline; a renewal that got in first wins. */
@@ -162,6 +205,29 @@ export class LeaseKeeper {
       }
     }
   }
+}
+
+/** Puts a copy of a lease into a store, replacing one an interrupted revoke left there. */
+export function putCopy(store: Store, lease: LeaseRecord): Promise<void> {
+  return store.write(async (a) => {
+    if (await a.tx.leaseExists(lease.id)) await a.tx.leaseDelete(lease.id);
+    await a.tx.leaseInsert(lease);
+  });
+}
+
+/** Removes a lease's copy from a store with the keys attached to it; resolves to the store's revision after. */
+export function dropCopy(store: Store, id: Rev): Promise<Rev> {
+  return store.write(async (a) => {
+    if (!(await a.tx.leaseExists(id))) return a.beginRevision;
+    await a.deleteKvs(await a.tx.leaseKeys(id));
+    await a.tx.leaseDelete(id);
+    return a.finish();
+  });
+}
+
+/** A lease already gone from an upstream is what a revoke wanted. */
+export function ignoreNotFound(err: unknown): void {
+  if (!(err instanceof EtcdError && err.code === "NotFound")) throw err;
 }
 
 function newId(): Rev {

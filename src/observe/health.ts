@@ -1,6 +1,6 @@
 // Whether each backend answers: a cheap read of its revisions, bounded by a timeout so a
 // database that hangs is reported as failing rather than hanging the probe.
-import type { Part } from "../router/router.ts";
+import type { Probe } from "../router/router.ts";
 
 export interface BackendHealth {
   name: string;
@@ -11,15 +11,15 @@ export interface BackendHealth {
   ms: number;
 }
 
-export function checkBackends(parts: Part[], timeoutMs: number): Promise<BackendHealth[]> {
-  return Promise.all(parts.map(async (p) => {
+export function checkBackends(probes: Probe[], timeoutMs: number): Promise<BackendHealth[]> {
+  return Promise.all(probes.map(async (p) => {
     const start = performance.now();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     });
     try {
-      await Promise.race([p.backend.revisions(), timeout]);
+      await Promise.race([p.probe(), timeout]);
       return { name: p.name, ok: true, ms: performance.now() - start };
     } catch (err) {
       return { name: p.name, ok: false, error: (err as Error).message, ms: performance.now() - start };

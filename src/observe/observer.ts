@@ -42,7 +42,7 @@ export class Observer {
   /** Starts reading the running server's state: the gauges, the timeline. */
   follow(router: Router, hub: WatchHub, leases: LeaseKeeper): void {
     const stats = new Cached(() => router.stats(), STATS_MAX_AGE_MS);
-    const health = new Cached(() => checkBackends(router.parts, HEALTH_TIMEOUT_MS), 1000);
+    const health = new Cached(() => checkBackends(router.probes, HEALTH_TIMEOUT_MS), 1000);
     const timeline = new Timeline(() => hub.size);
     timeline.start();
     this.metrics.follow({ router, hub, leases, stats });

@@ -1,6 +1,7 @@
 // `strata route explain KEY` and `strata route list`: what the routing does, without
 // opening any database.
 import { redact } from "../backends/open.ts";
+import { isUpstreamUrl } from "../backends/etcd/upstream.ts";
 import { ConfigError, loadConfig } from "../config/config.ts";
 import { parseKey } from "./kubernetes-key.ts";
 import { RoutingTable } from "./rules.ts";
@@ -32,7 +33,9 @@ export async function routeCommand(args: string[]): Promise<number> {
   if (sub === "list") {
     console.log(`key prefix: ${t.keyPrefix}`);
     console.log("backends:");
-    for (const [name, url] of t.backends) console.log(`  ${name}${name === t.default ? " (default)" : ""}: ${redact(url)}`);
+    for (const [name, url] of t.backends) {
+      console.log(`  ${name}${name === t.default ? " (default)" : ""}: ${redact(url)}${isUpstreamUrl(url) ? " (upstream etcd, its own revisions)" : ""}`);
+    }
     console.log("routes, first match wins:");
     if (t.rules.length === 0) console.log("  (none: every key goes to the default backend)");
     t.rules.forEach((r, i) => console.log(`  ${i + 1}. ${describe(r.match)} -> ${r.backend}`));

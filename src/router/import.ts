@@ -10,7 +10,7 @@ import { type Config, ConfigError, loadConfig } from "../config/config.ts";
 import type { KeyValue } from "../engine/types.ts";
 import { copyInto, ensureLease } from "./copy.ts";
 import { keyCount } from "./key-count.ts";
-import { openRouter } from "./open.ts";
+import { openRouter, UPSTREAM_KEYS_STAY, upstreamIn } from "./open.ts";
 import { keyString } from "./router.ts";
 
 const PAGE = 1000;
@@ -41,6 +41,11 @@ export async function importCommand(args: string[]): Promise<number> {
       return 2;
     }
     throw err;
+  }
+  const upstream = upstreamIn(config.topology);
+  if (upstream !== undefined) {
+    console.error(`strata import: backend ${upstream} is an upstream etcd; import copies an etcd's keys into strata's own databases and ${UPSTREAM_KEYS_STAY}. To serve an etcd's keys where they are, make it a backend (etcd://HOST:2379) instead of importing them`);
+    return 2;
   }
   const kv = createClient(KV, transport);
   const lease = createClient(Lease, transport);

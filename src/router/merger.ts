@@ -30,7 +30,7 @@ export class CommitMerger {
 
   /** the newest revision any backend has published */
   get newest(): Rev {
-    return this.known.reduce((a, b) => (b > a ? b : a));
+    return this.known.reduce((a, b) => (b > a ? b : a), 0n);
   }
 
   knownOf(i: number): Rev {
@@ -68,6 +68,7 @@ export class CommitMerger {
   }
 }
 
+/** with no database backends (an upstream etcd only) nothing is merged: 0 */
 function min(xs: Rev[]): Rev {
-  return xs.reduce((a, b) => (b < a ? b : a));
+  return xs.length === 0 ? 0n : xs.reduce((a, b) => (b < a ? b : a));
 }

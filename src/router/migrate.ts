@@ -14,7 +14,7 @@ import { Store } from "../engine/store.ts";
 import { Admin } from "../gen/strata/admin/v1/admin_pb.ts";
 import { copyInto, forgetIn } from "./copy.ts";
 import { keyCount } from "./key-count.ts";
-import { eachKey, eachPage, strandedKeys } from "./open.ts";
+import { eachKey, eachPage, strandedKeys, UPSTREAM_KEYS_STAY, upstreamIn } from "./open.ts";
 import { keyString, type Part } from "./router.ts";
 import { RoutingTable } from "./rules.ts";
 
@@ -42,6 +42,13 @@ export async function migrateCommand(args: string[]): Promise<number> {
       return 2;
     }
     throw err;
+  }
+  for (const c of [oldConfig, newConfig]) {
+    const upstream = upstreamIn(c.topology);
+    if (upstream !== undefined) {
+      console.error(`strata migrate: ${c.topology.source}: backend ${upstream} is an upstream etcd; ${UPSTREAM_KEYS_STAY}, and its routes take whole resources that stay where they are`);
+      return 2;
+    }
   }
   // backends are the same database when their URLs are; names may differ between files
   const urls = [...new Set([...oldConfig.topology.backends.values(), ...newConfig.topology.backends.values()])];
@@ -102,7 +109,7 @@ export async function migrateCommand(args: string[]): Promise<number> {
     process.stderr.write("\n");
     // verify: nothing is left where the new rules do not look, and nothing was lost
     const parts: Part[] = [...newConfig.topology.backends].map(([name, url], index) => ({ name, index, backend: backends.get(url)!, store: stores.get(url)! }));
-    const stranded = await strandedKeys(parts, table);
+    const stranded = await strandedKeys({ parts }, table);
     let after = 0;
     for (const url of new Set(newConfig.topology.backends.values())) after += Number(await keyCount(backends.get(url)!));
     const leftBehind = [...backends.keys()].filter((u) => ![...newConfig.topology.backends.values()].includes(u));

@@ -10,7 +10,7 @@ import { successor } from "../engine/keyrange.ts";
 import type { Event, KeyValue, Rev } from "../engine/types.ts";
 import type { Topology } from "../config/topology.ts";
 import { copyInto, forgetIn } from "./copy.ts";
-import { eachPage, sameTopology } from "./open.ts";
+import { eachPage, sameTopology, UPSTREAM_KEYS_STAY } from "./open.ts";
 import { keyString, type Part, type Router } from "./router.ts";
 import { RoutingTable } from "./rules.ts";
 
@@ -34,6 +34,8 @@ export function notMovable(current: Topology, next: Topology): string | undefine
 
 export async function moveKeys(router: Router, next: Topology, report: (p: MoveProgress) => void): Promise<MoveProgress> {
   if (sameTopology(router.topology, next)) return { phase: "done", moved: 0, total: 0, message: "these rules are already in force" };
+  const upstream = [...router.upstreams.keys()][0];
+  if (upstream !== undefined) throw new EtcdError("FailedPrecondition", `strata: cannot migrate live: backend ${upstream} is an upstream etcd; ${UPSTREAM_KEYS_STAY}`);
   const reason = notMovable(router.topology, next);
   if (reason) throw new EtcdError("FailedPrecondition", `strata: cannot migrate live: ${reason}`);
   const to = RoutingTable.of(next);

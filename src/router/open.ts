@@ -4,46 +4,93 @@
 import { watchFile, unwatchFile } from "node:fs";
 import { openBackend } from "../backends/open.ts";
 import type { Backend, BackendState } from "../backends/backend.ts";
+import { isUpstreamUrl, Upstream, type UpstreamTls } from "../backends/etcd/upstream.ts";
 import type { KeyValue } from "../engine/types.ts";
 import { type Config, ConfigError, readConfigFile } from "../config/config.ts";
 import { readTopology, type Topology } from "../config/topology.ts";
+import { create } from "@bufbuild/protobuf";
+import { RangeRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { prefixEnd, successor } from "../engine/keyrange.ts";
 import { type KeyAnatomy, parseKey } from "./kubernetes-key.ts";
-import { keyString, type Part, Router } from "./router.ts";
+import { type Identity, keyString, type Part, Router } from "./router.ts";
 import { RoutingTable } from "./rules.ts";
 import { validateTopology } from "./validate.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
-/** Opens the topology's backends, default first (it keeps the leases); `wrap` may instrument each. */
-export async function openBackends(t: Topology, poolSize: number, wrap = (_name: string, b: Backend) => b): Promise<Array<{ name: string; backend: Backend }>> {
+export interface Opened {
+  backends: Array<{ name: string; backend: Backend }>;
+  upstreams: Array<{ name: string; upstream: Upstream }>;
+}
+
+/** Opens the topology's database backends, default first (it keeps the leases), and its upstream etcds; `wrap` may instrument each database. */
+export async function openBackends(
+  t: Topology,
+  poolSize: number,
+  tls: UpstreamTls = {},
+  wrap = (_name: string, b: Backend) => b,
+): Promise<Opened> {
   const names = [t.default, ...[...t.backends.keys()].filter((n) => n !== t.default)];
-  const out: Array<{ name: string; backend: Backend }> = [];
+  const out: Opened = { backends: [], upstreams: [] };
   try {
     for (const name of names) {
-      const backend = await openBackend(t.backends.get(name)!, { poolSize }).catch((err: Error) => {
-        throw new Error(t.backends.size > 1 ? `backend ${name}: ${err.message}` : err.message);
+      const url = t.backends.get(name)!;
+      const named = (err: Error) => new Error(t.backends.size > 1 ? `backend ${name}: ${err.message}` : err.message);
+      if (isUpstreamUrl(url)) {
+        try {
+          out.upstreams.push({ name, upstream: Upstream.fromUrl(url, tls) });
+        } catch (err) {
+          throw named(err as Error);
+        }
+        continue;
+      }
+      const backend = await openBackend(url, { poolSize }).catch((err: Error) => {
+        throw named(err);
       });
-      out.push({ name, backend: wrap(name, backend) });
+      out.backends.push({ name, backend: wrap(name, backend) });
     }
   } catch (err) {
-    await Promise.allSettled(out.map((b) => b.backend.close()));
+    closeOpened(out);
     throw err;
   }
   return out;
 }
 
-export async function openRouter(config: Config, log: Log, wrap?: (name: string, b: Backend) => Backend): Promise<{ router: Router; states: BackendState[] }> {
+function closeOpened(o: Opened): Promise<unknown> {
+  for (const u of o.upstreams) u.upstream.close();
+  return Promise.allSettled(o.backends.map((b) => b.backend.close()));
+}
+
+/** The first backend that is an upstream etcd, if any (keys are never copied into or out of one). */
+export function upstreamIn(t: Topology): string | undefined {
+  return [...t.backends].find(([, url]) => isUpstreamUrl(url))?.[0];
+}
+
+/** why strata does not move keys into or out of an upstream etcd */
+export const UPSTREAM_KEYS_STAY = "strata does not copy keys into or out of an upstream etcd (etcd numbers its own revisions)";
+
+/** the TLS files the settings give etcds:// upstreams */
+export function upstreamTls(config: Config): UpstreamTls {
+  const file = (s: string) => (s === "" ? undefined : s);
+  return { ca: file(config["etcd-cafile"]), cert: file(config["etcd-certfile"]), key: file(config["etcd-keyfile"]) };
+}
+
+export async function openRouter(
+  config: Config,
+  log: Log,
+  wrap?: (name: string, b: Backend) => Backend,
+): Promise<{ router: Router; states: BackendState[]; identity: Identity }> {
   const t = config.topology;
-  const backends = await openBackends(t, config["pool-size"], wrap);
+  const o = await openBackends(t, config["pool-size"], upstreamTls(config), wrap);
   let opened;
   try {
-    opened = await Router.open(t, backends, log);
+    opened = await Router.open(t, o.backends, log, o.upstreams);
   } catch (err) {
-    await Promise.allSettled(backends.map((b) => b.backend.close()));
+    await closeOpened(o);
     throw err;
   }
-  if (opened.router.parts.length > 1) {
-    const stranded = await strandedKeys(opened.router.parts, opened.router.routing);
+  if (opened.router.parts.length + opened.router.upstreams.size > 1) {
+    const stranded = await strandedKeys(opened.router, opened.router.routing);
     if (stranded.length > 0) {
       await opened.router.close();
       throw new ConfigError(strandedMessage(stranded, t.source));
@@ -60,31 +107,80 @@ export interface Stranded {
   /** the keys' common prefix: resource, or resource and namespace */
   prefix: string;
   count: number;
+  /** the keys are in, or go to, an upstream etcd */
+  upstream?: boolean;
 }
 
 /** Keys a backend holds that the table routes to another backend, grouped by prefix. */
-export async function strandedKeys(parts: Part[], table: RoutingTable): Promise<Stranded[]> {
+export async function strandedKeys(
+  where: { parts: Part[]; upstreams?: Map<string, Upstream> },
+  table: RoutingTable,
+): Promise<Stranded[]> {
+  const upstreams = where.upstreams ?? new Map<string, Upstream>();
+  const fromUpstreams: Stranded[] = [];
+  for (const [name, u] of upstreams) fromUpstreams.push(...(await strandedInUpstream(name, u, table)));
   const out = new Map<string, Stranded>();
-  for (const p of parts) {
+  for (const p of where.parts) {
     await eachKey(p.backend, (key) => {
       const k = keyString(key);
       const to = table.route(k);
       if (to === p.name) return;
       const prefix = groupPrefix(k, table.keyPrefix);
       const id = `${p.name}\u0000${to}\u0000${prefix}`;
-      const s = out.get(id) ?? { from: p.name, to, prefix, count: 0 };
+      const s = out.get(id) ?? { from: p.name, to, prefix, count: 0, upstream: upstreams.has(to) };
       s.count++;
       out.set(id, s);
     });
   }
-  return [...out.values()];
+  return [...fromUpstreams, ...out.values()];
+}
+
+/**
+ * Keys an upstream etcd holds that the table routes elsewhere. Rules cover whole
+ * resources when there is an upstream, so the first key of each resource tells where all
+ * of it goes: etcd is asked for one key and one count per resource, not for every key.
+ * Keys outside the Kubernetes prefix all go to the default backend.
+ */
+async function strandedInUpstream(name: string, u: Upstream, table: RoutingTable): Promise<Stranded[]> {
+  const out: Stranded[] = [];
+  const bytes = (s: string) => new Uint8Array(Buffer.from(s, "latin1"));
+  const count = async (key: Uint8Array, rangeEnd: Uint8Array) =>
+    Number((await u.range(create(RangeRequestSchema, { key, rangeEnd, countOnly: true }))).count);
+  const registry = bytes(table.keyPrefix);
+  const everything = new Uint8Array([0]);
+  let from: Uint8Array = new Uint8Array([0]);
+  for (;;) {
+    const first = (await u.range(create(RangeRequestSchema, { key: from, rangeEnd: everything, limit: 1n, keysOnly: true }))).kvs[0];
+    if (!first) return out;
+    const k = keyString(first.key);
+    const to = table.route(k);
+    // the stretch of keys the first one stands for: its resource, the keys before or
+    // after the Kubernetes prefix, or just itself
+    let prefix: string, end: Uint8Array;
+    const resource = resourcePrefix(k, table.keyPrefix);
+    if (resource !== undefined) [prefix, end] = [resource, prefixEnd(bytes(resource))!];
+    else if (!k.startsWith(table.keyPrefix) && k < table.keyPrefix) [prefix, end] = [`keys before ${table.keyPrefix}`, registry];
+    else if (!k.startsWith(table.keyPrefix)) [prefix, end] = [`keys after ${table.keyPrefix}`, everything];
+    else [prefix, end] = [k, successor(first.key)];
+    if (to !== name) out.push({ from: name, to, prefix, count: await count(first.key, end), upstream: true });
+    if (end === everything) return out;
+    from = end;
+  }
+}
+
+/** /registry/[group/]resource/ of a Kubernetes object key */
+function resourcePrefix(key: string, keyPrefix: string): string | undefined {
+  const a = parseKey(key, keyPrefix);
+  return a && `${keyPrefix}${a.group ? `${a.group}/` : ""}${a.resource}/`;
 }
 
 export function strandedMessage(stranded: Stranded[], file: string): string {
   const shown = stranded.slice(0, 5).map((s) => `${s.count} under ${s.prefix} (in ${s.from}, rules say ${s.to})`).join("; ");
   const more = stranded.length > 5 ? `; and ${stranded.length - 5} more prefixes` : "";
-  return `${file}: these rules would make existing keys unreachable: ${shown}${more}. ` +
-    `Move them first: strata migrate --to-config ${file} --endpoint URL (strata running with the old rules) or --from-config OLD.yaml (stopped)`;
+  const fix = stranded.some((s) => s.upstream)
+    ? "strata does not move keys into or out of an upstream etcd (it numbers its own revisions): route these resources back, or copy them with the etcd's own tools while nothing writes them"
+    : `Move them first: strata migrate --to-config ${file} --endpoint URL (strata running with the old rules) or --from-config OLD.yaml (stopped)`;
+  return `${file}: these rules would make existing keys unreachable: ${shown}${more}. ${fix}`;
 }
 
 /** Calls fn for every live key of a backend, in pages. */
@@ -137,7 +233,7 @@ export function watchTopology(config: Config, router: Router, log: Log): () => v
       if (router.moving) return log("error", "config change refused", { file, reason: "a migration is running; the file is read again when it changes next" });
       const reason = appendOnly(router.topology, next);
       if (reason) return log("error", "config change refused", { file, reason: `${reason}; the running rules stay. Changes other than appending rules need a migration: strata migrate --to-config ${file} --endpoint URL (live) or with strata stopped (--from-config OLD)` });
-      const stranded = await strandedKeys(router.parts, RoutingTable.of(next));
+      const stranded = await strandedKeys(router, RoutingTable.of(next));
       if (stranded.length > 0) return log("error", "config change refused", { file, reason: strandedMessage(stranded, file) });
       if (router.moving) return log("error", "config change refused", { file, reason: "a migration started meanwhile" });
       router.setTopology(next);

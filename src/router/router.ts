@@ -2,11 +2,17 @@
 // backend their keys route to (a txn spanning backends is refused); reads that span
 // backends read each at one revision and merge; commits are merged into one revision
 // order for watchers (merger.ts). With a single backend this is a thin pass-through.
-import type { CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+// An upstream etcd numbers its own revisions, so requests within it go to it whole and
+// its answers come back as etcd gave them; a request spanning it and another backend is
+// refused.
+import { create } from "@bufbuild/protobuf";
+import { type CompactionRequest, type DeleteRangeRequest, type PutRequest, type RangeRequest, RangeRequestSchema, type TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Backend, BackendState, DbSize, EventsPage } from "../backends/backend.ts";
+import type { Upstream } from "../backends/etcd/upstream.ts";
+import type { Compactable } from "../engine/compactor.ts";
 import { type Committed, Store } from "../engine/store.ts";
 import { backendUnavailable, EtcdError, errors } from "../engine/errors.ts";
-import { compareBytes, isEmptyRange, toKeyRange } from "../engine/keyrange.ts";
+import { compareBytes, isEmptyRange, prefixEnd, toKeyRange } from "../engine/keyrange.ts";
 import { type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut } from "../engine/kv.ts";
 import { checkRevision } from "../engine/revisions.ts";
 import type { Event, KeyRange, KeyValue, Rev } from "../engine/types.ts";
@@ -38,17 +44,6 @@ export function rangePrefix(r: KeyRange): string {
   return s.slice(0, i);
 }
 
-function prefixEnd(key: Uint8Array): Uint8Array | undefined {
-  for (let i = key.length - 1; i >= 0; i--) {
-    if (key[i]! < 0xff) {
-      const out = Uint8Array.from(key.subarray(0, i + 1));
-      out[i]! += 1;
-      return out;
-    }
-  }
-  return undefined;
-}
-
 /**
  * Keys changing backend while strata serves (move.ts). Until the move ends a backend may
  * hold copies of keys the current rules give another one; reads and events show each
@@ -60,6 +55,18 @@ interface Move {
   fence?: Promise<void>;
   done: Promise<void>;
   end: () => void;
+}
+
+export interface Probe {
+  name: string;
+  url: string;
+  probe: () => Promise<unknown>;
+}
+
+/** cluster and member ids the response headers carry */
+export interface Identity {
+  clusterId: bigint;
+  memberId: bigint;
 }
 
 export class Router {
@@ -76,8 +83,11 @@ export class Router {
 
   constructor(
     private topo: Topology,
+    /** the database backends */
     readonly parts: Part[],
     private readonly log: (level: string, msg: string, fields?: Record<string, unknown>) => void,
+    /** upstream etcds by backend name */
+    readonly upstreams: Map<string, Upstream> = new Map(),
   ) {
     this.table = RoutingTable.of(topo);
     this.byName = new Map(parts.map((p) => [p.name, p]));
@@ -86,25 +96,42 @@ export class Router {
     parts.forEach((p, i) => p.store.onCommit((c) => this.merger.commit(i, this.move ? { ...c, events: this.own(p, c.events) } : c)));
   }
 
-  /** Opens every backend and a store on each; the first is where leases are kept. */
+  /**
+   * Opens every backend and a store on each database; checks every upstream answers. The
+   * identity is the default backend's (an upstream's cluster id, with a member id of strata's own).
+   */
   static async open(
     topology: Topology,
     backends: Array<{ name: string; backend: Backend }>,
     log: (level: string, msg: string, fields?: Record<string, unknown>) => void,
-  ): Promise<{ router: Router; states: BackendState[] }> {
-    const states = await Promise.all(backends.map((b) =>
-      b.backend.open().catch((err: Error) => {
-        const which = backends.length > 1 ? `${b.name} (${b.backend.name})` : b.backend.name;
-        throw new Error(`backend ${which}: ${err.message}`);
-      })
-    ));
+    upstreams: Array<{ name: string; upstream: Upstream }> = [],
+  ): Promise<{ router: Router; states: BackendState[]; identity: Identity }> {
+    const several = backends.length + upstreams.length > 1;
+    const [states, answers] = await Promise.all([
+      Promise.all(backends.map((b) =>
+        b.backend.open().catch((err: Error) => {
+          throw new Error(`backend ${several ? `${b.name} (${b.backend.name})` : b.backend.name}: ${err.message}`);
+        })
+      )),
+      Promise.all(upstreams.map((u) =>
+        u.upstream.open().catch((err: Error) => {
+          throw new Error(`backend ${several ? `${u.name} (${u.upstream.name})` : u.upstream.name}: ${err.message}`);
+        })
+      )),
+    ]);
     const stride = backends.length;
     const parts = backends.map((b, index) => {
       const store = new Store(b.backend, { slot: index, stride });
       store.init(states[index]!.revision, states[index]!.compactRevision);
       return { name: b.name, index, backend: b.backend, store };
     });
-    return { router: new Router(topology, parts, log), states };
+    const router = new Router(topology, parts, log, new Map(upstreams.map((u) => [u.name, u.upstream])));
+    const up = upstreams.findIndex((u) => u.name === topology.default);
+    const identity = up >= 0
+      // strata answers for the upstream's cluster as a member of its own
+      ? { clusterId: answers[up]!.clusterId, memberId: answers[up]!.memberId ^ STRATA_MEMBER_BITS }
+      : { clusterId: states[router.primary!.index]!.clusterId, memberId: states[router.primary!.index]!.memberId };
+    return { router, states, identity };
   }
 
   get routing(): RoutingTable {
@@ -188,9 +215,36 @@ export class Router {
     return this.parts.reduce((a, p) => (p.store.compactRevision > a ? p.store.compactRevision : a), 0n);
   }
 
-  /** the default backend: leases live here */
-  get primary(): Part {
-    return this.byName.get(this.table.defaultBackend)!;
+  /** the default backend when it is a database: leases live here */
+  get primary(): Part | undefined {
+    return this.byName.get(this.table.defaultBackend);
+  }
+
+  /** the default backend when it is an upstream etcd */
+  get defaultUpstream(): Upstream | undefined {
+    return this.upstreams.get(this.table.defaultBackend);
+  }
+
+  /**
+   * The upstream etcd a request over these ranges goes to whole; undefined when they
+   * route to database backends only. A request spanning an upstream and any other
+   * backend is refused: their revisions cannot be put in one order.
+   */
+  upstreamFor(ranges: KeyRange[], what: string): Upstream | undefined {
+    if (this.upstreams.size === 0) return undefined;
+    const names = new Set<string>();
+    for (const r of ranges) if (!isEmptyRange(r)) for (const n of this.backendsFor(r)) names.add(n);
+    if (names.size === 0) names.add(this.table.defaultBackend);
+    const upstream = [...names].find((n) => this.upstreams.has(n));
+    if (upstream === undefined) return undefined;
+    const other = [...names].find((n) => n !== upstream);
+    if (other !== undefined) {
+      throw new EtcdError(
+        "FailedPrecondition",
+        `strata: ${what} spans backends ${upstream} and ${other}; ${upstream} is an upstream etcd with its own revisions, so a request must stay within one resource routed to it`,
+      );
+    }
+    return this.upstreams.get(upstream);
   }
 
   onCommit(fn: (c: Committed) => void): void {
@@ -201,6 +255,11 @@ export class Router {
     return this.byName.get(this.table.route(keyString(key)))!;
   }
 
+  /** the names of the backends (databases or upstreams) that may hold keys in the range */
+  backendsFor(r: KeyRange): string[] {
+    return isSingleKey(r) ? [this.table.route(keyString(r.start))] : this.table.backendsFor(rangePrefix(r));
+  }
+
   partsFor(r: KeyRange): Part[] {
     if (this.parts.length === 1) return this.parts;
     if (isSingleKey(r)) return [this.partFor(r.start)];
@@ -209,7 +268,9 @@ export class Router {
 
   async range(r: RangeRequest): Promise<RangeOut> {
     const kr = toKeyRange(r.key, r.rangeEnd);
-    const parts = isEmptyRange(kr) ? [this.primary] : this.partsFor(kr);
+    const upstream = this.upstreamFor([kr], "range");
+    if (upstream) return relayed(await upstream.range(r)) as RangeOut;
+    const parts = isEmptyRange(kr) ? [this.primary!] : this.partsFor(kr);
     if (this.parts.length === 1) return parts[0]!.store.range(r);
     return this.reading(() => this.mergedRange(r, parts));
   }
@@ -294,18 +355,27 @@ export class Router {
   // anywhere, so revisions grow in the order clients see their writes acknowledged.
 
   put(p: PutRequest): Promise<PutOut> {
-    return this.write([toKeyRange(p.key, new Uint8Array(0))], "put", (part) => part.store.put(p, this.floor));
+    const ranges = [toKeyRange(p.key, new Uint8Array(0))];
+    const upstream = this.upstreamFor(ranges, "put");
+    if (upstream) return upstream.put(p).then((out) => relayed(out) as PutOut);
+    return this.write(ranges, "put", (part) => part.store.put(p, this.floor));
   }
 
   deleteRange(d: DeleteRangeRequest): Promise<DeleteOut> {
-    return this.write([toKeyRange(d.key, d.rangeEnd)], "delete range", (part) => part.store.deleteRange(d, this.floor));
+    const ranges = [toKeyRange(d.key, d.rangeEnd)];
+    const upstream = this.upstreamFor(ranges, "delete range");
+    if (upstream) return upstream.deleteRange(d).then((out) => relayed(out) as DeleteOut);
+    return this.write(ranges, "delete range", (part) => part.store.deleteRange(d, this.floor));
   }
 
   txn(r: TxnRequest): Promise<TxnOut> {
-    return this.write(txnRanges(r), "txn", (part) => part.store.txn(r, this.floor));
+    const ranges = txnRanges(r);
+    const upstream = this.upstreamFor(ranges, "txn");
+    if (upstream) return upstream.txn(r).then((out) => relayed(out) as unknown as TxnOut);
+    return this.write(ranges, "txn", (part) => part.store.txn(r, this.floor));
   }
 
-  /** Routes a write (waiting at a move's fence when it may touch moving keys) and tracks it until answered. */
+  /** Routes a write to a database (waiting at a move's fence when it may touch moving keys) and tracks it until answered. */
   private write<T>(ranges: KeyRange[], what: string, run: (part: Part) => Promise<T>): Promise<T> {
     const m = this.move;
     if (m?.fence && this.touchesMove(m, ranges)) return m.fence.then(() => this.write(ranges, what, run));
@@ -323,7 +393,7 @@ export class Router {
     if (this.parts.length === 1) return this.parts[0]!;
     const names = new Set<string>();
     for (const r of ranges) if (!isEmptyRange(r)) for (const p of this.partsFor(r)) names.add(p.name);
-    if (names.size === 0) return this.primary;
+    if (names.size === 0) return this.primary!;
     if (names.size > 1) {
       throw new EtcdError(
         "FailedPrecondition",
@@ -333,8 +403,33 @@ export class Router {
     return this.byName.get([...names][0]!)!;
   }
 
-  /** Compacts every backend at rev, raising lagging ones to it first; waits for a move to end. */
+  /**
+   * Compact as clients ask for it: revisions are the default backend's, so with an
+   * upstream default it compacts the upstream (the databases keep their own retention).
+   */
   async compact(c: CompactionRequest): Promise<{ header: { revision: Rev } }> {
+    const upstream = this.defaultUpstream;
+    if (upstream) return relayed(await upstream.compact(c));
+    return this.compactDatabases(c);
+  }
+
+  /** The database backends' history, for automatic compaction (an upstream etcd compacts its own). */
+  get databaseHistory(): Compactable {
+    // deno-lint-ignore no-this-alias
+    const router = this;
+    return {
+      get revision() {
+        return router.revision;
+      },
+      get compactRevision() {
+        return router.compactRevision;
+      },
+      compact: (c) => this.compactDatabases(c),
+    };
+  }
+
+  /** Compacts every database backend at rev, raising lagging ones to it first; waits for a move to end. */
+  private async compactDatabases(c: CompactionRequest): Promise<{ header: { revision: Rev } }> {
     if (this.parts.length === 1) return this.parts[0]!.store.compact(c);
     while (this.move) await this.move.done;
     const out = this.compactNow(c);
@@ -376,17 +471,24 @@ export class Router {
   }
 
   async size(): Promise<DbSize> {
-    const sizes = await Promise.all(this.parts.map((p) => this.call(p, () => p.backend.size())));
+    const sizes = await Promise.all([
+      ...this.parts.map((p) => this.call(p, () => p.backend.size())),
+      ...[...this.upstreams.values()].map(async (u) => {
+        const s = await u.status();
+        return { size: s.dbSize, inUse: s.dbSizeInUse };
+      }),
+    ]);
     return sizes.reduce((a, s) => ({ size: a.size + s.size, inUse: a.inUse + s.inUse }), { size: 0n, inUse: 0n });
   }
 
   async defragment(): Promise<void> {
     for (const p of this.parts) await this.call(p, () => p.backend.defragment());
+    for (const u of this.upstreams.values()) await u.defragment();
   }
 
   /** Per-backend figures for the status page and metrics; a backend that cannot answer carries its error instead. */
   async stats(): Promise<BackendStats[]> {
-    return Promise.all(this.parts.map(async (p): Promise<BackendStats> => {
+    const databases = this.parts.map(async (p): Promise<BackendStats> => {
       try {
         const [keys, size, { revision }] = await Promise.all([
           this.call(p, () => keyCount(p.backend)),
@@ -397,7 +499,26 @@ export class Router {
       } catch (err) {
         return { name: p.name, url: p.backend.name, error: (err as Error).message };
       }
-    }));
+    });
+    // an upstream's own figures; etcd's Status does not tell its compact revision
+    const upstreams = [...this.upstreams].map(async ([name, u]): Promise<BackendStats> => {
+      try {
+        const everything = create(RangeRequestSchema, { key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]), countOnly: true });
+        const [s, all] = await Promise.all([u.status(), u.range(everything)]);
+        return { name, url: u.name, keys: all.count, size: s.dbSize, inUse: s.dbSizeInUse, revision: s.header!.revision, compactRevision: 0n };
+      } catch (err) {
+        return { name, url: u.name, error: (err as Error).message };
+      }
+    });
+    return Promise.all([...databases, ...upstreams]);
+  }
+
+  /** Every backend with a cheap call that shows whether it answers (health checks). */
+  get probes(): Probe[] {
+    return [
+      ...this.parts.map((p) => ({ name: p.name, url: p.backend.name, probe: () => p.backend.revisions() })),
+      ...[...this.upstreams].map(([name, u]) => ({ name, url: u.name, probe: () => u.status() })),
+    ];
   }
 
   /** Follows commits that other strata processes make on the shared backends. */
@@ -415,6 +536,7 @@ export class Router {
   }
 
   async close(): Promise<void> {
+    for (const u of this.upstreams.values()) u.close();
     await Promise.all(this.parts.map((p) => p.backend.close()));
   }
 
@@ -431,6 +553,18 @@ export class Router {
 export type BackendStats =
   | { name: string; url: string; keys: bigint; size: bigint; inUse: bigint; revision: Rev; compactRevision: Rev; error?: undefined }
   | { name: string; url: string; error: string };
+
+/** set in the member id strata reports for an upstream's cluster, so it differs from etcd's members */
+const STRATA_MEMBER_BITS = 0x737472617461n; // "strata"
+
+/**
+ * An upstream's answer in the engine's shapes: without the message's type tag, so the
+ * api layer can put its own header on it (nested messages stay as etcd sent them).
+ */
+function relayed<T extends { header?: { revision: Rev } }>(m: T): Omit<T, "header" | "$typeName"> & { header: { revision: Rev } } {
+  const { $typeName: _, header, ...rest } = m as T & { $typeName?: string };
+  return { ...rest, header: { revision: header?.revision ?? 0n } };
+}
 
 /** Keeps p in the set until it settles. */
 function track<T>(set: Set<Promise<unknown>>, p: Promise<T>): Promise<T> {

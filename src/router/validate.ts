@@ -1,17 +1,32 @@
 // Checks a topology before anything is opened: backends it cannot serve, rules that can
-// never match, rules an earlier rule shadows. Each problem is one line naming the file,
-// the field and the fix.
+// never match, rules an earlier rule shadows, rules that split a resource when an
+// upstream etcd is among the backends. Each problem is one line naming the file, the
+// field and the fix.
 import { ConfigError } from "../config/config-error.ts";
 import type { Topology } from "../config/topology.ts";
 import { redact } from "../backends/open.ts";
-import { CompiledRule, globToRegExp, type Match } from "./rules.ts";
+import { isUpstreamUrl, UPSTREAM_SCHEMES } from "../backends/etcd/upstream.ts";
+import { CompiledRule, globToRegExp, type Match, type Rule } from "./rules.ts";
 
-const SCHEMES = ["sqlite://", "postgres://", "postgresql://", "mysql://", "mariadb://", "nats://"];
+const SCHEMES = ["sqlite://", "postgres://", "postgresql://", "mysql://", "mariadb://", "nats://", ...UPSTREAM_SCHEMES];
 
 export function validateTopology(t: Topology): void {
   for (const [name, url] of t.backends) {
     if (!SCHEMES.some((s) => url.startsWith(s))) {
       throw new ConfigError(`${t.source}: backends.${name}: unsupported URL ${redact(url)}; use one of ${SCHEMES.join(", ")}`);
+    }
+  }
+  const upstream = [...t.backends].find(([, url]) => isUpstreamUrl(url))?.[0];
+  if (upstream !== undefined) {
+    for (const r of t.rules) {
+      const split = splitsResources(r, t.keyPrefix);
+      if (split) {
+        throw new ConfigError(
+          `${r.source}: ${split}: with an upstream etcd among the backends (${upstream}) every route must take whole resources, ` +
+            `because etcd numbers its own revisions and a list of one resource must stay in one backend; ` +
+            `match on resource (and group) only, or a prefix such as ${t.keyPrefix}pods/ or ${t.keyPrefix}example.com/widgets/`,
+        );
+      }
     }
   }
   const rules = t.rules.map((r) => new CompiledRule(r));
@@ -26,6 +41,25 @@ export function validateTopology(t: Topology): void {
       }
     }
   });
+}
+
+/** The field (and value) by which a rule takes part of a resource; undefined when it takes whole resources. */
+function splitsResources(r: Rule, keyPrefix: string): string | undefined {
+  const m = r.match;
+  if (m.namespace !== undefined) return `match.namespace "${m.namespace}"`;
+  if (m.key !== undefined) return `match.key "${m.key}"`;
+  if (m.prefix !== undefined && !isResourcePrefix(m.prefix, keyPrefix)) return `match.prefix "${m.prefix}"`;
+  return undefined;
+}
+
+/** KEYPREFIX[group/][resource/]: the whole of some resources */
+function isResourcePrefix(p: string, keyPrefix: string): boolean {
+  if (p === keyPrefix) return true;
+  if (!p.startsWith(keyPrefix) || !p.endsWith("/")) return false;
+  const segs = p.slice(keyPrefix.length, -1).split("/");
+  if (segs.some((s) => s === "")) return false;
+  // built-in resources have no dot; a custom resource's key starts with its group
+  return segs.length === 1 || (segs.length === 2 && segs[0]!.includes(".") && !segs[1]!.includes("."));
 }
 
 function neverMatches(m: Match, r: CompiledRule, keyPrefix: string): string | undefined {

@@ -3,8 +3,18 @@
 // consistent reads from its watch cache depend on exactly this.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { Etcd3 } from "etcd3";
+import { etcdVersion } from "../support/etcd.ts";
 import { prefixEnd, rawWatch } from "../support/raw-watch.ts";
-import { startStrata, type StrataProcess } from "../support/strata.ts";
+import { BACKEND, startStrata, type StrataProcess } from "../support/strata.ts";
+
+// Over an upstream etcd the answers are etcd's own, and etcd before 3.4.25 / 3.5.8 sends
+// progress responses that overtake events itself (etcd issue 15220).
+const [major, minor, patch] = etcdVersion();
+const etcdOvertakes = major === 3 && ((minor === 4 && patch < 25) || (minor === 5 && patch < 8) || minor < 4);
+const skipOrdering = BACKEND === "etcd" && etcdOvertakes;
+if (skipOrdering) {
+  console.log(`skipping "progress responses never overtake the events they vouch for": the upstream etcd ${major}.${minor}.${patch} itself sends progress responses ahead of events (etcd issue 15220, fixed in 3.4.25 and 3.5.8)`);
+}
 
 let strata: StrataProcess;
 beforeAll(async () => {
@@ -14,7 +24,7 @@ afterAll(async () => {
   await strata?.stop();
 });
 
-test("progress responses never overtake the events they vouch for", async () => {
+test.skipIf(skipOrdering)("progress responses never overtake the events they vouch for", async () => {
   const client = new Etcd3({ hosts: strata.endpoint });
   const w = rawWatch(strata.endpoint);
   for (const p of ["p/a/", "p/b/"]) {

@@ -57,15 +57,18 @@ export async function attempt<T>(p: Promise<T> | (() => Promise<T>)): Promise<T 
  * Runs the scenario on etcd and on strata and expects equal normalised answers.
  * order: revisions compare by their order among the revisions the answers show, not by
  * distance from the start (strata over several backends numbers revisions sparsely).
+ * baseKey: a key in the backend the scenario's keys live in, to read the start revision at.
  */
 export async function differential(
   sides: Side[],
   scenario: (c: Etcd3, ctx: Ctx) => Promise<unknown>,
-  opts: { order?: boolean } = {},
+  opts: { order?: boolean; baseKey?: string } = {},
 ): Promise<unknown> {
   const results: unknown[] = [];
   for (const side of sides) {
-    const probe = await side.client.kv.range({ key: Buffer.from("\0") } as never);
+    // the revision at the start, read where the scenario's keys live (a strata over
+    // several backends with their own revisions has one revision per backend)
+    const probe = await side.client.kv.range({ key: Buffer.from(opts.baseKey ?? "\0") } as never);
     const base = BigInt(probe.header.revision);
     const ctx: Ctx = { side, base, rev: (n) => String(base + BigInt(n)) };
     // a scenario that throws is broken on that server: only attempt()ed calls compare errors

@@ -1,10 +1,10 @@
 // Starts a real etcd (Debian's etcd-server) on free loopback ports in a temp dir.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
-import { freePort } from "./strata.ts";
+import { freePort } from "../../scripts/databases.ts";
 
 export interface EtcdProcess {
   endpoint: string;
@@ -50,4 +50,12 @@ export async function startEtcd(extraArgs: string[] = []): Promise<EtcdProcess> 
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** the version of the etcd binary the tests start, as [major, minor, patch] */
+export function etcdVersion(): [number, number, number] {
+  const out = spawnSync("etcd", ["--version"], { encoding: "utf8" }).stdout ?? "";
+  const m = /etcd Version: (\d+)\.(\d+)\.(\d+)/.exec(out);
+  if (!m) throw new Error(`cannot tell the etcd version from: ${out}`);
+  return [Number(m[1]), Number(m[2]), Number(m[3])];
 }

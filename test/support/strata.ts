@@ -1,12 +1,14 @@
 // Starts strata as a child process on a free loopback port, on a fresh database of the
-// backend under test: STRATA_TEST_BACKEND=sqlite (default), postgres, mariadb or nats. The
-// database servers are real ones, started once per test process by scripts/databases.ts.
+// backend under test: STRATA_TEST_BACKEND=sqlite (default), postgres, mariadb, nats, or
+// etcd (strata in front of an upstream etcd). The database servers are real ones, started
+// once per test process by scripts/databases.ts; each upstream etcd is a real etcd of its own.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Etcd3 } from "etcd3";
 import { type DatabaseServer, freePort, startMariadb, startNats, startPostgres } from "../../scripts/databases.ts";
+import { type EtcdProcess, startEtcd } from "./etcd.ts";
 
 export { freePort };
 
@@ -14,18 +16,27 @@ const ROOT = resolve(import.meta.dir, "../..");
 export const BACKEND = process.env.STRATA_TEST_BACKEND ?? "sqlite";
 
 const servers = new Map<string, Promise<DatabaseServer>>();
+const etcds: EtcdProcess[] = [];
 let databases = 0;
 
-/** a fresh, empty database of the backend under test */
-export function freshBackendUrl(dir: string): Promise<string> {
-  return freshDatabase(BACKEND, dir);
+/** a fresh, empty database of the backend under test; etcdArgs go to an upstream etcd */
+export function freshBackendUrl(dir: string, etcdArgs: string[] = []): Promise<string> {
+  return freshDatabase(BACKEND, dir, etcdArgs);
 }
 
-/** a fresh, empty database of the given kind (its server is started on first use) */
-export async function freshDatabase(kind: string, dir: string): Promise<string> {
+/**
+ * A fresh, empty database of the given kind (its server is started on first use), or
+ * for "etcd" a real etcd of its own (stopped when the test process ends).
+ */
+export async function freshDatabase(kind: string, dir: string, etcdArgs: string[] = []): Promise<string> {
   if (kind === "sqlite") return `sqlite://${join(dir, `strata-${++databases}.db`)}`;
+  if (kind === "etcd") {
+    const etcd = await startEtcd(etcdArgs);
+    etcds.push(etcd);
+    return `etcd://${etcd.endpoint}`;
+  }
   const start = { postgres: startPostgres, mariadb: startMariadb, nats: startNats }[kind];
-  if (!start) throw new Error(`database kind ${kind}: expected sqlite, postgres, mariadb or nats`);
+  if (!start) throw new Error(`database kind ${kind}: expected sqlite, postgres, mariadb, nats or etcd`);
   if (!servers.has(kind)) {
     servers.set(kind, start());
   }
@@ -36,6 +47,7 @@ export async function freshDatabase(kind: string, dir: string): Promise<string> 
 export async function stopDatabaseServers(): Promise<void> {
   for (const s of servers.values()) await (await s).destroy();
   servers.clear();
+  await Promise.all(etcds.splice(0).map((e) => e.stop()));
 }
 
 /** the database server of the backend under test (not for sqlite) */
@@ -86,7 +98,7 @@ export async function startStrata(
 ): Promise<StrataProcess> {
   const dir = mkdtempSync(join(tmpdir(), "strata-test-"));
   const routed = extraArgs.includes("--config");
-  const url = routed ? "" : backendUrl ?? (await freshBackendUrl(dir));
+  const url = routed ? "" : backendUrl ?? (await freshBackendUrl(dir, upstreamArgs(extraArgs)));
   const port = await freePort();
   const endpoint = `127.0.0.1:${port}`;
   // each process gets its own metrics port, unless the test chose one (or none)
@@ -131,6 +143,15 @@ export async function startStrata(
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * What an upstream etcd needs to behave as strata was asked to: watchers on it get
+ * progress notifications from etcd itself, at etcd's interval.
+ */
+function upstreamArgs(strataArgs: string[]): string[] {
+  const i = strataArgs.indexOf("--watch-progress-notify-interval");
+  return i >= 0 ? ["--experimental-watch-progress-notify-interval", strataArgs[i + 1]!] : [];
 }
 
 /** An etcd3 client of a strata, over TLS when `tls` is given. */

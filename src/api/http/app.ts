@@ -11,9 +11,10 @@ export function observabilityApp(o: Observer, about: { name: string; version: st
   /** one line per backend that does not answer, naming it and why */
   const failing = async () => {
     const { router } = o.state;
-    return (await checkBackends(router.parts, HEALTH_TIMEOUT_MS))
+    const probes = router.probes;
+    return (await checkBackends(probes, HEALTH_TIMEOUT_MS))
       .filter((h) => !h.ok)
-      .map((h) => `backend ${h.name} (${router.byName.get(h.name)!.backend.name}): ${h.error}`);
+      .map((h) => `backend ${h.name} (${probes.find((p) => p.name === h.name)!.url}): ${h.error}`);
   };
   // the process is up and serving (/livez is etcd's name for it)
   const alive = (c: Context) => c.text("ok\n");

@@ -1,0 +1,102 @@
+// Leases when the default backend is an upstream etcd: etcd keeps them (grants, TTLs,
+// keepalives, expiry), and each database backend holds a copy of every lease so a key
+// stored there can be attached to it in the database's own transaction. A revoke through
+// strata removes the copies with their keys at once; a lease etcd lost otherwise (expired,
+// or revoked by someone else) is found by a periodic sweep. With no database backend this
+// is a plain relay to etcd.
+import type { Backend } from "../backends/backend.ts";
+import { log } from "../observe/log.ts";
+import { EtcdError } from "./errors.ts";
+import { compareBytes } from "./keyrange.ts";
+import { dropCopy, type LeaseKeeper, putCopy, type UpstreamLeaseService } from "./leases.ts";
+import type { Store } from "./store.ts";
+import type { Rev } from "./types.ts";
+
+/** how often copies are compared with the leases etcd still has */
+const SWEEP_MS = 1000;
+
+export class UpstreamLeases implements LeaseKeeper {
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private sweeping = false;
+  readonly counts = { granted: 0, revoked: 0 };
+
+  constructor(
+    private readonly upstream: UpstreamLeaseService,
+    private readonly copies: Array<{ store: Store; backend: Backend }>,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  start(): void {
+    if (this.copies.length === 0) return;
+    this.timer = setInterval(() => void this.sweep(), SWEEP_MS);
+    this.timer.unref?.();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  async grant(requestedTtl: Rev, requestedId: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }> {
+    const g = await this.upstream.leaseGrant(requestedTtl, requestedId);
+    try {
+      for (const c of this.copies) await putCopy(c.store, { id: g.id, ttl: g.ttl, expiresAt: this.now() + Number(g.ttl) * 1000 });
+    } catch (err) {
+      // a lease that keys in a database could not be attached to is not granted
+      await this.upstream.leaseRevoke(g.id).catch(() => undefined);
+      throw err;
+    }
+    this.counts.granted++;
+    return g;
+  }
+
+  async revoke(id: Rev): Promise<Rev> {
+    let revision: Rev;
+    try {
+      revision = await this.upstream.leaseRevoke(id);
+    } catch (err) {
+      // etcd lost it already: its copies go too
+      if (err instanceof EtcdError && err.code === "NotFound") await this.dropCopies(id);
+      throw err;
+    }
+    await this.dropCopies(id);
+    this.counts.revoked++;
+    return revision;
+  }
+
+  renew(id: Rev): Promise<{ ttl: Rev; revision: Rev }> {
+    return this.upstream.keepAlive(id);
+  }
+
+  async timeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }> {
+    const t = await this.upstream.leaseTimeToLive(id, keys);
+    if (!keys || t.ttl < 0n || this.copies.length === 0) return t;
+    const copied = await Promise.all(this.copies.map((c) => c.backend.leaseKeys(id)));
+    return { ...t, keys: [...t.keys, ...copied.flat()].sort(compareBytes) };
+  }
+
+  list(): Promise<{ ids: Rev[]; revision: Rev }> {
+    return this.upstream.leaseIds();
+  }
+
+  private async dropCopies(id: Rev): Promise<void> {
+    for (const c of this.copies) await dropCopy(c.store, id);
+  }
+
+  /** Copies of leases etcd no longer has go, with their keys. */
+  async sweep(): Promise<void> {
+    if (this.sweeping) return;
+    this.sweeping = true;
+    try {
+      const live = new Set((await this.upstream.leaseIds()).ids);
+      const copied = new Set((await Promise.all(this.copies.map((c) => c.backend.leases()))).flat().map((l) => l.id));
+      for (const id of copied) {
+        // a copy made after the list was read belongs to a lease granted since: ask again
+        if (!live.has(id) && (await this.upstream.leaseTimeToLive(id, false)).ttl < 0n) await this.dropCopies(id);
+      }
+    } catch (err) {
+      log("warn", "comparing lease copies with the upstream etcd failed", { error: String(err) });
+    } finally {
+      this.sweeping = false;
+    }
+  }
+}

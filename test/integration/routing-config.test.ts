@@ -59,7 +59,7 @@ describe("config errors: one line naming the file, the field and the fix", () =>
 
 describe("route explain and route list", () => {
   test("strata's format", () => {
-    const path = file(`backends:\n  main: ${db("m.db")}\n  tenants: mysql://strata:secret@tcp(127.0.0.1:3306)/tenants\ndefault: main\nroutes:\n  - match: { group: stable.example.com, resource: shirts }\n    backend: tenants\n  - match: { namespace: "team-*" }\n    backend: tenants\n`);
+    const path = file(`backends:\n  main: ${db("m.db")}\n  tenants: mysql://strata:secret@tcp(127.0.0.1:3306)/tenants\n  events: nats://strata:secret@127.0.0.1:4222?bucket=events\ndefault: main\nroutes:\n  - match: { group: stable.example.com, resource: shirts }\n    backend: tenants\n  - match: { namespace: "team-*" }\n    backend: tenants\n  - match: { resource: events }\n    backend: events\n`);
     const e = strata("route", "explain", "/registry/pods/team-a/web-0", "--config", path);
     expect(e.code).toBe(0);
     expect(e.out).toContain("parsed: core/built-in (no group in key), resource pods, namespace team-a, name web-0");
@@ -68,8 +68,12 @@ describe("route explain and route list", () => {
     const d = strata("route", "explain", "/registry/pods/default/web-0", "--config", path);
     expect(d.out).toContain("rule: none matched; the default backend");
     expect(d.out).toContain("backend: main");
+    const ev = strata("route", "explain", "/registry/events/default/web-0.17a", "--config", path);
+    expect(ev.out).toContain("backend: events (nats://strata:***@127.0.0.1:4222?bucket=events)");
     const l = strata("route", "list", "--config", path);
     expect(l.out).toContain("1. group: stable.example.com, resource: shirts -> tenants");
+    expect(l.out).toContain("  events: nats://strata:***@127.0.0.1:4222?bucket=events");
+    expect(l.out).toContain("3. resource: events -> events");
     expect(l.out).toContain("otherwise -> main");
   });
 

@@ -64,6 +64,8 @@ export interface StrataProcess {
   dir: string;
   backendUrl: string;
   stderr(): string;
+  /** the process ID (for signals such as SIGSTOP) */
+  pid(): number;
   kill(): void;
   /** SIGTERM, then the exit code once the process ended (its directory stays, for restart) */
   terminate(): Promise<number | null>;
@@ -124,6 +126,7 @@ export async function startStrata(
     dir,
     backendUrl: url,
     stderr: () => err,
+    pid: () => child.pid!,
     kill: () => child.kill("SIGKILL"),
     terminate: async () => {
       child.kill("SIGTERM");

@@ -13,6 +13,7 @@ import {
   NatsError,
   StorageType,
 } from "nats";
+import { hostname } from "node:os";
 import { type Chunk, split } from "./chunks.ts";
 import type { NatsUrl } from "./url.ts";
 
@@ -28,11 +29,15 @@ const WRONG_LAST_SEQUENCE = 10071;
 const STREAM_NOT_FOUND = 10059;
 /** how long an append keeps retrying a message whose answer was lost (retries are deduplicated) */
 const APPEND_RETRY_MS = 10_000;
+/** how long the server keeps the consumer of a process that stopped reading */
+const CONSUMER_INACTIVE_MS = 60_000;
 /** room left in each message for the headers */
 const HEADER_ROOM = 1024;
 
 export class NatsLog {
   private probe: Coalesced<number>;
+  /** this process's consumers are named after it, so `nats consumer ls` tells whose each is */
+  private readonly consumerPrefix = `strata_${hostname().replace(/[^A-Za-z0-9_-]/g, "_")}_${process.pid}_`;
 
   private constructor(
     readonly nc: NatsConnection,
@@ -134,15 +139,20 @@ export class NatsLog {
       filterSubjects: this.subject,
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: from,
+      name_prefix: this.consumerPrefix,
+      // a process gone this long no longer holds back purging (it reloads if it returns)
+      inactive_threshold: CONSUMER_INACTIVE_MS,
     });
     const messages = await consumer.consume({ callback: onMessage });
     return () => void messages.close().catch(() => {});
   }
 
-  /** The lowest sequence every live process has read past (each follows with its own consumer). */
-  async readByAll(): Promise<number> {
+  /** The lowest sequence every other live process has read past (each follows with its own consumer). */
+  async readByOthers(): Promise<number> {
     let low = Number.MAX_SAFE_INTEGER;
-    for (const c of await this.jsm.consumers.list(this.stream).next()) low = Math.min(low, c.delivered.stream_seq);
+    for (const c of await this.jsm.consumers.list(this.stream).next()) {
+      if (!c.name.startsWith(this.consumerPrefix)) low = Math.min(low, c.delivered.stream_seq);
+    }
     return low;
   }
 

@@ -6,8 +6,7 @@
 // batch is rolled back, the copy catches up and the batch runs again. So every process
 // applies the same batches in the same order and holds the same revisions.
 import { createHash } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { JsMsg } from "nats";
 import type { Backend, BackendState, DbSize, EventsPage, WriteResult, WriteTx } from "../backend.ts";
@@ -19,6 +18,7 @@ import { SqlBackend } from "../sql/sql-backend.ts";
 import { openSqliteDriver, sqliteDialect } from "../sql/sqlite.ts";
 import { openSqlite } from "../sql/sqlite-driver.ts";
 import { Assembler } from "./chunks.ts";
+import { makeCopyDir } from "./copy-dir.ts";
 import { LogMoved, NatsLog } from "./log.ts";
 import { decodeBatch, encodeBatch, RecordingTx, replay } from "./mutations.ts";
 import { Snapshots } from "./snapshots.ts";
@@ -26,6 +26,8 @@ import { type NatsUrl, parseNatsUrl } from "./url.ts";
 
 /** how long a read or write waits for this process to read the log up to where it must */
 const CATCH_UP_MS = 10_000;
+/** how often a process that waits for the log checks that it is still arriving */
+const STALL_CHECK_MS = 2_000;
 /** how long a write lets another process finish a batch it is appending in chunks */
 const CHUNKED_WRITE_GRACE_MS = 2_000;
 
@@ -42,7 +44,7 @@ export class NatsBackend implements Backend {
   private log!: NatsLog;
   private snapshots!: Snapshots;
   private view: View | undefined;
-  private readonly dir = mkdtempSync(join(tmpdir(), "strata-nats-"));
+  private dir: string | undefined;
   private files = 0;
   /** the last log sequence this process has read; the copy holds every batch completed by then */
   private seen = 0;
@@ -53,7 +55,10 @@ export class NatsBackend implements Backend {
   /** which follower delivers: messages of a stopped one are ignored */
   private follower = 0;
   private stopFollowing: () => void = () => {};
-  private waiters: Array<{ seq: number; done: (err?: Error) => void }> = [];
+  private readonly watchdog = setInterval(() => void this.lock.run(() => this.unstall()).catch(() => {}), STALL_CHECK_MS);
+  /** when this process last read something from the log */
+  private progressAt = Date.now();
+  private waiters: Array<{ seq: number; since: number; done: (err?: Error) => void }> = [];
   private readonly listeners = new Set<() => void>();
   private compactions: Promise<void> = Promise.resolve();
   private failed: Error | undefined;
@@ -61,7 +66,9 @@ export class NatsBackend implements Backend {
   private constructor(
     readonly name: string,
     private readonly url: NatsUrl,
-  ) {}
+  ) {
+    this.watchdog.unref?.();
+  }
 
   /** Checks the URL; connects in open(). */
   static create(url: string, name: string): NatsBackend {
@@ -70,6 +77,7 @@ export class NatsBackend implements Backend {
 
   async open(): Promise<BackendState> {
     try {
+      this.dir = await makeCopyDir();
       this.log = await NatsLog.open(this.url);
       this.snapshots = await Snapshots.open(this.log, this.url.bucket);
       await this.lock.run(() => this.load());
@@ -89,13 +97,14 @@ export class NatsBackend implements Backend {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.watchdog);
     this.stopFollowing();
     this.fail(new Error("closed"));
     await this.lock.run(async () => {}); // a batch being appended finishes first
     await this.compactions;
     await this.log?.close().catch(() => {});
     if (this.view) await this.retire(this.view);
-    rmSync(this.dir, { recursive: true, force: true });
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
   }
 
   // ---- following the log
@@ -103,7 +112,7 @@ export class NatsBackend implements Backend {
   /** Loads the newest snapshot (or starts empty) and follows the log from there. Holds the lock. */
   private async load(): Promise<void> {
     this.stopFollowing();
-    const file = join(this.dir, `copy-${++this.files}.db`);
+    const file = join(this.dir!, `copy-${++this.files}.db`);
     await this.snapshots.load(file);
     const driver = await openSqliteDriver(file, false);
     const backend = new SqlBackend(this.name, driver, sqliteDialect);
@@ -129,10 +138,32 @@ export class NatsBackend implements Backend {
     this.view = view;
     if (old) await this.retire(old);
     this.seen = seq;
-    this.queue = [];
     this.assembler.reset();
+    await this.follow();
+  }
+
+  /** Follows the log from the first sequence this process has not read. Holds the lock. */
+  private async follow(): Promise<void> {
+    this.stopFollowing();
+    this.queue = [];
     const follower = ++this.follower;
-    this.stopFollowing = await this.log.follow(seq + 1, (m) => this.receive(follower, m));
+    this.stopFollowing = await this.log.follow(this.seen + 1, (m) => this.receive(follower, m));
+  }
+
+  /**
+   * Someone waits for the log but nothing arrived since the last check: the log was
+   * purged past this process (reload the snapshot), or its consumer was lost (follow
+   * anew). The client library would find out too, but only after missed heartbeats.
+   */
+  private async unstall(): Promise<void> {
+    const now = Date.now(), seen = this.seen;
+    const stalled = this.waiters.some((w) => now - w.since >= STALL_CHECK_MS) && now - this.progressAt >= STALL_CHECK_MS;
+    if (!stalled || this.failed) return;
+    const { first, last } = await this.log.state();
+    if (this.seen !== seen || last <= seen) return;
+    if (first > seen + 1) return this.reload(first, seen);
+    console.error(JSON.stringify({ level: "warn", msg: "NATS log not arriving; following it anew", backend: this.name, seen, last }));
+    await this.follow();
   }
 
   private receive(follower: number, m: JsMsg): void {
@@ -187,6 +218,7 @@ export class NatsBackend implements Backend {
   }
 
   private advance(seq: number): void {
+    if (seq > this.seen) this.progressAt = Date.now();
     this.seen = seq;
     this.waiters = this.waiters.filter((w) => (w.seq <= seq ? (w.done(), false) : true));
   }
@@ -210,7 +242,7 @@ export class NatsBackend implements Backend {
         this.waiters = this.waiters.filter((x) => x !== w);
         reject(new Error(`did not read the log up to sequence ${seq} within ${CATCH_UP_MS / 1000} s (at ${this.seen})`));
       }, CATCH_UP_MS);
-      const w = { seq, done: (err?: Error) => (clearTimeout(timer), err ? reject(err) : resolve()) };
+      const w = { seq, since: Date.now(), done: (err?: Error) => (clearTimeout(timer), err ? reject(err) : resolve()) };
       this.waiters.push(w);
     });
   }
@@ -323,7 +355,7 @@ export class NatsBackend implements Backend {
   }
 
   private async snapshot(): Promise<void> {
-    const file = join(this.dir, `snapshot-${++this.files}.db`);
+    const file = join(this.dir!, `snapshot-${++this.files}.db`);
     try {
       // a consistent copy of the committed state, made beside the writer
       await this.reading(async (v) => {
@@ -338,8 +370,8 @@ export class NatsBackend implements Backend {
       const seq = Number(db.prepare("SELECT num FROM meta WHERE name = 'log_seq'").get()!.num);
       db.close();
       await this.snapshots.save(file, seq);
-      // what a live process has not read yet stays: it would have to reload the snapshot
-      await this.log.purgeThrough(Math.min(seq, await this.log.readByAll()));
+      // what another live process has not read yet stays: it would have to reload the snapshot
+      await this.log.purgeThrough(Math.min(seq, await this.log.readByOthers()));
     } finally {
       rmSync(file, { force: true });
     }

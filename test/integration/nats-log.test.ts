@@ -1,0 +1,171 @@
+// What is particular to the NATS backend, on a real nats-server: batches larger than a
+// NATS message travel as chunks every process reassembles; compaction stores a snapshot
+// and purges the log, and a new process starts from snapshot plus tail with the same
+// answers; a process the purge left behind reloads the snapshot and tells its watchers;
+// the copy a killed process left in the temporary directory is removed by the next one.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Etcd3 } from "etcd3";
+import { connect, type JetStreamManager, type NatsConnection } from "nats";
+import { prefixEnd, rawWatch } from "../support/raw-watch.ts";
+import { freshDatabase, startStrata, type StrataProcess } from "../support/strata.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "strata-nats-test-"));
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+const procs: StrataProcess[] = [];
+const clients: Etcd3[] = [];
+
+async function strata(url: string): Promise<Etcd3> {
+  const p = await startStrata([], url);
+  procs.push(p);
+  const c = new Etcd3({ hosts: p.endpoint });
+  clients.push(c);
+  return c;
+}
+
+/** the stream a backend URL keeps its log in, and its first and last sequence */
+async function stream(url: string) {
+  const name = `strata-${new URL(url).searchParams.get("bucket")}`;
+  const { state } = await jsm.streams.info(name);
+  return { name, first: state.first_seq, last: state.last_seq };
+}
+
+let url: string;
+beforeAll(async () => {
+  url = await freshDatabase("nats", dir);
+  nc = await connect({ servers: new URL(url).host });
+  jsm = await nc.jetstreamManager();
+}, 60_000);
+afterAll(async () => {
+  for (const c of clients) c.close();
+  await Promise.all(procs.map((p) => p.stop()));
+  await nc?.close();
+  rmSync(dir, { recursive: true, force: true });
+}, 60_000);
+
+describe("NATS backend", () => {
+  test("batches larger than a NATS message are appended in chunks and read back whole by every process", async () => {
+    const bucketUrl = await freshDatabase("nats", dir);
+    const [a, b] = [await strata(bucketUrl), await strata(bucketUrl)];
+    const big = (i: number) => Buffer.alloc(1_400_000, `value ${i} `);
+    // sent together, they are committed as one batch of about 5.6 MiB
+    await Promise.all([0, 1, 2, 3].map((i) => a.put(`big/${i}`).value(big(i)).exec()));
+    for (const i of [0, 1, 2, 3]) expect(Buffer.compare((await b.get(`big/${i}`).buffer())!, big(i))).toBe(0);
+    const s = await stream(bucketUrl);
+    let chunks = 0;
+    for (let seq = s.first; seq <= s.last; seq++) {
+      const m = await jsm.streams.getMessage(s.name, { seq });
+      expect(m.data.length).toBeLessThanOrEqual(nc.info!.max_payload);
+      if (m.header?.has("Strata-Chunk")) chunks++;
+    }
+    expect(chunks).toBeGreaterThanOrEqual(6);
+    // a process started afterwards replays the chunks from the log
+    const c = await strata(bucketUrl);
+    for (const i of [0, 1, 2, 3]) expect(Buffer.compare((await c.get(`big/${i}`).buffer())!, big(i))).toBe(0);
+  }, 60_000);
+
+  test("compaction stores a snapshot and purges the log; a new process starts from it and answers the same", async () => {
+    const a = await strata(url);
+    const revs: string[] = [];
+    for (let i = 1; i <= 5; i++) revs.push((await a.put("snap/k").value(`v${i}`).exec()).header.revision);
+    await a.put("snap/other").value("x").exec();
+    await a.kv.compact({ revision: revs[2], physical: true } as never);
+    const purged = await stream(url);
+    expect(purged.first).toBeGreaterThan(1);
+    const snapshots = await (await nc.jetstream().views.os(`strata-${new URL(url).searchParams.get("bucket")}-snapshots`)).list();
+    expect(snapshots.length).toBe(1);
+    // the tail after the snapshot
+    await a.put("snap/k").value("v6").exec();
+    await a.delete().key("snap/other").exec();
+
+    const c = await strata(url);
+    const answers = async (cl: Etcd3) => ({
+      latest: await cl.getAll().prefix("snap/").exec(),
+      atCompaction: await cl.get("snap/k").revision(revs[2]!).exec(),
+      after: await cl.get("snap/k").revision(revs[3]!).exec(),
+      below: await cl.get("snap/k").revision(revs[1]!).exec().then(() => "read", (e: Error) => e.message),
+    });
+    const [fromA, fromC] = [await answers(a), await answers(c)];
+    expect(fromC).toEqual(fromA);
+    expect(fromC.below).toContain("required revision has been compacted");
+    expect(fromC.latest.kvs.map((kv) => `${kv.key}=${kv.value}`)).toEqual(["snap/k=v6"]);
+    // history after the compaction is there for watchers on the new process
+    const w = rawWatch(procs.at(-1)!.endpoint);
+    w.send({ requestUnion: { case: "createRequest", value: { key: Buffer.from("snap/"), rangeEnd: prefixEnd("snap/"), startRevision: BigInt(revs[3]!) } } });
+    const deadline = Date.now() + 10_000;
+    while (w.responses.flatMap((r) => r.events).length < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(w.responses.flatMap((r) => r.events).map((e) => `${e.type} ${Buffer.from(e.kv!.key)} ${Buffer.from(e.kv!.value)}`)).toEqual([
+      "0 snap/k v4", "0 snap/k v5", "0 snap/other x", "0 snap/k v6", "1 snap/other ",
+    ]);
+    w.close();
+  }, 60_000);
+
+  test("a process the purge left behind reloads the newest snapshot; its watcher gets every event or a compaction cancel, never a gap", async () => {
+    const bucketUrl = await freshDatabase("nats", dir);
+    const a = await strata(bucketUrl);
+    const b = await strata(bucketUrl);
+    const lagging = procs.at(-1)!;
+    await a.put("lag/k").value("1").exec();
+    const start = BigInt((await b.get("lag/k").exec()).header.revision) + 1n;
+    const w = rawWatch(lagging.endpoint);
+    w.send({ requestUnion: { case: "createRequest", value: { key: Buffer.from("lag/"), rangeEnd: prefixEnd("lag/"), startRevision: start } } });
+    await new Promise((r) => setTimeout(r, 300));
+
+    process.kill(lagging.pid(), "SIGSTOP");
+    try {
+      // as the server does with the consumer of a process gone for a minute
+      const s = await stream(bucketUrl);
+      for (const ci of await jsm.consumers.list(s.name).next()) {
+        if (ci.name.includes(`_${lagging.pid()}_`)) await jsm.consumers.delete(s.name, ci.name);
+      }
+      await a.put("lag/k").value("2").exec();
+      const last = await a.put("lag/k").value("3").exec();
+      await a.kv.compact({ revision: last.header.revision, physical: true } as never);
+      expect((await stream(bucketUrl)).first).toBeGreaterThan((await stream(bucketUrl)).last);
+      await a.put("lag/k").value("4").exec();
+    } finally {
+      process.kill(lagging.pid(), "SIGCONT");
+    }
+
+    let value: string | null = null;
+    const deadline = Date.now() + 60_000;
+    while (value !== "4" && Date.now() < deadline) {
+      value = await b.get("lag/k").string().catch(() => null);
+      if (value !== "4") await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(value).toBe("4");
+    expect(lagging.stderr()).toContain("reloading from the newest snapshot");
+    const until = Date.now() + 10_000;
+    const settled = () => w.responses.some((r) => r.canceled) || w.responses.flatMap((r) => r.events).length >= 3;
+    while (!settled() && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    const events = w.responses.flatMap((r) => r.events).map((e) => Buffer.from(e.kv!.value).toString());
+    const cancel = w.responses.find((r) => r.canceled);
+    if (cancel) {
+      expect(cancel.compactRevision).toBeGreaterThan(start);
+      expect(["2", "3", "4"].slice(0, events.length)).toEqual(events);
+    } else {
+      expect(events).toEqual(["2", "3", "4"]);
+    }
+    w.close();
+  }, 120_000);
+
+  test("the copy a process killed outright left behind is removed when the next one starts", async () => {
+    const copies = () => new Set(readdirSync(tmpdir()).filter((n) => n.startsWith("strata-nats-copy-")));
+    const before = copies();
+    const p = await startStrata([], url);
+    const left = [...copies()].filter((n) => !before.has(n));
+    expect(left.length).toBe(1);
+    p.kill();
+    await new Promise((r) => setTimeout(r, 500));
+    const dir = join(tmpdir(), left[0]!);
+    expect(existsSync(dir)).toBe(true);
+    // old enough not to belong to a process that is still starting
+    utimesSync(dir, new Date(Date.now() - 120_000), new Date(Date.now() - 120_000));
+    await strata(url);
+    expect(existsSync(dir)).toBe(false);
+    await p.stop();
+  }, 60_000);
+});

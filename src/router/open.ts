@@ -178,7 +178,7 @@ export function strandedMessage(stranded: Stranded[], file: string): string {
   const shown = stranded.slice(0, 5).map((s) => `${s.count} under ${s.prefix} (in ${s.from}, rules say ${s.to})`).join("; ");
   const more = stranded.length > 5 ? `; and ${stranded.length - 5} more prefixes` : "";
   const fix = stranded.some((s) => s.upstream)
-    ? "strata does not move keys into or out of an upstream etcd (it numbers its own revisions): route these resources back, or copy them with the etcd's own tools while nothing writes them"
+    ? `${UPSTREAM_KEYS_STAY}: route these resources back, or copy them with the etcd's own tools while nothing writes them`
     : `Move them first: strata migrate --to-config ${file} --endpoint URL (strata running with the old rules) or --from-config OLD.yaml (stopped)`;
   return `${file}: these rules would make existing keys unreachable: ${shown}${more}. ${fix}`;
 }

@@ -12,7 +12,7 @@ import type { Upstream } from "../backends/etcd/upstream.ts";
 import type { Compactable } from "../engine/compactor.ts";
 import { type Committed, Store } from "../engine/store.ts";
 import { backendUnavailable, EtcdError, errors } from "../engine/errors.ts";
-import { compareBytes, isEmptyRange, prefixEnd, toKeyRange } from "../engine/keyrange.ts";
+import { compareBytes, isEmptyRange, toKeyRange } from "../engine/keyrange.ts";
 import { type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut } from "../engine/kv.ts";
 import { checkRevision } from "../engine/revisions.ts";
 import type { Event, KeyRange, KeyValue, Rev } from "../engine/types.ts";
@@ -33,15 +33,24 @@ export function keyString(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
 }
 
-/** The longest prefix every key of the range starts with. */
+/**
+ * The longest prefix every key of the range starts with. Besides the start and end's
+ * common prefix, this sees that a page continuing a prefix list, [/registry/pods/x\0,
+ * /registry/pods0), stays within /registry/pods/.
+ */
 export function rangePrefix(r: KeyRange): string {
   if (r.end === undefined) return "";
-  const s = keyString(r.start), e = keyString(r.end);
-  const end = prefixEnd(r.start);
-  if (end !== undefined && compareBytes(end, r.end) === 0) return s;
-  let i = 0;
-  while (i < s.length && i < e.length && s[i] === e[i]) i++;
-  return s.slice(0, i);
+  const s = r.start, e = r.end;
+  let c = 0;
+  while (c < s.length && c < e.length && s[c] === e[c]) c++;
+  // a longer prefix P of the start covers the range when the end is P's own range end:
+  // the common part, then the start's next byte plus one
+  if (c < s.length && e.length === c + 1 && e[c] === s[c]! + 1) {
+    let n = c + 1;
+    while (n < s.length && s[n] === 0xff) n++;
+    return keyString(s.subarray(0, n));
+  }
+  return keyString(s.subarray(0, c));
 }
 
 /**

@@ -1,6 +1,6 @@
 // Starts a real etcd (Debian's etcd-server) on free loopback ports in a temp dir.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
@@ -11,17 +11,29 @@ export interface EtcdProcess {
   stop(): Promise<void>;
 }
 
-export async function startEtcd(extraArgs: string[] = []): Promise<EtcdProcess> {
+/** PEM files for an etcd that serves TLS only and asks clients for a certificate the CA signed */
+export interface EtcdTls {
+  ca: string;
+  cert: string;
+  key: string;
+  /** a client certificate and key for the readiness probe */
+  client: { cert: string; key: string };
+}
+
+export async function startEtcd(extraArgs: string[] = [], tls?: EtcdTls): Promise<EtcdProcess> {
   const dir = mkdtempSync(join(tmpdir(), "etcd-test-"));
   const client = await freePort();
   const peer = await freePort();
   const endpoint = `127.0.0.1:${client}`;
+  const scheme = tls ? "https" : "http";
+  const tlsArgs = tls ? ["--cert-file", tls.cert, "--key-file", tls.key, "--client-cert-auth", "--trusted-ca-file", tls.ca] : [];
   let err = "";
   const child: ChildProcess = spawn("etcd", [
     "--name", "default",
     "--data-dir", join(dir, "data"),
-    "--listen-client-urls", `http://${endpoint}`,
-    "--advertise-client-urls", `http://${endpoint}`,
+    "--listen-client-urls", `${scheme}://${endpoint}`,
+    "--advertise-client-urls", `${scheme}://${endpoint}`,
+    ...tlsArgs,
     "--listen-peer-urls", `http://127.0.0.1:${peer}`,
     "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`,
     "--initial-cluster", `default=http://127.0.0.1:${peer}`,
@@ -30,7 +42,15 @@ export async function startEtcd(extraArgs: string[] = []): Promise<EtcdProcess> 
   child.stderr!.on("data", (d) => (err = (err + d).slice(-4000)));
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const c = new Etcd3({ hosts: endpoint, dialTimeout: 500 } as never);
+    const c = new Etcd3({
+      hosts: `${scheme}://${endpoint}`,
+      dialTimeout: 500,
+      ...(tls && {
+        credentials: { rootCertificate: readFileSync(tls.ca), certChain: readFileSync(tls.client.cert), privateKey: readFileSync(tls.client.key) },
+        // grpc-js would name the IP address as the TLS server name, which Bun refuses
+        grpcOptions: { "grpc.ssl_target_name_override": "localhost" },
+      }),
+    } as never);
     try {
       await c.put("ready-probe").value("1").exec();
       await c.delete().key("ready-probe").exec();

@@ -70,9 +70,13 @@ describe("routing rules", () => {
   });
 
   test("a range's common prefix", () => {
-    const r = (s: string, e: string | undefined) => rangePrefix({ start: Buffer.from(s), end: e === undefined ? undefined : Buffer.from(e) });
+    const r = (s: string, e: string | undefined) => rangePrefix({ start: Buffer.from(s, "latin1"), end: e === undefined ? undefined : Buffer.from(e, "latin1") });
     expect(r("/registry/pods/", "/registry/pods0")).toBe("/registry/pods/");
-    expect(r("/registry/pods/ns/a\0", "/registry/pods0")).toBe("/registry/pods");
+    // the next page of a prefix list stays within the prefix
+    expect(r("/registry/pods/ns/a\0", "/registry/pods0")).toBe("/registry/pods/");
+    expect(r("/registry/pods/ns/a\0", "/registry/pods1")).toBe("/registry/pods");
+    expect(r("/registry/pods/ns/a\0", "/registry/pods0x")).toBe("/registry/pods");
+    expect(r("a\xff\xffb", "b")).toBe("a\xff\xff");
     expect(r("/registry/pods/a", "/registry/pods/c")).toBe("/registry/pods/");
     expect(r("/a", undefined)).toBe("");
   });

@@ -115,10 +115,22 @@ export class Upstream {
     return new Upstream(name, endpoints);
   }
 
-  /** Checks that etcd answers; its cluster and member ids name the keyspace strata serves from it. */
+  /**
+   * Checks that etcd answers (trying each member once); its cluster and member ids name
+   * the keyspace strata serves from it.
+   */
   async open(): Promise<{ clusterId: bigint; memberId: bigint; revision: Rev; version: string }> {
-    const s = await this.status();
-    return { clusterId: s.header!.clusterId, memberId: s.header!.memberId, revision: s.header!.revision, version: s.version };
+    for (let tries = 1; ; tries++) {
+      try {
+        const s = await this.status();
+        return { clusterId: s.header!.clusterId, memberId: s.header!.memberId, revision: s.header!.revision, version: s.version };
+      } catch (err) {
+        const unreachable = err instanceof EtcdError && err.code === "Unavailable";
+        if (tries < this.endpoints.length && unreachable) continue;
+        const prefix = `strata: backend ${this.name} `;
+        throw unreachable && err.message.startsWith(prefix) ? new Error(err.message.slice(prefix.length)) : err;
+      }
+    }
   }
 
   close(): void {
@@ -143,6 +155,12 @@ export class Upstream {
     if (!transport || ETCD_MESSAGE.test(e.rawMessage)) return new EtcdError(Code[e.code] as ErrorCode, e.rawMessage);
     if (at === this.current) this.current = (at + 1) % this.endpoints.length;
     return backendUnavailable(this.name, e.rawMessage);
+  }
+
+  /** A watch or keepalive stream that broke: whatever the cause, the upstream is unavailable to it. */
+  streamFailure(err: unknown, at = this.current): EtcdError {
+    const e = this.failure(err, at);
+    return e.message.startsWith(`strata: backend ${this.name} `) ? e : backendUnavailable(this.name, e.message);
   }
 
   range(r: RangeRequest): Promise<RangeResponse> {
@@ -230,7 +248,7 @@ export class Upstream {
         }
         failure = backendUnavailable(this.name, "the keepalive stream ended");
       } catch (err) {
-        failure = this.failure(err, at);
+        failure = this.streamFailure(err, at);
       }
       if (this.keepAlives === s) this.keepAlives = undefined;
       s.requests.end();

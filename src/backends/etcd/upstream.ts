@@ -158,7 +158,7 @@ export class Upstream {
   }
 
   /** A watch or keepalive stream that broke: whatever the cause, the upstream is unavailable to it. */
-  streamFailure(err: unknown, at = this.current): EtcdError {
+  private streamFailure(err: unknown, at: number): EtcdError {
     const e = this.failure(err, at);
     return e.message.startsWith(`strata: backend ${this.name} `) ? e : backendUnavailable(this.name, e.message);
   }
@@ -195,9 +195,15 @@ export class Upstream {
     return this.call((e) => e.maintenance.hashKV(r));
   }
 
-  /** A watch stream; errors while reading it go through failure(). */
-  watch(requests: AsyncIterable<MessageInitShape<typeof WatchRequestSchema>>, signal: AbortSignal): AsyncIterable<WatchResponse> {
-    return this.endpoints[this.current]!.watch.watch(requests as AsyncIterable<WatchRequest>, { signal });
+  /** A watch stream; if it breaks, it throws the upstream's unavailability, naming it. */
+  async *watch(requests: AsyncIterable<MessageInitShape<typeof WatchRequestSchema>>, signal: AbortSignal): AsyncGenerator<WatchResponse> {
+    const at = this.current;
+    try {
+      yield* this.endpoints[at]!.watch.watch(requests as AsyncIterable<WatchRequest>, { signal });
+    } catch (err) {
+      throw this.streamFailure(err, at);
+    }
+    throw this.streamFailure(new Error("the watch stream ended"), at);
   }
 
   async leaseGrant(ttl: Rev, id: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }> {

@@ -87,9 +87,8 @@ export class WatchRelay {
         // the client's pace sets etcd's: read on once its queue has room
         if (this.sink.congested()) await this.sink.drained();
       }
-      if (!this.closed) this.fail(this.upstream.streamFailure(new Error("the watch stream ended")).message);
     } catch (err) {
-      if (!this.closed) this.fail(this.upstream.streamFailure(err).message);
+      if (!this.closed) this.fail((err as Error).message);
     }
   }
 

@@ -74,7 +74,13 @@ export class NatsLog {
       } catch (err) {
         if (!(err instanceof NatsError && err.api_error?.err_code === STREAM_NOT_FOUND)) throw err;
         // two processes creating it at once is fine: the same config is accepted twice
-        info = await jsm.streams.add({ name: stream, subjects: [subject], storage: StorageType.File, deny_delete: true });
+        info = await jsm.streams.add({
+          name: stream,
+          subjects: [subject],
+          storage: StorageType.File,
+          num_replicas: url.replicas,
+          deny_delete: true,
+        });
       }
       return new NatsLog(nc, nc.jetstream(), jsm, stream, subject, info.created);
     } catch (err) {

@@ -79,7 +79,7 @@ export class NatsBackend implements Backend {
     try {
       this.dir = await makeCopyDir();
       this.log = await NatsLog.open(this.url);
-      this.snapshots = await Snapshots.open(this.log, this.url.bucket);
+      this.snapshots = await Snapshots.open(this.log, this.url.bucket, this.url.replicas);
       await this.lock.run(() => this.load());
       await this.sync();
     } catch (err) {

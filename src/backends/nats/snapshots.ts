@@ -13,8 +13,8 @@ const KEEP = 2;
 export class Snapshots {
   private constructor(private readonly store: ObjectStore) {}
 
-  static async open(log: NatsLog, bucket: string): Promise<Snapshots> {
-    return new Snapshots(await log.js.views.os(`strata-${bucket}-snapshots`, { storage: StorageType.File }));
+  static async open(log: NatsLog, bucket: string, replicas: number): Promise<Snapshots> {
+    return new Snapshots(await log.js.views.os(`strata-${bucket}-snapshots`, { storage: StorageType.File, replicas }));
   }
 
   /** the sequences of the stored snapshots, newest first */

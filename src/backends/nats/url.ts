@@ -1,6 +1,7 @@
-// The NATS backend URL: nats://[USER:PASS@ | TOKEN@]HOST:PORT[,HOST:PORT...][?bucket=NAME].
+// The NATS backend URL: nats://[USER:PASS@ | TOKEN@]HOST:PORT[,HOST:PORT...][?bucket=NAME&replicas=N].
 // The bucket names the JetStream stream (and snapshot store) holding one keyspace, so
-// several strata installations can share one NATS.
+// several strata installations can share one NATS; replicas is how many servers of a
+// NATS cluster keep it when strata creates it.
 
 export interface NatsUrl {
   servers: string[];
@@ -8,6 +9,7 @@ export interface NatsUrl {
   pass?: string;
   token?: string;
   bucket: string;
+  replicas: number;
 }
 
 export const DEFAULT_BUCKET = "strata";
@@ -19,7 +21,7 @@ export function parseNatsUrl(url: string, name: string): NatsUrl {
   const m = /^nats:\/\/(?:([^@/]*)@)?([^/?]+)\/?(?:\?(.*))?$/.exec(url);
   if (!m) throw new Error(`backend ${name}: expected nats://HOST:PORT?bucket=NAME`);
   const [, auth, hosts, query] = m;
-  const out: NatsUrl = { servers: hosts!.split(",").map((h) => h.trim()), bucket: DEFAULT_BUCKET };
+  const out: NatsUrl = { servers: hosts!.split(",").map((h) => h.trim()), bucket: DEFAULT_BUCKET, replicas: 1 };
   for (const s of out.servers) {
     if (!/^[^:\s]+(:\d{1,5})?$/.test(s)) throw new Error(`backend ${name}: server "${s}" is not HOST or HOST:PORT`);
   }
@@ -32,9 +34,14 @@ export function parseNatsUrl(url: string, name: string): NatsUrl {
     }
   }
   for (const [k, v] of new URLSearchParams(query ?? "")) {
-    if (k !== "bucket") throw new Error(`backend ${name}: unknown parameter "${k}"; the only one is bucket`);
-    if (!BUCKET.test(v)) throw new Error(`backend ${name}: bucket "${v}" must be 1 to 64 letters, digits, - or _`);
-    out.bucket = v;
+    if (k === "bucket") {
+      if (!BUCKET.test(v)) throw new Error(`backend ${name}: bucket "${v}" must be 1 to 64 letters, digits, - or _`);
+      out.bucket = v;
+    } else if (k === "replicas") {
+      // JetStream keeps at most 5 copies of a stream
+      if (!/^[1-5]$/.test(v)) throw new Error(`backend ${name}: replicas "${v}" must be a whole number from 1 to 5`);
+      out.replicas = Number(v);
+    } else throw new Error(`backend ${name}: unknown parameter "${k}"; known: bucket, replicas`);
   }
   return out;
 }

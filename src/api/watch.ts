@@ -120,9 +120,10 @@ class WatchStream implements WatchSink, RelaySink {
       return;
     }
     if (upstream) {
-      const relay = this.relayTo(upstream);
-      if (!this.relayed.has(watchId)) this.relayed.set(watchId, relay);
-      relay.create(watchId, c);
+      const to = this.relayTo(upstream);
+      // a duplicate id stays with the watcher holding it (etcd refuses the new one)
+      if (!this.relayed.has(watchId)) this.relayed.set(watchId, to);
+      to.create(watchId, c);
       return;
     }
     const start = c.startRevision === 0n ? current + 1n : c.startRevision;

@@ -6,17 +6,18 @@ import { parseNatsUrl } from "../../src/backends/nats/url.ts";
 
 describe("nats:// URL", () => {
   test("servers, credentials and bucket", () => {
-    expect(parseNatsUrl("nats://127.0.0.1:4222", "n")).toEqual({ servers: ["127.0.0.1:4222"], bucket: "strata", replicas: 1 });
-    expect(parseNatsUrl("nats://u:p%40ss@a:4222,b:4223/?bucket=k8s-main&replicas=3", "n")).toEqual({
-      servers: ["a:4222", "b:4223"], user: "u", pass: "p@ss", bucket: "k8s-main", replicas: 3,
+    expect(parseNatsUrl("nats://127.0.0.1:4222", "n")).toEqual({ servers: ["127.0.0.1:4222"], bucket: "strata", replicas: 1, snapshotCount: 10000 });
+    expect(parseNatsUrl("nats://u:p%40ss@a:4222,b:4223/?bucket=k8s-main&replicas=3&snapshot-count=500", "n")).toEqual({
+      servers: ["a:4222", "b:4223"], user: "u", pass: "p@ss", bucket: "k8s-main", replicas: 3, snapshotCount: 500,
     });
-    expect(parseNatsUrl("nats://s3cret@nats.example", "n")).toEqual({ servers: ["nats.example"], token: "s3cret", bucket: "strata", replicas: 1 });
+    expect(parseNatsUrl("nats://s3cret@nats.example", "n")).toEqual({ servers: ["nats.example"], token: "s3cret", bucket: "strata", replicas: 1, snapshotCount: 10000 });
   });
 
   test("bad URLs are refused naming the backend and what is wrong", () => {
     expect(() => parseNatsUrl("nats://h:4222?bucket=a.b", "nats://h:4222")).toThrow('backend nats://h:4222: bucket "a.b" must be 1 to 64 letters, digits, - or _');
-    expect(() => parseNatsUrl("nats://h:4222?stream=x", "N")).toThrow('backend N: unknown parameter "stream"; known: bucket, replicas');
+    expect(() => parseNatsUrl("nats://h:4222?stream=x", "N")).toThrow('backend N: unknown parameter "stream"; known: bucket, replicas, snapshot-count');
     expect(() => parseNatsUrl("nats://h:4222?replicas=7", "N")).toThrow('backend N: replicas "7" must be a whole number from 1 to 5');
+    expect(() => parseNatsUrl("nats://h:4222?snapshot-count=0", "N")).toThrow('backend N: snapshot-count "0" must be a positive whole number');
     expect(() => parseNatsUrl("nats://h:port", "N")).toThrow('backend N: server "h:port" is not HOST or HOST:PORT');
     expect(() => parseNatsUrl("nats://", "N")).toThrow("backend N: expected nats://HOST:PORT?bucket=NAME");
   });

@@ -342,10 +342,18 @@ export class NatsBackend implements Backend {
 
   // ---- compaction
 
-  /** Removes history here, then stores a snapshot and purges the log up to it. */
+  /**
+   * Removes history here; once the log has grown by snapshot-count entries since the
+   * newest snapshot, stores a new one (like etcd's --snapshot-count: making it holds this
+   * process up for as long as SQLite takes to copy the data). Then purges the log up to
+   * the newest snapshot.
+   */
   async compact(rev: Rev): Promise<void> {
     await this.reading((v) => v.backend.compact(rev));
-    await this.snapshot();
+    let newest = await this.snapshots.newest();
+    if (this.seen - newest >= this.url.snapshotCount) newest = await this.snapshot();
+    // what another live process has not read yet stays: it would have to reload the snapshot
+    if (newest > 0) await this.log.purgeThrough(Math.min(newest, await this.log.readByOthers()));
   }
 
   private compactLocally(rev: Rev): void {
@@ -354,7 +362,8 @@ export class NatsBackend implements Backend {
       .catch((err) => console.error(JSON.stringify({ level: "error", msg: "compaction failed", backend: this.name, error: String(err) })));
   }
 
-  private async snapshot(): Promise<void> {
+  /** Stores a snapshot of the copy; resolves to the log sequence it holds. */
+  private async snapshot(): Promise<number> {
     const file = join(this.dir!, `snapshot-${++this.files}.db`);
     try {
       // a consistent copy of the committed state, made beside the writer
@@ -370,8 +379,7 @@ export class NatsBackend implements Backend {
       const seq = Number(db.prepare("SELECT num FROM meta WHERE name = 'log_seq'").get()!.num);
       db.close();
       await this.snapshots.save(file, seq);
-      // what another live process has not read yet stays: it would have to reload the snapshot
-      await this.log.purgeThrough(Math.min(seq, await this.log.readByOthers()));
+      return seq;
     } finally {
       rmSync(file, { force: true });
     }

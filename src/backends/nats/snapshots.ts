@@ -26,6 +26,11 @@ export class Snapshots {
     return seqs.sort((a, b) => b - a);
   }
 
+  /** the log sequence of the newest snapshot; 0 when there is none */
+  async newest(): Promise<number> {
+    return (await this.sequences())[0] ?? 0;
+  }
+
   /** Writes the newest snapshot into file; resolves to its sequence, or undefined when there is none. */
   async load(file: string): Promise<number | undefined> {
     const seq = (await this.sequences())[0];

@@ -1,7 +1,9 @@
-// The NATS backend URL: nats://[USER:PASS@ | TOKEN@]HOST:PORT[,HOST:PORT...][?bucket=NAME&replicas=N].
+// The NATS backend URL:
+//   nats://[USER:PASS@ | TOKEN@]HOST:PORT[,HOST:PORT...][?bucket=NAME&replicas=N&snapshot-count=N]
 // The bucket names the JetStream stream (and snapshot store) holding one keyspace, so
 // several strata installations can share one NATS; replicas is how many servers of a
-// NATS cluster keep it when strata creates it.
+// NATS cluster keep it when strata creates it; snapshot-count is how many log entries
+// a compaction lets pass before it stores a snapshot and purges the log.
 
 export interface NatsUrl {
   servers: string[];
@@ -10,9 +12,12 @@ export interface NatsUrl {
   token?: string;
   bucket: string;
   replicas: number;
+  snapshotCount: number;
 }
 
 export const DEFAULT_BUCKET = "strata";
+/** etcd's default --snapshot-count */
+const DEFAULT_SNAPSHOT_COUNT = 10_000;
 /** JetStream names may not hold dots, wildcards or spaces; this keeps them to one safe set */
 const BUCKET = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -21,7 +26,7 @@ export function parseNatsUrl(url: string, name: string): NatsUrl {
   const m = /^nats:\/\/(?:([^@/]*)@)?([^/?]+)\/?(?:\?(.*))?$/.exec(url);
   if (!m) throw new Error(`backend ${name}: expected nats://HOST:PORT?bucket=NAME`);
   const [, auth, hosts, query] = m;
-  const out: NatsUrl = { servers: hosts!.split(",").map((h) => h.trim()), bucket: DEFAULT_BUCKET, replicas: 1 };
+  const out: NatsUrl = { servers: hosts!.split(",").map((h) => h.trim()), bucket: DEFAULT_BUCKET, replicas: 1, snapshotCount: DEFAULT_SNAPSHOT_COUNT };
   for (const s of out.servers) {
     if (!/^[^:\s]+(:\d{1,5})?$/.test(s)) throw new Error(`backend ${name}: server "${s}" is not HOST or HOST:PORT`);
   }
@@ -41,7 +46,10 @@ export function parseNatsUrl(url: string, name: string): NatsUrl {
       // JetStream keeps at most 5 copies of a stream
       if (!/^[1-5]$/.test(v)) throw new Error(`backend ${name}: replicas "${v}" must be a whole number from 1 to 5`);
       out.replicas = Number(v);
-    } else throw new Error(`backend ${name}: unknown parameter "${k}"; known: bucket, replicas`);
+    } else if (k === "snapshot-count") {
+      if (!/^[1-9]\d{0,9}$/.test(v)) throw new Error(`backend ${name}: snapshot-count "${v}" must be a positive whole number`);
+      out.snapshotCount = Number(v);
+    } else throw new Error(`backend ${name}: unknown parameter "${k}"; known: bucket, replicas, snapshot-count`);
   }
   return out;
 }

@@ -61,7 +61,9 @@ export interface ServerOptions {
 function selfSignedCert(dir: string): [string, string] {
   const cert = join(dir, "server.crt");
   const key = join(dir, "server.key");
-  run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1"]);
+  // the IP in subjectAltName lets clients that verify the server (NATS's) accept it as its own CA
+  run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=127.0.0.1",
+    "-addext", "subjectAltName=IP:127.0.0.1"]);
   return [cert, key];
 }
 
@@ -152,13 +154,15 @@ export async function startMariadb(opts: ServerOptions = {}): Promise<DatabaseSe
 }
 
 /** nats-server with JetStream; each "database" is a bucket (a stream of its own) */
-export async function startNats(): Promise<DatabaseServer> {
+export async function startNats(opts: ServerOptions = {}): Promise<DatabaseServer> {
   if (!existsSync("/usr/sbin/nats-server")) throw new Error("NATS is not installed (Debian package nats-server)");
   const dir = mkdtempSync(join(tmpdir(), "strata-nats-server-"));
+  const [cert, key] = opts.tls ? selfSignedCert(dir) : [];
+  const tlsArgs = opts.tls ? ["--tls", "--tlscert", cert!, "--tlskey", key!] : [];
   const port = await freePort();
   let child: ChildProcess | undefined;
   const start = async () => {
-    const c = spawn("/usr/sbin/nats-server", ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", join(dir, "jetstream")], {
+    const c = spawn("/usr/sbin/nats-server", ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", join(dir, "jetstream"), ...tlsArgs], {
       stdio: ["ignore", "ignore", "pipe"],
     });
     child = c;
@@ -182,7 +186,8 @@ export async function startNats(): Promise<DatabaseServer> {
     await exited;
   };
   await start();
-  return server(dir, (name) => `nats://127.0.0.1:${port}?bucket=${name}`, start, stop);
+  // clients verify the server against its own certificate
+  return server(dir, (name) => `nats://127.0.0.1:${port}?bucket=${name}${opts.tls ? `&ca=${cert}` : ""}`, start, stop);
 }
 
 if (import.meta.main) {

@@ -4,14 +4,14 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import { Etcd3 } from "etcd3";
-import { type DatabaseServer, freePort, startMariadb, startPostgres } from "../../scripts/databases.ts";
+import { type DatabaseServer, freePort, startMariadb, startNats, startPostgres } from "../../scripts/databases.ts";
 import { BACKEND, startStrata } from "../support/strata.ts";
 
-if (BACKEND === "sqlite") throw new Error("the TLS test needs STRATA_TEST_BACKEND=postgres or mariadb");
+if (BACKEND === "sqlite") throw new Error("the TLS test needs STRATA_TEST_BACKEND=postgres, mariadb or nats");
 
 let db: DatabaseServer;
 beforeAll(async () => {
-  db = await (BACKEND === "postgres" ? startPostgres : startMariadb)({ tls: true });
+  db = await ({ postgres: startPostgres, mariadb: startMariadb, nats: startNats }[BACKEND]!)({ tls: true });
 }, 60_000);
 afterAll(async () => {
   await db?.destroy();
@@ -19,7 +19,7 @@ afterAll(async () => {
 
 test(`${BACKEND} over TLS: served with the URL's TLS parameter, refused without it`, async () => {
   const url = db.createDatabase("strata_tls");
-  expect(url).toMatch(/\?(sslmode=require|ssl=skip-verify)$/);
+  expect(url).toMatch(/[?&](sslmode=require|ssl=skip-verify|ca=[^&]+)$/);
   const strata = await startStrata([], url);
   const c = new Etcd3({ hosts: strata.endpoint });
   await c.put("tls/a").value("1").exec();
@@ -32,5 +32,5 @@ test(`${BACKEND} over TLS: served with the URL's TLS parameter, refused without 
     resolve(import.meta.dir, "../../src/main.ts"), "serve", "--listen", `http://127.0.0.1:${await freePort()}`, "--backend", plain,
   ], { encoding: "utf8", timeout: 30_000 });
   expect(refused.status).toBe(1);
-  expect(refused.stderr).toContain(`strata: cannot start: backend ${BACKEND === "mariadb" ? "mysql" : "postgres"}://`);
+  expect(refused.stderr).toContain(`strata: cannot start: backend ${{ mariadb: "mysql", postgres: "postgres", nats: "nats" }[BACKEND]}://`);
 }, 60_000);

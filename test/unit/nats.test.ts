@@ -13,9 +13,19 @@ describe("nats:// URL", () => {
     expect(parseNatsUrl("nats://s3cret@nats.example", "n")).toEqual({ servers: ["nats.example"], token: "s3cret", bucket: "strata", replicas: 1, snapshotCount: 10000 });
   });
 
+  test("TLS: asked for, or implied by a CA or client certificate", () => {
+    const file = import.meta.path;
+    expect(parseNatsUrl("nats://h:4222?tls=true", "n").tls).toEqual({});
+    expect(parseNatsUrl(`nats://h:4222?ca=${file}&cert=${file}&key=${file}`, "n").tls).toEqual({ caFile: file, certFile: file, keyFile: file });
+    expect(parseNatsUrl("nats://h:4222", "n").tls).toBeUndefined();
+    expect(() => parseNatsUrl("nats://h:4222?ca=/no/such/ca.crt", "N")).toThrow("backend N: ca file /no/such/ca.crt does not exist");
+    expect(() => parseNatsUrl(`nats://h:4222?cert=${file}`, "N")).toThrow("backend N: cert and key go together");
+    expect(() => parseNatsUrl("nats://h:4222?tls=yes", "N")).toThrow('backend N: tls "yes" must be true (or leave it out)');
+  });
+
   test("bad URLs are refused naming the backend and what is wrong", () => {
     expect(() => parseNatsUrl("nats://h:4222?bucket=a.b", "nats://h:4222")).toThrow('backend nats://h:4222: bucket "a.b" must be 1 to 64 letters, digits, - or _');
-    expect(() => parseNatsUrl("nats://h:4222?stream=x", "N")).toThrow('backend N: unknown parameter "stream"; known: bucket, replicas, snapshot-count');
+    expect(() => parseNatsUrl("nats://h:4222?stream=x", "N")).toThrow('backend N: unknown parameter "stream"; known: bucket, replicas, snapshot-count, tls, ca, cert, key');
     expect(() => parseNatsUrl("nats://h:4222?replicas=7", "N")).toThrow('backend N: replicas "7" must be a whole number from 1 to 5');
     expect(() => parseNatsUrl("nats://h:4222?snapshot-count=0", "N")).toThrow('backend N: snapshot-count "0" must be a positive whole number');
     expect(() => parseNatsUrl("nats://h:port", "N")).toThrow('backend N: server "h:port" is not HOST or HOST:PORT');

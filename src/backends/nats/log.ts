@@ -58,6 +58,7 @@ export class NatsLog {
       user: url.user,
       pass: url.pass,
       token: url.token,
+      tls: url.tls,
       name: "strata",
       // keep trying while NATS is away; requests fail meanwhile and strata says so
       maxReconnectAttempts: -1,

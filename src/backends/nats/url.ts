@@ -1,9 +1,12 @@
 // The NATS backend URL:
-//   nats://[USER:PASS@ | TOKEN@]HOST:PORT[,HOST:PORT...][?bucket=NAME&replicas=N&snapshot-count=N]
+//   nats://[USER:PASS@ | TOKEN@]HOST:PORT[,HOST:PORT...][?bucket=NAME&replicas=N&snapshot-count=N&tls=true&ca=FILE&cert=FILE&key=FILE]
 // The bucket names the JetStream stream (and snapshot store) holding one keyspace, so
 // several strata installations can share one NATS; replicas is how many servers of a
 // NATS cluster keep it when strata creates it; snapshot-count is how many log entries
-// a compaction lets pass before it stores a snapshot and purges the log.
+// a compaction lets pass before it stores a snapshot and purges the log. tls=true asks
+// for TLS verified against the system's CAs, ca= against that CA; cert= and key= are a
+// client certificate (each of them implies TLS).
+import { existsSync } from "node:fs";
 
 export interface NatsUrl {
   servers: string[];
@@ -13,6 +16,8 @@ export interface NatsUrl {
   bucket: string;
   replicas: number;
   snapshotCount: number;
+  /** undefined: TLS only if the server demands it */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string };
 }
 
 export const DEFAULT_BUCKET = "strata";
@@ -49,7 +54,14 @@ export function parseNatsUrl(url: string, name: string): NatsUrl {
     } else if (k === "snapshot-count") {
       if (!/^[1-9]\d{0,9}$/.test(v)) throw new Error(`backend ${name}: snapshot-count "${v}" must be a positive whole number`);
       out.snapshotCount = Number(v);
-    } else throw new Error(`backend ${name}: unknown parameter "${k}"; known: bucket, replicas, snapshot-count`);
+    } else if (k === "tls") {
+      if (v !== "true") throw new Error(`backend ${name}: tls "${v}" must be true (or leave it out)`);
+      out.tls ??= {};
+    } else if (k === "ca" || k === "cert" || k === "key") {
+      if (!existsSync(v)) throw new Error(`backend ${name}: ${k} file ${v} does not exist`);
+      out.tls = { ...out.tls, [`${k}File`]: v };
+    } else throw new Error(`backend ${name}: unknown parameter "${k}"; known: bucket, replicas, snapshot-count, tls, ca, cert, key`);
   }
+  if (!out.tls?.certFile !== !out.tls?.keyFile) throw new Error(`backend ${name}: cert and key go together`);
   return out;
 }

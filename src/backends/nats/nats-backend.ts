@@ -137,8 +137,8 @@ export class NatsBackend implements Backend {
     const old = this.view;
     this.view = view;
     if (old) await this.retire(old);
-    this.seen = seq;
     this.assembler.reset();
+    this.advance(seq);
     await this.follow();
   }
 
@@ -213,7 +213,13 @@ export class NatsBackend implements Backend {
 
   private async reload(at: number, seen: number): Promise<void> {
     console.error(JSON.stringify({ level: "warn", msg: "NATS log purged past this process; reloading from the newest snapshot", backend: this.name, seen, next: at }));
-    await this.load();
+    try {
+      await this.load();
+    } catch (err) {
+      // not following now: the next wait for the log finds it stalled and tries again
+      console.error(JSON.stringify({ level: "error", msg: "reloading the NATS snapshot failed", backend: this.name, error: String(err) }));
+      return;
+    }
     for (const l of this.listeners) l();
   }
 

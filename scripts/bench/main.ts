@@ -1,7 +1,7 @@
 // strata against a real etcd on the same machine, in one run, with the same client
 // (etcd3) and the same Kubernetes-shaped workloads; prints throughput, latency and
 // server memory with the strata/etcd ratio per row, and writes the results as JSON.
-//   bun scripts/bench/main.ts [--backends sqlite,postgres,mariadb] [--objects 5000] [--out bench.json]
+//   bun scripts/bench/main.ts [--backends sqlite,postgres,mariadb,nats] [--objects 5000] [--out bench.json]
 // Not a test: nothing here asserts.
 import { readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";

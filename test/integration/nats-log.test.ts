@@ -1,5 +1,5 @@
 // What is particular to the NATS backend, on a real nats-server: batches larger than a
-// NATS message travel as chunks every process reassembles; compaction stores a snapshot
+// NATS message travel as chunks every process reassembles, also when two append at once; compaction stores a snapshot
 // and purges the log, and a new process starts from snapshot plus tail with the same
 // answers; a process the purge left behind reloads the snapshot and tells its watchers;
 // the copy a killed process left in the temporary directory is removed by the next one.
@@ -69,6 +69,40 @@ describe("NATS backend", () => {
     // far fewer log entries than snapshot-count (10000): a compaction neither snapshots nor purges
     await c.kv.compact({ revision: (await c.get("big/0").exec()).header.revision, physical: true } as never);
     expect((await stream(bucketUrl)).first).toBe(1);
+  }, 60_000);
+
+  test("two processes appending chunked batches at once keep every acknowledged write and end with the same data", async () => {
+    const bucketUrl = await freshDatabase("nats", dir);
+    const both = [await strata(bucketUrl), await strata(bucketUrl)];
+    const acked = new Map<string, string>();
+    await Promise.all(both.flatMap((c, p) => [
+      (async () => {
+        for (let i = 0; i < 6; i++) {
+          const key = `race/big-${p}-${i}`;
+          acked.set(key, (await c.put(key).value(Buffer.alloc(1_200_000, `${p}${i}`)).exec()).header.revision);
+        }
+      })(),
+      (async () => {
+        for (let i = 0; i < 40; i++) {
+          const key = `race/small-${p}-${i}`;
+          acked.set(key, (await c.put(key).value("s").exec()).header.revision);
+        }
+      })(),
+    ]));
+    const views = await Promise.all(both.map(async (c) =>
+      (await c.kv.range({ key: Buffer.from("race/"), range_end: prefixEnd("race/"), keys_only: true } as never)).kvs
+        .map((kv) => `${kv.key}@${kv.mod_revision}`)
+    ));
+    expect(views[1]).toEqual(views[0]!);
+    expect(views[0]!.length).toBe(acked.size);
+    for (const [key, rev] of acked) expect(views[0]).toContain(`${key}@${rev}`);
+    for (const c of both) {
+      for (let p = 0; p < 2; p++) {
+        for (let i = 0; i < 6; i++) expect((await c.get(`race/big-${p}-${i}`).buffer())!.equals(Buffer.alloc(1_200_000, `${p}${i}`))).toBe(true);
+      }
+    }
+    // one revision per write, in one order
+    expect(new Set(acked.values()).size).toBe(acked.size);
   }, 60_000);
 
   test("compaction stores a snapshot and purges the log; a new process starts from it and answers the same", async () => {

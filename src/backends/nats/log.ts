@@ -110,18 +110,20 @@ export class NatsLog {
     for (const [k, v] of Object.entries(chunk.headers ?? {})) h.set(k, v);
     const deadline = Date.now() + APPEND_RETRY_MS;
     for (;;) {
+      let ack;
       try {
         // the message ID makes a retry of a message that did land a duplicate, not a second copy
-        const ack = await this.js.publish(this.subject, chunk.data, { msgID: id, expect: { lastSequence: expected }, headers: h });
-        if (ack.seq !== expected + 1) throw new Error(`stream ${this.stream} stored the message at ${ack.seq}, expected ${expected + 1}`);
-        return;
+        ack = await this.js.publish(this.subject, chunk.data, { msgID: id, expect: { lastSequence: expected }, headers: h });
       } catch (err) {
         if (err instanceof NatsError && err.api_error?.err_code === WRONG_LAST_SEQUENCE) {
           throw new LogMoved(Number(/(\d+)\s*$/.exec(err.api_error.description)?.[1] ?? expected + 1));
         }
         if (Date.now() >= deadline || (err instanceof NatsError && err.api_error)) throw err;
         await new Promise((r) => setTimeout(r, 200));
+        continue;
       }
+      if (ack.seq !== expected + 1) throw new Error(`stream ${this.stream} stored the message at ${ack.seq}, expected ${expected + 1}`);
+      return;
     }
   }
 

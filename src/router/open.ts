@@ -38,7 +38,7 @@ export async function openBackends(
       const named = (err: Error) => new Error(t.backends.size > 1 ? `backend ${name}: ${err.message}` : err.message);
       if (isUpstreamUrl(url)) {
         try {
-          out.upstreams.push({ name, upstream: Upstream.fromUrl(url, tls) });
+          out.upstreams.push({ name, upstream: Upstream.fromUrl(url, tls, t.backends.size > 1 ? name : undefined) });
         } catch (err) {
           throw named(err as Error);
         }

@@ -475,6 +475,12 @@ test("PostgreSQL as the default and an upstream etcd for one resource: leases ar
     // Compact names PostgreSQL's revisions here: the upstream keeps its own history
     const at = (await c.kv.put({ key: b("/registry/secrets/default/after"), value: b("s") } as never)).header.revision;
     expect(await attempt(c.kv.compact({ revision: at } as never))).not.toHaveProperty("error");
+    // among several backends, an upstream that is gone is named by its name and URL
+    await etcd.stop();
+    const once = new Etcd3({ hosts: s.endpoint, retry: false } as never);
+    const gone = await attempt(once.get("/registry/configmaps/default/x").exec());
+    once.close();
+    expect(String((gone as { error: string }).error)).toContain(`strata: backend cm (etcd://${etcd.endpoint}) unavailable: `);
   } finally {
     c.close();
     up.close();

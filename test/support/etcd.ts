@@ -65,8 +65,11 @@ export async function startEtcd(extraArgs: string[] = [], tls?: EtcdTls): Promis
   return {
     endpoint,
     stop: async () => {
-      child.kill("SIGTERM");
-      if (child.exitCode === null) await new Promise((r) => child.once("exit", r));
+      // stopping twice is stopping once
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill("SIGTERM");
+        await new Promise((r) => child.once("exit", r));
+      }
       rmSync(dir, { recursive: true, force: true });
     },
   };

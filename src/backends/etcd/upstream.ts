@@ -67,16 +67,19 @@ export class Upstream {
   private keepAlives: KeepAliveStream | undefined;
 
   private constructor(
-    /** the URL without its TLS parameters, for messages */
+    /** the URL without its TLS parameters */
     readonly name: string,
+    /** how errors name it: the URL, or "NAME (URL)" among several backends */
+    private readonly label: string,
     private readonly endpoints: Endpoint[],
   ) {}
 
   /**
    * etcd://HOST:PORT[,HOST:PORT...] (cleartext) or etcds://HOST:PORT[,...]?ca=FILE&cert=FILE&key=FILE
    * (TLS; the files default to `tls`). Several hosts are members of one etcd cluster.
+   * `backend` is its name in a topology of several backends.
    */
-  static fromUrl(url: string, tls: UpstreamTls = {}): Upstream {
+  static fromUrl(url: string, tls: UpstreamTls = {}, backend?: string): Upstream {
     const m = /^(etcds?):\/\/([^/?#]+)\/?(?:\?(.*))?$/.exec(url);
     if (!m) throw new Error(`backend ${url}: expected etcd://HOST:PORT or etcds://HOST:PORT?ca=FILE&cert=FILE&key=FILE`);
     const [, scheme, hosts, query] = m as unknown as [string, string, string, string | undefined];
@@ -112,7 +115,7 @@ export class Upstream {
         maintenance: createClient(Maintenance, transport),
       };
     });
-    return new Upstream(name, endpoints);
+    return new Upstream(name, backend === undefined ? name : `${backend} (${name})`, endpoints);
   }
 
   /**
@@ -127,7 +130,7 @@ export class Upstream {
       } catch (err) {
         const unreachable = err instanceof EtcdError && err.code === "Unavailable";
         if (tries < this.endpoints.length && unreachable) continue;
-        const prefix = `strata: backend ${this.name} `;
+        const prefix = `strata: backend ${this.label} `;
         throw unreachable && err.message.startsWith(prefix) ? new Error(err.message.slice(prefix.length)) : err;
       }
     }
@@ -154,13 +157,13 @@ export class Upstream {
     const transport = [Code.Unavailable, Code.Unknown, Code.Internal, Code.DeadlineExceeded, Code.Canceled].includes(e.code);
     if (!transport || ETCD_MESSAGE.test(e.rawMessage)) return new EtcdError(Code[e.code] as ErrorCode, e.rawMessage);
     if (at === this.current) this.current = (at + 1) % this.endpoints.length;
-    return backendUnavailable(this.name, e.rawMessage);
+    return backendUnavailable(this.label, e.rawMessage);
   }
 
   /** A watch or keepalive stream that broke: whatever the cause, the upstream is unavailable to it. */
   private streamFailure(err: unknown, at: number): EtcdError {
     const e = this.failure(err, at);
-    return e.message.startsWith(`strata: backend ${this.name} `) ? e : backendUnavailable(this.name, e.message);
+    return e.message.startsWith(`strata: backend ${this.label} `) ? e : backendUnavailable(this.label, e.message);
   }
 
   range(r: RangeRequest): Promise<RangeResponse> {
@@ -252,7 +255,7 @@ export class Upstream {
           list?.shift()?.resolve({ ttl: r.TTL, revision: r.header!.revision });
           if (list?.length === 0) s.waiting.delete(r.ID);
         }
-        failure = backendUnavailable(this.name, "the keepalive stream ended");
+        failure = backendUnavailable(this.label, "the keepalive stream ended");
       } catch (err) {
         failure = this.streamFailure(err, at);
       }

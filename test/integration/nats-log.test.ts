@@ -2,10 +2,12 @@
 // NATS message travel as chunks every process reassembles, also when two append at once; compaction stores a snapshot
 // and purges the log, and a new process starts from snapshot plus tail with the same
 // answers; a process the purge left behind reloads the snapshot and tells its watchers;
-// the copy a killed process left in the temporary directory is removed by the next one.
+// the copy a killed process left in the temporary directory is removed by the next one;
+// an append whose acknowledgement was lost is sent again and answered once.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { createConnection, createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { connect, type JetStreamManager, type NatsConnection } from "nats";
@@ -103,6 +105,53 @@ describe("NATS backend", () => {
     }
     // one revision per write, in one order
     expect(new Set(acked.values()).size).toBe(acked.size);
+  }, 60_000);
+
+  test("an append whose acknowledgement was lost is sent again, deduplicated, and acknowledged once", async () => {
+    const bucketUrl = await freshDatabase("nats", dir);
+    // a proxy between strata and NATS that can cut the connection right after a publish went through
+    const target = new URL(bucketUrl);
+    let armed = false;
+    /** the message ID of each append that went through, in order */
+    const sent: string[] = [];
+    const sockets = new Set<Socket>();
+    const proxy = createServer((client) => {
+      const server = createConnection(Number(target.port), target.hostname);
+      sockets.add(client).add(server);
+      let answering = true;
+      client.on("data", (d) => {
+        server.write(d);
+        const text = d.toString("latin1");
+        if (!text.includes(`PUB strata.${target.searchParams.get("bucket")}.log `)) return;
+        sent.push(/Nats-Msg-Id: (\S+)/i.exec(text)?.[1] ?? "?");
+        if (armed) {
+          armed = false;
+          // NATS stores it and answers, but the answer never gets back
+          answering = false;
+          setTimeout(() => (client.destroy(), server.destroy()), 50);
+        }
+      });
+      server.on("data", (d) => answering && client.write(d));
+      for (const s of [client, server]) s.on("error", () => {}).on("close", () => (client.destroy(), server.destroy()));
+    });
+    await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+    try {
+      const c = await strata(bucketUrl.replace(target.host, `127.0.0.1:${(proxy.address() as { port: number }).port}`));
+      await c.put("lost/warm").value("up").exec();
+      const before = await stream(bucketUrl);
+      armed = true;
+      const cut = sent.length;
+      const put = await c.put("lost/k").value("v1").exec();
+      expect(armed).toBe(false);
+      // sent twice with one message ID, stored once
+      expect(sent.slice(cut)).toEqual([sent[cut]!, sent[cut]!]);
+      expect((await stream(bucketUrl)).last).toBe(before.last + 1);
+      const kv = (await c.get("lost/k").exec()).kvs[0]!;
+      expect([kv.value.toString(), kv.mod_revision]).toEqual(["v1", put.header.revision]);
+    } finally {
+      for (const s of sockets) s.destroy();
+      proxy.close();
+    }
   }, 60_000);
 
   test("compaction stores a snapshot and purges the log; a new process starts from it and answers the same", async () => {

@@ -97,3 +97,34 @@ describe("configuration", () => {
     expect(() => loadConfig(["--listen", "grpc://h:1"], {})).toThrow("listen must be a URL starting with http:// or https://");
   });
 });
+
+describe("routes beside an upstream etcd take whole resources", () => {
+  const topology = (route: string) =>
+    file(`up-${Math.random().toString(36).slice(2)}.yaml`, `backends:\n  core: etcd://127.0.0.1:2379\n  db: sqlite://x.db\ndefault: core\nroutes:\n  - match: ${route}\n    backend: db\n`);
+  test.each([
+    "{ resource: events }",
+    "{ group: stable.example.com, resource: shirts }",
+    "{ group: stable.example.com }",
+    "{ prefix: /registry/events/ }",
+    "{ prefix: /registry/services/ }",
+    "{ prefix: /registry/stable.example.com/shirts/ }",
+    "{ prefix: /registry/stable.example.com/ }",
+  ])("%s is accepted", (route) => {
+    expect(() => loadConfig(["--config", topology(route)], {})).not.toThrow();
+  });
+  test.each([
+    ['{ resource: pods, namespace: "team-*" }', 'match.namespace "team-*"'],
+    ['{ key: "^/registry/secrets/prod-" }', 'match.key "^/registry/secrets/prod-"'],
+    ["{ prefix: /registry/pods/kube-system/ }", 'match.prefix "/registry/pods/kube-system/"'],
+    ["{ prefix: /registry/services/specs/ }", 'match.prefix "/registry/services/specs/"'],
+    ["{ prefix: /registry/pods }", 'match.prefix "/registry/pods"'],
+    ["{ prefix: /other/ }", 'match.prefix "/other/"'],
+  ])("%s is refused, naming the field", (route, field) => {
+    const f = topology(route);
+    expect(() => loadConfig(["--config", f], {})).toThrow(`${f}: routes[0]: ${field}: with an upstream etcd among the backends (core) every route must take whole resources`);
+  });
+  test("without an upstream the same routes are fine", () => {
+    const f = file("no-up.yaml", 'backends:\n  a: sqlite://a.db\n  b: sqlite://b.db\ndefault: a\nroutes:\n  - match: { resource: pods, namespace: "team-*" }\n    backend: b\n');
+    expect(() => loadConfig(["--config", f], {})).not.toThrow();
+  });
+});

@@ -1,28 +1,9 @@
 // Differential: the requests kube-apiserver's etcd3 storage sends, in its own shapes.
 import { describe, test } from "bun:test";
-import type { Etcd3 } from "etcd3";
 import { attempt, b, differential, prefixEnd, sleep, useServers } from "../support/differential.ts";
+import { create, pagedList, remove, update } from "../support/kubernetes-ops.ts";
 
 const sides = useServers();
-
-const create = (c: Etcd3, key: string, value: string, lease = "0") =>
-  attempt(c.kv.txn({
-    compare: [{ key: b(key), target: "Mod", result: "Equal", mod_revision: "0" }],
-    success: [{ request_put: { key: b(key), value: b(value), lease } }],
-    failure: [],
-  } as never));
-const update = (c: Etcd3, key: string, value: string, modRevision: string) =>
-  attempt(c.kv.txn({
-    compare: [{ key: b(key), target: "Mod", result: "Equal", mod_revision: modRevision }],
-    success: [{ request_put: { key: b(key), value: b(value) } }],
-    failure: [{ request_range: { key: b(key) } }],
-  } as never));
-const remove = (c: Etcd3, key: string, modRevision: string) =>
-  attempt(c.kv.txn({
-    compare: [{ key: b(key), target: "Mod", result: "Equal", mod_revision: modRevision }],
-    success: [{ request_delete_range: { key: b(key), prev_kv: true } }],
-    failure: [{ request_range: { key: b(key) } }],
-  } as never));
 
 describe("kube-apiserver patterns", () => {
   test("create, create again, guarded update (stale and current), guarded delete", () =>
@@ -40,20 +21,11 @@ describe("kube-apiserver patterns", () => {
     differential(sides(), async (c) => {
       for (let i = 0; i < 23; i++) await create(c, `/registry/configmaps/ns${i % 3}/cm-${String(i).padStart(2, "0")}`, `d${i}`);
       const prefix = "/registry/configmaps/";
-      const pages: unknown[] = [];
-      let key = b(prefix);
-      let revision = "0";
-      for (;;) {
-        const page = await c.kv.range({ key, range_end: prefixEnd(prefix), limit: 5, revision } as never);
-        pages.push(page);
-        if (revision === "0") revision = page.header.revision;
-        // writes between pages do not show in later pages read at the first page's revision
-        await create(c, `${prefix}zz/new-${pages.length}`, "late");
+      // writes between pages do not show in later pages read at the first page's revision
+      return pagedList(c, prefix, 5, async (n) => {
+        await create(c, `${prefix}zz/new-${n + 1}`, "late");
         await c.kv.deleteRange({ key: b(`${prefix}ns0/cm-00`) } as never);
-        if (!page.more) break;
-        key = Buffer.concat([page.kvs.at(-1)!.key, Buffer.from([0])]);
-      }
-      return [pages, await attempt(c.kv.range({ key: b(prefix), range_end: prefixEnd(prefix), count_only: true } as never))];
+      });
     }));
 
   test("current revision from a limit-1 range, object counts from count_only", () =>

@@ -7,10 +7,10 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Etcd3 } from "etcd3";
 import mysql from "mysql2/promise";
 import postgres from "postgres";
 import { attempt, b, differential, prefixEnd, sleep, useServers } from "../support/differential.ts";
+import { create, modRevisionOf, pagedList, update } from "../support/kubernetes-ops.ts";
 import { rawWatch } from "../support/raw-watch.ts";
 import { freshDatabase } from "../support/strata.ts";
 
@@ -42,20 +42,6 @@ const sides = useServers({
   },
 });
 
-const create = (c: Etcd3, key: string, value: string) =>
-  attempt(c.kv.txn({
-    compare: [{ key: b(key), target: "Mod", result: "Equal", mod_revision: "0" }],
-    success: [{ request_put: { key: b(key), value: b(value) } }],
-    failure: [{ request_range: { key: b(key) } }],
-  } as never));
-const update = (c: Etcd3, key: string, value: string, modRevision: string) =>
-  attempt(c.kv.txn({
-    compare: [{ key: b(key), target: "Mod", result: "Equal", mod_revision: modRevision }],
-    success: [{ request_put: { key: b(key), value: b(value), prev_kv: true } }],
-    failure: [{ request_range: { key: b(key) } }],
-  } as never));
-const modRevisionOf = async (c: Etcd3, key: string) => (await c.kv.range({ key: b(key) } as never)).kvs[0]!.mod_revision;
-
 const NAMESPACES = ["default", "team-a1", "team-b1", "kube-system", "team-a2", "team-b2"];
 const pod = (p: string, i: number) => `${p}${NAMESPACES[i % NAMESPACES.length]}/pod-${String(i).padStart(2, "0")}`;
 
@@ -84,22 +70,11 @@ describe("a keyspace split over SQLite, PostgreSQL and MariaDB", () => {
     const pages = await differential(sides(), async (c) => {
       const p = "/registry/pods/";
       for (let i = 18; i < 36; i++) await create(c, pod(p, i), `spec-${i}`);
-      const pages: unknown[] = [];
-      let key = b(p);
-      let revision = "0";
-      for (let n = 0; ; n++) {
-        const page = await c.kv.range({ key, range_end: prefixEnd(p), limit: 4, revision } as never);
-        pages.push(page);
-        if (revision === "0") revision = page.header.revision;
-        // later writes in each backend stay out of the pinned pages
+      // later writes in each backend stay out of the pinned pages
+      return pagedList(c, p, 4, async (n) => {
         await create(c, pod(p, 100 + n), "late");
-        const victim = pod(p, 18 + n);
-        await attempt(c.kv.deleteRange({ key: b(victim) } as never));
-        if (!page.more) break;
-        key = Buffer.concat([page.kvs.at(-1)!.key, Buffer.from([0])]);
-      }
-      pages.push(await attempt(c.kv.range({ key: b(p), range_end: prefixEnd(p), count_only: true } as never)));
-      return pages;
+        await attempt(c.kv.deleteRange({ key: b(pod(p, 18 + n)) } as never));
+      });
     }, { order: true });
     expect((pages as unknown[]).length).toBeGreaterThan(5);
   });

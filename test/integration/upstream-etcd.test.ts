@@ -14,6 +14,7 @@ import { Etcd3 } from "etcd3";
 import postgres from "postgres";
 import { attempt, b, type Ctx, differential, prefixEnd, sleep, useServers } from "../support/differential.ts";
 import { makeCa, makeCert } from "../support/certs.ts";
+import { create, modRevisionOf, pagedList, remove, update } from "../support/kubernetes-ops.ts";
 import { startEtcd } from "../support/etcd.ts";
 import { rawWatch } from "../support/raw-watch.ts";
 import { freshDatabase, startStrata } from "../support/strata.ts";
@@ -57,26 +58,6 @@ function cli(...args: string[]): { code: number | null; out: string; err: string
   const r = spawnSync(process.execPath, [MAIN, ...args], { encoding: "utf8", timeout: 60_000, env: { ...process.env, STRATA_CONFIG: "" } });
   return { code: r.status, out: r.stdout, err: r.stderr.trim() };
 }
-
-const create = (c: Etcd3, key: string, value: string, lease = "0") =>
-  attempt(c.kv.txn({
-    compare: [{ key: b(key), target: "Mod", result: "Equal", mod_revision: "0" }],
-    success: [{ request_put: { key: b(key), value: b(value), lease } }],
-    failure: [{ request_range: { key: b(key) } }],
-  } as never));
-const update = (c: Etcd3, key: string, value: string, modRevision: string) =>
-  attempt(c.kv.txn({
-    compare: [{ key: b(key), target: "Mod", result: "Equal", mod_revision: modRevision }],
-    success: [{ request_put: { key: b(key), value: b(value), prev_kv: true } }],
-    failure: [{ request_range: { key: b(key) } }],
-  } as never));
-const remove = (c: Etcd3, key: string, modRevision: string) =>
-  attempt(c.kv.txn({
-    compare: [{ key: b(key), target: "Mod", result: "Equal", mod_revision: modRevision }],
-    success: [{ request_delete_range: { key: b(key), prev_kv: true } }],
-    failure: [{ request_range: { key: b(key) } }],
-  } as never));
-const modRevisionOf = async (c: Etcd3, key: string) => (await c.kv.range({ key: b(key) } as never)).kvs[0]!.mod_revision;
 
 async function pgKeys(): Promise<string[]> {
   const sql = postgres(urls.pg!, { max: 1, onnotice: () => {} });
@@ -131,20 +112,10 @@ describe.each(RESOURCES)("Kubernetes-shaped scenarios: %s", (_, p) => {
   test("a paginated list at the first page's revision while writes land", () =>
     differential(sides(), async (c) => {
       for (let i = 0; i < 13; i++) await create(c, `${p}ns${i % 3}/item-${String(i).padStart(2, "0")}`, `d${i}`);
-      const pages: unknown[] = [];
-      let key = b(p);
-      let revision = "0";
-      for (;;) {
-        const page = await c.kv.range({ key, range_end: prefixEnd(p), limit: 4, revision } as never);
-        pages.push(page);
-        if (revision === "0") revision = page.header.revision;
-        await create(c, `${p}zz/late-${pages.length}`, "late");
+      return pagedList(c, p, 4, async (n) => {
+        await create(c, `${p}zz/late-${n + 1}`, "late");
         await c.kv.deleteRange({ key: b(`${p}ns0/item-00`) } as never);
-        if (!page.more) break;
-        key = Buffer.concat([page.kvs.at(-1)!.key, Buffer.from([0])]);
-      }
-      pages.push(await attempt(c.kv.range({ key: b(p), range_end: prefixEnd(p), count_only: true } as never)));
-      return pages;
+      });
     }, opts));
 
   test("a watch from a list's revision + 1 with prev_kv sees every later change once", () =>

@@ -3,34 +3,20 @@
 // --cert and --key. Without a client certificate the server refuses them; a file that
 // cannot be read, or TLS flags on an http:// URL, are named before anything is sent.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { makeCa, makeCert, type Pem, read } from "../support/certs.ts";
+import { strataCli as cli, writeConfig } from "../support/cli.ts";
 import { type ClientTls, etcdClient, freshDatabase, startStrata, type StrataProcess } from "../support/strata.ts";
 
-const MAIN = resolve(import.meta.dir, "../../src/main.ts");
 const dir = mkdtempSync(join(tmpdir(), "strata-client-tls-"));
 let ca: Pem, client: Pem;
 let tls: ClientTls;
 let strata: StrataProcess;
 let one: string, two: string;
 
-function config(name: string, lines: string[]): string {
-  const path = join(dir, name);
-  writeFileSync(path, lines.join("\n") + "\n");
-  return path;
-}
-
-function cli(...args: string[]): Promise<{ status: number | null; stderr: string }> {
-  return new Promise((done) => {
-    const p = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, STRATA_CONFIG: "" } });
-    let stderr = "";
-    p.stderr.on("data", (d) => (stderr += d));
-    p.on("close", (status) => done({ status, stderr }));
-  });
-}
+const config = (name: string, lines: string[]) => writeConfig(dir, name, lines);
 
 beforeAll(async () => {
   ca = makeCa(dir, "ca");

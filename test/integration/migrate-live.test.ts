@@ -6,33 +6,18 @@
 // lease revoked afterwards takes its moved keys with it.
 import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
-import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import postgres from "postgres";
 import { b, prefixEnd, sleep } from "../support/differential.ts";
+import { strataCli as cli, writeConfig } from "../support/cli.ts";
 import { freshDatabase, startStrata, type StrataProcess } from "../support/strata.ts";
 
-const MAIN = join(resolve(import.meta.dir, "../.."), "src/main.ts");
 const dir = mkdtempSync(join(tmpdir(), "strata-live-migrate-"));
 
-function config(name: string, lines: string[]): string {
-  const path = join(dir, name);
-  writeFileSync(path, lines.join("\n") + "\n");
-  return path;
-}
-
-/** runs the CLI without blocking this process (its writers keep going meanwhile) */
-function cli(...args: string[]): Promise<{ status: number | null; stderr: string }> {
-  return new Promise((done) => {
-    const p = spawn(process.execPath, [MAIN, ...args], { env: { ...process.env, STRATA_CONFIG: "" } });
-    let stderr = "";
-    p.stderr.on("data", (d) => (stderr += d));
-    p.on("close", (status) => done({ status, stderr }));
-  });
-}
+const config = (name: string, lines: string[]) => writeConfig(dir, name, lines);
 
 type Model = Map<string, { value: string; mod: bigint }>;
 

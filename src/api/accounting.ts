@@ -1,7 +1,7 @@
 // Accounting of gRPC calls for metrics and the slow-request log. Calls are timed and
 // their status read at the HTTP/2 level, so every outcome counts — also refusals made
-// before a handler runs (an oversized message); a Connect interceptor keeps the decoded
-// request so a slow one can be logged with its keys and the backend it went to.
+// before a handler runs (an oversized message); the decoded request of a unary call is kept
+// so a slow one can be logged with its keys and the backend it went to.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { type ContextValues, createContextKey, createContextValues, type Interceptor } from "@connectrpc/connect";
@@ -50,6 +50,8 @@ export interface Accounting {
   /** for connectNodeAdapter: hands the call record to the interceptor */
   contextValues(req: Req): ContextValues;
   interceptor: Interceptor;
+  /** keeps the decoded request of a unary call served without Connect */
+  noteRequest(req: Req, message: unknown): void;
 }
 
 export function callAccounting(services: DescService[], observer: Observer, router: Router): Accounting {
@@ -96,6 +98,10 @@ export function callAccounting(services: DescService[], observer: Observer, rout
       const record = req.contextValues.get(RECORD);
       if (record && !req.stream) record.request = req.message;
       return next(req);
+    },
+    noteRequest: (req, message) => {
+      const record = records.get(req);
+      if (record) record.request = message;
     },
   };
 }

@@ -1,6 +1,7 @@
 // The gRPC server: Connect-RPC's gRPC protocol over HTTP/2 (cleartext or TLS), serving etcd's
 // services under their etcd names (/etcdserverpb.KV/Range, ...).
 import * as http2 from "node:http2";
+import type { DescService } from "@bufbuild/protobuf";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { LeaseKeeper } from "../engine/leases.ts";
@@ -18,6 +19,7 @@ import { leaseService } from "./lease.ts";
 import { withGrpcStatusWording } from "./grpc-status.ts";
 import { GRPC_OVERHEAD_BYTES, type Limits } from "./limits.ts";
 import { maintenanceService } from "./maintenance.ts";
+import { unaryCalls } from "./unary.ts";
 import { watchService } from "./watch.ts";
 
 export interface ServerParts {
@@ -36,34 +38,50 @@ export interface ServerParts {
   observer: Observer;
 }
 
-const SERVICES = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin];
+/** HTTP/2 receive window, of the connection and of each stream: grpc-go's largest */
+const RECEIVE_WINDOW_BYTES = 16 * 1024 * 1024;
+
+const SERVICES: DescService[] = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin];
 
 export function createGrpcServer(p: ServerParts): http2.Http2Server | http2.Http2SecureServer {
   const accounting = callAccounting(SERVICES, p.observer, p.store);
-  const handler = connectNodeAdapter({
+  // etcd's gRPC server refuses messages above max-request-bytes plus its overhead allowance
+  const readMaxBytes = p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES;
+  const services: Array<[DescService, object]> = [
+    [KV, kvService(p.store, p.identity, p.limits)],
+    // etcd fragments watch responses above the same limit its gRPC server enforces
+    [Watch, watchService(p.store, p.hub, p.identity, readMaxBytes, p.closing)],
+    [Lease, leaseService(p.leases, p.identity, p.closing)],
+    [Cluster, clusterService(p.store, p.identity, p.member)],
+    [Maintenance, maintenanceService(p.store, p.identity)],
+    [Auth, authService(p.store, p.identity)],
+    [Admin, adminService(p.store, p.log)],
+  ];
+  // streams (and anything unusual) go through Connect
+  const connect = connectNodeAdapter({
     grpc: true,
     grpcWeb: false,
     connect: false,
     // etcd does not compress responses; compressing costs CPU on every list
     acceptCompression: [],
-    // etcd's gRPC server refuses messages above max-request-bytes plus its overhead allowance
-    readMaxBytes: p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    readMaxBytes,
     routes(router) {
-      router.service(KV, kvService(p.store, p.identity, p.limits));
-      // etcd fragments watch responses above the same limit its gRPC server enforces
-      router.service(Watch, watchService(p.store, p.hub, p.identity, p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES, p.closing));
-      router.service(Lease, leaseService(p.leases, p.identity, p.closing));
-      router.service(Cluster, clusterService(p.store, p.identity, p.member));
-      router.service(Maintenance, maintenanceService(p.store, p.identity));
-      router.service(Auth, authService(p.store, p.identity));
-      router.service(Admin, adminService(p.store, p.log));
+      for (const [service, impl] of services) router.service(service as never, impl as never);
     },
     fallback: unknownMethod,
     interceptors: [accounting.interceptor],
     contextValues: accounting.contextValues,
   });
-  const handle = accounting.wrap(withGrpcStatusWording(handler));
-  return p.tls ? http2.createSecureServer(p.tls, handle) : http2.createServer({}, handle);
+  const unary = unaryCalls(services, { readMaxBytes, onRequest: accounting.noteRequest }, connect as never);
+  const handle = accounting.wrap(withGrpcStatusWording(unary as never));
+  // Bun's HTTP/2 client has the same frame scheduling as its server (see send-in-order.ts):
+  // with only 64 KiB of connection window a request body can wait behind later ones for
+  // seconds. grpc-go, and so etcd, grows its windows to 16 MiB on a busy connection. Bun
+  // gives each new stream the connection's window, so the same size is announced for streams.
+  const settings = { initialWindowSize: RECEIVE_WINDOW_BYTES };
+  const server = p.tls ? http2.createSecureServer({ ...p.tls, settings }, handle) : http2.createServer({ settings }, handle);
+  server.on("session", (s: http2.ServerHttp2Session) => s.setLocalWindowSize(RECEIVE_WINDOW_BYTES));
+  return server;
 }
 
 /** gRPC's answer to a method nobody serves: status 12 (Unimplemented), as grpc-go words it. */

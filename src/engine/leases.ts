@@ -176,17 +176,21 @@ export class DatabaseLeases implements LeaseKeeper {
     this.expiring = true;
     try {
       const now = this.now();
-      for (const id of await this.backend.expiredLeases(now)) {
+      // all at once, so the revocations share group commits (one after another, a thousand
+      // leases expiring together took a thousand commits); each still gets its own revision
+      const revoked = await Promise.allSettled((await this.backend.expiredLeases(now)).map(async (id) => {
         const gone = await this.store.write(async (a) => {
           if (!(await a.tx.leaseExpired(id, now))) return undefined; // renewed, or revoked elsewhere
           await a.deleteKvs(await a.tx.leaseKeys(id));
           await a.tx.leaseDelete(id);
           return a.finish();
         });
-        if (gone === undefined) continue;
+        if (gone === undefined) return;
         this.counts.revoked++;
         await this.dropCopies(id, gone);
-      }
+      }));
+      const failed = revoked.find((r) => r.status === "rejected");
+      if (failed) throw failed.reason;
       if (this.home.others.length > 0 && ++this.checks % SWEEP_EVERY_CHECKS === 0) await this.sweep();
     } catch (err) {
       // the backend may be back at the next check

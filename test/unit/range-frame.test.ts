@@ -1,0 +1,41 @@
+// The hand-written RangeResponse frame must be byte for byte what protobuf-es writes.
+import { describe, expect, test } from "bun:test";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { RangeResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { type RangeAnswer, rangeFrame } from "../../src/api/range-frame.ts";
+
+const bytes = (n: number, fill = 7) => new Uint8Array(n).fill(fill);
+const header = { clusterId: 0xfedcba9876543210n, memberId: 1n, revision: 12345n, raftTerm: 2n };
+const kv = (over: Partial<RangeAnswer["kvs"][number]> = {}) => ({
+  key: bytes(20, 0x61),
+  createRevision: 3n,
+  modRevision: 9n,
+  version: 2n,
+  value: bytes(300),
+  lease: 0n,
+  ...over,
+});
+
+const cases: Array<[string, RangeAnswer]> = [
+  ["empty", { header, kvs: [], more: false, count: 0n }],
+  ["zero header", { header: { clusterId: 0n, memberId: 0n, revision: 0n, raftTerm: 0n }, kvs: [], more: false, count: 0n }],
+  ["one key", { header, kvs: [kv()], more: false, count: 1n }],
+  ["more and count", { header, kvs: [kv(), kv({ key: bytes(3, 0x62) })], more: true, count: 1000n }],
+  ["keys only (empty values)", { header, kvs: [kv({ value: new Uint8Array(0) })], more: false, count: 1n }],
+  ["large values (multi-byte lengths)", { header, kvs: [kv({ value: bytes(70_000) }), kv({ value: bytes(2_000_000) })], more: false, count: 2n }],
+  ["lease IDs and revisions near 2^63", { header, kvs: [kv({ lease: 0x7fffffffffffffffn, modRevision: 2n ** 53n + 1n })], more: false, count: 1n }],
+  ["negative int64 (ten-byte varints)", { header: { ...header, revision: -1n }, kvs: [kv({ lease: -5n, version: -1n })], more: false, count: -2n }],
+  ["uint64 above 2^63", { header: { ...header, clusterId: 2n ** 64n - 1n }, kvs: [], more: false, count: 0n }],
+];
+
+describe("rangeFrame", () => {
+  for (const [name, answer] of cases) {
+    test(name, () => {
+      const want = toBinary(RangeResponseSchema, create(RangeResponseSchema, answer as never));
+      const frame = rangeFrame(answer);
+      expect(frame[0]).toBe(0);
+      expect(new DataView(frame.buffer).getUint32(1)).toBe(want.length);
+      expect(Buffer.from(frame.subarray(5)).equals(Buffer.from(want))).toBe(true);
+    });
+  }
+});

@@ -5,11 +5,12 @@
 //   npm run bench -- [--backends sqlite,postgres,mariadb,nats,etcd] [--objects 50000] [--out bench-results.json]
 // Smaller runs: --objects, --updates, --gets, --watch-seconds, --leases, --total-keys.
 // Not a test: nothing here asserts.
-import { writeFileSync } from "node:fs";
-import { cpus, loadavg, totalmem } from "node:os";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startEtcd } from "../../test/support/etcd.ts";
-import { startStrata, stopDatabaseServers } from "../../test/support/strata.ts";
+import { freshDatabase, startStrata, stopDatabaseServers } from "../../test/support/strata.ts";
 import { Results } from "./report.ts";
 import { runWorkloads, type Sizes } from "./workloads.ts";
 
@@ -71,13 +72,14 @@ try {
 }
 for (const backend of backends) {
   console.log(`strata on ${backend} ...`);
-  process.env.STRATA_TEST_BACKEND = backend;
+  const dir = mkdtempSync(join(tmpdir(), "strata-bench-"));
   // etcd's default: no automatic compaction
-  const strata = await startStrata(["--auto-compaction-retention", "0"]);
+  const strata = await startStrata(["--auto-compaction-retention", "0"], await freshDatabase(backend, dir));
   try {
     await runWorkloads(strata.endpoint, sizes, (...r) => results.record(`strata/${backend}`, ...r));
   } finally {
     await strata.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 await stopDatabaseServers();

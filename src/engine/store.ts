@@ -12,7 +12,7 @@ import type { Backend, WriteTx } from "../backends/backend.ts";
 import { setImmediate } from "node:timers";
 import { backendUnavailable, EtcdError, errors } from "./errors.ts";
 import { isEmptyRange, toKeyRange } from "./keyrange.ts";
-import { Apply, type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut } from "./kv.ts";
+import { Apply, type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut, txnKeys } from "./kv.ts";
 import { checkRevision } from "./revisions.ts";
 import type { Event, Rev } from "./types.ts";
 import { Mutex } from "./mutex.ts";
@@ -44,6 +44,8 @@ export interface RevisionSlot {
 
 type Job = {
   run: (a: Apply) => Promise<unknown>;
+  /** single keys it will read or write */
+  keys: Uint8Array[];
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 };
@@ -101,7 +103,7 @@ export class Store {
       const out = await a.put(p);
       await a.finish();
       return out;
-    });
+    }, [p.key]);
   }
 
   deleteRange(d: DeleteRangeRequest, above = 0n): Promise<DeleteOut> {
@@ -110,7 +112,7 @@ export class Store {
       const out = await a.deleteRange(d);
       out.header.revision = await a.finish();
       return out;
-    });
+    }, d.rangeEnd.length === 0 ? [d.key] : []);
   }
 
   txn(r: TxnRequest, above = 0n): Promise<TxnOut> {
@@ -119,7 +121,7 @@ export class Store {
       const out = await a.txn(r);
       out.header = { revision: await a.finish() };
       return out;
-    });
+    }, txnKeys(r));
   }
 
   /** Marks history below rev as compacted, then removes it in the background (or waits, if physical). */
@@ -151,10 +153,11 @@ export class Store {
   /**
    * Runs fn as one client transaction in the next group commit. fn sees the state left
    * by the transactions committed before it; an error it throws before writing fails it alone.
+   * `keys`: single keys it will read or write, which the backend may fetch for the batch at once.
    */
-  write<T>(fn: (a: Apply) => Promise<T>): Promise<T> {
+  write<T>(fn: (a: Apply) => Promise<T>, keys: Uint8Array[] = []): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ run: fn, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ run: fn, keys, resolve: resolve as (v: unknown) => void, reject });
       if (!this.flushing) {
         this.flushing = true;
         // let every request that arrived in this turn of the event loop join the batch
@@ -181,7 +184,7 @@ export class Store {
             // by position: a backend that retries the batch runs a transaction again
             applies[i] = a;
             return job.run(a);
-          }));
+          }), batch.flatMap((job) => job.keys));
         } catch (err) {
           const e = err instanceof EtcdError ? err : backendUnavailable(this.backend.name, err);
           for (const job of batch) job.reject(e);

@@ -4,7 +4,7 @@
 // them to their watchers at once.
 import postgres from "postgres";
 import { type Dialect, UPSERT_ON_CONFLICT } from "./dialect.ts";
-import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
+import { Pending, plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
 import { SqlBackend } from "./sql-backend.ts";
 
 /** the NOTIFY channel strata processes announce commits on */
@@ -17,10 +17,10 @@ const postgresDialect: Dialect = {
   intType: "BIGINT",
   tableOptions: "",
   upsertKv: UPSERT_ON_CONFLICT,
-  async lockRevision(c) {
-    await c.all("SELECT num FROM meta WHERE name = 'revision' FOR UPDATE");
+  async lockMeta(c) {
     // delivered to listeners when (and only if) this transaction commits
-    await c.run(`NOTIFY ${COMMIT_CHANNEL}`);
+    c.send(`NOTIFY ${COMMIT_CHANNEL}`);
+    return c.all("SELECT name, num FROM meta FOR UPDATE");
   },
   async lockSchema(c) {
     await c.all("SELECT pg_advisory_xact_lock(7262897)");
@@ -49,25 +49,54 @@ function param(v: SqlValue): unknown {
   return v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v;
 }
 
-function conn(q: postgres.TransactionSql): SqlConn {
-  return {
-    all: async (sql, params = []) =>
-      (await q.unsafe(numbered(sql), params.map(param) as never[], { prepare: true })) as unknown as Row[],
-    run: async (sql, params = []) => (await q.unsafe(numbered(sql), params.map(param) as never[], { prepare: true })).count,
-    // the driver's own savepoints: it fails the whole transaction on any error outside one
-    savepoint: (fn) => q.savepoint((sq) => fn(conn(sq))) as Promise<never>,
+function conn(q: postgres.ReservedSql, pending: Pending): SqlConn {
+  const query = (sql: string, params: SqlValue[]) => q.unsafe(numbered(sql), params.map(param) as never[], { prepare: true });
+  const c: SqlConn = {
+    all: async (sql, params = []) => (await query(sql, params)) as unknown as Row[],
+    run: async (sql, params = []) => (await query(sql, params)).count,
+    // postgres pipelines a query issued before the previous one was answered
+    send: (sql, params = []) => pending.add(query(sql, params)),
+    savepoint: (fn) => plainSavepoint(c, fn),
   };
+  return c;
 }
 
 class PostgresDriver implements SqlDriver {
   constructor(readonly sql: postgres.Sql) {}
 
+  /**
+   * A transaction on a connection of its own, BEGIN sent ahead of the first statement
+   * rather than waited for. A failed statement aborts it; COMMIT then rolls back without
+   * an error, so its answer is checked.
+   */
+  private async transaction<T>(begin: string, fn: (c: SqlConn) => Promise<T>): Promise<T> {
+    const q = await this.sql.reserve();
+    const pending = new Pending();
+    try {
+      pending.add(q.unsafe(begin));
+      const result = await fn(conn(q, pending));
+      await pending.settle();
+      const done = await q.unsafe("COMMIT");
+      if (done.command !== "COMMIT") throw new Error(`the transaction was rolled back (${done.command})`);
+      return result;
+    } catch (err) {
+      await q.unsafe("ROLLBACK").catch(() => {});
+      throw err;
+    } finally {
+      q.release();
+    }
+  }
+
   write<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
-    return this.sql.begin((tx) => fn(conn(tx))) as Promise<T>;
+    return this.transaction("BEGIN", fn);
   }
 
   read<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
-    return this.sql.begin("ISOLATION LEVEL REPEATABLE READ READ ONLY", (tx) => fn(conn(tx))) as Promise<T>;
+    return this.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", fn);
+  }
+
+  async query(sql: string, params: SqlValue[] = []): Promise<Row[]> {
+    return (await this.sql.unsafe(numbered(sql), params.map(param) as never[], { prepare: true })) as unknown as Row[];
   }
 
   async exec(sql: string): Promise<void> {

@@ -3,6 +3,8 @@
 // commit order is revision order even with several strata processes on one database.
 import { setImmediate } from "node:timers";
 import type { Backend, BackendState, DbSize, EventsPage, WriteResult, WriteTx } from "../backend.ts";
+import { EtcdError } from "../../engine/errors.ts";
+import { isSingleKey, keyString } from "../../engine/keyrange.ts";
 import { checkRevision } from "../../engine/revisions.ts";
 import type { Event, KeyRange, KeyValue, LeaseRecord, RangeQuery, RangeResult, Rev } from "../../engine/types.ts";
 import { DELETE, PUT } from "../../engine/types.ts";
@@ -58,6 +60,7 @@ export class SqlBackend implements Backend {
   }
 
   range(q: RangeQuery): Promise<RangeResult> {
+    if (q.revision === 0n) return this.latestRange(q);
     return this.driver.read(async (c) => {
       const { revision, compactRevision } = await readMeta(c);
       const at = checkRevision(q.revision, revision, compactRevision);
@@ -70,6 +73,37 @@ export class SqlBackend implements Backend {
   }
 
   /**
+   * A read of the latest state in one statement on its own snapshot (no transaction):
+   * the revisions ride along with the rows, and the count is asked for only when a
+   * limit may have cut the rows short. When no row comes back the range is counted again
+   * with the revisions, and read anew if keys appeared in between.
+   */
+  private async latestRange(q: RangeQuery): Promise<RangeResult> {
+    const b = bounds(q.range, "k");
+    const meta = `(SELECT num FROM meta WHERE name = 'revision') AS m_rev,
+                  (SELECT num FROM meta WHERE name = 'compact_revision') AS m_compact`;
+    const counted = `(SELECT COUNT(*) FROM kv WHERE ${b.where}) AS m_count`;
+    for (;;) {
+      if (!q.countOnly) {
+        const limited = q.limit > 0;
+        const cols = q.keysOnly ? "k, create_rev, mod_rev, version, lease" : KV_COLUMNS;
+        const rows = await this.driver.query(
+          `SELECT ${meta}, ${limited ? `${counted}, ` : ""}${cols} FROM kv WHERE ${b.where} ORDER BY k${limited ? ` LIMIT ${q.limit}` : ""}`,
+          limited ? [...b.params, ...b.params] : b.params,
+        );
+        if (rows.length > 0) {
+          const first = rows[0]!;
+          const count = limited ? BigInt(first.m_count as bigint) : BigInt(rows.length);
+          return { kvs: rows.map((r) => rowToKv(r)), count, revision: first.m_rev as bigint };
+        }
+      }
+      const [m] = await this.driver.query(`SELECT ${meta}, ${counted}`, b.params);
+      const count = BigInt(m!.m_count as bigint);
+      if (q.countOnly || count === 0n) return { kvs: [], count, revision: m!.m_rev as bigint };
+    }
+  }
+
+  /**
    * Runs the batch. When the database fails while committing, the outcome is unknown:
    * the batch's token tells whether it committed, and until that is known nothing is
    * acknowledged. `beforeCommit` runs last inside the database transaction; when it
@@ -77,12 +111,13 @@ export class SqlBackend implements Backend {
    */
   async write<T>(
     txns: Array<(tx: WriteTx) => Promise<T>>,
+    keys: Uint8Array[] = [],
     beforeCommit?: (c: SqlConn) => Promise<void>,
   ): Promise<WriteResult<T>[]> {
     const token = randomId();
     let results: WriteResult<T>[] | undefined;
     try {
-      return await this.writeBatch(txns, token, (r) => (results = r), beforeCommit);
+      return await this.writeBatch(txns, keys, token, (r) => (results = r), beforeCommit);
     } catch (err) {
       if (results && (await this.committed(token))) return results;
       throw err;
@@ -105,17 +140,20 @@ export class SqlBackend implements Backend {
 
   private writeBatch<T>(
     txns: Array<(tx: WriteTx) => Promise<T>>,
+    keys: Uint8Array[],
     token: bigint,
     ready: (results: WriteResult<T>[]) => void,
     beforeCommit?: (c: SqlConn) => Promise<void>,
   ): Promise<WriteResult<T>[]> {
     return this.driver.write(async (c) => {
-      await this.dialect.lockRevision(c);
-      const start = await readMeta(c);
+      const live = new LiveKeys();
+      // the keys are read after the lock is taken (statements run in order on a connection)
+      const [meta] = await Promise.all([this.dialect.lockMeta(c), live.fetch(c, keys)]);
+      const start = metaOf(meta);
       let { revision, compactRevision } = start;
       const results: WriteResult<T>[] = [];
       for (const fn of txns) {
-        const tx = new SqlWriteTx(c, this.dialect, revision, compactRevision);
+        const tx = new SqlWriteTx(c, this.dialect, revision, compactRevision, live);
         try {
           results.push({ ok: true, value: await fn(tx) });
           revision = tx.newRevision;
@@ -125,14 +163,17 @@ export class SqlBackend implements Backend {
           // nothing behind; one that fails after writing cannot be undone alone (no
           // savepoints: they cost round trips), so the whole batch is rolled back
           if (tx.wrote) throw new Error(`a transaction failed after writing, its batch was rolled back: ${String(error)}`);
+          // anything but a refusal is the database failing (and may have aborted the
+          // database transaction): the whole batch fails with it
+          if (!(error instanceof EtcdError)) throw error;
           results.push({ ok: false, error });
         }
       }
-      if (revision !== start.revision) await c.run("UPDATE meta SET num = ? WHERE name = 'revision'", [revision]);
+      if (revision !== start.revision) c.send("UPDATE meta SET num = ? WHERE name = 'revision'", [revision]);
       if (compactRevision !== start.compactRevision) {
-        await c.run("UPDATE meta SET num = ? WHERE name = 'compact_revision'", [compactRevision]);
+        c.send("UPDATE meta SET num = ? WHERE name = 'compact_revision'", [compactRevision]);
       }
-      await c.run("INSERT INTO commits (token, rev) VALUES (?, ?)", [token, revision]);
+      c.send("INSERT INTO commits (token, rev) VALUES (?, ?)", [token, revision]);
       await beforeCommit?.(c);
       ready(results);
       return results;
@@ -236,8 +277,12 @@ async function schemaVersion(c: SqlConn): Promise<number> {
 }
 
 async function readMeta(c: SqlConn): Promise<{ revision: Rev; compactRevision: Rev; clusterId: bigint; memberId: bigint }> {
+  return metaOf(await c.all("SELECT name, num FROM meta"));
+}
+
+function metaOf(rows: Row[]): { revision: Rev; compactRevision: Rev; clusterId: bigint; memberId: bigint } {
   const m = new Map<string, bigint>();
-  for (const r of await c.all("SELECT name, num FROM meta")) m.set(r.name as string, r.num as bigint);
+  for (const r of rows) m.set(r.name as string, r.num as bigint);
   return {
     revision: m.get("revision")!,
     compactRevision: m.get("compact_revision")!,
@@ -246,14 +291,19 @@ async function readMeta(c: SqlConn): Promise<{ revision: Rev; compactRevision: R
   };
 }
 
+/** the WHERE clause selecting a key range on column col */
+function bounds(r: KeyRange, col: string): { where: string; params: SqlValue[] } {
+  return r.end === undefined
+    ? { where: `${col} >= ?`, params: [r.start] }
+    : { where: `${col} >= ? AND ${col} < ?`, params: [r.start, r.end] };
+}
+
 /** Range reads: the latest state from the current table, older revisions combined with history. */
 class RangeReads {
   constructor(private readonly c: SqlConn) {}
 
   private bounds(r: KeyRange, col: string): { where: string; params: SqlValue[] } {
-    return r.end === undefined
-      ? { where: `${col} >= ?`, params: [r.start] }
-      : { where: `${col} >= ? AND ${col} < ?`, params: [r.start, r.end] };
+    return bounds(r, col);
   }
 
   /**
@@ -325,6 +375,36 @@ function rowToEvent(r: Row): Event {
   return { type: PUT, kv: rowToKv(r), prevKv };
 }
 
+/** most keys fetched for a batch in one statement */
+const FETCH_KEYS = 512;
+
+/**
+ * The live version of single keys as a write batch has left them: fetched for the whole
+ * batch in one statement (a round trip per transaction saved on a network database),
+ * then kept current by the batch's own writes.
+ */
+class LiveKeys {
+  private readonly kvs = new Map<string, KeyValue | undefined>();
+
+  async fetch(c: SqlConn, keys: Uint8Array[]): Promise<void> {
+    const unique = [...new Map(keys.map((k) => [keyString(k), k])).values()];
+    if (unique.length === 0 || unique.length > FETCH_KEYS) return;
+    const rows = await c.all(`SELECT ${KV_COLUMNS} FROM kv WHERE k IN (${unique.map(() => "?").join(", ")})`, unique);
+    for (const k of unique) this.kvs.set(keyString(k), undefined);
+    for (const r of rows) this.kvs.set(keyString(r.k as Uint8Array), rowToKv(r));
+  }
+
+  /** the key's live version (undefined: none), or "unknown" */
+  get(key: Uint8Array): KeyValue | undefined | "unknown" {
+    const id = keyString(key);
+    return this.kvs.has(id) ? this.kvs.get(id) : "unknown";
+  }
+
+  set(key: Uint8Array, kv: KeyValue | undefined): void {
+    this.kvs.set(keyString(key), kv);
+  }
+}
+
 class SqlWriteTx implements WriteTx {
   newRevision: Rev;
   newCompactRevision: Rev;
@@ -337,13 +417,18 @@ class SqlWriteTx implements WriteTx {
     private readonly dialect: Dialect,
     readonly revision: Rev,
     readonly compactRevision: Rev,
+    private readonly live: LiveKeys,
   ) {
     this.newRevision = revision;
     this.newCompactRevision = compactRevision;
     this.reads = new RangeReads(c);
   }
 
-  range(range: KeyRange, opts?: { revision?: Rev; limit?: number; keysOnly?: boolean }): Promise<KeyValue[]> {
+  async range(range: KeyRange, opts?: { revision?: Rev; limit?: number; keysOnly?: boolean }): Promise<KeyValue[]> {
+    if (opts?.revision === undefined && isSingleKey(range)) {
+      const kv = this.live.get(range.start);
+      if (kv !== "unknown") return !kv ? [] : opts?.keysOnly ? [{ ...kv, value: EMPTY }] : [kv];
+    }
     return this.reads.range(range, opts?.revision, opts?.limit ?? 0, opts?.keysOnly ?? false);
   }
 
@@ -353,24 +438,27 @@ class SqlWriteTx implements WriteTx {
 
   async put(kv: KeyValue, prev: KeyValue | undefined, sub: number): Promise<void> {
     this.wrote = true;
-    await this.c.run(
+    this.live.set(kv.key, kv);
+    this.c.send(
       `INSERT INTO kv_log (rev, sub, k, create_rev, prev_rev, version, lease, deleted, v) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)`,
       [kv.modRevision, BigInt(sub), kv.key, kv.createRevision, prev?.modRevision ?? null, kv.version, kv.lease, kv.value],
     );
-    await this.c.run(this.dialect.upsertKv, [kv.key, kv.createRevision, kv.modRevision, kv.version, kv.lease, kv.value]);
+    this.c.send(this.dialect.upsertKv, [kv.key, kv.createRevision, kv.modRevision, kv.version, kv.lease, kv.value]);
   }
 
   async delete(prev: KeyValue, rev: Rev, sub: number): Promise<void> {
     this.wrote = true;
-    await this.c.run(
+    this.live.set(prev.key, undefined);
+    this.c.send(
       `INSERT INTO kv_log (rev, sub, k, create_rev, prev_rev, version, lease, deleted, v) VALUES (?, ?, ?, 0, ?, 0, 0, 1, ?)`,
       [rev, BigInt(sub), prev.key, prev.modRevision, EMPTY],
     );
-    await this.c.run("DELETE FROM kv WHERE k = ?", [prev.key]);
+    this.c.send("DELETE FROM kv WHERE k = ?", [prev.key]);
   }
 
   async forget(key: Uint8Array): Promise<void> {
     this.wrote = true;
+    this.live.set(key, undefined);
     await this.c.run("DELETE FROM kv_log WHERE k = ?", [key]);
     await this.c.run("DELETE FROM kv WHERE k = ?", [key]);
   }
@@ -386,12 +474,12 @@ class SqlWriteTx implements WriteTx {
 
   async leaseInsert(lease: LeaseRecord): Promise<void> {
     this.wrote = true;
-    await this.c.run("INSERT INTO leases (id, ttl, expires_at) VALUES (?, ?, ?)", [lease.id, lease.ttl, BigInt(lease.expiresAt)]);
+    this.c.send("INSERT INTO leases (id, ttl, expires_at) VALUES (?, ?, ?)", [lease.id, lease.ttl, BigInt(lease.expiresAt)]);
   }
 
   async leaseDelete(id: Rev): Promise<void> {
     this.wrote = true;
-    await this.c.run("DELETE FROM leases WHERE id = ?", [id]);
+    this.c.send("DELETE FROM leases WHERE id = ?", [id]);
   }
 
   async leaseKeys(id: Rev): Promise<KeyValue[]> {

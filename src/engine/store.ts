@@ -11,11 +11,12 @@ import type {
 import type { Backend, WriteTx } from "../backends/backend.ts";
 import { setImmediate } from "node:timers";
 import { backendUnavailable, EtcdError, errors } from "./errors.ts";
-import { isEmptyRange, toKeyRange } from "./keyrange.ts";
+import { isEmptyRange, successor, toKeyRange } from "./keyrange.ts";
 import { Apply, type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut, txnKeys } from "./kv.ts";
 import { checkRevision } from "./revisions.ts";
 import type { Event, Rev } from "./types.ts";
 import { Mutex } from "./mutex.ts";
+import { PageCounts } from "./page-counts.ts";
 import { log } from "../observe/log.ts";
 
 /** most client transactions committed in one database transaction */
@@ -59,6 +60,7 @@ export class Store {
   private compaction: Promise<void> = Promise.resolve();
   private readonly publishing = new Mutex();
   private readonly listeners: Array<(c: Committed) => void> = [];
+  private readonly pageCounts = new PageCounts();
 
   private readonly allocate: (after: Rev) => Rev;
 
@@ -88,10 +90,20 @@ export class Store {
       return finishRange(r, [], 0n, revision);
     }
     const fetch = rangeFetch(r);
+    const knownCount = fetch.limit > 0 ? this.pageCounts.get(kr) : undefined;
     const res = await this.call(() =>
-      this.backend.range({ range: kr, revision: r.revision, countOnly: r.countOnly, ...fetch })
+      this.backend.range({ range: kr, revision: r.revision, countOnly: r.countOnly, knownCount, ...fetch })
     );
-    return finishRange(r, res.kvs, res.count, res.revision);
+    const out = finishRange(r, res.kvs, res.count, res.revision);
+    if (out.more && out.kvs.length > 0) {
+      // the next page starts after the last key returned, at the same revision
+      const last = out.kvs.at(-1)!.key;
+      this.pageCounts.set(
+        { start: successor(last), end: kr.end },
+        { revision: r.revision > 0n ? r.revision : res.revision, count: res.count - BigInt(out.kvs.length) },
+      );
+    }
+    return out;
   }
 
   // `above`: number the write above this revision (another backend's, when there are several)

@@ -17,6 +17,9 @@ const EMPTY = new Uint8Array(0);
 const COMPACT_STEP_REVISIONS = 2000n;
 
 export class SqlBackend implements Backend {
+  /** the newest revision this process has seen: a read below it is a read of history */
+  private newest: Rev = 0n;
+
   constructor(
     readonly name: string,
     protected readonly driver: SqlDriver,
@@ -59,14 +62,18 @@ export class SqlBackend implements Backend {
     });
   }
 
-  range(q: RangeQuery): Promise<RangeResult> {
-    if (q.revision === 0n) return this.latestRange(q);
+  async range(q: RangeQuery): Promise<RangeResult> {
+    // a read at the newest revision (a list's next page, usually) is a latest read
+    if (q.revision === 0n || q.revision >= this.newest) {
+      const latest = await this.latestRange(q);
+      if (latest) return latest;
+    }
     return this.driver.read(async (c) => {
       const { revision, compactRevision } = await readMeta(c);
       const at = checkRevision(q.revision, revision, compactRevision);
       const reads = new RangeReads(c);
       const historic = at === revision ? undefined : at;
-      const count = await reads.count(q.range, historic);
+      const count = q.knownCount?.revision === at ? q.knownCount.count : await reads.count(q.range, historic);
       const kvs = q.countOnly ? [] : await reads.range(q.range, historic, q.limit, q.keysOnly);
       return { kvs, count, revision };
     });
@@ -75,31 +82,47 @@ export class SqlBackend implements Backend {
   /**
    * A read of the latest state in one statement on its own snapshot (no transaction):
    * the revisions ride along with the rows, and the count is asked for only when a
-   * limit may have cut the rows short. When no row comes back the range is counted again
-   * with the revisions, and read anew if keys appeared in between.
+   * limit may have cut the rows short and it is not known already. When no row comes
+   * back the range is counted again with the revisions, and read anew if keys appeared
+   * in between. Undefined when the read asked for another revision than the newest.
    */
-  private async latestRange(q: RangeQuery): Promise<RangeResult> {
+  private saw(revision: Rev): Rev {
+    if (revision > this.newest) this.newest = revision;
+    return revision;
+  }
+
+  private async latestRange(q: RangeQuery): Promise<RangeResult | undefined> {
     const b = bounds(q.range, "k");
-    const meta = `(SELECT num FROM meta WHERE name = 'revision') AS m_rev,
-                  (SELECT num FROM meta WHERE name = 'compact_revision') AS m_compact`;
+    const meta = `(SELECT num FROM meta WHERE name = 'revision') AS m_rev`;
     const counted = `(SELECT COUNT(*) FROM kv WHERE ${b.where}) AS m_count`;
+    const wanted = (rev: Rev) => q.revision === 0n || q.revision === rev;
+    let known = q.knownCount;
     for (;;) {
       if (!q.countOnly) {
         const limited = q.limit > 0;
+        const counting = limited && !known;
         const cols = q.keysOnly ? "k, create_rev, mod_rev, version, lease" : KV_COLUMNS;
         const rows = await this.driver.query(
-          `SELECT ${meta}, ${limited ? `${counted}, ` : ""}${cols} FROM kv WHERE ${b.where} ORDER BY k${limited ? ` LIMIT ${q.limit}` : ""}`,
-          limited ? [...b.params, ...b.params] : b.params,
+          `SELECT ${meta}, ${counting ? `${counted}, ` : ""}${cols} FROM kv WHERE ${b.where} ORDER BY k${limited ? ` LIMIT ${q.limit}` : ""}`,
+          counting ? [...b.params, ...b.params] : b.params,
         );
         if (rows.length > 0) {
-          const first = rows[0]!;
-          const count = limited ? BigInt(first.m_count as bigint) : BigInt(rows.length);
-          return { kvs: rows.map((r) => rowToKv(r)), count, revision: first.m_rev as bigint };
+          const revision = this.saw(rows[0]!.m_rev as bigint);
+          if (!wanted(revision)) return undefined;
+          // a count carried from the previous page holds only at its own revision
+          if (known && known.revision !== revision) {
+            known = undefined;
+            continue;
+          }
+          const count = known ? known.count : counting ? BigInt(rows[0]!.m_count as bigint) : BigInt(rows.length);
+          return { kvs: rows.map((r) => rowToKv(r)), count, revision };
         }
       }
       const [m] = await this.driver.query(`SELECT ${meta}, ${counted}`, b.params);
+      const revision = this.saw(m!.m_rev as bigint);
+      if (!wanted(revision)) return undefined;
       const count = BigInt(m!.m_count as bigint);
-      if (q.countOnly || count === 0n) return { kvs: [], count, revision: m!.m_rev as bigint };
+      if (q.countOnly || count === 0n) return { kvs: [], count, revision };
     }
   }
 
@@ -176,6 +199,7 @@ export class SqlBackend implements Backend {
       c.send("INSERT INTO commits (token, rev) VALUES (?, ?)", [token, revision]);
       await beforeCommit?.(c);
       ready(results);
+      this.saw(start.revision);
       return results;
     });
   }

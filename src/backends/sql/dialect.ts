@@ -10,6 +10,8 @@ export interface Dialect {
   readonly intType: string;
   /** suffix for CREATE TABLE (MySQL's engine and row format) */
   readonly tableOptions: string;
+  /** where keys of kv are counted from (MySQL is told to use the index of keys alone) */
+  readonly countKv: string;
   /** INSERT INTO kv (...) VALUES (...) that replaces an existing row for the key */
   readonly upsertKv: string;
   /**

@@ -15,6 +15,8 @@ const mysqlDialect: Dialect = {
   valueType: "LONGBLOB",
   intType: "BIGINT",
   tableOptions: " ENGINE=InnoDB",
+  // counting in the primary key reads every value stored in it
+  countKv: "kv FORCE INDEX (kv_key)",
   upsertKv: `INSERT INTO kv (k, create_rev, mod_rev, version, lease, v) VALUES (?, ?, ?, ?, ?, ?)
              ON DUPLICATE KEY UPDATE create_rev = VALUES(create_rev), mod_rev = VALUES(mod_rev),
                version = VALUES(version), lease = VALUES(lease), v = VALUES(v)`,

@@ -16,6 +16,7 @@ const postgresDialect: Dialect = {
   valueType: "BYTEA",
   intType: "BIGINT",
   tableOptions: "",
+  countKv: "kv",
   upsertKv: UPSERT_ON_CONFLICT,
   async lockMeta(c) {
     // delivered to listeners when (and only if) this transaction commits

@@ -71,7 +71,7 @@ export class SqlBackend implements Backend {
     return this.driver.read(async (c) => {
       const { revision, compactRevision } = await readMeta(c);
       const at = checkRevision(q.revision, revision, compactRevision);
-      const reads = new RangeReads(c);
+      const reads = new RangeReads(c, this.dialect.countKv);
       const historic = at === revision ? undefined : at;
       const count = q.knownCount?.revision === at ? q.knownCount.count : await reads.count(q.range, historic);
       const kvs = q.countOnly ? [] : await reads.range(q.range, historic, q.limit, q.keysOnly);
@@ -94,7 +94,7 @@ export class SqlBackend implements Backend {
   private async latestRange(q: RangeQuery): Promise<RangeResult | undefined> {
     const b = bounds(q.range, "k");
     const meta = `(SELECT num FROM meta WHERE name = 'revision') AS m_rev`;
-    const counted = `(SELECT COUNT(*) FROM kv WHERE ${b.where}) AS m_count`;
+    const counted = `(SELECT COUNT(*) FROM ${this.dialect.countKv} WHERE ${b.where}) AS m_count`;
     const wanted = (rev: Rev) => q.revision === 0n || q.revision === rev;
     let known = q.knownCount;
     for (;;) {
@@ -324,7 +324,11 @@ function bounds(r: KeyRange, col: string): { where: string; params: SqlValue[] }
 
 /** Range reads: the latest state from the current table, older revisions combined with history. */
 class RangeReads {
-  constructor(private readonly c: SqlConn) {}
+  constructor(
+    private readonly c: SqlConn,
+    /** the dialect's countKv */
+    private readonly countKv: string,
+  ) {}
 
   private bounds(r: KeyRange, col: string): { where: string; params: SqlValue[] } {
     return bounds(r, col);
@@ -353,7 +357,7 @@ class RangeReads {
   async count(r: KeyRange, at: Rev | undefined): Promise<bigint> {
     if (at === undefined) {
       const { where, params } = this.bounds(r, "k");
-      return (await this.c.all(`SELECT COUNT(*) AS n FROM kv WHERE ${where}`, params))[0]!.n as bigint;
+      return (await this.c.all(`SELECT COUNT(*) AS n FROM ${this.countKv} WHERE ${where}`, params))[0]!.n as bigint;
     }
     const q = this.atRevision(r, at, false);
     return (await this.c.all(`SELECT COUNT(*) AS n FROM (${q.sql}) live`, q.params))[0]!.n as bigint;
@@ -445,7 +449,7 @@ class SqlWriteTx implements WriteTx {
   ) {
     this.newRevision = revision;
     this.newCompactRevision = compactRevision;
-    this.reads = new RangeReads(c);
+    this.reads = new RangeReads(c, dialect.countKv);
   }
 
   async range(range: KeyRange, opts?: { revision?: Rev; limit?: number; keysOnly?: boolean }): Promise<KeyValue[]> {

@@ -15,6 +15,7 @@ export const sqliteDialect: Dialect = {
   valueType: "BLOB",
   intType: "INTEGER",
   tableOptions: "",
+  countKv: "kv",
   upsertKv: UPSERT_ON_CONFLICT,
   // BEGIN IMMEDIATE already made this connection the only writer
   lockMeta: (c) => c.all("SELECT name, num FROM meta"),

@@ -14,6 +14,22 @@ export interface Row {
 export class Results {
   readonly rows: Row[] = [];
 
+  /** Each row's median over several runs (the order of the first run). */
+  static median(runs: Results[]): Results {
+    const out = new Results();
+    for (const r of runs[0]!.rows) {
+      const values: Record<string, number> = {};
+      for (const target of Object.keys(r.values)) {
+        const xs = runs.map((run) => run.rows.find((x) => x.workload === r.workload && x.metric === r.metric)?.values[target])
+          .filter((x): x is number => x !== undefined && !Number.isNaN(x))
+          .sort((a, b) => a - b);
+        values[target] = xs.length === 0 ? NaN : xs.length % 2 ? xs[(xs.length - 1) / 2]! : (xs[xs.length / 2 - 1]! + xs[xs.length / 2]!) / 2;
+      }
+      out.rows.push({ ...r, values });
+    }
+    return out;
+  }
+
   record(target: string, workload: string, metric: string, better: Better, value: number): void {
     let row = this.rows.find((r) => r.workload === workload && r.metric === metric);
     if (!row) this.rows.push((row = { workload, metric, better, values: {} }));

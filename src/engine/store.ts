@@ -61,6 +61,7 @@ export class Store {
   private readonly publishing = new Mutex();
   private readonly listeners: Array<(c: Committed) => void> = [];
   private readonly pageCounts = new PageCounts();
+  private syncWaiting: Promise<void> | undefined;
 
   private readonly allocate: (after: Rev) => Rev;
 
@@ -231,13 +232,17 @@ export class Store {
     });
   }
 
-  /** Brings this process up to the database's revision: commits made by other processes. */
+  /**
+   * Brings this process up to the database's revision: commits made by other processes.
+   * Notifications come in bursts: one sync that has not started yet answers them all.
+   */
   syncExternal(): Promise<void> {
-    return this.publishing.run(async () => {
+    return (this.syncWaiting ??= this.publishing.run(async () => {
+      this.syncWaiting = undefined;
       const { revision, compactRevision } = await this.backend.revisions();
       if (compactRevision > this.compactRevision) this.compactRevision = compactRevision;
       if (revision > this.revision) await this.readCommits(revision);
-    });
+    }));
   }
 
   private async readCommits(upTo: Rev): Promise<void> {

@@ -9,6 +9,8 @@ import { SqlBackend } from "./sql-backend.ts";
 
 /** the NOTIFY channel strata processes announce commits on */
 export const COMMIT_CHANNEL = "strata_commit";
+/** names this process in its notifications: it publishes its own commits without them */
+const PROCESS_ID = crypto.randomUUID();
 
 const postgresDialect: Dialect = {
   name: "postgres",
@@ -20,7 +22,7 @@ const postgresDialect: Dialect = {
   upsertKv: UPSERT_ON_CONFLICT,
   async lockMeta(c) {
     // delivered to listeners when (and only if) this transaction commits
-    c.send(`NOTIFY ${COMMIT_CHANNEL}`);
+    c.send(`NOTIFY ${COMMIT_CHANNEL}, '${PROCESS_ID}'`);
     return c.all("SELECT name, num FROM meta FOR UPDATE");
   },
   async lockSchema(c) {
@@ -66,9 +68,10 @@ class PostgresDriver implements SqlDriver {
   constructor(readonly sql: postgres.Sql) {}
 
   /**
-   * A transaction on a connection of its own, BEGIN sent ahead of the first statement
-   * rather than waited for. A failed statement aborts it; COMMIT then rolls back without
-   * an error, so its answer is checked.
+   * A transaction on a connection of its own, BEGIN sent ahead of the first statement and
+   * COMMIT right behind the last writes, neither waited for on its own. A failed
+   * statement aborts the transaction and COMMIT then rolls back without an error, so its
+   * answer is checked.
    */
   private async transaction<T>(begin: string, fn: (c: SqlConn) => Promise<T>): Promise<T> {
     const q = await this.sql.reserve();
@@ -76,8 +79,10 @@ class PostgresDriver implements SqlDriver {
     try {
       pending.add(q.unsafe(begin));
       const result = await fn(conn(q, pending));
+      const commit = q.unsafe("COMMIT");
+      pending.add(commit);
       await pending.settle();
-      const done = await q.unsafe("COMMIT");
+      const done = await commit;
       if (done.command !== "COMMIT") throw new Error(`the transaction was rolled back (${done.command})`);
       return result;
     } catch (err) {
@@ -126,7 +131,7 @@ export class PostgresBackend extends SqlBackend {
     const stopPoll = super.onExternalCommit(notify);
     const sql = (this.driver as PostgresDriver).sql;
     let unlisten: (() => Promise<void>) | undefined;
-    sql.listen(COMMIT_CHANNEL, () => notify(), () => notify()).then(
+    sql.listen(COMMIT_CHANNEL, (from) => from !== PROCESS_ID && notify(), () => notify()).then(
       (l) => (unlisten = l.unlisten),
       () => {}, // the poll keeps watchers current until LISTEN works again
     );

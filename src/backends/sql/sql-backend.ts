@@ -55,11 +55,9 @@ export class SqlBackend implements Backend {
     await this.driver.close();
   }
 
-  revisions(): Promise<{ revision: Rev; compactRevision: Rev }> {
-    return this.driver.read(async (c) => {
-      const { revision, compactRevision } = await readMeta(c);
-      return { revision, compactRevision };
-    });
+  async revisions(): Promise<{ revision: Rev; compactRevision: Rev }> {
+    const { revision, compactRevision } = metaOf(await this.driver.query("SELECT name, num FROM meta"));
+    return { revision: this.saw(revision), compactRevision };
   }
 
   async range(q: RangeQuery): Promise<RangeResult> {

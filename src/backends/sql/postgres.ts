@@ -4,13 +4,11 @@
 // them to their watchers at once.
 import postgres from "postgres";
 import { type Dialect, UPSERT_ON_CONFLICT } from "./dialect.ts";
-import { Pending, plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
+import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
 import { SqlBackend } from "./sql-backend.ts";
 
 /** the NOTIFY channel strata processes announce commits on */
 export const COMMIT_CHANNEL = "strata_commit";
-/** names this process in its notifications: it publishes its own commits without them */
-const PROCESS_ID = crypto.randomUUID();
 
 const postgresDialect: Dialect = {
   name: "postgres",
@@ -18,12 +16,11 @@ const postgresDialect: Dialect = {
   valueType: "BYTEA",
   intType: "BIGINT",
   tableOptions: "",
-  countKv: "kv",
   upsertKv: UPSERT_ON_CONFLICT,
-  async lockMeta(c) {
+  async lockRevision(c) {
+    await c.all("SELECT num FROM meta WHERE name = 'revision' FOR UPDATE");
     // delivered to listeners when (and only if) this transaction commits
-    c.send(`NOTIFY ${COMMIT_CHANNEL}, '${PROCESS_ID}'`);
-    return c.all("SELECT name, num FROM meta FOR UPDATE");
+    await c.run(`NOTIFY ${COMMIT_CHANNEL}`);
   },
   async lockSchema(c) {
     await c.all("SELECT pg_advisory_xact_lock(7262897)");
@@ -52,57 +49,25 @@ function param(v: SqlValue): unknown {
   return v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v;
 }
 
-function conn(q: postgres.ReservedSql, pending: Pending): SqlConn {
-  const query = (sql: string, params: SqlValue[]) => q.unsafe(numbered(sql), params.map(param) as never[], { prepare: true });
-  const c: SqlConn = {
-    all: async (sql, params = []) => (await query(sql, params)) as unknown as Row[],
-    run: async (sql, params = []) => (await query(sql, params)).count,
-    // postgres pipelines a query issued before the previous one was answered
-    send: (sql, params = []) => pending.add(query(sql, params)),
-    savepoint: (fn) => plainSavepoint(c, fn),
+function conn(q: postgres.TransactionSql): SqlConn {
+  return {
+    all: async (sql, params = []) =>
+      (await q.unsafe(numbered(sql), params.map(param) as never[], { prepare: true })) as unknown as Row[],
+    run: async (sql, params = []) => (await q.unsafe(numbered(sql), params.map(param) as never[], { prepare: true })).count,
+    // the driver's own savepoints: it fails the whole transaction on any error outside one
+    savepoint: (fn) => q.savepoint((sq) => fn(conn(sq))) as Promise<never>,
   };
-  return c;
 }
 
 class PostgresDriver implements SqlDriver {
   constructor(readonly sql: postgres.Sql) {}
 
-  /**
-   * A transaction on a connection of its own, BEGIN sent ahead of the first statement and
-   * COMMIT right behind the last writes, neither waited for on its own. A failed
-   * statement aborts the transaction and COMMIT then rolls back without an error, so its
-   * answer is checked.
-   */
-  private async transaction<T>(begin: string, fn: (c: SqlConn) => Promise<T>): Promise<T> {
-    const q = await this.sql.reserve();
-    const pending = new Pending();
-    try {
-      pending.add(q.unsafe(begin));
-      const result = await fn(conn(q, pending));
-      const commit = q.unsafe("COMMIT");
-      pending.add(commit);
-      await pending.settle();
-      const done = await commit;
-      if (done.command !== "COMMIT") throw new Error(`the transaction was rolled back (${done.command})`);
-      return result;
-    } catch (err) {
-      await q.unsafe("ROLLBACK").catch(() => {});
-      throw err;
-    } finally {
-      q.release();
-    }
-  }
-
   write<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
-    return this.transaction("BEGIN", fn);
+    return this.sql.begin((tx) => fn(conn(tx))) as Promise<T>;
   }
 
   read<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
-    return this.transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", fn);
-  }
-
-  async query(sql: string, params: SqlValue[] = []): Promise<Row[]> {
-    return (await this.sql.unsafe(numbered(sql), params.map(param) as never[], { prepare: true })) as unknown as Row[];
+    return this.sql.begin("ISOLATION LEVEL REPEATABLE READ READ ONLY", (tx) => fn(conn(tx))) as Promise<T>;
   }
 
   async exec(sql: string): Promise<void> {
@@ -131,7 +96,7 @@ export class PostgresBackend extends SqlBackend {
     const stopPoll = super.onExternalCommit(notify);
     const sql = (this.driver as PostgresDriver).sql;
     let unlisten: (() => Promise<void>) | undefined;
-    sql.listen(COMMIT_CHANNEL, (from) => from !== PROCESS_ID && notify(), () => notify()).then(
+    sql.listen(COMMIT_CHANNEL, () => notify(), () => notify()).then(
       (l) => (unlisten = l.unlisten),
       () => {}, // the poll keeps watchers current until LISTEN works again
     );

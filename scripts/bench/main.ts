@@ -3,13 +3,15 @@
 // workloads; prints throughput, latency and server memory with the strata/etcd ratio
 // per row, checks the performance goals, and writes the results as JSON.
 //   npm run bench -- [--backends sqlite,postgres,mariadb,nats,etcd] [--objects 50000] [--out bench-results.json]
-// Smaller runs: --objects, --updates, --gets, --watch-seconds, --leases, --total-keys.
+// Smaller runs: --objects, --updates, --gets, --watch-seconds, --leases, --total-keys;
+// --runs N repeats everything and reports each figure's median.
 // Not a test: nothing here asserts.
-import { writeFileSync } from "node:fs";
-import { cpus, loadavg, totalmem } from "node:os";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startEtcd } from "../../test/support/etcd.ts";
-import { startStrata, stopDatabaseServers } from "../../test/support/strata.ts";
+import { freshDatabase, startStrata, stopDatabaseServers } from "../../test/support/strata.ts";
 import { Results } from "./report.ts";
 import { runWorkloads, type Sizes } from "./workloads.ts";
 
@@ -28,6 +30,7 @@ const { values } = parseArgs({
     leases: { type: "string", default: "1000" },
     "lease-ttl": { type: "string", default: "10" },
     "total-keys": { type: "string", default: "100000" },
+    runs: { type: "string", default: "1" },
     out: { type: "string", default: "bench-results.json" },
   },
 });
@@ -57,36 +60,47 @@ for (const b of backends) {
   }
 }
 
-const results = new Results();
+const runs = number("runs");
 const targets = ["etcd", ...backends.map((b) => `strata/${b}`)];
 const load = loadavg()[0]!.toFixed(2);
 const started = Date.now();
 
-console.log(`etcd (default settings) ...`);
-const etcd = await startEtcd();
-try {
-  await runWorkloads(etcd.endpoint, sizes, (...r) => results.record("etcd", ...r));
-} finally {
-  await etcd.stop();
-}
-for (const backend of backends) {
-  console.log(`strata on ${backend} ...`);
-  process.env.STRATA_TEST_BACKEND = backend;
-  // etcd's default: no automatic compaction
-  const strata = await startStrata(["--auto-compaction-retention", "0"]);
+/** one run of every target, etcd first; each on a fresh server and database */
+async function runOnce(run: number): Promise<Results> {
+  const results = new Results();
+  const of = runs > 1 ? ` (run ${run + 1} of ${runs})` : "";
+  console.log(`etcd (default settings)${of} ...`);
+  const etcd = await startEtcd();
   try {
-    await runWorkloads(strata.endpoint, sizes, (...r) => results.record(`strata/${backend}`, ...r));
+    await runWorkloads(etcd.endpoint, sizes, (...r) => results.record("etcd", ...r));
   } finally {
-    await strata.stop();
+    await etcd.stop();
   }
+  for (const backend of backends) {
+    console.log(`strata on ${backend}${of} ...`);
+    const dir = mkdtempSync(join(tmpdir(), "strata-bench-"));
+    // etcd's default: no automatic compaction
+    const strata = await startStrata(["--auto-compaction-retention", "0"], await freshDatabase(backend, dir));
+    try {
+      await runWorkloads(strata.endpoint, sizes, (...r) => results.record(`strata/${backend}`, ...r));
+    } finally {
+      await strata.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return results;
 }
+
+const all: Results[] = [];
+for (let run = 0; run < runs; run++) all.push(await runOnce(run));
 await stopDatabaseServers();
+const results = Results.median(all);
 
 const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`;
-const conditions = `load average ${load} at the start; ${((Date.now() - started) / 60_000).toFixed(1)} min`;
+const conditions = `${runs > 1 ? `medians of ${runs} runs; ` : ""}load average ${load} before it started; ${((Date.now() - started) / 60_000).toFixed(1)} min`;
 console.log(`\nstrata vs etcd, ${new Date().toISOString().slice(0, 10)} on ${machine} (${conditions}); client: etcd3 (grpc-js) on Bun in one process on the same machine\n`);
 console.log(results.table(targets));
 console.log(`\n${results.goals(targets).join("\n")}`);
-writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), machine, conditions, sizes, rows: results.rows }, null, 2));
+writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), machine, conditions, sizes, rows: results.rows, runs: all.map((r) => r.rows) }, null, 2));
 console.log(`\nresults written to ${values.out}`);
 process.exit(0);

@@ -14,6 +14,22 @@ export interface Row {
 export class Results {
   readonly rows: Row[] = [];
 
+  /** Each row's median over several runs (the order of the first run). */
+  static median(runs: Results[]): Results {
+    const out = new Results();
+    for (const r of runs[0]!.rows) {
+      const values: Record<string, number> = {};
+      for (const target of Object.keys(r.values)) {
+        const xs = runs.map((run) => run.rows.find((x) => x.workload === r.workload && x.metric === r.metric)?.values[target])
+          .filter((x): x is number => x !== undefined && !Number.isNaN(x))
+          .sort((a, b) => a - b);
+        values[target] = xs.length === 0 ? NaN : xs.length % 2 ? xs[(xs.length - 1) / 2]! : (xs[xs.length / 2 - 1]! + xs[xs.length / 2]!) / 2;
+      }
+      out.rows.push({ ...r, values });
+    }
+    return out;
+  }
+
   record(target: string, workload: string, metric: string, better: Better, value: number): void {
     let row = this.rows.find((r) => r.workload === workload && r.metric === metric);
     if (!row) this.rows.push((row = { workload, metric, better, values: {} }));
@@ -24,13 +40,16 @@ export class Results {
     const fmt = (n: number | undefined) => (n === undefined || Number.isNaN(n) ? "–" : n >= 100 ? n.toFixed(0) : n.toFixed(1));
     const header = ["workload", "metric", ...targets.flatMap((t) => (t === "etcd" ? [t] : [t, "ratio"]))];
     const lines = [`| ${header.join(" | ")} |`, `|${header.map(() => "---").join("|")}|`];
-    for (const r of this.rows) {
+    for (const r of this.rows.filter((r) => r.better !== "info")) {
       const cells = targets.flatMap((t) => {
         const v = r.values[t];
         if (t === "etcd") return [fmt(v)];
         return [fmt(v), `${fmt(ratio(r, t))}×`];
       });
       lines.push(`| ${[r.workload, r.metric, ...cells].join(" | ")} |`);
+    }
+    for (const r of this.rows.filter((r) => r.better === "info")) {
+      lines.push("", `${r.workload}, ${r.metric}: ${targets.map((t) => `${t} ${fmt(r.values[t])}`).join(", ")}`);
     }
     return lines.join("\n");
   }
@@ -53,11 +72,13 @@ export class Results {
       check("paginated list ≤ 0.5× etcd's time", find("paginated list", "ms"), t, (_, q) => q <= 0.5, "ratio");
       check("full list ≤ 0.5× etcd's time", find("full list", "ms"), t, (_, q) => q <= 0.5, "ratio");
       check("watch delivery p99 ≤ 10 ms", find("watch delivery", "p99 ms"), t, (v) => v <= 10, "value");
-      check("RSS with the keys stored ≤ 1.0× etcd's", this.rows.find((r) => r.workload.endsWith("keys stored")), t, (_, q) => q <= 1.0, "ratio");
+      for (const row of this.rows.filter((r) => r.workload.includes("keys stored"))) {
+        check(`RSS with ${row.workload} ≤ 1.0× etcd's`, row, t, (_, q) => q <= 1.0, "ratio");
+      }
     }
     for (const t of targets.filter((t) => t !== "etcd" && t !== "strata/sqlite")) {
       const worst = this.rows
-        .filter((r) => r.values[t] !== undefined && r.values.etcd)
+        .filter((r) => r.better !== "info" && r.values[t] !== undefined && r.values.etcd)
         .map((r) => ({ r, slower: r.better === "higher" ? 1 / ratio(r, t) : ratio(r, t) }))
         .sort((a, b) => b.slower - a.slower)[0];
       if (worst) {

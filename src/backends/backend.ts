@@ -67,8 +67,10 @@ export interface Backend {
    * throws after writing makes the whole batch fail (etcd's refusals all come before any
    * write). Resolves after the commit is durable. A backend may roll a batch back and
    * run its transactions again (the NATS backend does when another process got first).
+   * `keys` are single keys the transactions will read or write: a backend may fetch them
+   * for the whole batch at once.
    */
-  write<T>(txns: Array<(tx: WriteTx) => Promise<T>>): Promise<WriteResult<T>[]>;
+  write<T>(txns: Array<(tx: WriteTx) => Promise<T>>, keys?: Uint8Array[]): Promise<WriteResult<T>[]>;
   /**
    * Events with from <= revision <= through (through <= to), in revision order: about
    * `limit` events, never part of a revision. Revisions need not be consecutive.

@@ -8,7 +8,7 @@ import type {
   TxnRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { errors } from "./errors.ts";
-import { bytesEqual, compareBytes } from "./keyrange.ts";
+import { bytesEqual, compareBytes, keyString } from "./keyrange.ts";
 
 export function checkRange(r: RangeRequest): void {
   if (r.key.length === 0) throw errors.emptyKey();
@@ -102,13 +102,12 @@ function checkIntervals(ops: RequestOp[]): { puts: Set<string>; dels: Interval[]
   for (const op of ops) {
     if (op.request.case !== "requestPut") continue;
     const k = op.request.value.key;
-    const s = toKeyString(k);
+    const s = keyString(k);
     if (puts.has(s) || intersects(dels, k)) throw errors.duplicateKey();
     puts.add(s);
   }
   return { puts, dels };
 }
 
-// keys as strings for set membership: latin1 maps every byte to one char and back
-const toKeyString = (k: Uint8Array) => Buffer.from(k.buffer, k.byteOffset, k.length).toString("latin1");
+// back from keyString (latin1 maps every byte to one char and back)
 const fromKeyString = (s: string) => new Uint8Array(Buffer.from(s, "latin1"));

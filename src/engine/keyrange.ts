@@ -11,6 +11,11 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
   return a.length - b.length;
 }
 
+/** A key as a string, for maps and sets: latin1 is one character per byte, so prefixes compare as bytes. */
+export function keyString(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
+}
+
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -40,6 +45,13 @@ export function toKeyRange(key: Uint8Array, rangeEnd: Uint8Array): KeyRange {
   if (rangeEnd.length === 0) return { start: key, end: successor(key) };
   if (rangeEnd.length === 1 && rangeEnd[0] === 0) return { start: key, end: undefined };
   return { start: key, end: rangeEnd };
+}
+
+/** whether the range holds exactly one key (key to key+"\0") */
+export function isSingleKey(r: KeyRange): boolean {
+  const { start, end } = r;
+  return end !== undefined && end.length === start.length + 1 && end[start.length] === 0 &&
+    bytesEqual(start, end.subarray(0, start.length));
 }
 
 export function isEmptyRange(r: KeyRange): boolean {

@@ -134,6 +134,7 @@ export class Apply {
     this.base = target;
   }
 
+  /** The live version of key as this transaction sees it. */
   async get(key: Uint8Array): Promise<KeyValue | undefined> {
     return (await this.tx.range(toKeyRange(key, new Uint8Array(0)), { limit: 1 }))[0];
   }
@@ -218,7 +219,13 @@ export class Apply {
 
   private async compare(c: Compare): Promise<boolean> {
     const kr = toKeyRange(c.key, c.rangeEnd);
-    const kvs = isEmptyRange(kr) ? [] : await this.tx.range(kr);
+    let kvs: KeyValue[];
+    if (c.rangeEnd.length === 0) {
+      const kv = await this.get(c.key);
+      kvs = kv ? [kv] : [];
+    } else {
+      kvs = isEmptyRange(kr) ? [] : await this.tx.range(kr);
+    }
     if (kvs.length === 0) {
       // a missing key has no value to compare: such a compare always fails
       if (c.target === CMP_VALUE) return false;
@@ -317,6 +324,26 @@ function compareKv(c: Compare, kv: KeyValue | undefined): boolean {
     default:
       return true;
   }
+}
+
+/** The single keys a txn compares, reads or writes (a backend may fetch them all at once). */
+export function txnKeys(r: TxnRequest, out: Uint8Array[] = []): Uint8Array[] {
+  for (const c of r.compare) if (c.rangeEnd.length === 0) out.push(c.key);
+  for (const op of [...r.success, ...r.failure]) {
+    const q = op.request;
+    switch (q.case) {
+      case "requestTxn":
+        txnKeys(q.value, out);
+        break;
+      case "requestPut":
+        out.push(q.value.key);
+        break;
+      case "requestRange":
+      case "requestDeleteRange":
+        if (q.value.rangeEnd.length === 0) out.push(q.value.key);
+    }
+  }
+  return out;
 }
 
 /** A txn whose both branches only read (nested txns count as writes, as in etcd). */

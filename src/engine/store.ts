@@ -11,11 +11,12 @@ import type {
 import type { Backend, WriteTx } from "../backends/backend.ts";
 import { setImmediate } from "node:timers";
 import { backendUnavailable, EtcdError, errors } from "./errors.ts";
-import { isEmptyRange, toKeyRange } from "./keyrange.ts";
-import { Apply, type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut } from "./kv.ts";
+import { isEmptyRange, successor, toKeyRange } from "./keyrange.ts";
+import { Apply, type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut, txnKeys } from "./kv.ts";
 import { checkRevision } from "./revisions.ts";
 import type { Event, Rev } from "./types.ts";
 import { Mutex } from "./mutex.ts";
+import { PageCounts } from "./page-counts.ts";
 import { log } from "../observe/log.ts";
 
 /** most client transactions committed in one database transaction */
@@ -44,6 +45,8 @@ export interface RevisionSlot {
 
 type Job = {
   run: (a: Apply) => Promise<unknown>;
+  /** single keys it will read or write */
+  keys: Uint8Array[];
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
 };
@@ -57,6 +60,8 @@ export class Store {
   private compaction: Promise<void> = Promise.resolve();
   private readonly publishing = new Mutex();
   private readonly listeners: Array<(c: Committed) => void> = [];
+  private readonly pageCounts = new PageCounts();
+  private syncWaiting: Promise<void> | undefined;
 
   private readonly allocate: (after: Rev) => Rev;
 
@@ -86,10 +91,20 @@ export class Store {
       return finishRange(r, [], 0n, revision);
     }
     const fetch = rangeFetch(r);
+    const knownCount = fetch.limit > 0 ? this.pageCounts.get(kr) : undefined;
     const res = await this.call(() =>
-      this.backend.range({ range: kr, revision: r.revision, countOnly: r.countOnly, ...fetch })
+      this.backend.range({ range: kr, revision: r.revision, countOnly: r.countOnly, knownCount, ...fetch })
     );
-    return finishRange(r, res.kvs, res.count, res.revision);
+    const out = finishRange(r, res.kvs, res.count, res.revision);
+    if (out.more && out.kvs.length > 0) {
+      // the next page starts after the last key returned, at the same revision
+      const last = out.kvs.at(-1)!.key;
+      this.pageCounts.set(
+        { start: successor(last), end: kr.end },
+        { revision: r.revision > 0n ? r.revision : res.revision, count: res.count - BigInt(out.kvs.length) },
+      );
+    }
+    return out;
   }
 
   // `above`: number the write above this revision (another backend's, when there are several)
@@ -101,7 +116,7 @@ export class Store {
       const out = await a.put(p);
       await a.finish();
       return out;
-    });
+    }, [p.key]);
   }
 
   deleteRange(d: DeleteRangeRequest, above = 0n): Promise<DeleteOut> {
@@ -110,7 +125,7 @@ export class Store {
       const out = await a.deleteRange(d);
       out.header.revision = await a.finish();
       return out;
-    });
+    }, d.rangeEnd.length === 0 ? [d.key] : []);
   }
 
   txn(r: TxnRequest, above = 0n): Promise<TxnOut> {
@@ -119,7 +134,7 @@ export class Store {
       const out = await a.txn(r);
       out.header = { revision: await a.finish() };
       return out;
-    });
+    }, txnKeys(r));
   }
 
   /** Marks history below rev as compacted, then removes it in the background (or waits, if physical). */
@@ -151,10 +166,11 @@ export class Store {
   /**
    * Runs fn as one client transaction in the next group commit. fn sees the state left
    * by the transactions committed before it; an error it throws before writing fails it alone.
+   * `keys`: single keys it will read or write, which the backend may fetch for the batch at once.
    */
-  write<T>(fn: (a: Apply) => Promise<T>): Promise<T> {
+  write<T>(fn: (a: Apply) => Promise<T>, keys: Uint8Array[] = []): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ run: fn, resolve: resolve as (v: unknown) => void, reject });
+      this.queue.push({ run: fn, keys, resolve: resolve as (v: unknown) => void, reject });
       if (!this.flushing) {
         this.flushing = true;
         // let every request that arrived in this turn of the event loop join the batch
@@ -181,7 +197,7 @@ export class Store {
             // by position: a backend that retries the batch runs a transaction again
             applies[i] = a;
             return job.run(a);
-          }));
+          }), batch.flatMap((job) => job.keys));
         } catch (err) {
           const e = err instanceof EtcdError ? err : backendUnavailable(this.backend.name, err);
           for (const job of batch) job.reject(e);
@@ -216,13 +232,17 @@ export class Store {
     });
   }
 
-  /** Brings this process up to the database's revision: commits made by other processes. */
+  /**
+   * Brings this process up to the database's revision: commits made by other processes.
+   * Notifications come in bursts: one sync that has not started yet answers them all.
+   */
   syncExternal(): Promise<void> {
-    return this.publishing.run(async () => {
+    return (this.syncWaiting ??= this.publishing.run(async () => {
+      this.syncWaiting = undefined;
       const { revision, compactRevision } = await this.backend.revisions();
       if (compactRevision > this.compactRevision) this.compactRevision = compactRevision;
       if (revision > this.revision) await this.readCommits(revision);
-    });
+    }));
   }
 
   private async readCommits(upTo: Rev): Promise<void> {

@@ -40,6 +40,8 @@ export interface RangeQuery {
   limit: number;
   countOnly: boolean;
   keysOnly: boolean;
+  /** the range's count at a revision, if known: a read at that revision need not count */
+  knownCount?: { revision: Rev; count: bigint };
 }
 
 export interface RangeResult {

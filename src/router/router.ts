@@ -12,7 +12,7 @@ import type { Upstream } from "../backends/etcd/upstream.ts";
 import type { Compactable } from "../engine/compactor.ts";
 import { type Committed, Store } from "../engine/store.ts";
 import { backendUnavailable, EtcdError, errors } from "../engine/errors.ts";
-import { compareBytes, isEmptyRange, toKeyRange } from "../engine/keyrange.ts";
+import { compareBytes, isEmptyRange, keyString, toKeyRange } from "../engine/keyrange.ts";
 import { type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut } from "../engine/kv.ts";
 import { checkRevision } from "../engine/revisions.ts";
 import type { Event, KeyRange, KeyValue, Rev } from "../engine/types.ts";
@@ -28,10 +28,8 @@ export interface Part {
   store: Store;
 }
 
-/** Keys are routed as latin1 strings: one character per byte, so prefixes compare as bytes. */
-export function keyString(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
-}
+// keys are routed as latin1 strings (keyrange.ts)
+export { keyString };
 
 /**
  * The longest prefix every key of the range starts with. Besides the start and end's

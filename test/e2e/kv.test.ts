@@ -96,6 +96,27 @@ describe("Range", () => {
     }));
 
   test("an empty key is refused", () => differential(sides(), async (c) => range(c, { key: b("") })));
+
+  test("paging while keys come and go: each page's count at the pinned revision and at the newest", () =>
+    differential(sides(), async (c) => {
+      for (let i = 0; i < 7; i++) await c.kv.put({ key: b(`r7/k${i}`), value: b(String(i)) } as never);
+      const end = prefixEnd("r7/");
+      const out = [];
+      // pinned: every page at the first page's revision, a key added and one deleted in between
+      const first = (await c.kv.range({ key: b("r7/"), range_end: end, limit: 2 } as never)) as { header: { revision: string } };
+      out.push(first);
+      await c.kv.put({ key: b("r7/k5x"), value: b("new") } as never);
+      out.push(await range(c, { key: b("r7/k1\0"), range_end: end, limit: 2, revision: first.header.revision }));
+      await c.kv.deleteRange({ key: b("r7/k6") } as never);
+      out.push(await range(c, { key: b("r7/k3\0"), range_end: end, limit: 2, revision: first.header.revision }));
+      // newest: pages with no revision, the same changes between them
+      out.push(await range(c, { key: b("r7/"), range_end: end, limit: 3 }));
+      await c.kv.put({ key: b("r7/k4x"), value: b("new") } as never);
+      out.push(await range(c, { key: b("r7/k2\0"), range_end: end, limit: 3 }));
+      out.push(await range(c, { key: b("r7/k4x\0"), range_end: end, limit: 3 }));
+      out.push(await range(c, { key: b("r7/k5x\0"), range_end: end, limit: 3 }));
+      return out;
+    }));
 });
 
 describe("Put", () => {

@@ -20,6 +20,7 @@ function flaky(inner: SqlDriver) {
   let failNext: "before" | "after" | undefined;
   const driver: SqlDriver = {
     read: (fn) => inner.read(fn),
+    query: (sql, params) => inner.query(sql, params),
     exec: (sql) => inner.exec(sql),
     close: () => inner.close(),
     async write(fn) {

@@ -204,6 +204,7 @@ export class NatsBackend implements Backend {
       [async (tx: WriteTx) => {
         for (const b of batches) compacted = (await replay(b, tx)) ?? compacted;
       }],
+      [],
       async (c) => void (await c.run("UPDATE meta SET num = ? WHERE name = 'log_seq'", [BigInt(seq)])),
     );
     if (!result!.ok) throw result!.error;
@@ -280,17 +281,17 @@ export class NatsBackend implements Backend {
 
   // ---- writes
 
-  async write<T>(txns: Array<(tx: WriteTx) => Promise<T>>): Promise<WriteResult<T>[]> {
+  async write<T>(txns: Array<(tx: WriteTx) => Promise<T>>, keys: Uint8Array[] = []): Promise<WriteResult<T>[]> {
     for (;;) {
       await this.chunkedWriterDone();
-      const out = await this.lock.run(() => this.writeOnce(txns));
+      const out = await this.lock.run(() => this.writeOnce(txns, keys));
       if (!(out instanceof LogMoved)) return out;
       await this.caughtUp(out.last);
     }
   }
 
   /** Runs the batch on the copy and appends what it changed; LogMoved when another process got first. Holds the lock. */
-  private async writeOnce<T>(txns: Array<(tx: WriteTx) => Promise<T>>): Promise<WriteResult<T>[] | LogMoved> {
+  private async writeOnce<T>(txns: Array<(tx: WriteTx) => Promise<T>>, keys: Uint8Array[]): Promise<WriteResult<T>[] | LogMoved> {
     this.check();
     const mutations: Mutation[] = [];
     const recorded = txns.map((fn) => async (tx: WriteTx) => {
@@ -302,7 +303,7 @@ export class NatsBackend implements Backend {
     });
     let appended = this.seen;
     try {
-      const results = await this.view!.backend.write(recorded, async (c) => {
+      const results = await this.view!.backend.write(recorded, keys, async (c) => {
         if (mutations.length === 0) {
           // nothing to append, but the answers must be as fresh as a read's
           const last = await this.log.lastSeq();

@@ -1,6 +1,6 @@
 // What differs between SQL engines: column types, upserts, how a writer takes the
 // revision lock, how size is measured and space returned. Not the logic.
-import type { SqlConn, SqlDriver } from "./driver.ts";
+import type { Row, SqlConn, SqlDriver } from "./driver.ts";
 
 export interface Dialect {
   readonly name: "sqlite" | "postgres" | "mysql";
@@ -10,10 +10,15 @@ export interface Dialect {
   readonly intType: string;
   /** suffix for CREATE TABLE (MySQL's engine and row format) */
   readonly tableOptions: string;
+  /** where keys of kv are counted from (MySQL is told to use the index of keys alone) */
+  readonly countKv: string;
   /** INSERT INTO kv (...) VALUES (...) that replaces an existing row for the key */
   readonly upsertKv: string;
-  /** Makes the current transaction the only writer until it ends (a row lock, or nothing where BEGIN did it). */
-  lockRevision(c: SqlConn): Promise<void>;
+  /**
+   * Makes the current transaction the only writer until it ends (row locks on meta, or
+   * nothing where BEGIN did it) and reads the meta rows, in one statement.
+   */
+  lockMeta(c: SqlConn): Promise<Row[]>;
   /** Serializes schema migrations between processes starting at once (nothing where the file is exclusive). */
   lockSchema(c: SqlConn): Promise<void>;
   unlockSchema?(c: SqlConn): Promise<void>;

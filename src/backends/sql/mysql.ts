@@ -15,12 +15,12 @@ const mysqlDialect: Dialect = {
   valueType: "LONGBLOB",
   intType: "BIGINT",
   tableOptions: " ENGINE=InnoDB",
+  // counting in the primary key reads every value stored in it
+  countKv: "kv FORCE INDEX (kv_key)",
   upsertKv: `INSERT INTO kv (k, create_rev, mod_rev, version, lease, v) VALUES (?, ?, ?, ?, ?, ?)
              ON DUPLICATE KEY UPDATE create_rev = VALUES(create_rev), mod_rev = VALUES(mod_rev),
                version = VALUES(version), lease = VALUES(lease), v = VALUES(v)`,
-  async lockRevision(c) {
-    await c.all("SELECT num FROM meta WHERE name = 'revision' FOR UPDATE");
-  },
+  lockMeta: (c) => c.all("SELECT name, num FROM meta FOR UPDATE"),
   async lockSchema(c) {
     // a named lock outlives the implicit commits MySQL makes around DDL
     await c.all("SELECT GET_LOCK('strata_schema', 60) AS locked");
@@ -49,13 +49,27 @@ function param(v: SqlValue): unknown {
   return v;
 }
 
-function conn(q: mysql.PoolConnection): SqlConn {
-  const c: SqlConn = {
-    all: async (sql, params = []) => (await q.query(sql, params.map(param)))[0] as Row[],
-    run: async (sql, params = []) => ((await q.query(sql, params.map(param)))[0] as mysql.ResultSetHeader).affectedRows,
-    savepoint: (fn) => plainSavepoint(c, fn),
-  };
-  return c;
+/**
+ * A connection whose sent writes wait in a buffer and go out with the next statement in
+ * one multi-statement query (mysql2 does not pipeline): a transaction's writes cost no
+ * round trips of their own. A failed statement stops the query, and the caller sees it.
+ */
+class BufferedConn implements SqlConn {
+  private buffered: string[] = [];
+
+  constructor(private readonly q: mysql.PoolConnection) {}
+
+  private async query(sql: string, params: SqlValue[]): Promise<unknown> {
+    const statement = this.q.format(sql, params.map(param));
+    if (this.buffered.length === 0) return (await this.q.query(statement))[0];
+    const all = [...this.buffered.splice(0), statement].join(";\n");
+    return ((await this.q.query(all))[0] as unknown[]).at(-1);
+  }
+
+  all = async (sql: string, params: SqlValue[] = []) => (await this.query(sql, params)) as Row[];
+  run = async (sql: string, params: SqlValue[] = []) => ((await this.query(sql, params)) as mysql.ResultSetHeader).affectedRows;
+  send = (sql: string, params: SqlValue[] = []) => void this.buffered.push(this.q.format(sql, params.map(param)));
+  savepoint = <T>(fn: (c: SqlConn) => Promise<T>): Promise<T> => plainSavepoint(this, fn);
 }
 
 class MysqlDriver implements SqlDriver {
@@ -64,9 +78,11 @@ class MysqlDriver implements SqlDriver {
   private async transaction<T>(setup: string[], fn: (c: SqlConn) => Promise<T>): Promise<T> {
     const q = await this.pool.getConnection();
     try {
-      for (const s of setup) await q.query(s);
-      const result = await fn(conn(q));
-      await q.query("COMMIT");
+      const c = new BufferedConn(q);
+      // the setup goes out with the first statement, the last writes with COMMIT
+      for (const s of setup) c.send(s);
+      const result = await fn(c);
+      await c.run("COMMIT");
       return result;
     } catch (err) {
       await q.query("ROLLBACK").catch(() => {});
@@ -85,6 +101,11 @@ class MysqlDriver implements SqlDriver {
       ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"],
       fn,
     );
+  }
+
+  async query(sql: string, params: SqlValue[] = []): Promise<Row[]> {
+    // autocommit: InnoDB gives the statement its own consistent read
+    return (await this.pool.query(sql, params.map(param)))[0] as Row[];
   }
 
   async exec(sql: string): Promise<void> {
@@ -107,6 +128,8 @@ export class MysqlBackend extends SqlBackend {
       password: decodeURIComponent(u.password),
       database: u.pathname.replace(/^\//, ""),
       connectionLimit: poolSize,
+      // a transaction's buffered writes travel with its next statement (all SQL is strata's own)
+      multipleStatements: true,
       connectTimeout: 5000,
       supportBigNumbers: true,
       bigNumberStrings: true,

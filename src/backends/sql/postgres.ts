@@ -4,11 +4,13 @@
 // them to their watchers at once.
 import postgres from "postgres";
 import { type Dialect, UPSERT_ON_CONFLICT } from "./dialect.ts";
-import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
+import { Pending, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
 import { SqlBackend } from "./sql-backend.ts";
 
 /** the NOTIFY channel strata processes announce commits on */
 export const COMMIT_CHANNEL = "strata_commit";
+/** names this process in its notifications: it publishes its own commits without them */
+const PROCESS_ID = crypto.randomUUID();
 
 const postgresDialect: Dialect = {
   name: "postgres",
@@ -16,11 +18,12 @@ const postgresDialect: Dialect = {
   valueType: "BYTEA",
   intType: "BIGINT",
   tableOptions: "",
+  countKv: "kv",
   upsertKv: UPSERT_ON_CONFLICT,
-  async lockRevision(c) {
-    await c.all("SELECT num FROM meta WHERE name = 'revision' FOR UPDATE");
+  async lockMeta(c) {
     // delivered to listeners when (and only if) this transaction commits
-    await c.run(`NOTIFY ${COMMIT_CHANNEL}`);
+    c.send(`NOTIFY ${COMMIT_CHANNEL}, '${PROCESS_ID}'`);
+    return c.all("SELECT name, num FROM meta FOR UPDATE");
   },
   async lockSchema(c) {
     await c.all("SELECT pg_advisory_xact_lock(7262897)");
@@ -49,25 +52,45 @@ function param(v: SqlValue): unknown {
   return v instanceof Uint8Array && !Buffer.isBuffer(v) ? Buffer.from(v.buffer, v.byteOffset, v.byteLength) : v;
 }
 
-function conn(q: postgres.TransactionSql): SqlConn {
+function conn(q: postgres.TransactionSql, pending: Pending): SqlConn {
+  const query = (sql: string, params: SqlValue[]) => q.unsafe(numbered(sql), params.map(param) as never[], { prepare: true });
   return {
-    all: async (sql, params = []) =>
-      (await q.unsafe(numbered(sql), params.map(param) as never[], { prepare: true })) as unknown as Row[],
-    run: async (sql, params = []) => (await q.unsafe(numbered(sql), params.map(param) as never[], { prepare: true })).count,
+    all: async (sql, params = []) => (await query(sql, params)) as unknown as Row[],
+    run: async (sql, params = []) => (await query(sql, params)).count,
+    // postgres pipelines a query issued before the previous one was answered
+    send: (sql, params = []) => pending.add(query(sql, params)),
     // the driver's own savepoints: it fails the whole transaction on any error outside one
-    savepoint: (fn) => q.savepoint((sq) => fn(conn(sq))) as Promise<never>,
+    savepoint: (fn) => q.savepoint((sq) => fn(conn(sq, pending))) as Promise<never>,
   };
 }
 
 class PostgresDriver implements SqlDriver {
   constructor(readonly sql: postgres.Sql) {}
 
+  /**
+   * A transaction as the driver runs it (it also ends one whose connection dropped).
+   * Every write sent without waiting is answered before it commits: a failed write aborts
+   * the transaction, and COMMIT would then roll back without an error.
+   */
+  private transaction<T>(options: string, fn: (c: SqlConn) => Promise<T>): Promise<T> {
+    return this.sql.begin(options, async (tx) => {
+      const pending = new Pending();
+      const result = await fn(conn(tx, pending));
+      await pending.settle();
+      return result;
+    }) as Promise<T>;
+  }
+
   write<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
-    return this.sql.begin((tx) => fn(conn(tx))) as Promise<T>;
+    return this.transaction("", fn);
   }
 
   read<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
-    return this.sql.begin("ISOLATION LEVEL REPEATABLE READ READ ONLY", (tx) => fn(conn(tx))) as Promise<T>;
+    return this.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY", fn);
+  }
+
+  async query(sql: string, params: SqlValue[] = []): Promise<Row[]> {
+    return (await this.sql.unsafe(numbered(sql), params.map(param) as never[], { prepare: true })) as unknown as Row[];
   }
 
   async exec(sql: string): Promise<void> {
@@ -96,7 +119,7 @@ export class PostgresBackend extends SqlBackend {
     const stopPoll = super.onExternalCommit(notify);
     const sql = (this.driver as PostgresDriver).sql;
     let unlisten: (() => Promise<void>) | undefined;
-    sql.listen(COMMIT_CHANNEL, () => notify(), () => notify()).then(
+    sql.listen(COMMIT_CHANNEL, (from) => from !== PROCESS_ID && notify(), () => notify()).then(
       (l) => (unlisten = l.unlisten),
       () => {}, // the poll keeps watchers current until LISTEN works again
     );

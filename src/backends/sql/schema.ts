@@ -4,7 +4,7 @@
 // bytes. Column k is the key and v the value ("key" and "value" are reserved in MySQL).
 import type { Dialect } from "./dialect.ts";
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 /** statements that bring a database from schema version `from` to SCHEMA_VERSION */
 export function schemaStatements(from: number, d: Dialect): string[] {
@@ -40,6 +40,10 @@ export function schemaStatements(from: number, d: Dialect): string[] {
       // one row per committed batch, so a commit whose answer was lost can be checked
       `CREATE TABLE commits (token ${I} NOT NULL PRIMARY KEY, rev ${I} NOT NULL)${T}`,
     ],
+    // version 2: InnoDB keeps kv's rows, values and all, in its primary key, so counting a
+    // range there read every value (0.4 s for 50,000 pods); an index of the keys alone
+    // counts them. SQLite and PostgreSQL index the key apart from the rows already.
+    d.name === "mysql" ? ["CREATE INDEX kv_key ON kv (k)"] : [],
   ];
   return steps.slice(from).flat();
 }

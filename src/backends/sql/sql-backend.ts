@@ -3,6 +3,8 @@
 // commit order is revision order even with several strata processes on one database.
 import { setImmediate } from "node:timers";
 import type { Backend, BackendState, DbSize, EventsPage, WriteResult, WriteTx } from "../backend.ts";
+import { EtcdError } from "../../engine/errors.ts";
+import { isSingleKey, keyString } from "../../engine/keyrange.ts";
 import { checkRevision } from "../../engine/revisions.ts";
 import type { Event, KeyRange, KeyValue, LeaseRecord, RangeQuery, RangeResult, Rev } from "../../engine/types.ts";
 import { DELETE, PUT } from "../../engine/types.ts";
@@ -15,6 +17,9 @@ const EMPTY = new Uint8Array(0);
 const COMPACT_STEP_REVISIONS = 2000n;
 
 export class SqlBackend implements Backend {
+  /** the newest revision this process has seen: a read below it is a read of history */
+  private newest: Rev = 0n;
+
   constructor(
     readonly name: string,
     protected readonly driver: SqlDriver,
@@ -50,23 +55,73 @@ export class SqlBackend implements Backend {
     await this.driver.close();
   }
 
-  revisions(): Promise<{ revision: Rev; compactRevision: Rev }> {
-    return this.driver.read(async (c) => {
-      const { revision, compactRevision } = await readMeta(c);
-      return { revision, compactRevision };
-    });
+  async revisions(): Promise<{ revision: Rev; compactRevision: Rev }> {
+    const { revision, compactRevision } = metaOf(await this.driver.query("SELECT name, num FROM meta"));
+    return { revision: this.saw(revision), compactRevision };
   }
 
-  range(q: RangeQuery): Promise<RangeResult> {
+  async range(q: RangeQuery): Promise<RangeResult> {
+    // a read at the newest revision (a list's next page, usually) is a latest read
+    if (q.revision === 0n || q.revision >= this.newest) {
+      const latest = await this.latestRange(q);
+      if (latest) return latest;
+    }
     return this.driver.read(async (c) => {
       const { revision, compactRevision } = await readMeta(c);
       const at = checkRevision(q.revision, revision, compactRevision);
-      const reads = new RangeReads(c);
+      const reads = new RangeReads(c, this.dialect.countKv);
       const historic = at === revision ? undefined : at;
-      const count = await reads.count(q.range, historic);
+      const count = q.knownCount?.revision === at ? q.knownCount.count : await reads.count(q.range, historic);
       const kvs = q.countOnly ? [] : await reads.range(q.range, historic, q.limit, q.keysOnly);
       return { kvs, count, revision };
     });
+  }
+
+  /**
+   * A read of the latest state in one statement on its own snapshot (no transaction):
+   * the revisions ride along with the rows, and the count is asked for only when a
+   * limit may have cut the rows short and it is not known already. When no row comes
+   * back the range is counted again with the revisions, and read anew if keys appeared
+   * in between. Undefined when the read asked for another revision than the newest.
+   */
+  private saw(revision: Rev): Rev {
+    if (revision > this.newest) this.newest = revision;
+    return revision;
+  }
+
+  private async latestRange(q: RangeQuery): Promise<RangeResult | undefined> {
+    const b = bounds(q.range, "k");
+    const meta = `(SELECT num FROM meta WHERE name = 'revision') AS m_rev`;
+    const counted = `(SELECT COUNT(*) FROM ${this.dialect.countKv} WHERE ${b.where}) AS m_count`;
+    const wanted = (rev: Rev) => q.revision === 0n || q.revision === rev;
+    let known = q.knownCount;
+    for (;;) {
+      if (!q.countOnly) {
+        const limited = q.limit > 0;
+        const counting = limited && !known;
+        const cols = q.keysOnly ? "k, create_rev, mod_rev, version, lease" : KV_COLUMNS;
+        const rows = await this.driver.query(
+          `SELECT ${meta}, ${counting ? `${counted}, ` : ""}${cols} FROM kv WHERE ${b.where} ORDER BY k${limited ? ` LIMIT ${q.limit}` : ""}`,
+          counting ? [...b.params, ...b.params] : b.params,
+        );
+        if (rows.length > 0) {
+          const revision = this.saw(rows[0]!.m_rev as bigint);
+          if (!wanted(revision)) return undefined;
+          // a count carried from the previous page holds only at its own revision
+          if (known && known.revision !== revision) {
+            known = undefined;
+            continue;
+          }
+          const count = known ? known.count : counting ? BigInt(rows[0]!.m_count as bigint) : BigInt(rows.length);
+          return { kvs: rows.map((r) => rowToKv(r)), count, revision };
+        }
+      }
+      const [m] = await this.driver.query(`SELECT ${meta}, ${counted}`, b.params);
+      const revision = this.saw(m!.m_rev as bigint);
+      if (!wanted(revision)) return undefined;
+      const count = BigInt(m!.m_count as bigint);
+      if (q.countOnly || count === 0n) return { kvs: [], count, revision };
+    }
   }
 
   /**
@@ -77,12 +132,13 @@ export class SqlBackend implements Backend {
    */
   async write<T>(
     txns: Array<(tx: WriteTx) => Promise<T>>,
+    keys: Uint8Array[] = [],
     beforeCommit?: (c: SqlConn) => Promise<void>,
   ): Promise<WriteResult<T>[]> {
     const token = randomId();
     let results: WriteResult<T>[] | undefined;
     try {
-      return await this.writeBatch(txns, token, (r) => (results = r), beforeCommit);
+      return await this.writeBatch(txns, keys, token, (r) => (results = r), beforeCommit);
     } catch (err) {
       if (results && (await this.committed(token))) return results;
       throw err;
@@ -105,17 +161,20 @@ export class SqlBackend implements Backend {
 
   private writeBatch<T>(
     txns: Array<(tx: WriteTx) => Promise<T>>,
+    keys: Uint8Array[],
     token: bigint,
     ready: (results: WriteResult<T>[]) => void,
     beforeCommit?: (c: SqlConn) => Promise<void>,
   ): Promise<WriteResult<T>[]> {
     return this.driver.write(async (c) => {
-      await this.dialect.lockRevision(c);
-      const start = await readMeta(c);
+      const live = new LiveKeys();
+      // the keys are read after the lock is taken (statements run in order on a connection)
+      const [meta] = await Promise.all([this.dialect.lockMeta(c), live.fetch(c, keys)]);
+      const start = metaOf(meta);
       let { revision, compactRevision } = start;
       const results: WriteResult<T>[] = [];
       for (const fn of txns) {
-        const tx = new SqlWriteTx(c, this.dialect, revision, compactRevision);
+        const tx = new SqlWriteTx(c, this.dialect, revision, compactRevision, live);
         try {
           results.push({ ok: true, value: await fn(tx) });
           revision = tx.newRevision;
@@ -125,16 +184,20 @@ export class SqlBackend implements Backend {
           // nothing behind; one that fails after writing cannot be undone alone (no
           // savepoints: they cost round trips), so the whole batch is rolled back
           if (tx.wrote) throw new Error(`a transaction failed after writing, its batch was rolled back: ${String(error)}`);
+          // anything but a refusal is the database failing (and may have aborted the
+          // database transaction): the whole batch fails with it
+          if (!(error instanceof EtcdError)) throw error;
           results.push({ ok: false, error });
         }
       }
-      if (revision !== start.revision) await c.run("UPDATE meta SET num = ? WHERE name = 'revision'", [revision]);
+      if (revision !== start.revision) c.send("UPDATE meta SET num = ? WHERE name = 'revision'", [revision]);
       if (compactRevision !== start.compactRevision) {
-        await c.run("UPDATE meta SET num = ? WHERE name = 'compact_revision'", [compactRevision]);
+        c.send("UPDATE meta SET num = ? WHERE name = 'compact_revision'", [compactRevision]);
       }
-      await c.run("INSERT INTO commits (token, rev) VALUES (?, ?)", [token, revision]);
+      c.send("INSERT INTO commits (token, rev) VALUES (?, ?)", [token, revision]);
       await beforeCommit?.(c);
       ready(results);
+      this.saw(start.revision);
       return results;
     });
   }
@@ -236,8 +299,12 @@ async function schemaVersion(c: SqlConn): Promise<number> {
 }
 
 async function readMeta(c: SqlConn): Promise<{ revision: Rev; compactRevision: Rev; clusterId: bigint; memberId: bigint }> {
+  return metaOf(await c.all("SELECT name, num FROM meta"));
+}
+
+function metaOf(rows: Row[]): { revision: Rev; compactRevision: Rev; clusterId: bigint; memberId: bigint } {
   const m = new Map<string, bigint>();
-  for (const r of await c.all("SELECT name, num FROM meta")) m.set(r.name as string, r.num as bigint);
+  for (const r of rows) m.set(r.name as string, r.num as bigint);
   return {
     revision: m.get("revision")!,
     compactRevision: m.get("compact_revision")!,
@@ -246,14 +313,23 @@ async function readMeta(c: SqlConn): Promise<{ revision: Rev; compactRevision: R
   };
 }
 
+/** the WHERE clause selecting a key range on column col */
+function bounds(r: KeyRange, col: string): { where: string; params: SqlValue[] } {
+  return r.end === undefined
+    ? { where: `${col} >= ?`, params: [r.start] }
+    : { where: `${col} >= ? AND ${col} < ?`, params: [r.start, r.end] };
+}
+
 /** Range reads: the latest state from the current table, older revisions combined with history. */
 class RangeReads {
-  constructor(private readonly c: SqlConn) {}
+  constructor(
+    private readonly c: SqlConn,
+    /** the dialect's countKv */
+    private readonly countKv: string,
+  ) {}
 
   private bounds(r: KeyRange, col: string): { where: string; params: SqlValue[] } {
-    return r.end === undefined
-      ? { where: `${col} >= ?`, params: [r.start] }
-      : { where: `${col} >= ? AND ${col} < ?`, params: [r.start, r.end] };
+    return bounds(r, col);
   }
 
   /**
@@ -279,7 +355,7 @@ class RangeReads {
   async count(r: KeyRange, at: Rev | undefined): Promise<bigint> {
     if (at === undefined) {
       const { where, params } = this.bounds(r, "k");
-      return (await this.c.all(`SELECT COUNT(*) AS n FROM kv WHERE ${where}`, params))[0]!.n as bigint;
+      return (await this.c.all(`SELECT COUNT(*) AS n FROM ${this.countKv} WHERE ${where}`, params))[0]!.n as bigint;
     }
     const q = this.atRevision(r, at, false);
     return (await this.c.all(`SELECT COUNT(*) AS n FROM (${q.sql}) live`, q.params))[0]!.n as bigint;
@@ -325,6 +401,36 @@ function rowToEvent(r: Row): Event {
   return { type: PUT, kv: rowToKv(r), prevKv };
 }
 
+/** most keys fetched for a batch in one statement */
+const FETCH_KEYS = 512;
+
+/**
+ * The live version of single keys as a write batch has left them: fetched for the whole
+ * batch in one statement (a round trip per transaction saved on a network database),
+ * then kept current by the batch's own writes.
+ */
+class LiveKeys {
+  private readonly kvs = new Map<string, KeyValue | undefined>();
+
+  async fetch(c: SqlConn, keys: Uint8Array[]): Promise<void> {
+    const unique = [...new Map(keys.map((k) => [keyString(k), k])).values()];
+    if (unique.length === 0 || unique.length > FETCH_KEYS) return;
+    const rows = await c.all(`SELECT ${KV_COLUMNS} FROM kv WHERE k IN (${unique.map(() => "?").join(", ")})`, unique);
+    for (const k of unique) this.kvs.set(keyString(k), undefined);
+    for (const r of rows) this.kvs.set(keyString(r.k as Uint8Array), rowToKv(r));
+  }
+
+  /** the key's live version (undefined: none), or "unknown" */
+  get(key: Uint8Array): KeyValue | undefined | "unknown" {
+    const id = keyString(key);
+    return this.kvs.has(id) ? this.kvs.get(id) : "unknown";
+  }
+
+  set(key: Uint8Array, kv: KeyValue | undefined): void {
+    this.kvs.set(keyString(key), kv);
+  }
+}
+
 class SqlWriteTx implements WriteTx {
   newRevision: Rev;
   newCompactRevision: Rev;
@@ -337,13 +443,18 @@ class SqlWriteTx implements WriteTx {
     private readonly dialect: Dialect,
     readonly revision: Rev,
     readonly compactRevision: Rev,
+    private readonly live: LiveKeys,
   ) {
     this.newRevision = revision;
     this.newCompactRevision = compactRevision;
-    this.reads = new RangeReads(c);
+    this.reads = new RangeReads(c, dialect.countKv);
   }
 
-  range(range: KeyRange, opts?: { revision?: Rev; limit?: number; keysOnly?: boolean }): Promise<KeyValue[]> {
+  async range(range: KeyRange, opts?: { revision?: Rev; limit?: number; keysOnly?: boolean }): Promise<KeyValue[]> {
+    if (opts?.revision === undefined && isSingleKey(range)) {
+      const kv = this.live.get(range.start);
+      if (kv !== "unknown") return !kv ? [] : opts?.keysOnly ? [{ ...kv, value: EMPTY }] : [kv];
+    }
     return this.reads.range(range, opts?.revision, opts?.limit ?? 0, opts?.keysOnly ?? false);
   }
 
@@ -353,24 +464,27 @@ class SqlWriteTx implements WriteTx {
 
   async put(kv: KeyValue, prev: KeyValue | undefined, sub: number): Promise<void> {
     this.wrote = true;
-    await this.c.run(
+    this.live.set(kv.key, kv);
+    this.c.send(
       `INSERT INTO kv_log (rev, sub, k, create_rev, prev_rev, version, lease, deleted, v) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)`,
       [kv.modRevision, BigInt(sub), kv.key, kv.createRevision, prev?.modRevision ?? null, kv.version, kv.lease, kv.value],
     );
-    await this.c.run(this.dialect.upsertKv, [kv.key, kv.createRevision, kv.modRevision, kv.version, kv.lease, kv.value]);
+    this.c.send(this.dialect.upsertKv, [kv.key, kv.createRevision, kv.modRevision, kv.version, kv.lease, kv.value]);
   }
 
   async delete(prev: KeyValue, rev: Rev, sub: number): Promise<void> {
     this.wrote = true;
-    await this.c.run(
+    this.live.set(prev.key, undefined);
+    this.c.send(
       `INSERT INTO kv_log (rev, sub, k, create_rev, prev_rev, version, lease, deleted, v) VALUES (?, ?, ?, 0, ?, 0, 0, 1, ?)`,
       [rev, BigInt(sub), prev.key, prev.modRevision, EMPTY],
     );
-    await this.c.run("DELETE FROM kv WHERE k = ?", [prev.key]);
+    this.c.send("DELETE FROM kv WHERE k = ?", [prev.key]);
   }
 
   async forget(key: Uint8Array): Promise<void> {
     this.wrote = true;
+    this.live.set(key, undefined);
     await this.c.run("DELETE FROM kv_log WHERE k = ?", [key]);
     await this.c.run("DELETE FROM kv WHERE k = ?", [key]);
   }
@@ -386,12 +500,12 @@ class SqlWriteTx implements WriteTx {
 
   async leaseInsert(lease: LeaseRecord): Promise<void> {
     this.wrote = true;
-    await this.c.run("INSERT INTO leases (id, ttl, expires_at) VALUES (?, ?, ?)", [lease.id, lease.ttl, BigInt(lease.expiresAt)]);
+    this.c.send("INSERT INTO leases (id, ttl, expires_at) VALUES (?, ?, ?)", [lease.id, lease.ttl, BigInt(lease.expiresAt)]);
   }
 
   async leaseDelete(id: Rev): Promise<void> {
     this.wrote = true;
-    await this.c.run("DELETE FROM leases WHERE id = ?", [id]);
+    this.c.send("DELETE FROM leases WHERE id = ?", [id]);
   }
 
   async leaseKeys(id: Rev): Promise<KeyValue[]> {

@@ -3,7 +3,7 @@
 // so a read never sees a batch that is still being written, nor one not yet on disk.
 import type { BackendState } from "../backend.ts";
 import { type Dialect, UPSERT_ON_CONFLICT } from "./dialect.ts";
-import { plainSavepoint, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
+import { plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
 import { Mutex } from "../../engine/mutex.ts";
 import { SqlBackend } from "./sql-backend.ts";
 import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
@@ -15,9 +15,10 @@ export const sqliteDialect: Dialect = {
   valueType: "BLOB",
   intType: "INTEGER",
   tableOptions: "",
+  countKv: "kv",
   upsertKv: UPSERT_ON_CONFLICT,
   // BEGIN IMMEDIATE already made this connection the only writer
-  lockRevision: async () => {},
+  lockMeta: (c) => c.all("SELECT name, num FROM meta"),
   // the file is locked to this process: nobody else migrates or writes
   lockSchema: async () => {},
   pollMs: 0,
@@ -44,6 +45,8 @@ function conn(db: SqliteDatabase): SqlConn {
   const c: SqlConn = {
     all: async (sql: string, params: SqlValue[] = []) => stmt(sql).all(...params),
     run: async (sql: string, params: SqlValue[] = []) => stmt(sql).run(...params).changes,
+    // in process: nothing to save by not waiting
+    send: (sql: string, params: SqlValue[] = []) => void stmt(sql).run(...params),
     savepoint: (fn) => plainSavepoint(c, fn),
   };
   return c;
@@ -81,6 +84,13 @@ class SqliteDriver implements SqlDriver {
       // the snapshot is taken by the read's first statement, in the same turn as this check
       for (let commit = this.wal?.unsynced(); commit; commit = this.wal?.unsynced()) await commit;
       return transaction(this.reader, "BEGIN", () => fn(this.r));
+    });
+  }
+
+  query(sql: string, params: SqlValue[] = []): Promise<Row[]> {
+    return this.readLock.run(async () => {
+      for (let commit = this.wal?.unsynced(); commit; commit = this.wal?.unsynced()) await commit;
+      return this.r.all(sql, params);
     });
   }
 

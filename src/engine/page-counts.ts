@@ -1,0 +1,35 @@
+// Counts carried from one page of a list to the next. A client paging through a range
+// asks for [after-last-key, end) at the revision of the first page; the count of that is
+// the previous page's count less the keys it returned, so the next page need not count
+// again (counting is most of a page's work in a large range).
+import { keyString } from "./keyrange.ts";
+import type { KeyRange, Rev } from "./types.ts";
+
+/** pages remembered at once (clients paging at the same time) */
+const REMEMBERED = 64;
+
+export interface KnownCount {
+  /** the revision the count holds at */
+  revision: Rev;
+  count: bigint;
+}
+
+export class PageCounts {
+  private readonly known = new Map<string, KnownCount>();
+
+  get(range: KeyRange): KnownCount | undefined {
+    return this.known.get(id(range));
+  }
+
+  /** remembers the count of the next page's range */
+  set(next: KeyRange, known: KnownCount): void {
+    const key = id(next);
+    this.known.delete(key);
+    this.known.set(key, known);
+    if (this.known.size > REMEMBERED) this.known.delete(this.known.keys().next().value!);
+  }
+}
+
+function id(r: KeyRange): string {
+  return `${keyString(r.start)}\u0000${r.end === undefined ? "" : keyString(r.end)}`;
+}

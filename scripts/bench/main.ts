@@ -4,7 +4,8 @@
 // per row, checks the performance goals, and writes the results as JSON.
 //   npm run bench -- [--backends sqlite,postgres,mariadb,nats,etcd] [--objects 50000] [--out bench-results.json]
 // Smaller runs: --objects, --updates, --gets, --watch-seconds, --leases, --total-keys;
-// --runs N repeats everything and reports each figure's median.
+// --runs N repeats everything and reports each figure's median; --check-perf s|m|l|xl|off
+// picks the load of the closing `etcdctl check perf` (60 s per target).
 // Not a test: nothing here asserts.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
@@ -31,6 +32,7 @@ const { values } = parseArgs({
     "lease-ttl": { type: "string", default: "10" },
     "total-keys": { type: "string", default: "100000" },
     runs: { type: "string", default: "1" },
+    "check-perf": { type: "string", default: "m" },
     out: { type: "string", default: "bench-results.json" },
   },
 });
@@ -52,7 +54,11 @@ const sizes: Sizes = {
   leases: number("leases"),
   leaseTtl: number("lease-ttl"),
   totalKeys: number("total-keys"),
+  checkPerfLoad: values["check-perf"] === "off" ? undefined : values["check-perf"],
 };
+if (sizes.checkPerfLoad && !["s", "m", "l", "xl"].includes(sizes.checkPerfLoad)) {
+  throw new Error(`--check-perf must be s, m, l, xl or off, not ${sizes.checkPerfLoad}`);
+}
 const backends = values.backends!.split(",").map((b) => b.trim());
 for (const b of backends) {
   if (!["sqlite", "postgres", "mariadb", "nats", "etcd"].includes(b)) {

@@ -72,6 +72,8 @@ export class Results {
       check("paginated list ≤ 0.5× etcd's time", find("paginated list", "ms"), t, (_, q) => q <= 0.5, "ratio");
       check("full list ≤ 0.5× etcd's time", find("full list", "ms"), t, (_, q) => q <= 0.5, "ratio");
       check("watch delivery p99 ≤ 10 ms", find("watch delivery", "p99 ms"), t, (v) => v <= 10, "value");
+      const perf = this.rows.find((r) => r.workload.startsWith("etcdctl check perf") && r.metric.startsWith("passed"));
+      if (perf && perf.values[t] !== undefined) out.push(`${perf.values[t] === 1 ? "met    " : "not met"}  ${perf.workload} passes (${t})`);
       for (const row of this.rows.filter((r) => r.workload.includes("keys stored"))) {
         check(`RSS with ${row.workload} ≤ 1.0× etcd's`, row, t, (_, q) => q <= 1.0, "ratio");
       }

@@ -1,5 +1,6 @@
 // The Kubernetes-shaped workloads, run in order against one server (etcd or strata)
 // with the etcd3 client. Each reports its figures through `record`.
+import { spawnSync } from "node:child_process";
 import { Etcd3, type IRangeResponse, type ITxnResponse } from "etcd3";
 import { drive, median, pct, serverMemory, sleep } from "./measure.ts";
 
@@ -22,6 +23,8 @@ export interface Sizes {
   leaseTtl: number;
   /** keys stored when memory is measured */
   totalKeys: number;
+  /** the load `etcdctl check perf` runs (s, m, l, xl), or undefined to skip it */
+  checkPerfLoad: string | undefined;
 }
 
 /** which way is better; "info" rows are shown apart and judged by no goal */
@@ -53,6 +56,7 @@ export async function runWorkloads(endpoint: string, s: Sizes, record: Record): 
     await fill(c, s);
     await memory(endpoint, c, s, record);
     record("empty server, idle", "server RSS MiB", "info", empty);
+    if (s.checkPerfLoad) await checkPerf(endpoint, s.checkPerfLoad, record);
   } finally {
     c.close();
   }
@@ -284,4 +288,26 @@ async function fill(c: Etcd3, s: Sizes): Promise<void> {
   const more = Math.max(0, s.totalKeys - Number(all.count));
   await drive(more, s.clients, (i) =>
     c.kv.put({ key: Buffer.from(`/registry/configmaps/ns-${i % 50}/cm-${String(i).padStart(7, "0")}`), value: value(i) }));
+}
+
+/**
+ * 9. etcd's own acceptance check: `etcdctl check perf` writes at the load's rate for 60 s
+ * and passes when at least 90% of that rate is reached, the slowest write took under
+ * 500 ms and the latencies' standard deviation is under 100 ms.
+ */
+async function checkPerf(endpoint: string, load: string, record: Record): Promise<void> {
+  const run = spawnSync("etcdctl", ["--endpoints", endpoint, "check", "perf", `--load=${load}`], {
+    env: { ...process.env, ETCDCTL_API: "3" },
+    encoding: "utf8",
+    timeout: 180_000,
+  });
+  const out = `${run.stdout}\n${run.stderr}`;
+  const figure = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
+  const name = `etcdctl check perf --load=${load}`;
+  record(name, "writes/s", "higher", figure(/Throughput is (\d+) writes\/s/));
+  record(name, "slowest ms", "lower", figure(/Slowest request took ([\d.]+)s/) * 1000);
+  record(name, "stddev ms", "lower", figure(/Stddev is ([\d.]+)s/) * 1000);
+  const passed = /^PASS$/m.test(out) && !/^FAIL/m.test(out);
+  record(name, "passed (1 yes, 0 no)", "info", passed ? 1 : 0);
+  if (!passed) console.log(`  ${name} did not pass:\n${out.split("\n").filter((l) => /PASS|FAIL|Error|error/.test(l)).join("\n")}`);
 }

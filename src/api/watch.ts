@@ -16,6 +16,7 @@ import { type WatchHub, Watcher, type WatchResponseOut, type WatchSink } from ".
 import { shuttingDown } from "./connections.ts";
 import { toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
+import { watchResponse } from "./watch-encoding.ts";
 
 const NOPUT = 0, NODELETE = 1;
 /** a stream this far behind stops receiving live events until its client catches up */
@@ -37,7 +38,7 @@ export function watchService(
       void stream.consume(requests);
       try {
         for await (const r of stream.responses(ctx.signal, closing)) {
-          yield { ...r, header: header(id, r.header.revision) };
+          yield watchResponse({ ...r, header: header(id, r.header.revision) });
         }
       } catch (err) {
         throw toConnectError(err);

@@ -3,7 +3,7 @@
 // catches up from the backend's history and then joins the synced set. Writers never
 // wait for watchers: a stream whose queue is full simply drops back to catching up.
 import type { Backend } from "../backends/backend.ts";
-import { inRange } from "./keyrange.ts";
+import { inRange, keyString } from "./keyrange.ts";
 import { DELETE, type Event, type KeyRange, PUT, type Rev } from "./types.ts";
 import { log } from "../observe/log.ts";
 
@@ -29,6 +29,15 @@ export interface WatchSink {
   drained(): Promise<void>;
 }
 
+/** each event without its previous value, made once so watchers share its encoding */
+const stripped = new WeakMap<Event, Event>();
+
+function withoutPrevKv(ev: Event): Event {
+  let s = stripped.get(ev);
+  if (!s) stripped.set(ev, (s = { type: ev.type, kv: ev.kv }));
+  return s;
+}
+
 export class Watcher {
   /** the next revision this watcher has to deliver */
   nextRev: Rev;
@@ -48,21 +57,42 @@ export class Watcher {
 
   /** the events this watcher wants, shaped as it asked */
   select(events: Event[]): Event[] {
+    return this.shape(events.filter((ev) => inRange(this.range, ev.kv.key)));
+  }
+
+  /** events already known to be in its range, filtered and shaped as it asked */
+  shape(events: Event[]): Event[] {
+    const { noPut, noDelete, prevKv } = this.opts;
+    if (!noPut && !noDelete && (prevKv || events.every((ev) => !ev.prevKv))) return events;
     const out: Event[] = [];
     for (const ev of events) {
-      if (ev.type === PUT && this.opts.noPut) continue;
-      if (ev.type === DELETE && this.opts.noDelete) continue;
-      if (!inRange(this.range, ev.kv.key)) continue;
-      out.push(this.opts.prevKv || !ev.prevKv ? ev : { type: ev.type, kv: ev.kv });
+      if (ev.type === PUT && noPut) continue;
+      if (ev.type === DELETE && noDelete) continue;
+      out.push(prevKv || !ev.prevKv ? ev : withoutPrevKv(ev));
     }
     return out;
   }
 }
 
+/** synced watchers of one range: each event is matched against the range once for all of them */
+interface RangeGroup {
+  range: KeyRange;
+  watchers: Set<Watcher>;
+}
+
+const rangeId = (r: KeyRange) => `${keyString(r.start)}\u0000${r.end ? keyString(r.end) : "*"}`;
+
 export class WatchHub {
   private readonly synced = new Set<Watcher>();
+  private readonly groups = new Map<string, RangeGroup>();
   private readonly unsynced = new Set<Watcher>();
   private syncing = false;
+  /**
+   * The last revision published. A synced watcher has been given everything up to it that
+   * it watches: its own nextRev is only kept up to date when it gets events, so the next
+   * revision it needs is the larger of the two.
+   */
+  private published = 0n;
 
   constructor(
     /** where catch-up reads history */
@@ -76,13 +106,13 @@ export class WatchHub {
   }
 
   add(w: Watcher): void {
-    if (w.nextRev > this.revisions().revision) this.synced.add(w);
+    if (w.nextRev > this.revisions().revision) this.join(w);
     else this.unsync(w);
   }
 
   remove(w: Watcher): void {
     w.closed = true;
-    this.synced.delete(w);
+    this.leave(w);
     this.unsynced.delete(w);
   }
 
@@ -90,26 +120,66 @@ export class WatchHub {
     return this.synced.has(w);
   }
 
-  /** Delivers one committed revision to every synced watcher. */
+  /** Delivers one committed revision to every synced watcher it concerns. */
   publish(revision: Rev, events: Event[]): void {
     const { compactRevision } = this.revisions();
-    for (const w of this.synced) {
-      // a watcher created for a future revision waits for it
-      if (revision < w.nextRev) continue;
-      // history it needs was compacted before this process saw it (another process
-      // compacted): catch-up cancels it as etcd cancels a compacted watcher
-      if (w.sink.congested() || w.nextRev < compactRevision) {
-        // leave the events in the history; the watcher reads them when its client catches up
-        this.synced.delete(w);
-        this.unsync(w);
-        continue;
+    const seen = this.published + 1n;
+    this.published = revision;
+    if (seen < compactRevision) {
+      // history between what watchers were given and this revision was compacted before
+      // this process saw it (another process compacted): catch-up cancels them as etcd
+      // cancels a compacted watcher
+      for (const w of this.synced) {
+        // a watcher created for a future revision waits for it
+        if (revision < w.nextRev) continue;
+        const next = w.nextRev > seen ? w.nextRev : seen;
+        if (next < compactRevision) this.fallBehind(w, next);
       }
-      const evs = w.select(events);
-      w.nextRev = revision + 1n;
-      if (evs.length === 0) continue;
-      w.sentSinceTick = true;
-      w.sink.send({ header: { revision }, watchId: w.id, events: evs });
     }
+    for (const group of this.groups.values()) {
+      let matched: Event[] | undefined;
+      for (const ev of events) {
+        if (inRange(group.range, ev.kv.key)) (matched ??= []).push(ev);
+      }
+      if (!matched) continue;
+      for (const w of group.watchers) {
+        if (revision < w.nextRev) continue;
+        if (w.sink.congested()) {
+          // leave the events in the history; the watcher reads them when its client catches up
+          this.fallBehind(w, revision);
+          continue;
+        }
+        w.nextRev = revision + 1n;
+        const evs = w.shape(matched);
+        if (evs.length === 0) continue;
+        w.sentSinceTick = true;
+        w.sink.send({ header: { revision }, watchId: w.id, events: evs });
+      }
+    }
+  }
+
+  /** A synced watcher that still needs revision `next` (or its own later start) goes back to catching up. */
+  private fallBehind(w: Watcher, next: Rev): void {
+    if (w.nextRev < next) w.nextRev = next;
+    this.leave(w);
+    this.unsync(w);
+  }
+
+  private join(w: Watcher): void {
+    this.synced.add(w);
+    const id = rangeId(w.range);
+    let group = this.groups.get(id);
+    if (!group) this.groups.set(id, (group = { range: w.range, watchers: new Set() }));
+    group.watchers.add(w);
+  }
+
+  private leave(w: Watcher): void {
+    if (!this.synced.delete(w)) return;
+    const id = rangeId(w.range);
+    const group = this.groups.get(id);
+    if (!group) return;
+    group.watchers.delete(w);
+    if (group.watchers.size === 0) this.groups.delete(id);
   }
 
   /** Sends a progress notification to each synced watcher that asked and heard nothing since the last tick. */
@@ -185,7 +255,7 @@ export class WatchHub {
     // joining the synced set happens in the same tick as the check, so no revision slips between
     if (w.nextRev > this.revisions().revision) {
       this.unsynced.delete(w);
-      this.synced.add(w);
+      this.join(w);
     }
   }
 }

@@ -1,0 +1,40 @@
+// Watch responses with pre-encoded events must be byte for byte what protobuf-es writes
+// for the same response built the ordinary way, and the encoding of an event is made once.
+import { expect, test } from "bun:test";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { WatchResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { watchResponse, type WatchResponseInit } from "../../src/api/watch-encoding.ts";
+import { DELETE, type Event, PUT } from "../../src/engine/types.ts";
+
+const bytes = (n: number, fill = 7) => new Uint8Array(n).fill(fill);
+const kv = (key: string, value: Uint8Array, mod: bigint) => ({
+  key: new TextEncoder().encode(key), createRevision: 3n, modRevision: mod, version: 2n, value, lease: 0n,
+});
+const header = { clusterId: 0xfedcba9876543210n, memberId: 1n, revision: 12345n, raftTerm: 2n };
+const put: Event = { type: PUT, kv: kv("/registry/pods/a", bytes(300), 10n) };
+const withPrev: Event = { type: PUT, kv: kv("/registry/pods/b", bytes(70_000), 11n), prevKv: kv("/registry/pods/b", bytes(5), 4n) };
+const del: Event = { type: DELETE, kv: { ...kv("/registry/pods/c", new Uint8Array(0), 12n), createRevision: 0n, version: 0n } };
+
+const cases: Array<[string, WatchResponseInit]> = [
+  ["created, no events", { header, watchId: 0n, created: true, events: [] }],
+  ["events of every kind", { header, watchId: 7n, events: [put, withPrev, del] }],
+  ["fragment", { header, watchId: 2n, fragment: true, events: [withPrev] }],
+  ["canceled by compaction", { header, watchId: 3n, canceled: true, compactRevision: 99n, cancelReason: "compacted", events: [] }],
+  ["progress for all watchers", { header, watchId: -1n, events: [] }],
+];
+
+for (const [name, r] of cases) {
+  test(`${name}: same bytes as toBinary`, () => {
+    const expected = toBinary(WatchResponseSchema, create(WatchResponseSchema, r as never));
+    const got = toBinary(WatchResponseSchema, watchResponse(r));
+    expect(Buffer.from(got).equals(Buffer.from(expected))).toBe(true);
+    // and a client decodes the events it was sent
+    expect(fromBinary(WatchResponseSchema, got).events.map((e) => e.kv?.modRevision)).toEqual(r.events.map((e) => e.kv.modRevision));
+  });
+}
+
+test("an event shared by several watchers is encoded once", () => {
+  const a = watchResponse({ header, watchId: 1n, events: [put] });
+  const b = watchResponse({ header, watchId: 2n, events: [put] });
+  expect(a.$unknown![0]!.data).toBe(b.$unknown![0]!.data);
+});

@@ -7,6 +7,7 @@ import { plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue }
 import { Mutex } from "../../engine/mutex.ts";
 import { SqlBackend } from "./sql-backend.ts";
 import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
+import { WalCheckpointer } from "./wal-checkpointer.ts";
 import { WalSync } from "./wal-sync.ts";
 
 export const sqliteDialect: Dialect = {
@@ -53,7 +54,6 @@ function conn(db: SqliteDatabase): SqlConn {
 }
 
 class SqliteDriver implements SqlDriver {
-  private readonly writeLock = new Mutex();
   private readonly readLock = new Mutex();
   private readonly w: SqlConn;
   private readonly r: SqlConn;
@@ -64,6 +64,8 @@ class SqliteDriver implements SqlDriver {
     private readonly lock: SqliteDatabase,
     /** puts commits on disk; absent when the copy need not survive a crash */
     private readonly wal: WalSync | undefined,
+    private readonly writeLock: Mutex,
+    private readonly checkpointer: WalCheckpointer,
   ) {
     this.w = conn(writer);
     this.r = conn(reader);
@@ -75,6 +77,7 @@ class SqliteDriver implements SqlDriver {
       this.wal?.unsynced();
       const result = await transaction(this.writer, "BEGIN IMMEDIATE", () => fn(this.w));
       await this.wal?.sync();
+      this.checkpointer.committed();
       return result;
     });
   }
@@ -98,10 +101,13 @@ class SqliteDriver implements SqlDriver {
     return this.writeLock.run(async () => {
       this.writer.exec(sql);
       await this.wal?.sync();
+      this.checkpointer.committed();
     });
   }
 
   async close(): Promise<void> {
+    // before taking the lock: a running checkpoint's last pass needs it
+    await this.checkpointer.close();
     await this.writeLock.run(async () => {
       this.reader.close();
       this.writer.close();
@@ -138,7 +144,16 @@ export async function openSqliteDriver(path: string, durable = true): Promise<Sq
   writer.exec("PRAGMA busy_timeout = 10000");
   const reader = await openSqlite(path);
   reader.exec("PRAGMA busy_timeout = 10000");
-  return new SqliteDriver(writer, reader, lock, durable ? new WalSync(`sqlite://${path}`, `${path}-wal`) : undefined);
+  const writeLock = new Mutex();
+  let checkpointer: WalCheckpointer;
+  try {
+    checkpointer = await WalCheckpointer.start(`sqlite://${path}`, path, durable, writeLock);
+  } catch (err) {
+    for (const db of [reader, writer, lock]) db.close();
+    throw err;
+  }
+  writer.exec("PRAGMA wal_autocheckpoint = 0");
+  return new SqliteDriver(writer, reader, lock, durable ? new WalSync(`sqlite://${path}`, `${path}-wal`) : undefined, writeLock, checkpointer);
 }
 
 export class SqliteBackend extends SqlBackend {

@@ -169,4 +169,16 @@ describe("DeleteRange", () => {
         await attempt(c.kv.deleteRange({ key: b("") } as never)),
       ];
     }));
+
+  test("one delete of 3,000 long keys (about 18 MiB of SQL on MySQL) removes them all", () =>
+    differential(sides(), async (c) => {
+      const key = (i: number) => b(`d2/${String(i).padStart(4, "0")}/${"k".repeat(1500)}`);
+      for (let i = 0; i < 3000; i += 100) {
+        const puts = Array.from({ length: 100 }, (_, j) => ({ request_put: { key: key(i + j), value: b(`v${i + j}`) } }));
+        await c.kv.txn({ compare: [], success: puts, failure: [] } as never);
+      }
+      const all = { key: b("d2/"), range_end: prefixEnd("d2/") };
+      const deleted = await attempt(c.kv.deleteRange({ ...all, prev_kv: true } as never));
+      return [deleted, await range(c, { ...all, count_only: true })];
+    }), 120_000);
 });

@@ -3,7 +3,7 @@
 // snapshots. MySQL has no notifications: other processes' commits are found by polling.
 import mysql from "mysql2/promise";
 import type { Dialect } from "./dialect.ts";
-import { plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
+import { Pending, plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
 import { SqlBackend } from "./sql-backend.ts";
 
 /** MySQL indexes at most 3072 bytes; keys are indexed together with a revision */
@@ -50,25 +50,50 @@ function param(v: SqlValue): unknown {
 }
 
 /**
+ * Buffered writes go out before they pass this size, under the smallest default
+ * max_allowed_packet (4 MiB in MySQL 5.7, 16 MiB in MariaDB and 64 MiB in MySQL 8; one
+ * statement is at most ~3 MiB, a largest value written out in hex): deleting 60,000 keys
+ * at once made one query of ~18 MiB, and the server refused it.
+ */
+const FLUSH_BYTES = 1024 * 1024;
+
+/**
  * A connection whose sent writes wait in a buffer and go out with the next statement in
  * one multi-statement query (mysql2 does not pipeline): a transaction's writes cost no
  * round trips of their own. A failed statement stops the query, and the caller sees it.
  */
 class BufferedConn implements SqlConn {
   private buffered: string[] = [];
+  private bufferedBytes = 0;
+  /** buffers that went out on their own because they grew large */
+  private readonly flushed = new Pending();
 
   constructor(private readonly q: mysql.PoolConnection) {}
 
   private async query(sql: string, params: SqlValue[]): Promise<unknown> {
+    // nothing may follow a write that failed (COMMIT least of all)
+    await this.flushed.settle();
     const statement = this.q.format(sql, params.map(param));
     if (this.buffered.length === 0) return (await this.q.query(statement))[0];
-    const all = [...this.buffered.splice(0), statement].join(";\n");
+    const all = this.take(statement);
     return ((await this.q.query(all))[0] as unknown[]).at(-1);
+  }
+
+  private take(last?: string): string {
+    if (last !== undefined) this.buffered.push(last);
+    this.bufferedBytes = 0;
+    return this.buffered.splice(0).join(";\n");
   }
 
   all = async (sql: string, params: SqlValue[] = []) => (await this.query(sql, params)) as Row[];
   run = async (sql: string, params: SqlValue[] = []) => ((await this.query(sql, params)) as mysql.ResultSetHeader).affectedRows;
-  send = (sql: string, params: SqlValue[] = []) => void this.buffered.push(this.q.format(sql, params.map(param)));
+  send = (sql: string, params: SqlValue[] = []) => {
+    const statement = this.q.format(sql, params.map(param));
+    // mysql2 runs a connection's queries in the order they were given
+    if (this.buffered.length > 0 && this.bufferedBytes + statement.length > FLUSH_BYTES) this.flushed.add(this.q.query(this.take()));
+    this.buffered.push(statement);
+    this.bufferedBytes += statement.length;
+  };
   savepoint = <T>(fn: (c: SqlConn) => Promise<T>): Promise<T> => plainSavepoint(this, fn);
 }
 

@@ -304,10 +304,10 @@ async function checkPerf(endpoint: string, load: string, record: Record): Promis
   const out = `${run.stdout}\n${run.stderr}`;
   const figure = (re: RegExp) => Number(re.exec(out)?.[1] ?? NaN);
   const name = `etcdctl check perf --load=${load}`;
-  record(name, "writes/s", "higher", figure(/Throughput is (\d+) writes\/s/));
-  record(name, "slowest ms", "lower", figure(/Slowest request took ([\d.]+)s/) * 1000);
-  record(name, "stddev ms", "lower", figure(/Stddev is ([\d.]+)s/) * 1000);
+  record(name, "writes/s", "higher", figure(/Throughput (?:is|too low:) (\d+) writes\/s/));
+  record(name, "slowest ms", "lower", figure(/Slowest request took (?:too long: )?([\d.]+)s/) * 1000);
+  record(name, "stddev ms", "lower", figure(/Stddev (?:is|too high:) ([\d.]+)s/) * 1000);
   const passed = /^PASS$/m.test(out) && !/^FAIL/m.test(out);
   record(name, "passed (1 yes, 0 no)", "info", passed ? 1 : 0);
-  if (!passed) console.log(`  ${name} did not pass:\n${out.split("\n").filter((l) => /PASS|FAIL|Error|error/.test(l)).join("\n")}`);
+  if (!passed) console.log(`  ${name} did not pass:\n${out.split("\n").filter((l) => /PASS|FAIL|too long|too high|Error|error/.test(l)).join("\n")}`);
 }

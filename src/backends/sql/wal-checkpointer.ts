@@ -66,6 +66,10 @@ export class WalCheckpointer {
     if (this.closed) return;
     this.commits++;
     if (this.commits >= COMMITS_PER_CHECKPOINT) return this.begin();
+    this.whenIdle();
+  }
+
+  private whenIdle(): void {
     this.idleTimer ??= setTimeout(() => this.begin(), IDLE_CHECKPOINT_MS);
     this.idleTimer.unref?.();
   }
@@ -94,6 +98,8 @@ export class WalCheckpointer {
         if (!this.closed) log("warn", "checkpointing the SQLite write-ahead log failed; trying again after more writes", { backend: this.name, error: String(err) });
       } finally {
         this.cycle = undefined;
+        // commits made while it ran are copied later, even if no more come
+        if (this.commits > 0 && !this.closed) this.whenIdle();
       }
     })();
   }

@@ -16,6 +16,11 @@ export function keyString(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
 }
 
+/** A key range as a string, for maps: equal ranges give equal strings. */
+export function rangeString(r: KeyRange): string {
+  return `${keyString(r.start)}\u0000${r.end === undefined ? "" : keyString(r.end)}`;
+}
+
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;

@@ -2,7 +2,7 @@
 // asks for [after-last-key, end) at the revision of the first page; the count of that is
 // the previous page's count less the keys it returned, so the next page need not count
 // again (counting is most of a page's work in a large range).
-import { keyString } from "./keyrange.ts";
+import { rangeString } from "./keyrange.ts";
 import type { KeyRange, Rev } from "./types.ts";
 
 /** pages remembered at once (clients paging at the same time) */
@@ -18,18 +18,14 @@ export class PageCounts {
   private readonly known = new Map<string, KnownCount>();
 
   get(range: KeyRange): KnownCount | undefined {
-    return this.known.get(id(range));
+    return this.known.get(rangeString(range));
   }
 
   /** remembers the count of the next page's range */
   set(next: KeyRange, known: KnownCount): void {
-    const key = id(next);
+    const key = rangeString(next);
     this.known.delete(key);
     this.known.set(key, known);
     if (this.known.size > REMEMBERED) this.known.delete(this.known.keys().next().value!);
   }
-}
-
-function id(r: KeyRange): string {
-  return `${keyString(r.start)}\u0000${r.end === undefined ? "" : keyString(r.end)}`;
 }

@@ -3,7 +3,7 @@
 // catches up from the backend's history and then joins the synced set. Writers never
 // wait for watchers: a stream whose queue is full simply drops back to catching up.
 import type { Backend } from "../backends/backend.ts";
-import { inRange, keyString } from "./keyrange.ts";
+import { inRange, rangeString } from "./keyrange.ts";
 import { DELETE, type Event, type KeyRange, PUT, type Rev } from "./types.ts";
 import { log } from "../observe/log.ts";
 
@@ -79,8 +79,6 @@ interface RangeGroup {
   range: KeyRange;
   watchers: Set<Watcher>;
 }
-
-const rangeId = (r: KeyRange) => `${keyString(r.start)}\u0000${r.end ? keyString(r.end) : "*"}`;
 
 export class WatchHub {
   private readonly synced = new Set<Watcher>();
@@ -167,7 +165,7 @@ export class WatchHub {
 
   private join(w: Watcher): void {
     this.synced.add(w);
-    const id = rangeId(w.range);
+    const id = rangeString(w.range);
     let group = this.groups.get(id);
     if (!group) this.groups.set(id, (group = { range: w.range, watchers: new Set() }));
     group.watchers.add(w);
@@ -175,7 +173,7 @@ export class WatchHub {
 
   private leave(w: Watcher): void {
     if (!this.synced.delete(w)) return;
-    const id = rangeId(w.range);
+    const id = rangeString(w.range);
     const group = this.groups.get(id);
     if (!group) return;
     group.watchers.delete(w);

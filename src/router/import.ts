@@ -11,7 +11,7 @@ import type { KeyValue } from "../engine/types.ts";
 import { copyInto, ensureLease } from "./copy.ts";
 import { keyCount } from "./key-count.ts";
 import { openRouter, UPSTREAM_KEYS_STAY, upstreamIn } from "./open.ts";
-import { keyString } from "./router.ts";
+import { keyString } from "../engine/keyrange.ts";
 
 const PAGE = 1000;
 

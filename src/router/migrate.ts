@@ -15,7 +15,8 @@ import { Admin } from "../gen/strata/admin/v1/admin_pb.ts";
 import { copyInto, forgetIn } from "./copy.ts";
 import { keyCount } from "./key-count.ts";
 import { eachKey, eachPage, strandedKeys, UPSTREAM_KEYS_STAY, upstreamIn } from "./open.ts";
-import { keyString, type Part } from "./router.ts";
+import { keyString } from "../engine/keyrange.ts";
+import { type Part } from "./router.ts";
 import { RoutingTable } from "./rules.ts";
 
 const BATCH = 500;

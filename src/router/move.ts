@@ -6,12 +6,12 @@
 import { create } from "@bufbuild/protobuf";
 import { CompactionRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { EtcdError } from "../engine/errors.ts";
-import { successor } from "../engine/keyrange.ts";
+import { keyString, successor } from "../engine/keyrange.ts";
 import type { Event, KeyValue, Rev } from "../engine/types.ts";
 import type { Topology } from "../config/topology.ts";
 import { copyInto, forgetIn } from "./copy.ts";
 import { eachPage, sameTopology, UPSTREAM_KEYS_STAY } from "./open.ts";
-import { keyString, type Part, type Router } from "./router.ts";
+import { type Part, type Router } from "./router.ts";
 import { RoutingTable } from "./rules.ts";
 
 export interface MoveProgress {

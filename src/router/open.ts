@@ -10,9 +10,9 @@ import { type Config, ConfigError, readConfigFile } from "../config/config.ts";
 import { readTopology, type Topology } from "../config/topology.ts";
 import { create } from "@bufbuild/protobuf";
 import { RangeRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { prefixEnd, successor } from "../engine/keyrange.ts";
+import { keyString, prefixEnd, successor } from "../engine/keyrange.ts";
 import { type KeyAnatomy, parseKey } from "./kubernetes-key.ts";
-import { type Identity, keyString, type Part, Router } from "./router.ts";
+import { type Identity, type Part, Router } from "./router.ts";
 import { RoutingTable } from "./rules.ts";
 import { validateTopology } from "./validate.ts";
 

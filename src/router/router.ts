@@ -28,8 +28,6 @@ export interface Part {
   store: Store;
 }
 
-// keys are routed as latin1 strings (keyrange.ts)
-export { keyString };
 
 /**
  * The longest prefix every key of the range starts with. Besides the start and end's

@@ -77,6 +77,12 @@ export class SqlBackend implements Backend {
     });
   }
 
+  /** Notes a revision read from the database; returns it. */
+  private saw(revision: Rev): Rev {
+    if (revision > this.newest) this.newest = revision;
+    return revision;
+  }
+
   /**
    * A read of the latest state in one statement on its own snapshot (no transaction):
    * the revisions ride along with the rows, and the count is asked for only when a
@@ -84,11 +90,6 @@ export class SqlBackend implements Backend {
    * back the range is counted again with the revisions, and read anew if keys appeared
    * in between. Undefined when the read asked for another revision than the newest.
    */
-  private saw(revision: Rev): Rev {
-    if (revision > this.newest) this.newest = revision;
-    return revision;
-  }
-
   private async latestRange(q: RangeQuery): Promise<RangeResult | undefined> {
     const b = bounds(q.range, "k");
     const meta = `(SELECT num FROM meta WHERE name = 'revision') AS m_rev`;
@@ -328,17 +329,13 @@ class RangeReads {
     private readonly countKv: string,
   ) {}
 
-  private bounds(r: KeyRange, col: string): { where: string; params: SqlValue[] } {
-    return bounds(r, col);
-  }
-
   /**
    * Rows live at revision `at`: current rows unchanged since, plus for keys changed
    * after `at` their newest history row at or below it (when that is not a tombstone).
    */
   private atRevision(r: KeyRange, at: Rev, withValue: boolean): { sql: string; params: SqlValue[] } {
-    const cur = this.bounds(r, "k");
-    const changed = this.bounds(r, "c.k");
+    const cur = bounds(r, "k");
+    const changed = bounds(r, "c.k");
     return {
       sql: `SELECT k, create_rev, mod_rev, version, lease${withValue ? ", v" : ""} FROM kv WHERE ${cur.where} AND mod_rev <= ?
             UNION ALL
@@ -354,7 +351,7 @@ class RangeReads {
   /** `at` undefined: the latest state */
   async count(r: KeyRange, at: Rev | undefined): Promise<bigint> {
     if (at === undefined) {
-      const { where, params } = this.bounds(r, "k");
+      const { where, params } = bounds(r, "k");
       return (await this.c.all(`SELECT COUNT(*) AS n FROM ${this.countKv} WHERE ${where}`, params))[0]!.n as bigint;
     }
     const q = this.atRevision(r, at, false);
@@ -365,7 +362,7 @@ class RangeReads {
     const lim = limit > 0 ? ` LIMIT ${limit}` : "";
     let rows: Row[];
     if (at === undefined) {
-      const { where, params } = this.bounds(r, "k");
+      const { where, params } = bounds(r, "k");
       const cols = keysOnly ? "k, create_rev, mod_rev, version, lease" : KV_COLUMNS;
       rows = await this.c.all(`SELECT ${cols} FROM kv WHERE ${where} ORDER BY k${lim}`, params);
     } else {

@@ -85,16 +85,21 @@ class SqliteDriver implements SqlDriver {
   read<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
     return this.readLock.run(async () => {
       // the snapshot is taken by the read's first statement, in the same turn as this check
-      for (let commit = this.wal?.unsynced(); commit; commit = this.wal?.unsynced()) await commit;
+      await this.onDisk();
       return transaction(this.reader, "BEGIN", () => fn(this.r));
     });
   }
 
   query(sql: string, params: SqlValue[] = []): Promise<Row[]> {
     return this.readLock.run(async () => {
-      for (let commit = this.wal?.unsynced(); commit; commit = this.wal?.unsynced()) await commit;
+      await this.onDisk();
       return this.r.all(sql, params);
     });
+  }
+
+  /** Resolves once no commit is waiting for its fsync; throws after a failed one. */
+  private async onDisk(): Promise<void> {
+    for (let commit = this.wal?.unsynced(); commit; commit = this.wal?.unsynced()) await commit;
   }
 
   exec(sql: string): Promise<void> {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 // The strata command line: `strata` (or `strata serve`) runs the etcd v3 API on the configured backend.
-import type { Http2SecureServer } from "node:http2";
+import type { Server as TlsServer } from "node:tls";
 import { Connections } from "./api/connections.ts";
 import { createGrpcServer } from "./api/server.ts";
 import { superviseTls, tlsServerOptions } from "./api/tls.ts";
@@ -65,13 +65,10 @@ async function serve(config: Config): Promise<void> {
     observer,
   });
   connections.track(server);
-  if (config.tls) onShutdown("certificate reloading", superviseTls(server as Http2SecureServer, config.tls, log));
+  if (config.tls) onShutdown("certificate reloading", superviseTls(server.listener as TlsServer, config.tls, log));
   const host = listen.hostname.replace(/^\[|\]$/g, "");
   const port = Number(listen.port || 2379);
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, host, () => resolve());
-  });
+  await server.listen(port, host);
   log("info", "serving etcd v3 API", {
     version,
     commit: commit(),
@@ -104,7 +101,6 @@ async function serve(config: Config): Promise<void> {
     leases.stop();
     // no new connections; open ones get a GOAWAY, calls under way finish, watches and
     // lease keep-alives end with Unavailable so their clients reconnect elsewhere
-    server.close();
     const idle = await Promise.race([connections.close().then(() => true), sleep(SESSIONS_GRACE_MS).then(() => false)]);
     if (!idle) {
       log("warn", "cutting connections whose calls did not finish", { connections: connections.open });

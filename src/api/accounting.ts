@@ -2,17 +2,17 @@
 // their status read at the HTTP/2 level, so every outcome counts — also refusals made
 // before a handler runs (an oversized message); the decoded request of a unary call is kept
 // so a slow one can be logged with its keys and the backend it went to.
-import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { type ContextValues, createContextKey, createContextValues, type Interceptor } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import type { TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { toKeyRange } from "../engine/keyrange.ts";
 import type { KeyRange } from "../engine/types.ts";
-import type { GrpcCall, GrpcType } from "../observe/metrics.ts";
+import type { GrpcMethod, GrpcType } from "../observe/metrics.ts";
 import { log } from "../observe/log.ts";
 import type { Observer } from "../observe/observer.ts";
 import { type Router, txnRanges } from "../router/router.ts";
+import { GrpcCall } from "./grpc-call.ts";
+import type { H2Stream } from "./h2/stream.ts";
 
 /** grpc-status numbers by name, as grpc-go's codes.Code prints them */
 const CODE_NAMES = [
@@ -32,8 +32,8 @@ const TYPES: Record<string, GrpcType> = {
 const SHOWN_KEYS = 5;
 const SHOWN_CHARS = 200;
 
-interface CallRecord {
-  call: GrpcCall;
+export interface CallRecord {
+  labels: GrpcMethod;
   start: number;
   /** the decoded request of a unary call */
   request?: unknown;
@@ -41,73 +41,55 @@ interface CallRecord {
 
 const RECORD = createContextKey<CallRecord | undefined>(undefined, { description: "strata call record" });
 
-type Req = Http2ServerRequest | IncomingMessage;
-type Res = Http2ServerResponse | ServerResponse;
-
 export interface Accounting {
-  /** wraps the HTTP/2 handler: times each call and reads its grpc-status */
-  wrap(handler: (req: Req, res: Res) => void): (req: Req, res: Res) => void;
-  /** for connectNodeAdapter: hands the call record to the interceptor */
-  contextValues(req: Req): ContextValues;
+  /** A call on `stream`, timed from now until its status is sent or the stream closes without one. */
+  begin(stream: H2Stream): { call: GrpcCall; record: CallRecord | undefined };
+  /** for Connect's handlers: hands the call record to the interceptor */
+  contextValues(record: CallRecord | undefined): ContextValues;
   interceptor: Interceptor;
-  /** keeps the decoded request of a unary call served without Connect */
-  noteRequest(req: Req, message: unknown): void;
 }
 
 export function callAccounting(services: DescService[], observer: Observer, router: Router): Accounting {
-  const calls = new Map<string, GrpcCall>();
+  const labels = new Map<string, GrpcMethod>();
   for (const s of services) {
-    for (const m of s.methods) calls.set(`/${s.typeName}/${m.name}`, { service: s.typeName, method: m.name, type: TYPES[m.methodKind]! });
+    for (const m of s.methods) labels.set(`/${s.typeName}/${m.name}`, { service: s.typeName, method: m.name, type: TYPES[m.methodKind]! });
   }
-  observer.metrics.declare([...calls.values()]);
-  const records = new WeakMap<Req, CallRecord>();
+  observer.metrics.declare([...labels.values()]);
 
   return {
-    wrap: (handler) => (req, res) => {
-      const call = calls.get((req.url ?? "").split("?")[0]!);
+    begin(stream) {
+      const l = labels.get(stream.path.split("?")[0]!);
       // methods nobody serves are not counted (as grpc-go does not), so paths cannot grow label sets
-      if (!call) return handler(req, res);
-      const record: CallRecord = { call, start: performance.now() };
-      records.set(req, record);
-      observer.callStarted(call);
-      // a call is handled when its status is sent; one that never gets one ended when its
-      // client went away (the stream may close later: a refused request is still arriving)
+      if (!l) return { call: new GrpcCall(stream, () => {}), record: undefined };
+      const record: CallRecord = { labels: l, start: performance.now() };
+      observer.callStarted(l);
       let finished = false;
-      const finish = (status: unknown) => {
+      const finish = (status: string | undefined) => {
         if (finished) return;
         finished = true;
-        const code = status === undefined ? "Canceled" : CODE_NAMES[Number(status)] ?? String(status);
+        const code = status === undefined ? "Canceled" : CODE_NAMES[Number(status)] ?? status;
         try {
-          observer.callFinished(call, code, (performance.now() - record.start) / 1000, () => describe(call, record.request, router));
+          observer.callFinished(l, code, (performance.now() - record.start) / 1000, () => describe(l, record.request, router));
         } catch (err) {
           // accounting must never take the server down with it
-          log("error", "accounting a call failed", { method: `/${call.service}/${call.method}`, error: String(err) });
+          log("error", "accounting a call failed", { method: `/${l.service}/${l.method}`, error: String(err) });
         }
       };
-      const addTrailers = res.addTrailers.bind(res) as (h: Record<string, unknown>) => void;
-      (res as { addTrailers: unknown }).addTrailers = (h: Record<string, unknown>) => {
-        addTrailers(h);
-        if (h["grpc-status"] !== undefined) finish(h["grpc-status"]);
-      };
-      // a trailers-only answer carries its status in the headers
-      res.once("close", () => finish(res.getHeader("grpc-status")));
-      handler(req, res);
+      // a call that never sends a status ended when its client went away
+      stream.onClose(() => finish(undefined));
+      return { call: new GrpcCall(stream, finish), record };
     },
-    contextValues: (req) => createContextValues().set(RECORD, records.get(req)),
+    contextValues: (record) => createContextValues().set(RECORD, record),
     interceptor: (next) => async (req) => {
       const record = req.contextValues.get(RECORD);
       if (record && !req.stream) record.request = req.message;
       return next(req);
     },
-    noteRequest: (req, message) => {
-      const record = records.get(req);
-      if (record) record.request = message;
-    },
   };
 }
 
 /** What the slow-request log says about a call: its keys and the backends they route to. */
-function describe(call: GrpcCall, request: unknown, router: Router): Record<string, unknown> {
+function describe(call: GrpcMethod, request: unknown, router: Router): Record<string, unknown> {
   if (request === undefined) return {};
   const r = request as Record<string, unknown>;
   switch (`${call.service}/${call.method}`) {

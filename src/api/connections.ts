@@ -1,14 +1,14 @@
-// The API server's open HTTP/2 sessions and long-lived streams, so that shutdown can tell
-// clients to go elsewhere: each session gets a GOAWAY (no new calls; calls under way
-// finish), watch and lease keep-alive streams end with Unavailable, which etcd clients
-// answer by reconnecting, and whatever is still open at the deadline is cut.
+// Shutdown of the API server: the signal long-lived streams end on, and the order of
+// things. Each connection gets a GOAWAY (no new calls; calls under way finish), watch and
+// lease keep-alive streams end with Unavailable, which etcd clients answer by
+// reconnecting, and whatever is still open at the deadline is cut.
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Http2Server, Http2SecureServer, ServerHttp2Session } from "node:http2";
+import type { H2Server } from "./h2/server.ts";
 
 export const SHUTTING_DOWN = "strata is shutting down";
 
 export class Connections {
-  private readonly sessions = new Set<ServerHttp2Session>();
+  private server: H2Server | undefined;
   private readonly stopping = new AbortController();
 
   /** aborted when shutdown begins: long-lived streams end then */
@@ -16,31 +16,24 @@ export class Connections {
     return this.stopping.signal;
   }
 
-  track(server: Http2Server | Http2SecureServer): void {
-    server.on("session", (s: ServerHttp2Session) => {
-      this.sessions.add(s);
-      s.once("close", () => this.sessions.delete(s));
-    });
+  track(server: H2Server): void {
+    this.server = server;
   }
 
   get open(): number {
-    return this.sessions.size;
+    return this.server?.openConnections ?? 0;
   }
 
-  /** Sends every session a GOAWAY and ends the long-lived streams; resolves when all sessions closed. */
+  /** Stops accepting, sends every connection a GOAWAY and ends the long-lived streams; resolves when all closed. */
   async close(): Promise<void> {
-    const closed = [...this.sessions].map((s) => new Promise<void>((resolve) => {
-      if (s.closed || s.destroyed) return resolve();
-      s.once("close", () => resolve());
-      s.close();
-    }));
+    const closed = this.server?.close();
     this.stopping.abort();
-    await Promise.all(closed);
+    await closed;
   }
 
-  /** Cuts the sessions that are still open. */
+  /** Cuts the connections that are still open. */
   destroy(): void {
-    for (const s of this.sessions) s.destroy();
+    this.server?.destroy();
   }
 }
 

@@ -3,8 +3,7 @@
 // message must be percent-encoded only where gRPC's spec says (bytes outside 0x20-0x7E,
 // and "%"), not with encodeURIComponent as Connect does. Transport-level refusals are
 // worded as grpc-go words them.
-import type { ServerResponse } from "node:http";
-import type { Http2ServerResponse } from "node:http2";
+import type { HeaderList } from "./h2/hpack.ts";
 
 const GRPC_WORDING: Array<[RegExp, (m: RegExpMatchArray) => string]> = [
   [/^message size (\d+) is larger than configured readMaxBytes (\d+)$/, (m) => `grpc: received message larger than max (${m[1]} vs. ${m[2]})`],
@@ -19,10 +18,11 @@ export function grpcPercentEncode(message: string): string {
   return out;
 }
 
-function rewrite(headers: Record<string, unknown>): void {
-  for (const name of Object.keys(headers)) {
-    if (name.toLowerCase() !== "grpc-message") continue;
-    let message = String(headers[name]);
+/** Rewrites grpc-message of headers or trailers Connect made into grpc-go's words and encoding. */
+export function withGrpcWording(headers: HeaderList): HeaderList {
+  return headers.map(([name, value]) => {
+    if (name !== "grpc-message") return [name, value];
+    let message = value;
     try {
       message = decodeURIComponent(message);
     } catch {
@@ -32,21 +32,6 @@ function rewrite(headers: Record<string, unknown>): void {
       const m = message.match(re);
       if (m) message = word(m);
     }
-    headers[name] = grpcPercentEncode(message);
-  }
-}
-
-/** Rewrites grpc-message in trailers (and trailers-only headers) of every response. */
-export function withGrpcStatusWording<Req, Res extends ServerResponse | Http2ServerResponse>(
-  handler: (req: Req, res: Res) => void,
-): (req: Req, res: Res) => void {
-  return (req, res) => {
-    const addTrailers = res.addTrailers.bind(res) as (h: Record<string, unknown>) => void;
-    (res as { addTrailers: unknown }).addTrailers = (h: Record<string, unknown>) => {
-      const copy = { ...h };
-      rewrite(copy);
-      addTrailers(copy);
-    };
-    handler(req, res);
-  };
+    return [name, grpcPercentEncode(message)];
+  });
 }

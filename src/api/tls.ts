@@ -4,15 +4,14 @@
 // certificates rotate without a restart; a broken new file keeps the old ones in use.
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
-import type { Http2SecureServer, SecureServerOptions } from "node:http2";
-import { createSecureContext, type SecureContextOptions } from "node:tls";
+import { createSecureContext, type SecureContextOptions, type Server as TlsServer, type TlsOptions } from "node:tls";
 import { ConfigError } from "../config/config-error.ts";
 import type { TlsSettings } from "../config/tls-settings.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
-/** Options for http2.createSecureServer; throws ConfigError naming the flag and file at fault. */
-export function tlsServerOptions(s: TlsSettings): SecureServerOptions {
+/** Options for the TLS listener; throws ConfigError naming the flag and file at fault. */
+export function tlsServerOptions(s: TlsSettings): TlsOptions {
   return {
     ...readCertificates(s),
     ALPNProtocols: ["h2"],
@@ -69,7 +68,7 @@ function parse(flag: string, path: string, what: string, fn: () => unknown): voi
  * without an acceptable certificate), and reloads the certificates when their files
  * change. Returns a function that stops the reloading.
  */
-export function superviseTls(server: Http2SecureServer, s: TlsSettings, log: Log): () => void {
+export function superviseTls(server: TlsServer, s: TlsSettings, log: Log): () => void {
   server.on("tlsClientError", (err: Error, socket: { remoteAddress?: string; remotePort?: number }) => {
     log("warn", "TLS handshake refused", { remote: `${socket.remoteAddress}:${socket.remotePort}`, error: err.message });
   });
@@ -82,7 +81,7 @@ export function superviseTls(server: Http2SecureServer, s: TlsSettings, log: Log
  * not match yet, is logged and the old certificates stay until the next change.
  * Returns a function that stops polling.
  */
-function reloadOnChange(server: Http2SecureServer, s: TlsSettings, log: Log, everyMs = 1000): () => void {
+function reloadOnChange(server: TlsServer, s: TlsSettings, log: Log, everyMs = 1000): () => void {
   const files = [s.certFile, s.keyFile, s.trustedCaFile].filter((f): f is string => !!f);
   let seen = signature(files);
   const timer = setInterval(() => {

@@ -4,18 +4,15 @@
 // itself (point gets ran at half the rate through it). Streams, compressed or non-protobuf
 // requests and unknown paths still go to Connect, which answers them as before; the
 // protocol errors here are worded as Connect words them.
-import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { create, type DescMessage, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RangeResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { toConnectError } from "./errors.ts";
-import { grpcPercentEncode } from "./grpc-status.ts";
+import { GRPC_CONTENT_TYPE, type GrpcCall } from "./grpc-call.ts";
+import type { H2Stream } from "./h2/stream.ts";
 import { rangeFrame } from "./range-frame.ts";
-import { sendInOrder } from "./send-in-order.ts";
 
-type Handler = (req: Http2ServerRequest, res: Http2ServerResponse) => void;
-
-interface Method {
+export interface UnaryMethod {
   input: DescMessage;
   call: (request: unknown) => Promise<unknown>;
   /** the answer as a gRPC frame */
@@ -35,22 +32,9 @@ function genericFrame(schema: DescMessage): (answer: unknown) => Uint8Array {
   };
 }
 
-export interface UnaryOptions {
-  /** largest message accepted (etcd's max-request-bytes plus gRPC's allowance) */
-  readMaxBytes: number;
-  /** sees each decoded request (the slow-request log keeps it) */
-  onRequest(req: Http2ServerRequest, message: unknown): void;
-}
-
-const CONTENT_TYPE = "application/grpc+proto";
-
-/** Serves the unary methods of `services`; everything else goes to `fallback`. */
-export function unaryCalls(
-  services: Array<[DescService, object]>,
-  opts: UnaryOptions,
-  fallback: Handler,
-): Handler {
-  const methods = new Map<string, Method>();
+/** The unary methods of `services` by request path. */
+export function unaryMethods(services: Array<[DescService, object]>): Map<string, UnaryMethod> {
+  const methods = new Map<string, UnaryMethod>();
   for (const [service, impl] of services) {
     for (const m of service.methods) {
       if (m.methodKind !== "unary") continue;
@@ -60,45 +44,29 @@ export function unaryCalls(
       methods.set(`/${service.typeName}/${m.name}`, { input: m.input, call: fn.bind(impl), frame });
     }
   }
-  return (req, res) => {
-    const method = methods.get(req.url);
-    const type = req.headers["content-type"];
-    const encoding = req.headers["grpc-encoding"];
-    if (
-      !method || req.method !== "POST" || (type !== "application/grpc" && type !== CONTENT_TYPE) ||
-      (encoding !== undefined && encoding !== "identity")
-    ) {
-      return fallback(req, res);
-    }
-    void serve(method, req, res, opts);
-  };
+  return methods;
 }
 
-async function serve(method: Method, req: Http2ServerRequest, res: Http2ServerResponse, opts: UnaryOptions): Promise<void> {
+/** Whether this path's request can be served here (uncompressed protobuf), not by Connect. */
+export function servesUnary(stream: H2Stream): boolean {
+  const type = stream.headers["content-type"];
+  const encoding = stream.headers["grpc-encoding"];
+  return stream.method === "POST" && (type === "application/grpc" || type === GRPC_CONTENT_TYPE) &&
+    (encoding === undefined || encoding === "identity");
+}
+
+/** Serves one unary call; `onRequest` sees the decoded request (the slow-request log keeps it). */
+export async function serveUnary(method: UnaryMethod, call: GrpcCall, readMaxBytes: number, onRequest: (message: unknown) => void): Promise<void> {
   let frame: Uint8Array;
   try {
-    const request = fromEnvelope(method.input, await readMessage(req, opts.readMaxBytes));
-    opts.onRequest(req, request);
+    const request = fromEnvelope(method.input, await readMessage(call.stream, readMaxBytes));
+    onRequest(request);
     frame = method.frame(await method.call(request));
   } catch (err) {
-    return fail(res, err);
+    const e = err instanceof ConnectError ? err : toConnectError(err);
+    return call.fail(e.code, e.rawMessage);
   }
-  if (res.stream.destroyed) return;
-  sendInOrder(req.stream.session, (done) => {
-    res.once("close", done);
-    if (res.stream.destroyed) return done();
-    res.writeHead(200, { "content-type": CONTENT_TYPE });
-    res.addTrailers({ "grpc-status": "0" });
-    res.end(frame, done);
-  });
-}
-
-function fail(res: Http2ServerResponse, err: unknown): void {
-  if (res.stream.destroyed) return;
-  const e = err instanceof ConnectError ? err : toConnectError(err);
-  res.writeHead(200, { "content-type": CONTENT_TYPE });
-  res.addTrailers({ "grpc-status": String(e.code), "grpc-message": grpcPercentEncode(e.rawMessage) });
-  res.end();
+  call.answer(frame);
 }
 
 function fromEnvelope(schema: DescMessage, bytes: Uint8Array): unknown {
@@ -111,46 +79,44 @@ function fromEnvelope(schema: DescMessage, bytes: Uint8Array): unknown {
 
 /**
  * The request's one message. An oversized one is refused as soon as its length is
- * known; the rest of the body is read and dropped so the connection's window stays open.
+ * known; the rest of the body is read and dropped so the stream's window stays open.
  */
-function readMessage(req: Http2ServerRequest, maxBytes: number): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let received = 0;
-    let refused = false;
-    const refuse = (e: ConnectError) => {
-      refused = true;
-      chunks.length = 0;
-      reject(e);
-    };
-    req.on("data", (chunk: Buffer) => {
-      if (refused) return;
-      const before = received;
-      chunks.push(chunk);
-      received += chunk.length;
-      if (before < 5 && received >= 5) {
-        const size = Buffer.concat(chunks).readUInt32BE(1);
-        if (size > maxBytes) refuse(new ConnectError(`grpc: received message larger than max (${size} vs. ${maxBytes})`, Code.ResourceExhausted));
+async function readMessage(stream: H2Stream, maxBytes: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let received = 0;
+  let refused: ConnectError | undefined;
+  for await (const chunk of stream.body()) {
+    if (refused) continue;
+    const before = received;
+    chunks.push(chunk);
+    received += chunk.length;
+    if (before < 5 && received >= 5) {
+      const size = Buffer.from(concat(chunks, received).subarray(1, 5)).readUInt32BE(0);
+      if (size > maxBytes) {
+        refused = new ConnectError(`grpc: received message larger than max (${size} vs. ${maxBytes})`, Code.ResourceExhausted);
+        chunks.length = 0;
       }
-    });
-    req.once("error", (err) => refused || refuse(new ConnectError(String(err), Code.Canceled)));
-    req.once("end", () => {
-      if (refused) return;
-      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-      if (body.length === 0) return reject(new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented));
-      if (body.length < 5) return reject(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument));
-      const size = body.readUInt32BE(1);
-      if (body.length < 5 + size) return reject(new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument));
-      const rest = body.length - 5 - size;
-      if (rest > 0) {
-        // a second message, whole or cut short
-        const whole = rest >= 5 && rest >= 5 + body.readUInt32BE(5 + size + 1);
-        return reject(whole
-          ? new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented)
-          : new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument));
-      }
-      if (body[0]! & 1) return reject(new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal));
-      resolve(body.subarray(5));
-    });
-  });
+    }
+  }
+  if (refused) throw refused;
+  if (stream.closed && !stream.remoteClosed) throw new ConnectError("the client cancelled the call", Code.Canceled);
+  const body = Buffer.from(concat(chunks, received));
+  if (body.length === 0) throw new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
+  if (body.length < 5) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+  const size = body.readUInt32BE(1);
+  if (body.length < 5 + size) throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+  const rest = body.length - 5 - size;
+  if (rest > 0) {
+    // a second message, whole or cut short
+    const whole = rest >= 5 && rest >= 5 + body.readUInt32BE(5 + size + 1);
+    throw whole
+      ? new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented)
+      : new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+  }
+  if (body[0]! & 1) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
+  return body.subarray(5);
+}
+
+function concat(chunks: Uint8Array[], bytes: number): Uint8Array {
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes);
 }

@@ -10,7 +10,7 @@ import type { Cached } from "./cached.ts";
 /** grpc_type as go-grpc-prometheus names it */
 export type GrpcType = "unary" | "client_stream" | "server_stream" | "bidi_stream";
 
-export interface GrpcCall {
+export interface GrpcMethod {
   service: string;
   method: string;
   type: GrpcType;
@@ -43,7 +43,7 @@ export class Metrics {
   private readonly handling: Histogram<MethodLabels>;
   private readonly backendDuration: Histogram<"backend" | "operation">;
   private openWatchStreams = 0;
-  private readonly methodSeries = new Map<GrpcCall, MethodSeries>();
+  private readonly methodSeries = new Map<GrpcMethod, MethodSeries>();
   private readonly backendSeries = new Map<string, Histogram.Internal<"backend" | "operation">>();
 
   constructor() {
@@ -78,7 +78,7 @@ export class Metrics {
   }
 
   /** Every method served gets a zero series before its first call, as go-grpc-prometheus does. */
-  declare(methods: GrpcCall[]): void {
+  declare(methods: GrpcMethod[]): void {
     for (const m of methods) {
       const labels = { grpc_type: m.type, grpc_service: m.service, grpc_method: m.method };
       this.started.inc(labels, 0);
@@ -99,12 +99,12 @@ export class Metrics {
     return this.registry.metrics();
   }
 
-  callStarted(c: GrpcCall): void {
+  callStarted(c: GrpcMethod): void {
     this.seriesOf(c).started.inc();
     if (c.service === WATCH_SERVICE) this.openWatchStreams++;
   }
 
-  callFinished(c: GrpcCall, code: string, seconds: number): void {
+  callFinished(c: GrpcMethod, code: string, seconds: number): void {
     const s = this.seriesOf(c);
     let handled = s.handled.get(code);
     if (!handled) s.handled.set(code, (handled = this.handled.labels({ ...s.labels, grpc_code: code })));
@@ -121,7 +121,7 @@ export class Metrics {
   };
 
   /** A method's series, bound to their labels once: every call would otherwise hash them again. */
-  private seriesOf(c: GrpcCall): MethodSeries {
+  private seriesOf(c: GrpcMethod): MethodSeries {
     let s = this.methodSeries.get(c);
     if (!s) {
       const labels = { grpc_type: c.type, grpc_service: c.service, grpc_method: c.method };

@@ -9,7 +9,7 @@ import { Cached } from "./cached.ts";
 import { type BackendHealth, checkBackends } from "./health.ts";
 import { instrumentBackend } from "./instrument.ts";
 import { log, logs } from "./log.ts";
-import { type GrpcCall, Metrics } from "./metrics.ts";
+import { type GrpcMethod, Metrics } from "./metrics.ts";
 import { Timeline } from "./timeline.ts";
 
 /** how long per-backend key counts and sizes are reused */
@@ -54,7 +54,7 @@ export class Observer {
     return this.followed;
   }
 
-  callStarted(call: GrpcCall): void {
+  callStarted(call: GrpcMethod): void {
     this.metrics.callStarted(call);
   }
 
@@ -63,7 +63,7 @@ export class Observer {
    * when slow, with what `detail` says about it (method-specific: keys, backend). At
    * --log-level debug every call is logged.
    */
-  callFinished(call: GrpcCall, code: string, seconds: number, detail: () => Record<string, unknown>): void {
+  callFinished(call: GrpcMethod, code: string, seconds: number, detail: () => Record<string, unknown>): void {
     this.metrics.callFinished(call, code, seconds);
     const ms = seconds * 1000;
     const method = `/${call.service}/${call.method}`;

@@ -1,0 +1,38 @@
+// One gRPC call on an HTTP/2 stream: the response's headers, length-prefixed messages and
+// the status in trailers (or in the headers alone when no message was sent, as gRPC's
+// "trailers-only" answer). Every call ends through here, so its status is counted once.
+import type { HeaderList } from "./h2/hpack.ts";
+import type { H2Stream } from "./h2/stream.ts";
+import { grpcPercentEncode } from "./grpc-status.ts";
+
+export const GRPC_CONTENT_TYPE = "application/grpc+proto";
+
+export class GrpcCall {
+  constructor(
+    readonly stream: H2Stream,
+    /** told the grpc-status the call ends with */
+    private readonly onStatus: (code: string) => void,
+  ) {}
+
+  /** Sends the response headers, then `message` (a whole gRPC frame), then status OK. */
+  answer(message: Uint8Array): void {
+    this.stream.respond([[":status", "200"], ["content-type", GRPC_CONTENT_TYPE]]);
+    this.stream.write(message);
+    this.end([["grpc-status", "0"]]);
+  }
+
+  /** Ends the call with a status and message, as trailers (or trailers-only). */
+  fail(code: number, message: string): void {
+    const trailers: HeaderList = [["grpc-status", String(code)], ["grpc-message", grpcPercentEncode(message)]];
+    if (!this.stream.headersSent) trailers.unshift([":status", "200"], ["content-type", GRPC_CONTENT_TYPE]);
+    this.end(trailers);
+  }
+
+  /** Ends the call with these trailers. */
+  end(trailers: HeaderList): void {
+    if (this.stream.closed) return;
+    const status = trailers.find(([name]) => name === "grpc-status");
+    if (status) this.onStatus(status[1]);
+    this.stream.end(trailers);
+  }
+}

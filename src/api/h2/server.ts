@@ -1,0 +1,54 @@
+// An HTTP/2 server on node:net or node:tls sockets (cleartext with prior knowledge, as
+// gRPC clients speak it, or TLS with ALPN "h2"), handing every request stream to one
+// handler. It keeps its connections so that shutdown can send each a GOAWAY.
+import * as net from "node:net";
+import * as tls from "node:tls";
+import { H2Connection, type StreamHandler } from "./connection.ts";
+
+export class H2Server {
+  readonly listener: net.Server | tls.Server;
+  private readonly connections = new Set<H2Connection>();
+
+  constructor(onStream: StreamHandler, tlsOptions?: tls.TlsOptions) {
+    const accept = (socket: net.Socket) => {
+      const c = new H2Connection(socket, onStream);
+      this.connections.add(c);
+      c.onClose(() => this.connections.delete(c));
+    };
+    this.listener = tlsOptions
+      ? tls.createServer({ ...tlsOptions, ALPNProtocols: ["h2"] }, accept)
+      : net.createServer({ noDelay: true }, accept);
+  }
+
+  listen(port: number, host: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.listener.once("error", reject);
+      this.listener.listen(port, host, () => {
+        this.listener.off("error", reject);
+        resolve();
+      });
+    });
+  }
+
+  get address(): net.AddressInfo {
+    return this.listener.address() as net.AddressInfo;
+  }
+
+  get openConnections(): number {
+    return this.connections.size;
+  }
+
+  /** Stops accepting; every connection gets a GOAWAY and ends once its streams finish. Resolves when all ended. */
+  async close(): Promise<void> {
+    this.listener.close();
+    await Promise.all([...this.connections].map((c) => new Promise<void>((resolve) => {
+      c.onClose(resolve);
+      c.goAway();
+    })));
+  }
+
+  /** Cuts every connection still open. */
+  destroy(): void {
+    for (const c of this.connections) c.destroy();
+  }
+}

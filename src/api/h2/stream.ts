@@ -1,0 +1,174 @@
+// One HTTP/2 stream as the server sees it: the request's headers and body coming in, the
+// response's headers, body and trailers going out. The connection (connection.ts) moves
+// the bytes and enforces flow control; a stream only queues and hands over.
+import type { HeaderList } from "./hpack.ts";
+
+/** What a stream asks of its connection. */
+export interface StreamHost {
+  sendHeaders(stream: H2Stream, headers: HeaderList, endStream: boolean): void;
+  /** the stream has DATA or trailers to send */
+  schedule(stream: H2Stream): void;
+  /** the application consumed `bytes` of the request body: the peer may send that much more */
+  consumed(stream: H2Stream, bytes: number): void;
+  reset(stream: H2Stream, code: number): void;
+}
+
+/** bytes of response body a stream queues before its writer waits for the peer to read */
+const QUEUE_HIGH_WATER = 256 * 1024;
+
+export class H2Stream {
+  /** aborted when the stream closes: the peer reset it, the connection ended, or it finished */
+  readonly signal: AbortSignal;
+  private readonly aborter = new AbortController();
+
+  // request body, as received and not yet consumed
+  private inbound: Uint8Array[] = [];
+  private inboundEnded = false;
+  private wakeReader: (() => void) | undefined;
+  private reading = false;
+
+  /** response body chunks queued for DATA frames; `sentOfFirst` bytes of the first went out */
+  readonly outbound: Uint8Array[] = [];
+  sentOfFirst = 0;
+  queuedBytes = 0;
+  /** how much the peer lets this stream send (RFC 9113 §6.9) */
+  sendWindow: number;
+  /** how much the peer may still send us on this stream */
+  recvWindow: number;
+  /** bytes the application consumed that the peer has not been given back yet */
+  recvConsumed = 0;
+  /** the response ends after the queued body: with these trailers, or with END_STREAM on the last DATA */
+  ending: { trailers: HeaderList | undefined } | undefined;
+  headersSent = false;
+  /** the peer sent END_STREAM */
+  remoteClosed = false;
+  /** we sent END_STREAM or a RST_STREAM */
+  localClosed = false;
+  private roomWaiters: Array<() => void> = [];
+  private closeListeners: Array<() => void> = [];
+  closed = false;
+
+  constructor(
+    readonly id: number,
+    /** request headers by lowercase name; pseudo-headers included (`:path`, `:method`, …) */
+    readonly headers: Record<string, string>,
+    private readonly host: StreamHost,
+    sendWindow: number,
+    recvWindow: number,
+  ) {
+    this.signal = this.aborter.signal;
+    this.sendWindow = sendWindow;
+    this.recvWindow = recvWindow;
+  }
+
+  get path(): string {
+    return this.headers[":path"] ?? "";
+  }
+
+  get method(): string {
+    return this.headers[":method"] ?? "";
+  }
+
+  /**
+   * The request body as it arrives. Each chunk taken gives the peer room for as many
+   * bytes more, so a reader that stops holds back only its own stream.
+   */
+  async *body(): AsyncGenerator<Uint8Array> {
+    if (this.reading) throw new Error("the request body is already being read");
+    this.reading = true;
+    for (;;) {
+      const chunk = this.inbound.shift();
+      if (chunk) {
+        this.host.consumed(this, chunk.length);
+        yield chunk;
+        continue;
+      }
+      if (this.inboundEnded || this.closed) return;
+      await new Promise<void>((resolve) => (this.wakeReader = resolve));
+      this.wakeReader = undefined;
+    }
+  }
+
+  /** Sends the response headers (before any body). */
+  respond(headers: HeaderList): void {
+    if (this.headersSent || this.localClosed) return;
+    this.headersSent = true;
+    this.host.sendHeaders(this, headers, false);
+  }
+
+  /** Queues body bytes; `room()` says when to write more. */
+  write(data: Uint8Array): void {
+    if (this.localClosed || this.ending || data.length === 0) return;
+    this.outbound.push(data);
+    this.queuedBytes += data.length;
+    this.host.schedule(this);
+  }
+
+  /** Resolves once the queued body is small enough to write more (or the stream closed). */
+  room(): Promise<void> {
+    if (this.queuedBytes < QUEUE_HIGH_WATER || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  /** Ends the response after the queued body, with trailers if given. */
+  end(trailers?: HeaderList): void {
+    if (this.localClosed || this.ending) return;
+    if (!this.headersSent && trailers) {
+      // a trailers-only response: one HEADERS frame with END_STREAM
+      this.headersSent = true;
+      this.ending = { trailers: undefined };
+      this.host.sendHeaders(this, trailers, true);
+      return;
+    }
+    this.ending = { trailers };
+    this.host.schedule(this);
+  }
+
+  /** Ends the stream at once with RST_STREAM `code`. */
+  reset(code: number): void {
+    if (this.closed) return;
+    this.host.reset(this, code);
+  }
+
+  onClose(listener: () => void): void {
+    if (this.closed) listener();
+    else this.closeListeners.push(listener);
+  }
+
+  // ---- called by the connection ----
+
+  /** DATA from the peer */
+  receive(data: Uint8Array): void {
+    this.inbound.push(data);
+    this.wakeReader?.();
+  }
+
+  /** the peer sent END_STREAM */
+  receiveEnd(): void {
+    this.remoteClosed = true;
+    this.inboundEnded = true;
+    this.wakeReader?.();
+  }
+
+  /** `bytes` of the queued body went out */
+  sent(bytes: number): void {
+    this.queuedBytes -= bytes;
+    if (this.queuedBytes < QUEUE_HIGH_WATER && this.roomWaiters.length) {
+      for (const w of this.roomWaiters.splice(0)) w();
+    }
+  }
+
+  /** The stream is over; everything waiting on it is released. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.localClosed = true;
+    this.outbound.length = 0;
+    this.queuedBytes = 0;
+    this.inboundEnded = true;
+    this.wakeReader?.();
+    for (const w of this.roomWaiters.splice(0)) w();
+    this.aborter.abort();
+    for (const l of this.closeListeners.splice(0)) l();
+  }
+}

@@ -70,16 +70,6 @@ export class H2Connection implements StreamHost {
     socket.on("error", () => this.teardown());
     socket.on("close", () => this.teardown());
     this.prefaceTimer = setTimeout(() => this.prefaceSeen || this.destroy(), PREFACE_TIMEOUT_MS);
-    this.control.push(
-      settingsFrame([
-        [Setting.INITIAL_WINDOW_SIZE, STREAM_RECEIVE_WINDOW],
-        [Setting.MAX_HEADER_LIST_SIZE, MAX_HEADER_BYTES],
-        [Setting.ENABLE_PUSH, 0],
-      ]),
-      windowUpdateFrame(0, CONNECTION_RECEIVE_WINDOW - DEFAULT_WINDOW),
-    );
-    this.recvWindow = CONNECTION_RECEIVE_WINDOW;
-    this.scheduleFlush();
   }
 
   get openStreams(): number {
@@ -135,6 +125,17 @@ export class H2Connection implements StreamHost {
     this.pending = this.pending.subarray(PREFACE.length);
     this.prefaceSeen = true;
     clearTimeout(this.prefaceTimer);
+    // our SETTINGS wait for the client's preface, so an HTTP/1 client gets only a plain answer
+    this.control.push(
+      settingsFrame([
+        [Setting.INITIAL_WINDOW_SIZE, STREAM_RECEIVE_WINDOW],
+        [Setting.MAX_HEADER_LIST_SIZE, MAX_HEADER_BYTES],
+        [Setting.ENABLE_PUSH, 0],
+      ]),
+      windowUpdateFrame(0, CONNECTION_RECEIVE_WINDOW - DEFAULT_WINDOW),
+    );
+    this.recvWindow = CONNECTION_RECEIVE_WINDOW;
+    this.scheduleFlush();
     return true;
   }
 

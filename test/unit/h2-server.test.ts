@@ -130,6 +130,37 @@ test("request bodies: the server's stream window is given back as the body is re
   c.close();
 });
 
+test("request bytes nobody reads are bounded by the connection window, and given back when their stream ends", async () => {
+  const c = await H2TestClient.connect(port);
+  const CONNECTION_WINDOW = 16 * MiB;
+  await c.until(() => c.credit(0) > 0, 5000, "the server's connection window");
+  const held = Array.from({ length: 20 }, () => c.open("/hold"));
+  const piece = new Uint8Array(16_384);
+  let sent = 0;
+  // as much as the windows allow: 1 MiB per stream, 16 MiB for the connection
+  const fill = (ids: number[]) => {
+    for (const id of ids) {
+      for (let onStream = 0; onStream + piece.length <= MiB; onStream += piece.length) {
+        if (sent + piece.length > DEFAULT_WINDOW + c.credit(0)) return;
+        c.data(id, piece);
+        sent += piece.length;
+      }
+    }
+  };
+  fill(held);
+  await c.quietFor(200);
+  // the server gave back none of it: nothing was read
+  expect(c.credit(0)).toBe(CONNECTION_WINDOW - 65_535);
+  expect(sent).toBe(CONNECTION_WINDOW);
+  expect(c.frames.some((f) => f.type === FrameType.GOAWAY)).toBe(false);
+  // the client gives up on the held streams: their bytes come back to the connection
+  for (const id of held) c.write(frame(FrameType.RST_STREAM, 0, id, Buffer.from([0, 0, 0, ErrorCode.CANCEL])));
+  await c.until(() => c.credit(0) >= CONNECTION_WINDOW - DEFAULT_WINDOW + sent - CONNECTION_WINDOW / 4, 5000, "the held bytes given back");
+  const next = c.request("/echo", new Uint8Array([9]));
+  await c.until(() => c.received.get(next) === 1);
+  c.close();
+});
+
 test("PING is answered with its payload; SETTINGS are acknowledged", async () => {
   const c = await H2TestClient.connect(port);
   c.write(frame(FrameType.PING, 0, 0, Buffer.from("12345678")));

@@ -23,6 +23,10 @@ const CONNECTION_RECEIVE_WINDOW = 16 * 1024 * 1024;
 const MAX_HEADER_BYTES = 1024 * 1024;
 /** bytes gathered into one socket write */
 const WRITE_BATCH_BYTES = 256 * 1024;
+/** streams one connection may have open at once (etcd's default is unlimited; grpc-go clients queue beyond it) */
+const MAX_CONCURRENT_STREAMS = 10_000;
+/** control frames (PING and SETTINGS answers, resets) waiting for a peer that does not read */
+const MAX_QUEUED_CONTROL_FRAMES = 10_000;
 /** a peer that has not sent the connection preface by then is dropped */
 const PREFACE_TIMEOUT_MS = 10_000;
 
@@ -108,6 +112,9 @@ export class H2Connection implements StreamHost {
     try {
       if (!this.prefaceSeen && !this.readPreface()) return;
       this.readFrames();
+      if (this.control.length > MAX_QUEUED_CONTROL_FRAMES) {
+        throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "too many answers queued for a client that does not read them");
+      }
     } catch (err) {
       if (err instanceof ConnectionError) return this.fail(err.code, err.message);
       if (err instanceof HpackError) return this.fail(ErrorCode.COMPRESSION_ERROR, err.message);
@@ -129,6 +136,7 @@ export class H2Connection implements StreamHost {
     this.control.push(
       settingsFrame([
         [Setting.INITIAL_WINDOW_SIZE, STREAM_RECEIVE_WINDOW],
+        [Setting.MAX_CONCURRENT_STREAMS, MAX_CONCURRENT_STREAMS],
         [Setting.MAX_HEADER_LIST_SIZE, MAX_HEADER_BYTES],
         [Setting.ENABLE_PUSH, 0],
       ]),
@@ -209,14 +217,20 @@ export class H2Connection implements StreamHost {
     // the whole frame, padding included, counts against both windows
     if (payload.length > this.recvWindow) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, "connection window exceeded");
     this.recvWindow -= payload.length;
-    this.creditConnection(payload.length);
     const stream = this.streams.get(streamId);
     if (!stream) {
       if (streamId > this.lastStreamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "DATA on an idle stream");
-      return; // a stream we closed: its data is dropped
+      // a stream we closed: its data is dropped, and given back at once
+      return this.creditConnection(payload.length);
     }
-    if (stream.remoteClosed) return this.reset(stream, ErrorCode.STREAM_CLOSED);
-    if (payload.length > stream.recvWindow) return this.reset(stream, ErrorCode.FLOW_CONTROL_ERROR);
+    if (stream.remoteClosed) {
+      this.creditConnection(payload.length);
+      return this.reset(stream, ErrorCode.STREAM_CLOSED);
+    }
+    if (payload.length > stream.recvWindow) {
+      this.creditConnection(payload.length);
+      return this.reset(stream, ErrorCode.FLOW_CONTROL_ERROR);
+    }
     stream.recvWindow -= payload.length;
     const data = unpad(flags, payload);
     // padding is consumed at once
@@ -225,7 +239,11 @@ export class H2Connection implements StreamHost {
     if (flags & Flag.END_STREAM) this.remoteEnded(stream);
   }
 
-  /** The peer's connection window is given back as soon as data arrives; stream windows bound what is held. */
+  /**
+   * Gives the peer back connection window for bytes read or dropped. Credit follows what
+   * the application consumed, so the request bytes a connection can make strata hold are
+   * bounded by the connection window, however many streams it opens.
+   */
   private creditConnection(bytes: number): void {
     this.recvUnacked += bytes;
     if (this.recvUnacked >= CONNECTION_RECEIVE_WINDOW / 4) {
@@ -237,6 +255,7 @@ export class H2Connection implements StreamHost {
   }
 
   consumed(stream: H2Stream, bytes: number): void {
+    this.creditConnection(bytes);
     if (stream.remoteClosed || stream.closed) return;
     stream.recvConsumed += bytes;
     // credit in pieces of a quarter window, as grpc-go does, not one frame per chunk
@@ -284,7 +303,7 @@ export class H2Connection implements StreamHost {
       throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS opening stream ${streamId} after ${this.lastStreamId}`);
     }
     this.lastStreamId = streamId;
-    if (this.goingAway) {
+    if (this.goingAway || this.streams.size >= MAX_CONCURRENT_STREAMS) {
       this.control.push(rstStreamFrame(streamId, ErrorCode.REFUSED_STREAM));
       return this.scheduleFlush();
     }
@@ -478,6 +497,8 @@ export class H2Connection implements StreamHost {
   }
 
   private closeStream(s: H2Stream): void {
+    // request bytes nobody will read are given back to the connection
+    if (!s.closed) this.creditConnection(s.unreadBytes);
     this.streams.delete(s.id);
     this.inReady.delete(s);
     s.close();

@@ -23,6 +23,7 @@ export class H2Stream {
 
   // request body, as received and not yet consumed
   private inbound: Uint8Array[] = [];
+  unreadBytes = 0;
   private inboundEnded = false;
   private wakeReader: (() => void) | undefined;
   private reading = false;
@@ -79,6 +80,7 @@ export class H2Stream {
     for (;;) {
       const chunk = this.inbound.shift();
       if (chunk) {
+        this.unreadBytes -= chunk.length;
         this.host.consumed(this, chunk.length);
         yield chunk;
         continue;
@@ -140,6 +142,7 @@ export class H2Stream {
   /** DATA from the peer */
   receive(data: Uint8Array): void {
     this.inbound.push(data);
+    this.unreadBytes += data.length;
     this.wakeReader?.();
   }
 
@@ -165,6 +168,8 @@ export class H2Stream {
     this.localClosed = true;
     this.outbound.length = 0;
     this.queuedBytes = 0;
+    this.inbound.length = 0;
+    this.unreadBytes = 0;
     this.inboundEnded = true;
     this.wakeReader?.();
     for (const w of this.roomWaiters.splice(0)) w();

@@ -28,9 +28,9 @@ export function responseSize(r: WatchResponseOut): number {
   return n;
 }
 
-/** The response as parts of about max bytes at most, in order. */
+/** The response as parts below about max bytes, in order (etcd's comparisons). */
 export function* splitResponse(r: WatchResponseOut, max: number, fragment: boolean): Generator<Queued> {
-  if (responseSize(r) <= max) return yield r;
+  if (responseSize(r) < max) return yield r;
   let part: Event[] = [];
   let size = RESPONSE_OVERHEAD;
   for (let i = 0; i < r.events.length;) {
@@ -38,12 +38,12 @@ export function* splitResponse(r: WatchResponseOut, max: number, fragment: boole
     let end = i;
     let revisionSize = 0;
     while (end < r.events.length && r.events[end]!.kv.modRevision === revision) revisionSize += eventSize(r.events[end++]!);
-    if (part.length > 0 && size + revisionSize > max) {
+    if (part.length > 0 && size + revisionSize >= max) {
       yield { ...r, events: part };
       part = [];
       size = RESPONSE_OVERHEAD;
     }
-    if (fragment && RESPONSE_OVERHEAD + revisionSize > max) {
+    if (fragment && RESPONSE_OVERHEAD + revisionSize >= max) {
       yield* fragments({ ...r, events: r.events.slice(i, end) }, max);
     } else {
       for (let k = i; k < end; k++) part.push(r.events[k]!);
@@ -54,12 +54,12 @@ export function* splitResponse(r: WatchResponseOut, max: number, fragment: boole
   if (part.length > 0) yield { ...r, events: part };
 }
 
-/** One revision's events in parts of at most about max bytes (one event larger than max is a part alone). */
+/** One revision's events in parts below about max bytes (one event larger than max is a part alone), as etcd's sendFragments. */
 function* fragments(r: WatchResponseOut, max: number): Generator<Queued> {
   let part: Event[] = [];
   let size = RESPONSE_OVERHEAD;
   for (const e of r.events) {
-    if (part.length > 0 && size + eventSize(e) > max) {
+    if (part.length > 0 && size + eventSize(e) >= max) {
       yield { ...r, events: part, fragment: true };
       part = [];
       size = RESPONSE_OVERHEAD;

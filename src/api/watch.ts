@@ -151,7 +151,11 @@ class WatchStream implements WatchSink, RelaySink {
   }
 
   deliver(resp: Queued): void {
-    if (!this.closed) this.enqueue(resp);
+    if (this.closed) return;
+    // etcd sends a lagging watcher up to 1,000 revisions at once: split between them like
+    // our own, so they stay below the client's receive limit; etcd's fragments pass as they are
+    if (resp.fragment) return this.enqueue(resp);
+    for (const part of splitResponse(resp, this.maxRequestBytes, false)) this.enqueue(part);
   }
 
   forget(watchId: bigint): void {

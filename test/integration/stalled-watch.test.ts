@@ -3,6 +3,8 @@
 // ones — grpc-js through the etcd3 client (4 MiB receive limit) and a raw HTTP/2 reader
 // with default windows — must get every event, in order, exactly once, however often
 // they fall behind and catch up while the stalled stream holds its queue full.
+// (Before the fix they stopped for good: 4 of 30 events at 1 MB; at 100 KB grpc-js 48 of
+// 200 on SQLite, the raw reader 137 of 200 on PostgreSQL.)
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { Etcd3 } from "etcd3";
 import { prefixEnd, rawWatch } from "../support/raw-watch.ts";
@@ -42,8 +44,12 @@ for (const [label, valueBytes, writes] of [["100 KB", 100 * 1024, 200], ["1 MB",
     const value = Buffer.alloc(valueBytes, 97);
     const written: string[] = [];
     let next = 0;
+    // the healthy raw reader also pauses for the first half (a GC pause, a busy node), so
+    // it surely falls behind after the stalled stream did
+    healthy.pause();
     await Promise.all(Array.from({ length: 8 }, async () => {
       while (next < writes) {
+        if (next === writes / 2) healthy.resume();
         const r = await client.put(`${prefix}k${next++ % 10}`).value(value).exec();
         written.push(r.header.revision);
       }

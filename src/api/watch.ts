@@ -11,15 +11,18 @@ import type { WatchCreateRequest, WatchRequest } from "../gen/etcd/api/etcdserve
 import { Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { compareBytes, toKeyRange } from "../engine/keyrange.ts";
 import type { Router } from "../router/router.ts";
-import type { Event, KeyValue } from "../engine/types.ts";
 import { type WatchHub, Watcher, type WatchResponseOut, type WatchSink } from "../engine/watch-hub.ts";
 import { shuttingDown } from "./connections.ts";
 import { toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
 import { watchResponse } from "./watch-encoding.ts";
+import { type Queued, responseSize, splitResponse } from "./watch-split.ts";
 
 const NOPUT = 0, NODELETE = 1;
-/** a stream this far behind stops receiving live events until its client catches up */
+/**
+ * A stream this far behind stops receiving live events and history until its client
+ * catches up: its queue holds at most about this plus one response from each sender.
+ */
 const CONGESTED_BYTES = 4 * 1024 * 1024;
 const CONGESTED_RESPONSES = 256;
 /** watch_id of a progress response that concerns every watcher on the stream */
@@ -51,8 +54,6 @@ export function watchService(
   };
 }
 
-type Queued = WatchResponseOut & { fragment?: boolean };
-
 class WatchStream implements WatchSink, RelaySink {
   private readonly watchers = new Map<bigint, Watcher>();
   /** watchers on upstream etcds, by client watch id */
@@ -78,6 +79,9 @@ class WatchStream implements WatchSink, RelaySink {
   async consume(requests: AsyncIterable<WatchRequest>): Promise<void> {
     try {
       for await (const req of requests) {
+        // while the client reads no responses its requests wait (as etcd's do), so the
+        // answers they would queue cannot grow the queue without bound
+        if (this.congested()) await this.drained();
         if (this.closed) return;
         const u = req.requestUnion;
         if (u.case === "createRequest") this.create(u.value);
@@ -147,7 +151,11 @@ class WatchStream implements WatchSink, RelaySink {
   }
 
   deliver(resp: Queued): void {
-    if (!this.closed) this.enqueue(resp);
+    if (this.closed) return;
+    // etcd sends a lagging watcher up to 1,000 revisions at once: split between them like
+    // our own, so they stay below the client's receive limit; etcd's fragments pass as they are
+    if (resp.fragment) return this.enqueue(resp);
+    for (const part of splitResponse(resp, this.maxRequestBytes, false)) this.enqueue(part);
   }
 
   forget(watchId: bigint): void {
@@ -208,11 +216,7 @@ class WatchStream implements WatchSink, RelaySink {
       const w = this.watchers.get(resp.watchId);
       if (w) this.drop(w);
     }
-    if (this.fragmenting.has(resp.watchId) && resp.events.length > 1) {
-      for (const part of fragments(resp, this.maxRequestBytes)) this.enqueue(part);
-    } else {
-      this.enqueue(resp);
-    }
+    for (const part of splitResponse(resp, this.maxRequestBytes, this.fragmenting.has(resp.watchId))) this.enqueue(part);
   }
 
   private enqueue(resp: Queued): void {
@@ -262,35 +266,3 @@ class WatchStream implements WatchSink, RelaySink {
     for (const d of this.drainWaiters.splice(0)) d();
   }
 }
-
-function kvSize(kv: KeyValue | undefined): number {
-  return kv ? kv.key.length + kv.value.length + 40 : 0;
-}
-
-function eventSize(e: Event): number {
-  return kvSize(e.kv) + kvSize(e.prevKv) + 8;
-}
-
-function responseSize(r: WatchResponseOut): number {
-  let n = 64;
-  for (const e of r.events) n += eventSize(e);
-  return n;
-}
-
-/** Splits a large response as etcd does for watchers that asked for fragments. */
-function* fragments(r: WatchResponseOut, max: number): Generator<WatchResponseOut & { fragment: boolean }> {
-  if (responseSize(r) < max) return yield { ...r, fragment: false };
-  let cur: Event[] = [];
-  let size = 64;
-  for (const e of r.events) {
-    if (cur.length > 0 && size + eventSize(e) >= max) {
-      yield { ...r, events: cur, fragment: true };
-      cur = [];
-      size = 64;
-    }
-    cur.push(e);
-    size += eventSize(e);
-  }
-  yield { ...r, events: cur, fragment: false };
-}
-

@@ -37,6 +37,16 @@ export interface WriteTx {
   setCompactRevision(rev: Rev): Promise<void>;
 }
 
+/** What a history page holds besides its revisions; watchers catching up ask for only what they need. */
+export interface EventsOptions {
+  /** only events on keys in this range (default: every key) */
+  range?: KeyRange;
+  /** end the page, between revisions, once about this many bytes of keys and values were read */
+  bytes?: number;
+  /** read each event's previous version (default true) */
+  prevKv?: boolean;
+}
+
 export interface EventsPage {
   events: Event[];
   /** the page covers every revision up to here */
@@ -73,9 +83,9 @@ export interface Backend {
   write<T>(txns: Array<(tx: WriteTx) => Promise<T>>, keys?: Uint8Array[]): Promise<WriteResult<T>[]>;
   /**
    * Events with from <= revision <= through (through <= to), in revision order: about
-   * `limit` events, never part of a revision. Revisions need not be consecutive.
+   * `limit` events (and `opts.bytes`), never part of a revision. Revisions need not be consecutive.
    */
-  events(from: Rev, to: Rev, limit: number): Promise<EventsPage>;
+  events(from: Rev, to: Rev, limit: number, opts?: EventsOptions): Promise<EventsPage>;
   /** Removes history at or below rev (already recorded by setCompactRevision), keeping each key's version live at rev. */
   compact(rev: Rev): Promise<void>;
   /** current and compact revision as stored */

@@ -23,6 +23,8 @@ import { log } from "../observe/log.ts";
 const MAX_BATCH = 256;
 /** events read back per step when catching up with other processes' commits */
 const PUBLISH_EVENTS = 1000;
+/** and about this many bytes, so large values do not make a page of a gigabyte */
+const PUBLISH_BYTES = 8 * 1024 * 1024;
 
 export interface Committed {
   revision: Rev;
@@ -247,7 +249,7 @@ export class Store {
 
   private async readCommits(upTo: Rev): Promise<void> {
     while (this.revision < upTo) {
-      const { events, through, compactRevision } = await this.backend.events(this.revision + 1n, upTo, PUBLISH_EVENTS);
+      const { events, through, compactRevision } = await this.backend.events(this.revision + 1n, upTo, PUBLISH_EVENTS, { bytes: PUBLISH_BYTES });
       if (compactRevision > this.compactRevision) this.compactRevision = compactRevision;
       for (let i = 0; i < events.length;) {
         const revision = events[i]!.kv.modRevision;

@@ -2,13 +2,16 @@
 // committed; an unsynced one (starting in the past, or whose stream fell behind)
 // catches up from the backend's history and then joins the synced set. Writers never
 // wait for watchers: a stream whose queue is full simply drops back to catching up.
+// Each unsynced watcher catches up in a task of its own that waits only for its own
+// client and for history reads, so a client that never reads again holds up nobody else.
 import type { Backend } from "../backends/backend.ts";
+import { HistoryPages } from "./history-pages.ts";
 import { inRange, rangeString } from "./keyrange.ts";
 import { DELETE, type Event, type KeyRange, PUT, type Rev } from "./types.ts";
 import { log } from "../observe/log.ts";
 
-/** events read from history per catch-up step */
-const CATCH_UP_EVENTS = 1000;
+/** how long a catch-up that failed to read history waits before trying again */
+const RETRY_MS = 1000;
 
 export interface WatchResponseOut {
   header: { revision: Rev };
@@ -55,11 +58,6 @@ export class Watcher {
     this.nextRev = startRev;
   }
 
-  /** the events this watcher wants, shaped as it asked */
-  select(events: Event[]): Event[] {
-    return this.shape(events.filter((ev) => inRange(this.range, ev.kv.key)));
-  }
-
   /** events already known to be in its range, filtered and shaped as it asked */
   shape(events: Event[]): Event[] {
     const { noPut, noDelete, prevKv } = this.opts;
@@ -83,8 +81,9 @@ interface RangeGroup {
 export class WatchHub {
   private readonly synced = new Set<Watcher>();
   private readonly groups = new Map<string, RangeGroup>();
+  /** watchers whose catch-up task runs */
   private readonly unsynced = new Set<Watcher>();
-  private syncing = false;
+  private readonly pages: HistoryPages;
   /**
    * The last revision published. A synced watcher has been given everything up to it that
    * it watches: its own nextRev is only kept up to date when it gets events, so the next
@@ -97,7 +96,9 @@ export class WatchHub {
     private readonly history: Pick<Backend, "events">,
     /** the newest published revision and the compaction floor, kept by the store */
     private readonly revisions: () => { revision: Rev; compactRevision: Rev },
-  ) {}
+  ) {
+    this.pages = new HistoryPages(history);
+  }
 
   get size(): number {
     return this.synced.size + this.unsynced.size;
@@ -192,35 +193,23 @@ export class WatchHub {
   }
 
   private unsync(w: Watcher): void {
+    if (this.unsynced.has(w)) return;
     this.unsynced.add(w);
-    if (!this.syncing) {
-      this.syncing = true;
-      queueMicrotask(() => void this.catchUp());
-    }
+    void this.catchUp(w);
   }
 
-  private async catchUp(): Promise<void> {
-    try {
-      while (this.unsynced.size > 0) {
-        let progressed = false;
-        for (const w of [...this.unsynced]) {
-          if (w.closed) continue;
-          if (w.sink.congested()) continue;
-          progressed = true;
-          await this.catchUpStep(w);
-        }
-        if (!progressed) {
-          // every lagging client is still draining its queue: wait for one of them
-          await Promise.race([...this.unsynced].map((w) => w.sink.drained()));
-        }
+  /** Brings one watcher up to the published revision page by page, then makes it synced. */
+  private async catchUp(w: Watcher): Promise<void> {
+    while (!w.closed) {
+      try {
+        if (w.sink.congested()) await w.sink.drained();
+        else if (await this.catchUpStep(w)) return;
+      } catch (err) {
+        log("error", "watch catch-up failed", { error: String(err) });
+        // the backend may be back by then
+        await new Promise((r) => setTimeout(r, RETRY_MS));
       }
-    } catch (err) {
-      log("error", "watch catch-up failed", { error: String(err) });
-      // retry shortly: the backend may be back
-      setTimeout(() => void this.catchUp(), 1000);
-      return;
     }
-    this.syncing = false;
   }
 
   /** The history a watcher needs is gone: cancel it as etcd does, naming the compaction. */
@@ -230,30 +219,41 @@ export class WatchHub {
     w.sink.send({ header: { revision: 0n }, watchId: w.id, canceled: true, compactRevision, events: [] });
   }
 
-  private async catchUpStep(w: Watcher): Promise<void> {
+  /** Sends w one page of its history; true once it is synced or cancelled. */
+  private async catchUpStep(w: Watcher): Promise<boolean> {
     const { revision, compactRevision } = this.revisions();
-    if (w.nextRev < compactRevision) return this.cancelCompacted(w, compactRevision);
+    if (w.nextRev < compactRevision) {
+      this.cancelCompacted(w, compactRevision);
+      return true;
+    }
     if (w.nextRev <= revision) {
-      const to = revision;
       const from = w.nextRev;
-      const { events, through, compactRevision: compactedAtRead } = await this.history.events(from, to, CATCH_UP_EVENTS);
-      if (w.closed) return;
+      const page = await this.pages.read(w.range, from, revision, w.opts.prevKv);
+      if (w.closed) return true;
       // compacted before or during the read (perhaps by another process): part of the
       // history may be missing, so the watcher is cancelled rather than given a gap
-      if (from < compactedAtRead || from < this.revisions().compactRevision) {
-        return this.cancelCompacted(w, compactedAtRead > this.revisions().compactRevision ? compactedAtRead : this.revisions().compactRevision);
+      const now = this.revisions().compactRevision;
+      const compacted = page.compactRevision > now ? page.compactRevision : now;
+      if (from < compacted) {
+        this.cancelCompacted(w, compacted);
+        return true;
       }
-      const evs = w.select(events);
+      // its client stopped reading while the page was read (other watchers of its stream
+      // filled the queue): the queue stays bounded, and the page is read again later
+      if (w.sink.congested()) return false;
+      const evs = w.shape(page.events);
       if (evs.length > 0) {
         w.sentSinceTick = true;
         w.sink.send({ header: { revision: this.revisions().revision }, watchId: w.id, events: evs });
       }
-      w.nextRev = through + 1n;
+      w.nextRev = page.through + 1n;
     }
     // joining the synced set happens in the same tick as the check, so no revision slips between
     if (w.nextRev > this.revisions().revision) {
       this.unsynced.delete(w);
       this.join(w);
+      return true;
     }
+    return false;
   }
 }

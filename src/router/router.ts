@@ -7,7 +7,7 @@
 // refused.
 import { create } from "@bufbuild/protobuf";
 import { type CompactionRequest, type DeleteRangeRequest, type PutRequest, type RangeRequest, RangeRequestSchema, type TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { Backend, BackendState, DbSize, EventsPage } from "../backends/backend.ts";
+import type { Backend, BackendState, DbSize, EventsOptions, EventsPage } from "../backends/backend.ts";
 import type { Upstream } from "../backends/etcd/upstream.ts";
 import type { Compactable } from "../engine/compactor.ts";
 import { type Committed, Store } from "../engine/store.ts";
@@ -452,13 +452,13 @@ export class Router {
   }
 
   /** History from every backend, merged in revision order (for watchers catching up). */
-  async events(from: Rev, to: Rev, limit: number): Promise<EventsPage> {
-    if (this.parts.length === 1) return this.parts[0]!.backend.events(from, to, limit);
-    return this.reading(() => this.mergedEvents(from, to, limit));
+  async events(from: Rev, to: Rev, limit: number, opts?: EventsOptions): Promise<EventsPage> {
+    if (this.parts.length === 1) return this.parts[0]!.backend.events(from, to, limit, opts);
+    return this.reading(() => this.mergedEvents(from, to, limit, opts));
   }
 
-  private async mergedEvents(from: Rev, to: Rev, limit: number): Promise<EventsPage> {
-    const { table, results: pages } = await this.underOneTable(() => Promise.all(this.parts.map((p) => p.backend.events(from, to, limit))));
+  private async mergedEvents(from: Rev, to: Rev, limit: number, opts?: EventsOptions): Promise<EventsPage> {
+    const { table, results: pages } = await this.underOneTable(() => Promise.all(this.parts.map((p) => p.backend.events(from, to, limit, opts))));
     const through = pages.reduce((a, p) => (p.through < a ? p.through : a), to);
     const events: Event[] = pages.flatMap((p, i) => {
       const upTo = p.events.filter((e) => e.kv.modRevision <= through);

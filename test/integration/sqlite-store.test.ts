@@ -69,6 +69,21 @@ describe("SQLite MVCC", () => {
     expect((await backend.events(3n, 6n, 2)).events.map((e) => e.kv.modRevision)).toEqual([3n, 4n]);
   });
 
+  test("history pages for catch-up: one range, bounded in bytes, previous versions only when asked", async () => {
+    const a = { start: enc("a"), end: enc("b") };
+    const onlyA = await backend.events(2n, 6n, 100, { range: a });
+    expect(onlyA.events.map((e) => `${dec(e.kv.key)}@${e.kv.modRevision}`)).toEqual(["a@2", "a@4"]);
+    expect(onlyA.through).toBe(6n);
+    const bare = await backend.events(2n, 6n, 100, { prevKv: false });
+    expect(bare.events.map((e) => e.prevKv)).toEqual([undefined, undefined, undefined, undefined, undefined]);
+    // each event here is 2 bytes of key and value: the page ends between revisions past the bound
+    const small = await backend.events(2n, 6n, 100, { bytes: 3 });
+    expect([small.events.map((e) => e.kv.modRevision), small.through]).toEqual([[2n], 2n]);
+    // a first revision larger than the bound comes whole
+    const one = await backend.events(4n, 6n, 100, { bytes: 1 });
+    expect([one.events.map((e) => e.kv.modRevision), one.through]).toEqual([[4n], 4n]);
+  });
+
   test("compaction keeps exactly what reads at or after it need", async () => {
     await store.compact(create(CompactionRequestSchema, { revision: 5n, physical: true }));
     await expect(all(4n)).rejects.toThrow("etcdserver: mvcc: required revision has been compacted");

@@ -25,13 +25,27 @@ export function rawWatch(endpoint: string): RawWatch {
     te: "trailers",
   });
   const responses: WatchResponse[] = [];
-  let buf = Buffer.alloc(0);
+  // chunks are joined only once a whole message is there: a megabyte message arrives in
+  // dozens of chunks, and joining at each one would copy it dozens of times
+  let chunks: Buffer[] = [];
+  let buffered = 0;
+  let need = 5;
   req.on("data", (d: Buffer) => {
-    buf = Buffer.concat([buf, d]);
-    while (buf.length >= 5 && buf.length >= 5 + buf.readUInt32BE(1)) {
+    chunks.push(d);
+    buffered += d.length;
+    while (buffered >= need) {
+      let buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
       const len = buf.readUInt32BE(1);
-      responses.push(fromBinary(WatchResponseSchema, buf.subarray(5, 5 + len)));
-      buf = buf.subarray(5 + len);
+      need = 5 + len;
+      if (buf.length < need) {
+        chunks = [buf];
+        break;
+      }
+      responses.push(fromBinary(WatchResponseSchema, buf.subarray(5, need)));
+      buf = buf.subarray(need);
+      chunks = buf.length > 0 ? [buf] : [];
+      buffered = buf.length;
+      need = 5;
     }
   });
   req.on("error", () => {});

@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { JsMsg } from "nats";
-import type { Backend, BackendState, DbSize, EventsPage, WriteResult, WriteTx } from "../backend.ts";
+import type { Backend, BackendState, DbSize, EventsOptions, EventsPage, WriteResult, WriteTx } from "../backend.ts";
 import type { LeaseRecord, RangeQuery, RangeResult, Rev } from "../../engine/types.ts";
 import { Mutex } from "../../engine/mutex.ts";
 import type { Mutation } from "../../gen/strata/nats/v1/log_pb.ts";
@@ -405,8 +405,8 @@ export class NatsBackend implements Backend {
   }
 
   /** callers ask for revisions they know exist: the copy has them */
-  events(from: Rev, to: Rev, limit: number): Promise<EventsPage> {
-    return this.reading((v) => v.backend.events(from, to, limit));
+  events(from: Rev, to: Rev, limit: number, opts?: EventsOptions): Promise<EventsPage> {
+    return this.reading((v) => v.backend.events(from, to, limit, opts));
   }
 
   /** the local copy's size */

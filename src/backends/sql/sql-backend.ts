@@ -2,7 +2,7 @@
 // with the differences kept in a Dialect. A write batch takes the revision lock, so
 // commit order is revision order even with several strata processes on one database.
 import { setImmediate } from "node:timers";
-import type { Backend, BackendState, DbSize, EventsPage, WriteResult, WriteTx } from "../backend.ts";
+import type { Backend, BackendState, DbSize, EventsOptions, EventsPage, WriteResult, WriteTx } from "../backend.ts";
 import { EtcdError } from "../../engine/errors.ts";
 import { isSingleKey, keyString } from "../../engine/keyrange.ts";
 import { checkRevision } from "../../engine/revisions.ts";
@@ -203,22 +203,36 @@ export class SqlBackend implements Backend {
     });
   }
 
-  async events(from: Rev, to: Rev, limit: number): Promise<EventsPage> {
+  async events(from: Rev, to: Rev, limit: number, opts: EventsOptions = {}): Promise<EventsPage> {
+    const { range, bytes = Infinity, prevKv = true } = opts;
+    const keys = range ? bounds(range, "l.k") : { where: "1 = 1", params: [] };
+    // the previous version is the key's log row at prev_rev
+    const prev = prevKv ? "LEFT JOIN kv_log p ON p.k = l.k AND p.rev = l.prev_rev" : "";
     return this.driver.read(async (c) => {
       const { compactRevision } = await readMeta(c);
-      // the revision of the first event past the limit bounds this page; a revision is
-      // never split, so one holding more events than the limit is returned whole
-      const next = (await c.all(
-        `SELECT rev FROM kv_log WHERE rev >= ? AND rev <= ? ORDER BY rev, sub LIMIT 1 OFFSET ${Math.max(1, limit)}`,
-        [from, to],
-      ))[0]?.rev as bigint | undefined;
-      const through = next === undefined ? to : next > from ? next - 1n : next;
+      // the sizes of the first events (LENGTH reads no blob) find where the page ends: at the
+      // revision of the first event past either limit; a revision is never split, so a first
+      // revision larger than the limits is returned whole
+      const sizes = await c.all(
+        `SELECT l.rev, LENGTH(l.k) + LENGTH(l.v)${prevKv ? " + COALESCE(LENGTH(p.v), 0)" : ""} AS n FROM kv_log l ${prev}
+          WHERE l.rev >= ? AND l.rev <= ? AND ${keys.where} ORDER BY l.rev, l.sub LIMIT ${Math.max(1, limit) + 1}`,
+        [from, to, ...keys.params],
+      );
+      let through = to;
+      let total = 0;
+      for (let i = 0; i < sizes.length; i++) {
+        total += Number(sizes[i]!.n);
+        if (i < limit && total <= bytes) continue;
+        const next = sizes[i]!.rev as bigint;
+        const first = sizes[0]!.rev as bigint;
+        through = next > first ? next - 1n : first;
+        break;
+      }
       const rows = await c.all(
-        `SELECT l.rev AS mod_rev, l.k, l.create_rev, l.version, l.lease, l.deleted, l.v,
-                p.create_rev AS p_create_rev, p.rev AS p_mod_rev, p.version AS p_version, p.lease AS p_lease, p.v AS p_v
-           FROM kv_log l LEFT JOIN kv_log p ON p.k = l.k AND p.rev = l.prev_rev
-          WHERE l.rev >= ? AND l.rev <= ? ORDER BY l.rev, l.sub`,
-        [from, through],
+        `SELECT l.rev AS mod_rev, l.k, l.create_rev, l.version, l.lease, l.deleted, l.v${prevKv ? PREV_COLUMNS : ""}
+           FROM kv_log l ${prev}
+          WHERE l.rev >= ? AND l.rev <= ? AND ${keys.where} ORDER BY l.rev, l.sub`,
+        [from, through, ...keys.params],
       );
       return { events: rows.map(rowToEvent), through, compactRevision };
     });
@@ -313,6 +327,9 @@ function metaOf(rows: Row[]): { revision: Rev; compactRevision: Rev; clusterId: 
     memberId: m.get("member_id")!,
   };
 }
+
+/** the previous version's columns of a history read, as rowToEvent reads them */
+const PREV_COLUMNS = ", p.create_rev AS p_create_rev, p.rev AS p_mod_rev, p.version AS p_version, p.lease AS p_lease, p.v AS p_v";
 
 /** the WHERE clause selecting a key range on column col */
 function bounds(r: KeyRange, col: string): { where: string; params: SqlValue[] } {

@@ -74,9 +74,14 @@ export function maintenanceService(store: Router, id: ServerIdentity): ServiceIm
       const h = await hashAt(at);
       return { header: header(id, h.revision), hash: h.hash, compactRevision: store.compactRevision, hashRevision: at };
     }),
-    snapshot: unsupported(
-      "etcd snapshots are not supported; back up the database itself (for SQLite: sqlite3 strata.db '.backup copy.db')",
-    ) as never,
+    // a server-streaming method: its refusal must come from the stream, or it escapes the call
+    async *snapshot() {
+      yield* [];
+      throw new ConnectError(
+        "strata: etcd snapshots are not supported; back up the database itself (for SQLite: sqlite3 strata.db '.backup copy.db')",
+        Code.Unimplemented,
+      );
+    },
     moveLeader: unsupported("strata has no raft leader to move"),
     downgrade: unsupported("cluster downgrade does not apply to strata"),
   };

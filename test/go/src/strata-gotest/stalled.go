@@ -122,7 +122,7 @@ func stalled(endpoint string, size, puts int) *stalledResult {
 	writesEnded := time.Now()
 	res.WriteSeconds = writesEnded.Sub(written).Seconds()
 
-	res.watchLog.waitFor(len(expected), writesEnded.Add(15*time.Second))
+	res.watchLog.waitFor(len(expected), writesEnded.Add(10*time.Second))
 	res.WaitMs = ms(time.Since(writesEnded))
 	res.watchLog.stop(stopWatch)
 	mu.Lock()

@@ -59,6 +59,8 @@ const cases: Array<[string, string, Uint8Array]> = [
   ["non-UTF-8 key put", "/etcdserverpb.KV/Put", putBytes([0xff, 0xfe], new Uint8Array([0x41]))],
   ["non-UTF-8 key get", "/etcdserverpb.KV/Range", new Uint8Array([0x0a, 2, 0xff, 0xfe])],
   ["invalid sort order", "/etcdserverpb.KV/Range", new Uint8Array([0x0a, 1, 0x6b, 0x28, 7])],
+  // limit = MaxInt64, what clients send for "no limit"; range_end "\0" reads every key
+  ["limit MaxInt64", "/etcdserverpb.KV/Range", new Uint8Array([0x0a, 1, 0x00, 0x12, 1, 0x00, 0x18, ...Array(8).fill(0xff), 0x7f])],
   ["lease keepalive-less revoke of a missing lease", "/etcdserverpb.Lease/LeaseRevoke", new Uint8Array([0x08, 42])],
 ];
 
@@ -88,6 +90,19 @@ describe("bad input gets etcd's answer and changes nothing", () => {
       expect(got).toBe(expectedDifference[name]?.(want) ?? want);
     });
   }
+
+  test("Snapshot, which strata does not serve, is refused by its stream and the server lives", async () => {
+    const c = new grpc.Client(strata.endpoint, grpc.credentials.createInsecure());
+    const status = await new Promise<string>((resolve) => {
+      const stream = c.makeServerStreamRequest("/etcdserverpb.Maintenance/Snapshot", (x: Buffer) => x, (x: Buffer) => x, Buffer.alloc(0));
+      stream.on("data", () => {});
+      stream.on("error", (err: grpc.ServiceError) => resolve(`${err.code} ${err.details}`));
+      stream.on("end", () => resolve("ended without an error"));
+    });
+    c.close();
+    expect(status).toStartWith("12 strata: etcd snapshots are not supported");
+    expect(await raw(strata.endpoint, "/etcdserverpb.KV/Range", new Uint8Array([0x0a, 1, 0x6b]))).toBe("ok");
+  });
 
   test("the server still serves and nothing was written by the refused requests", async () => {
     // a Range over every key, keys only

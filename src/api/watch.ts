@@ -4,7 +4,7 @@
 // follows every event it vouches for. Watchers on an upstream etcd are relayed to it
 // (one stream to each upstream per client stream); a watcher spanning an upstream and
 // another backend is refused.
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { Upstream } from "../backends/etcd/upstream.ts";
 import { type RelaySink, WatchRelay } from "../backends/etcd/watch-relay.ts";
 import type { WatchCreateRequest, WatchRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
@@ -69,6 +69,7 @@ class WatchStream implements WatchSink, RelaySink {
   private progressPending: "all" | "each" | undefined;
   private progressTimer: ReturnType<typeof setInterval> | undefined;
   private closed = false;
+  private failure: ConnectError | undefined;
 
   constructor(
     private readonly store: Router,
@@ -88,10 +89,19 @@ class WatchStream implements WatchSink, RelaySink {
         else if (u.case === "cancelRequest") this.cancel(u.value.watchId);
         else if (u.case === "progressRequest") this.requestProgress();
       }
-    } catch {
-      // the client went away; responses() ends with the call
+    } catch (err) {
+      // a request that is not a WatchRequest ends the stream with grpc-go's error, as
+      // etcd's does; any other failure means the client went away and the call ends
+      const parse = err instanceof ConnectError && err.rawMessage.match(/^parse binary: (.*)$/);
+      if (parse) this.fail(new ConnectError(`grpc: failed to unmarshal the received message ${parse[1]}`, Code.Internal));
     }
     // a half-closed stream keeps delivering events, as etcd's does
+  }
+
+  /** Ends the stream with `err` once the responses already queued are sent. */
+  private fail(err: ConnectError): void {
+    this.failure = err;
+    this.wake?.();
   }
 
   private create(c: WatchCreateRequest): void {
@@ -242,6 +252,7 @@ class WatchStream implements WatchSink, RelaySink {
       while (!signals.some((s) => s.aborted) && !this.closed) {
         const next = this.queue.shift();
         if (!next) {
+          if (this.failure) throw this.failure;
           await new Promise<void>((resolve) => (this.wake = resolve));
           this.wake = undefined;
           continue;

@@ -91,6 +91,26 @@ describe("bad input gets etcd's answer and changes nothing", () => {
     });
   }
 
+  test("a Watch stream whose first message is not protobuf ends with etcd's error", async () => {
+    const status = async (endpoint: string) => {
+      const c = new grpc.Client(endpoint, grpc.credentials.createInsecure());
+      const answer = await new Promise<string>((resolve) => {
+        const stream = c.makeBidiStreamRequest("/etcdserverpb.Watch/Watch", (x: Buffer) => x, (x: Buffer) => x);
+        stream.on("data", () => {});
+        stream.on("error", (err: grpc.ServiceError) => resolve(`${err.code} ${err.details}`));
+        stream.on("end", () => resolve("ended without an error"));
+        stream.write(Buffer.from([0xff, 0xff, 0xff, 0x0f, 0x01]));
+        setTimeout(() => resolve("still open after 3 s"), 3000);
+      });
+      c.close();
+      return answer;
+    };
+    const [want, got] = await Promise.all([status(etcd.endpoint), status(strata.endpoint)]);
+    // the parser's own detail differs (Go's decoder against protobuf-es), as for unary calls
+    expect(want).toStartWith("13 grpc: failed to unmarshal the received message");
+    expect(got).toStartWith("13 grpc: failed to unmarshal the received message");
+  });
+
   test("Snapshot, which strata does not serve, is refused by its stream and the server lives", async () => {
     const c = new grpc.Client(strata.endpoint, grpc.credentials.createInsecure());
     const status = await new Promise<string>((resolve) => {

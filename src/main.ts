@@ -32,7 +32,7 @@ async function serve(config: Config): Promise<void> {
   // certificates are checked before any database is opened
   const tls = config.tls ? tlsServerOptions(config.tls) : undefined;
   const { router, identity } = await openRouter(config, log, observer.instrument);
-  const hub = new WatchHub(router, () => ({ revision: router.revision, compactRevision: router.compactRevision }));
+  const hub = new WatchHub(router, () => ({ revision: router.revision, latest: router.latestRevision, compactRevision: router.compactRevision }));
   router.onCommit((c) => hub.publish(c.revision, c.events));
   // commits by other strata processes on the same databases reach this one's watchers
   const stopExternal = router.followExternalCommits();
@@ -126,7 +126,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 function leaseKeeper(router: Router): LeaseKeeper {
   const databases = router.parts.filter((p) => p !== router.primary);
   if (router.defaultUpstream) return new UpstreamLeases(router.defaultUpstream, databases);
-  return new DatabaseLeases({ primary: router.primary!, others: databases }, () => router.revision, [...router.upstreams.values()]);
+  return new DatabaseLeases({ primary: router.primary!, others: databases }, () => router.latestRevision, [...router.upstreams.values()]);
 }
 
 /**

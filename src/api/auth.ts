@@ -15,12 +15,12 @@ export function authService(store: Router, id: ServerIdentity): ServiceImpl<type
     );
   };
   return {
-    authStatus: async () => ({ header: header(id, store.revision), enabled: false, authRevision: 0n }),
+    authStatus: async () => ({ header: header(id, store.latestRevision), enabled: false, authRevision: 0n }),
     authenticate: async () => {
       throw toConnectError(errors.authNotEnabled());
     },
     authEnable: unsupported,
-    authDisable: async () => ({ header: header(id, store.revision) }),
+    authDisable: async () => ({ header: header(id, store.latestRevision) }),
     userAdd: unsupported,
     userGet: unsupported,
     userList: unsupported,

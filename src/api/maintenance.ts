@@ -35,7 +35,7 @@ export function maintenanceService(store: Router, id: ServerIdentity): ServiceIm
       }
       const size = await store.size();
       const upstream = store.defaultUpstream;
-      const revision = upstream ? (await upstream.status()).header!.revision : store.revision;
+      const revision = upstream ? (await upstream.status()).header!.revision : store.latestRevision;
       return {
         header: header(id, revision),
         version: ETCD_API_VERSION,
@@ -51,11 +51,11 @@ export function maintenanceService(store: Router, id: ServerIdentity): ServiceIm
     }),
     alarm: etcdErrors(async (r) => {
       const answers = await Promise.all([...store.upstreams.values()].map((u) => u.alarm(r)));
-      return { header: header(id, answers[0]?.header?.revision ?? store.revision), alarms: answers.flatMap((a) => a.alarms) };
+      return { header: header(id, answers[0]?.header?.revision ?? store.latestRevision), alarms: answers.flatMap((a) => a.alarms) };
     }),
     defragment: etcdErrors(async () => {
       await store.defragment();
-      return { header: header(id, store.revision) };
+      return { header: header(id, store.latestRevision) };
     }),
     hash: etcdErrors(async () => {
       if (only) {
@@ -70,7 +70,7 @@ export function maintenanceService(store: Router, id: ServerIdentity): ServiceIm
         const { $typeName: _, ...h } = await only.hashKV(r);
         return { ...h, header: header(id, h.header!.revision) };
       }
-      const at = checkRevision(r.revision, store.revision, store.compactRevision);
+      const at = checkRevision(r.revision, store.latestRevision, store.compactRevision);
       const h = await hashAt(at);
       return { header: header(id, h.revision), hash: h.hash, compactRevision: store.compactRevision, hashRevision: at };
     }),

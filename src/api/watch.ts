@@ -67,6 +67,7 @@ class WatchStream implements WatchSink, RelaySink {
   private drainWaiters: Array<() => void> = [];
   /** a progress request waits for local watchers to catch up; "each": answered per watcher */
   private progressPending: "all" | "each" | undefined;
+  private progressTarget = 0n;
   private progressTimer: ReturnType<typeof setInterval> | undefined;
   private closed = false;
   private failure: ConnectError | undefined;
@@ -105,7 +106,8 @@ class WatchStream implements WatchSink, RelaySink {
   }
 
   private create(c: WatchCreateRequest): void {
-    const current = this.store.revision;
+    // a watch without a start revision begins after every write already acknowledged
+    const current = this.store.latestRevision;
     // an empty key is the smallest key, "\0"
     const key = c.key.length === 0 ? new Uint8Array([0]) : c.key;
     const range = toKeyRange(key, c.rangeEnd);
@@ -178,7 +180,7 @@ class WatchStream implements WatchSink, RelaySink {
     const w = this.watchers.get(watchId);
     if (!w) return;
     this.drop(w);
-    this.send({ header: { revision: this.store.revision }, watchId, canceled: true, events: [] });
+    this.send({ header: { revision: this.store.latestRevision }, watchId, canceled: true, events: [] });
   }
 
   private drop(w: Watcher): void {
@@ -201,6 +203,7 @@ class WatchStream implements WatchSink, RelaySink {
     for (const r of relays) r.requestProgress(each);
     if (relays.size > 0 && this.watchers.size === 0) return;
     this.progressPending = each ? "each" : "all";
+    this.progressTarget = this.store.latestRevision;
     if (this.answerProgress()) return;
     this.progressTimer ??= setInterval(() => {
       if (this.progressPending && this.answerProgress()) {
@@ -210,8 +213,12 @@ class WatchStream implements WatchSink, RelaySink {
     }, 20);
   }
 
-  /** Sends the pending progress answer if every local watcher is synced. */
+  /**
+   * Sends the pending progress answer once every local watcher is synced and the merged
+   * order has reached the newest write acknowledged when it was asked for.
+   */
   private answerProgress(): boolean {
+    if (this.store.revision < this.progressTarget) return false;
     if (![...this.watchers.values()].every((w) => this.hub.isSynced(w))) return false;
     const header = { revision: this.store.revision };
     if (this.progressPending === "each") for (const w of this.watchers.values()) this.send({ header, watchId: w.id, events: [] });

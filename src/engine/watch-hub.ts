@@ -90,12 +90,17 @@ export class WatchHub {
    * revision it needs is the larger of the two.
    */
   private published = 0n;
+  /** a progress tick waiting for this revision to be published */
+  private tickAt: Rev | undefined;
 
   constructor(
     /** where catch-up reads history */
     private readonly history: Pick<Backend, "events">,
-    /** the newest published revision and the compaction floor, kept by the store */
-    private readonly revisions: () => { revision: Rev; compactRevision: Rev },
+    /**
+     * the newest published (merged) revision, the newest acknowledged to any client (ahead
+     * of it while backends are raised to it), and the compaction floor, kept by the store
+     */
+    private readonly revisions: () => { revision: Rev; latest: Rev; compactRevision: Rev },
   ) {
     this.pages = new HistoryPages(history);
   }
@@ -155,6 +160,7 @@ export class WatchHub {
         w.sink.send({ header: { revision }, watchId: w.id, events: evs });
       }
     }
+    if (this.tickAt !== undefined && revision >= this.tickAt) this.notifyProgress(revision);
   }
 
   /** A synced watcher that still needs revision `next` (or its own later start) goes back to catching up. */
@@ -181,9 +187,23 @@ export class WatchHub {
     if (group.watchers.size === 0) this.groups.delete(id);
   }
 
-  /** Sends a progress notification to each synced watcher that asked and heard nothing since the last tick. */
+  /**
+   * Sends a progress notification to each synced watcher that asked and heard nothing
+   * since the last tick. A notification vouches for every revision up to the one it
+   * reports and must not report less than a write already acknowledged, so while the
+   * merged order lags behind one the tick waits for it to be published.
+   */
   progressTick(): void {
-    const { revision } = this.revisions();
+    const { revision, latest } = this.revisions();
+    if (latest > revision) {
+      this.tickAt = latest;
+      return;
+    }
+    this.notifyProgress(revision);
+  }
+
+  private notifyProgress(revision: Rev): void {
+    this.tickAt = undefined;
     for (const w of this.synced) {
       if (w.opts.progressNotify && !w.sentSinceTick && !w.sink.congested()) {
         w.sink.send({ header: { revision }, watchId: w.id, events: [] });

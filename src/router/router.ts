@@ -216,6 +216,15 @@ export class Router {
     return this.merger.revision;
   }
 
+  /**
+   * The newest revision acknowledged to any client: what response headers report, and
+   * where a watch without a start revision begins. With several backends it runs ahead
+   * of `revision` until the others are raised to it (milliseconds).
+   */
+  get latestRevision(): Rev {
+    return this.merger.newest > this.merger.revision ? this.merger.newest : this.merger.revision;
+  }
+
   get compactRevision(): Rev {
     return this.parts.reduce((a, p) => (p.store.compactRevision > a ? p.store.compactRevision : a), 0n);
   }

@@ -43,6 +43,13 @@ const sides = useServers({
 });
 
 const NAMESPACES = ["default", "team-a1", "team-b1", "kube-system", "team-a2", "team-b2"];
+async function until(check: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error("timed out");
+    await sleep(5);
+  }
+}
 const pod = (p: string, i: number) => `${p}${NAMESPACES[i % NAMESPACES.length]}/pod-${String(i).padStart(2, "0")}`;
 
 describe("a keyspace split over SQLite, PostgreSQL and MariaDB", () => {
@@ -109,6 +116,42 @@ describe("a keyspace split over SQLite, PostgreSQL and MariaDB", () => {
     }, { order: true }) as { live: unknown[]; replay: unknown[] };
     expect(seen.live.length).toBe(14);
     expect(seen.replay.length).toBe(14);
+  });
+
+  test("after an acknowledged write, headers, a new watch and progress never report an older revision", async () => {
+    for (const side of sides()) {
+      const c = side.client;
+      const lease = (await c.leaseClient.leaseGrant({ TTL: 60 } as never)).ID;
+      const watch = rawWatch(side.endpoint);
+      try {
+        for (let i = 0; i < 10; i++) {
+          // a write in PostgreSQL while the other backends are idle: the merged order lags behind it
+          const put = await c.kv.put({ key: b(pod("/registry/pods/", 6 * i + 1)), value: b(`lag-${i}`) } as never);
+          const acked = BigInt(put.header.revision);
+          const ttl = await c.leaseClient.leaseTimeToLive({ ID: lease } as never);
+          expect(BigInt(ttl.header.revision)).toBeGreaterThanOrEqual(acked);
+          const seen = watch.responses.length;
+          watch.send({ requestUnion: { case: "createRequest", value: { key: b("/registry/pods/"), rangeEnd: prefixEnd("/registry/pods/"), watchId: BigInt(100 + i) } } });
+          const isCreated = (r: (typeof watch.responses)[number]) => r.created && r.watchId === BigInt(100 + i);
+          await until(() => watch.responses.some(isCreated));
+          const created = watch.responses.find(isCreated)!;
+          expect(created.header!.revision).toBeGreaterThanOrEqual(acked);
+          watch.send({ requestUnion: { case: "progressRequest", value: {} } });
+          await until(() => watch.responses.some((r, j) => j > seen && r.watchId === -1n && !r.created));
+          const progress = watch.responses.find((r, j) => j > seen && r.watchId === -1n && !r.created)!;
+          expect(progress.header!.revision).toBeGreaterThanOrEqual(acked);
+        }
+        // a write acknowledged before a watch was created is not replayed to it; the next one is delivered
+        const next = await c.kv.put({ key: b(pod("/registry/pods/", 0)), value: b("after") } as never);
+        const after = BigInt(next.header.revision);
+        await until(() => watch.responses.some((r) => r.events.length > 0 && r.watchId === 109n));
+        await sleep(200);
+        const delivered = watch.responses.filter((r) => r.watchId === 109n).flatMap((r) => r.events.map((e) => e.kv!.modRevision));
+        expect(delivered).toEqual([after]);
+      } finally {
+        watch.close();
+      }
+    }
   });
 
   test("a txn whose keys are in two backends is refused, naming both; nothing is written", async () => {

@@ -19,13 +19,16 @@ let databases = 0;
 let backend: SqliteBackend;
 let store: Store;
 let hub: WatchHub;
+/** with several backends, the newest acknowledged revision can run ahead of the merged one */
+let acknowledged: bigint | undefined;
 
 beforeEach(async () => {
+  acknowledged = undefined;
   backend = await SqliteBackend.open(join(dir, `hub-${++databases}.db`));
   const state = await backend.open();
   store = new Store(backend);
   store.init(state.revision, state.compactRevision);
-  hub = new WatchHub(backend, () => ({ revision: store.revision, compactRevision: store.compactRevision }));
+  hub = new WatchHub(backend, () => ({ revision: store.revision, latest: acknowledged ?? store.revision, compactRevision: store.compactRevision }));
   store.onCommit((c) => hub.publish(c.revision, c.events));
 });
 afterEach(async () => {
@@ -165,5 +168,26 @@ describe("compaction while a watcher waits for its client", () => {
     expect(b.revisions()).toEqual([...early, ...missed, ...after]);
     expect(b.responses.some((r) => r.canceled)).toBe(false);
     expect(hub.isSynced(bw)).toBe(true);
+  });
+});
+
+describe("progress notifications", () => {
+  test("wait until the merged order reaches a write already acknowledged elsewhere", async () => {
+    const client = new Client();
+    const w = new Watcher(++ids, toKeyRange(enc("p/"), prefixEnd(enc("p/"))!), store.revision + 1n,
+      { prevKv: false, noPut: false, noDelete: false, progressNotify: true }, client);
+    hub.add(w);
+    await put(1, "other/");
+    hub.progressTick();
+    expect(client.responses.map((r) => r.header.revision)).toEqual([store.revision]);
+    // another backend acknowledged a write two revisions ahead of what is published here
+    acknowledged = store.revision + 2n;
+    hub.progressTick();
+    expect(client.responses.length).toBe(1);
+    await put(1, "other/");
+    expect(client.responses.length).toBe(1);
+    await put(1, "other/");
+    expect(client.responses.map((r) => r.header.revision).at(-1)).toBe(acknowledged);
+    expect(client.responses.length).toBe(2);
   });
 });

@@ -28,8 +28,16 @@ export class CompiledRule {
   readonly regex: RegExp | undefined;
   readonly namespace: RegExp | undefined;
 
+  /**
+   * An anchored regex that looks at nothing after what it consumes (no `$`, lookaround or
+   * word boundary): once it matches a string it matches every string beginning with it.
+   */
+  private readonly prefixClosed: boolean;
+
   constructor(readonly rule: Rule) {
     this.regex = rule.match.key !== undefined ? new RegExp(rule.match.key) : undefined;
+    const k = rule.match.key;
+    this.prefixClosed = k !== undefined && k.startsWith("^") && !/\$|\(\?[=!<]|\\[bB]|\|/.test(k);
     this.namespace = rule.match.namespace !== undefined ? globToRegExp(rule.match.namespace) : undefined;
   }
 
@@ -60,7 +68,8 @@ export class CompiledRule {
     if (this.regex) {
       // an anchored regex's literal start rules out prefixes that disagree with it
       const lit = /^\^([^.[\]()*+?{}|\\$^]*)/.exec(m.key!)?.[1];
-      parts.push(lit !== undefined && !p.startsWith(lit) && !lit.startsWith(p) ? "none" : "some");
+      if (lit !== undefined && !p.startsWith(lit) && !lit.startsWith(p)) parts.push("none");
+      else parts.push(this.prefixClosed && this.regex.test(p) ? "all" : "some");
     }
     if (m.group !== undefined || m.resource !== undefined || m.namespace !== undefined) {
       const a = parsePrefix(p, keyPrefix);

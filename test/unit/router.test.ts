@@ -69,6 +69,24 @@ describe("routing rules", () => {
     expect(table.backendsFor("").sort()).toEqual(["events", "leases", "main", "tenants"]);
   });
 
+  test("an anchored key regex covers every prefix it matches", () => {
+    const t = new RoutingTable([
+      { match: { key: "^/registry/pods/[^/]*[147]/" }, backend: "pg", source: "r0" },
+      { match: { key: "^/registry/configmaps/[^/]*[147]/$" }, backend: "pg", source: "r1" },
+      { match: { key: "^/registry/secrets/(?=a)" }, backend: "pg", source: "r2" },
+      { match: { key: "^/registry/leases/a|b" }, backend: "pg", source: "r3" },
+    ], "main", "/registry/");
+    // every key under a namespace ending in 1 matches: the range lives in pg alone
+    expect(t.backendsFor("/registry/pods/team-1/")).toEqual(["pg"]);
+    // not provable: the namespace is not whole, or the regex ends with $, looks ahead or alternates at the top
+    expect(t.backendsFor("/registry/pods/team-1")).toEqual(["pg", "main"]);
+    expect(t.backendsFor("/registry/configmaps/team-1/")).toEqual(["pg", "main"]);
+    expect(t.backendsFor("/registry/secrets/a")).toEqual(["pg", "main"]);
+    expect(t.backendsFor("/registry/leases/a")).toEqual(["pg", "main"]);
+    // and a key the regex does not match is not claimed
+    expect(t.backendsFor("/registry/pods/team-2/")).toEqual(["pg", "main"]);
+  });
+
   test("a range's common prefix", () => {
     const r = (s: string, e: string | undefined) => rangePrefix({ start: Buffer.from(s, "latin1"), end: e === undefined ? undefined : Buffer.from(e, "latin1") });
     expect(r("/registry/pods/", "/registry/pods0")).toBe("/registry/pods/");

@@ -1,8 +1,8 @@
 // The embedded default: one SQLite file in WAL mode. A writer connection runs the
 // group-committed batches; a reader connection serves reads from committed snapshots,
 // so a read never sees a batch that is still being written, nor one not yet on disk.
-import type { BackendState } from "../backend.ts";
-import { type Dialect, UPSERT_ON_CONFLICT } from "./dialect.ts";
+import { type BackendState, StorageFault } from "../backend.ts";
+import { type Dialect, errorParts, UPSERT_ON_CONFLICT } from "./dialect.ts";
 import { plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
 import { Mutex } from "../../engine/mutex.ts";
 import { SqlBackend } from "./sql-backend.ts";
@@ -33,6 +33,14 @@ export const sqliteDialect: Dialect = {
   async defragment(d) {
     await d.exec("VACUUM");
     await d.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  },
+  // by message as well as code: node:sqlite has no per-error code, and a failed
+  // transaction's error is rethrown wrapped (its message kept)
+  fault(err) {
+    const { code, message } = errorParts(err);
+    if (code.startsWith("SQLITE_FULL") || /database or disk is full/.test(message)) return "full";
+    if (code.startsWith("SQLITE_CORRUPT") || code.startsWith("SQLITE_NOTADB") || /database disk image is malformed|file is not a database/.test(message)) return "corrupt";
+    return undefined;
   },
 };
 
@@ -141,41 +149,74 @@ async function transaction<T>(db: SqliteDatabase, begin: string, fn: () => Promi
  */
 export async function openSqliteDriver(path: string, durable = true): Promise<SqlDriver> {
   const lock = await lockExclusively(path, `sqlite://${path}`);
-  const writer = await openSqlite(path);
-  writer.exec("PRAGMA journal_mode = WAL");
-  // NORMAL: SQLite syncs at checkpoints only; every commit is synced by WalSync before
-  // it is acknowledged, so an acknowledged write survives power loss
-  writer.exec(`PRAGMA synchronous = ${durable ? "NORMAL" : "OFF"}`);
-  writer.exec("PRAGMA busy_timeout = 10000");
-  const reader = await openSqlite(path);
-  reader.exec("PRAGMA busy_timeout = 10000");
-  const writeLock = new Mutex();
-  let checkpointer: WalCheckpointer;
+  const opened = [lock];
   try {
-    checkpointer = await WalCheckpointer.start(`sqlite://${path}`, path, durable, writeLock);
+    const writer = await openSqlite(path);
+    opened.push(writer);
+    writer.exec("PRAGMA journal_mode = WAL");
+    // NORMAL: SQLite syncs at checkpoints only; every commit is synced by WalSync before
+    // it is acknowledged, so an acknowledged write survives power loss
+    writer.exec(`PRAGMA synchronous = ${durable ? "NORMAL" : "OFF"}`);
+    writer.exec("PRAGMA busy_timeout = 10000");
+    const reader = await openSqlite(path);
+    opened.push(reader);
+    reader.exec("PRAGMA busy_timeout = 10000");
+    const writeLock = new Mutex();
+    const checkpointer = await WalCheckpointer.start(`sqlite://${path}`, path, durable, writeLock);
+    writer.exec("PRAGMA wal_autocheckpoint = 0");
+    return new SqliteDriver(writer, reader, lock, durable ? new WalSync(`sqlite://${path}`, `${path}-wal`) : undefined, writeLock, checkpointer);
   } catch (err) {
-    for (const db of [reader, writer, lock]) db.close();
+    for (const db of opened.reverse()) db.close();
     throw err;
   }
-  writer.exec("PRAGMA wal_autocheckpoint = 0");
-  return new SqliteDriver(writer, reader, lock, durable ? new WalSync(`sqlite://${path}`, `${path}-wal`) : undefined, writeLock, checkpointer);
 }
 
 export class SqliteBackend extends SqlBackend {
+  readonly embedded = true;
+
   private constructor(name: string, driver: SqlDriver) {
     super(name, driver, sqliteDialect);
   }
 
   static async open(path: string): Promise<SqliteBackend> {
-    return new SqliteBackend(`sqlite://${path}`, await openSqliteDriver(path));
+    const name = `sqlite://${path}`;
+    try {
+      return new SqliteBackend(name, await openSqliteDriver(path));
+    } catch (err) {
+      // SQLite's own words ("unable to open database file") do not say which file
+      const why = (err as Error).message;
+      throw new Error(why.includes(path) ? why : `${name}: cannot open: ${why}`);
+    }
   }
 
   override async open(): Promise<BackendState> {
+    await this.checkIntegrity();
     const state = await super.open();
     // This process is the whole store: as etcd does when it restarts, give every lease
     // its full TTL again, so clients that could not reach a stopped server keep their keys.
     await this.driver.write((c) => c.run("UPDATE leases SET expires_at = ? + ttl * 1000", [BigInt(Date.now())]));
     return state;
+  }
+
+  /**
+   * etcd refuses to start on a damaged backend; so does strata. quick_check reads every
+   * page (it skips integrity_check's slow part, matching indexes to their tables) and
+   * stops at its first finding, which the message quotes.
+   */
+  private async checkIntegrity(): Promise<void> {
+    let finding: string;
+    try {
+      const [row] = await this.driver.query("PRAGMA quick_check(1)");
+      finding = String(Object.values(row ?? {})[0] ?? "no answer");
+    } catch (err) {
+      // a damaged header or schema fails the check itself
+      finding = err instanceof StorageFault ? err.detail : (err as Error).message;
+    }
+    if (finding === "ok") return;
+    const path = this.name.slice("sqlite://".length);
+    throw new Error(
+      `the file ${path} is damaged (PRAGMA quick_check: ${finding.split("\n")[0]}); strata does not serve a damaged database: restore it from a backup, or salvage what is readable with: sqlite3 ${path} .recover | sqlite3 recovered.db`,
+    );
   }
 }
 

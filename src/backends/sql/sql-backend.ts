@@ -31,8 +31,18 @@ export class SqlBackend implements Backend {
     this.driver = this.faultsOf(driver);
   }
 
+  /** the first damage found: told to listeners that come later too */
+  private damage: StorageFault | undefined;
+
   onFault(fn: (f: StorageFault) => void): void {
     this.faultListeners.push(fn);
+    if (this.damage) fn(this.damage);
+  }
+
+  /** Tells the listeners of a fault found outside a driver call (a background check). */
+  protected reportFault(fault: StorageFault): void {
+    if (fault.kind === "corrupt") this.damage ??= fault;
+    for (const fn of this.faultListeners) fn(fault);
   }
 
   /** Every driver call passes here: a fault is recognised once, where the database reported it. */
@@ -44,7 +54,7 @@ export class SqlBackend implements Backend {
         const kind = err instanceof StorageFault ? undefined : this.dialect.fault(err);
         if (!kind) throw err;
         const fault = new StorageFault(kind, this.name, err instanceof Error ? err.message : String(err));
-        for (const fn of this.faultListeners) fn(fault);
+        this.reportFault(fault);
         throw fault;
       }
     };

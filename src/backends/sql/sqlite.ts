@@ -7,7 +7,9 @@ import { plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue }
 import { Mutex } from "../../engine/mutex.ts";
 import { SqlBackend } from "./sql-backend.ts";
 import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
+import type { IntegrityReply, IntegrityRequest } from "./integrity-worker.ts";
 import { WalCheckpointer } from "./wal-checkpointer.ts";
+import { log } from "../../observe/log.ts";
 import { WalSync } from "./wal-sync.ts";
 
 export const sqliteDialect: Dialect = {
@@ -173,6 +175,7 @@ export async function openSqliteDriver(path: string, durable = true): Promise<Sq
 
 export class SqliteBackend extends SqlBackend {
   readonly embedded = true;
+  private stopCheck: () => void = () => {};
 
   private constructor(name: string, driver: SqlDriver) {
     super(name, driver, sqliteDialect);
@@ -200,24 +203,75 @@ export class SqliteBackend extends SqlBackend {
 
   /**
    * etcd refuses to start on a damaged backend; so does strata. quick_check reads every
-   * page (it skips integrity_check's slow part, matching indexes to their tables) and
-   * stops at its first finding, which the message quotes.
+   * page (it skips integrity_check's slow part, matching indexes to their tables) on a
+   * thread of its own. A start waits for it up to INTEGRITY_WAIT_MS: a database too large
+   * to read in that time is served meanwhile, and damage found later is reported as
+   * damage found by a request is (DataLoss, writes refused, /readyz).
    */
   private async checkIntegrity(): Promise<void> {
-    let finding: string;
-    try {
-      const [row] = await this.driver.query("PRAGMA quick_check(1)");
-      finding = String(Object.values(row ?? {})[0] ?? "no answer");
-    } catch (err) {
-      // a damaged header or schema fails the check itself
-      finding = err instanceof StorageFault ? err.detail : (err as Error).message;
+    const path = this.name.slice("sqlite://".length);
+    const started = performance.now();
+    const { finding: check, stop } = quickCheck(path);
+    const finding = await Promise.race([
+      check,
+      new Promise<undefined>((r) => {
+        const timer = setTimeout(r, INTEGRITY_WAIT_MS);
+        void check.finally(() => clearTimeout(timer));
+      }),
+    ]);
+    const damaged = (f: string) => `the file ${path} is damaged (PRAGMA quick_check: ${f})`;
+    if (finding === undefined) {
+      log("warn", "the integrity check of the SQLite file goes on while strata serves", { backend: this.name, waitedMs: INTEGRITY_WAIT_MS });
+      this.stopCheck = stop;
+      void check.then((f) => {
+        if (f === STOPPED) return;
+        if (f !== "ok") this.reportFault(new StorageFault("corrupt", this.name, damaged(f)));
+        else log("info", "integrity check of the SQLite file passed", { backend: this.name, ms: Math.round(performance.now() - started) });
+      });
+      return;
     }
     if (finding === "ok") return;
-    const path = this.name.slice("sqlite://".length);
     throw new Error(
-      `the file ${path} is damaged (PRAGMA quick_check: ${finding.split("\n")[0]}); strata does not serve a damaged database: restore it from a backup, or salvage what is readable with: sqlite3 ${path} .recover | sqlite3 recovered.db`,
+      `${damaged(finding)}; strata does not serve a damaged database: restore it from a backup, or salvage what is readable with: sqlite3 ${path} .recover | sqlite3 recovered.db`,
     );
   }
+
+  override async close(): Promise<void> {
+    // a check still reading ends with its thread
+    this.stopCheck();
+    await super.close();
+  }
+}
+
+/** how long a start waits for the integrity check (a larger file is checked while served) */
+const INTEGRITY_WAIT_MS = 5_000;
+
+/** see wal-checkpointer.ts: beside this file from source, bundled in a compiled executable */
+const INTEGRITY_WORKER_URL = import.meta.url.includes("/$bunfs/")
+  ? new URL("./backends/sql/integrity-worker.ts", import.meta.url).href
+  : new URL("./integrity-worker.ts", import.meta.url).href;
+
+/** what a check stopped before it ended finds */
+const STOPPED = "stopped";
+
+/**
+ * PRAGMA quick_check's first line, from a thread of its own ("ok": nothing found; an
+ * error that stops the check is its finding), and a function that stops it.
+ */
+function quickCheck(path: string): { finding: Promise<string>; stop: () => void } {
+  const worker = new Worker(INTEGRITY_WORKER_URL, { type: "module" });
+  let done!: (finding: string) => void;
+  const finding = new Promise<string>((resolve) => {
+    done = (f) => {
+      worker.terminate();
+      // the first line that says what is wrong (SQLite heads its report with the schema's name)
+      resolve(f.split("\n").find((line) => line.trim() !== "" && !line.startsWith("*** in database")) ?? f);
+    };
+  });
+  worker.onmessage = (e: MessageEvent<IntegrityReply>) => done("finding" in e.data ? e.data.finding : e.data.error);
+  worker.onerror = (e) => done(`the check's thread failed: ${e.message}`);
+  worker.postMessage({ path } satisfies IntegrityRequest);
+  return { finding, stop: () => done(STOPPED) };
 }
 
 /**

@@ -44,7 +44,7 @@ const mysqlDialect: Dialect = {
   // errors; 1194/1195 a table marked as crashed, 1877 ER_TABLE_CORRUPT
   fault(err) {
     const { errno, message } = errorParts(err);
-    if (errno === 1114 || errno === 1021 || /is full|[Ee]rr(no|code): 28\b|No space left on device/.test(message)) return "full";
+    if (errno === 1114 || errno === 1021 || /The table .* is full|[Ee]rr(no|code): 28\b|No space left on device/.test(message)) return "full";
     if (errno === 1194 || errno === 1195 || errno === 1877) return "corrupt";
     return undefined;
   },

@@ -20,7 +20,7 @@ describe("quota charges (etcd's)", () => {
       success: [op(put(1, 10)), op(put(1, 10)), { request: { case: "requestDeleteRange", value: { key: bytes(1) } } }],
       failure: [op(put(1, 100)), { request: { case: "requestTxn", value: nested } }],
     });
-    expect(costOfTxn(t)).toBe(357);
+    expect(costOfTxn(t)).toBe(534); // success: 2 × 267; failure: 357
     expect(costOfTxn(create(TxnRequestSchema, { success: [{ request: { case: "requestTxn", value: nested } }] }))).toBe(0);
   });
 });

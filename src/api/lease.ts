@@ -7,9 +7,16 @@ import { untilShutdown } from "./connections.ts";
 import { etcdErrors, toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
 
-export function leaseService(leases: LeaseKeeper, id: ServerIdentity, closing: AbortSignal): ServiceImpl<typeof Lease> {
+export function leaseService(
+  leases: LeaseKeeper,
+  id: ServerIdentity,
+  closing: AbortSignal,
+  /** etcd's storage quota check for a grant */
+  admitLease: () => Promise<void> = async () => {},
+): ServiceImpl<typeof Lease> {
   return {
     leaseGrant: etcdErrors(async (r) => {
+      await admitLease();
       const g = await leases.grant(r.TTL, r.ID);
       return { header: header(id, g.revision), ID: g.id, TTL: g.ttl, error: "" };
     }),

@@ -1,9 +1,9 @@
 // etcdserverpb.Maintenance: what etcdctl's endpoint status/health/hashkv, defrag and
-// alarm commands call. strata raises no alarms (its database enforces its own quotas);
-// an upstream etcd's alarms are reported. Over a single upstream etcd, Status, Hash and
-// HashKV are etcd's.
+// alarm commands call. Alarms are strata's own (NOSPACE, engine/alarms.ts) and any
+// upstream etcd's. Over a single upstream etcd, Status, Hash and HashKV are etcd's.
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { AlarmRequest_AlarmAction, AlarmType, Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { AlarmMember } from "../engine/alarms.ts";
 import { checkRevision } from "../engine/revisions.ts";
 import type { Router } from "../router/router.ts";
 import { crc32 } from "./crc32.ts";
@@ -45,13 +45,21 @@ export function maintenanceService(store: Router, id: ServerIdentity): ServiceIm
         raftIndex: BigInt(revision),
         raftTerm: RAFT_TERM,
         raftAppliedIndex: BigInt(revision),
-        errors: [],
+        errors: store.alarms.list().map(alarmText),
         isLearner: false,
       };
     }),
     alarm: etcdErrors(async (r) => {
       const answers = await Promise.all([...store.upstreams.values()].map((u) => u.alarm(r)));
-      return { header: header(id, answers[0]?.header?.revision ?? store.latestRevision), alarms: answers.flatMap((a) => a.alarms) };
+      const own: AlarmMember[] = [];
+      const alarms = store.alarms;
+      if (r.action === AlarmRequest_AlarmAction.GET) own.push(...alarms.list(r.alarm));
+      else if (r.action === AlarmRequest_AlarmAction.ACTIVATE) own.push(alarms.activate(r.memberID, r.alarm));
+      else if (r.action === AlarmRequest_AlarmAction.DEACTIVATE) own.push(...[alarms.deactivate(r.memberID, r.alarm)].filter((a) => a !== undefined));
+      return {
+        header: header(id, answers[0]?.header?.revision ?? store.latestRevision),
+        alarms: [...own.map((a) => ({ memberID: a.memberId, alarm: a.alarm })), ...answers.flatMap((a) => a.alarms)],
+      };
     }),
     defragment: etcdErrors(async () => {
       await store.defragment();
@@ -85,4 +93,9 @@ export function maintenanceService(store: Router, id: ServerIdentity): ServiceIm
     moveLeader: unsupported("strata has no raft leader to move"),
     downgrade: unsupported("cluster downgrade does not apply to strata"),
   };
+}
+
+/** an alarm as etcd's Status lists it: the AlarmMember in protobuf's compact text form */
+function alarmText(a: AlarmMember): string {
+  return `memberID:${a.memberId} alarm:${AlarmType[a.alarm]} `;
 }

@@ -54,7 +54,7 @@ export function createGrpcServer(p: ServerParts): H2Server {
     [KV, kvService(p.store, p.identity, p.limits)],
     // etcd fragments watch responses above the same limit its gRPC server enforces
     [Watch, watchService(p.store, p.hub, p.identity, readMaxBytes, p.closing)],
-    [Lease, leaseService(p.leases, p.identity, p.closing)],
+    [Lease, leaseService(p.leases, p.identity, p.closing, () => p.store.admitLease())],
     [Cluster, clusterService(p.store, p.identity, p.member)],
     [Maintenance, maintenanceService(p.store, p.identity)],
     [Auth, authService(p.store, p.identity)],

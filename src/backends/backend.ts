@@ -1,6 +1,7 @@
 // The one small interface every database family implements. The engine never sees
 // SQL; a backend never sees gRPC. Backends store etcd's MVCC data model faithfully:
 // every revision of every key until it is compacted, the current state, and leases.
+import { EtcdError, errors } from "../engine/errors.ts";
 import type { Event, KeyRange, KeyValue, LeaseRecord, RangeQuery, RangeResult, Rev } from "../engine/types.ts";
 
 export interface BackendState {
@@ -55,6 +56,26 @@ export interface EventsPage {
   compactRevision: Rev;
 }
 
+/**
+ * The database itself failing in a way retrying cannot mend: out of space (disk full, or
+ * a table at its size limit), or damaged data. Answered as etcd answers: NOSPACE's
+ * ResourceExhausted, or DataLoss (not the retryable Unavailable) naming the backend.
+ */
+export class StorageFault extends EtcdError {
+  constructor(
+    readonly kind: "full" | "corrupt",
+    /** the backend's name (its URL without credentials) */
+    readonly backend: string,
+    /** the database's own words */
+    readonly detail: string,
+  ) {
+    super(
+      kind === "full" ? "ResourceExhausted" : "DataLoss",
+      kind === "full" ? errors.noSpace().message : `strata: backend ${backend} is damaged: ${detail}`,
+    );
+  }
+}
+
 export type WriteResult<T> = { ok: true; value: T } | { ok: false; error: unknown };
 
 export interface DbSize {
@@ -67,6 +88,8 @@ export interface DbSize {
 export interface Backend {
   /** a name for messages: the URL without credentials */
   readonly name: string;
+  /** the database lives in strata's own files (SQLite): etcd's default storage quota applies */
+  readonly embedded?: boolean;
   open(): Promise<BackendState>;
   close(): Promise<void>;
   /** A consistent read at query.revision (0 = latest); throws compacted / future revision. */
@@ -106,4 +129,9 @@ export interface Backend {
   onExternalCommit(notify: () => void): () => void;
   /** returns free space to the operating system */
   defragment(): Promise<void>;
+  /**
+   * Calls fn with every StorageFault this backend throws, once per failed database call
+   * (reads and writes alike), so the server can raise alarms and report the damage.
+   */
+  onFault?(fn: (fault: StorageFault) => void): void;
 }

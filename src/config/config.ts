@@ -118,6 +118,16 @@ export const SETTINGS = {
     help: "largest write request in bytes, as etcd's --max-request-bytes",
     schema: positiveInt("max-request-bytes"),
   },
+  "quota-backend-bytes": {
+    env: "STRATA_QUOTA_BACKEND_BYTES",
+    default: "0",
+    help: "bytes each database may occupy before writes are refused with etcd's NOSPACE alarm, as etcd's --quota-backend-bytes; 0: etcd's 2 GiB for SQLite and none for database servers (PostgreSQL, MySQL, NATS); below 0: none",
+    schema: v.pipe(
+      v.union([v.number(), v.string()]),
+      v.transform((x) => (typeof x === "string" && /^\s*-?\d+\s*$/.test(x) ? Number(x) : typeof x === "number" ? x : NaN)),
+      v.check((n) => Number.isSafeInteger(n), "quota-backend-bytes must be a whole number of bytes (0: the default, below 0: no quota)"),
+    ),
+  },
   "cert-file": {
     env: "STRATA_CERT_FILE",
     default: "",

@@ -47,6 +47,8 @@ export const errors = {
   leaseExists: e("FailedPrecondition", "etcdserver: lease already exists"),
   leaseTTLTooLarge: e("OutOfRange", "etcdserver: too large lease TTL"),
   authNotEnabled: e("FailedPrecondition", "etcdserver: authentication is not enabled"),
+  /** the NOSPACE alarm: a write over the quota, or a database out of disk */
+  noSpace: e("ResourceExhausted", "etcdserver: mvcc: database space exceeded"),
 };
 
 /** A backend that cannot be reached: Unavailable, naming the backend. */

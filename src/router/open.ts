@@ -84,7 +84,7 @@ export async function openRouter(
   const o = await openBackends(t, config["pool-size"], upstreamTls(config), wrap);
   let opened;
   try {
-    opened = await Router.open(t, o.backends, log, o.upstreams);
+    opened = await Router.open(t, o.backends, log, o.upstreams, BigInt(config["quota-backend-bytes"]));
   } catch (err) {
     await closeOpened(o);
     throw err;

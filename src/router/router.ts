@@ -7,9 +7,11 @@
 // refused.
 import { create } from "@bufbuild/protobuf";
 import { type CompactionRequest, type DeleteRangeRequest, type PutRequest, type RangeRequest, RangeRequestSchema, type TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { Backend, BackendState, DbSize, EventsOptions, EventsPage } from "../backends/backend.ts";
+import type { Backend, BackendState, DbSize, EventsOptions, EventsPage, StorageFault } from "../backends/backend.ts";
 import type { Upstream } from "../backends/etcd/upstream.ts";
+import { Alarms } from "../engine/alarms.ts";
 import type { Compactable } from "../engine/compactor.ts";
+import { costOfPut, costOfTxn, DEFAULT_QUOTA_BYTES, LEASE_OVERHEAD, SpaceQuota } from "../engine/quota.ts";
 import { type Committed, Store } from "../engine/store.ts";
 import { backendUnavailable, EtcdError, errors } from "../engine/errors.ts";
 import { compareBytes, isEmptyRange, keyString, toKeyRange } from "../engine/keyrange.ts";
@@ -26,6 +28,21 @@ export interface Part {
   index: number;
   backend: Backend;
   store: Store;
+  /** the storage quota, when one applies */
+  quota?: SpaceQuota;
+  /** set once the database reported damaged data: its writes are refused from then on */
+  damage?: StorageFault;
+}
+
+/**
+ * The storage quota of a database: --quota-backend-bytes as etcd reads it (0: the default,
+ * below 0: none). The default is etcd's 2 GiB for a database in strata's own files
+ * (SQLite); a database server manages its own space, so it has none unless one is set.
+ */
+export function quotaBytesFor(backend: Backend, setting: bigint): bigint | undefined {
+  if (setting < 0n) return undefined;
+  if (setting > 0n) return setting;
+  return backend.embedded ? DEFAULT_QUOTA_BYTES : undefined;
 }
 
 
@@ -85,6 +102,8 @@ export class Router {
   /** merged reads under way (a move waits for those that may not filter copies) */
   private readonly reads = new Set<Promise<unknown>>();
   private compacting: Promise<unknown> = Promise.resolve();
+  /** etcd's alarms (NOSPACE) as this member raised them; the member id is set once known */
+  readonly alarms: Alarms;
 
   constructor(
     private topo: Topology,
@@ -98,6 +117,8 @@ export class Router {
     this.byName = new Map(parts.map((p) => [p.name, p]));
     this.advancing = parts.map(() => ({ target: 0n, running: false }));
     this.merger = new CommitMerger(parts.map((p) => p.store.revision), (i, t) => this.requestAdvance(i, t));
+    this.alarms = new Alarms(0n, log);
+    for (const p of parts) p.backend.onFault?.((f) => this.faulted(p, f));
     parts.forEach((p, i) => p.store.onCommit((c) => this.merger.commit(i, this.move ? { ...c, events: this.own(p, c.events) } : c)));
   }
 
@@ -110,6 +131,8 @@ export class Router {
     backends: Array<{ name: string; backend: Backend }>,
     log: (level: string, msg: string, fields?: Record<string, unknown>) => void,
     upstreams: Array<{ name: string; upstream: Upstream }> = [],
+    /** --quota-backend-bytes (0: each database's default, below 0: none) */
+    quotaBytes = 0n,
   ): Promise<{ router: Router; states: BackendState[]; identity: Identity }> {
     const several = backends.length + upstreams.length > 1;
     const [states, answers] = await Promise.all([
@@ -128,7 +151,9 @@ export class Router {
     const parts = backends.map((b, index) => {
       const store = new Store(b.backend, { slot: index, stride });
       store.init(states[index]!.revision, states[index]!.compactRevision);
-      return { name: b.name, index, backend: b.backend, store };
+      const bytes = quotaBytesFor(b.backend, quotaBytes);
+      const quota = bytes === undefined ? undefined : new SpaceQuota(bytes, () => b.backend.size());
+      return { name: b.name, index, backend: b.backend, store, quota };
     });
     const router = new Router(topology, parts, log, new Map(upstreams.map((u) => [u.name, u.upstream])));
     const up = upstreams.findIndex((u) => u.name === topology.default);
@@ -136,6 +161,7 @@ export class Router {
       // strata answers for the upstream's cluster as a member of its own
       ? { clusterId: answers[up]!.clusterId, memberId: answers[up]!.memberId ^ STRATA_MEMBER_BITS }
       : { clusterId: states[router.primary!.index]!.clusterId, memberId: states[router.primary!.index]!.memberId };
+    router.alarms.memberId = identity.memberId;
     return { router, states, identity };
   }
 
@@ -372,7 +398,10 @@ export class Router {
     const ranges = [toKeyRange(p.key, new Uint8Array(0))];
     const upstream = this.upstreamFor(ranges, "put");
     if (upstream) return upstream.put(p).then((out) => relayed(out) as PutOut);
-    return this.write(ranges, "put", (part) => part.store.put(p, this.floor));
+    return this.write(ranges, "put", async (part) => {
+      await this.admit(part, costOfPut(p));
+      return part.store.put(p, this.floor);
+    });
   }
 
   deleteRange(d: DeleteRangeRequest): Promise<DeleteOut> {
@@ -386,16 +415,63 @@ export class Router {
     const ranges = txnRanges(r);
     const upstream = this.upstreamFor(ranges, "txn");
     if (upstream) return upstream.txn(r).then((out) => relayed(out) as unknown as TxnOut);
-    return this.write(ranges, "txn", (part) => part.store.txn(r, this.floor));
+    return this.write(ranges, "txn", async (part) => {
+      await this.admit(part, costOfTxn(r));
+      return part.store.txn(r, this.floor);
+    });
   }
 
   /** Routes a write to a database (waiting at a move's fence when it may touch moving keys) and tracks it until answered. */
   private write<T>(ranges: KeyRange[], what: string, run: (part: Part) => Promise<T>): Promise<T> {
     const m = this.move;
     if (m?.fence && this.touchesMove(m, ranges)) return m.fence.then(() => this.write(ranges, what, run));
-    const out = run(this.writePart(ranges, what));
+    const part = this.writePart(ranges, what);
+    // a damaged database is not written to: more writes may spread the damage
+    const out = part.damage ? Promise.reject(part.damage) : run(part);
     if (this.parts.length > 1) track(this.inflight, out);
     return out;
+  }
+
+  /**
+   * etcd's quota check before a write that adds `cost` bytes: refused while NOSPACE is
+   * raised, and refused raising it when the database would reach its quota.
+   */
+  private async admit(part: Part, cost: number): Promise<void> {
+    if (cost === 0) return;
+    if (this.alarms.noSpace) throw errors.noSpace();
+    const q = part.quota;
+    if (q && !(await this.call(part, () => q.fits(cost)))) {
+      this.alarms.raiseNoSpace(
+        `backend ${this.label(part)}: a write of ~${cost} bytes would take the database (${q.lastSize} bytes) to its quota of ${q.bytes} bytes (--quota-backend-bytes)`,
+      );
+      throw errors.noSpace();
+    }
+  }
+
+  /** A lease grant's quota check (leases live in the default backend). */
+  async admitLease(): Promise<void> {
+    const home = this.primary;
+    if (home && !this.defaultUpstream) await this.admit(home, LEASE_OVERHEAD);
+  }
+
+  /** A database reported running out of space, or damage: raise NOSPACE, or mark it damaged; say so in the log. */
+  private faulted(p: Part, f: StorageFault): void {
+    if (f.kind === "full") {
+      this.log("error", "database out of space; raising the NOSPACE alarm", { backend: this.label(p), error: f.detail });
+      this.alarms.raiseNoSpace(`backend ${this.label(p)}: the database is out of space: ${f.detail}`);
+    } else {
+      this.log("error", "database damaged: its requests answer DataLoss and its writes are refused", { backend: this.label(p), error: f.detail });
+      p.damage ??= f;
+    }
+  }
+
+  /** the backends whose database reported damage, with the first report */
+  get damaged(): Array<{ name: string; url: string; error: string }> {
+    return this.parts.filter((p) => p.damage).map((p) => ({ name: p.name, url: p.backend.name, error: p.damage!.detail }));
+  }
+
+  private label(p: Part): string {
+    return this.parts.length > 1 ? `${p.name} (${p.backend.name})` : p.backend.name;
   }
 
   private get floor(): Rev {

@@ -150,11 +150,16 @@ export async function startStrata(
 
 /**
  * What an upstream etcd needs to behave as strata was asked to: watchers on it get
- * progress notifications from etcd itself, at etcd's interval.
+ * progress notifications from etcd itself, at etcd's interval; its quota is the one asked for.
  */
 function upstreamArgs(strataArgs: string[]): string[] {
+  const out: string[] = [];
   const i = strataArgs.indexOf("--watch-progress-notify-interval");
-  return i >= 0 ? ["--experimental-watch-progress-notify-interval", strataArgs[i + 1]!] : [];
+  if (i >= 0) out.push("--experimental-watch-progress-notify-interval", strataArgs[i + 1]!);
+  // an upstream etcd keeps its own storage quota
+  const q = strataArgs.indexOf("--quota-backend-bytes");
+  if (q >= 0) out.push("--quota-backend-bytes", strataArgs[q + 1]!);
+  return out;
 }
 
 /** An etcd3 client of a strata, over TLS when `tls` is given. */

@@ -20,6 +20,18 @@ describe("configuration", () => {
     expect(c["max-txn-ops"]).toBe(128);
     expect(c.autoCompaction).toEqual({ mode: "periodic", retentionMs: 3_600_000 });
   });
+  test("quota-backend-bytes: etcd's meaning of 0 and of negative numbers, whole bytes only", () => {
+    expect(loadConfig([], {})["quota-backend-bytes"]).toBe(0);
+    expect(loadConfig(["--quota-backend-bytes", "16777216"], {})["quota-backend-bytes"]).toBe(16777216);
+    expect(loadConfig(["--quota-backend-bytes=-1"], {})["quota-backend-bytes"]).toBe(-1);
+    expect(loadConfig([], { STRATA_QUOTA_BACKEND_BYTES: "1048576" })["quota-backend-bytes"]).toBe(1048576);
+    expect(loadConfig(["--config", file("q.yaml", "quota-backend-bytes: 8589934592\n")], {})["quota-backend-bytes"]).toBe(8589934592);
+    for (const bad of ["2GiB", "1.5", "", "9007199254740993"]) {
+      expect(() => loadConfig([`--quota-backend-bytes=${bad}`], {})).toThrow(
+        `flag --quota-backend-bytes: quota-backend-bytes must be a whole number of bytes (0: the default, below 0: no quota) (got "${bad}")`,
+      );
+    }
+  });
   test("flags beat the environment, which beats the file", () => {
     const f = file("a.yaml", "listen: http://127.0.0.1:1\nbackend: sqlite://file.db\nname: from-file\n");
     const c = loadConfig(["--config", f, "--listen", "http://127.0.0.1:3"], {

@@ -27,6 +27,21 @@ export interface Dialect {
   /** bytes the database occupies and bytes in use */
   size(c: SqlConn): Promise<{ size: bigint; inUse: bigint }>;
   defragment(d: SqlDriver): Promise<void>;
+  /**
+   * Whether an error is the database out of space ("full") or damaged ("corrupt"):
+   * failures that retrying does not mend. undefined for anything else.
+   */
+  fault(err: unknown): "full" | "corrupt" | undefined;
+}
+
+/** an error's code (SQLite's and PostgreSQL's are strings, MySQL's errno a number) and message */
+export function errorParts(err: unknown): { code: string; errno: number; message: string } {
+  const e = err as { code?: unknown; errno?: unknown; message?: unknown } | undefined;
+  return {
+    code: typeof e?.code === "string" ? e.code : "",
+    errno: typeof e?.errno === "number" ? e.errno : 0,
+    message: typeof e?.message === "string" ? e.message : String(err),
+  };
 }
 
 export const KV_COLUMNS = "k, create_rev, mod_rev, version, lease, v";

@@ -2,7 +2,7 @@
 // meta revision row (SELECT ... FOR UPDATE, READ COMMITTED); reads run in consistent
 // snapshots. MySQL has no notifications: other processes' commits are found by polling.
 import mysql from "mysql2/promise";
-import type { Dialect } from "./dialect.ts";
+import { type Dialect, errorParts } from "./dialect.ts";
 import { Pending, plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
 import { SqlBackend } from "./sql-backend.ts";
 
@@ -40,6 +40,14 @@ const mysqlDialect: Dialect = {
     await d.exec("OPTIMIZE TABLE kv_log, kv, leases, meta");
   },
   pollMs: 100,
+  // 1114 "The table … is full", 1021 "Disk full", and OS errno 28 (ENOSPC) inside other
+  // errors; 1194/1195 a table marked as crashed, 1877 ER_TABLE_CORRUPT
+  fault(err) {
+    const { errno, message } = errorParts(err);
+    if (errno === 1114 || errno === 1021 || /The table .* is full|[Ee]rr(no|code): 28\b|No space left on device/.test(message)) return "full";
+    if (errno === 1194 || errno === 1195 || errno === 1877) return "corrupt";
+    return undefined;
+  },
 };
 
 /** mysql2 escapes values itself; bigints must stay exact numbers, bytes must be Buffers */

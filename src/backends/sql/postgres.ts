@@ -3,7 +3,7 @@
 // snapshots; commits are announced with NOTIFY so other strata processes publish
 // them to their watchers at once.
 import postgres from "postgres";
-import { type Dialect, UPSERT_ON_CONFLICT } from "./dialect.ts";
+import { type Dialect, errorParts, UPSERT_ON_CONFLICT } from "./dialect.ts";
 import { Pending, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
 import { SqlBackend } from "./sql-backend.ts";
 
@@ -40,6 +40,14 @@ const postgresDialect: Dialect = {
     for (const t of ["kv_log", "kv", "leases", "meta"]) await d.exec(`VACUUM ${t}`);
   },
   pollMs: 1000,
+  // SQLSTATE 53100 disk_full ("could not extend file … No space left on device");
+  // XX001 data_corrupted, XX002 index_corrupted
+  fault(err) {
+    const { code, message } = errorParts(err);
+    if (code === "53100" || /could not extend file|No space left on device/.test(message)) return "full";
+    if (code === "XX001" || code === "XX002") return "corrupt";
+    return undefined;
+  },
 };
 
 /** `?` placeholders → `$1, $2, …` (strata's SQL has no `?` inside literals) */
@@ -112,12 +120,16 @@ export class PostgresBackend extends SqlBackend {
       // fail requests quickly while the database is away instead of queueing forever
       connect_timeout: 5,
     });
-    return new PostgresBackend(name, new PostgresDriver(sql), postgresDialect);
+    return new PostgresBackend(name, new PostgresDriver(sql));
+  }
+
+  private constructor(name: string, private readonly pg: PostgresDriver) {
+    super(name, pg, postgresDialect);
   }
 
   override onExternalCommit(notify: () => void): () => void {
     const stopPoll = super.onExternalCommit(notify);
-    const sql = (this.driver as PostgresDriver).sql;
+    const sql = this.pg.sql;
     let unlisten: (() => Promise<void>) | undefined;
     sql.listen(COMMIT_CHANNEL, (from) => from !== PROCESS_ID && notify(), () => notify()).then(
       (l) => (unlisten = l.unlisten),

@@ -2,7 +2,7 @@
 // with the differences kept in a Dialect. A write batch takes the revision lock, so
 // commit order is revision order even with several strata processes on one database.
 import { setImmediate } from "node:timers";
-import type { Backend, BackendState, DbSize, EventsOptions, EventsPage, WriteResult, WriteTx } from "../backend.ts";
+import { type Backend, type BackendState, type DbSize, type EventsOptions, type EventsPage, StorageFault, type WriteResult, type WriteTx } from "../backend.ts";
 import { EtcdError } from "../../engine/errors.ts";
 import { isSingleKey, keyString } from "../../engine/keyrange.ts";
 import { checkRevision } from "../../engine/revisions.ts";
@@ -19,12 +19,53 @@ const COMPACT_STEP_REVISIONS = 2000n;
 export class SqlBackend implements Backend {
   /** the newest revision this process has seen: a read below it is a read of history */
   private newest: Rev = 0n;
+  private readonly faultListeners: Array<(f: StorageFault) => void> = [];
+  /** the database, its errors of running out of space or of damage turned into StorageFaults */
+  protected readonly driver: SqlDriver;
 
   constructor(
     readonly name: string,
-    protected readonly driver: SqlDriver,
+    driver: SqlDriver,
     protected readonly dialect: Dialect,
-  ) {}
+  ) {
+    this.driver = this.faultsOf(driver);
+  }
+
+  /** the first damage found: told to listeners that come later too */
+  private damage: StorageFault | undefined;
+
+  onFault(fn: (f: StorageFault) => void): void {
+    this.faultListeners.push(fn);
+    if (this.damage) fn(this.damage);
+  }
+
+  /** Tells the listeners of a fault found outside a driver call (a background check). */
+  protected reportFault(fault: StorageFault): void {
+    if (fault.kind === "corrupt") this.damage ??= fault;
+    for (const fn of this.faultListeners) fn(fault);
+  }
+
+  /** Every driver call passes here: a fault is recognised once, where the database reported it. */
+  private faultsOf(d: SqlDriver): SqlDriver {
+    const watch = async <T>(call: () => Promise<T>): Promise<T> => {
+      try {
+        return await call();
+      } catch (err) {
+        const kind = err instanceof StorageFault ? undefined : this.dialect.fault(err);
+        if (!kind) throw err;
+        const fault = new StorageFault(kind, this.name, err instanceof Error ? err.message : String(err));
+        this.reportFault(fault);
+        throw fault;
+      }
+    };
+    return {
+      write: (fn) => watch(() => d.write(fn)),
+      read: (fn) => watch(() => d.read(fn)),
+      query: (sql, params) => watch(() => d.query(sql, params)),
+      exec: (sql) => watch(() => d.exec(sql)),
+      close: () => d.close(),
+    };
+  }
 
   async open(): Promise<BackendState> {
     const version = await this.driver.read((c) => schemaVersion(c));

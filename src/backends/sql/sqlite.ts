@@ -1,13 +1,15 @@
 // The embedded default: one SQLite file in WAL mode. A writer connection runs the
 // group-committed batches; a reader connection serves reads from committed snapshots,
 // so a read never sees a batch that is still being written, nor one not yet on disk.
-import type { BackendState } from "../backend.ts";
-import { type Dialect, UPSERT_ON_CONFLICT } from "./dialect.ts";
+import { type BackendState, StorageFault } from "../backend.ts";
+import { type Dialect, errorParts, UPSERT_ON_CONFLICT } from "./dialect.ts";
 import { plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
 import { Mutex } from "../../engine/mutex.ts";
 import { SqlBackend } from "./sql-backend.ts";
 import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
+import type { IntegrityReply, IntegrityRequest } from "./integrity-worker.ts";
 import { WalCheckpointer } from "./wal-checkpointer.ts";
+import { log } from "../../observe/log.ts";
 import { WalSync } from "./wal-sync.ts";
 
 export const sqliteDialect: Dialect = {
@@ -33,6 +35,14 @@ export const sqliteDialect: Dialect = {
   async defragment(d) {
     await d.exec("VACUUM");
     await d.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  },
+  // by message as well as code: node:sqlite has no per-error code, and a failed
+  // transaction's error is rethrown wrapped (its message kept)
+  fault(err) {
+    const { code, message } = errorParts(err);
+    if (code.startsWith("SQLITE_FULL") || /database or disk is full/.test(message)) return "full";
+    if (code.startsWith("SQLITE_CORRUPT") || code.startsWith("SQLITE_NOTADB") || /database disk image is malformed|file is not a database/.test(message)) return "corrupt";
+    return undefined;
   },
 };
 
@@ -141,42 +151,127 @@ async function transaction<T>(db: SqliteDatabase, begin: string, fn: () => Promi
  */
 export async function openSqliteDriver(path: string, durable = true): Promise<SqlDriver> {
   const lock = await lockExclusively(path, `sqlite://${path}`);
-  const writer = await openSqlite(path);
-  writer.exec("PRAGMA journal_mode = WAL");
-  // NORMAL: SQLite syncs at checkpoints only; every commit is synced by WalSync before
-  // it is acknowledged, so an acknowledged write survives power loss
-  writer.exec(`PRAGMA synchronous = ${durable ? "NORMAL" : "OFF"}`);
-  writer.exec("PRAGMA busy_timeout = 10000");
-  const reader = await openSqlite(path);
-  reader.exec("PRAGMA busy_timeout = 10000");
-  const writeLock = new Mutex();
-  let checkpointer: WalCheckpointer;
+  const opened = [lock];
   try {
-    checkpointer = await WalCheckpointer.start(`sqlite://${path}`, path, durable, writeLock);
+    const writer = await openSqlite(path);
+    opened.push(writer);
+    writer.exec("PRAGMA journal_mode = WAL");
+    // NORMAL: SQLite syncs at checkpoints only; every commit is synced by WalSync before
+    // it is acknowledged, so an acknowledged write survives power loss
+    writer.exec(`PRAGMA synchronous = ${durable ? "NORMAL" : "OFF"}`);
+    writer.exec("PRAGMA busy_timeout = 10000");
+    const reader = await openSqlite(path);
+    opened.push(reader);
+    reader.exec("PRAGMA busy_timeout = 10000");
+    const writeLock = new Mutex();
+    const checkpointer = await WalCheckpointer.start(`sqlite://${path}`, path, durable, writeLock);
+    writer.exec("PRAGMA wal_autocheckpoint = 0");
+    return new SqliteDriver(writer, reader, lock, durable ? new WalSync(`sqlite://${path}`, `${path}-wal`) : undefined, writeLock, checkpointer);
   } catch (err) {
-    for (const db of [reader, writer, lock]) db.close();
+    for (const db of opened.reverse()) db.close();
     throw err;
   }
-  writer.exec("PRAGMA wal_autocheckpoint = 0");
-  return new SqliteDriver(writer, reader, lock, durable ? new WalSync(`sqlite://${path}`, `${path}-wal`) : undefined, writeLock, checkpointer);
 }
 
 export class SqliteBackend extends SqlBackend {
+  readonly embedded = true;
+  private stopCheck: () => void = () => {};
+
   private constructor(name: string, driver: SqlDriver) {
     super(name, driver, sqliteDialect);
   }
 
   static async open(path: string): Promise<SqliteBackend> {
-    return new SqliteBackend(`sqlite://${path}`, await openSqliteDriver(path));
+    const name = `sqlite://${path}`;
+    try {
+      return new SqliteBackend(name, await openSqliteDriver(path));
+    } catch (err) {
+      // SQLite's own words ("unable to open database file") do not say which file
+      const why = (err as Error).message;
+      throw new Error(why.includes(path) ? why : `${name}: cannot open: ${why}`);
+    }
   }
 
   override async open(): Promise<BackendState> {
+    await this.checkIntegrity();
     const state = await super.open();
     // This process is the whole store: as etcd does when it restarts, give every lease
     // its full TTL again, so clients that could not reach a stopped server keep their keys.
     await this.driver.write((c) => c.run("UPDATE leases SET expires_at = ? + ttl * 1000", [BigInt(Date.now())]));
     return state;
   }
+
+  /**
+   * etcd refuses to start on a damaged backend; so does strata. quick_check reads every
+   * page (it skips integrity_check's slow part, matching indexes to their tables) on a
+   * thread of its own. A start waits for it up to INTEGRITY_WAIT_MS: a database too large
+   * to read in that time is served meanwhile, and damage found later is reported as
+   * damage found by a request is (DataLoss, writes refused, /readyz).
+   */
+  private async checkIntegrity(): Promise<void> {
+    const path = this.name.slice("sqlite://".length);
+    const started = performance.now();
+    const { finding: check, stop } = quickCheck(path);
+    const finding = await Promise.race([
+      check,
+      new Promise<undefined>((r) => {
+        const timer = setTimeout(r, INTEGRITY_WAIT_MS);
+        void check.finally(() => clearTimeout(timer));
+      }),
+    ]);
+    const damaged = (f: string) => `the file ${path} is damaged (PRAGMA quick_check: ${f})`;
+    if (finding === undefined) {
+      log("warn", "the integrity check of the SQLite file goes on while strata serves", { backend: this.name, waitedMs: INTEGRITY_WAIT_MS });
+      this.stopCheck = stop;
+      void check.then((f) => {
+        if (f === STOPPED) return;
+        if (f !== "ok") this.reportFault(new StorageFault("corrupt", this.name, damaged(f)));
+        else log("info", "integrity check of the SQLite file passed", { backend: this.name, ms: Math.round(performance.now() - started) });
+      });
+      return;
+    }
+    if (finding === "ok") return;
+    throw new Error(
+      `${damaged(finding)}; strata does not serve a damaged database: restore it from a backup, or salvage what is readable with: sqlite3 ${path} .recover | sqlite3 recovered.db`,
+    );
+  }
+
+  override async close(): Promise<void> {
+    // a check still reading ends with its thread
+    this.stopCheck();
+    await super.close();
+  }
+}
+
+/** how long a start waits for the integrity check (a larger file is checked while served) */
+const INTEGRITY_WAIT_MS = 5_000;
+
+/** see wal-checkpointer.ts: beside this file from source, bundled in a compiled executable */
+const INTEGRITY_WORKER_URL = import.meta.url.includes("/$bunfs/")
+  ? new URL("./backends/sql/integrity-worker.ts", import.meta.url).href
+  : new URL("./integrity-worker.ts", import.meta.url).href;
+
+/** what a check stopped before it ended finds */
+const STOPPED = "stopped";
+
+/**
+ * PRAGMA quick_check's first line, from a thread of its own ("ok": nothing found; an
+ * error that stops the check is its finding), and a function that stops it.
+ */
+function quickCheck(path: string): { finding: Promise<string>; stop: () => void } {
+  const worker = new Worker(INTEGRITY_WORKER_URL, { type: "module" });
+  let done!: (finding: string) => void;
+  const finding = new Promise<string>((resolve) => {
+    done = (f) => {
+      worker.terminate();
+      // the first line that says what is wrong (SQLite heads its report with the schema's name)
+      resolve(f.split("\n").find((line) => line.trim() !== "" && !line.startsWith("*** in database")) ?? f);
+    };
+  });
+  worker.onmessage = (e: MessageEvent<IntegrityReply>) => done("finding" in e.data ? e.data.finding : e.data.error);
+  worker.onerror = (e) => done(`the check's thread failed: ${e.message}`);
+  worker.postMessage({ path } satisfies IntegrityRequest);
+  return { finding, stop: () => done(STOPPED) };
 }
 
 /**

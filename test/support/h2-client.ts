@@ -5,7 +5,7 @@ import * as net from "node:net";
 import {
   DEFAULT_WINDOW, ErrorCode, Flag, FRAME_HEADER_BYTES, frame, FrameType, PREFACE, settingsFrame, windowUpdateFrame,
 } from "../../src/api/h2/frames.ts";
-import { type HeaderList, HpackDecoder, HpackEncoder } from "../../src/api/h2/hpack.ts";
+import { type HeaderList, HpackEncoder } from "../../src/api/h2/hpack.ts";
 
 export interface Frame {
   type: number;
@@ -22,7 +22,6 @@ export class H2TestClient {
   private readonly socket: net.Socket;
   private buf = Buffer.alloc(0);
   private readonly encoder = new HpackEncoder();
-  private readonly decoder = new HpackDecoder();
   private nextStreamId = 1;
   private waiters: Array<() => void> = [];
 
@@ -88,10 +87,6 @@ export class H2TestClient {
     this.write(windowUpdateFrame(streamId, increment));
   }
 
-  decodeHeaders(f: Frame): HeaderList {
-    return this.decoder.decode(f.payload);
-  }
-
   /** Resolves when `check` holds, or fails after `ms`. */
   async until(check: () => boolean, ms = 5000, what = "the expected frames"): Promise<void> {
     const deadline = Date.now() + ms;
@@ -108,7 +103,7 @@ export class H2TestClient {
     }
   }
 
-  /** Waits `ms` and returns what arrived meanwhile (to show that nothing more comes). */
+  /** Waits `ms`, so a test can show that nothing more arrives. */
   async quietFor(ms: number): Promise<void> {
     await new Promise((r) => setTimeout(r, ms));
   }

@@ -76,14 +76,6 @@ export class H2Connection implements StreamHost {
     this.prefaceTimer = setTimeout(() => this.prefaceSeen || this.destroy(), PREFACE_TIMEOUT_MS);
   }
 
-  get openStreams(): number {
-    return this.streams.size;
-  }
-
-  get closed(): boolean {
-    return this.ended;
-  }
-
   onClose(listener: () => void): void {
     if (this.ended) listener();
     else this.closeListeners.push(listener);

@@ -3,7 +3,7 @@
 //   bun scripts/databases.ts postgres   # prints the URL, stops on Ctrl-C
 //   bun scripts/databases.ts mariadb
 //   bun scripts/databases.ts nats
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFile, execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -52,6 +52,12 @@ function server(dir: string, createDatabase: (name: string) => string, start: ()
 const run = (cmd: string, args: string[], env?: Record<string, string>) =>
   execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...env } }).toString();
 
+/** run() without blocking the caller's event loop: a test's clients keep running while a server stops or starts */
+const runAsync = (cmd: string, args: string[]) =>
+  new Promise<string>((resolve, reject) =>
+    execFile(cmd, args, (err, stdout, stderr) => (err ? reject(new Error(`${cmd}: ${err.message}${stderr}`)) : resolve(stdout)))
+  );
+
 export interface ServerOptions {
   /** serve TLS only, with a self-signed certificate; URLs then ask for TLS */
   tls?: boolean;
@@ -82,6 +88,7 @@ export async function startPostgres(opts: ServerOptions = {}): Promise<DatabaseS
   const data = join(dir, "data");
   // initdb refuses to run as root
   const asPostgres = (cmd: string, args: string[]) => run("runuser", ["-u", "postgres", "--", cmd, ...args]);
+  const asPostgresAsync = (cmd: string, args: string[]) => runAsync("runuser", ["-u", "postgres", "--", cmd, ...args]);
   asPostgres(pgBin("initdb"), ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync"]);
   let tlsOptions = "";
   if (opts.tls) {
@@ -94,14 +101,14 @@ export async function startPostgres(opts: ServerOptions = {}): Promise<DatabaseS
   }
   const port = await freePort();
   const start = async () => {
-    asPostgres(pgBin("pg_ctl"), [
+    await asPostgresAsync(pgBin("pg_ctl"), [
       "-D", data, "-l", join(dir, "log"), "-w", "-t", "30",
       "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200${tlsOptions}`,
       "start",
     ]);
   };
   const stop = async () => {
-    asPostgres(pgBin("pg_ctl"), ["-D", data, "-m", "fast", "-w", "stop"]);
+    await asPostgresAsync(pgBin("pg_ctl"), ["-D", data, "-m", "fast", "-w", "stop"]);
   };
   await start();
   const createDatabase = (name: string) => {
@@ -129,7 +136,7 @@ export async function startMariadb(opts: ServerOptions = {}): Promise<DatabaseSe
     const deadline = Date.now() + 30_000;
     for (;;) {
       try {
-        run("mariadb", ["--no-defaults", "-S", socket, "-u", "root", "-e", "SELECT 1"]);
+        await runAsync("mariadb", ["--no-defaults", "-S", socket, "-u", "root", "-e", "SELECT 1"]);
         return;
       } catch {
         if (Date.now() > deadline || child.exitCode !== null) throw new Error(`MariaDB did not start in ${dir}`);

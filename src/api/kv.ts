@@ -1,5 +1,5 @@
 // etcdserverpb.KV: validation as etcd's gRPC layer does it, then the engine.
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   DeleteRangeRequestSchema,
   KV,
@@ -7,6 +7,7 @@ import {
   TxnRequestSchema,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { checkDelete, checkPut, checkRange, checkTxn } from "../engine/checks.ts";
+import { type Deadline, requestDeadline } from "../engine/deadline.ts";
 import type { Router } from "../router/router.ts";
 import { etcdErrors } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
@@ -14,27 +15,27 @@ import { checkRequestSize, type Limits } from "./limits.ts";
 
 export function kvService(store: Router, id: ServerIdentity, limits: Limits): ServiceImpl<typeof KV> {
   return {
-    range: etcdErrors(async (r) => {
+    range: etcdErrors(async (r, ctx) => {
       checkRange(r);
-      const out = await store.range(r);
+      const out = await store.range(r, deadline(ctx));
       return { ...out, header: header(id, out.header.revision) };
     }),
-    put: etcdErrors(async (r) => {
+    put: etcdErrors(async (r, ctx) => {
       checkPut(r);
       checkRequestSize(limits, PutRequestSchema, r);
-      const out = await store.put(r);
+      const out = await store.put(r, deadline(ctx));
       return { ...out, header: header(id, out.header.revision) };
     }),
-    deleteRange: etcdErrors(async (r) => {
+    deleteRange: etcdErrors(async (r, ctx) => {
       checkDelete(r);
       checkRequestSize(limits, DeleteRangeRequestSchema, r);
-      const out = await store.deleteRange(r);
+      const out = await store.deleteRange(r, deadline(ctx));
       return { ...out, header: header(id, out.header.revision) };
     }),
-    txn: etcdErrors(async (r) => {
+    txn: etcdErrors(async (r, ctx) => {
       checkTxn(r, limits.maxTxnOps);
       checkRequestSize(limits, TxnRequestSchema, r);
-      const out = await store.txn(r);
+      const out = await store.txn(r, deadline(ctx));
       return { ...out, header: header(id, out.header.revision) };
     }),
     compact: etcdErrors(async (r) => {
@@ -42,4 +43,9 @@ export function kvService(store: Router, id: ServerIdentity, limits: Limits): Se
       return { header: header(id, out.header.revision) };
     }),
   };
+}
+
+/** the request's deadline: ours, or the client's (grpc-timeout) when sooner */
+function deadline(ctx: Pick<HandlerContext, "timeoutMs"> | undefined): Deadline {
+  return requestDeadline(ctx?.timeoutMs());
 }

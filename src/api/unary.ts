@@ -12,9 +12,15 @@ import { GRPC_CONTENT_TYPE, type GrpcCall } from "./grpc-call.ts";
 import type { H2Stream } from "./h2/stream.ts";
 import { rangeFrame } from "./range-frame.ts";
 
+/** what a handler may ask of its call besides the request (a part of Connect's HandlerContext) */
+export interface UnaryContext {
+  /** the time left before the client's deadline (grpc-timeout), if it set one */
+  timeoutMs(): number | undefined;
+}
+
 export interface UnaryMethod {
   input: DescMessage;
-  call: (request: unknown) => Promise<unknown>;
+  call: (request: unknown, ctx: UnaryContext) => Promise<unknown>;
   /** the answer as a gRPC frame */
   frame: (answer: unknown) => Uint8Array;
 }
@@ -38,7 +44,7 @@ export function unaryMethods(services: Array<[DescService, object]>): Map<string
   for (const [service, impl] of services) {
     for (const m of service.methods) {
       if (m.methodKind !== "unary") continue;
-      const fn = (impl as Record<string, (r: unknown) => Promise<unknown>>)[m.localName];
+      const fn = (impl as Record<string, (r: unknown, ctx: UnaryContext) => Promise<unknown>>)[m.localName];
       if (!fn) continue;
       const frame = (FRAMES.get(m.output) ?? genericFrame(m.output)) as (answer: unknown) => Uint8Array;
       methods.set(`/${service.typeName}/${m.name}`, { input: m.input, call: fn.bind(impl), frame });
@@ -58,15 +64,27 @@ export function servesUnary(stream: H2Stream): boolean {
 /** Serves one unary call; `onRequest` sees the decoded request (the slow-request log keeps it). */
 export async function serveUnary(method: UnaryMethod, call: GrpcCall, readMaxBytes: number, onRequest: (message: unknown) => void): Promise<void> {
   let frame: Uint8Array;
+  // the client's deadline counts from when its request arrived
+  const timeout = grpcTimeoutMs(call.stream.headers["grpc-timeout"]);
+  const deadline = timeout === undefined ? undefined : Date.now() + timeout;
+  const ctx: UnaryContext = { timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()) };
   try {
     const request = fromEnvelope(method.input, await readMessage(call.stream, readMaxBytes));
     onRequest(request);
-    frame = method.frame(await method.call(request));
+    frame = method.frame(await method.call(request, ctx));
   } catch (err) {
     const e = err instanceof ConnectError ? err : toConnectError(err);
     return call.fail(e.code, e.rawMessage);
   }
   call.answer(frame);
+}
+
+const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+
+/** gRPC's grpc-timeout header ("100m", "5S", …) in milliseconds; undefined when absent or malformed */
+export function grpcTimeoutMs(header: string | undefined): number | undefined {
+  const m = header === undefined ? null : /^(\d{1,8})([HMSmun])$/.exec(header);
+  return m ? Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]! : undefined;
 }
 
 function fromEnvelope(schema: DescMessage, bytes: Uint8Array): unknown {

@@ -56,3 +56,27 @@ export function backendUnavailable(backend: string, cause: unknown): EtcdError {
   const why = cause instanceof Error ? cause.message : String(cause);
   return new EtcdError("Unavailable", `strata: backend ${backend} unavailable: ${why}`);
 }
+
+/**
+ * A request the database did not answer in time. A write still queued was never applied;
+ * one whose batch was committing may have been (as etcd's "request timed out", the client
+ * must not take it for a failure).
+ */
+export function backendTimedOut(backend: string, withinMs: number, write?: "not applied" | "may have been applied"): EtcdError {
+  const what = write ? `; the write ${write}` : "";
+  return new EtcdError("Unavailable", `strata: backend ${backend} unavailable: request timed out, no answer within ${withinMs} ms${what}`);
+}
+
+/** The client's deadline passed: it no longer waits for the answer. */
+export const deadlineExceeded = (): EtcdError => new EtcdError("DeadlineExceeded", "context deadline exceeded");
+
+/** The database failed while a write was committing and whether it committed cannot be read back. */
+export function outcomeUnknown(backend: string, cause: unknown): EtcdError {
+  const why = cause instanceof Error ? cause.message : String(cause);
+  return new EtcdError("Unavailable", `strata: backend ${backend} unavailable: request timed out, the write may have been applied (${why})`);
+}
+
+/** Whether the database answered with this error (an etcd refusal), rather than failed to answer. */
+export function isRefusal(err: unknown): boolean {
+  return err instanceof EtcdError && err.code !== "Unavailable";
+}

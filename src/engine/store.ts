@@ -10,7 +10,8 @@ import type {
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Backend, WriteTx } from "../backends/backend.ts";
 import { setImmediate } from "node:timers";
-import { backendUnavailable, EtcdError, errors } from "./errors.ts";
+import { backendTimedOut, backendUnavailable, deadlineExceeded, EtcdError, errors, isRefusal } from "./errors.ts";
+import { ANSWER_MS, type Deadline, Liveness } from "./deadline.ts";
 import { isEmptyRange, successor, toKeyRange } from "./keyrange.ts";
 import { Apply, type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut, txnKeys } from "./kv.ts";
 import { checkRevision } from "./revisions.ts";
@@ -51,6 +52,8 @@ type Job = {
   keys: Uint8Array[];
   resolve: (v: unknown) => void;
   reject: (e: unknown) => void;
+  /** its batch has gone to the database: from then on its outcome may be a commit */
+  sent: boolean;
 };
 
 export class Store {
@@ -64,6 +67,7 @@ export class Store {
   private readonly listeners: Array<(c: Committed) => void> = [];
   private readonly pageCounts = new PageCounts();
   private syncWaiting: Promise<void> | undefined;
+  private readonly liveness = new Liveness();
 
   private readonly allocate: (after: Rev) => Rev;
 
@@ -85,18 +89,19 @@ export class Store {
     this.listeners.push(fn);
   }
 
-  async range(r: RangeRequest): Promise<RangeOut> {
+  // `deadline`: a client's request, answered in bounded time while the database is away
+
+  async range(r: RangeRequest, deadline?: Deadline): Promise<RangeOut> {
     const kr = toKeyRange(r.key, r.rangeEnd);
     if (isEmptyRange(kr)) {
-      const { revision, compactRevision } = await this.call(() => this.backend.revisions());
+      const { revision, compactRevision } = await this.call(() => this.backend.revisions(), deadline);
       checkRevision(r.revision, revision, compactRevision);
       return finishRange(r, [], 0n, revision);
     }
     const fetch = rangeFetch(r);
     const knownCount = fetch.limit > 0 ? this.pageCounts.get(kr) : undefined;
     const res = await this.call(() =>
-      this.backend.range({ range: kr, revision: r.revision, countOnly: r.countOnly, knownCount, ...fetch })
-    );
+      this.backend.range({ range: kr, revision: r.revision, countOnly: r.countOnly, knownCount, ...fetch }), deadline);
     const out = finishRange(r, res.kvs, res.count, res.revision);
     if (out.more && out.kvs.length > 0) {
       // the next page starts after the last key returned, at the same revision
@@ -111,32 +116,32 @@ export class Store {
 
   // `above`: number the write above this revision (another backend's, when there are several)
 
-  put(p: PutRequest, above = 0n): Promise<PutOut> {
+  put(p: PutRequest, above = 0n, deadline?: Deadline): Promise<PutOut> {
     return this.write(async (a) => {
       await a.advanceTo(above);
       await a.checkPut(p);
       const out = await a.put(p);
       await a.finish();
       return out;
-    }, [p.key]);
+    }, [p.key], deadline);
   }
 
-  deleteRange(d: DeleteRangeRequest, above = 0n): Promise<DeleteOut> {
+  deleteRange(d: DeleteRangeRequest, above = 0n, deadline?: Deadline): Promise<DeleteOut> {
     return this.write(async (a) => {
       await a.advanceTo(above);
       const out = await a.deleteRange(d);
       out.header.revision = await a.finish();
       return out;
-    }, d.rangeEnd.length === 0 ? [d.key] : []);
+    }, d.rangeEnd.length === 0 ? [d.key] : [], deadline);
   }
 
-  txn(r: TxnRequest, above = 0n): Promise<TxnOut> {
+  txn(r: TxnRequest, above = 0n, deadline?: Deadline): Promise<TxnOut> {
     return this.write(async (a) => {
       await a.advanceTo(above);
       const out = await a.txn(r);
       out.header = { revision: await a.finish() };
       return out;
-    }, txnKeys(r));
+    }, txnKeys(r), deadline);
   }
 
   /** Marks history below rev as compacted, then removes it in the background (or waits, if physical). */
@@ -169,16 +174,36 @@ export class Store {
    * Runs fn as one client transaction in the next group commit. fn sees the state left
    * by the transactions committed before it; an error it throws before writing fails it alone.
    * `keys`: single keys it will read or write, which the backend may fetch for the batch at once.
+   * `deadline`: when the database is silent, the client is answered by then (see deadline.ts).
    */
-  write<T>(fn: (a: Apply) => Promise<T>, keys: Uint8Array[] = []): Promise<T> {
+  write<T>(fn: (a: Apply) => Promise<T>, keys: Uint8Array[] = [], deadline?: Deadline): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ run: fn, keys, resolve: resolve as (v: unknown) => void, reject });
+      let unwatch = () => {};
+      const job: Job = {
+        run: fn,
+        keys,
+        resolve: (v) => (unwatch(), resolve(v as T)),
+        reject: (e) => (unwatch(), reject(e)),
+        sent: false,
+      };
+      if (deadline) unwatch = this.liveness.watch(deadline, () => this.expire(job, deadline));
+      this.queue.push(job);
       if (!this.flushing) {
         this.flushing = true;
         // let every request that arrived in this turn of the event loop join the batch
         setImmediate(() => void this.flush());
       }
     });
+  }
+
+  /**
+   * A write's deadline passed while the database was silent. One still queued leaves the
+   * queue and is never applied; one whose batch was sent may still commit, and is answered
+   * so (later answers to its promise are ignored; its commit is published all the same).
+   */
+  private expire(job: Job, deadline: Deadline): void {
+    if (!job.sent) this.queue.splice(this.queue.indexOf(job), 1);
+    job.reject(deadline.client ? deadlineExceeded() : backendTimedOut(this.backend.name, ANSWER_MS, job.sent ? "may have been applied" : "not applied"));
   }
 
   /** Resolves once every queued write has been committed or failed (for shutdown). */
@@ -191,6 +216,7 @@ export class Store {
     try {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, MAX_BATCH);
+        for (const job of batch) job.sent = true;
         const applies: Apply[] = [];
         let results;
         try {
@@ -201,10 +227,12 @@ export class Store {
             return job.run(a);
           }), batch.flatMap((job) => job.keys));
         } catch (err) {
+          if (isRefusal(err)) this.liveness.answered();
           const e = err instanceof EtcdError ? err : backendUnavailable(this.backend.name, err);
           for (const job of batch) job.reject(e);
           continue;
         }
+        this.liveness.answered();
         const committed = results.flatMap((res, i) => {
           const a = applies[i]!;
           return res.ok && a.endRevision > a.tx.revision
@@ -242,6 +270,8 @@ export class Store {
     return (this.syncWaiting ??= this.publishing.run(async () => {
       this.syncWaiting = undefined;
       const { revision, compactRevision } = await this.backend.revisions();
+      // the SQL backends poll here every second: the database is known alive even when idle
+      this.liveness.answered();
       if (compactRevision > this.compactRevision) this.compactRevision = compactRevision;
       if (revision > this.revision) await this.readCommits(revision);
     }));
@@ -269,12 +299,26 @@ export class Store {
     for (const l of this.listeners) l(c);
   }
 
-  private async call<T>(fn: () => Promise<T>): Promise<T> {
+  /** A read; with a deadline, answered by then while the database is silent (the read itself is abandoned). */
+  private async call<T>(fn: () => Promise<T>, deadline?: Deadline): Promise<T> {
+    let unwatch = () => {};
+    const expired = new Promise<never>((_, reject) => {
+      if (deadline) {
+        unwatch = this.liveness.watch(deadline, () =>
+          reject(deadline.client ? deadlineExceeded() : backendTimedOut(this.backend.name, ANSWER_MS))
+        );
+      }
+    });
     try {
-      return await fn();
+      const out = await (deadline ? Promise.race([fn(), expired]) : fn());
+      this.liveness.answered();
+      return out;
     } catch (err) {
+      if (isRefusal(err)) this.liveness.answered();
       if (err instanceof EtcdError) throw err;
       throw backendUnavailable(this.backend.name, err);
+    } finally {
+      unwatch();
     }
   }
 }

@@ -13,6 +13,7 @@ import { Alarms } from "../engine/alarms.ts";
 import type { Compactable } from "../engine/compactor.ts";
 import { costOfPut, costOfTxn, DEFAULT_QUOTA_BYTES, LEASE_OVERHEAD, SpaceQuota } from "../engine/quota.ts";
 import { type Committed, Store } from "../engine/store.ts";
+import type { Deadline } from "../engine/deadline.ts";
 import { backendUnavailable, EtcdError, errors } from "../engine/errors.ts";
 import { compareBytes, isEmptyRange, keyString, toKeyRange } from "../engine/keyrange.ts";
 import { type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut } from "../engine/kv.ts";
@@ -306,23 +307,25 @@ export class Router {
     return this.table.backendsFor(rangePrefix(r)).map((n) => this.byName.get(n)!);
   }
 
-  async range(r: RangeRequest): Promise<RangeOut> {
+  // `deadline`: a client's request, answered in bounded time while its database is away
+
+  async range(r: RangeRequest, deadline?: Deadline): Promise<RangeOut> {
     const kr = toKeyRange(r.key, r.rangeEnd);
     const upstream = this.upstreamFor([kr], "range");
     if (upstream) return relayed(await upstream.range(r)) as RangeOut;
     const parts = isEmptyRange(kr) ? [this.primary!] : this.partsFor(kr);
-    if (this.parts.length === 1) return parts[0]!.store.range(r);
-    return this.reading(() => this.mergedRange(r, parts));
+    if (this.parts.length === 1) return parts[0]!.store.range(r, deadline);
+    return this.reading(() => this.mergedRange(r, parts, deadline));
   }
 
-  private async mergedRange(r: RangeRequest, parts: Part[]): Promise<RangeOut> {
+  private async mergedRange(r: RangeRequest, parts: Part[], deadline?: Deadline): Promise<RangeOut> {
     // one revision for all: the newest any backend has published (as etcd answers at its
     // newest revision), with the backends read raised to it so none commits at or below it
     const current = await this.closeAll(parts);
     const at = checkRevision(r.revision, current, this.compactRevision);
     const query = { ...r, revision: at };
     if (this.move) return this.rangeOwned(parts, query, current);
-    const outs = await Promise.all(parts.map((p) => p.store.range({ ...query, limit: 0n, sortOrder: 0, sortTarget: 0, ...fetchOnly(r) } as RangeRequest)));
+    const outs = await Promise.all(parts.map((p) => p.store.range({ ...query, limit: 0n, sortOrder: 0, sortTarget: 0, ...fetchOnly(r) } as RangeRequest, deadline)));
     const kvs: KeyValue[] = outs.flatMap((o) => o.kvs).sort((a, b) => compareBytes(a.key, b.key));
     const count = outs.reduce((n, o) => n + o.count, 0n);
     return finishRange(r, kvs, count, current);
@@ -394,30 +397,30 @@ export class Router {
   // With several backends a write is numbered above every revision already published
   // anywhere, so revisions grow in the order clients see their writes acknowledged.
 
-  put(p: PutRequest): Promise<PutOut> {
+  put(p: PutRequest, deadline?: Deadline): Promise<PutOut> {
     const ranges = [toKeyRange(p.key, new Uint8Array(0))];
     const upstream = this.upstreamFor(ranges, "put");
     if (upstream) return upstream.put(p).then((out) => relayed(out) as PutOut);
     return this.write(ranges, "put", async (part) => {
       await this.admit(part, costOfPut(p));
-      return part.store.put(p, this.floor);
+      return part.store.put(p, this.floor, deadline);
     });
   }
 
-  deleteRange(d: DeleteRangeRequest): Promise<DeleteOut> {
+  deleteRange(d: DeleteRangeRequest, deadline?: Deadline): Promise<DeleteOut> {
     const ranges = [toKeyRange(d.key, d.rangeEnd)];
     const upstream = this.upstreamFor(ranges, "delete range");
     if (upstream) return upstream.deleteRange(d).then((out) => relayed(out) as DeleteOut);
-    return this.write(ranges, "delete range", (part) => part.store.deleteRange(d, this.floor));
+    return this.write(ranges, "delete range", (part) => part.store.deleteRange(d, this.floor, deadline));
   }
 
-  txn(r: TxnRequest): Promise<TxnOut> {
+  txn(r: TxnRequest, deadline?: Deadline): Promise<TxnOut> {
     const ranges = txnRanges(r);
     const upstream = this.upstreamFor(ranges, "txn");
     if (upstream) return upstream.txn(r).then((out) => relayed(out) as unknown as TxnOut);
     return this.write(ranges, "txn", async (part) => {
       await this.admit(part, costOfTxn(r));
-      return part.store.txn(r, this.floor);
+      return part.store.txn(r, this.floor, deadline);
     });
   }
 

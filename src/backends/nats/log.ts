@@ -27,8 +27,18 @@ export class LogMoved extends Error {
 /** JetStream's error code for a failed Nats-Expected-Last-Sequence check */
 const WRONG_LAST_SEQUENCE = 10071;
 const STREAM_NOT_FOUND = 10059;
-/** how long an append keeps retrying a message whose answer was lost (retries are deduplicated) */
-const APPEND_RETRY_MS = 10_000;
+/**
+ * How long an append keeps retrying a message whose answer was lost (retries are
+ * deduplicated). Short: this process's writes wait behind it, and when it gives up the
+ * batch is answered "may have been applied" (the log, read back, has the last word).
+ */
+const APPEND_RETRY_MS = 2_000;
+/**
+ * How long one JetStream request waits for its answer (the client's default is 5 s). A
+ * request sent while the server is away is lost with the connection, and a retry after
+ * the server is back gets through at once; publishes are retried, deduplicated.
+ */
+const REQUEST_TIMEOUT_MS = 1_000;
 /** how long the server keeps the consumer of a process that stopped reading */
 const CONSUMER_INACTIVE_MS = 60_000;
 /** room left in each message for the headers */
@@ -62,11 +72,11 @@ export class NatsLog {
       name: "strata",
       // keep trying while NATS is away; requests fail meanwhile and strata says so
       maxReconnectAttempts: -1,
-      reconnectTimeWait: 500,
+      reconnectTimeWait: 250,
       timeout: 5000,
     });
     try {
-      const jsm = await nc.jetstreamManager();
+      const jsm = await nc.jetstreamManager({ timeout: REQUEST_TIMEOUT_MS });
       const stream = `strata-${url.bucket}`;
       const subject = `strata.${url.bucket}.log`;
       let info;
@@ -83,7 +93,7 @@ export class NatsLog {
           deny_delete: true,
         });
       }
-      return new NatsLog(nc, nc.jetstream(), jsm, stream, subject, info.created);
+      return new NatsLog(nc, nc.jetstream({ timeout: REQUEST_TIMEOUT_MS }), jsm, stream, subject, info.created);
     } catch (err) {
       await nc.close();
       throw err;

@@ -27,7 +27,7 @@ import { type NatsUrl, parseNatsUrl } from "./url.ts";
 /** how long a read or write waits for this process to read the log up to where it must */
 const CATCH_UP_MS = 10_000;
 /** how often a process that waits for the log checks that it is still arriving */
-const STALL_CHECK_MS = 2_000;
+const STALL_CHECK_MS = 500;
 /** how long a write lets another process finish a batch it is appending in chunks */
 const CHUNKED_WRITE_GRACE_MS = 2_000;
 

@@ -9,6 +9,14 @@ import { SqlBackend } from "./sql-backend.ts";
 
 /** the NOTIFY channel strata processes announce commits on */
 export const COMMIT_CHANNEL = "strata_commit";
+/**
+ * How long one connection attempt may take, unless the URL's connect_timeout (libpq's
+ * parameter, seconds) says otherwise (a database far away). An attempt that lands while
+ * the database is starting up can hang until then, and the writes behind it wait.
+ */
+const CONNECT_TIMEOUT_S = 1;
+/** the longest pause between connection attempts while the database is away */
+const RECONNECT_MAX_S = 0.1;
 /** names this process in its notifications: it publishes its own commits without them */
 const PROCESS_ID = crypto.randomUUID();
 
@@ -118,7 +126,12 @@ export class PostgresBackend extends SqlBackend {
       onnotice: () => {},
       connection: { application_name: "strata" },
       // fail requests quickly while the database is away instead of queueing forever
-      connect_timeout: 5,
+      connect_timeout: Number(new URL(url).searchParams.get("connect_timeout")) || CONNECT_TIMEOUT_S,
+      // The driver's default waits 3^n/100 s (up to 20 s) before the pool's next
+      // connection attempt after n failures: requests queued meanwhile were held that
+      // long, and strata came back seconds after the database did. A refused attempt
+      // costs the database nothing, so retry soon.
+      backoff: (retries: number) => Math.min(0.025 * 2 ** retries, RECONNECT_MAX_S),
     });
     return new PostgresBackend(name, new PostgresDriver(sql));
   }

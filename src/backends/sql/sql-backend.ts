@@ -3,7 +3,7 @@
 // commit order is revision order even with several strata processes on one database.
 import { setImmediate } from "node:timers";
 import { type Backend, type BackendState, type DbSize, type EventsOptions, type EventsPage, StorageFault, type WriteResult, type WriteTx } from "../backend.ts";
-import { EtcdError } from "../../engine/errors.ts";
+import { EtcdError, outcomeUnknown } from "../../engine/errors.ts";
 import { isSingleKey, keyString } from "../../engine/keyrange.ts";
 import { checkRevision } from "../../engine/revisions.ts";
 import type { Event, KeyRange, KeyValue, LeaseRecord, RangeQuery, RangeResult, Rev } from "../../engine/types.ts";
@@ -15,6 +15,8 @@ import { SCHEMA_VERSION, schemaStatements } from "./schema.ts";
 const EMPTY = new Uint8Array(0);
 /** revisions whose history one compaction step removes, so writers are never held up for long */
 const COMPACT_STEP_REVISIONS = 2000n;
+/** how long a batch whose commit went unanswered looks for its commit token */
+const COMMIT_CHECK_MS = 2000;
 
 export class SqlBackend implements Backend {
   /** the newest revision this process has seen: a read below it is a read of history */
@@ -169,8 +171,10 @@ export class SqlBackend implements Backend {
   /**
    * Runs the batch. When the database fails while committing, the outcome is unknown:
    * the batch's token tells whether it committed, and until that is known nothing is
-   * acknowledged. `beforeCommit` runs last inside the database transaction; when it
-   * throws, the batch is rolled back (the NATS backend appends the batch to its log there).
+   * acknowledged; when it cannot be read back, the batch fails as "may have been
+   * applied", never as not applied. `beforeCommit` runs last inside the database
+   * transaction; when it throws, the batch is rolled back (the NATS backend appends the
+   * batch to its log there).
    */
   async write<T>(
     txns: Array<(tx: WriteTx) => Promise<T>>,
@@ -182,20 +186,28 @@ export class SqlBackend implements Backend {
     try {
       return await this.writeBatch(txns, keys, token, (r) => (results = r), beforeCommit);
     } catch (err) {
-      if (results && (await this.committed(token))) return results;
+      if (!results) throw err;
+      const committed = await this.committed(token);
+      if (committed) return results;
+      if (committed === undefined) throw outcomeUnknown(this.name, err);
       throw err;
     }
   }
 
-  /** Looks for a batch's token for up to 10 s; false when it is absent or cannot be read. */
-  private async committed(token: bigint): Promise<boolean> {
-    const deadline = Date.now() + 10_000;
-    for (let wait = 100; ; wait = Math.min(wait * 2, 2000)) {
+  /**
+   * Looks for a batch's token; undefined when it cannot be read within COMMIT_CHECK_MS.
+   * Short: the writes queued behind the batch wait for it, and its clients are answered
+   * "may have been applied" by their deadline anyway. Tried often, so a database that
+   * is back is seen at once.
+   */
+  private async committed(token: bigint): Promise<boolean | undefined> {
+    const deadline = Date.now() + COMMIT_CHECK_MS;
+    for (let wait = 25; ; wait = Math.min(wait * 2, 250)) {
       try {
         const rows = await this.driver.read((c) => c.all("SELECT rev FROM commits WHERE token = ?", [token]));
         return rows.length > 0;
       } catch {
-        if (Date.now() + wait > deadline) return false;
+        if (Date.now() + wait > deadline) return undefined;
         await new Promise((r) => setTimeout(r, wait));
       }
     }

@@ -20,7 +20,7 @@ import { ErrorCode } from "./h2/frames.ts";
 import { H2Server } from "./h2/server.ts";
 import type { H2Stream } from "./h2/stream.ts";
 import type { ServerIdentity } from "./header.ts";
-import { kvService } from "./kv.ts";
+import { kvRange, kvService } from "./kv.ts";
 import { leaseService } from "./lease.ts";
 import { GRPC_OVERHEAD_BYTES, type Limits } from "./limits.ts";
 import { maintenanceService } from "./maintenance.ts";
@@ -71,7 +71,8 @@ export function createGrpcServer(p: ServerParts): H2Server {
   });
   for (const [service, impl] of services) connect.service(service as never, impl as never);
   const viaConnect = new Map<string, UniversalHandler>(connect.handlers.map((h) => [h.requestPath, h]));
-  const unary = unaryMethods(services);
+  // the unary path writes ranges with range-frame.ts, so reads may hand over encoded key-values
+  const unary = unaryMethods(services, new Map([["/etcdserverpb.KV/Range", kvRange(p.store, p.identity, true)]]));
 
   return new H2Server((stream) => {
     const { call, record } = accounting.begin(stream);

@@ -15,33 +15,35 @@ import { rangeFrame } from "./range-frame.ts";
 export interface UnaryMethod {
   input: DescMessage;
   call: (request: unknown) => Promise<unknown>;
-  /** the answer as a gRPC frame */
-  frame: (answer: unknown) => Uint8Array;
+  /** the answer as a gRPC frame, in pieces */
+  frame: (answer: unknown) => Uint8Array[];
 }
 
 /** answers encoded by hand, for speed: lists can hold hundreds of megabytes */
-const FRAMES = new Map<DescMessage, (answer: never) => Uint8Array>([[RangeResponseSchema, rangeFrame]]);
+const FRAMES = new Map<DescMessage, (answer: never) => Uint8Array[]>([[RangeResponseSchema, rangeFrame]]);
 
-function genericFrame(schema: DescMessage): (answer: unknown) => Uint8Array {
+function genericFrame(schema: DescMessage): (answer: unknown) => Uint8Array[] {
   return (answer) => {
     const bytes = toBinary(schema, create(schema, answer as never));
     const frame = new Uint8Array(5 + bytes.length);
     new DataView(frame.buffer).setUint32(1, bytes.length);
     frame.set(bytes, 5);
-    return frame;
+    return [frame];
   };
 }
 
-/** The unary methods of `services` by request path. */
-export function unaryMethods(services: Array<[DescService, object]>): Map<string, UnaryMethod> {
+/** The unary methods of `services` by request path; `calls` replace the services' own by path. */
+export function unaryMethods(services: Array<[DescService, object]>, calls = new Map<string, (r: never) => Promise<unknown>>()): Map<string, UnaryMethod> {
   const methods = new Map<string, UnaryMethod>();
   for (const [service, impl] of services) {
     for (const m of service.methods) {
       if (m.methodKind !== "unary") continue;
       const fn = (impl as Record<string, (r: unknown) => Promise<unknown>>)[m.localName];
       if (!fn) continue;
-      const frame = (FRAMES.get(m.output) ?? genericFrame(m.output)) as (answer: unknown) => Uint8Array;
-      methods.set(`/${service.typeName}/${m.name}`, { input: m.input, call: fn.bind(impl), frame });
+      const frame = (FRAMES.get(m.output) ?? genericFrame(m.output)) as (answer: unknown) => Uint8Array[];
+      const path = `/${service.typeName}/${m.name}`;
+      const call = (calls.get(path) as ((r: unknown) => Promise<unknown>) | undefined) ?? fn.bind(impl);
+      methods.set(path, { input: m.input, call, frame });
     }
   }
   return methods;
@@ -57,7 +59,7 @@ export function servesUnary(stream: H2Stream): boolean {
 
 /** Serves one unary call; `onRequest` sees the decoded request (the slow-request log keeps it). */
 export async function serveUnary(method: UnaryMethod, call: GrpcCall, readMaxBytes: number, onRequest: (message: unknown) => void): Promise<void> {
-  let frame: Uint8Array;
+  let frame: Uint8Array[];
   try {
     const request = fromEnvelope(method.input, await readMessage(call.stream, readMaxBytes));
     onRequest(request);

@@ -271,12 +271,13 @@ export class Router {
     return this.table.backendsFor(rangePrefix(r)).map((n) => this.byName.get(n)!);
   }
 
-  async range(r: RangeRequest): Promise<RangeOut> {
+  /** `encode`: the answer may carry encoded key-values (see Store.range); merged reads never do */
+  async range(r: RangeRequest, encode = false): Promise<RangeOut> {
     const kr = toKeyRange(r.key, r.rangeEnd);
     const upstream = this.upstreamFor([kr], "range");
     if (upstream) return relayed(await upstream.range(r)) as RangeOut;
     const parts = isEmptyRange(kr) ? [this.primary!] : this.partsFor(kr);
-    if (this.parts.length === 1) return parts[0]!.store.range(r);
+    if (this.parts.length === 1) return parts[0]!.store.range(r, encode);
     return this.reading(() => this.mergedRange(r, parts));
   }
 

@@ -24,6 +24,7 @@ import { kvRange, kvService } from "./kv.ts";
 import { leaseService } from "./lease.ts";
 import { GRPC_OVERHEAD_BYTES, type Limits } from "./limits.ts";
 import { maintenanceService } from "./maintenance.ts";
+import { ResponseBudget } from "./response-budget.ts";
 import { serveWithConnect } from "./streaming.ts";
 import { serveUnary, servesUnary, unaryMethods } from "./unary.ts";
 import { watchService } from "./watch.ts";
@@ -73,12 +74,13 @@ export function createGrpcServer(p: ServerParts): H2Server {
   const viaConnect = new Map<string, UniversalHandler>(connect.handlers.map((h) => [h.requestPath, h]));
   // the unary path writes ranges with range-frame.ts, so reads may hand over encoded key-values
   const unary = unaryMethods(services, new Map([["/etcdserverpb.KV/Range", kvRange(p.store, p.identity, true)]]));
+  const budget = new ResponseBudget();
 
   return new H2Server((stream) => {
     const { call, record } = accounting.begin(stream);
     const method = unary.get(stream.path);
     if (method && servesUnary(stream)) {
-      void serveUnary(method, call, readMaxBytes, (message) => record && (record.request = message));
+      void serveUnary(method, call, readMaxBytes, budget, (message) => record && (record.request = message));
       return;
     }
     const handler = viaConnect.get(stream.path);

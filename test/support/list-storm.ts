@@ -20,7 +20,8 @@ export interface StormResult {
   /** the slowest put while the lists ran, and the puts made then */
   worstPutMs: number;
   puts: number;
-  /** the server's peak resident memory over its life, MiB */
+  /** the server's resident memory before the lists, and its peak over its life, MiB */
+  rssBeforeMiB: number;
   peakRssMiB: number;
 }
 
@@ -39,6 +40,7 @@ export async function loadStorm(endpoint: string, s: StormSizes): Promise<void> 
 }
 
 export async function listStorm(endpoint: string, s: StormSizes): Promise<StormResult> {
+  const rssBeforeMiB = serverMemory(endpoint).rss;
   const putter = spawn(process.execPath, [resolve(import.meta.dir, "putter.ts"), endpoint], { stdio: ["pipe", "pipe", "inherit"] });
   const latencies: number[] = [];
   let storming = false;
@@ -63,5 +65,5 @@ export async function listStorm(endpoint: string, s: StormSizes): Promise<StormR
   await new Promise((r) => putter.once("exit", r));
   storming = false;
   for (const c of clients) c.close();
-  return { counts, listSeconds, worstPutMs: Math.max(...latencies), puts: latencies.length, peakRssMiB: serverMemory(endpoint).peak };
+  return { counts, listSeconds, worstPutMs: Math.max(...latencies), puts: latencies.length, rssBeforeMiB, peakRssMiB: serverMemory(endpoint).peak };
 }

@@ -140,3 +140,22 @@ describe("group commit", () => {
     expect((await all()).filter((s) => s.startsWith("g")).map((s) => s.split("@")[0])).toEqual(["g1=x", "g3=z"]);
   });
 });
+
+describe("reads on read threads", () => {
+  test("a range after an acknowledged write sees it and reports its revision or later, while others write", async () => {
+    let writing = true;
+    const others = Array.from({ length: 4 }, async (_, w) => {
+      for (let i = 0; writing; i++) await put(`t/other${w}-${i % 50}`, String(i));
+    });
+    for (let i = 0; i < 200; i++) {
+      const { header } = await put(`t/mine${i}`, "v");
+      const r = await store.range(create(RangeRequestSchema, { key: enc("t/"), rangeEnd: enc("t0") }), true);
+      expect(r.header.revision >= header.revision).toBe(true);
+      const seen = r.encodedKvs ? Buffer.from(r.encodedKvs).includes(Buffer.from(`t/mine${i}`)) : r.kvs.some((kv) => dec(kv.key) === `t/mine${i}`);
+      expect(seen).toBe(true);
+    }
+    writing = false;
+    await Promise.all(others);
+  });
+});
+

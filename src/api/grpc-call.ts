@@ -14,10 +14,10 @@ export class GrpcCall {
     private readonly onStatus: (code: string) => void,
   ) {}
 
-  /** Sends the response headers, then `message` (a whole gRPC frame), then status OK. */
-  answer(message: Uint8Array): void {
+  /** Sends the response headers, then `message` (a whole gRPC frame, in pieces), then status OK. */
+  answer(message: Uint8Array[]): void {
     this.stream.respond([[":status", "200"], ["content-type", GRPC_CONTENT_TYPE]]);
-    this.stream.write(message);
+    for (const piece of message) this.stream.write(piece);
     this.end([["grpc-status", "0"]]);
   }
 

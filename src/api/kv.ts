@@ -4,6 +4,7 @@ import {
   DeleteRangeRequestSchema,
   KV,
   PutRequestSchema,
+  type RangeRequest,
   TxnRequestSchema,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { checkDelete, checkPut, checkRange, checkTxn } from "../engine/checks.ts";
@@ -13,13 +14,21 @@ import { etcdErrors } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
 import { checkRequestSize, type Limits } from "./limits.ts";
 
+/**
+ * KV.Range. `encode`: the answer may carry its key-values already encoded, which only
+ * range-frame.ts writes (the unary path; Connect's serializer would drop them).
+ */
+export function kvRange(store: Router, id: ServerIdentity, encode = false) {
+  return etcdErrors(async (r: RangeRequest, ctx?: Pick<HandlerContext, "timeoutMs">) => {
+    checkRange(r);
+    const out = await store.range(r, deadline(ctx), encode);
+    return { ...out, header: header(id, out.header.revision) };
+  });
+}
+
 export function kvService(store: Router, id: ServerIdentity, limits: Limits): ServiceImpl<typeof KV> {
   return {
-    range: etcdErrors(async (r, ctx) => {
-      checkRange(r);
-      const out = await store.range(r, deadline(ctx));
-      return { ...out, header: header(id, out.header.revision) };
-    }),
+    range: kvRange(store, id),
     put: etcdErrors(async (r, ctx) => {
       checkPut(r);
       checkRequestSize(limits, PutRequestSchema, r);

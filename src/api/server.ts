@@ -20,10 +20,11 @@ import { ErrorCode } from "./h2/frames.ts";
 import { H2Server } from "./h2/server.ts";
 import type { H2Stream } from "./h2/stream.ts";
 import type { ServerIdentity } from "./header.ts";
-import { kvService } from "./kv.ts";
+import { kvRange, kvService } from "./kv.ts";
 import { leaseService } from "./lease.ts";
 import { GRPC_OVERHEAD_BYTES, type Limits } from "./limits.ts";
 import { maintenanceService } from "./maintenance.ts";
+import { ResponseBudget } from "./response-budget.ts";
 import { serveWithConnect } from "./streaming.ts";
 import { serveUnary, servesUnary, unaryMethods } from "./unary.ts";
 import { watchService } from "./watch.ts";
@@ -71,13 +72,15 @@ export function createGrpcServer(p: ServerParts): H2Server {
   });
   for (const [service, impl] of services) connect.service(service as never, impl as never);
   const viaConnect = new Map<string, UniversalHandler>(connect.handlers.map((h) => [h.requestPath, h]));
-  const unary = unaryMethods(services);
+  // the unary path writes ranges with range-frame.ts, so reads may hand over encoded key-values
+  const unary = unaryMethods(services, new Map([["/etcdserverpb.KV/Range", kvRange(p.store, p.identity, true)]]));
+  const budget = new ResponseBudget();
 
   return new H2Server((stream) => {
     const { call, record } = accounting.begin(stream);
     const method = unary.get(stream.path);
     if (method && servesUnary(stream)) {
-      void serveUnary(method, call, readMaxBytes, (message) => record && (record.request = message));
+      void serveUnary(method, call, readMaxBytes, budget, (message) => record && (record.request = message));
       return;
     }
     const handler = viaConnect.get(stream.path);

@@ -6,11 +6,12 @@
 // protocol errors here are worded as Connect words them.
 import { create, type DescMessage, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { RangeResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { RangeRequestSchema, RangeResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { toConnectError } from "./errors.ts";
 import { GRPC_CONTENT_TYPE, type GrpcCall } from "./grpc-call.ts";
 import type { H2Stream } from "./h2/stream.ts";
 import { rangeFrame } from "./range-frame.ts";
+import { rangeKind, type Reservation, RESPONSE_HOLD_MS, type ResponseBudget } from "./response-budget.ts";
 
 /** what a handler may ask of its call besides the request (a part of Connect's HandlerContext) */
 export interface UnaryContext {
@@ -21,33 +22,40 @@ export interface UnaryContext {
 export interface UnaryMethod {
   input: DescMessage;
   call: (request: unknown, ctx: UnaryContext) => Promise<unknown>;
-  /** the answer as a gRPC frame */
-  frame: (answer: unknown) => Uint8Array;
+  /** the answer as a gRPC frame, in pieces */
+  frame: (answer: unknown) => Uint8Array[];
+  /** for requests whose answer may be large: their kind in the response budget */
+  kind?: (request: unknown) => string | undefined;
 }
 
 /** answers encoded by hand, for speed: lists can hold hundreds of megabytes */
-const FRAMES = new Map<DescMessage, (answer: never) => Uint8Array>([[RangeResponseSchema, rangeFrame]]);
+const FRAMES = new Map<DescMessage, (answer: never) => Uint8Array[]>([[RangeResponseSchema, rangeFrame]]);
+/** requests whose answers may be large, admitted against the response budget */
+const BUDGETED = new Map<DescMessage, (request: never) => string | undefined>([[RangeRequestSchema, rangeKind]]);
 
-function genericFrame(schema: DescMessage): (answer: unknown) => Uint8Array {
+function genericFrame(schema: DescMessage): (answer: unknown) => Uint8Array[] {
   return (answer) => {
     const bytes = toBinary(schema, create(schema, answer as never));
     const frame = new Uint8Array(5 + bytes.length);
     new DataView(frame.buffer).setUint32(1, bytes.length);
     frame.set(bytes, 5);
-    return frame;
+    return [frame];
   };
 }
 
-/** The unary methods of `services` by request path. */
-export function unaryMethods(services: Array<[DescService, object]>): Map<string, UnaryMethod> {
+/** The unary methods of `services` by request path; `calls` replace the services' own by path. */
+export function unaryMethods(services: Array<[DescService, object]>, calls = new Map<string, (r: never) => Promise<unknown>>()): Map<string, UnaryMethod> {
   const methods = new Map<string, UnaryMethod>();
   for (const [service, impl] of services) {
     for (const m of service.methods) {
       if (m.methodKind !== "unary") continue;
       const fn = (impl as Record<string, (r: unknown, ctx: UnaryContext) => Promise<unknown>>)[m.localName];
       if (!fn) continue;
-      const frame = (FRAMES.get(m.output) ?? genericFrame(m.output)) as (answer: unknown) => Uint8Array;
-      methods.set(`/${service.typeName}/${m.name}`, { input: m.input, call: fn.bind(impl), frame });
+      const frame = (FRAMES.get(m.output) ?? genericFrame(m.output)) as (answer: unknown) => Uint8Array[];
+      const path = `/${service.typeName}/${m.name}`;
+      const call = (calls.get(path) as ((r: unknown, ctx: UnaryContext) => Promise<unknown>) | undefined) ?? fn.bind(impl);
+      const kind = BUDGETED.get(m.input) as ((request: unknown) => string | undefined) | undefined;
+      methods.set(path, { input: m.input, call, frame, kind });
     }
   }
   return methods;
@@ -61,9 +69,20 @@ export function servesUnary(stream: H2Stream): boolean {
     (encoding === undefined || encoding === "identity");
 }
 
-/** Serves one unary call; `onRequest` sees the decoded request (the slow-request log keeps it). */
-export async function serveUnary(method: UnaryMethod, call: GrpcCall, readMaxBytes: number, onRequest: (message: unknown) => void): Promise<void> {
-  let frame: Uint8Array;
+/**
+ * Serves one unary call; `onRequest` sees the decoded request (the slow-request log keeps
+ * it). A request whose answer may be large waits for room in `budget`, and holds its
+ * answer's bytes there until the stream has sent them (or closed).
+ */
+export async function serveUnary(
+  method: UnaryMethod,
+  call: GrpcCall,
+  readMaxBytes: number,
+  budget: ResponseBudget,
+  onRequest: (message: unknown) => void,
+): Promise<void> {
+  let frame: Uint8Array[];
+  let reservation: Reservation | undefined;
   // the client's deadline counts from when its request arrived
   const timeout = grpcTimeoutMs(call.stream.headers["grpc-timeout"]);
   const deadline = timeout === undefined ? undefined : Date.now() + timeout;
@@ -71,10 +90,23 @@ export async function serveUnary(method: UnaryMethod, call: GrpcCall, readMaxByt
   try {
     const request = fromEnvelope(method.input, await readMessage(call.stream, readMaxBytes));
     onRequest(request);
+    const kind = method.kind?.(request);
+    if (kind !== undefined) reservation = await budget.admit(kind, call.stream.signal);
     frame = method.frame(await method.call(request, ctx));
   } catch (err) {
+    reservation?.release();
     const e = err instanceof ConnectError ? err : toConnectError(err);
     return call.fail(e.code, e.rawMessage);
+  }
+  if (reservation) {
+    const r = reservation;
+    r.settle(frame.reduce((n, piece) => n + piece.length, 0));
+    const stalled = setTimeout(() => r.release(), RESPONSE_HOLD_MS);
+    stalled.unref?.();
+    call.stream.onClose(() => {
+      clearTimeout(stalled);
+      r.release();
+    });
   }
   call.answer(frame);
 }

@@ -18,6 +18,8 @@ export interface Header {
 export interface RangeOut {
   header: Header;
   kvs: KeyValue[];
+  /** the kvs field already encoded by the read (then `kvs` is empty); only when asked for */
+  encodedKvs?: Uint8Array;
   more: boolean;
   count: bigint;
 }
@@ -42,7 +44,8 @@ export interface TxnOut {
 }
 
 const SORT_NONE = 0, SORT_ASCEND = 1, SORT_DESCEND = 2;
-const NO_RESPONSE_HOLDS = 2n ** 31n;
+/** a limit this large is none: no response can hold 2^31 keys */
+export const NO_LIMIT = 2n ** 31n;
 const TARGET_KEY = 0, TARGET_VERSION = 1, TARGET_CREATE = 2, TARGET_MOD = 3, TARGET_VALUE = 4;
 
 /** What to fetch for a Range: everything when results are filtered or sorted afterwards. */
@@ -51,10 +54,21 @@ export function rangeFetch(r: RangeRequest): { limit: number; keysOnly: boolean 
     r.maxCreateRevision !== 0n;
   // clients send MaxInt64 for "no limit"; no response can hold 2^31 keys, so any limit
   // that large is none (and never reaches a database as an out-of-range number)
-  let limit = r.sortOrder !== SORT_NONE || filtered || r.limit >= NO_RESPONSE_HOLDS ? 0 : Number(r.limit);
+  let limit = r.sortOrder !== SORT_NONE || filtered || r.limit >= NO_LIMIT ? 0 : Number(r.limit);
   if (limit > 0) limit += 1; // one extra tells whether there is more
   // values are needed to sort by value; they are dropped afterwards
   return { limit: limit > 0 ? limit : 0, keysOnly: r.keysOnly && r.sortTarget !== TARGET_VALUE };
+}
+
+/**
+ * Whether finishRange would only cut the results to the limit: no revision filters, no
+ * sort but by key ascending, values kept or not read. Such a read's key-values can be
+ * encoded where they are read.
+ */
+export function isPlainRange(r: RangeRequest): boolean {
+  const filtered = r.minModRevision !== 0n || r.maxModRevision !== 0n || r.minCreateRevision !== 0n ||
+    r.maxCreateRevision !== 0n;
+  return !filtered && !r.countOnly && r.sortTarget === TARGET_KEY && (r.sortOrder === SORT_NONE || r.sortOrder === SORT_ASCEND);
 }
 
 /** etcd's post-processing of a range: prune by revision filters, sort, truncate, strip values. */
@@ -75,7 +89,7 @@ export function finishRange(r: RangeRequest, fetched: KeyValue[], count: bigint,
     kvs = [...kvs].sort(order === SORT_DESCEND ? (a, b) => cmp(b, a) : cmp);
   }
   let more = false;
-  if (r.limit > 0n && r.limit < NO_RESPONSE_HOLDS && kvs.length > Number(r.limit)) {
+  if (r.limit > 0n && r.limit < NO_LIMIT && kvs.length > Number(r.limit)) {
     kvs = kvs.slice(0, Number(r.limit));
     more = true;
   }

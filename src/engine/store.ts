@@ -13,7 +13,7 @@ import { setImmediate } from "node:timers";
 import { backendTimedOut, backendUnavailable, deadlineExceeded, EtcdError, errors, isRefusal } from "./errors.ts";
 import { ANSWER_MS, type Deadline, Liveness } from "./deadline.ts";
 import { isEmptyRange, successor, toKeyRange } from "./keyrange.ts";
-import { Apply, type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut, txnKeys } from "./kv.ts";
+import { Apply, type DeleteOut, finishRange, isPlainRange, NO_LIMIT, type PutOut, type RangeOut, rangeFetch, type TxnOut, txnKeys } from "./kv.ts";
 import { checkRevision } from "./revisions.ts";
 import type { Event, Rev } from "./types.ts";
 import { Mutex } from "./mutex.ts";
@@ -89,9 +89,10 @@ export class Store {
     this.listeners.push(fn);
   }
 
-  // `deadline`: a client's request, answered in bounded time while the database is away
+  // `deadline`: a client's request, answered in bounded time while the database is away;
+  // `encode`: the answer may carry its key-values encoded (for the gRPC layer's unary path)
 
-  async range(r: RangeRequest, deadline?: Deadline): Promise<RangeOut> {
+  async range(r: RangeRequest, deadline?: Deadline, encode = false): Promise<RangeOut> {
     const kr = toKeyRange(r.key, r.rangeEnd);
     if (isEmptyRange(kr)) {
       const { revision, compactRevision } = await this.call(() => this.backend.revisions(), deadline);
@@ -100,15 +101,26 @@ export class Store {
     }
     const fetch = rangeFetch(r);
     const knownCount = fetch.limit > 0 ? this.pageCounts.get(kr) : undefined;
+    const keep = r.limit > 0n && r.limit < NO_LIMIT ? Number(r.limit) : Number.MAX_SAFE_INTEGER;
     const res = await this.call(() =>
-      this.backend.range({ range: kr, revision: r.revision, countOnly: r.countOnly, knownCount, ...fetch }), deadline);
-    const out = finishRange(r, res.kvs, res.count, res.revision);
-    if (out.more && out.kvs.length > 0) {
+      this.backend.range({
+        range: kr, revision: r.revision, countOnly: r.countOnly, knownCount, ...fetch,
+        encode: encode && isPlainRange(r) ? { keep } : undefined,
+      }), deadline);
+    let out: RangeOut, last: Uint8Array | undefined, returned: number;
+    if (res.encoded) {
+      const e = res.encoded;
+      out = { header: { revision: res.revision }, kvs: [], encodedKvs: e.bytes, more: e.more, count: res.count };
+      [last, returned] = [e.lastKey, e.count];
+    } else {
+      out = finishRange(r, res.kvs, res.count, res.revision);
+      [last, returned] = [out.kvs.at(-1)?.key, out.kvs.length];
+    }
+    if (out.more && last) {
       // the next page starts after the last key returned, at the same revision
-      const last = out.kvs.at(-1)!.key;
       this.pageCounts.set(
         { start: successor(last), end: kr.end },
-        { revision: r.revision > 0n ? r.revision : res.revision, count: res.count - BigInt(out.kvs.length) },
+        { revision: r.revision > 0n ? r.revision : res.revision, count: res.count - BigInt(returned) },
       );
     }
     return out;

@@ -42,6 +42,12 @@ export interface RangeQuery {
   keysOnly: boolean;
   /** the range's count at a revision, if known: a read at that revision need not count */
   knownCount?: { revision: Rev; count: bigint };
+  /**
+   * The backend may answer `encoded` instead of `kvs`: the first `keep` key-values read
+   * (a further one only tells that there are more), encoded. Only for reads whose results
+   * need no sorting or filtering afterwards.
+   */
+  encode?: { keep: number };
 }
 
 export interface RangeResult {
@@ -50,6 +56,18 @@ export interface RangeResult {
   count: bigint;
   /** the store's current revision when the read was made */
   revision: Rev;
+  encoded?: EncodedKvs;
+}
+
+/** A read's key-values as RangeResponse's `kvs` field (engine/kv-encoding.ts). */
+export interface EncodedKvs {
+  bytes: Uint8Array;
+  /** key-values in bytes */
+  count: number;
+  /** whether the read found more than it kept */
+  more: boolean;
+  /** the last key in bytes (where the next page starts) */
+  lastKey: Uint8Array | undefined;
 }
 
 export interface LeaseRecord {

@@ -307,14 +307,15 @@ export class Router {
     return this.table.backendsFor(rangePrefix(r)).map((n) => this.byName.get(n)!);
   }
 
-  // `deadline`: a client's request, answered in bounded time while its database is away
+  // `deadline`: a client's request, answered in bounded time while its database is away;
+  // `encode`: the answer may carry encoded key-values (see Store.range); merged reads never do
 
-  async range(r: RangeRequest, deadline?: Deadline): Promise<RangeOut> {
+  async range(r: RangeRequest, deadline?: Deadline, encode = false): Promise<RangeOut> {
     const kr = toKeyRange(r.key, r.rangeEnd);
     const upstream = this.upstreamFor([kr], "range");
     if (upstream) return relayed(await upstream.range(r)) as RangeOut;
     const parts = isEmptyRange(kr) ? [this.primary!] : this.partsFor(kr);
-    if (this.parts.length === 1) return parts[0]!.store.range(r, deadline);
+    if (this.parts.length === 1) return parts[0]!.store.range(r, deadline, encode);
     return this.reading(() => this.mergedRange(r, parts, deadline));
   }
 

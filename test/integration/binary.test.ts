@@ -112,6 +112,8 @@ describe("the single executable", () => {
       const s = await started(join(dir, "strata"), [], { cwd: dir, env }, endpoint);
       expect(etcdctl(endpoint, "put", "alone", "yes")).toBe("OK");
       expect(etcdctl(endpoint, "get", "alone", "--print-value-only")).toBe("yes");
+      // a range of keys is read on a read thread, whose code is inside the executable too
+      expect(etcdctl(endpoint, "get", "al", "--prefix", "--print-value-only")).toBe("yes");
       expect(s.stderr()).toContain(`"listen":"http://${endpoint}"`);
       await expectObservability(`http://127.0.0.1:${metricsPort}`);
       expect(existsSync(join(dir, "strata.db"))).toBe(true);

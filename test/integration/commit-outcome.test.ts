@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { PutRequestSchema, RangeRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { SqlDriver } from "../../src/backends/sql/driver.ts";
 import { SqlBackend } from "../../src/backends/sql/sql-backend.ts";
-import { openSqliteDriver, sqliteDialect } from "../../src/backends/sql/sqlite.ts";
+import { openSqliteDriver } from "../../src/backends/sql/sqlite.ts";
+import { sqliteDialect } from "../../src/backends/sql/sqlite-dialect.ts";
 import { Store } from "../../src/engine/store.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "strata-commit-"));

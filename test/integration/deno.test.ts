@@ -18,6 +18,8 @@ test("strata on Deno: put, get at a revision, watch, lease expiry, restart", asy
   await c.put("deno/a").value("2").exec();
   const old = await c.kv.range({ key: Buffer.from("deno/a"), revision: first.header.revision } as never);
   expect(old.kvs[0]!.value.toString()).toBe("1");
+  // ranges of keys are read on read threads, each with its own node:sqlite connection
+  expect(await c.getAll().prefix("deno/").strings()).toEqual({ "deno/a": "2" });
 
   const seen: string[] = [];
   const watcher = await c.watch().prefix("deno/").create();

@@ -3,6 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { RangeResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { type RangeAnswer, rangeFrame } from "../../src/api/range-frame.ts";
+import { encodeKvs } from "../../src/engine/kv-encoding.ts";
 
 const bytes = (n: number, fill = 7) => new Uint8Array(n).fill(fill);
 const header = { clusterId: 0xfedcba9876543210n, memberId: 1n, revision: 12345n, raftTerm: 2n };
@@ -30,12 +31,15 @@ const cases: Array<[string, RangeAnswer]> = [
 
 describe("rangeFrame", () => {
   for (const [name, answer] of cases) {
-    test(name, () => {
-      const want = toBinary(RangeResponseSchema, create(RangeResponseSchema, answer as never));
-      const frame = rangeFrame(answer);
+    const want = toBinary(RangeResponseSchema, create(RangeResponseSchema, answer as never));
+    const check = (pieces: Uint8Array[]) => {
+      const frame = Buffer.concat(pieces);
       expect(frame[0]).toBe(0);
-      expect(new DataView(frame.buffer).getUint32(1)).toBe(want.length);
-      expect(Buffer.from(frame.subarray(5)).equals(Buffer.from(want))).toBe(true);
-    });
+      expect(frame.readUInt32BE(1)).toBe(want.length);
+      expect(frame.subarray(5).equals(Buffer.from(want))).toBe(true);
+    };
+    test(name, () => check(rangeFrame(answer)));
+    // as a SQLite read thread hands them over: the kvs field already encoded
+    test(`${name}, key-values encoded beforehand`, () => check(rangeFrame({ ...answer, kvs: [], encodedKvs: encodeKvs(answer.kvs) })));
   }
 });

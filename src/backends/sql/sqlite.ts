@@ -1,69 +1,23 @@
 // The embedded default: one SQLite file in WAL mode. A writer connection runs the
-// group-committed batches; a reader connection serves reads from committed snapshots,
-// so a read never sees a batch that is still being written, nor one not yet on disk.
-import { type BackendState, StorageFault } from "../backend.ts";
-import { type Dialect, errorParts, UPSERT_ON_CONFLICT } from "./dialect.ts";
-import { plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
+// group-committed batches; reads see committed snapshots, so a read never sees a batch that
+// is still being written, and nothing read is answered before it is on disk. Reads of one
+// key use the event loop's reader connection; every other read runs on a read thread.
+import { type BackendState, type EventsOptions, type EventsPage, StorageFault } from "../backend.ts";
+import { isSingleKey } from "../../engine/keyrange.ts";
 import { Mutex } from "../../engine/mutex.ts";
+import type { RangeQuery, RangeResult, Rev } from "../../engine/types.ts";
+import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
+import { READ_THREADS, ReadPool } from "./read-pool.ts";
 import { SqlBackend } from "./sql-backend.ts";
+import { sqliteConn, sqliteTransaction } from "./sqlite-conn.ts";
+import { sqliteDialect } from "./sqlite-dialect.ts";
 import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
 import type { IntegrityReply, IntegrityRequest } from "./integrity-worker.ts";
 import { WalCheckpointer } from "./wal-checkpointer.ts";
 import { log } from "../../observe/log.ts";
 import { WalSync } from "./wal-sync.ts";
 
-export const sqliteDialect: Dialect = {
-  name: "sqlite",
-  keyType: "BLOB",
-  valueType: "BLOB",
-  intType: "INTEGER",
-  tableOptions: "",
-  countKv: "kv",
-  upsertKv: UPSERT_ON_CONFLICT,
-  // BEGIN IMMEDIATE already made this connection the only writer
-  lockMeta: (c) => c.all("SELECT name, num FROM meta"),
-  // the file is locked to this process: nobody else migrates or writes
-  lockSchema: async () => {},
-  pollMs: 0,
-  async size(c) {
-    const one = async (pragma: string) => (await c.all(`PRAGMA ${pragma}`))[0]![pragma] as bigint;
-    const page = await one("page_size");
-    const count = await one("page_count");
-    const free = await one("freelist_count");
-    return { size: page * count, inUse: page * (count - free) };
-  },
-  async defragment(d) {
-    await d.exec("VACUUM");
-    await d.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-  },
-  // by message as well as code: node:sqlite has no per-error code, and a failed
-  // transaction's error is rethrown wrapped (its message kept)
-  fault(err) {
-    const { code, message } = errorParts(err);
-    if (code.startsWith("SQLITE_FULL") || /database or disk is full/.test(message)) return "full";
-    if (code.startsWith("SQLITE_CORRUPT") || code.startsWith("SQLITE_NOTADB") || /database disk image is malformed|file is not a database/.test(message)) return "corrupt";
-    return undefined;
-  },
-};
-
-function conn(db: SqliteDatabase): SqlConn {
-  const cache = new Map<string, ReturnType<SqliteDatabase["prepare"]>>();
-  const stmt = (sql: string) => {
-    let s = cache.get(sql);
-    if (!s) cache.set(sql, (s = db.prepare(sql)));
-    return s;
-  };
-  const c: SqlConn = {
-    all: async (sql: string, params: SqlValue[] = []) => stmt(sql).all(...params),
-    run: async (sql: string, params: SqlValue[] = []) => stmt(sql).run(...params).changes,
-    // in process: nothing to save by not waiting
-    send: (sql: string, params: SqlValue[] = []) => void stmt(sql).run(...params),
-    savepoint: (fn) => plainSavepoint(c, fn),
-  };
-  return c;
-}
-
-class SqliteDriver implements SqlDriver {
+export class SqliteDriver implements SqlDriver {
   private readonly readLock = new Mutex();
   private readonly w: SqlConn;
   private readonly r: SqlConn;
@@ -76,16 +30,18 @@ class SqliteDriver implements SqlDriver {
     private readonly wal: WalSync | undefined,
     private readonly writeLock: Mutex,
     private readonly checkpointer: WalCheckpointer,
+    /** the read threads, when this copy has any */
+    private readonly pool: ReadPool | undefined,
   ) {
-    this.w = conn(writer);
-    this.r = conn(reader);
+    this.w = sqliteConn(writer);
+    this.r = sqliteConn(reader);
   }
 
   write<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
     return this.writeLock.run(async () => {
       // after a failed fsync nothing more is written
       this.wal?.unsynced();
-      const result = await transaction(this.writer, "BEGIN IMMEDIATE", () => fn(this.w));
+      const result = await sqliteTransaction(this.writer, "BEGIN IMMEDIATE", () => fn(this.w));
       await this.wal?.sync();
       this.checkpointer.committed();
       return result;
@@ -96,7 +52,7 @@ class SqliteDriver implements SqlDriver {
     return this.readLock.run(async () => {
       // the snapshot is taken by the read's first statement, in the same turn as this check
       await this.onDisk();
-      return transaction(this.reader, "BEGIN", () => fn(this.r));
+      return sqliteTransaction(this.reader, "BEGIN", () => fn(this.r));
     });
   }
 
@@ -105,6 +61,19 @@ class SqliteDriver implements SqlDriver {
       await this.onDisk();
       return this.r.all(sql, params);
     });
+  }
+
+  /**
+   * A read on a read thread (or on the reader connection, without threads). Its snapshot
+   * is taken on the thread at a moment this thread does not see, so instead of waiting
+   * before it, its answer waits: until every commit made by the time it arrives — all it
+   * can have seen — is on disk.
+   */
+  async onThread<T>(read: (pool: ReadPool) => Promise<T>, here: () => Promise<T>): Promise<T> {
+    if (!this.pool) return here();
+    const result = await read(this.pool);
+    await this.onDisk();
+    return result;
   }
 
   /** Resolves once no commit is waiting for its fsync; throws after a failed one. */
@@ -121,6 +90,7 @@ class SqliteDriver implements SqlDriver {
   }
 
   async close(): Promise<void> {
+    await this.pool?.close();
     // before taking the lock: a running checkpoint's last pass needs it
     await this.checkpointer.close();
     await this.writeLock.run(async () => {
@@ -132,24 +102,12 @@ class SqliteDriver implements SqlDriver {
   }
 }
 
-async function transaction<T>(db: SqliteDatabase, begin: string, fn: () => Promise<T>): Promise<T> {
-  db.exec(begin);
-  let result: T;
-  try {
-    result = await fn();
-  } catch (err) {
-    db.exec("ROLLBACK");
-    throw err;
-  }
-  db.exec("COMMIT");
-  return result;
-}
-
 /**
  * The driver over one SQLite file, locked to this process. Not `durable`: no fsync, for
- * a copy that can be rebuilt from elsewhere (the NATS backend's).
+ * a copy that can be rebuilt from elsewhere (the NATS backend's). `readThreads`: threads
+ * for onThread's reads (none: they run on the event loop's reader connection).
  */
-export async function openSqliteDriver(path: string, durable = true): Promise<SqlDriver> {
+export async function openSqliteDriver(path: string, durable = true, readThreads = 0): Promise<SqliteDriver> {
   const lock = await lockExclusively(path, `sqlite://${path}`);
   const opened = [lock];
   try {
@@ -166,7 +124,15 @@ export async function openSqliteDriver(path: string, durable = true): Promise<Sq
     const writeLock = new Mutex();
     const checkpointer = await WalCheckpointer.start(`sqlite://${path}`, path, durable, writeLock);
     writer.exec("PRAGMA wal_autocheckpoint = 0");
-    return new SqliteDriver(writer, reader, lock, durable ? new WalSync(`sqlite://${path}`, `${path}-wal`) : undefined, writeLock, checkpointer);
+    let pool: ReadPool | undefined;
+    try {
+      pool = readThreads > 0 ? await ReadPool.start(`sqlite://${path}`, path, readThreads) : undefined;
+    } catch (err) {
+      await checkpointer.close();
+      throw err;
+    }
+    const wal = durable ? new WalSync(`sqlite://${path}`, `${path}-wal`) : undefined;
+    return new SqliteDriver(writer, reader, lock, wal, writeLock, checkpointer, pool);
   } catch (err) {
     for (const db of opened.reverse()) db.close();
     throw err;
@@ -177,19 +143,29 @@ export class SqliteBackend extends SqlBackend {
   readonly embedded = true;
   private stopCheck: () => void = () => {};
 
-  private constructor(name: string, driver: SqlDriver) {
-    super(name, driver, sqliteDialect);
+  private constructor(name: string, private readonly sqlite: SqliteDriver) {
+    super(name, sqlite, sqliteDialect);
   }
 
   static async open(path: string): Promise<SqliteBackend> {
     const name = `sqlite://${path}`;
     try {
-      return new SqliteBackend(name, await openSqliteDriver(path));
+      return new SqliteBackend(name, await openSqliteDriver(path, true, READ_THREADS));
     } catch (err) {
       // SQLite's own words ("unable to open database file") do not say which file
       const why = (err as Error).message;
       throw new Error(why.includes(path) ? why : `${name}: cannot open: ${why}`);
     }
+  }
+
+  /** One key costs less to read than the trip to a thread; a range's cost is the client's choice. */
+  override range(q: RangeQuery): Promise<RangeResult> {
+    if (isSingleKey(q.range)) return super.range(q);
+    return this.sqlite.onThread((pool) => pool.range(q), () => super.range(q));
+  }
+
+  override events(from: Rev, to: Rev, limit: number, opts: EventsOptions = {}): Promise<EventsPage> {
+    return this.sqlite.onThread((pool) => pool.events(from, to, limit, opts), () => super.events(from, to, limit, opts));
   }
 
   override async open(): Promise<BackendState> {

@@ -1,0 +1,106 @@
+// Large range responses admitted against a memory budget: a read starts only while the
+// responses already read and not yet sent fit in the budget, so a storm of lists waits its
+// turn instead of holding every response in memory at once (and a thousand lists cannot
+// take the process down). A response larger than the whole budget goes alone. Writes and
+// reads of one key are never held. Before a read the size of its response is not known:
+// it is guessed from the last response of the same kind (the same range end, limit and
+// keys-only: a resource's list, or its pages), else a fixed guess. A client that does not
+// read its response holds its share for RESPONSE_HOLD_MS at most: then it stops counting,
+// so a stalled or hostile client delays the others' large reads, but only that long.
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { RangeRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+
+/** bytes of range responses read and not yet sent, at most (beyond one response alone) */
+export const RESPONSE_BUDGET_BYTES = 64 * 1024 * 1024;
+/** how long an unsent response counts against the budget, at most */
+export const RESPONSE_HOLD_MS = 5000;
+/** the guess for a kind of range not seen yet */
+const UNKNOWN_BYTES = 8 * 1024 * 1024;
+/** kinds remembered; past this many the memory starts again */
+const KINDS = 10_000;
+
+export class ResponseBudget {
+  private held = 0;
+  private readonly queue: Array<{ bytes: number; admit: () => void }> = [];
+  private readonly sizes = new Map<string, number>();
+
+  constructor(readonly limit = RESPONSE_BUDGET_BYTES) {}
+
+  /** bytes reserved now (for tests and metrics) */
+  get reserved(): number {
+    return this.held;
+  }
+
+  /** Waits, in arrival order, until a response of this kind fits. Throws Canceled if the call ends first. */
+  async admit(kind: string, signal: AbortSignal): Promise<Reservation> {
+    const bytes = Math.min(this.sizes.get(kind) ?? UNKNOWN_BYTES, this.limit);
+    if (this.queue.length === 0 && this.fits(bytes)) {
+      this.held += bytes;
+    } else {
+      await new Promise<void>((resolve, reject) => {
+        const waiter = { bytes, admit: resolve };
+        this.queue.push(waiter);
+        signal.addEventListener("abort", () => {
+          const i = this.queue.indexOf(waiter);
+          if (i < 0) return;
+          this.queue.splice(i, 1);
+          this.wake();
+          reject(new ConnectError("the client cancelled the call", Code.Canceled));
+        }, { once: true });
+      });
+    }
+    return new Reservation(this, kind, bytes);
+  }
+
+  /** @internal the response turned out `actual` bytes instead of `bytes` */
+  settle(kind: string, bytes: number, actual: number): void {
+    if (this.sizes.size >= KINDS) this.sizes.clear();
+    this.sizes.set(kind, actual);
+    this.held += actual - bytes;
+    if (actual < bytes) this.wake();
+  }
+
+  /** @internal */
+  release(bytes: number): void {
+    this.held -= bytes;
+    this.wake();
+  }
+
+  private fits(bytes: number): boolean {
+    return this.held === 0 || this.held + bytes <= this.limit;
+  }
+
+  private wake(): void {
+    while (this.queue.length > 0 && this.fits(this.queue[0]!.bytes)) {
+      const w = this.queue.shift()!;
+      this.held += w.bytes;
+      w.admit();
+    }
+  }
+}
+
+/** One admitted read's share of the budget, held until its response is sent. */
+export class Reservation {
+  private released = false;
+
+  constructor(private readonly budget: ResponseBudget, private readonly kind: string, private bytes: number) {}
+
+  /** The response is `actual` bytes: hold that much from now on. */
+  settle(actual: number): void {
+    if (this.released) return;
+    this.budget.settle(this.kind, this.bytes, actual);
+    this.bytes = actual;
+  }
+
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.budget.release(this.bytes);
+  }
+}
+
+/** The budget's kind of a Range whose response may be large; undefined for one key or a count. */
+export function rangeKind(r: RangeRequest): string | undefined {
+  if (r.rangeEnd.length === 0 || r.countOnly) return undefined;
+  return `${Buffer.from(r.rangeEnd).toString("hex")} ${r.limit} ${r.keysOnly}`;
+}

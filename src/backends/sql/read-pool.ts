@@ -1,0 +1,129 @@
+// SQLite reads whose cost a client controls — ranges over many keys, counts, history pages
+// — on worker threads, each with its own connection (read-worker.ts): in WAL mode readers
+// run beside the writer, so the event loop keeps only the writer, the watch hub and the
+// connections, and reads use every core. Reads wait in arrival order for a free thread.
+import { availableParallelism } from "node:os";
+import type { EventsOptions, EventsPage } from "../backend.ts";
+import { type ErrorCode, EtcdError } from "../../engine/errors.ts";
+import type { RangeQuery, RangeResult, Rev } from "../../engine/types.ts";
+import type { ReadFailure, ReadReply, ReadRequest } from "./read-worker.ts";
+
+/** The worker's code: see wal-checkpointer.ts for where it is in a compiled executable. */
+const WORKER_URL = import.meta.url.includes("/$bunfs/")
+  ? new URL("./backends/sql/read-worker.ts", import.meta.url).href
+  : new URL("./read-worker.ts", import.meta.url).href;
+
+/** threads: all cores but the event loop's, at least two, at most eight */
+export const READ_THREADS = Math.min(8, Math.max(2, availableParallelism() - 1));
+
+interface Job {
+  request: ReadRequest;
+  resolve: (v: unknown) => void;
+  reject: (e: Error) => void;
+}
+
+interface Thread {
+  worker: Worker;
+  job: Job | undefined;
+}
+
+export class ReadPool {
+  private readonly threads: Thread[] = [];
+  private readonly queue: Job[] = [];
+  private closed = false;
+
+  private constructor(private readonly name: string, private readonly path: string) {}
+
+  /** Starts the threads and opens the database at `path` in each. */
+  static async start(name: string, path: string, threads = READ_THREADS): Promise<ReadPool> {
+    const pool = new ReadPool(name, path);
+    try {
+      await Promise.all(Array.from({ length: threads }, () => pool.spawn()));
+    } catch (err) {
+      for (const t of pool.threads) t.worker.terminate();
+      throw err;
+    }
+    return pool;
+  }
+
+  range(q: RangeQuery): Promise<RangeResult> {
+    return this.run({ range: q }) as Promise<RangeResult>;
+  }
+
+  events(from: Rev, to: Rev, limit: number, opts: EventsOptions): Promise<EventsPage> {
+    return this.run({ events: { from, to, limit, opts } }) as Promise<EventsPage>;
+  }
+
+  /** Lets running reads finish, fails the waiting ones, and closes every thread's connection. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const job of this.queue.splice(0)) job.reject(new Error(`${this.name} is closed`));
+    await Promise.all(this.threads.map(async (t) => {
+      await new Promise<void>((resolve) => {
+        const job: Job = { request: { close: true }, resolve: () => resolve(), reject: () => resolve() };
+        if (!t.job) return this.send(t, job);
+        // after the running read
+        const running = t.job;
+        const [res, rej] = [running.resolve, running.reject];
+        running.resolve = (v) => (res(v), this.send(t, job));
+        running.reject = (e) => (rej(e), this.send(t, job));
+      });
+      t.worker.terminate();
+    }));
+  }
+
+  private run(request: ReadRequest): Promise<unknown> {
+    if (this.closed) return Promise.reject(new Error(`${this.name} is closed`));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ request, resolve, reject });
+      this.dispatch();
+    });
+  }
+
+  private dispatch(): void {
+    for (const t of this.threads) {
+      if (this.queue.length === 0) return;
+      if (!t.job) this.send(t, this.queue.shift()!);
+    }
+  }
+
+  private send(t: Thread, job: Job): void {
+    t.job = job;
+    t.worker.postMessage(job.request);
+  }
+
+  /** A new thread with the database open; replaces a thread that failed. */
+  private spawn(): Promise<void> {
+    const worker = new Worker(WORKER_URL, { type: "module" });
+    const t: Thread = { worker, job: undefined };
+    this.threads.push(t);
+    worker.onmessage = (e: MessageEvent<ReadReply>) => {
+      const job = t.job;
+      if (!job) return;
+      t.job = undefined;
+      if ("error" in e.data) job.reject(failure(e.data.error));
+      else job.resolve(e.data.result);
+      if (!this.closed) this.dispatch();
+    };
+    worker.onerror = (e) => {
+      // a thread that died takes only its own read with it
+      t.job?.reject(new Error(`${this.name}: a read thread failed: ${e.message}`));
+      t.job = undefined;
+      worker.terminate();
+      this.threads.splice(this.threads.indexOf(t), 1);
+      if (!this.closed) this.spawn().then(() => this.dispatch(), () => {});
+    };
+    return new Promise<void>((resolve, reject) => {
+      this.send(t, { request: { open: this.path, name: this.name }, resolve: () => resolve(), reject });
+    });
+  }
+}
+
+/** the read's error as the event loop would have thrown it */
+function failure(f: ReadFailure): Error {
+  if (f.name === "EtcdError") return new EtcdError(f.code as ErrorCode, f.message);
+  const err = new Error(f.message) as Error & { code?: string };
+  err.name = f.name;
+  if (f.code) err.code = f.code;
+  return err;
+}

@@ -1,0 +1,92 @@
+// A read thread of the SQLite backend (see read-pool.ts): its own connection to the file
+// and the same MVCC queries as the event loop's (SqlBackend over a read-only driver).
+// Each read is one snapshot; a range asked to be encoded comes back as one transferred
+// buffer, so the event loop neither builds nor copies thousands of objects.
+import type { EventsOptions } from "../backend.ts";
+import { EtcdError } from "../../engine/errors.ts";
+import { encodeResult } from "../../engine/kv-encoding.ts";
+import type { RangeQuery, RangeResult, Rev } from "../../engine/types.ts";
+import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
+import { SqlBackend } from "./sql-backend.ts";
+import { sqliteDialect } from "./sqlite-dialect.ts";
+import { sqliteConn, sqliteTransaction } from "./sqlite-conn.ts";
+import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
+
+/** one at a time: a thread gets its next request once it answered the last */
+export type ReadRequest =
+  | { open: string; name: string }
+  | { range: RangeQuery }
+  | { events: { from: Rev; to: Rev; limit: number; opts: EventsOptions } }
+  | { close: true };
+
+/** what a read failed with: enough to throw the same error on the event loop */
+export interface ReadFailure {
+  name: string;
+  message: string;
+  /** an EtcdError's gRPC code, or SQLite's error code */
+  code: string | undefined;
+}
+
+export type ReadReply = { result: unknown } | { error: ReadFailure };
+
+declare const self: {
+  onmessage: ((e: MessageEvent<ReadRequest>) => void) | null;
+  postMessage(m: ReadReply, transfer?: ArrayBuffer[]): void;
+};
+
+/** Reads only: the writer is the event loop's. */
+class ReadOnlyDriver implements SqlDriver {
+  private readonly c: SqlConn;
+  constructor(private readonly db: SqliteDatabase) {
+    this.c = sqliteConn(db);
+  }
+  read<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
+    return sqliteTransaction(this.db, "BEGIN", () => fn(this.c));
+  }
+  query(sql: string, params: SqlValue[] = []): Promise<Row[]> {
+    return this.c.all(sql, params);
+  }
+  write<T>(): Promise<T> {
+    throw new Error("a read thread does not write");
+  }
+  exec(): Promise<void> {
+    throw new Error("a read thread does not write");
+  }
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}
+
+let backend: SqlBackend | undefined;
+
+self.onmessage = async (e) => {
+  const req = e.data;
+  try {
+    if ("open" in req) {
+      const db = await openSqlite(req.open);
+      // opening reads the log's index, which the writer may hold for a moment
+      db.exec("PRAGMA busy_timeout = 10000");
+      backend = new SqlBackend(req.name, new ReadOnlyDriver(db), sqliteDialect);
+      return self.postMessage({ result: true });
+    }
+    if ("close" in req) {
+      // the pool ends the thread once it is told
+      await backend?.close();
+      return self.postMessage({ result: true });
+    }
+    if (!backend) throw new Error("the read thread has no database open");
+    if ("range" in req) {
+      const res: RangeResult = await backend.range(req.range);
+      if (!req.range.encode) return self.postMessage({ result: res });
+      const encoded = encodeResult(res, req.range.encode.keep);
+      // handed over, not copied
+      return self.postMessage({ result: encoded }, [encoded.encoded!.bytes.buffer as ArrayBuffer]);
+    }
+    const { from, to, limit, opts } = req.events;
+    self.postMessage({ result: await backend.events(from, to, limit, opts) });
+  } catch (err) {
+    const error = err instanceof Error ? err : new Error(String(err));
+    const code = err instanceof EtcdError ? err.code : (err as { code?: unknown }).code;
+    self.postMessage({ error: { name: error.name, message: error.message, code: typeof code === "string" ? code : undefined } });
+  }
+};

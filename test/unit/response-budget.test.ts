@@ -1,0 +1,53 @@
+// The response budget: reads wait in order while responses read and not yet sent fill it.
+import { expect, test } from "bun:test";
+import { ResponseBudget } from "../../src/api/response-budget.ts";
+
+const MiB = 1024 * 1024;
+const open = () => new AbortController().signal;
+const settled = async (p: Promise<unknown>) => {
+  let done = false;
+  void p.then(() => (done = true), () => (done = true));
+  await new Promise((r) => setTimeout(r, 0));
+  return done;
+};
+
+test("reads wait while the budget is full and go in arrival order as it empties", async () => {
+  const budget = new ResponseBudget(20 * MiB);
+  const a = await budget.admit("list", open());
+  a.settle(15 * MiB);
+  const b = budget.admit("list", open()); // guessed from a: 15 MiB, does not fit
+  const c = budget.admit("other", open()); // would fit (8 MiB guess) but b came first
+  expect(await settled(b)).toBe(false);
+  expect(await settled(c)).toBe(false);
+  a.release();
+  expect(await settled(b)).toBe(true);
+  expect(await settled(c)).toBe(false);
+  (await b).release();
+  expect(await settled(c)).toBe(true);
+  (await c).release();
+  expect(budget.reserved).toBe(0);
+});
+
+test("a response larger than the whole budget goes alone", async () => {
+  const budget = new ResponseBudget(10 * MiB);
+  const a = await budget.admit("huge", open());
+  a.settle(50 * MiB);
+  const b = budget.admit("huge", open());
+  expect(await settled(b)).toBe(false);
+  a.release();
+  expect(await settled(b)).toBe(true);
+  expect(budget.reserved).toBe(10 * MiB); // its guess is capped at the budget
+});
+
+test("a call that ends while it waits leaves the queue", async () => {
+  const budget = new ResponseBudget(10 * MiB);
+  const a = await budget.admit("x", open());
+  a.settle(10 * MiB);
+  const gone = new AbortController();
+  const b = budget.admit("x", gone.signal);
+  const c = budget.admit("y", open());
+  gone.abort();
+  expect(await b.catch((e: { rawMessage: string }) => e.rawMessage)).toBe("the client cancelled the call");
+  a.release();
+  expect(await settled(c)).toBe(true);
+});

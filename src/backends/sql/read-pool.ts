@@ -5,6 +5,7 @@
 import { availableParallelism } from "node:os";
 import type { EventsOptions, EventsPage } from "../backend.ts";
 import { type ErrorCode, EtcdError } from "../../engine/errors.ts";
+import { StorageFault } from "../backend.ts";
 import type { RangeQuery, RangeResult, Rev } from "../../engine/types.ts";
 import type { ReadFailure, ReadReply, ReadRequest } from "./read-worker.ts";
 
@@ -121,6 +122,7 @@ export class ReadPool {
 
 /** the read's error as the event loop would have thrown it */
 function failure(f: ReadFailure): Error {
+  if (f.fault) return new StorageFault(f.fault.kind, f.fault.backend, f.fault.detail);
   if (f.name === "EtcdError") return new EtcdError(f.code as ErrorCode, f.message);
   const err = new Error(f.message) as Error & { code?: string };
   err.name = f.name;

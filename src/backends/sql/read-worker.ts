@@ -4,6 +4,7 @@
 // buffer, so the event loop neither builds nor copies thousands of objects.
 import type { EventsOptions } from "../backend.ts";
 import { EtcdError } from "../../engine/errors.ts";
+import { StorageFault } from "../backend.ts";
 import { encodeResult } from "../../engine/kv-encoding.ts";
 import type { RangeQuery, RangeResult, Rev } from "../../engine/types.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
@@ -25,6 +26,8 @@ export interface ReadFailure {
   message: string;
   /** an EtcdError's gRPC code, or SQLite's error code */
   code: string | undefined;
+  /** a fault the thread's backend recognised (disk full, damage): thrown again as one */
+  fault?: { kind: "full" | "corrupt"; backend: string; detail: string };
 }
 
 export type ReadReply = { result: unknown } | { error: ReadFailure };
@@ -87,6 +90,7 @@ self.onmessage = async (e) => {
   } catch (err) {
     const error = err instanceof Error ? err : new Error(String(err));
     const code = err instanceof EtcdError ? err.code : (err as { code?: unknown }).code;
-    self.postMessage({ error: { name: error.name, message: error.message, code: typeof code === "string" ? code : undefined } });
+    const fault = err instanceof StorageFault ? { kind: err.kind, backend: err.backend, detail: err.detail } : undefined;
+    self.postMessage({ error: { name: error.name, message: error.message, code: typeof code === "string" ? code : undefined, fault } });
   }
 };

@@ -158,14 +158,24 @@ export class SqliteBackend extends SqlBackend {
     }
   }
 
+  /** A read on a thread: its backend recognised any fault, but the listeners are here. */
+  private async onThread<T>(read: () => Promise<T>): Promise<T> {
+    try {
+      return await read();
+    } catch (err) {
+      if (err instanceof StorageFault) this.reportFault(err);
+      throw err;
+    }
+  }
+
   /** One key costs less to read than the trip to a thread; a range's cost is the client's choice. */
   override range(q: RangeQuery): Promise<RangeResult> {
     if (isSingleKey(q.range)) return super.range(q);
-    return this.sqlite.onThread((pool) => pool.range(q), () => super.range(q));
+    return this.onThread(() => this.sqlite.onThread((pool) => pool.range(q), () => super.range(q)));
   }
 
   override events(from: Rev, to: Rev, limit: number, opts: EventsOptions = {}): Promise<EventsPage> {
-    return this.sqlite.onThread((pool) => pool.events(from, to, limit, opts), () => super.events(from, to, limit, opts));
+    return this.onThread(() => this.sqlite.onThread((pool) => pool.events(from, to, limit, opts), () => super.events(from, to, limit, opts)));
   }
 
   override async open(): Promise<BackendState> {

@@ -6,7 +6,7 @@ import { AlarmRequest_AlarmAction, AlarmType, Maintenance } from "../gen/etcd/ap
 import type { AlarmMember } from "../engine/alarms.ts";
 import { checkRevision } from "../engine/revisions.ts";
 import type { Router } from "../router/router.ts";
-import { crc32 } from "./crc32.ts";
+import { crc32 } from "../util/crc32.ts";
 import { etcdErrors } from "./errors.ts";
 import { header, RAFT_TERM, type ServerIdentity } from "./header.ts";
 

@@ -3,9 +3,9 @@
 import { redact } from "../backends/open.ts";
 import { isUpstreamUrl } from "../backends/etcd/upstream.ts";
 import { ConfigError, loadConfig } from "../config/config.ts";
-import { parseKey } from "./kubernetes-key.ts";
-import { RoutingTable } from "./rules.ts";
-import { describe } from "./validate.ts";
+import { parseKey } from "../router/kubernetes-key.ts";
+import { RoutingTable } from "../router/rules.ts";
+import { describe } from "../router/validate.ts";
 
 const USAGE = "usage: strata route explain KEY [--config FILE] | strata route list [--config FILE]";
 

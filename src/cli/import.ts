@@ -4,13 +4,13 @@
 // etcd's revision. Run it with strata stopped; writes made to etcd after the read are
 // not copied (stop kube-apiserver first, or import again).
 import { createClient } from "@connectrpc/connect";
-import { CLIENT_TLS_USAGE, clientTlsFlags, grpcClientTransport } from "../api/client-transport.ts";
+import { CLIENT_TLS_USAGE, clientTlsFlags, grpcClientTransport } from "./client-transport.ts";
 import { KV, Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { type Config, ConfigError, loadConfig } from "../config/config.ts";
 import type { KeyValue } from "../engine/types.ts";
-import { copyInto, ensureLease } from "./copy.ts";
-import { keyCount } from "./key-count.ts";
-import { openRouter, UPSTREAM_KEYS_STAY, upstreamIn } from "./open.ts";
+import { copyInto, ensureLease } from "../router/copy.ts";
+import { keyCount } from "../router/key-count.ts";
+import { openRouter, UPSTREAM_KEYS_STAY, upstreamIn } from "../router/open.ts";
 import { keyString } from "../engine/keyrange.ts";
 
 const PAGE = 1000;

@@ -16,14 +16,6 @@ export function redact(url: string): string {
   return url.replace(/^([a-z]+:\/\/[^:/@]+):[^@/]*@/, "$1:***@");
 }
 
-/**
- * Accepts kine-style endpoints as well: mysql://user:pass@tcp(host:3306)/db becomes
- * mysql://user:pass@host:3306/db.
- */
-export function normaliseEndpoint(url: string): string {
-  return url.trim().replace(/^([a-z]+:\/\/(?:[^@/]*@)?)tcp\(([^)]*)\)/, "$1$2");
-}
-
 export async function openBackend(url: string, opts: BackendOptions): Promise<Backend> {
   if (url.startsWith("sqlite://")) {
     const path = url.slice("sqlite://".length).split("?")[0]!;

@@ -9,7 +9,8 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import type { Backend, BackendState } from "../backends/backend.ts";
 import { CLIENT_TLS_USAGE, clientTlsFlags, grpcClientTransport } from "./client-transport.ts";
 import { openBackend, redact } from "../backends/open.ts";
-import { type Config, ConfigError, loadConfig } from "../config/config.ts";
+import { type Config, ConfigError } from "../config/config.ts";
+import { loadCheckedConfig } from "./config.ts";
 import { Store } from "../engine/store.ts";
 import { Admin } from "../gen/strata/admin/v1/admin_pb.ts";
 import { copyInto, forgetIn } from "../router/copy.ts";
@@ -35,8 +36,8 @@ export async function migrateCommand(args: string[]): Promise<number> {
   }
   let oldConfig: Config, newConfig: Config;
   try {
-    oldConfig = loadConfig(["--config", from], {});
-    newConfig = loadConfig(["--config", to], {});
+    oldConfig = loadCheckedConfig(["--config", from], {});
+    newConfig = loadCheckedConfig(["--config", to], {});
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`strata: configuration error: ${err.message}`);

@@ -14,7 +14,8 @@ import { UpstreamLeases } from "../engine/upstream-leases.ts";
 import type { Router } from "../router/router.ts";
 import { openRouter, watchTopology } from "../router/open.ts";
 import { WatchHub } from "../engine/watch-hub.ts";
-import { type Config, ConfigError, helpText, loadConfig } from "../config/config.ts";
+import { type Config, ConfigError, helpText } from "../config/config.ts";
+import { loadCheckedConfig } from "./config.ts";
 import { log, setLogLevel } from "../observe/log.ts";
 import { Observer } from "../observe/observer.ts";
 import { onShutdown, runClosers } from "./shutdown.ts";
@@ -27,7 +28,7 @@ export async function serveCommand(serveArgs: string[]): Promise<void> {
   }
   let config: Config;
   try {
-    config = loadConfig(serveArgs, process.env);
+    config = loadCheckedConfig(serveArgs, process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`strata: configuration error: ${err.message}`);

@@ -6,7 +6,7 @@ import {
   PutRequestSchema,
   TxnRequestSchema,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { checkDelete, checkPut, checkRange, checkTxn } from "../engine/checks.ts";
+import { checkDelete, checkPut, checkRange, checkTxn } from "./checks.ts";
 import type { Router } from "../router/router.ts";
 import { etcdErrors } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";

@@ -2,7 +2,7 @@
 // each key and value copied once. protobuf-es's writer grows its buffer as it goes, which
 // made encoding a list of 50,000 pods slower than reading them from SQLite. The bytes are
 // exactly toBinary's (a unit test compares them).
-import type { KeyValue } from "../engine/types.ts";
+import type { KeyValue } from "../mvcc/types.ts";
 
 export interface RangeAnswer {
   header: { clusterId: bigint; memberId: bigint; revision: bigint; raftTerm: bigint };

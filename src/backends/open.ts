@@ -1,6 +1,6 @@
 // Backend URL → backend. Each database family lives in its own module.
 import { resolve } from "node:path";
-import type { Backend } from "./backend.ts";
+import type { Backend } from "../mvcc/backend.ts";
 import { NatsBackend } from "./nats/nats-backend.ts";
 import { MysqlBackend } from "./sql/mysql.ts";
 import { PostgresBackend } from "./sql/postgres.ts";

@@ -8,11 +8,11 @@ import { CLIENT_TLS_USAGE, clientTlsFlags, grpcClientTransport } from "./client-
 import { KV, Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { type Config, ConfigError } from "../config/config.ts";
 import { loadCheckedConfig } from "./config.ts";
-import type { KeyValue } from "../engine/types.ts";
+import type { KeyValue } from "../mvcc/types.ts";
 import { copyInto, ensureLease } from "../router/copy.ts";
 import { keyCount } from "../router/key-count.ts";
 import { openRouter, UPSTREAM_KEYS_STAY, upstreamIn } from "../router/open.ts";
-import { keyString } from "../engine/keyrange.ts";
+import { keyString } from "../mvcc/keyrange.ts";
 
 const PAGE = 1000;
 

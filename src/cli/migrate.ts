@@ -6,17 +6,17 @@
 // With --endpoint instead of --from-config the running strata does it live (router/move.ts).
 import { readFileSync } from "node:fs";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import type { Backend, BackendState } from "../backends/backend.ts";
+import type { Backend, BackendState } from "../mvcc/backend.ts";
 import { CLIENT_TLS_USAGE, clientTlsFlags, grpcClientTransport } from "./client-transport.ts";
 import { openBackend, redact } from "../backends/open.ts";
 import { type Config, ConfigError } from "../config/config.ts";
 import { loadCheckedConfig } from "./config.ts";
-import { Store } from "../engine/store.ts";
+import { Store } from "../mvcc/store.ts";
 import { Admin } from "../gen/strata/admin/v1/admin_pb.ts";
 import { copyInto, forgetIn } from "../router/copy.ts";
 import { keyCount } from "../router/key-count.ts";
 import { eachKey, eachPage, strandedKeys, UPSTREAM_KEYS_STAY, upstreamIn } from "../router/open.ts";
-import { keyString } from "../engine/keyrange.ts";
+import { keyString } from "../mvcc/keyrange.ts";
 import { type Part } from "../router/router.ts";
 import { RoutingTable } from "../router/rules.ts";
 

@@ -7,17 +7,17 @@
 // refused.
 import { create } from "@bufbuild/protobuf";
 import { type CompactionRequest, type DeleteRangeRequest, type PutRequest, type RangeRequest, RangeRequestSchema, type TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { Backend, BackendState, DbSize, EventsOptions, EventsPage, StorageFault } from "../backends/backend.ts";
+import type { Backend, BackendState, DbSize, EventsOptions, EventsPage, StorageFault } from "../mvcc/backend.ts";
 import type { Upstream } from "../backends/etcd/upstream.ts";
-import { Alarms } from "../engine/alarms.ts";
-import type { Compactable } from "../engine/compactor.ts";
-import { costOfPut, costOfTxn, DEFAULT_QUOTA_BYTES, LEASE_OVERHEAD, SpaceQuota } from "../engine/quota.ts";
-import { type Committed, Store } from "../engine/store.ts";
-import { backendUnavailable, EtcdError, errors } from "../engine/errors.ts";
-import { compareBytes, isEmptyRange, keyString, toKeyRange } from "../engine/keyrange.ts";
-import { type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut } from "../engine/kv.ts";
-import { checkRevision } from "../engine/revisions.ts";
-import type { Event, KeyRange, KeyValue, Rev } from "../engine/types.ts";
+import { Alarms } from "../mvcc/alarms.ts";
+import type { Compactable } from "../keyspace/compactor.ts";
+import { costOfPut, costOfTxn, DEFAULT_QUOTA_BYTES, LEASE_OVERHEAD, SpaceQuota } from "../mvcc/quota.ts";
+import { type Committed, Store } from "../mvcc/store.ts";
+import { backendUnavailable, EtcdError, errors } from "../mvcc/errors.ts";
+import { compareBytes, isEmptyRange, keyString, toKeyRange } from "../mvcc/keyrange.ts";
+import { type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut } from "../mvcc/kv.ts";
+import { checkRevision } from "../mvcc/revisions.ts";
+import type { Event, KeyRange, KeyValue, Rev } from "../mvcc/types.ts";
 import { CommitMerger } from "./merger.ts";
 import { keyCount } from "./key-count.ts";
 import type { Topology } from "../config/topology.ts";

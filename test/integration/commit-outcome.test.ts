@@ -10,7 +10,7 @@ import { PutRequestSchema, RangeRequestSchema } from "../../src/gen/etcd/api/etc
 import type { SqlDriver } from "../../src/backends/sql/driver.ts";
 import { SqlBackend } from "../../src/backends/sql/sql-backend.ts";
 import { openSqliteDriver, sqliteDialect } from "../../src/backends/sql/sqlite.ts";
-import { Store } from "../../src/engine/store.ts";
+import { Store } from "../../src/mvcc/store.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "strata-commit-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -1,10 +1,10 @@
 // The embedded default: one SQLite file in WAL mode. A writer connection runs the
 // group-committed batches; a reader connection serves reads from committed snapshots,
 // so a read never sees a batch that is still being written, nor one not yet on disk.
-import { type BackendState, StorageFault } from "../backend.ts";
+import { type BackendState, StorageFault } from "../../mvcc/backend.ts";
 import { type Dialect, errorParts, UPSERT_ON_CONFLICT } from "./dialect.ts";
 import { plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
-import { Mutex } from "../../engine/mutex.ts";
+import { Mutex } from "../../util/mutex.ts";
 import { SqlBackend } from "./sql-backend.ts";
 import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
 import type { IntegrityReply, IntegrityRequest } from "./integrity-worker.ts";

@@ -8,14 +8,14 @@ import type {
   RangeRequest,
   TxnRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { Backend, WriteTx } from "../backends/backend.ts";
+import type { Backend, WriteTx } from "./backend.ts";
 import { setImmediate } from "node:timers";
 import { backendUnavailable, EtcdError, errors } from "./errors.ts";
 import { isEmptyRange, successor, toKeyRange } from "./keyrange.ts";
 import { Apply, type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut, txnKeys } from "./kv.ts";
 import { checkRevision } from "./revisions.ts";
 import type { Event, Rev } from "./types.ts";
-import { Mutex } from "./mutex.ts";
+import { Mutex } from "../util/mutex.ts";
 import { PageCounts } from "./page-counts.ts";
 import { log } from "../observe/log.ts";
 

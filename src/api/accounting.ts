@@ -5,8 +5,8 @@
 import { type ContextValues, createContextKey, createContextValues, type Interceptor } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import type { TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { toKeyRange } from "../engine/keyrange.ts";
-import type { KeyRange } from "../engine/types.ts";
+import { toKeyRange } from "../mvcc/keyrange.ts";
+import type { KeyRange } from "../mvcc/types.ts";
 import type { GrpcMethod, GrpcType } from "../observe/metrics.ts";
 import { log } from "../observe/log.ts";
 import type { Observer } from "../observe/observer.ts";

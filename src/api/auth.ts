@@ -2,7 +2,7 @@
 // client certificates); it reports auth as disabled, so clients that probe it carry on.
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { Auth } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { errors } from "../engine/errors.ts";
+import { errors } from "../mvcc/errors.ts";
 import type { Router } from "../router/router.ts";
 import { toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";

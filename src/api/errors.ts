@@ -1,7 +1,7 @@
 // etcd errors → gRPC status. Anything that is not an EtcdError is an internal fault:
 // it is logged and answered with a message that names no internals.
 import { Code, ConnectError } from "@connectrpc/connect";
-import { EtcdError } from "../engine/errors.ts";
+import { EtcdError } from "../mvcc/errors.ts";
 import { log } from "../observe/log.ts";
 
 export function toConnectError(err: unknown): ConnectError {

@@ -1,5 +1,5 @@
 // The response header etcd puts on every top-level response.
-import type { Rev } from "../engine/types.ts";
+import type { Rev } from "../mvcc/types.ts";
 
 export interface ServerIdentity {
   clusterId: bigint;

@@ -7,8 +7,8 @@ import {
   type RangeRequest,
   TxnRequestSchema,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { checkDelete, checkPut, checkRange, checkTxn } from "../engine/checks.ts";
-import { type Deadline, requestDeadline } from "../engine/deadline.ts";
+import { checkDelete, checkPut, checkRange, checkTxn } from "./checks.ts";
+import { type Deadline, requestDeadline } from "../mvcc/deadline.ts";
 import type { Router } from "../router/router.ts";
 import { etcdErrors } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";

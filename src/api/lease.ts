@@ -2,7 +2,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { LeaseKeepAliveRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { LeaseKeeper } from "../engine/leases.ts";
+import type { LeaseKeeper } from "../keyspace/leases.ts";
 import { untilShutdown } from "./connections.ts";
 import { etcdErrors, toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";

@@ -1,7 +1,7 @@
 // etcd's request limits: --max-txn-ops and --max-request-bytes (1.5 MiB by default).
 // gRPC itself refuses messages above max-request-bytes + 512 KiB, as etcd's server does.
 import { type DescMessage, type MessageShape, toBinary } from "@bufbuild/protobuf";
-import { errors } from "../engine/errors.ts";
+import { errors } from "../mvcc/errors.ts";
 
 export interface Limits {
   maxTxnOps: number;

@@ -1,12 +1,12 @@
 // etcdserverpb.Maintenance: what etcdctl's endpoint status/health/hashkv, defrag and
-// alarm commands call. Alarms are strata's own (NOSPACE, engine/alarms.ts) and any
+// alarm commands call. Alarms are strata's own (NOSPACE, mvcc/alarms.ts) and any
 // upstream etcd's. Over a single upstream etcd, Status, Hash and HashKV are etcd's.
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { AlarmRequest_AlarmAction, AlarmType, Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { AlarmMember } from "../engine/alarms.ts";
-import { checkRevision } from "../engine/revisions.ts";
+import type { AlarmMember } from "../mvcc/alarms.ts";
+import { checkRevision } from "../mvcc/revisions.ts";
 import type { Router } from "../router/router.ts";
-import { crc32 } from "./crc32.ts";
+import { crc32 } from "../util/crc32.ts";
 import { etcdErrors } from "./errors.ts";
 import { header, RAFT_TERM, type ServerIdentity } from "./header.ts";
 

@@ -2,8 +2,8 @@
 // key-values come either as objects, encoded here, or already encoded by the read (a SQLite
 // read thread does it): then the frame is three pieces around those bytes, never copied
 // into one buffer. The bytes are exactly toBinary's (a unit test compares them).
-import { intField, kvsSize, ProtoWriter, varintSize, writeKvs } from "../engine/kv-encoding.ts";
-import type { KeyValue } from "../engine/types.ts";
+import { intField, kvsSize, ProtoWriter, varintSize, writeKvs } from "../mvcc/kv-encoding.ts";
+import type { KeyValue } from "../mvcc/types.ts";
 
 export interface RangeAnswer {
   header: { clusterId: bigint; memberId: bigint; revision: bigint; raftTerm: bigint };

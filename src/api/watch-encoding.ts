@@ -1,5 +1,5 @@
 // Watch responses whose events are encoded once for all watchers. Every watcher that sees
-// a revision gets the same Event objects from the hub (src/engine/watch-hub.ts); each event's
+// a revision gets the same Event objects from the hub (src/keyspace/watch-hub.ts); each event's
 // bytes are kept beside the object while it lives, and each watcher's response carries
 // them as already-encoded occurrences of field 11 (`events`). protobuf-es writes a message's
 // unknown fields after its known ones, and `events` has the highest field number of
@@ -9,7 +9,7 @@ import { create, type MessageInitShape, toBinary, type UnknownField } from "@buf
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { type WatchResponse, WatchResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { EventSchema } from "../gen/etcd/api/mvccpb/kv_pb.ts";
-import type { Event } from "../engine/types.ts";
+import type { Event } from "../mvcc/types.ts";
 
 /** WatchResponse.events */
 const EVENTS_FIELD = 11;

@@ -4,8 +4,8 @@
 // limit is split only for a watcher that asked for fragments — every part but the last
 // then says more follows, and the client joins them — and otherwise goes whole, as etcd
 // sends it.
-import type { Event, KeyValue } from "../engine/types.ts";
-import type { WatchResponseOut } from "../engine/watch-hub.ts";
+import type { Event, KeyValue } from "../mvcc/types.ts";
+import type { WatchResponseOut } from "../keyspace/watch-hub.ts";
 
 /** a response as queued: fragment says another part of the same response follows */
 export type Queued = WatchResponseOut & { fragment?: boolean };

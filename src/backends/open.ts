@@ -1,6 +1,6 @@
 // Backend URL → backend. Each database family lives in its own module.
 import { resolve } from "node:path";
-import type { Backend } from "./backend.ts";
+import type { Backend } from "../mvcc/backend.ts";
 import { NatsBackend } from "./nats/nats-backend.ts";
 import { MysqlBackend } from "./sql/mysql.ts";
 import { PostgresBackend } from "./sql/postgres.ts";
@@ -14,14 +14,6 @@ export interface BackendOptions {
 /** the URL without its password, for messages and logs */
 export function redact(url: string): string {
   return url.replace(/^([a-z]+:\/\/[^:/@]+):[^@/]*@/, "$1:***@");
-}
-
-/**
- * Accepts kine-style endpoints as well: mysql://user:pass@tcp(host:3306)/db becomes
- * mysql://user:pass@host:3306/db.
- */
-export function normaliseEndpoint(url: string): string {
-  return url.trim().replace(/^([a-z]+:\/\/(?:[^@/]*@)?)tcp\(([^)]*)\)/, "$1$2");
 }
 
 export async function openBackend(url: string, opts: BackendOptions): Promise<Backend> {

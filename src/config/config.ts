@@ -6,11 +6,10 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import * as v from "valibot";
 import YAML from "yaml";
-import { normaliseEndpoint } from "../backends/open.ts";
 import { ConfigError } from "./config-error.ts";
 import { parseDuration } from "./duration.ts";
+import { normaliseEndpoint } from "./endpoint.ts";
 import { LOG_LEVELS } from "../observe/log.ts";
-import { validateTopology } from "../router/validate.ts";
 import { tlsSettings, type TlsSettings } from "./tls-settings.ts";
 import { readTopology, singleBackend, type Topology, TOPOLOGY_KEYS } from "./topology.ts";
 
@@ -208,7 +207,11 @@ export function flagsHelp(): string {
   return lines.join("\n");
 }
 
-/** Reads flags, environment and config file; throws ConfigError naming the source and setting. */
+/**
+ * Reads flags, environment and config file; throws ConfigError naming the source and setting.
+ * The topology is only parsed here: what the router can serve is checked by
+ * router/validate.ts where the router is opened (cli/config.ts).
+ */
 export function loadConfig(argv: string[], env: Record<string, string | undefined>): Config {
   const options: Record<string, { type: "string" | "boolean" }> = { config: { type: "string" } };
   for (const [name, s] of Object.entries(SETTINGS)) options[name] = { type: "flag" in s ? "boolean" : "string" };
@@ -259,7 +262,6 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   }
   config.topology = topology ?? singleBackend(normaliseEndpoint(config.backend), raw.backend!.source);
   config.topologyFile = topology ? file : undefined;
-  validateTopology(config.topology);
   config.tls = tlsSettings(config, (name) => raw[name]!.source);
   config.autoCompaction = autoCompaction(config["auto-compaction-mode"], config["auto-compaction-retention"], raw["auto-compaction-retention"]!.source);
   return config;

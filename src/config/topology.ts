@@ -3,10 +3,30 @@
 // HariKube's topology (backends as a list of {name, endpoint, <matcher>}). Every error
 // names the file, the field and the fix, on one line.
 import * as v from "valibot";
-import { normaliseEndpoint } from "../backends/open.ts";
-import { DEFAULT_KEY_PREFIX } from "../router/kubernetes-key.ts";
-import { globToRegExp, type Match, type Rule } from "../router/rules.ts";
 import { ConfigError } from "./config-error.ts";
+import { normaliseEndpoint } from "./endpoint.ts";
+
+/** where kube-apiserver keeps its keys unless --etcd-prefix says otherwise */
+export const DEFAULT_KEY_PREFIX = "/registry/";
+
+/** what a route matches; router/rules.ts compiles it */
+export interface Match {
+  prefix?: string;
+  /** a regular expression tested against the whole key */
+  key?: string;
+  group?: string;
+  resource?: string;
+  /** a glob: * matches any run of characters, ? one character */
+  namespace?: string;
+}
+
+export interface Rule {
+  match: Match;
+  backend: string;
+  /** where the rule was written, for messages: "strata.yaml: routes[2]" */
+  source: string;
+}
+
 
 export interface Topology {
   /** backend name → URL, in the order written */
@@ -155,7 +175,6 @@ function finish(t: Topology): Topology {
   for (const r of t.rules) {
     const m = r.match;
     for (const f of ["prefix", "group", "resource", "namespace"] as const) if (m[f] !== undefined) m[f] = asKeyBytes(m[f]!);
-    if (m.namespace !== undefined) globToRegExp(m.namespace);
   }
   return t;
 }

@@ -1,5 +1,5 @@
 // Times every call strata makes to a backend, for strata_backend_request_duration_seconds.
-import type { Backend } from "../backends/backend.ts";
+import type { Backend } from "../mvcc/backend.ts";
 
 export type BackendCallObserver = (backend: string, operation: string, seconds: number) => void;
 

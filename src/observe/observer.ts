@@ -1,9 +1,9 @@
 // Everything strata measures about itself, in one place: the Prometheus metrics, the
 // timeline the status page charts, per-backend figures and health, and the slow-request
 // log. The api layer reports each gRPC call here; backends are timed by a wrapper.
-import type { Backend } from "../backends/backend.ts";
-import type { LeaseKeeper } from "../engine/leases.ts";
-import type { WatchHub } from "../engine/watch-hub.ts";
+import type { Backend } from "../mvcc/backend.ts";
+import type { LeaseKeeper } from "../keyspace/leases.ts";
+import type { WatchHub } from "../keyspace/watch-hub.ts";
 import type { BackendStats, Router } from "../router/router.ts";
 import { Cached } from "./cached.ts";
 import { type BackendHealth, checkBackends } from "./health.ts";

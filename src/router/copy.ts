@@ -1,11 +1,11 @@
 // Placing existing keys into a backend as they are: same create/mod revisions and
 // versions, no new revision and no watch event (used by migrate and import). Only each
 // key's current version moves; its older history stays behind (and is forgotten).
-import { crc32 } from "../api/crc32.ts";
-import { successor } from "../engine/keyrange.ts";
-import type { Backend } from "../backends/backend.ts";
-import type { Store } from "../engine/store.ts";
-import type { KeyValue, LeaseRecord, Rev } from "../engine/types.ts";
+import { crc32 } from "../util/crc32.ts";
+import { successor } from "../mvcc/keyrange.ts";
+import type { Backend } from "../mvcc/backend.ts";
+import type { Store } from "../mvcc/store.ts";
+import type { KeyValue, LeaseRecord, Rev } from "../mvcc/types.ts";
 
 /**
  * Writes the keys, replacing any other version of them there; the store's revision is

@@ -1,4 +1,4 @@
-import type { Backend } from "../backends/backend.ts";
+import type { Backend } from "../mvcc/backend.ts";
 
 /** the number of live keys a backend holds */
 export async function keyCount(backend: Backend): Promise<bigint> {

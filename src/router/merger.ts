@@ -4,8 +4,8 @@
 // commit is numbered above that. Commits are released once every backend is closed at
 // their revision, so watchers see one order with no gaps. A backend that lags while
 // others have commits waiting is advanced (a write that only raises its revision).
-import type { Committed } from "../engine/store.ts";
-import type { Event, Rev } from "../engine/types.ts";
+import type { Committed } from "../mvcc/store.ts";
+import type { Event, Rev } from "../mvcc/types.ts";
 
 export class CommitMerger {
   /** the merged, closed revision: everything at or below it has been released */

@@ -5,9 +5,9 @@
 // reads and watchers see each key only in the backend the rules in force give it.
 import { create } from "@bufbuild/protobuf";
 import { CompactionRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { EtcdError } from "../engine/errors.ts";
-import { keyString, successor } from "../engine/keyrange.ts";
-import type { Event, KeyValue, Rev } from "../engine/types.ts";
+import { EtcdError } from "../mvcc/errors.ts";
+import { keyString, successor } from "../mvcc/keyrange.ts";
+import type { Event, KeyValue, Rev } from "../mvcc/types.ts";
 import type { Topology } from "../config/topology.ts";
 import { copyInto, forgetIn } from "./copy.ts";
 import { eachPage, sameTopology, UPSTREAM_KEYS_STAY } from "./open.ts";

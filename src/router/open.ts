@@ -3,14 +3,14 @@
 // file for rules appended at the end.
 import { watchFile, unwatchFile } from "node:fs";
 import { openBackend } from "../backends/open.ts";
-import type { Backend, BackendState } from "../backends/backend.ts";
+import type { Backend, BackendState } from "../mvcc/backend.ts";
 import { isUpstreamUrl, Upstream, type UpstreamTls } from "../backends/etcd/upstream.ts";
-import type { KeyValue } from "../engine/types.ts";
+import type { KeyValue } from "../mvcc/types.ts";
 import { type Config, ConfigError, readConfigFile } from "../config/config.ts";
 import { readTopology, type Topology } from "../config/topology.ts";
 import { create } from "@bufbuild/protobuf";
 import { RangeRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { keyString, prefixEnd, successor } from "../engine/keyrange.ts";
+import { keyString, prefixEnd, successor } from "../mvcc/keyrange.ts";
 import { type KeyAnatomy, parseKey } from "./kubernetes-key.ts";
 import { type Identity, type Part, Router } from "./router.ts";
 import { RoutingTable } from "./rules.ts";

@@ -1,25 +1,8 @@
 // Routing rules: which backend a key lives in. A rule matches when every field it sets
 // matches (key prefix, key regex, API group, resource, namespace glob); the first rule
 // that matches wins and unmatched keys go to the default backend.
-import type { Topology } from "../config/topology.ts";
+import type { Match, Rule, Topology } from "../config/topology.ts";
 import { type Known, parseKey, parsePrefix } from "./kubernetes-key.ts";
-
-export interface Match {
-  prefix?: string;
-  /** a regular expression tested against the whole key */
-  key?: string;
-  group?: string;
-  resource?: string;
-  /** a glob: * matches any run of characters, ? one character */
-  namespace?: string;
-}
-
-export interface Rule {
-  match: Match;
-  backend: string;
-  /** where the rule was written, for messages: "strata.yaml: routes[2]" */
-  source: string;
-}
 
 /** all: every key in the set matches; none: no key does; some: it depends on the key */
 export type Coverage = "all" | "some" | "none";

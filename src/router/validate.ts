@@ -6,7 +6,8 @@ import { ConfigError } from "../config/config-error.ts";
 import type { Topology } from "../config/topology.ts";
 import { redact } from "../backends/open.ts";
 import { isUpstreamUrl, UPSTREAM_SCHEMES } from "../backends/etcd/upstream.ts";
-import { CompiledRule, globToRegExp, type Match, type Rule } from "./rules.ts";
+import type { Match, Rule } from "../config/topology.ts";
+import { CompiledRule, globToRegExp } from "./rules.ts";
 
 const SCHEMES = ["sqlite://", "postgres://", "postgresql://", "mysql://", "mariadb://", "nats://", ...UPSTREAM_SCHEMES];
 

@@ -11,7 +11,7 @@ import type { SqlDriver } from "../../src/backends/sql/driver.ts";
 import { SqlBackend } from "../../src/backends/sql/sql-backend.ts";
 import { openSqliteDriver } from "../../src/backends/sql/sqlite.ts";
 import { sqliteDialect } from "../../src/backends/sql/sqlite-dialect.ts";
-import { Store } from "../../src/engine/store.ts";
+import { Store } from "../../src/mvcc/store.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "strata-commit-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -13,7 +13,7 @@ import {
   TxnRequestSchema,
 } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { SqliteBackend } from "../../src/backends/sql/sqlite.ts";
-import { Store } from "../../src/engine/store.ts";
+import { Store } from "../../src/mvcc/store.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);

@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
 import { RequestOpSchema, TxnRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { checkTxn } from "../../src/engine/checks.ts";
+import { checkTxn } from "../../src/api/checks.ts";
 
 const b = (s: string) => new TextEncoder().encode(s);
 const put = (key: string) => create(RequestOpSchema, { request: { case: "requestPut", value: { key: b(key) } } });

@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
-import { AutoCompactor } from "../../src/engine/compactor.ts";
-import type { Store } from "../../src/engine/store.ts";
+import { AutoCompactor } from "../../src/keyspace/compactor.ts";
+import type { Store } from "../../src/mvcc/store.ts";
 
 test("periodic retention compacts to the revision seen one retention period ago", () => {
   let now = 0;

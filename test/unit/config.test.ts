@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/config.ts";
 import { parseDuration } from "../../src/config/duration.ts";
+import { loadCheckedConfig } from "../../src/cli/config.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "strata-config-"));
 const file = (name: string, text: string) => {
@@ -122,7 +123,7 @@ describe("routes beside an upstream etcd take whole resources", () => {
     "{ prefix: /registry/stable.example.com/shirts/ }",
     "{ prefix: /registry/stable.example.com/ }",
   ])("%s is accepted", (route) => {
-    expect(() => loadConfig(["--config", topology(route)], {})).not.toThrow();
+    expect(() => loadCheckedConfig(["--config", topology(route)], {})).not.toThrow();
   });
   test.each([
     ['{ resource: pods, namespace: "team-*" }', 'match.namespace "team-*"'],
@@ -133,10 +134,10 @@ describe("routes beside an upstream etcd take whole resources", () => {
     ["{ prefix: /other/ }", 'match.prefix "/other/"'],
   ])("%s is refused, naming the field", (route, field) => {
     const f = topology(route);
-    expect(() => loadConfig(["--config", f], {})).toThrow(`${f}: routes[0]: ${field}: with an upstream etcd among the backends (core) every route must take whole resources`);
+    expect(() => loadCheckedConfig(["--config", f], {})).toThrow(`${f}: routes[0]: ${field}: with an upstream etcd among the backends (core) every route must take whole resources`);
   });
   test("without an upstream the same routes are fine", () => {
     const f = file("no-up.yaml", 'backends:\n  a: sqlite://a.db\n  b: sqlite://b.db\ndefault: a\nroutes:\n  - match: { resource: pods, namespace: "team-*" }\n    backend: b\n');
-    expect(() => loadConfig(["--config", f], {})).not.toThrow();
+    expect(() => loadCheckedConfig(["--config", f], {})).not.toThrow();
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { compareBytes, inRange, isEmptyRange, toKeyRange } from "../../src/engine/keyrange.ts";
+import { compareBytes, inRange, isEmptyRange, toKeyRange } from "../../src/mvcc/keyrange.ts";
 
 const b = (s: string) => new TextEncoder().encode(s);
 

@@ -3,8 +3,8 @@
 import { describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
 import { PutRequestSchema, TxnRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { Alarms, AlarmType } from "../../src/engine/alarms.ts";
-import { costOfPut, costOfTxn, SpaceQuota } from "../../src/engine/quota.ts";
+import { Alarms, AlarmType } from "../../src/mvcc/alarms.ts";
+import { costOfPut, costOfTxn, SpaceQuota } from "../../src/mvcc/quota.ts";
 
 const bytes = (n: number) => new Uint8Array(n);
 const put = (k: number, v: number) => create(PutRequestSchema, { key: bytes(k), value: bytes(v) });

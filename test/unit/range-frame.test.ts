@@ -3,7 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { RangeResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { type RangeAnswer, rangeFrame } from "../../src/api/range-frame.ts";
-import { encodeKvs } from "../../src/engine/kv-encoding.ts";
+import { encodeKvs } from "../../src/mvcc/kv-encoding.ts";
 
 const bytes = (n: number, fill = 7) => new Uint8Array(n).fill(fill);
 const header = { clusterId: 0xfedcba9876543210n, memberId: 1n, revision: 12345n, raftTerm: 2n };

@@ -4,7 +4,7 @@ import { expect, test } from "bun:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { WatchResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { watchResponse, type WatchResponseInit } from "../../src/api/watch-encoding.ts";
-import { DELETE, type Event, PUT } from "../../src/engine/types.ts";
+import { DELETE, type Event, PUT } from "../../src/mvcc/types.ts";
 
 const bytes = (n: number, fill = 7) => new Uint8Array(n).fill(fill);
 const kv = (key: string, value: Uint8Array, mod: bigint) => ({

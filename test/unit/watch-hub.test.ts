@@ -9,9 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CompactionRequestSchema, PutRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { SqliteBackend } from "../../src/backends/sql/sqlite.ts";
-import { Store } from "../../src/engine/store.ts";
-import { prefixEnd, toKeyRange } from "../../src/engine/keyrange.ts";
-import { WatchHub, Watcher, type WatchResponseOut, type WatchSink } from "../../src/engine/watch-hub.ts";
+import { Store } from "../../src/mvcc/store.ts";
+import { prefixEnd, toKeyRange } from "../../src/mvcc/keyrange.ts";
+import { WatchHub, Watcher, type WatchResponseOut, type WatchSink } from "../../src/keyspace/watch-hub.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dir = mkdtempSync(join(tmpdir(), "strata-hub-"));

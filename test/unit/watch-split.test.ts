@@ -2,8 +2,8 @@
 // larger revision fragmented only when the watcher asked for it, as etcd does.
 import { describe, expect, test } from "bun:test";
 import { responseSize, splitResponse } from "../../src/api/watch-split.ts";
-import { type Event, PUT } from "../../src/engine/types.ts";
-import type { WatchResponseOut } from "../../src/engine/watch-hub.ts";
+import { type Event, PUT } from "../../src/mvcc/types.ts";
+import type { WatchResponseOut } from "../../src/keyspace/watch-hub.ts";
 
 const KB = 1024;
 

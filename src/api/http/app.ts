@@ -1,7 +1,7 @@
 // The HTTP endpoints beside the gRPC API, on --metrics-listen: probes for Kubernetes and
 // load balancers, Prometheus metrics, and the status page with the JSON it polls.
 import { type Context, Hono } from "hono";
-import { AlarmType } from "../../engine/alarms.ts";
+import { AlarmType } from "../../mvcc/alarms.ts";
 import { checkBackends } from "../../observe/health.ts";
 import { HEALTH_TIMEOUT_MS, type Observer } from "../../observe/observer.ts";
 import { statusReport } from "../../observe/status.ts";

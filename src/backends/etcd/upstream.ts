@@ -33,8 +33,8 @@ import {
 } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { WatchRequestSchema } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { backendUnavailable, type ErrorCode, EtcdError } from "../../engine/errors.ts";
-import type { Rev } from "../../engine/types.ts";
+import { backendUnavailable, type ErrorCode, EtcdError } from "../../mvcc/errors.ts";
+import type { Rev } from "../../mvcc/types.ts";
 import { RequestQueue } from "./queue.ts";
 
 export const UPSTREAM_SCHEMES = ["etcd://", "etcds://"];

@@ -11,8 +11,8 @@ import {
   WatchRequestSchema,
   type WatchResponse,
 } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { Event, Rev } from "../../engine/types.ts";
-import type { WatchResponseOut } from "../../engine/watch-hub.ts";
+import type { Event, Rev } from "../../mvcc/types.ts";
+import type { WatchResponseOut } from "../../keyspace/watch-hub.ts";
 import { RequestQueue } from "./queue.ts";
 import type { Upstream } from "./upstream.ts";
 

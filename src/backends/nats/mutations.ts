@@ -2,8 +2,8 @@
 // recorded while the batch ran, and replayed by every other strata process into its
 // own copy. Replaying the same calls in the same order gives the same state.
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import type { WriteTx } from "../backend.ts";
-import type { KeyRange, KeyValue, LeaseRecord, Rev } from "../../engine/types.ts";
+import type { WriteTx } from "../../mvcc/backend.ts";
+import type { KeyRange, KeyValue, LeaseRecord, Rev } from "../../mvcc/types.ts";
 import { BatchSchema, type Mutation, MutationSchema } from "../../gen/strata/nats/v1/log_pb.ts";
 
 const EMPTY = new Uint8Array(0);

@@ -3,10 +3,10 @@
 // run beside the writer, so the event loop keeps only the writer, the watch hub and the
 // connections, and reads use every core. Reads wait in arrival order for a free thread.
 import { availableParallelism } from "node:os";
-import type { EventsOptions, EventsPage } from "../backend.ts";
-import { type ErrorCode, EtcdError } from "../../engine/errors.ts";
-import { StorageFault } from "../backend.ts";
-import type { RangeQuery, RangeResult, Rev } from "../../engine/types.ts";
+import type { EventsOptions, EventsPage } from "../../mvcc/backend.ts";
+import { type ErrorCode, EtcdError } from "../../mvcc/errors.ts";
+import { StorageFault } from "../../mvcc/backend.ts";
+import type { RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
 import type { ReadFailure, ReadReply, ReadRequest } from "./read-worker.ts";
 
 /** The worker's code: see wal-checkpointer.ts for where it is in a compiled executable. */

@@ -2,11 +2,11 @@
 // and the same MVCC queries as the event loop's (SqlBackend over a read-only driver).
 // Each read is one snapshot; a range asked to be encoded comes back as one transferred
 // buffer, so the event loop neither builds nor copies thousands of objects.
-import type { EventsOptions } from "../backend.ts";
-import { EtcdError } from "../../engine/errors.ts";
-import { StorageFault } from "../backend.ts";
-import { encodeResult } from "../../engine/kv-encoding.ts";
-import type { RangeQuery, RangeResult, Rev } from "../../engine/types.ts";
+import type { EventsOptions } from "../../mvcc/backend.ts";
+import { EtcdError } from "../../mvcc/errors.ts";
+import { StorageFault } from "../../mvcc/backend.ts";
+import { encodeResult } from "../../mvcc/kv-encoding.ts";
+import type { RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
 import { SqlBackend } from "./sql-backend.ts";
 import { sqliteDialect } from "./sqlite-dialect.ts";

@@ -2,12 +2,12 @@
 // with the differences kept in a Dialect. A write batch takes the revision lock, so
 // commit order is revision order even with several strata processes on one database.
 import { setImmediate } from "node:timers";
-import { type Backend, type BackendState, type DbSize, type EventsOptions, type EventsPage, StorageFault, type WriteResult, type WriteTx } from "../backend.ts";
-import { EtcdError, outcomeUnknown } from "../../engine/errors.ts";
-import { isSingleKey, keyString } from "../../engine/keyrange.ts";
-import { checkRevision } from "../../engine/revisions.ts";
-import type { Event, KeyRange, KeyValue, LeaseRecord, RangeQuery, RangeResult, Rev } from "../../engine/types.ts";
-import { DELETE, PUT } from "../../engine/types.ts";
+import { type Backend, type BackendState, type DbSize, type EventsOptions, type EventsPage, StorageFault, type WriteResult, type WriteTx } from "../../mvcc/backend.ts";
+import { EtcdError, outcomeUnknown } from "../../mvcc/errors.ts";
+import { isSingleKey, keyString } from "../../mvcc/keyrange.ts";
+import { checkRevision } from "../../mvcc/revisions.ts";
+import type { Event, KeyRange, KeyValue, LeaseRecord, RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
+import { DELETE, PUT } from "../../mvcc/types.ts";
 import { type Dialect, KV_COLUMNS } from "./dialect.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
 import { SCHEMA_VERSION, schemaStatements } from "./schema.ts";

@@ -2,10 +2,10 @@
 // group-committed batches; reads see committed snapshots, so a read never sees a batch that
 // is still being written, and nothing read is answered before it is on disk. Reads of one
 // key use the event loop's reader connection; every other read runs on a read thread.
-import { type BackendState, type EventsOptions, type EventsPage, StorageFault } from "../backend.ts";
-import { isSingleKey } from "../../engine/keyrange.ts";
-import { Mutex } from "../../engine/mutex.ts";
-import type { RangeQuery, RangeResult, Rev } from "../../engine/types.ts";
+import { type BackendState, type EventsOptions, type EventsPage, StorageFault } from "../../mvcc/backend.ts";
+import { isSingleKey } from "../../mvcc/keyrange.ts";
+import { Mutex } from "../../util/mutex.ts";
+import type { RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
 import { READ_THREADS, ReadPool } from "./read-pool.ts";
 import { SqlBackend } from "./sql-backend.ts";

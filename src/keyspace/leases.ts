@@ -2,12 +2,12 @@
 // several strata processes on one database agree on them: a keepalive reaching any
 // process extends the lease for all, and an expired lease is revoked exactly once
 // (the revocation re-checks the deadline under the revision lock).
-import type { Backend } from "../backends/backend.ts";
+import type { Backend } from "../mvcc/backend.ts";
 import { log } from "../observe/log.ts";
-import { EtcdError, errors } from "./errors.ts";
-import { compareBytes } from "./keyrange.ts";
-import type { Store } from "./store.ts";
-import type { LeaseRecord, Rev } from "./types.ts";
+import { EtcdError, errors } from "../mvcc/errors.ts";
+import { compareBytes } from "../mvcc/keyrange.ts";
+import type { Store } from "../mvcc/store.ts";
+import type { LeaseRecord, Rev } from "../mvcc/types.ts";
 
 /** etcd's upper bound on a lease TTL, in seconds */
 const MAX_LEASE_TTL = 9_000_000_000n;

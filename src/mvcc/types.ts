@@ -1,4 +1,4 @@
-// The etcd data model as the engine and the backends see it. Field names match the
+// The etcd data model as mvcc and the backends see it. Field names match the
 // generated protobuf types (minus $typeName) so results pass straight to the api layer.
 
 /** A revision, a version or a lease ID: etcd's int64s, kept as bigint end to end. */

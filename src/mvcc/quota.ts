@@ -3,7 +3,7 @@
 // plus that charge would reach the quota. Requests that add nothing (ranges, deletes,
 // compaction, read-only txns) are never refused. The charges are etcd's own.
 import type { PutRequest, TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { DbSize } from "../backends/backend.ts";
+import type { DbSize } from "./backend.ts";
 import type { Rev } from "./types.ts";
 
 /** etcd's estimate of what a key's metadata costs to store */

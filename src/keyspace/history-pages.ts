@@ -1,12 +1,12 @@
 // History pages for watchers catching up. Each lagging watcher catches up on its own
-// (src/engine/watch-hub.ts) and reads its pages here: a page holds only the watcher's
+// (src/keyspace/watch-hub.ts) and reads its pages here: a page holds only the watcher's
 // range, ends after about PAGE_BYTES, and reads previous versions only when asked.
 // Watchers of one range lagging from the same revision share one read, and at most READS
 // reads run at once, so the memory pages hold stays bounded however many watchers lag.
 // A read waits only for other reads, never for a client.
-import type { Backend, EventsPage } from "../backends/backend.ts";
-import { rangeString } from "./keyrange.ts";
-import type { KeyRange, Rev } from "./types.ts";
+import type { Backend, EventsPage } from "../mvcc/backend.ts";
+import { rangeString } from "../mvcc/keyrange.ts";
+import type { KeyRange, Rev } from "../mvcc/types.ts";
 
 /** a page ends after about this many bytes of keys and values… */
 const PAGE_BYTES = 1024 * 1024;

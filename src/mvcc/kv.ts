@@ -7,7 +7,7 @@ import type {
   RangeRequest,
   TxnRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { WriteTx } from "../backends/backend.ts";
+import type { WriteTx } from "./backend.ts";
 import { errors } from "./errors.ts";
 import { compareBytes, isEmptyRange, toKeyRange } from "./keyrange.ts";
 import { DELETE, type Event, type KeyValue, PUT, type Rev } from "./types.ts";

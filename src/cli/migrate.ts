@@ -3,21 +3,22 @@
 // where the new rules look for it and that no key was lost. Run it with strata stopped
 // (a SQLite backend is locked by a running strata, so it refuses). An interrupted run is
 // resumed by running it again: a key is copied before it is removed from its old place.
-// With --endpoint instead of --from-config the running strata does it live (move.ts).
+// With --endpoint instead of --from-config the running strata does it live (router/move.ts).
 import { readFileSync } from "node:fs";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import type { Backend, BackendState } from "../backends/backend.ts";
-import { CLIENT_TLS_USAGE, clientTlsFlags, grpcClientTransport } from "../api/client-transport.ts";
+import type { Backend, BackendState } from "../mvcc/backend.ts";
+import { CLIENT_TLS_USAGE, clientTlsFlags, grpcClientTransport } from "./client-transport.ts";
 import { openBackend, redact } from "../backends/open.ts";
-import { type Config, ConfigError, loadConfig } from "../config/config.ts";
-import { Store } from "../engine/store.ts";
+import { type Config, ConfigError } from "../config/config.ts";
+import { loadCheckedConfig } from "./config.ts";
+import { Store } from "../mvcc/store.ts";
 import { Admin } from "../gen/strata/admin/v1/admin_pb.ts";
-import { copyInto, forgetIn } from "./copy.ts";
-import { keyCount } from "./key-count.ts";
-import { eachKey, eachPage, strandedKeys, UPSTREAM_KEYS_STAY, upstreamIn } from "./open.ts";
-import { keyString } from "../engine/keyrange.ts";
-import { type Part } from "./router.ts";
-import { RoutingTable } from "./rules.ts";
+import { copyInto, forgetIn } from "../router/copy.ts";
+import { keyCount } from "../router/key-count.ts";
+import { eachKey, eachPage, strandedKeys, UPSTREAM_KEYS_STAY, upstreamIn } from "../router/open.ts";
+import { keyString } from "../mvcc/keyrange.ts";
+import { type Part } from "../router/router.ts";
+import { RoutingTable } from "../router/rules.ts";
 
 const BATCH = 500;
 
@@ -35,8 +36,8 @@ export async function migrateCommand(args: string[]): Promise<number> {
   }
   let oldConfig: Config, newConfig: Config;
   try {
-    oldConfig = loadConfig(["--config", from], {});
-    newConfig = loadConfig(["--config", to], {});
+    oldConfig = loadCheckedConfig(["--config", from], {});
+    newConfig = loadCheckedConfig(["--config", to], {});
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`strata: configuration error: ${err.message}`);

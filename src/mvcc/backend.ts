@@ -1,8 +1,9 @@
-// The one small interface every database family implements. The engine never sees
-// SQL; a backend never sees gRPC. Backends store etcd's MVCC data model faithfully:
+// The one small interface every database family implements, owned by mvcc/ which consumes
+// it (backends import it from here). The mvcc store never sees SQL; a backend never sees
+// gRPC. Backends store etcd's MVCC data model faithfully:
 // every revision of every key until it is compacted, the current state, and leases.
-import { EtcdError, errors } from "../engine/errors.ts";
-import type { Event, KeyRange, KeyValue, LeaseRecord, RangeQuery, RangeResult, Rev } from "../engine/types.ts";
+import { EtcdError, errors } from "./errors.ts";
+import type { Event, KeyRange, KeyValue, LeaseRecord, RangeQuery, RangeResult, Rev } from "./types.ts";
 
 export interface BackendState {
   revision: Rev;

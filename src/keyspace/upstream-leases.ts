@@ -4,13 +4,13 @@
 // strata removes the copies with their keys at once; a lease etcd lost otherwise (expired,
 // or revoked by someone else) is found by a periodic sweep. With no database backend this
 // is a plain relay to etcd.
-import type { Backend } from "../backends/backend.ts";
+import type { Backend } from "../mvcc/backend.ts";
 import { log } from "../observe/log.ts";
-import { EtcdError } from "./errors.ts";
-import { compareBytes } from "./keyrange.ts";
+import { EtcdError } from "../mvcc/errors.ts";
+import { compareBytes } from "../mvcc/keyrange.ts";
 import { dropCopy, type LeaseKeeper, putCopy, type UpstreamLeaseService } from "./leases.ts";
-import type { Store } from "./store.ts";
-import type { Rev } from "./types.ts";
+import type { Store } from "../mvcc/store.ts";
+import type { Rev } from "../mvcc/types.ts";
 
 /** how often copies are compared with the leases etcd still has */
 const SWEEP_MS = 1000;

@@ -7,8 +7,8 @@ import type {
   RequestOp,
   TxnRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { errors } from "./errors.ts";
-import { bytesEqual, compareBytes, keyString } from "./keyrange.ts";
+import { errors } from "../mvcc/errors.ts";
+import { bytesEqual, compareBytes, keyString } from "../mvcc/keyrange.ts";
 
 export function checkRange(r: RangeRequest): void {
   if (r.key.length === 0) throw errors.emptyKey();

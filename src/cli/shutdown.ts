@@ -1,5 +1,5 @@
 // What else must close when strata shuts down: any part of the process registers a closer
-// here (an HTTP server, a timer, a connection), and the shutdown in main.ts runs them
+// here (an HTTP server, a timer, a connection), and the shutdown in cli/serve.ts runs them
 // after the etcd API has stopped and before the databases close.
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 

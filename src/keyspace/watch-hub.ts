@@ -4,10 +4,10 @@
 // wait for watchers: a stream whose queue is full simply drops back to catching up.
 // Each unsynced watcher catches up in a task of its own that waits only for its own
 // client and for history reads, so a client that never reads again holds up nobody else.
-import type { Backend } from "../backends/backend.ts";
+import type { Backend } from "../mvcc/backend.ts";
 import { HistoryPages } from "./history-pages.ts";
-import { inRange, rangeString } from "./keyrange.ts";
-import { DELETE, type Event, type KeyRange, PUT, type Rev } from "./types.ts";
+import { inRange, rangeString } from "../mvcc/keyrange.ts";
+import { DELETE, type Event, type KeyRange, PUT, type Rev } from "../mvcc/types.ts";
 import { log } from "../observe/log.ts";
 
 /** how long a catch-up that failed to read history waits before trying again */

@@ -8,7 +8,7 @@ import type {
   RangeRequest,
   TxnRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { Backend, WriteTx } from "../backends/backend.ts";
+import type { Backend, WriteTx } from "./backend.ts";
 import { setImmediate } from "node:timers";
 import { backendTimedOut, backendUnavailable, deadlineExceeded, EtcdError, errors, isRefusal } from "./errors.ts";
 import { ANSWER_MS, type Deadline, Liveness } from "./deadline.ts";
@@ -16,7 +16,7 @@ import { isEmptyRange, successor, toKeyRange } from "./keyrange.ts";
 import { Apply, type DeleteOut, finishRange, isPlainRange, NO_LIMIT, type PutOut, type RangeOut, rangeFetch, type TxnOut, txnKeys } from "./kv.ts";
 import { checkRevision } from "./revisions.ts";
 import type { Event, Rev } from "./types.ts";
-import { Mutex } from "./mutex.ts";
+import { Mutex } from "../util/mutex.ts";
 import { PageCounts } from "./page-counts.ts";
 import { log } from "../observe/log.ts";
 

@@ -4,14 +4,15 @@
 // etcd's revision. Run it with strata stopped; writes made to etcd after the read are
 // not copied (stop kube-apiserver first, or import again).
 import { createClient } from "@connectrpc/connect";
-import { CLIENT_TLS_USAGE, clientTlsFlags, grpcClientTransport } from "../api/client-transport.ts";
+import { CLIENT_TLS_USAGE, clientTlsFlags, grpcClientTransport } from "./client-transport.ts";
 import { KV, Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { type Config, ConfigError, loadConfig } from "../config/config.ts";
-import type { KeyValue } from "../engine/types.ts";
-import { copyInto, ensureLease } from "./copy.ts";
-import { keyCount } from "./key-count.ts";
-import { openRouter, UPSTREAM_KEYS_STAY, upstreamIn } from "./open.ts";
-import { keyString } from "../engine/keyrange.ts";
+import { type Config, ConfigError } from "../config/config.ts";
+import { loadCheckedConfig } from "./config.ts";
+import type { KeyValue } from "../mvcc/types.ts";
+import { copyInto, ensureLease } from "../router/copy.ts";
+import { keyCount } from "../router/key-count.ts";
+import { openRouter, UPSTREAM_KEYS_STAY, upstreamIn } from "../router/open.ts";
+import { keyString } from "../mvcc/keyrange.ts";
 
 const PAGE = 1000;
 
@@ -34,7 +35,7 @@ export async function importCommand(args: string[]): Promise<number> {
   const own = args.filter((a, j) => !clientFlags.has(a) && !clientFlags.has(args[j - 1]!) && ![...clientFlags].some((f) => a.startsWith(`${f}=`)));
   let config: Config;
   try {
-    config = loadConfig(own, process.env);
+    config = loadCheckedConfig(own, process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`strata: configuration error: ${err.message}`);

@@ -2,10 +2,11 @@
 // opening any database.
 import { redact } from "../backends/open.ts";
 import { isUpstreamUrl } from "../backends/etcd/upstream.ts";
-import { ConfigError, loadConfig } from "../config/config.ts";
-import { parseKey } from "./kubernetes-key.ts";
-import { RoutingTable } from "./rules.ts";
-import { describe } from "./validate.ts";
+import { ConfigError } from "../config/config.ts";
+import { loadCheckedConfig } from "./config.ts";
+import { parseKey } from "../router/kubernetes-key.ts";
+import { RoutingTable } from "../router/rules.ts";
+import { describe } from "../router/validate.ts";
 
 const USAGE = "usage: strata route explain KEY [--config FILE] | strata route list [--config FILE]";
 
@@ -20,7 +21,7 @@ export async function routeCommand(args: string[]): Promise<number> {
   }
   let config;
   try {
-    config = loadConfig(flags, process.env);
+    config = loadCheckedConfig(flags, process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`strata: configuration error: ${err.message}`);

@@ -1,8 +1,8 @@
 // Automatic compaction, as etcd's --auto-compaction-mode/retention: periodic keeps the
 // history of the last retention period, revision keeps the last N revisions.
-import { EtcdError } from "./errors.ts";
+import { EtcdError } from "../mvcc/errors.ts";
 import type { CompactionRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { Rev } from "./types.ts";
+import type { Rev } from "../mvcc/types.ts";
 import { log } from "../observe/log.ts";
 
 /** what the compactor needs: the revisions and the Compact operation */

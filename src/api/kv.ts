@@ -1,4 +1,4 @@
-// etcdserverpb.KV: validation as etcd's gRPC layer does it, then the engine.
+// etcdserverpb.KV: validation as etcd's gRPC layer does it, then the router and the databases' stores.
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   DeleteRangeRequestSchema,

@@ -27,7 +27,7 @@ function eventBytes(e: Event): Uint8Array {
   return bytes;
 }
 
-/** a response as the watch service queues it: the fields of WatchResponse, with the engine's events */
+/** a response as the watch service queues it: the fields of WatchResponse, with mvcc's events */
 export type WatchResponseInit = Omit<Exclude<MessageInitShape<typeof WatchResponseSchema>, WatchResponse>, "events" | "$typeName"> & { events: Event[] };
 
 /** The response as a message whose events are pre-encoded; Connect serializes it as it is. */

@@ -1,4 +1,4 @@
-// The engine's entry point for the KV API: reads go straight to the backend; writes
+// One database's etcd semantics for the KV API: reads go straight to the backend; writes
 // are queued and committed in batches (group commit), each client transaction keeping
 // its own revision and compare result; committed events are published in revision order.
 import type {

@@ -59,7 +59,7 @@ export interface RangeResult {
   encoded?: EncodedKvs;
 }
 
-/** A read's key-values as RangeResponse's `kvs` field (engine/kv-encoding.ts). */
+/** A read's key-values as RangeResponse's `kvs` field (mvcc/kv-encoding.ts). */
 export interface EncodedKvs {
   bytes: Uint8Array;
   /** key-values in bytes */

@@ -652,7 +652,7 @@ export type BackendStats =
 const STRATA_MEMBER_BITS = 0x737472617461n; // "strata"
 
 /**
- * An upstream's answer in the engine's shapes: without the message's type tag, so the
+ * An upstream's answer in mvcc's shapes: without the message's type tag, so the
  * api layer can put its own header on it (nested messages stay as etcd sent them).
  */
 function relayed<T extends { header?: { revision: Rev } }>(m: T): Omit<T, "header" | "$typeName"> & { header: { revision: Rev } } {

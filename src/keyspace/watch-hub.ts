@@ -95,7 +95,7 @@ export class WatchHub {
 
   constructor(
     /** where catch-up reads history */
-    private readonly history: Pick<Backend, "events">,
+    history: Pick<Backend, "events">,
     /**
      * the newest published (merged) revision, the newest acknowledged to any client (ahead
      * of it while backends are raised to it), and the compaction floor, kept by the store

@@ -1,7 +1,7 @@
 // Routing rules: which backend a key lives in. A rule matches when every field it sets
 // matches (key prefix, key regex, API group, resource, namespace glob); the first rule
 // that matches wins and unmatched keys go to the default backend.
-import type { Match, Rule, Topology } from "../config/topology.ts";
+import type { Rule, Topology } from "../config/topology.ts";
 import { type Known, parseKey, parsePrefix } from "./kubernetes-key.ts";
 
 /** all: every key in the set matches; none: no key does; some: it depends on the key */

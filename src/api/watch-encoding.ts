@@ -5,10 +5,10 @@
 // unknown fields after its known ones, and `events` has the highest field number of
 // WatchResponse, so the bytes equal toBinary's of the whole response (a unit test
 // compares them).
-import { create, type MessageInitShape, toBinary, type UnknownField } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { create, type MessageInitShape, type UnknownField } from "@bufbuild/protobuf";
+import { WireType } from "@bufbuild/protobuf/wire";
 import { type WatchResponse, WatchResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { EventSchema } from "../gen/etcd/api/mvccpb/kv_pb.ts";
+import { encodeEvent } from "../mvcc/kv-encoding.ts";
 import type { Event } from "../mvcc/types.ts";
 
 /** WatchResponse.events */
@@ -20,8 +20,7 @@ const encoded = new WeakMap<Event, Uint8Array>();
 function eventBytes(e: Event): Uint8Array {
   let bytes = encoded.get(e);
   if (!bytes) {
-    const body = toBinary(EventSchema, create(EventSchema, e as never));
-    bytes = new BinaryWriter().uint32(body.length).raw(body).finish();
+    bytes = encodeEvent(e);
     encoded.set(e, bytes);
   }
   return bytes;

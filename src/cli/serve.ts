@@ -19,6 +19,7 @@ import { loadCheckedConfig } from "./config.ts";
 import { log, setLogLevel } from "../observe/log.ts";
 import { Observer } from "../observe/observer.ts";
 import { onShutdown, runClosers } from "./shutdown.ts";
+import { collectUnderMemoryPressure } from "../util/memory-pressure.ts";
 
 /** Runs the command with the serve flags (after `serve`, or the whole command line). */
 export async function serveCommand(serveArgs: string[]): Promise<void> {
@@ -56,6 +57,7 @@ const SESSIONS_GRACE_MS = 5_000;
 async function serve(config: Config): Promise<void> {
   setLogLevel(config["log-level"]);
   const observer = new Observer(config["slow-request-threshold"]);
+  collectUnderMemoryPressure();
   // certificates are checked before any database is opened
   const tls = config.tls ? tlsServerOptions(config.tls) : undefined;
   const { router, identity } = await openRouter(config, log, observer.instrument);

@@ -2,10 +2,9 @@
 // client (its own process) puts every 50 ms, as when every informer of a restarted
 // kube-apiserver lists at once. Measures how long the lists take, the worst put, and the
 // server's peak memory.
-import { spawn } from "node:child_process";
-import { resolve } from "node:path";
 import { Etcd3 } from "etcd3";
 import { serverMemory } from "../../scripts/bench/measure.ts";
+import { startPutter } from "./putter-process.ts";
 
 export interface StormSizes {
   keys: number;
@@ -41,29 +40,15 @@ export async function loadStorm(endpoint: string, s: StormSizes): Promise<void> 
 
 export async function listStorm(endpoint: string, s: StormSizes): Promise<StormResult> {
   const rssBeforeMiB = serverMemory(endpoint).rss;
-  const putter = spawn(process.execPath, [resolve(import.meta.dir, "putter.ts"), endpoint], { stdio: ["pipe", "pipe", "inherit"] });
-  const latencies: number[] = [];
-  let storming = false;
-  let out = "";
-  putter.stdout!.on("data", (d) => {
-    out += d;
-    const lines = out.split("\n");
-    out = lines.pop()!;
-    if (storming) latencies.push(...lines.map(Number));
-  });
-  // the putter's first puts connect: wait until it is putting steadily
-  await new Promise((r) => setTimeout(r, 1000));
+  const putter = startPutter(endpoint);
+  await putter.steady();
   // lists far above grpc-js's 4 MiB default; each its own connection, as informers of
   // separate clients would be
   const clients = Array.from({ length: s.lists }, () => new Etcd3({ hosts: endpoint, grpcOptions: { "grpc.max_receive_message_length": -1 } }));
-  storming = true;
   const started = performance.now();
   const counts = await Promise.all(clients.map(async (c) => (await c.kv.range({ key: Buffer.from(PREFIX), range_end: END })).kvs.length));
   const listSeconds = (performance.now() - started) / 1000;
-  // the put in flight when the lists ended counts too: the putter prints it, then exits
-  putter.stdin!.end();
-  await new Promise((r) => putter.once("exit", r));
-  storming = false;
+  const latencies = await putter.stop();
   for (const c of clients) c.close();
   return { counts, listSeconds, worstPutMs: Math.max(...latencies), puts: latencies.length, rssBeforeMiB, peakRssMiB: serverMemory(endpoint).peak };
 }

@@ -60,7 +60,11 @@ export function rawWatch(endpoint: string): RawWatch {
     },
     pause: () => req.pause(),
     resume: () => req.resume(),
-    close: () => session.close(),
+    // the stream is cancelled first: a session closes only once its streams did
+    close: () => {
+      req.close(http2.constants.NGHTTP2_CANCEL);
+      session.close();
+    },
   };
 }
 

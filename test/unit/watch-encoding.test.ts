@@ -15,7 +15,11 @@ const put: Event = { type: PUT, kv: kv("/registry/pods/a", bytes(300), 10n) };
 const withPrev: Event = { type: PUT, kv: kv("/registry/pods/b", bytes(70_000), 11n), prevKv: kv("/registry/pods/b", bytes(5), 4n) };
 const del: Event = { type: DELETE, kv: { ...kv("/registry/pods/c", new Uint8Array(0), 12n), createRevision: 0n, version: 0n } };
 
+/** revisions past 2^53 and a lease: the varints' slow path */
+const big: Event = { type: PUT, kv: { ...kv("/registry/pods/d", bytes(1), 2n ** 62n), createRevision: 2n ** 53n + 1n, lease: 0x7fff_ffff_ffffn } };
+
 const cases: Array<[string, WatchResponseInit]> = [
+  ["large revisions and a lease", { header, watchId: 4n, events: [big, del] }],
   ["created, no events", { header, watchId: 0n, created: true, events: [] }],
   ["events of every kind", { header, watchId: 7n, events: [put, withPrev, del] }],
   ["fragment", { header, watchId: 2n, fragment: true, events: [withPrev] }],

@@ -6,7 +6,7 @@ import type { EventsOptions } from "../../mvcc/backend.ts";
 import { EtcdError } from "../../mvcc/errors.ts";
 import { StorageFault } from "../../mvcc/backend.ts";
 import { encodeResult } from "../../mvcc/kv-encoding.ts";
-import type { RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
+import type { Event, RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
 import { SqlBackend } from "./sql-backend.ts";
 import { sqliteDialect } from "./sqlite-dialect.ts";
@@ -62,6 +62,23 @@ class ReadOnlyDriver implements SqlDriver {
 
 let backend: SqlBackend | undefined;
 
+/**
+ * The buffers of the events' keys and values that are theirs alone: handed over with the
+ * page instead of copied (a catch-up page of 1 MB values is then never copied between
+ * threads, and leaves no garbage here).
+ */
+function ownBuffers(events: Event[]): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>();
+  const add = (b: Uint8Array) => {
+    if (b.byteOffset === 0 && b.byteLength === b.buffer.byteLength && b.byteLength > 0) buffers.add(b.buffer as ArrayBuffer);
+  };
+  for (const e of events) {
+    add(e.kv.value);
+    if (e.prevKv) add(e.prevKv.value);
+  }
+  return [...buffers];
+}
+
 self.onmessage = async (e) => {
   const req = e.data;
   try {
@@ -86,7 +103,8 @@ self.onmessage = async (e) => {
       return self.postMessage({ result: encoded }, [encoded.encoded!.bytes.buffer as ArrayBuffer]);
     }
     const { from, to, limit, opts } = req.events;
-    self.postMessage({ result: await backend.events(from, to, limit, opts) });
+    const page = await backend.events(from, to, limit, opts);
+    self.postMessage({ result: page }, ownBuffers(page.events));
   } catch (err) {
     const error = err instanceof Error ? err : new Error(String(err));
     const code = err instanceof EtcdError ? err.code : (err as { code?: unknown }).code;

@@ -1,0 +1,41 @@
+// Collects garbage when resident memory grows fast. JavaScriptCore (Bun) schedules its
+// collections by heap allocation, and large buffers weigh little in that: with 1 MB values
+// written at 100+ MB/s, dead buffers (request bodies, encoded responses) pile up to several
+// hundred MB before a collection runs, though the live data is a few MB. In a pod with a
+// memory limit that is an OOM kill. V8 (Deno) accounts for external memory itself; there
+// this does nothing.
+
+/** how often resident memory is looked at */
+const CHECK_MS = 100;
+/** below this a process is left to the runtime's own collections */
+const FLOOR_BYTES = 192 * 1024 * 1024;
+/** growth over the level the last collection left that makes one run now */
+const GROWTH_BYTES = 64 * 1024 * 1024;
+/** above the floor, a collection at least this often, so memory falls back once a burst is over */
+const TIDY_MS = 2000;
+/** at most this share of the time goes to collections run from here, while under the ceiling */
+const MAX_SHARE = 0.2;
+/** above this, a collection whenever memory grew, whatever it costs (a pod's limit is near) */
+const CEILING_BYTES = 384 * 1024 * 1024;
+
+/** Starts watching (the timer does not keep the process alive). */
+export function collectUnderMemoryPressure(): void {
+  const collect = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun?.gc;
+  if (!collect) return;
+  let settled = process.memoryUsage.rss();
+  let quietUntil = 0;
+  let last = 0;
+  const timer = setInterval(() => {
+    const rss = process.memoryUsage.rss();
+    settled = Math.min(settled, rss);
+    const now = performance.now();
+    if (rss < FLOOR_BYTES || (now < quietUntil && rss < CEILING_BYTES)) return;
+    if (rss < settled + GROWTH_BYTES && now < last + TIDY_MS) return;
+    collect(true);
+    last = now;
+    const took = performance.now() - now;
+    quietUntil = now + took / MAX_SHARE;
+    settled = process.memoryUsage.rss();
+  }, CHECK_MS);
+  timer.unref();
+}

@@ -4,12 +4,13 @@
 import mysql from "mysql2/promise";
 import { type Dialect, errorParts } from "./dialect.ts";
 import { Pending, plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
+import { READ_THREADS, ReadPool } from "./read-pool.ts";
 import { SqlBackend } from "./sql-backend.ts";
 
 /** MySQL indexes at most 3072 bytes; keys are indexed together with a revision */
 export const MAX_KEY_BYTES = 2048;
 
-const mysqlDialect: Dialect = {
+export const mysqlDialect: Dialect = {
   name: "mysql",
   keyType: `VARBINARY(${MAX_KEY_BYTES})`,
   valueType: "LONGBLOB",
@@ -150,33 +151,40 @@ class MysqlDriver implements SqlDriver {
   }
 }
 
+/** A pool of `poolSize` connections to the database at `url` (mysql://). */
+export function openMysqlDriver(url: string, poolSize: number): MysqlDriver {
+  const u = new URL(url);
+  const ssl = u.searchParams.get("ssl") ?? u.searchParams.get("tls");
+  const pool = mysql.createPool({
+    host: u.hostname,
+    port: Number(u.port || 3306),
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+    database: u.pathname.replace(/^\//, ""),
+    connectionLimit: poolSize,
+    // a transaction's buffered writes travel with its next statement (all SQL is strata's own)
+    multipleStatements: true,
+    connectTimeout: 5000,
+    supportBigNumbers: true,
+    bigNumberStrings: true,
+    // TLS from the URL: ?ssl=true (verify the server) or ?ssl=skip-verify
+    ssl: ssl && ssl !== "false" ? { rejectUnauthorized: ssl !== "skip-verify" } : undefined,
+    // integers as exact bigints, whatever their size
+    typeCast(field, next) {
+      if (field.type === "LONGLONG" || field.type === "NEWDECIMAL") {
+        const s = field.string();
+        return s === null ? null : BigInt(s);
+      }
+      return next();
+    },
+  });
+  return new MysqlDriver(pool);
+}
+
 export class MysqlBackend extends SqlBackend {
-  static open(url: string, name: string, poolSize: number): MysqlBackend {
-    const u = new URL(url);
-    const ssl = u.searchParams.get("ssl") ?? u.searchParams.get("tls");
-    const pool = mysql.createPool({
-      host: u.hostname,
-      port: Number(u.port || 3306),
-      user: decodeURIComponent(u.username),
-      password: decodeURIComponent(u.password),
-      database: u.pathname.replace(/^\//, ""),
-      connectionLimit: poolSize,
-      // a transaction's buffered writes travel with its next statement (all SQL is strata's own)
-      multipleStatements: true,
-      connectTimeout: 5000,
-      supportBigNumbers: true,
-      bigNumberStrings: true,
-      // TLS from the URL: ?ssl=true (verify the server) or ?ssl=skip-verify
-      ssl: ssl && ssl !== "false" ? { rejectUnauthorized: ssl !== "skip-verify" } : undefined,
-      // integers as exact bigints, whatever their size
-      typeCast(field, next) {
-        if (field.type === "LONGLONG" || field.type === "NEWDECIMAL") {
-          const s = field.string();
-          return s === null ? null : BigInt(s);
-        }
-        return next();
-      },
-    });
-    return new MysqlBackend(name, new MysqlDriver(pool), mysqlDialect);
+  /** `readThreads`: threads for the reads whose cost a client controls (read-pool.ts) */
+  static async open(url: string, name: string, poolSize: number, readThreads = READ_THREADS): Promise<MysqlBackend> {
+    const threads = readThreads > 0 ? await ReadPool.start(name, { mysql: url }, readThreads) : undefined;
+    return new MysqlBackend(name, openMysqlDriver(url, poolSize), mysqlDialect, threads);
   }
 }

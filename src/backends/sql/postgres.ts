@@ -5,6 +5,7 @@
 import postgres from "postgres";
 import { type Dialect, errorParts, UPSERT_ON_CONFLICT } from "./dialect.ts";
 import { Pending, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
+import { READ_THREADS, ReadPool } from "./read-pool.ts";
 import { SqlBackend } from "./sql-backend.ts";
 
 /** the NOTIFY channel strata processes announce commits on */
@@ -20,7 +21,7 @@ const RECONNECT_MAX_S = 0.1;
 /** names this process in its notifications: it publishes its own commits without them */
 const PROCESS_ID = crypto.randomUUID();
 
-const postgresDialect: Dialect = {
+export const postgresDialect: Dialect = {
   name: "postgres",
   keyType: "BYTEA",
   valueType: "BYTEA",
@@ -118,26 +119,32 @@ class PostgresDriver implements SqlDriver {
   }
 }
 
+/** A pool of `poolSize` connections to the database at `url`. */
+export function openPostgresDriver(url: string, poolSize: number): PostgresDriver {
+  return new PostgresDriver(postgres(url, {
+    max: poolSize,
+    types: { bigint: postgres.BigInt },
+    onnotice: () => {},
+    connection: { application_name: "strata" },
+    // fail requests quickly while the database is away instead of queueing forever
+    connect_timeout: Number(new URL(url).searchParams.get("connect_timeout")) || CONNECT_TIMEOUT_S,
+    // The driver's default waits 3^n/100 s (up to 20 s) before the pool's next
+    // connection attempt after n failures: requests queued meanwhile were held that
+    // long, and strata came back seconds after the database did. A refused attempt
+    // costs the database nothing, so retry soon.
+    backoff: (retries: number) => Math.min(0.025 * 2 ** retries, RECONNECT_MAX_S),
+  }));
+}
+
 export class PostgresBackend extends SqlBackend {
-  static open(url: string, name: string, poolSize: number): PostgresBackend {
-    const sql = postgres(url, {
-      max: poolSize,
-      types: { bigint: postgres.BigInt },
-      onnotice: () => {},
-      connection: { application_name: "strata" },
-      // fail requests quickly while the database is away instead of queueing forever
-      connect_timeout: Number(new URL(url).searchParams.get("connect_timeout")) || CONNECT_TIMEOUT_S,
-      // The driver's default waits 3^n/100 s (up to 20 s) before the pool's next
-      // connection attempt after n failures: requests queued meanwhile were held that
-      // long, and strata came back seconds after the database did. A refused attempt
-      // costs the database nothing, so retry soon.
-      backoff: (retries: number) => Math.min(0.025 * 2 ** retries, RECONNECT_MAX_S),
-    });
-    return new PostgresBackend(name, new PostgresDriver(sql));
+  /** `readThreads`: threads for the reads whose cost a client controls (read-pool.ts) */
+  static async open(url: string, name: string, poolSize: number, readThreads = READ_THREADS): Promise<PostgresBackend> {
+    const threads = readThreads > 0 ? await ReadPool.start(name, { postgres: url }, readThreads) : undefined;
+    return new PostgresBackend(name, openPostgresDriver(url, poolSize), threads);
   }
 
-  private constructor(name: string, private readonly pg: PostgresDriver) {
-    super(name, pg, postgresDialect);
+  private constructor(name: string, private readonly pg: PostgresDriver, threads: ReadPool | undefined) {
+    super(name, pg, postgresDialect, threads);
   }
 
   override onExternalCommit(notify: () => void): () => void {

@@ -1,13 +1,14 @@
-// SQLite reads whose cost a client controls — ranges over many keys, counts, history pages
-// — on worker threads, each with its own connection (read-worker.ts): in WAL mode readers
-// run beside the writer, so the event loop keeps only the writer, the watch hub and the
-// connections, and reads use every core. Reads wait in arrival order for a free thread.
+// Reads whose cost a client controls — ranges over many keys, counts, history pages — on
+// worker threads, each with its own connection (read-worker.ts): SQLite in WAL mode runs
+// readers beside the writer, and a database server's rows are parsed and encoded there,
+// so the event loop keeps only the writer, the watch hub and the connections, and reads
+// use every core. Reads wait in arrival order for a free thread.
 import { availableParallelism } from "node:os";
 import type { EventsOptions, EventsPage } from "../../mvcc/backend.ts";
 import { type ErrorCode, EtcdError } from "../../mvcc/errors.ts";
 import { StorageFault } from "../../mvcc/backend.ts";
 import type { RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
-import type { ReadFailure, ReadReply, ReadRequest } from "./read-worker.ts";
+import type { ReadFailure, ReadReply, ReadRequest, ReadTarget } from "./read-messages.ts";
 
 /** The worker's code: see wal-checkpointer.ts for where it is in a compiled executable. */
 const WORKER_URL = import.meta.url.includes("/$bunfs/")
@@ -33,11 +34,11 @@ export class ReadPool {
   private readonly queue: Job[] = [];
   private closed = false;
 
-  private constructor(private readonly name: string, private readonly path: string) {}
+  private constructor(private readonly name: string, private readonly target: ReadTarget) {}
 
-  /** Starts the threads and opens the database at `path` in each. */
-  static async start(name: string, path: string, threads = READ_THREADS): Promise<ReadPool> {
-    const pool = new ReadPool(name, path);
+  /** Starts the threads and opens the database in each. */
+  static async start(name: string, target: ReadTarget, threads = READ_THREADS): Promise<ReadPool> {
+    const pool = new ReadPool(name, target);
     try {
       await Promise.all(Array.from({ length: threads }, () => pool.spawn()));
     } catch (err) {
@@ -115,7 +116,7 @@ export class ReadPool {
       if (!this.closed) this.spawn().then(() => this.dispatch(), () => {});
     };
     return new Promise<void>((resolve, reject) => {
-      this.send(t, { request: { open: this.path, name: this.name }, resolve: () => resolve(), reject });
+      this.send(t, { request: { open: this.target, name: this.name }, resolve: () => resolve(), reject });
     });
   }
 }

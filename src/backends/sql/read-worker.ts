@@ -1,36 +1,19 @@
-// A read thread of the SQLite backend (see read-pool.ts): its own connection to the file
-// and the same MVCC queries as the event loop's (SqlBackend over a read-only driver).
-// Each read is one snapshot; a range asked to be encoded comes back as one transferred
-// buffer, so the event loop neither builds nor copies thousands of objects.
-import type { EventsOptions } from "../../mvcc/backend.ts";
+// A read thread of a SQL backend (see read-pool.ts): its own connection to the database
+// and the same MVCC queries as the event loop's (SqlBackend, reading only). Each read is
+// one snapshot; a range asked to be encoded comes back as one transferred buffer, so the
+// event loop neither parses rows nor builds or copies thousands of objects.
 import { EtcdError } from "../../mvcc/errors.ts";
 import { StorageFault } from "../../mvcc/backend.ts";
 import { encodeResult } from "../../mvcc/kv-encoding.ts";
-import type { Event, RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
+import type { Event, RangeResult } from "../../mvcc/types.ts";
+import type { ReadReply, ReadRequest, ReadTarget } from "./read-messages.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
+import { mysqlDialect, openMysqlDriver } from "./mysql.ts";
+import { openPostgresDriver, postgresDialect } from "./postgres.ts";
 import { SqlBackend } from "./sql-backend.ts";
 import { sqliteDialect } from "./sqlite-dialect.ts";
 import { sqliteConn, sqliteTransaction } from "./sqlite-conn.ts";
 import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
-
-/** one at a time: a thread gets its next request once it answered the last */
-export type ReadRequest =
-  | { open: string; name: string }
-  | { range: RangeQuery }
-  | { events: { from: Rev; to: Rev; limit: number; opts: EventsOptions } }
-  | { close: true };
-
-/** what a read failed with: enough to throw the same error on the event loop */
-export interface ReadFailure {
-  name: string;
-  message: string;
-  /** an EtcdError's gRPC code, or SQLite's error code */
-  code: string | undefined;
-  /** a fault the thread's backend recognised (disk full, damage): thrown again as one */
-  fault?: { kind: "full" | "corrupt"; backend: string; detail: string };
-}
-
-export type ReadReply = { result: unknown } | { error: ReadFailure };
 
 declare const self: {
   onmessage: ((e: MessageEvent<ReadRequest>) => void) | null;
@@ -62,6 +45,16 @@ class ReadOnlyDriver implements SqlDriver {
 
 let backend: SqlBackend | undefined;
 
+/** one connection: a thread runs one read at a time */
+async function open(name: string, target: ReadTarget): Promise<SqlBackend> {
+  if ("postgres" in target) return new SqlBackend(name, openPostgresDriver(target.postgres, 1), postgresDialect);
+  if ("mysql" in target) return new SqlBackend(name, openMysqlDriver(target.mysql, 1), mysqlDialect);
+  const db = await openSqlite(target.sqlite);
+  // opening reads the log's index, which the writer may hold for a moment
+  db.exec("PRAGMA busy_timeout = 10000");
+  return new SqlBackend(name, new ReadOnlyDriver(db), sqliteDialect);
+}
+
 /**
  * The buffers of the events' keys and values that are theirs alone: handed over with the
  * page instead of copied (a catch-up page of 1 MB values is then never copied between
@@ -83,10 +76,7 @@ self.onmessage = async (e) => {
   const req = e.data;
   try {
     if ("open" in req) {
-      const db = await openSqlite(req.open);
-      // opening reads the log's index, which the writer may hold for a moment
-      db.exec("PRAGMA busy_timeout = 10000");
-      backend = new SqlBackend(req.name, new ReadOnlyDriver(db), sqliteDialect);
+      backend = await open(req.name, req.open);
       return self.postMessage({ result: true });
     }
     if ("close" in req) {

@@ -18,6 +18,17 @@ const COMPACT_STEP_REVISIONS = 2000n;
 /** how long a batch whose commit went unanswered looks for its commit token */
 const COMMIT_CHECK_MS = 2000;
 
+/**
+ * Read threads (read-pool.ts), each with its own connection running this same code: reads
+ * whose cost a client controls — ranges over many keys, history pages — are read and
+ * encoded there, so the event loop keeps the writer, the watch hub and the connections.
+ */
+export interface ReadThreads {
+  range(q: RangeQuery): Promise<RangeResult>;
+  events(from: Rev, to: Rev, limit: number, opts: EventsOptions): Promise<EventsPage>;
+  close(): Promise<void>;
+}
+
 export class SqlBackend implements Backend {
   /** the newest revision this process has seen: a read below it is a read of history */
   private newest: Rev = 0n;
@@ -29,9 +40,28 @@ export class SqlBackend implements Backend {
     readonly name: string,
     driver: SqlDriver,
     protected readonly dialect: Dialect,
+    private readonly threads?: ReadThreads,
   ) {
     this.driver = this.faultsOf(driver);
   }
+
+  /**
+   * A read on a thread. Its backend there recognised any fault, but the listeners are
+   * here; and the engine may have to hold the answer back (see SqliteBackend).
+   */
+  private async onThread<T>(threads: ReadThreads, read: (t: ReadThreads) => Promise<T>): Promise<T> {
+    try {
+      const result = await read(threads);
+      await this.threadReadSettled();
+      return result;
+    } catch (err) {
+      if (err instanceof StorageFault) this.reportFault(err);
+      throw err;
+    }
+  }
+
+  /** Resolves when an answer read on a thread may be given. */
+  protected async threadReadSettled(): Promise<void> {}
 
   /** the first damage found: told to listeners that come later too */
   private damage: StorageFault | undefined;
@@ -95,6 +125,7 @@ export class SqlBackend implements Backend {
   }
 
   async close(): Promise<void> {
+    await this.threads?.close();
     await this.driver.close();
   }
 
@@ -103,7 +134,13 @@ export class SqlBackend implements Backend {
     return { revision: this.saw(revision), compactRevision };
   }
 
-  async range(q: RangeQuery): Promise<RangeResult> {
+  /** One key costs less to read than the trip to a thread; a range's cost is the client's choice. */
+  range(q: RangeQuery): Promise<RangeResult> {
+    if (this.threads && !isSingleKey(q.range)) return this.onThread(this.threads, (t) => t.range(q));
+    return this.rangeHere(q);
+  }
+
+  private async rangeHere(q: RangeQuery): Promise<RangeResult> {
     // a read at the newest revision (a list's next page, usually) is a latest read
     if (q.revision === 0n || q.revision >= this.newest) {
       const latest = await this.latestRange(q);
@@ -256,7 +293,12 @@ export class SqlBackend implements Backend {
     });
   }
 
-  async events(from: Rev, to: Rev, limit: number, opts: EventsOptions = {}): Promise<EventsPage> {
+  events(from: Rev, to: Rev, limit: number, opts: EventsOptions = {}): Promise<EventsPage> {
+    if (this.threads) return this.onThread(this.threads, (t) => t.events(from, to, limit, opts));
+    return this.eventsHere(from, to, limit, opts);
+  }
+
+  private async eventsHere(from: Rev, to: Rev, limit: number, opts: EventsOptions): Promise<EventsPage> {
     const { range, bytes = Infinity, prevKv = true } = opts;
     const keys = range ? bounds(range, "l.k") : { where: "1 = 1", params: [] };
     // the previous version is the key's log row at prev_rev

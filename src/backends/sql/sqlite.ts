@@ -30,8 +30,6 @@ export class SqliteDriver implements SqlDriver {
     private readonly wal: WalSync | undefined,
     private readonly writeLock: Mutex,
     private readonly checkpointer: WalCheckpointer,
-    /** the read threads, when this copy has any */
-    private readonly pool: ReadPool | undefined,
   ) {
     this.w = sqliteConn(writer);
     this.r = sqliteConn(reader);
@@ -63,21 +61,8 @@ export class SqliteDriver implements SqlDriver {
     });
   }
 
-  /**
-   * A read on a read thread (or on the reader connection, without threads). Its snapshot
-   * is taken on the thread at a moment this thread does not see, so instead of waiting
-   * before it, its answer waits: until every commit made by the time it arrives — all it
-   * can have seen — is on disk.
-   */
-  async onThread<T>(read: (pool: ReadPool) => Promise<T>, here: () => Promise<T>): Promise<T> {
-    if (!this.pool) return here();
-    const result = await read(this.pool);
-    await this.onDisk();
-    return result;
-  }
-
   /** Resolves once no commit is waiting for its fsync; throws after a failed one. */
-  private async onDisk(): Promise<void> {
+  async onDisk(): Promise<void> {
     for (let commit = this.wal?.unsynced(); commit; commit = this.wal?.unsynced()) await commit;
   }
 
@@ -90,7 +75,6 @@ export class SqliteDriver implements SqlDriver {
   }
 
   async close(): Promise<void> {
-    await this.pool?.close();
     // before taking the lock: a running checkpoint's last pass needs it
     await this.checkpointer.close();
     await this.writeLock.run(async () => {
@@ -104,10 +88,9 @@ export class SqliteDriver implements SqlDriver {
 
 /**
  * The driver over one SQLite file, locked to this process. Not `durable`: no fsync, for
- * a copy that can be rebuilt from elsewhere (the NATS backend's). `readThreads`: threads
- * for onThread's reads (none: they run on the event loop's reader connection).
+ * a copy that can be rebuilt from elsewhere (the NATS backend's).
  */
-export async function openSqliteDriver(path: string, durable = true, readThreads = 0): Promise<SqliteDriver> {
+export async function openSqliteDriver(path: string, durable = true): Promise<SqliteDriver> {
   const lock = await lockExclusively(path, `sqlite://${path}`);
   const opened = [lock];
   try {
@@ -124,15 +107,8 @@ export async function openSqliteDriver(path: string, durable = true, readThreads
     const writeLock = new Mutex();
     const checkpointer = await WalCheckpointer.start(`sqlite://${path}`, path, durable, writeLock);
     writer.exec("PRAGMA wal_autocheckpoint = 0");
-    let pool: ReadPool | undefined;
-    try {
-      pool = readThreads > 0 ? await ReadPool.start(`sqlite://${path}`, path, readThreads) : undefined;
-    } catch (err) {
-      await checkpointer.close();
-      throw err;
-    }
     const wal = durable ? new WalSync(`sqlite://${path}`, `${path}-wal`) : undefined;
-    return new SqliteDriver(writer, reader, lock, wal, writeLock, checkpointer, pool);
+    return new SqliteDriver(writer, reader, lock, wal, writeLock, checkpointer);
   } catch (err) {
     for (const db of opened.reverse()) db.close();
     throw err;
@@ -143,14 +119,22 @@ export class SqliteBackend extends SqlBackend {
   readonly embedded = true;
   private stopCheck: () => void = () => {};
 
-  private constructor(name: string, private readonly sqlite: SqliteDriver) {
-    super(name, sqlite, sqliteDialect);
+  private constructor(name: string, private readonly sqlite: SqliteDriver, threads: ReadPool) {
+    super(name, sqlite, sqliteDialect, threads);
   }
 
   static async open(path: string): Promise<SqliteBackend> {
     const name = `sqlite://${path}`;
     try {
-      return new SqliteBackend(name, await openSqliteDriver(path, true, READ_THREADS));
+      const driver = await openSqliteDriver(path, true);
+      let threads: ReadPool;
+      try {
+        threads = await ReadPool.start(name, { sqlite: path }, READ_THREADS);
+      } catch (err) {
+        await driver.close();
+        throw err;
+      }
+      return new SqliteBackend(name, driver, threads);
     } catch (err) {
       // SQLite's own words ("unable to open database file") do not say which file
       const why = (err as Error).message;
@@ -158,24 +142,13 @@ export class SqliteBackend extends SqlBackend {
     }
   }
 
-  /** A read on a thread: its backend recognised any fault, but the listeners are here. */
-  private async onThread<T>(read: () => Promise<T>): Promise<T> {
-    try {
-      return await read();
-    } catch (err) {
-      if (err instanceof StorageFault) this.reportFault(err);
-      throw err;
-    }
-  }
-
-  /** One key costs less to read than the trip to a thread; a range's cost is the client's choice. */
-  override range(q: RangeQuery): Promise<RangeResult> {
-    if (isSingleKey(q.range)) return super.range(q);
-    return this.onThread(() => this.sqlite.onThread((pool) => pool.range(q), () => super.range(q)));
-  }
-
-  override events(from: Rev, to: Rev, limit: number, opts: EventsOptions = {}): Promise<EventsPage> {
-    return this.onThread(() => this.sqlite.onThread((pool) => pool.events(from, to, limit, opts), () => super.events(from, to, limit, opts)));
+  /**
+   * A read on a thread takes its snapshot at a moment this thread does not see, so instead
+   * of waiting before it, its answer waits: until every commit made by the time it
+   * arrives — all it can have seen — is on disk.
+   */
+  protected override threadReadSettled(): Promise<void> {
+    return this.sqlite.onDisk();
   }
 
   override async open(): Promise<BackendState> {

@@ -12,7 +12,11 @@ export interface Dialect {
   readonly tableOptions: string;
   /** where keys of kv are counted from (MySQL is told to use the index of keys alone) */
   readonly countKv: string;
-  /** INSERT INTO kv (...) VALUES (...) that replaces an existing row for the key */
+  /**
+   * INSERT INTO kv that copies the log row (rev, sub) = (?, ?) just written, replacing an
+   * existing row for the key: the value travels to the database once, not twice (a
+   * server driver's bytea/blob encoding of a large value is most of a put's cost)
+   */
   readonly upsertKv: string;
   /**
    * Makes the current transaction the only writer until it ends (row locks on meta, or
@@ -47,6 +51,7 @@ export function errorParts(err: unknown): { code: string; errno: number; message
 export const KV_COLUMNS = "k, create_rev, mod_rev, version, lease, v";
 
 /** the upsert of engines with INSERT … ON CONFLICT (SQLite, PostgreSQL) */
-export const UPSERT_ON_CONFLICT = `INSERT INTO kv (k, create_rev, mod_rev, version, lease, v) VALUES (?, ?, ?, ?, ?, ?)
+export const UPSERT_ON_CONFLICT = `INSERT INTO kv (k, create_rev, mod_rev, version, lease, v)
+  SELECT k, create_rev, rev, version, lease, v FROM kv_log WHERE rev = ? AND sub = ?
   ON CONFLICT (k) DO UPDATE SET create_rev = excluded.create_rev, mod_rev = excluded.mod_rev,
     version = excluded.version, lease = excluded.lease, v = excluded.v`;

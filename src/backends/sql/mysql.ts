@@ -18,7 +18,8 @@ export const mysqlDialect: Dialect = {
   tableOptions: " ENGINE=InnoDB",
   // counting in the primary key reads every value stored in it
   countKv: "kv FORCE INDEX (kv_key)",
-  upsertKv: `INSERT INTO kv (k, create_rev, mod_rev, version, lease, v) VALUES (?, ?, ?, ?, ?, ?)
+  upsertKv: `INSERT INTO kv (k, create_rev, mod_rev, version, lease, v)
+             SELECT k, create_rev, rev, version, lease, v FROM kv_log WHERE rev = ? AND sub = ?
              ON DUPLICATE KEY UPDATE create_rev = VALUES(create_rev), mod_rev = VALUES(mod_rev),
                version = VALUES(version), lease = VALUES(lease), v = VALUES(v)`,
   lockMeta: (c) => c.all("SELECT name, num FROM meta FOR UPDATE"),

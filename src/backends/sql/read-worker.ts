@@ -11,6 +11,7 @@ import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
 import { mysqlDialect, openMysqlDriver } from "./mysql.ts";
 import { openPostgresDriver, postgresDialect } from "./postgres.ts";
 import { SqlBackend } from "./sql-backend.ts";
+import { collectUnderMemoryPressure } from "../../util/memory-pressure.ts";
 import { sqliteDialect } from "./sqlite-dialect.ts";
 import { sqliteConn, sqliteTransaction } from "./sqlite-conn.ts";
 import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
@@ -44,6 +45,10 @@ class ReadOnlyDriver implements SqlDriver {
 }
 
 let backend: SqlBackend | undefined;
+
+// each thread has a heap of its own: rows parsed here (a server's bytea as hex text) are
+// its garbage, for it to collect when the process's memory grows
+collectUnderMemoryPressure();
 
 /** one connection: a thread runs one read at a time */
 async function open(name: string, target: ReadTarget): Promise<SqlBackend> {

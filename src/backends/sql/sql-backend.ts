@@ -578,7 +578,7 @@ class SqlWriteTx implements WriteTx {
       `INSERT INTO kv_log (rev, sub, k, create_rev, prev_rev, version, lease, deleted, v) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)`,
       [kv.modRevision, BigInt(sub), kv.key, kv.createRevision, prev?.modRevision ?? null, kv.version, kv.lease, kv.value],
     );
-    this.c.send(this.dialect.upsertKv, [kv.key, kv.createRevision, kv.modRevision, kv.version, kv.lease, kv.value]);
+    this.c.send(this.dialect.upsertKv, [kv.modRevision, BigInt(sub)]);
   }
 
   async delete(prev: KeyValue, rev: Rev, sub: number): Promise<void> {

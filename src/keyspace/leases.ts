@@ -7,6 +7,7 @@ import { log } from "../observe/log.ts";
 import { EtcdError, errors } from "../mvcc/errors.ts";
 import { compareBytes } from "../mvcc/keyrange.ts";
 import type { Store } from "../mvcc/store.ts";
+import { type Deadline, requestDeadline } from "../mvcc/deadline.ts";
 import type { LeaseRecord, Rev } from "../mvcc/types.ts";
 
 /** etcd's upper bound on a lease TTL, in seconds */
@@ -95,12 +96,14 @@ export class DatabaseLeases implements LeaseKeeper {
     const ttl = requestedTtl < MIN_LEASE_TTL ? MIN_LEASE_TTL : requestedTtl;
     const id = requestedId !== 0n ? requestedId : newId();
     const lease = { id, ttl, expiresAt: this.now() + Number(ttl) * 1000 };
+    // answered by then while a database is silent, as a put is
+    const deadline = requestDeadline();
     const revision = await this.store.write(async (a) => {
       if (await a.tx.leaseExists(id)) throw errors.leaseExists();
       await a.tx.leaseInsert(lease);
       return a.beginRevision;
-    });
-    for (const o of this.home.others) await putCopy(o.store, lease);
+    }, [], deadline);
+    for (const o of this.home.others) await putCopy(o.store, lease, deadline);
     for (const u of this.upstreams) {
       try {
         await u.leaseGrant(ttl, id);
@@ -117,21 +120,22 @@ export class DatabaseLeases implements LeaseKeeper {
 
   /** Deletes the lease and every key attached to it (one revision per backend holding some). */
   async revoke(id: Rev): Promise<Rev> {
+    const deadline = requestDeadline();
     const revision = await this.store.write(async (a) => {
       if (!(await a.tx.leaseExists(id))) throw errors.leaseNotFound();
       await a.deleteKvs(await a.tx.leaseKeys(id));
       await a.tx.leaseDelete(id);
       return a.finish();
-    });
+    }, [], deadline);
     this.counts.revoked++;
-    return this.dropCopies(id, revision);
+    return this.dropCopies(id, revision, deadline);
   }
 
   /** Removes the copies of a lease the primary no longer has, with their keys (the upstreams' too). */
-  private async dropCopies(id: Rev, revision: Rev): Promise<Rev> {
+  private async dropCopies(id: Rev, revision: Rev, deadline?: Deadline): Promise<Rev> {
     let newest = revision;
     for (const o of this.home.others) {
-      const r = await dropCopy(o.store, id);
+      const r = await dropCopy(o.store, id, deadline);
       if (r > newest) newest = r;
     }
     for (const u of this.upstreams) await u.leaseRevoke(id).catch(ignoreNotFound);
@@ -140,7 +144,7 @@ export class DatabaseLeases implements LeaseKeeper {
 
   /** Renews a lease to its full TTL (and its upstream copies); TTL 0 for a lease that is gone. */
   async renew(id: Rev): Promise<{ ttl: Rev; revision: Rev }> {
-    const ttl = await this.backend.renewLease(id, this.now());
+    const ttl = await this.home.primary.store.backendCall((b) => b.renewLease(id, this.now()));
     if (ttl > 0n) {
       for (const u of this.upstreams) {
         await u.keepAlive(id).catch((err) => log("warn", "keeping a lease alive in an upstream etcd failed", { lease: String(id), error: String(err) }));
@@ -152,7 +156,7 @@ export class DatabaseLeases implements LeaseKeeper {
   /** remaining seconds (truncated, as etcd reports them), granted TTL and the keys in every backend */
   async timeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }> {
     const revision = this.revision();
-    const l = await this.backend.lease(id);
+    const l = await this.home.primary.store.backendCall((b) => b.lease(id));
     if (!l) return { ttl: -1n, grantedTtl: 0n, keys: [], revision };
     const remaining = Math.max(0, Math.trunc((l.expiresAt - this.now()) / 1000));
     return { ttl: BigInt(remaining), grantedTtl: l.ttl, keys: keys ? await this.keys(id) : [], revision };
@@ -160,14 +164,14 @@ export class DatabaseLeases implements LeaseKeeper {
 
   private async keys(id: Rev): Promise<Uint8Array[]> {
     const all = await Promise.all([
-      ...[this.home.primary, ...this.home.others].map((h) => h.backend.leaseKeys(id)),
+      ...[this.home.primary, ...this.home.others].map((h) => h.store.backendCall((b) => b.leaseKeys(id))),
       ...this.upstreams.map(async (u) => (await u.leaseTimeToLive(id, true)).keys),
     ]);
     return all.flat().sort(compareBytes);
   }
 
   async list(): Promise<{ ids: Rev[]; revision: Rev }> {
-    return { ids: (await this.backend.leases()).map((l) => l.id), revision: this.revision() };
+    return { ids: (await this.home.primary.store.backendCall((b) => b.leases())).map((l) => l.id), revision: this.revision() };
   }
 
   /** Revokes every lease past its deadline; a renewal that got in first wins. */
@@ -212,21 +216,21 @@ export class DatabaseLeases implements LeaseKeeper {
 }
 
 /** Puts a copy of a lease into a store, replacing one an interrupted revoke left there. */
-export function putCopy(store: Store, lease: LeaseRecord): Promise<void> {
+export function putCopy(store: Store, lease: LeaseRecord, deadline?: Deadline): Promise<void> {
   return store.write(async (a) => {
     if (await a.tx.leaseExists(lease.id)) await a.tx.leaseDelete(lease.id);
     await a.tx.leaseInsert(lease);
-  });
+  }, [], deadline);
 }
 
 /** Removes a lease's copy from a store with the keys attached to it; resolves to the store's revision after. */
-export function dropCopy(store: Store, id: Rev): Promise<Rev> {
+export function dropCopy(store: Store, id: Rev, deadline?: Deadline): Promise<Rev> {
   return store.write(async (a) => {
     if (!(await a.tx.leaseExists(id))) return a.beginRevision;
     await a.deleteKvs(await a.tx.leaseKeys(id));
     await a.tx.leaseDelete(id);
     return a.finish();
-  });
+  }, [], deadline);
 }
 
 /** A lease already gone from an upstream is what a revoke wanted. */

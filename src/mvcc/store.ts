@@ -11,7 +11,7 @@ import type {
 import type { Backend, WriteTx } from "./backend.ts";
 import { setImmediate } from "node:timers";
 import { backendTimedOut, backendUnavailable, deadlineExceeded, EtcdError, errors, isRefusal } from "./errors.ts";
-import { ANSWER_MS, type Deadline, Liveness } from "./deadline.ts";
+import { ANSWER_MS, type Deadline, Liveness, requestDeadline } from "./deadline.ts";
 import { isEmptyRange, successor, toKeyRange } from "./keyrange.ts";
 import { Apply, type DeleteOut, finishRange, isPlainRange, NO_LIMIT, type PutOut, type RangeOut, rangeFetch, type TxnOut, txnKeys } from "./kv.ts";
 import { checkRevision } from "./revisions.ts";
@@ -163,7 +163,7 @@ export class Store {
       if (c.revision > a.beginRevision) throw errors.futureRevision();
       await a.tx.setCompactRevision(c.revision);
       return a.beginRevision;
-    });
+    }, [], requestDeadline());
     this.compactRevision = c.revision;
     const done = (this.compaction = this.compaction.then(() =>
       this.backend.compact(c.revision).catch((err) => {
@@ -309,6 +309,15 @@ export class Store {
   private announce(c: Committed): void {
     this.revision = c.revision;
     for (const l of this.listeners) l(c);
+  }
+
+  /**
+   * A call on the backend outside the key-value path (the lease keeper's, for a client):
+   * answered as a read is — its errors name the backend, and it is answered by the
+   * deadline while the database is silent.
+   */
+  backendCall<T>(fn: (b: Backend) => Promise<T>, deadline: Deadline = requestDeadline()): Promise<T> {
+    return this.call(() => fn(this.backend), deadline);
   }
 
   /** A read; with a deadline, answered by then while the database is silent (the read itself is abandoned). */

@@ -11,6 +11,10 @@ import mysql from "mysql2/promise";
 import { connect as natsConnect } from "nats";
 import postgres from "postgres";
 import {
+  CompactionRequestSchema,
+  LeaseGrantRequestSchema,
+  LeaseRevokeRequestSchema,
+  LeaseTimeToLiveRequestSchema,
   PutRequestSchema,
   PutResponseSchema,
   RangeRequestSchema,
@@ -133,6 +137,7 @@ test(`${BACKEND} stopped for 10 s under load: bounded answers, quick recovery, n
   };
   const load = [...Array.from({ length: 4 }, writer), reader()];
   await new Promise((r) => setTimeout(r, 1000));
+  const lease = await client.lease(600, { autoKeepAlive: false }).grant();
 
   const db = await backendServer();
   await db.stop();
@@ -141,6 +146,17 @@ test(`${BACKEND} stopped for 10 s under load: bounded answers, quick recovery, n
   // a write issued shortly after the stop is refused, within the bound, naming the backend
   await new Promise((r) => setTimeout(r, 400));
   const { call: refused } = await timed("put raw", "/etcdserverpb.KV/Put", toBinary(PutRequestSchema, create(PutRequestSchema, { key: enc("raw"), value: enc("v") })));
+  // the Lease service and compaction answer as reads and writes do (the checks below cover
+  // them: TimeToLive answered Internal with the driver's words before)
+  for (const [what, path, body] of [
+    ["lease grant", "/etcdserverpb.Lease/LeaseGrant", toBinary(LeaseGrantRequestSchema, create(LeaseGrantRequestSchema, { TTL: 60n }))],
+    ["lease time-to-live", "/etcdserverpb.Lease/LeaseTimeToLive", toBinary(LeaseTimeToLiveRequestSchema, create(LeaseTimeToLiveRequestSchema, { ID: BigInt(lease) }))],
+    ["lease revoke", "/etcdserverpb.Lease/LeaseRevoke", toBinary(LeaseRevokeRequestSchema, create(LeaseRevokeRequestSchema, { ID: BigInt(lease) }))],
+    ["compact", "/etcdserverpb.KV/Compact", toBinary(CompactionRequestSchema, create(CompactionRequestSchema, { revision: 2n }))],
+  ] as const) {
+    const { call } = await timed(what, path, body);
+    expect(call.outcome).toStartWith(`14 strata: backend ${SCHEME}://`);
+  }
   await new Promise((r) => setTimeout(r, stoppedAt + 10_000 - Date.now()));
 
   // the database is back once a raw connection to it answers

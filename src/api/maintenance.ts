@@ -50,7 +50,11 @@ export function maintenanceService(store: Router, id: ServerIdentity): ServiceIm
       };
     }),
     alarm: etcdErrors(async (r) => {
-      const answers = await Promise.all([...store.upstreams.values()].map((u) => u.alarm(r)));
+      // etcd exits on an action it does not know (its applier answers nothing, and the
+      // server panics) and, 3.4, on activating "no alarm" for member 0: such requests,
+      // which ask for nothing, are answered here and never reach an upstream etcd
+      const harmful = !(r.action in AlarmRequest_AlarmAction) || (r.action === AlarmRequest_AlarmAction.ACTIVATE && r.alarm === AlarmType.NONE);
+      const answers = harmful ? [] : await Promise.all([...store.upstreams.values()].map((u) => u.alarm(r)));
       const own: AlarmMember[] = [];
       const alarms = store.alarms;
       if (r.action === AlarmRequest_AlarmAction.GET) own.push(...alarms.list(r.alarm));

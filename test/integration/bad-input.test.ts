@@ -5,7 +5,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { RangeResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { type EtcdProcess, startEtcd } from "../support/etcd.ts";
-import { startStrata, type StrataProcess } from "../support/strata.ts";
+import { BACKEND, startStrata, type StrataProcess } from "../support/strata.ts";
 
 let etcd: EtcdProcess;
 let strata: StrataProcess;
@@ -122,6 +122,36 @@ describe("bad input gets etcd's answer and changes nothing", () => {
     c.close();
     expect(status).toStartWith("12 strata: etcd snapshots are not supported");
     expect(await raw(strata.endpoint, "/etcdserverpb.KV/Range", new Uint8Array([0x0a, 1, 0x6b]))).toBe("ok");
+  });
+
+  test("a key longer than the database's key column holds is refused as bad input, not as an outage", async () => {
+    // 3,000 pseudo-random bytes: no compression brings it under PostgreSQL's index entry
+    // limit (a repetitive key compresses, and PostgreSQL stores it)
+    let x = 1;
+    const key = Array.from({ length: 3000 }, () => 0x20 + ((x = (x * 1103515245 + 12345) % 2 ** 31) >> 16) % 95);
+    const body = new Uint8Array([0x0a, ...[0xb8, 0x17], ...key, 0x12, 1, 0x41]);
+    const [want, got] = await Promise.all([raw(etcd.endpoint, "/etcdserverpb.KV/Put", body), raw(strata.endpoint, "/etcdserverpb.KV/Put", body)]);
+    expect(want).toBe("ok");
+    // PostgreSQL and MySQL keep keys of at most 2,048 bytes (B-tree entry limits); etcd,
+    // SQLite and NATS take any key a request can carry (before: Unavailable, the driver's words)
+    if (BACKEND === "postgres" || BACKEND === "mariadb") expect(got).toMatch(/^3 strata: key too long for backend \S+: 3000 bytes, at most 2048$/);
+    else expect(got).toBe("ok");
+    // taken back where it was written, so both hold the same keys for the check below
+    const del = new Uint8Array([0x0a, ...[0xb8, 0x17], ...key]);
+    await Promise.all([raw(etcd.endpoint, "/etcdserverpb.KV/DeleteRange", del), raw(strata.endpoint, "/etcdserverpb.KV/DeleteRange", del)]);
+  });
+
+  test("Alarm requests that make etcd exit are answered without reaching an upstream etcd", async () => {
+    // an unknown action, and (etcd 3.4) activating "no alarm" for member 0: etcd panics on
+    // both (not sent to the oracle here)
+    for (const body of [[0x08, 0x03], [0x08, 0x01]]) {
+      expect(await raw(strata.endpoint, "/etcdserverpb.Maintenance/Alarm", new Uint8Array(body))).toBe("ok");
+    }
+    // an upstream etcd behind strata still answers
+    expect(await raw(strata.endpoint, "/etcdserverpb.Maintenance/Status", new Uint8Array(0))).toBe("ok");
+    expect(await raw(strata.endpoint, "/etcdserverpb.KV/Range", new Uint8Array([0x0a, 1, 0x6b]))).toBe("ok");
+    // and the alarm "no alarm" raised here is taken back, so nothing else sees it
+    expect(await raw(strata.endpoint, "/etcdserverpb.Maintenance/Alarm", new Uint8Array([0x08, 0x02]))).toBe("ok");
   });
 
   test("the server still serves and nothing was written by the refused requests", async () => {

@@ -8,6 +8,8 @@ export interface Dialect {
   readonly keyType: string;
   readonly valueType: string;
   readonly intType: string;
+  /** the longest key the key column and its indexes hold (none: as long as a request allows) */
+  readonly maxKeyBytes?: number;
   /** suffix for CREATE TABLE (MySQL's engine and row format) */
   readonly tableOptions: string;
   /** where keys of kv are counted from (MySQL is told to use the index of keys alone) */

@@ -13,6 +13,7 @@ export const MAX_KEY_BYTES = 2048;
 export const mysqlDialect: Dialect = {
   name: "mysql",
   keyType: `VARBINARY(${MAX_KEY_BYTES})`,
+  maxKeyBytes: MAX_KEY_BYTES,
   valueType: "LONGBLOB",
   intType: "BIGINT",
   tableOptions: " ENGINE=InnoDB",

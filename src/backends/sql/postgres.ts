@@ -24,6 +24,10 @@ const PROCESS_ID = crypto.randomUUID();
 export const postgresDialect: Dialect = {
   name: "postgres",
   keyType: "BYTEA",
+  // a B-tree entry holds at most ~2.7 KB (after compression): a longer key that does not
+  // compress fails its index insert; one limit, well inside it, that does not depend on
+  // the key's content
+  maxKeyBytes: 2048,
   valueType: "BYTEA",
   intType: "BIGINT",
   tableOptions: "",

@@ -265,7 +265,7 @@ export class SqlBackend implements Backend {
       let { revision, compactRevision } = start;
       const results: WriteResult<T>[] = [];
       for (const fn of txns) {
-        const tx = new SqlWriteTx(c, this.dialect, revision, compactRevision, live);
+        const tx = new SqlWriteTx(this.name, c, this.dialect, revision, compactRevision, live);
         try {
           results.push({ ok: true, value: await fn(tx) });
           revision = tx.newRevision;
@@ -548,6 +548,7 @@ class SqlWriteTx implements WriteTx {
   private readonly reads: RangeReads;
 
   constructor(
+    private readonly backend: string,
     private readonly c: SqlConn,
     private readonly dialect: Dialect,
     readonly revision: Rev,
@@ -572,6 +573,11 @@ class SqlWriteTx implements WriteTx {
   }
 
   async put(kv: KeyValue, prev: KeyValue | undefined, sub: number): Promise<void> {
+    const max = this.dialect.maxKeyBytes;
+    if (max !== undefined && kv.key.length > max) {
+      // refused before the database would refuse it with an error that reads as an outage
+      throw new EtcdError("InvalidArgument", `strata: key too long for backend ${this.backend}: ${kv.key.length} bytes, at most ${max}`);
+    }
     this.wrote = true;
     this.live.set(kv.key, kv);
     this.c.send(

@@ -6,7 +6,15 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { create, type DescField, type DescMessage, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { Etcd3 } from "etcd3";
-import { Auth, Cluster, KV, Lease, Maintenance } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import {
+  Auth,
+  Cluster,
+  KV,
+  Lease,
+  LeaseKeepAliveRequestSchema,
+  Maintenance,
+  WatchRequestSchema,
+} from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { startStrata, type StrataProcess } from "../support/strata.ts";
 
 const SEED = Number(process.env.STRATA_FUZZ_SEED ?? Date.now() % 1_000_000);
@@ -125,6 +133,40 @@ test(`random requests to every unary method get clean answers (seed ${SEED})`, a
   for (const a of alarms) await client.maintenance.alarm({ action: "Deactivate", memberID: a.memberID, alarm: a.alarm });
   await client.put("fuzz-after").value("v").exec();
   expect(await client.get("fuzz-after").string()).toBe("v");
+  client.close();
+  expect(strata.stderr()).not.toMatch(/uncaught|unhandled/i);
+}, 120_000);
+
+/** Sends messages on one bidirectional stream; resolves to its ending status, or "open" if it stayed open. */
+function bidi(c: grpc.Client, path: string, messages: Uint8Array[]): Promise<string> {
+  return new Promise((resolve) => {
+    const stream = c.makeBidiStreamRequest(path, (x: Buffer) => x, (x: Buffer) => x);
+    stream.on("data", () => {});
+    stream.on("error", (err: grpc.ServiceError) => resolve(`${err.code} ${err.details}`));
+    stream.on("end", () => resolve("0 ended"));
+    for (const m of messages) stream.write(Buffer.from(m));
+    setTimeout(() => {
+      stream.cancel();
+      resolve("open");
+    }, 400);
+  });
+}
+
+test(`random messages on Watch and LeaseKeepAlive streams end them cleanly or not at all (seed ${SEED})`, async () => {
+  const c = new grpc.Client(strata.endpoint, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": -1 });
+  const leaked: string[] = [];
+  for (const [path, schema] of [["/etcdserverpb.Watch/Watch", WatchRequestSchema], ["/etcdserverpb.Lease/LeaseKeepAlive", LeaseKeepAliveRequestSchema]] as const) {
+    for (let i = 0; i < 12; i++) {
+      const messages = Array.from({ length: 1 + Math.floor(random() * 5) }, () => toBinary(schema, create(schema, message(schema) as never)));
+      const status = await bidi(c, path, messages);
+      const code = status.split(" ")[0]!;
+      if (code === "2" || code === "14" || LEAKED.test(status)) leaked.push(`${path}: ${status.slice(0, 200)}`);
+    }
+  }
+  c.close();
+  expect(leaked).toEqual([]);
+  const client = new Etcd3({ hosts: strata.endpoint });
+  await client.put("fuzz-after-streams").value("v").exec();
   client.close();
   expect(strata.stderr()).not.toMatch(/uncaught|unhandled/i);
 }, 120_000);

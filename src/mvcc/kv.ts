@@ -10,38 +10,8 @@ import type {
 import type { WriteTx } from "./backend.ts";
 import { errors } from "./errors.ts";
 import { compareBytes, isEmptyRange, toKeyRange } from "./keyrange.ts";
+import type { DeleteOut, PutOut, RangeOut, ResponseOpOut, TxnOut } from "./responses.ts";
 import { DELETE, type Event, type KeyValue, PUT, type Rev } from "./types.ts";
-
-export interface Header {
-  revision: Rev;
-}
-export interface RangeOut {
-  header: Header;
-  kvs: KeyValue[];
-  /** the kvs field already encoded by the read (then `kvs` is empty); only when asked for */
-  encodedKvs?: Uint8Array;
-  more: boolean;
-  count: bigint;
-}
-export interface PutOut {
-  header: Header;
-  prevKv?: KeyValue;
-}
-export interface DeleteOut {
-  header: Header;
-  deleted: bigint;
-  prevKvs: KeyValue[];
-}
-export type ResponseOpOut =
-  | { response: { case: "responseRange"; value: RangeOut } }
-  | { response: { case: "responsePut"; value: PutOut } }
-  | { response: { case: "responseDeleteRange"; value: DeleteOut } }
-  | { response: { case: "responseTxn"; value: TxnOut } };
-export interface TxnOut {
-  header: Header;
-  succeeded: boolean;
-  responses: ResponseOpOut[];
-}
 
 const SORT_NONE = 0, SORT_ASCEND = 1, SORT_DESCEND = 2;
 /** a limit this large is none: no response can hold 2^31 keys */

@@ -1,6 +1,7 @@
-// From configuration to a running Router: validate the topology, open every backend,
-// refuse to start when existing keys would become unreachable, and follow the config
-// file for rules appended at the end.
+// From configuration to a running Router: validate the topology, open every backend (the
+// databases under the router, and any upstream etcd beside it), refuse to start when
+// existing keys would become unreachable, and follow the config file for rules appended
+// at the end.
 import { watchFile, unwatchFile } from "node:fs";
 import { openBackend } from "../backends/open.ts";
 import type { Backend, BackendState } from "../mvcc/backend.ts";
@@ -12,11 +13,20 @@ import { create } from "@bufbuild/protobuf";
 import { RangeRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { keyString, prefixEnd, successor } from "../mvcc/keyrange.ts";
 import { type KeyAnatomy, parseKey } from "./kubernetes-key.ts";
-import { type Identity, type Part, Router } from "./router.ts";
+import { type Part, Router } from "./router.ts";
 import { RoutingTable } from "./rules.ts";
 import { validateTopology } from "./validate.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
+
+/** cluster and member ids the response headers carry */
+export interface Identity {
+  clusterId: bigint;
+  memberId: bigint;
+}
+
+/** set in the member id strata reports for an upstream's cluster, so it differs from etcd's members */
+const STRATA_MEMBER_BITS = 0x737472617461n; // "strata"
 
 export interface Opened {
   backends: Array<{ name: string; backend: Backend }>;
@@ -75,28 +85,55 @@ export function upstreamTls(config: Config): UpstreamTls {
   return { ca: file(config["etcd-cafile"]), cert: file(config["etcd-certfile"]), key: file(config["etcd-keyfile"]) };
 }
 
+export interface OpenedRouter {
+  router: Router;
+  states: BackendState[];
+  /** the upstream etcds by backend name */
+  upstreams: Map<string, Upstream>;
+  /** the default backend's (an upstream's cluster id, with a member id of strata's own) */
+  identity: Identity;
+}
+
+/** Opens the router on the databases and checks every upstream etcd answers. */
 export async function openRouter(
   config: Config,
   log: Log,
   wrap?: (name: string, b: Backend) => Backend,
-): Promise<{ router: Router; states: BackendState[]; identity: Identity }> {
+): Promise<OpenedRouter> {
   const t = config.topology;
   const o = await openBackends(t, config["pool-size"], upstreamTls(config), wrap);
-  let opened;
+  const several = t.backends.size > 1;
+  let opened, answers;
   try {
-    opened = await Router.open(t, o.backends, log, o.upstreams, BigInt(config["quota-backend-bytes"]));
+    [opened, answers] = await Promise.all([
+      Router.open(t, o.backends, log, BigInt(config["quota-backend-bytes"])),
+      Promise.all(o.upstreams.map((u) =>
+        u.upstream.open().catch((err: Error) => {
+          throw new Error(`backend ${several ? `${u.name} (${u.upstream.name})` : u.upstream.name}: ${err.message}`);
+        })
+      )),
+    ]);
   } catch (err) {
     await closeOpened(o);
     throw err;
   }
-  if (opened.router.parts.length + opened.router.upstreams.size > 1) {
-    const stranded = await strandedKeys(opened.router, opened.router.routing);
+  const { router, states } = opened;
+  const upstreams = new Map(o.upstreams.map((u) => [u.name, u.upstream]));
+  const up = o.upstreams.findIndex((u) => u.name === t.default);
+  const identity = up >= 0
+    // strata answers for the upstream's cluster as a member of its own
+    ? { clusterId: answers[up]!.clusterId, memberId: answers[up]!.memberId ^ STRATA_MEMBER_BITS }
+    : { clusterId: states[router.primary!.index]!.clusterId, memberId: states[router.primary!.index]!.memberId };
+  router.alarms.memberId = identity.memberId;
+  if (router.parts.length + upstreams.size > 1) {
+    const stranded = await strandedKeys({ parts: router.parts, upstreams }, router.routing);
     if (stranded.length > 0) {
-      await opened.router.close();
+      for (const u of upstreams.values()) u.close();
+      await router.close();
       throw new ConfigError(strandedMessage(stranded, t.source));
     }
   }
-  return opened;
+  return { router, states, upstreams, identity };
 }
 
 export interface Stranded {
@@ -213,7 +250,7 @@ function groupPrefix(key: string, keyPrefix: string): string {
  * key changes backend); any other change is refused with the reason, and the running
  * rules stay.
  */
-export function watchTopology(config: Config, router: Router, log: Log): () => void {
+export function watchTopology(config: Config, router: Router, upstreams: Map<string, Upstream>, log: Log): () => void {
   const file = config.topologyFile!;
   let busy = false;
   const check = async () => {
@@ -233,7 +270,7 @@ export function watchTopology(config: Config, router: Router, log: Log): () => v
       if (router.moving) return log("error", "config change refused", { file, reason: "a migration is running; the file is read again when it changes next" });
       const reason = appendOnly(router.topology, next);
       if (reason) return log("error", "config change refused", { file, reason: `${reason}; the running rules stay. Changes other than appending rules need a migration: strata migrate --to-config ${file} --endpoint URL (live) or with strata stopped (--from-config OLD)` });
-      const stranded = await strandedKeys(router, RoutingTable.of(next));
+      const stranded = await strandedKeys({ parts: router.parts, upstreams }, RoutingTable.of(next));
       if (stranded.length > 0) return log("error", "config change refused", { file, reason: strandedMessage(stranded, file) });
       if (router.moving) return log("error", "config change refused", { file, reason: "a migration started meanwhile" });
       router.setTopology(next);

@@ -1,24 +1,21 @@
-// The keyspace as clients see it: one etcd over several backends. Writes go to the one
-// backend their keys route to (a txn spanning backends is refused); reads that span
-// backends read each at one revision and merge; commits are merged into one revision
-// order for watchers (merger.ts). With a single backend this is a thin pass-through.
-// An upstream etcd numbers its own revisions, so requests within it go to it whole and
-// its answers come back as etcd gave them; a request spanning it and another backend is
-// refused.
-import { create } from "@bufbuild/protobuf";
-import { type CompactionRequest, type DeleteRangeRequest, type PutRequest, type RangeRequest, RangeRequestSchema, type TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+// One etcd over several databases. Writes go to the one database their keys route to (a
+// txn spanning databases is refused); reads that span databases read each at one revision
+// and merge; commits are merged into one revision order for watchers (merger.ts). With a
+// single database this is a thin pass-through. An upstream etcd among the backends is not
+// the router's: the keyspace dispatcher sends it its requests whole.
+import type { CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest, TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Backend, BackendState, DbSize, EventsOptions, EventsPage, StorageFault } from "../mvcc/backend.ts";
-import type { Upstream } from "../backends/etcd/upstream.ts";
 import { Alarms } from "../mvcc/alarms.ts";
-import type { Compactable } from "../keyspace/compactor.ts";
 import { costOfPut, costOfTxn, DEFAULT_QUOTA_BYTES, LEASE_OVERHEAD, SpaceQuota } from "../mvcc/quota.ts";
 import { type Committed, Store } from "../mvcc/store.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import { backendUnavailable, EtcdError, errors } from "../mvcc/errors.ts";
-import { compareBytes, isEmptyRange, keyString, toKeyRange } from "../mvcc/keyrange.ts";
-import { type DeleteOut, finishRange, type PutOut, type RangeOut, rangeFetch, type TxnOut } from "../mvcc/kv.ts";
+import { compareBytes, isEmptyRange, keyString, toKeyRange, txnRanges } from "../mvcc/keyrange.ts";
+import { finishRange, rangeFetch } from "../mvcc/kv.ts";
+import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
 import { checkRevision } from "../mvcc/revisions.ts";
 import type { Event, KeyRange, KeyValue, Rev } from "../mvcc/types.ts";
+import type { BackendStats, Probe } from "../keyspace/contract.ts";
 import { CommitMerger } from "./merger.ts";
 import { keyCount } from "./key-count.ts";
 import type { Topology } from "../config/topology.ts";
@@ -80,18 +77,6 @@ interface Move {
   end: () => void;
 }
 
-export interface Probe {
-  name: string;
-  url: string;
-  probe: () => Promise<unknown>;
-}
-
-/** cluster and member ids the response headers carry */
-export interface Identity {
-  clusterId: bigint;
-  memberId: bigint;
-}
-
 export class Router {
   private readonly merger: CommitMerger;
   private readonly advancing: Array<{ target: Rev; running: boolean }>;
@@ -111,8 +96,6 @@ export class Router {
     /** the database backends */
     readonly parts: Part[],
     private readonly log: (level: string, msg: string, fields?: Record<string, unknown>) => void,
-    /** upstream etcds by backend name */
-    readonly upstreams: Map<string, Upstream> = new Map(),
   ) {
     this.table = RoutingTable.of(topo);
     this.byName = new Map(parts.map((p) => [p.name, p]));
@@ -123,31 +106,20 @@ export class Router {
     parts.forEach((p, i) => p.store.onCommit((c) => this.merger.commit(i, this.move ? { ...c, events: this.own(p, c.events) } : c)));
   }
 
-  /**
-   * Opens every backend and a store on each database; checks every upstream answers. The
-   * identity is the default backend's (an upstream's cluster id, with a member id of strata's own).
-   */
+  /** Opens every database backend and a store on each. */
   static async open(
     topology: Topology,
     backends: Array<{ name: string; backend: Backend }>,
     log: (level: string, msg: string, fields?: Record<string, unknown>) => void,
-    upstreams: Array<{ name: string; upstream: Upstream }> = [],
     /** --quota-backend-bytes (0: each database's default, below 0: none) */
     quotaBytes = 0n,
-  ): Promise<{ router: Router; states: BackendState[]; identity: Identity }> {
-    const several = backends.length + upstreams.length > 1;
-    const [states, answers] = await Promise.all([
-      Promise.all(backends.map((b) =>
-        b.backend.open().catch((err: Error) => {
-          throw new Error(`backend ${several ? `${b.name} (${b.backend.name})` : b.backend.name}: ${err.message}`);
-        })
-      )),
-      Promise.all(upstreams.map((u) =>
-        u.upstream.open().catch((err: Error) => {
-          throw new Error(`backend ${several ? `${u.name} (${u.upstream.name})` : u.upstream.name}: ${err.message}`);
-        })
-      )),
-    ]);
+  ): Promise<{ router: Router; states: BackendState[] }> {
+    const several = topology.backends.size > 1;
+    const states = await Promise.all(backends.map((b) =>
+      b.backend.open().catch((err: Error) => {
+        throw new Error(`backend ${several ? `${b.name} (${b.backend.name})` : b.backend.name}: ${err.message}`);
+      })
+    ));
     const stride = backends.length;
     const parts = backends.map((b, index) => {
       const store = new Store(b.backend, { slot: index, stride });
@@ -156,14 +128,7 @@ export class Router {
       const quota = bytes === undefined ? undefined : new SpaceQuota(bytes, () => b.backend.size());
       return { name: b.name, index, backend: b.backend, store, quota };
     });
-    const router = new Router(topology, parts, log, new Map(upstreams.map((u) => [u.name, u.upstream])));
-    const up = upstreams.findIndex((u) => u.name === topology.default);
-    const identity = up >= 0
-      // strata answers for the upstream's cluster as a member of its own
-      ? { clusterId: answers[up]!.clusterId, memberId: answers[up]!.memberId ^ STRATA_MEMBER_BITS }
-      : { clusterId: states[router.primary!.index]!.clusterId, memberId: states[router.primary!.index]!.memberId };
-    router.alarms.memberId = identity.memberId;
-    return { router, states, identity };
+    return { router: new Router(topology, parts, log), states };
   }
 
   get routing(): RoutingTable {
@@ -261,33 +226,6 @@ export class Router {
     return this.byName.get(this.table.defaultBackend);
   }
 
-  /** the default backend when it is an upstream etcd */
-  get defaultUpstream(): Upstream | undefined {
-    return this.upstreams.get(this.table.defaultBackend);
-  }
-
-  /**
-   * The upstream etcd a request over these ranges goes to whole; undefined when they
-   * route to database backends only. A request spanning an upstream and any other
-   * backend is refused: their revisions cannot be put in one order.
-   */
-  upstreamFor(ranges: KeyRange[], what: string): Upstream | undefined {
-    if (this.upstreams.size === 0) return undefined;
-    const names = new Set<string>();
-    for (const r of ranges) if (!isEmptyRange(r)) for (const n of this.backendsFor(r)) names.add(n);
-    if (names.size === 0) names.add(this.table.defaultBackend);
-    const upstream = [...names].find((n) => this.upstreams.has(n));
-    if (upstream === undefined) return undefined;
-    const other = [...names].find((n) => n !== upstream);
-    if (other !== undefined) {
-      throw new EtcdError(
-        "FailedPrecondition",
-        `strata: ${what} spans backends ${upstream} and ${other}; ${upstream} is an upstream etcd with its own revisions, so a request must stay within one resource routed to it`,
-      );
-    }
-    return this.upstreams.get(upstream);
-  }
-
   onCommit(fn: (c: Committed) => void): void {
     this.merger.onRelease(fn);
   }
@@ -312,8 +250,6 @@ export class Router {
 
   async range(r: RangeRequest, deadline?: Deadline, encode = false): Promise<RangeOut> {
     const kr = toKeyRange(r.key, r.rangeEnd);
-    const upstream = this.upstreamFor([kr], "range");
-    if (upstream) return relayed(await upstream.range(r)) as RangeOut;
     const parts = isEmptyRange(kr) ? [this.primary!] : this.partsFor(kr);
     if (this.parts.length === 1) return parts[0]!.store.range(r, deadline, encode);
     return this.reading(() => this.mergedRange(r, parts, deadline));
@@ -400,8 +336,6 @@ export class Router {
 
   put(p: PutRequest, deadline?: Deadline): Promise<PutOut> {
     const ranges = [toKeyRange(p.key, new Uint8Array(0))];
-    const upstream = this.upstreamFor(ranges, "put");
-    if (upstream) return upstream.put(p).then((out) => relayed(out) as PutOut);
     return this.write(ranges, "put", async (part) => {
       await this.admit(part, costOfPut(p));
       return part.store.put(p, this.floor, deadline);
@@ -410,15 +344,11 @@ export class Router {
 
   deleteRange(d: DeleteRangeRequest, deadline?: Deadline): Promise<DeleteOut> {
     const ranges = [toKeyRange(d.key, d.rangeEnd)];
-    const upstream = this.upstreamFor(ranges, "delete range");
-    if (upstream) return upstream.deleteRange(d).then((out) => relayed(out) as DeleteOut);
     return this.write(ranges, "delete range", (part) => part.store.deleteRange(d, this.floor, deadline));
   }
 
   txn(r: TxnRequest, deadline?: Deadline): Promise<TxnOut> {
     const ranges = txnRanges(r);
-    const upstream = this.upstreamFor(ranges, "txn");
-    if (upstream) return upstream.txn(r).then((out) => relayed(out) as unknown as TxnOut);
     return this.write(ranges, "txn", async (part) => {
       await this.admit(part, costOfTxn(r));
       return part.store.txn(r, this.floor, deadline);
@@ -455,7 +385,7 @@ export class Router {
   /** A lease grant's quota check (leases live in the default backend). */
   async admitLease(): Promise<void> {
     const home = this.primary;
-    if (home && !this.defaultUpstream) await this.admit(home, LEASE_OVERHEAD);
+    if (home) await this.admit(home, LEASE_OVERHEAD);
   }
 
   /** A database reported running out of space, or damage: raise NOSPACE, or mark it damaged; say so in the log. */
@@ -497,33 +427,8 @@ export class Router {
     return this.byName.get([...names][0]!)!;
   }
 
-  /**
-   * Compact as clients ask for it: revisions are the default backend's, so with an
-   * upstream default it compacts the upstream (the databases keep their own retention).
-   */
-  async compact(c: CompactionRequest): Promise<{ header: { revision: Rev } }> {
-    const upstream = this.defaultUpstream;
-    if (upstream) return relayed(await upstream.compact(c));
-    return this.compactDatabases(c);
-  }
-
-  /** The database backends' history, for automatic compaction (an upstream etcd compacts its own). */
-  get databaseHistory(): Compactable {
-    // deno-lint-ignore no-this-alias
-    const router = this;
-    return {
-      get revision() {
-        return router.revision;
-      },
-      get compactRevision() {
-        return router.compactRevision;
-      },
-      compact: (c) => this.compactDatabases(c),
-    };
-  }
-
   /** Compacts every database backend at rev, raising lagging ones to it first; waits for a move to end. */
-  private async compactDatabases(c: CompactionRequest): Promise<{ header: { revision: Rev } }> {
+  async compact(c: CompactionRequest): Promise<{ header: { revision: Rev } }> {
     if (this.parts.length === 1) return this.parts[0]!.store.compact(c);
     while (this.move) await this.move.done;
     const out = this.compactNow(c);
@@ -565,19 +470,12 @@ export class Router {
   }
 
   async size(): Promise<DbSize> {
-    const sizes = await Promise.all([
-      ...this.parts.map((p) => this.call(p, () => p.backend.size())),
-      ...[...this.upstreams.values()].map(async (u) => {
-        const s = await u.status();
-        return { size: s.dbSize, inUse: s.dbSizeInUse };
-      }),
-    ]);
+    const sizes = await Promise.all(this.parts.map((p) => this.call(p, () => p.backend.size())));
     return sizes.reduce((a, s) => ({ size: a.size + s.size, inUse: a.inUse + s.inUse }), { size: 0n, inUse: 0n });
   }
 
   async defragment(): Promise<void> {
     for (const p of this.parts) await this.call(p, () => p.backend.defragment());
-    for (const u of this.upstreams.values()) await u.defragment();
   }
 
   /** Per-backend figures for the status page and metrics; a backend that cannot answer carries its error instead. */
@@ -594,25 +492,12 @@ export class Router {
         return { name: p.name, url: p.backend.name, error: (err as Error).message };
       }
     });
-    // an upstream's own figures; etcd's Status does not tell its compact revision
-    const upstreams = [...this.upstreams].map(async ([name, u]): Promise<BackendStats> => {
-      try {
-        const everything = create(RangeRequestSchema, { key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]), countOnly: true });
-        const [s, all] = await Promise.all([u.status(), u.range(everything)]);
-        return { name, url: u.name, keys: all.count, size: s.dbSize, inUse: s.dbSizeInUse, revision: s.header!.revision, compactRevision: 0n };
-      } catch (err) {
-        return { name, url: u.name, error: (err as Error).message };
-      }
-    });
-    return Promise.all([...databases, ...upstreams]);
+    return Promise.all(databases);
   }
 
   /** Every backend with a cheap call that shows whether it answers (health checks). */
   get probes(): Probe[] {
-    return [
-      ...this.parts.map((p) => ({ name: p.name, url: p.backend.name, probe: () => p.backend.revisions() })),
-      ...[...this.upstreams].map(([name, u]) => ({ name, url: u.name, probe: () => u.status() })),
-    ];
+    return this.parts.map((p) => ({ name: p.name, url: p.backend.name, probe: () => p.backend.revisions() }));
   }
 
   /** Follows commits that other strata processes make on the shared backends. */
@@ -630,7 +515,6 @@ export class Router {
   }
 
   async close(): Promise<void> {
-    for (const u of this.upstreams.values()) u.close();
     await Promise.all(this.parts.map((p) => p.backend.close()));
   }
 
@@ -642,22 +526,6 @@ export class Router {
       throw backendUnavailable(`${p.name} (${p.backend.name})`, err);
     }
   }
-}
-
-export type BackendStats =
-  | { name: string; url: string; keys: bigint; size: bigint; inUse: bigint; revision: Rev; compactRevision: Rev; error?: undefined }
-  | { name: string; url: string; error: string };
-
-/** set in the member id strata reports for an upstream's cluster, so it differs from etcd's members */
-const STRATA_MEMBER_BITS = 0x737472617461n; // "strata"
-
-/**
- * An upstream's answer in mvcc's shapes: without the message's type tag, so the
- * api layer can put its own header on it (nested messages stay as etcd sent them).
- */
-function relayed<T extends { header?: { revision: Rev } }>(m: T): Omit<T, "header" | "$typeName"> & { header: { revision: Rev } } {
-  const { $typeName: _, header, ...rest } = m as T & { $typeName?: string };
-  return { ...rest, header: { revision: header?.revision ?? 0n } };
 }
 
 /** Keeps p in the set until it settles. */
@@ -678,16 +546,4 @@ function fetchOnly(r: RangeRequest): Partial<RangeRequest> {
   const f = rangeFetch(r);
   // each backend returns its first limit+1 keys: enough to fill the merged page and tell "more"
   return { limit: BigInt(f.limit), keysOnly: f.keysOnly, minModRevision: 0n, maxModRevision: 0n, minCreateRevision: 0n, maxCreateRevision: 0n };
-}
-
-/** Every key range a txn compares, reads or writes, on both branches and nested. */
-export function txnRanges(r: TxnRequest): KeyRange[] {
-  const out: KeyRange[] = r.compare.map((c) => toKeyRange(c.key, c.rangeEnd));
-  for (const op of [...r.success, ...r.failure]) {
-    const q = op.request;
-    if (q.case === "requestTxn") out.push(...txnRanges(q.value));
-    else if (q.case === "requestPut") out.push(toKeyRange(q.value.key, new Uint8Array(0)));
-    else if (q.case) out.push(toKeyRange(q.value.key, q.value.rangeEnd));
-  }
-  return out;
 }

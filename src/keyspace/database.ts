@@ -14,6 +14,7 @@ import type {
 import { AlarmRequest_AlarmAction } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { type AlarmMember, AlarmType } from "../mvcc/alarms.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
+import { finishRange, rangeQuery } from "../mvcc/range.ts";
 import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
 import { checkRevision } from "../mvcc/revisions.ts";
 import type { KeyRange, Rev } from "../mvcc/types.ts";
@@ -80,8 +81,9 @@ export class DatabaseKeyspace implements Keyspace {
     return this.router.latestRevision;
   }
 
-  range(r: RangeRequest, deadline?: Deadline, encode?: boolean): Promise<RangeOut> {
-    return this.router.range(r, deadline, encode);
+  /** etcd's post-processing runs here, once, over what the router read */
+  async range(r: RangeRequest, deadline?: Deadline, encode?: boolean): Promise<RangeOut> {
+    return finishRange(r, await this.router.read(rangeQuery(r, encode), deadline));
   }
   put(r: PutRequest, deadline?: Deadline): Promise<PutOut> {
     return this.router.put(r, deadline);

@@ -12,7 +12,8 @@ import type { Event, KeyValue, Rev } from "../mvcc/types.ts";
 import type { Topology } from "../config/topology.ts";
 import { copyInto, forgetIn } from "./copy.ts";
 import { eachPage, sameTopology } from "./open.ts";
-import { type Part, type Router } from "./router.ts";
+import type { Part } from "./part.ts";
+import type { Router } from "./router.ts";
 import { RoutingTable } from "./rules.ts";
 
 const BATCH = 500;

@@ -13,7 +13,8 @@ import { create } from "@bufbuild/protobuf";
 import { RangeRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { keyString, prefixEnd, successor } from "../mvcc/keyrange.ts";
 import { type KeyAnatomy, parseKey } from "./kubernetes-key.ts";
-import { type Part, Router } from "./router.ts";
+import type { Part } from "./part.ts";
+import { Router } from "./router.ts";
 import { RoutingTable } from "./rules.ts";
 import { validateTopology } from "./validate.ts";
 

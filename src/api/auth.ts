@@ -7,7 +7,7 @@ import type { Keyspace } from "../keyspace/contract.ts";
 import { toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
 
-export function authService(store: Keyspace, id: ServerIdentity): ServiceImpl<typeof Auth> {
+export function authService(keyspace: Keyspace, id: ServerIdentity): ServiceImpl<typeof Auth> {
   const unsupported = async (): Promise<never> => {
     throw new ConnectError(
       "strata: etcd user/role authentication is not supported; secure clients with TLS client certificates",
@@ -15,12 +15,12 @@ export function authService(store: Keyspace, id: ServerIdentity): ServiceImpl<ty
     );
   };
   return {
-    authStatus: async () => ({ header: header(id, store.latestRevision), enabled: false, authRevision: 0n }),
+    authStatus: async () => ({ header: header(id, keyspace.latestRevision), enabled: false, authRevision: 0n }),
     authenticate: async () => {
       throw toConnectError(errors.authNotEnabled());
     },
     authEnable: unsupported,
-    authDisable: async () => ({ header: header(id, store.latestRevision) }),
+    authDisable: async () => ({ header: header(id, keyspace.latestRevision) }),
     userAdd: unsupported,
     userGet: unsupported,
     userList: unsupported,

@@ -11,30 +11,30 @@ import { header, RAFT_TERM, type ServerIdentity } from "./header.ts";
 /** the etcd API version strata implements, reported by Status */
 export const ETCD_API_VERSION = "3.5.17";
 
-export function maintenanceService(store: Keyspace, id: ServerIdentity): ServiceImpl<typeof Maintenance> {
+export function maintenanceService(keyspace: Keyspace, id: ServerIdentity): ServiceImpl<typeof Maintenance> {
   const unsupported = (what: string) => async (): Promise<never> => {
     throw new ConnectError(`strata: ${what}`, Code.Unimplemented);
   };
   return {
     status: etcdErrors(async () => {
-      const s = await store.status();
+      const s = await keyspace.status();
       // strata is the member the client talks to
       return { version: ETCD_API_VERSION, raftTerm: RAFT_TERM, ...s, header: header(id, s.header.revision), leader: id.memberId };
     }),
     alarm: etcdErrors(async (r) => {
-      const a = await store.alarm(r);
+      const a = await keyspace.alarm(r);
       return { header: header(id, a.header.revision), alarms: a.alarms };
     }),
     defragment: etcdErrors(async () => {
-      await store.defragment();
-      return { header: header(id, store.latestRevision) };
+      await keyspace.defragment();
+      return { header: header(id, keyspace.latestRevision) };
     }),
     hash: etcdErrors(async () => {
-      const h = await store.hash();
+      const h = await keyspace.hash();
       return { header: header(id, h.header.revision), hash: h.hash };
     }),
     hashKV: etcdErrors(async (r) => {
-      const h = await store.hashKV(r);
+      const h = await keyspace.hashKV(r);
       return { ...h, header: header(id, h.header.revision) };
     }),
     // a server-streaming method: its refusal must come from the stream, or it escapes the call

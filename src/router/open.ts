@@ -26,7 +26,7 @@ export interface UpstreamKeys {
 }
 
 /** Opens the topology's database backends, default first (it keeps the leases); `wrap` may instrument each. */
-export async function openDatabases(
+async function openDatabases(
   t: Topology,
   poolSize: number,
   wrap = (_name: string, b: Backend) => b,

@@ -5,12 +5,11 @@
 import { type ContextValues, createContextKey, createContextValues, type Interceptor } from "@connectrpc/connect";
 import type { DescService } from "@bufbuild/protobuf";
 import type { TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { toKeyRange } from "../mvcc/keyrange.ts";
-import type { KeyRange } from "../mvcc/types.ts";
+import type { Keyspace } from "../keyspace/contract.ts";
+import { toKeyRange, txnRanges } from "../mvcc/keyrange.ts";
 import type { GrpcMethod, GrpcType } from "../observe/metrics.ts";
 import { log } from "../observe/log.ts";
 import type { Observer } from "../observe/observer.ts";
-import { type Router, txnRanges } from "../router/router.ts";
 import { GrpcCall } from "./grpc-call.ts";
 import type { H2Stream } from "./h2/stream.ts";
 
@@ -49,7 +48,7 @@ export interface Accounting {
   interceptor: Interceptor;
 }
 
-export function callAccounting(services: DescService[], observer: Observer, router: Router): Accounting {
+export function callAccounting(services: DescService[], observer: Observer, keyspace: Keyspace): Accounting {
   const labels = new Map<string, GrpcMethod>();
   for (const s of services) {
     for (const m of s.methods) labels.set(`/${s.typeName}/${m.name}`, { service: s.typeName, method: m.name, type: TYPES[m.methodKind]! });
@@ -69,7 +68,7 @@ export function callAccounting(services: DescService[], observer: Observer, rout
         finished = true;
         const code = status === undefined ? "Canceled" : CODE_NAMES[Number(status)] ?? status;
         try {
-          observer.callFinished(l, code, (performance.now() - record.start) / 1000, () => describe(l, record.request, router));
+          observer.callFinished(l, code, (performance.now() - record.start) / 1000, () => describe(l, record.request, keyspace));
         } catch (err) {
           // accounting must never take the server down with it
           log("error", "accounting a call failed", { method: `/${l.service}/${l.method}`, error: String(err) });
@@ -89,35 +88,29 @@ export function callAccounting(services: DescService[], observer: Observer, rout
 }
 
 /** What the slow-request log says about a call: its keys and the backends they route to. */
-function describe(call: GrpcMethod, request: unknown, router: Router): Record<string, unknown> {
+function describe(call: GrpcMethod, request: unknown, keyspace: Keyspace): Record<string, unknown> {
   if (request === undefined) return {};
   const r = request as Record<string, unknown>;
   switch (`${call.service}/${call.method}`) {
     case "etcdserverpb.KV/Range":
     case "etcdserverpb.KV/DeleteRange": {
       const key = r.key as Uint8Array, end = r.rangeEnd as Uint8Array;
-      return { key: printable(key), ...(end.length > 0 ? { range_end: printable(end) } : {}), backend: backends(router, [toKeyRange(key, end)]) };
+      return { key: printable(key), ...(end.length > 0 ? { range_end: printable(end) } : {}), backend: keyspace.backendsOf([toKeyRange(key, end)]).join(",") };
     }
     case "etcdserverpb.KV/Put":
-      return { key: printable(r.key as Uint8Array), backend: backends(router, [toKeyRange(r.key as Uint8Array, new Uint8Array(0))]) };
+      return { key: printable(r.key as Uint8Array), backend: keyspace.backendsOf([toKeyRange(r.key as Uint8Array, new Uint8Array(0))]).join(",") };
     case "etcdserverpb.KV/Txn": {
       const ranges = txnRanges(request as TxnRequest);
       const keys = [...new Set(ranges.map((k) => printable(k.start)))];
       const shown = keys.slice(0, SHOWN_KEYS);
       if (keys.length > SHOWN_KEYS) shown.push(`(${keys.length - SHOWN_KEYS} more)`);
-      return { keys: shown, backend: backends(router, ranges) };
+      return { keys: shown, backend: keyspace.backendsOf(ranges).join(",") };
     }
     case "etcdserverpb.KV/Compact":
-      return { revision: String(r.revision), backend: router.defaultUpstream ? router.routing.defaultBackend : router.parts.map((p) => p.name).join(",") };
+      return { revision: String(r.revision), backend: keyspace.compactsIn.join(",") };
   }
-  if (call.service === "etcdserverpb.Lease") return { backend: router.routing.defaultBackend };
+  if (call.service === "etcdserverpb.Lease") return { backend: keyspace.leasesIn };
   return {};
-}
-
-function backends(router: Router, ranges: KeyRange[]): string {
-  const names = new Set<string>();
-  for (const r of ranges) for (const n of router.backendsFor(r)) names.add(n);
-  return [...names].join(",");
 }
 
 /** A key as text: printable ASCII as it is, other bytes as \xNN, cut after SHOWN_CHARS. */

@@ -5,14 +5,12 @@ import { create } from "@bufbuild/protobuf";
 import { Admin, type MigrateProgress, MigrateProgressSchema } from "../gen/strata/admin/v1/admin_pb.ts";
 import { ConfigError, parseConfigText } from "../config/config.ts";
 import { readTopology } from "../config/topology.ts";
-import { type MoveProgress, moveKeys } from "../router/move.ts";
-import type { Router } from "../router/router.ts";
-import { validateTopology } from "../router/validate.ts";
+import type { MoveProgress, Rerouting } from "../keyspace/contract.ts";
 import { toConnectError } from "./errors.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
-export function adminService(router: Router, log: Log): ServiceImpl<typeof Admin> {
+export function adminService(rerouting: Rerouting, log: Log): ServiceImpl<typeof Admin> {
   return {
     async *migrate(req) {
       const source = req.source || "the new config";
@@ -20,7 +18,7 @@ export function adminService(router: Router, log: Log): ServiceImpl<typeof Admin
       try {
         next = readTopology(parseConfigText(req.config, source), source);
         if (!next) throw new ConfigError(`${source}: backends: the file names no backends to route to`);
-        validateTopology(next);
+        rerouting.check(next);
       } catch (err) {
         if (err instanceof ConfigError) throw new ConnectError(err.message, Code.InvalidArgument);
         throw toConnectError(err);
@@ -31,7 +29,7 @@ export function adminService(router: Router, log: Log): ServiceImpl<typeof Admin
       let finished = false, failure: unknown;
       log("info", "migration started", { source, routes: next.rules.length });
       const started = Date.now();
-      void moveKeys(router, next, (p) => {
+      void rerouting.reroute(next, (p) => {
         queue.push(p);
         wake();
       }).then((last) => {

@@ -3,11 +3,11 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { Auth } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { errors } from "../mvcc/errors.ts";
-import type { Router } from "../router/router.ts";
+import type { Keyspace } from "../keyspace/contract.ts";
 import { toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
 
-export function authService(store: Router, id: ServerIdentity): ServiceImpl<typeof Auth> {
+export function authService(keyspace: Keyspace, id: ServerIdentity): ServiceImpl<typeof Auth> {
   const unsupported = async (): Promise<never> => {
     throw new ConnectError(
       "strata: etcd user/role authentication is not supported; secure clients with TLS client certificates",
@@ -15,12 +15,12 @@ export function authService(store: Router, id: ServerIdentity): ServiceImpl<type
     );
   };
   return {
-    authStatus: async () => ({ header: header(id, store.latestRevision), enabled: false, authRevision: 0n }),
+    authStatus: async () => ({ header: header(id, keyspace.latestRevision), enabled: false, authRevision: 0n }),
     authenticate: async () => {
       throw toConnectError(errors.authNotEnabled());
     },
     authEnable: unsupported,
-    authDisable: async () => ({ header: header(id, store.latestRevision) }),
+    authDisable: async () => ({ header: header(id, keyspace.latestRevision) }),
     userAdd: unsupported,
     userGet: unsupported,
     userList: unsupported,

@@ -2,7 +2,6 @@
 // strata processes on a shared database, not raft members, so membership changes fail clearly.
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { Cluster } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { Router } from "../router/router.ts";
 import { header, type ServerIdentity } from "./header.ts";
 
 export interface Member {
@@ -10,7 +9,7 @@ export interface Member {
   clientUrls: string[];
 }
 
-export function clusterService(store: Router, id: ServerIdentity, member: Member): ServiceImpl<typeof Cluster> {
+export function clusterService(id: ServerIdentity, member: Member): ServiceImpl<typeof Cluster> {
   const members = () => [{ ID: id.memberId, name: member.name, peerURLs: [], clientURLs: member.clientUrls }];
   const unsupported = async (): Promise<never> => {
     throw new ConnectError(

@@ -1,4 +1,4 @@
-// etcdserverpb.KV: validation as etcd's gRPC layer does it, then the router and the databases' stores.
+// etcdserverpb.KV: validation as etcd's gRPC layer does it, then the keyspace.
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   DeleteRangeRequestSchema,
@@ -9,7 +9,7 @@ import {
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { checkDelete, checkPut, checkRange, checkTxn } from "./checks.ts";
 import { type Deadline, requestDeadline } from "../mvcc/deadline.ts";
-import type { Router } from "../router/router.ts";
+import type { Keyspace } from "../keyspace/contract.ts";
 import { etcdErrors } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
 import { checkRequestSize, type Limits } from "./limits.ts";
@@ -18,37 +18,37 @@ import { checkRequestSize, type Limits } from "./limits.ts";
  * KV.Range. `encode`: the answer may carry its key-values already encoded, which only
  * range-frame.ts writes (the unary path; Connect's serializer would drop them).
  */
-export function kvRange(store: Router, id: ServerIdentity, encode = false) {
+export function kvRange(keyspace: Keyspace, id: ServerIdentity, encode = false) {
   return etcdErrors(async (r: RangeRequest, ctx?: Pick<HandlerContext, "timeoutMs">) => {
     checkRange(r);
-    const out = await store.range(r, deadline(ctx), encode);
+    const out = await keyspace.range(r, deadline(ctx), encode);
     return { ...out, header: header(id, out.header.revision) };
   });
 }
 
-export function kvService(store: Router, id: ServerIdentity, limits: Limits): ServiceImpl<typeof KV> {
+export function kvService(keyspace: Keyspace, id: ServerIdentity, limits: Limits): ServiceImpl<typeof KV> {
   return {
-    range: kvRange(store, id),
+    range: kvRange(keyspace, id),
     put: etcdErrors(async (r, ctx) => {
       checkPut(r);
       checkRequestSize(limits, PutRequestSchema, r);
-      const out = await store.put(r, deadline(ctx));
+      const out = await keyspace.put(r, deadline(ctx));
       return { ...out, header: header(id, out.header.revision) };
     }),
     deleteRange: etcdErrors(async (r, ctx) => {
       checkDelete(r);
       checkRequestSize(limits, DeleteRangeRequestSchema, r);
-      const out = await store.deleteRange(r, deadline(ctx));
+      const out = await keyspace.deleteRange(r, deadline(ctx));
       return { ...out, header: header(id, out.header.revision) };
     }),
     txn: etcdErrors(async (r, ctx) => {
       checkTxn(r, limits.maxTxnOps);
       checkRequestSize(limits, TxnRequestSchema, r);
-      const out = await store.txn(r, deadline(ctx));
+      const out = await keyspace.txn(r, deadline(ctx));
       return { ...out, header: header(id, out.header.revision) };
     }),
     compact: etcdErrors(async (r) => {
-      const out = await store.compact(r);
+      const out = await keyspace.compact(r);
       return { header: header(id, out.header.revision) };
     }),
   };

@@ -2,21 +2,17 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { LeaseKeepAliveRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { LeaseKeeper } from "../keyspace/leases.ts";
+import type { Keyspace } from "../keyspace/contract.ts";
 import { untilShutdown } from "./connections.ts";
 import { etcdErrors, toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
 
-export function leaseService(
-  leases: LeaseKeeper,
-  id: ServerIdentity,
-  closing: AbortSignal,
-  /** etcd's storage quota check for a grant */
-  admitLease: () => Promise<void> = async () => {},
-): ServiceImpl<typeof Lease> {
+export function leaseService(keyspace: Keyspace, id: ServerIdentity, closing: AbortSignal): ServiceImpl<typeof Lease> {
+  const leases = keyspace.leases;
   return {
     leaseGrant: etcdErrors(async (r) => {
-      await admitLease();
+      // etcd's storage quota check for a grant
+      await keyspace.admitLease();
       const g = await leases.grant(r.TTL, r.ID);
       return { header: header(id, g.revision), ID: g.id, TTL: g.ttl, error: "" };
     }),

@@ -6,9 +6,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { createConnectRouter } from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { LeaseKeeper } from "../keyspace/leases.ts";
-import type { Router } from "../router/router.ts";
-import type { WatchHub } from "../keyspace/watch-hub.ts";
+import type { Keyspace, Rerouting } from "../keyspace/contract.ts";
 import { Admin } from "../gen/strata/admin/v1/admin_pb.ts";
 import type { Observer } from "../observe/observer.ts";
 import { callAccounting } from "./accounting.ts";
@@ -30,9 +28,9 @@ import { serveUnary, servesUnary, unaryMethods } from "./unary.ts";
 import { watchService } from "./watch.ts";
 
 export interface ServerParts {
-  store: Router;
-  hub: WatchHub;
-  leases: LeaseKeeper;
+  keyspace: Keyspace;
+  /** new routing rules while serving (the Admin service) */
+  rerouting: Rerouting;
   identity: ServerIdentity;
   member: Member;
   limits: Limits;
@@ -48,18 +46,18 @@ export interface ServerParts {
 const SERVICES: DescService[] = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin];
 
 export function createGrpcServer(p: ServerParts): H2Server {
-  const accounting = callAccounting(SERVICES, p.observer, p.store);
+  const accounting = callAccounting(SERVICES, p.observer, p.keyspace);
   // etcd's gRPC server refuses messages above max-request-bytes plus its overhead allowance
   const readMaxBytes = p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES;
   const services: Array<[DescService, object]> = [
-    [KV, kvService(p.store, p.identity, p.limits)],
+    [KV, kvService(p.keyspace, p.identity, p.limits)],
     // etcd fragments watch responses above the same limit its gRPC server enforces
-    [Watch, watchService(p.store, p.hub, p.identity, readMaxBytes, p.closing)],
-    [Lease, leaseService(p.leases, p.identity, p.closing, () => p.store.admitLease())],
-    [Cluster, clusterService(p.store, p.identity, p.member)],
-    [Maintenance, maintenanceService(p.store, p.identity)],
-    [Auth, authService(p.store, p.identity)],
-    [Admin, adminService(p.store, p.log)],
+    [Watch, watchService(p.keyspace, p.identity, readMaxBytes, p.closing)],
+    [Lease, leaseService(p.keyspace, p.identity, p.closing)],
+    [Cluster, clusterService(p.identity, p.member)],
+    [Maintenance, maintenanceService(p.keyspace, p.identity)],
+    [Auth, authService(p.keyspace, p.identity)],
+    [Admin, adminService(p.rerouting, p.log)],
   ];
   const connect = createConnectRouter({
     grpc: true,
@@ -73,7 +71,7 @@ export function createGrpcServer(p: ServerParts): H2Server {
   for (const [service, impl] of services) connect.service(service as never, impl as never);
   const viaConnect = new Map<string, UniversalHandler>(connect.handlers.map((h) => [h.requestPath, h]));
   // the unary path writes ranges with range-frame.ts, so reads may hand over encoded key-values
-  const unary = unaryMethods(services, new Map([["/etcdserverpb.KV/Range", kvRange(p.store, p.identity, true)]]));
+  const unary = unaryMethods(services, new Map([["/etcdserverpb.KV/Range", kvRange(p.keyspace, p.identity, true)]]));
   const budget = new ResponseBudget();
 
   return new H2Server((stream) => {

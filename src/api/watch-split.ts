@@ -5,10 +5,7 @@
 // then says more follows, and the client joins them — and otherwise goes whole, as etcd
 // sends it.
 import type { Event, KeyValue } from "../mvcc/types.ts";
-import type { WatchResponseOut } from "../keyspace/watch-hub.ts";
-
-/** a response as queued: fragment says another part of the same response follows */
-export type Queued = WatchResponseOut & { fragment?: boolean };
+import type { WatchResponseOut } from "../keyspace/contract.ts";
 
 /** header, ids and framing, roughly */
 const RESPONSE_OVERHEAD = 64;
@@ -29,7 +26,7 @@ export function responseSize(r: WatchResponseOut): number {
 }
 
 /** The response as parts below about max bytes, in order (etcd's comparisons). */
-export function* splitResponse(r: WatchResponseOut, max: number, fragment: boolean): Generator<Queued> {
+export function* splitResponse(r: WatchResponseOut, max: number, fragment: boolean): Generator<WatchResponseOut> {
   if (responseSize(r) < max) return yield r;
   let part: Event[] = [];
   let size = RESPONSE_OVERHEAD;
@@ -55,7 +52,7 @@ export function* splitResponse(r: WatchResponseOut, max: number, fragment: boole
 }
 
 /** One revision's events in parts below about max bytes (one event larger than max is a part alone), as etcd's sendFragments. */
-function* fragments(r: WatchResponseOut, max: number): Generator<Queued> {
+function* fragments(r: WatchResponseOut, max: number): Generator<WatchResponseOut> {
   let part: Event[] = [];
   let size = RESPONSE_OVERHEAD;
   for (const e of r.events) {

@@ -17,7 +17,7 @@ import { copyInto, forgetIn } from "../router/copy.ts";
 import { keyCount } from "../router/key-count.ts";
 import { eachKey, eachPage, strandedKeys, UPSTREAM_KEYS_STAY, upstreamIn } from "../router/open.ts";
 import { keyString } from "../mvcc/keyrange.ts";
-import { type Part } from "../router/router.ts";
+import type { Part } from "../router/part.ts";
 import { RoutingTable } from "../router/rules.ts";
 
 const BATCH = 500;

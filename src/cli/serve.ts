@@ -1,6 +1,6 @@
 // `strata serve` (and `strata` with flags alone): runs the etcd v3 API on the configured
-// backends. Composes the layers: opens the router, wires the keyspace services (watch hub,
-// leases, compaction) to it, starts the gRPC and HTTP servers, and shuts them down in order.
+// backends. Composes the layers: opens the keyspace (keyspace/open.ts wires it), starts the
+// gRPC and HTTP servers on it, and shuts them down in order.
 import type { Server as TlsServer } from "node:tls";
 import { Connections } from "../api/connections.ts";
 import { createGrpcServer } from "../api/server.ts";
@@ -8,12 +8,7 @@ import { superviseTls, tlsServerOptions } from "../api/tls.ts";
 import { commit, version } from "./build-info.ts";
 import { observabilityApp } from "../api/http/app.ts";
 import { serveHttp } from "../api/http/serve.ts";
-import { AutoCompactor } from "../keyspace/compactor.ts";
-import { DatabaseLeases, type LeaseKeeper } from "../keyspace/leases.ts";
-import { UpstreamLeases } from "../keyspace/upstream-leases.ts";
-import type { Router } from "../router/router.ts";
-import { openRouter, watchTopology } from "../router/open.ts";
-import { WatchHub } from "../keyspace/watch-hub.ts";
+import { followConfigFile, openKeyspace } from "../keyspace/open.ts";
 import { type Config, ConfigError, helpText } from "../config/config.ts";
 import { loadCheckedConfig } from "./config.ts";
 import { log, setLogLevel } from "../observe/log.ts";
@@ -60,21 +55,10 @@ async function serve(config: Config): Promise<void> {
   collectUnderMemoryPressure();
   // certificates are checked before any database is opened
   const tls = config.tls ? tlsServerOptions(config.tls) : undefined;
-  const { router, identity } = await openRouter(config, log, observer.instrument);
-  const hub = new WatchHub(router, () => ({ revision: router.revision, latest: router.latestRevision, compactRevision: router.compactRevision }));
-  router.onCommit((c) => hub.publish(c.revision, c.events));
-  // commits by other strata processes on the same databases reach this one's watchers
-  const stopExternal = router.followExternalCommits();
-  const leases = leaseKeeper(router);
-  leases.start();
-  observer.follow(router, hub, leases);
-  // an upstream etcd compacts its own history (its --auto-compaction-* settings)
-  const compactor = config.autoCompaction && router.parts.length > 0
-    ? new AutoCompactor(router.databaseHistory, config.autoCompaction)
-    : undefined;
-  compactor?.start();
-  const progress = setInterval(() => hub.progressTick(), config["watch-progress-notify-interval"]);
-  const stopWatchingConfig = config.topologyFile ? watchTopology(config, router, log) : () => {};
+  const { keyspace, identity } = await openKeyspace(config, log, observer.instrument);
+  keyspace.start();
+  observer.follow(keyspace);
+  const stopWatchingConfig = config.topologyFile ? followConfigFile(config, keyspace, log) : () => {};
 
   const listen = new URL(config.listen);
   const clientUrls = config["advertise-client-urls"]
@@ -82,9 +66,8 @@ async function serve(config: Config): Promise<void> {
     : [listen.origin];
   const connections = new Connections();
   const server = createGrpcServer({
-    store: router,
-    hub,
-    leases,
+    keyspace,
+    rerouting: keyspace,
     identity,
     member: { name: config.name, clientUrls },
     limits: { maxTxnOps: config["max-txn-ops"], maxRequestBytes: config["max-request-bytes"] },
@@ -103,8 +86,8 @@ async function serve(config: Config): Promise<void> {
     commit: commit(),
     listen: listen.origin,
     ...(config.tls && { clientCertAuth: config.tls.clientCertAuth }),
-    backends: [...router.parts.map((p) => `${p.name}=${p.backend.name}`), ...[...router.upstreams].map(([n, u]) => `${n}=${u.name}`)].join(", "),
-    revision: String(router.revision),
+    backends: keyspace.probes.map((p) => `${p.name}=${p.url}`).join(", "),
+    revision: String(keyspace.database.router.revision),
   });
   onShutdown("observer", () => observer.stop());
   if (config["metrics-listen"]) {
@@ -123,11 +106,8 @@ async function serve(config: Config): Promise<void> {
       log("error", `shutdown did not finish within ${SHUTDOWN_DEADLINE_MS / 1000}s; exiting anyway`);
       process.exit(1);
     }, SHUTDOWN_DEADLINE_MS);
-    clearInterval(progress);
     stopWatchingConfig();
-    stopExternal();
-    compactor?.stop();
-    leases.stop();
+    keyspace.stop();
     // no new connections; open ones get a GOAWAY, calls under way finish, watches and
     // lease keep-alives end with Unavailable so their clients reconnect elsewhere
     const idle = await Promise.race([connections.close().then(() => true), sleep(SESSIONS_GRACE_MS).then(() => false)]);
@@ -136,9 +116,9 @@ async function serve(config: Config): Promise<void> {
       connections.destroy();
     }
     // writes already queued commit before the databases close
-    await router.drain();
+    await keyspace.drain();
     await runClosers(log);
-    await router.close();
+    await keyspace.close();
     log("info", "stopped");
     process.exit(0);
   };
@@ -147,13 +127,3 @@ async function serve(config: Config): Promise<void> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/**
- * The default backend keeps the leases: a database, with copies in the other databases
- * and in any upstream etcd; or an upstream etcd, with copies in the databases.
- */
-function leaseKeeper(router: Router): LeaseKeeper {
-  const databases = router.parts.filter((p) => p !== router.primary);
-  if (router.defaultUpstream) return new UpstreamLeases(router.defaultUpstream, databases);
-  return new DatabaseLeases({ primary: router.primary!, others: databases }, () => router.latestRevision, [...router.upstreams.values()]);
-}

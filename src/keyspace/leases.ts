@@ -9,6 +9,7 @@ import { compareBytes } from "../mvcc/keyrange.ts";
 import type { Store } from "../mvcc/store.ts";
 import { type Deadline, requestDeadline } from "../mvcc/deadline.ts";
 import type { LeaseRecord, Rev } from "../mvcc/types.ts";
+import type { LeaseCopies, LeaseKeeper, UpstreamLeaseService } from "./contract.ts";
 
 /** etcd's upper bound on a lease TTL, in seconds */
 const MAX_LEASE_TTL = 9_000_000_000n;
@@ -16,31 +17,6 @@ const MAX_LEASE_TTL = 9_000_000_000n;
 export const MIN_LEASE_TTL = 2n;
 /** how often expired leases are looked for, as etcd's lessor does */
 const EXPIRY_CHECK_MS = 500;
-
-/** The Lease service as the api layer calls it; which backend is authoritative is the keeper's business. */
-export interface LeaseKeeper {
-  /** leases granted and revoked (by a client or by expiry) through this process, for metrics */
-  readonly counts: { granted: number; revoked: number };
-  start(): void;
-  stop(): void;
-  grant(requestedTtl: Rev, requestedId: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }>;
-  /** resolves to the header revision */
-  revoke(id: Rev): Promise<Rev>;
-  /** TTL 0: the lease is gone */
-  renew(id: Rev): Promise<{ ttl: Rev; revision: Rev }>;
-  /** TTL -1: no such lease (etcd answers so rather than with an error) */
-  timeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }>;
-  list(): Promise<{ ids: Rev[]; revision: Rev }>;
-}
-
-/** An upstream etcd's Lease service (backends/etcd/upstream.ts), as keepers use it. */
-export interface UpstreamLeaseService {
-  leaseGrant(ttl: Rev, id: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }>;
-  leaseRevoke(id: Rev): Promise<Rev>;
-  keepAlive(id: Rev): Promise<{ ttl: Rev; revision: Rev }>;
-  leaseTimeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }>;
-  leaseIds(): Promise<{ ids: Rev[]; revision: Rev }>;
-}
 
 /**
  * Where leases live. With several backends the primary holds the authoritative lease
@@ -216,7 +192,7 @@ export class DatabaseLeases implements LeaseKeeper {
 }
 
 /** Puts a copy of a lease into a store, replacing one an interrupted revoke left there. */
-export function putCopy(store: Store, lease: LeaseRecord, deadline?: Deadline): Promise<void> {
+function putCopy(store: Store, lease: LeaseRecord, deadline?: Deadline): Promise<void> {
   return store.write(async (a) => {
     if (await a.tx.leaseExists(lease.id)) await a.tx.leaseDelete(lease.id);
     await a.tx.leaseInsert(lease);
@@ -224,13 +200,34 @@ export function putCopy(store: Store, lease: LeaseRecord, deadline?: Deadline): 
 }
 
 /** Removes a lease's copy from a store with the keys attached to it; resolves to the store's revision after. */
-export function dropCopy(store: Store, id: Rev, deadline?: Deadline): Promise<Rev> {
+function dropCopy(store: Store, id: Rev, deadline?: Deadline): Promise<Rev> {
   return store.write(async (a) => {
     if (!(await a.tx.leaseExists(id))) return a.beginRevision;
     await a.deleteKvs(await a.tx.leaseKeys(id));
     await a.tx.leaseDelete(id);
     return a.finish();
   }, [], deadline);
+}
+
+/** The copies of leases an upstream etcd keeps, in every database backend (each a store on one). */
+export class DatabaseLeaseCopies implements LeaseCopies {
+  constructor(private readonly parts: Array<{ store: Store; backend: Backend }>) {}
+
+  async put(lease: LeaseRecord): Promise<void> {
+    for (const p of this.parts) await putCopy(p.store, lease);
+  }
+
+  async drop(id: Rev): Promise<void> {
+    for (const p of this.parts) await dropCopy(p.store, id);
+  }
+
+  async keys(id: Rev): Promise<Uint8Array[]> {
+    return (await Promise.all(this.parts.map((p) => p.store.backendCall((b) => b.leaseKeys(id))))).flat();
+  }
+
+  async ids(): Promise<Rev[]> {
+    return (await Promise.all(this.parts.map((p) => p.store.backendCall((b) => b.leases())))).flat().map((l) => l.id);
+  }
 }
 
 /** A lease already gone from an upstream is what a revoke wanted. */

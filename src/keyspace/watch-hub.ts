@@ -9,19 +9,10 @@ import { HistoryPages } from "./history-pages.ts";
 import { inRange, rangeString } from "../mvcc/keyrange.ts";
 import { DELETE, type Event, type KeyRange, PUT, type Rev } from "../mvcc/types.ts";
 import { log } from "../observe/log.ts";
+import type { WatchResponseOut } from "./contract.ts";
 
 /** how long a catch-up that failed to read history waits before trying again */
 const RETRY_MS = 1000;
-
-export interface WatchResponseOut {
-  header: { revision: Rev };
-  watchId: bigint;
-  created?: boolean;
-  canceled?: boolean;
-  compactRevision?: Rev;
-  cancelReason?: string;
-  events: Event[];
-}
 
 /** One client stream: watchers on it share its outgoing queue. */
 export interface WatchSink {

@@ -1,5 +1,6 @@
 // etcd's key range encoding: an empty range_end is the single key, "\0" means every key
 // >= key, anything else is the half-open interval [key, range_end).
+import type { TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { KeyRange } from "./types.ts";
 
 
@@ -65,4 +66,16 @@ export function isEmptyRange(r: KeyRange): boolean {
 
 export function inRange(r: KeyRange, key: Uint8Array): boolean {
   return compareBytes(key, r.start) >= 0 && (r.end === undefined || compareBytes(key, r.end) < 0);
+}
+
+/** Every key range a txn compares, reads or writes, on both branches and nested. */
+export function txnRanges(r: TxnRequest): KeyRange[] {
+  const out: KeyRange[] = r.compare.map((c) => toKeyRange(c.key, c.rangeEnd));
+  for (const op of [...r.success, ...r.failure]) {
+    const q = op.request;
+    if (q.case === "requestTxn") out.push(...txnRanges(q.value));
+    else if (q.case === "requestPut") out.push(toKeyRange(q.value.key, new Uint8Array(0)));
+    else if (q.case) out.push(toKeyRange(q.value.key, q.value.rangeEnd));
+  }
+  return out;
 }

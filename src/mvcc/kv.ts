@@ -1,5 +1,5 @@
-// The KV operations with etcd's semantics: Range post-processing (filters, sort, limit),
-// Put, DeleteRange and Txn applied inside one backend write transaction.
+// The KV operations with etcd's semantics applied inside one backend write transaction:
+// Put, DeleteRange, Txn, and the ranges a txn reads (post-processed by range.ts).
 import type {
   Compare,
   DeleteRangeRequest,
@@ -10,108 +10,9 @@ import type {
 import type { WriteTx } from "./backend.ts";
 import { errors } from "./errors.ts";
 import { compareBytes, isEmptyRange, toKeyRange } from "./keyrange.ts";
+import type { DeleteOut, PutOut, RangeOut, ResponseOpOut, TxnOut } from "./responses.ts";
+import { finishRange, rangeFetch } from "./range.ts";
 import { DELETE, type Event, type KeyValue, PUT, type Rev } from "./types.ts";
-
-export interface Header {
-  revision: Rev;
-}
-export interface RangeOut {
-  header: Header;
-  kvs: KeyValue[];
-  /** the kvs field already encoded by the read (then `kvs` is empty); only when asked for */
-  encodedKvs?: Uint8Array;
-  more: boolean;
-  count: bigint;
-}
-export interface PutOut {
-  header: Header;
-  prevKv?: KeyValue;
-}
-export interface DeleteOut {
-  header: Header;
-  deleted: bigint;
-  prevKvs: KeyValue[];
-}
-export type ResponseOpOut =
-  | { response: { case: "responseRange"; value: RangeOut } }
-  | { response: { case: "responsePut"; value: PutOut } }
-  | { response: { case: "responseDeleteRange"; value: DeleteOut } }
-  | { response: { case: "responseTxn"; value: TxnOut } };
-export interface TxnOut {
-  header: Header;
-  succeeded: boolean;
-  responses: ResponseOpOut[];
-}
-
-const SORT_NONE = 0, SORT_ASCEND = 1, SORT_DESCEND = 2;
-/** a limit this large is none: no response can hold 2^31 keys */
-export const NO_LIMIT = 2n ** 31n;
-const TARGET_KEY = 0, TARGET_VERSION = 1, TARGET_CREATE = 2, TARGET_MOD = 3, TARGET_VALUE = 4;
-
-/** What to fetch for a Range: everything when results are filtered or sorted afterwards. */
-export function rangeFetch(r: RangeRequest): { limit: number; keysOnly: boolean } {
-  const filtered = r.minModRevision !== 0n || r.maxModRevision !== 0n || r.minCreateRevision !== 0n ||
-    r.maxCreateRevision !== 0n;
-  // clients send MaxInt64 for "no limit"; no response can hold 2^31 keys, so any limit
-  // that large is none (and never reaches a database as an out-of-range number)
-  let limit = r.sortOrder !== SORT_NONE || filtered || r.limit >= NO_LIMIT ? 0 : Number(r.limit);
-  if (limit > 0) limit += 1; // one extra tells whether there is more
-  // values are needed to sort by value; they are dropped afterwards
-  return { limit: limit > 0 ? limit : 0, keysOnly: r.keysOnly && r.sortTarget !== TARGET_VALUE };
-}
-
-/**
- * Whether finishRange would only cut the results to the limit: no revision filters, no
- * sort but by key ascending, values kept or not read. Such a read's key-values can be
- * encoded where they are read.
- */
-export function isPlainRange(r: RangeRequest): boolean {
-  const filtered = r.minModRevision !== 0n || r.maxModRevision !== 0n || r.minCreateRevision !== 0n ||
-    r.maxCreateRevision !== 0n;
-  return !filtered && !r.countOnly && r.sortTarget === TARGET_KEY && (r.sortOrder === SORT_NONE || r.sortOrder === SORT_ASCEND);
-}
-
-/** etcd's post-processing of a range: prune by revision filters, sort, truncate, strip values. */
-export function finishRange(r: RangeRequest, fetched: KeyValue[], count: bigint, revision: Rev): RangeOut {
-  let kvs = fetched;
-  if (r.maxModRevision !== 0n) kvs = kvs.filter((kv) => kv.modRevision <= r.maxModRevision);
-  if (r.minModRevision !== 0n) kvs = kvs.filter((kv) => kv.modRevision >= r.minModRevision);
-  if (r.maxCreateRevision !== 0n) kvs = kvs.filter((kv) => kv.createRevision <= r.maxCreateRevision);
-  if (r.minCreateRevision !== 0n) kvs = kvs.filter((kv) => kv.createRevision >= r.minCreateRevision);
-
-  let order = r.sortOrder;
-  // results come in ascending key order: sort by key ascending is a no-op, and any
-  // other target without an order defaults to ascending
-  if (r.sortTarget !== TARGET_KEY && order === SORT_NONE) order = SORT_ASCEND;
-  else if (r.sortTarget === TARGET_KEY && order === SORT_ASCEND) order = SORT_NONE;
-  if (order !== SORT_NONE) {
-    const cmp = sortComparator(r.sortTarget);
-    kvs = [...kvs].sort(order === SORT_DESCEND ? (a, b) => cmp(b, a) : cmp);
-  }
-  let more = false;
-  if (r.limit > 0n && r.limit < NO_LIMIT && kvs.length > Number(r.limit)) {
-    kvs = kvs.slice(0, Number(r.limit));
-    more = true;
-  }
-  if (r.keysOnly) kvs = kvs.map((kv) => (kv.value.length ? { ...kv, value: new Uint8Array(0) } : kv));
-  return { header: { revision }, kvs: r.countOnly ? [] : kvs, more, count };
-}
-
-function sortComparator(target: number): (a: KeyValue, b: KeyValue) => number {
-  const num = (f: (kv: KeyValue) => bigint) => (a: KeyValue, b: KeyValue) => (f(a) < f(b) ? -1 : f(a) > f(b) ? 1 : 0);
-  switch (target) {
-    case TARGET_VERSION:
-      return num((kv) => kv.version);
-    case TARGET_CREATE:
-      return num((kv) => kv.createRevision);
-    case TARGET_MOD:
-      return num((kv) => kv.modRevision);
-    case TARGET_VALUE:
-      return (a, b) => compareBytes(a.value, b.value);
-    default:
-      return (a, b) => compareBytes(a.key, b.key);
-  }
-}
 
 /** The state of one client transaction while it is applied: its revision and its events. */
 export class Apply {
@@ -159,12 +60,12 @@ export class Apply {
   async range(r: RangeRequest): Promise<RangeOut> {
     const kr = toKeyRange(r.key, r.rangeEnd);
     const rev = this.endRevision;
-    if (isEmptyRange(kr)) return finishRange(r, [], 0n, rev);
+    if (isEmptyRange(kr)) return finishRange(r, { kvs: [], count: 0n, revision: rev });
     const at = r.revision > 0n ? r.revision : undefined;
     const fetch = rangeFetch(r);
     const count = await this.tx.count(kr, at);
     const kvs = r.countOnly ? [] : await this.tx.range(kr, { revision: at, ...fetch });
-    return finishRange(r, kvs, count, rev);
+    return finishRange(r, { kvs, count, revision: rev });
   }
 
   async put(p: PutRequest): Promise<PutOut> {

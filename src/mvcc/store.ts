@@ -13,9 +13,10 @@ import { setImmediate } from "node:timers";
 import { backendTimedOut, backendUnavailable, deadlineExceeded, EtcdError, errors, isRefusal } from "./errors.ts";
 import { ANSWER_MS, type Deadline, Liveness, requestDeadline } from "./deadline.ts";
 import { isEmptyRange, successor, toKeyRange } from "./keyrange.ts";
-import { Apply, type DeleteOut, finishRange, isPlainRange, NO_LIMIT, type PutOut, type RangeOut, rangeFetch, type TxnOut, txnKeys } from "./kv.ts";
+import { Apply, txnKeys } from "./kv.ts";
+import type { DeleteOut, PutOut, TxnOut } from "./responses.ts";
 import { checkRevision } from "./revisions.ts";
-import type { Event, Rev } from "./types.ts";
+import type { Event, RangeQuery, RangeResult, Rev } from "./types.ts";
 import { Mutex } from "../util/mutex.ts";
 import { PageCounts } from "./page-counts.ts";
 import { log } from "../observe/log.ts";
@@ -89,41 +90,34 @@ export class Store {
     this.listeners.push(fn);
   }
 
-  // `deadline`: a client's request, answered in bounded time while the database is away;
-  // `encode`: the answer may carry its key-values encoded (for the gRPC layer's unary path)
-
-  async range(r: RangeRequest, deadline?: Deadline, encode = false): Promise<RangeOut> {
-    const kr = toKeyRange(r.key, r.rangeEnd);
+  /**
+   * A read as the database answers it, before etcd's post-processing (range.ts): the keys
+   * (or only their count) at one revision, in key order, or the key-values encoded when the
+   * query allows it. `deadline`: a client's request, answered in bounded time while the
+   * database is away. A query with a limit asks for one key more than its page holds
+   * (rangeQuery): its page count is remembered for the next page (page-counts.ts).
+   */
+  async read(q: RangeQuery, deadline?: Deadline): Promise<RangeResult> {
+    const kr = q.range;
     if (isEmptyRange(kr)) {
       const { revision, compactRevision } = await this.call(() => this.backend.revisions(), deadline);
-      checkRevision(r.revision, revision, compactRevision);
-      return finishRange(r, [], 0n, revision);
+      checkRevision(q.revision, revision, compactRevision);
+      return { kvs: [], count: 0n, revision };
     }
-    const fetch = rangeFetch(r);
-    const knownCount = fetch.limit > 0 ? this.pageCounts.get(kr) : undefined;
-    const keep = r.limit > 0n && r.limit < NO_LIMIT ? Number(r.limit) : Number.MAX_SAFE_INTEGER;
-    const res = await this.call(() =>
-      this.backend.range({
-        range: kr, revision: r.revision, countOnly: r.countOnly, knownCount, ...fetch,
-        encode: encode && isPlainRange(r) ? { keep } : undefined,
-      }), deadline);
-    let out: RangeOut, last: Uint8Array | undefined, returned: number;
-    if (res.encoded) {
-      const e = res.encoded;
-      out = { header: { revision: res.revision }, kvs: [], encodedKvs: e.bytes, more: e.more, count: res.count };
-      [last, returned] = [e.lastKey, e.count];
-    } else {
-      out = finishRange(r, res.kvs, res.count, res.revision);
-      [last, returned] = [out.kvs.at(-1)?.key, out.kvs.length];
-    }
-    if (out.more && last) {
+    const knownCount = q.limit > 0 ? this.pageCounts.get(kr) : undefined;
+    const res = await this.call(() => this.backend.range({ ...q, knownCount }), deadline);
+    // the page's last key and how many keys it holds, when more follow
+    let last: Uint8Array | undefined, returned = 0;
+    if (res.encoded?.more) [last, returned] = [res.encoded.lastKey, res.encoded.count];
+    else if (!res.encoded && q.limit > 0 && res.kvs.length >= q.limit) [last, returned] = [res.kvs[q.limit - 2]?.key, q.limit - 1];
+    if (last) {
       // the next page starts after the last key returned, at the same revision
       this.pageCounts.set(
         { start: successor(last), end: kr.end },
-        { revision: r.revision > 0n ? r.revision : res.revision, count: res.count - BigInt(returned) },
+        { revision: q.revision > 0n ? q.revision : res.revision, count: res.count - BigInt(returned) },
       );
     }
-    return out;
+    return res;
   }
 
   // `above`: number the write above this revision (another backend's, when there are several)

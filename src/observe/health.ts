@@ -1,6 +1,6 @@
 // Whether each backend answers: a cheap read of its revisions, bounded by a timeout so a
 // database that hangs is reported as failing rather than hanging the probe.
-import type { Probe } from "../router/router.ts";
+import type { Probe } from "../keyspace/contract.ts";
 
 export interface BackendHealth {
   name: string;

@@ -2,9 +2,9 @@
 // it has etcd's name, labels and type (so etcd dashboards and alerts work); what only a
 // router of several databases has is named strata_*, labelled by backend name.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { LeaseKeeper } from "../keyspace/leases.ts";
+import type { BackendStats, LeaseKeeper } from "../keyspace/contract.ts";
 import type { WatchHub } from "../keyspace/watch-hub.ts";
-import type { BackendStats, Router } from "../router/router.ts";
+import type { Router } from "../router/router.ts";
 import type { Cached } from "./cached.ts";
 
 /** grpc_type as go-grpc-prometheus names it */

@@ -2,9 +2,10 @@
 // timeline the status page charts, per-backend figures and health, and the slow-request
 // log. The api layer reports each gRPC call here; backends are timed by a wrapper.
 import type { Backend } from "../mvcc/backend.ts";
-import type { LeaseKeeper } from "../keyspace/leases.ts";
+import type { BackendStats, LeaseKeeper, Probe } from "../keyspace/contract.ts";
+import type { Dispatcher } from "../keyspace/dispatcher.ts";
 import type { WatchHub } from "../keyspace/watch-hub.ts";
-import type { BackendStats, Router } from "../router/router.ts";
+import type { Router } from "../router/router.ts";
 import { Cached } from "./cached.ts";
 import { type BackendHealth, checkBackends } from "./health.ts";
 import { instrumentBackend } from "./instrument.ts";
@@ -22,6 +23,8 @@ export interface Followed {
   hub: WatchHub;
   leases: LeaseKeeper;
   stats: Cached<BackendStats[]>;
+  /** every backend's cheap call that shows whether it answers */
+  probes: () => Probe[];
   /** health for the status page: many open pages share one check a second */
   health: Cached<BackendHealth[]>;
   timeline: Timeline;
@@ -40,13 +43,16 @@ export class Observer {
   instrument = (name: string, backend: Backend): Backend => instrumentBackend(name, backend, this.metrics.backendCall);
 
   /** Starts reading the running server's state: the gauges, the timeline. */
-  follow(router: Router, hub: WatchHub, leases: LeaseKeeper): void {
-    const stats = new Cached(() => router.stats(), STATS_MAX_AGE_MS);
-    const health = new Cached(() => checkBackends(router.probes, HEALTH_TIMEOUT_MS), 1000);
+  follow(keyspace: Dispatcher): void {
+    const { router, hub } = keyspace.database;
+    const leases = keyspace.leases;
+    const stats = new Cached(() => keyspace.stats(), STATS_MAX_AGE_MS);
+    const probes = () => keyspace.probes;
+    const health = new Cached(() => checkBackends(probes(), HEALTH_TIMEOUT_MS), 1000);
     const timeline = new Timeline(() => hub.size);
     timeline.start();
     this.metrics.follow({ router, hub, leases, stats });
-    this.followed = { router, hub, leases, stats, health, timeline };
+    this.followed = { router, hub, leases, stats, probes, health, timeline };
   }
 
   get state(): Followed {

@@ -5,21 +5,16 @@
 // reads and watchers see each key only in the backend the rules in force give it.
 import { create } from "@bufbuild/protobuf";
 import { CompactionRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { MoveProgress } from "../keyspace/contract.ts";
 import { EtcdError } from "../mvcc/errors.ts";
 import { keyString, successor } from "../mvcc/keyrange.ts";
 import type { Event, KeyValue, Rev } from "../mvcc/types.ts";
 import type { Topology } from "../config/topology.ts";
 import { copyInto, forgetIn } from "./copy.ts";
-import { eachPage, sameTopology, UPSTREAM_KEYS_STAY } from "./open.ts";
-import { type Part, type Router } from "./router.ts";
+import { eachPage, sameTopology } from "./open.ts";
+import type { Part } from "./part.ts";
+import type { Router } from "./router.ts";
 import { RoutingTable } from "./rules.ts";
-
-export interface MoveProgress {
-  phase: "counting" | "copying" | "catching up" | "switched" | "cleaning up" | "done";
-  moved: number;
-  total: number;
-  message?: string;
-}
 
 const BATCH = 500;
 
@@ -34,8 +29,6 @@ export function notMovable(current: Topology, next: Topology): string | undefine
 
 export async function moveKeys(router: Router, next: Topology, report: (p: MoveProgress) => void): Promise<MoveProgress> {
   if (sameTopology(router.topology, next)) return { phase: "done", moved: 0, total: 0, message: "these rules are already in force" };
-  const upstream = [...router.upstreams.keys()][0];
-  if (upstream !== undefined) throw new EtcdError("FailedPrecondition", `strata: cannot migrate live: backend ${upstream} is an upstream etcd; ${UPSTREAM_KEYS_STAY}`);
   const reason = notMovable(router.topology, next);
   if (reason) throw new EtcdError("FailedPrecondition", `strata: cannot migrate live: ${reason}`);
   const to = RoutingTable.of(next);

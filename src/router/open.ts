@@ -1,64 +1,52 @@
-// From configuration to a running Router: validate the topology, open every backend,
-// refuse to start when existing keys would become unreachable, and follow the config
-// file for rules appended at the end.
+// From configuration to a running Router: open the topology's databases (an upstream
+// etcd among the backends is the keyspace's, keyspace/open.ts), refuse to start when
+// existing keys would become unreachable, and follow the config file for rules appended
+// at the end.
 import { watchFile, unwatchFile } from "node:fs";
 import { openBackend } from "../backends/open.ts";
 import type { Backend, BackendState } from "../mvcc/backend.ts";
-import { isUpstreamUrl, Upstream, type UpstreamTls } from "../backends/etcd/upstream.ts";
+import { isUpstreamUrl } from "../backends/etcd/upstream.ts";
 import type { KeyValue } from "../mvcc/types.ts";
 import { type Config, ConfigError, readConfigFile } from "../config/config.ts";
 import { readTopology, type Topology } from "../config/topology.ts";
 import { create } from "@bufbuild/protobuf";
-import { RangeRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { type RangeRequest, RangeRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { keyString, prefixEnd, successor } from "../mvcc/keyrange.ts";
 import { type KeyAnatomy, parseKey } from "./kubernetes-key.ts";
-import { type Identity, type Part, Router } from "./router.ts";
+import type { Part } from "./part.ts";
+import { Router } from "./router.ts";
 import { RoutingTable } from "./rules.ts";
 import { validateTopology } from "./validate.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
-export interface Opened {
-  backends: Array<{ name: string; backend: Backend }>;
-  upstreams: Array<{ name: string; upstream: Upstream }>;
+/** An upstream etcd as the checks for unreachable keys read it: etcd's own Range. */
+export interface UpstreamKeys {
+  range(r: RangeRequest): Promise<{ kvs: Array<{ key: Uint8Array }>; count: bigint }>;
 }
 
-/** Opens the topology's database backends, default first (it keeps the leases), and its upstream etcds; `wrap` may instrument each database. */
-export async function openBackends(
+/** Opens the topology's database backends, default first (it keeps the leases); `wrap` may instrument each. */
+async function openDatabases(
   t: Topology,
   poolSize: number,
-  tls: UpstreamTls = {},
   wrap = (_name: string, b: Backend) => b,
-): Promise<Opened> {
+): Promise<Array<{ name: string; backend: Backend }>> {
   const names = [t.default, ...[...t.backends.keys()].filter((n) => n !== t.default)];
-  const out: Opened = { backends: [], upstreams: [] };
-  try {
-    for (const name of names) {
-      const url = t.backends.get(name)!;
-      const named = (err: Error) => new Error(t.backends.size > 1 ? `backend ${name}: ${err.message}` : err.message);
-      if (isUpstreamUrl(url)) {
-        try {
-          out.upstreams.push({ name, upstream: Upstream.fromUrl(url, tls, t.backends.size > 1 ? name : undefined) });
-        } catch (err) {
-          throw named(err as Error);
-        }
-        continue;
-      }
-      const backend = await openBackend(url, { poolSize }).catch((err: Error) => {
-        throw named(err);
-      });
-      out.backends.push({ name, backend: wrap(name, backend) });
-    }
-  } catch (err) {
-    closeOpened(out);
-    throw err;
+  const out: Array<{ name: string; backend: Backend }> = [];
+  for (const name of names) {
+    const url = t.backends.get(name)!;
+    if (isUpstreamUrl(url)) continue;
+    const backend = await openBackend(url, { poolSize }).catch(async (err: Error) => {
+      await closeAll(out);
+      throw new Error(t.backends.size > 1 ? `backend ${name}: ${err.message}` : err.message);
+    });
+    out.push({ name, backend: wrap(name, backend) });
   }
   return out;
 }
 
-function closeOpened(o: Opened): Promise<unknown> {
-  for (const u of o.upstreams) u.upstream.close();
-  return Promise.allSettled(o.backends.map((b) => b.backend.close()));
+function closeAll(backends: Array<{ backend: Backend }>): Promise<unknown> {
+  return Promise.allSettled(backends.map((b) => b.backend.close()));
 }
 
 /** The first backend that is an upstream etcd, if any (keys are never copied into or out of one). */
@@ -69,30 +57,30 @@ export function upstreamIn(t: Topology): string | undefined {
 /** why strata does not move keys into or out of an upstream etcd */
 export const UPSTREAM_KEYS_STAY = "strata does not copy keys into or out of an upstream etcd (etcd numbers its own revisions)";
 
-/** the TLS files the settings give etcds:// upstreams */
-export function upstreamTls(config: Config): UpstreamTls {
-  const file = (s: string) => (s === "" ? undefined : s);
-  return { ca: file(config["etcd-cafile"]), cert: file(config["etcd-certfile"]), key: file(config["etcd-keyfile"]) };
-}
-
+/**
+ * Opens the router on the topology's databases, and refuses rules that would make keys
+ * already stored unreachable (also keys in the upstream etcds, opened by the caller).
+ */
 export async function openRouter(
   config: Config,
   log: Log,
   wrap?: (name: string, b: Backend) => Backend,
-): Promise<{ router: Router; states: BackendState[]; identity: Identity }> {
+  upstreams = new Map<string, UpstreamKeys>(),
+): Promise<{ router: Router; states: BackendState[] }> {
   const t = config.topology;
-  const o = await openBackends(t, config["pool-size"], upstreamTls(config), wrap);
+  const backends = await openDatabases(t, config["pool-size"], wrap);
   let opened;
   try {
-    opened = await Router.open(t, o.backends, log, o.upstreams, BigInt(config["quota-backend-bytes"]));
+    opened = await Router.open(t, backends, log, BigInt(config["quota-backend-bytes"]));
   } catch (err) {
-    await closeOpened(o);
+    await closeAll(backends);
     throw err;
   }
-  if (opened.router.parts.length + opened.router.upstreams.size > 1) {
-    const stranded = await strandedKeys(opened.router, opened.router.routing);
+  const { router } = opened;
+  if (router.parts.length + upstreams.size > 1) {
+    const stranded = await strandedKeys({ parts: router.parts, upstreams }, router.routing);
     if (stranded.length > 0) {
-      await opened.router.close();
+      await router.close();
       throw new ConfigError(strandedMessage(stranded, t.source));
     }
   }
@@ -113,10 +101,10 @@ export interface Stranded {
 
 /** Keys a backend holds that the table routes to another backend, grouped by prefix. */
 export async function strandedKeys(
-  where: { parts: Part[]; upstreams?: Map<string, Upstream> },
+  where: { parts: Part[]; upstreams?: Map<string, UpstreamKeys> },
   table: RoutingTable,
 ): Promise<Stranded[]> {
-  const upstreams = where.upstreams ?? new Map<string, Upstream>();
+  const upstreams = where.upstreams ?? new Map<string, UpstreamKeys>();
   const fromUpstreams: Stranded[] = [];
   for (const [name, u] of upstreams) fromUpstreams.push(...(await strandedInUpstream(name, u, table)));
   const out = new Map<string, Stranded>();
@@ -141,7 +129,7 @@ export async function strandedKeys(
  * of it goes: etcd is asked for one key and one count per resource, not for every key.
  * Keys outside the Kubernetes prefix all go to the default backend.
  */
-async function strandedInUpstream(name: string, u: Upstream, table: RoutingTable): Promise<Stranded[]> {
+async function strandedInUpstream(name: string, u: UpstreamKeys, table: RoutingTable): Promise<Stranded[]> {
   const out: Stranded[] = [];
   const bytes = (s: string) => new Uint8Array(Buffer.from(s, "latin1"));
   const count = async (key: Uint8Array, rangeEnd: Uint8Array) =>
@@ -213,7 +201,7 @@ function groupPrefix(key: string, keyPrefix: string): string {
  * key changes backend); any other change is refused with the reason, and the running
  * rules stay.
  */
-export function watchTopology(config: Config, router: Router, log: Log): () => void {
+export function watchTopology(config: Config, router: Router, upstreams: Map<string, UpstreamKeys>, log: Log): () => void {
   const file = config.topologyFile!;
   let busy = false;
   const check = async () => {
@@ -233,7 +221,7 @@ export function watchTopology(config: Config, router: Router, log: Log): () => v
       if (router.moving) return log("error", "config change refused", { file, reason: "a migration is running; the file is read again when it changes next" });
       const reason = appendOnly(router.topology, next);
       if (reason) return log("error", "config change refused", { file, reason: `${reason}; the running rules stay. Changes other than appending rules need a migration: strata migrate --to-config ${file} --endpoint URL (live) or with strata stopped (--from-config OLD)` });
-      const stranded = await strandedKeys(router, RoutingTable.of(next));
+      const stranded = await strandedKeys({ parts: router.parts, upstreams }, RoutingTable.of(next));
       if (stranded.length > 0) return log("error", "config change refused", { file, reason: strandedMessage(stranded, file) });
       if (router.moving) return log("error", "config change refused", { file, reason: "a migration started meanwhile" });
       router.setTopology(next);

@@ -1,7 +1,7 @@
 // Key anatomy over real kube-apiserver key shapes, and rule matching and coverage.
 import { describe, expect, test } from "bun:test";
 import { parseKey, parsePrefix } from "../../src/router/kubernetes-key.ts";
-import { rangePrefix } from "../../src/router/router.ts";
+import { rangePrefix } from "../../src/router/range-prefix.ts";
 import { RoutingTable } from "../../src/router/rules.ts";
 
 describe("Kubernetes key anatomy", () => {

@@ -11,7 +11,8 @@ import { CompactionRequestSchema, PutRequestSchema } from "../../src/gen/etcd/ap
 import { SqliteBackend } from "../../src/backends/sql/sqlite.ts";
 import { Store } from "../../src/mvcc/store.ts";
 import { prefixEnd, toKeyRange } from "../../src/mvcc/keyrange.ts";
-import { WatchHub, Watcher, type WatchResponseOut, type WatchSink } from "../../src/keyspace/watch-hub.ts";
+import type { WatchResponseOut } from "../../src/keyspace/contract.ts";
+import { WatchHub, Watcher, type WatchSink } from "../../src/keyspace/watch-hub.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const dir = mkdtempSync(join(tmpdir(), "strata-hub-"));

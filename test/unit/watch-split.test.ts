@@ -3,7 +3,7 @@
 import { describe, expect, test } from "bun:test";
 import { responseSize, splitResponse } from "../../src/api/watch-split.ts";
 import { type Event, PUT } from "../../src/mvcc/types.ts";
-import type { WatchResponseOut } from "../../src/keyspace/watch-hub.ts";
+import type { WatchResponseOut } from "../../src/keyspace/contract.ts";
 
 const KB = 1024;
 

@@ -1,7 +1,7 @@
 // The HTTP endpoints beside the gRPC API, on --metrics-listen: probes for Kubernetes and
 // load balancers, Prometheus metrics, and the status page with the JSON it polls.
 import { type Context, Hono } from "hono";
-import { AlarmType } from "../../mvcc/alarms.ts";
+import { AlarmType } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { checkBackends } from "../../observe/health.ts";
 import { HEALTH_TIMEOUT_MS, type Observer } from "../../observe/observer.ts";
 import { statusReport } from "../../observe/status.ts";
@@ -16,7 +16,7 @@ export function observabilityApp(o: Observer, about: { name: string; version: st
    */
   const failing = async (c: Context) => {
     const { router } = o.state;
-    const probes = router.probes;
+    const probes = o.state.probes();
     const excluded = new Set(c.req.queries("exclude") ?? []);
     const down = (await checkBackends(probes, HEALTH_TIMEOUT_MS))
       .filter((h) => !h.ok)

@@ -1,7 +1,7 @@
-// An upstream etcd, reached over gRPC with the same generated types strata serves. It is
-// not a Backend: etcd numbers its own revisions, so the Router hands it whole requests
-// and passes its answers back as etcd gave them. etcd's own errors keep etcd's code and
-// message; a call that cannot reach it fails with Unavailable naming it.
+// The client of an upstream etcd, reached over gRPC with the same generated types strata
+// serves. It is not a Backend: etcd numbers its own revisions, so it serves a whole
+// Keyspace (etcd-keyspace.ts) that hands it whole requests. etcd's own errors keep etcd's
+// code and message; a call that cannot reach it fails with Unavailable naming it.
 import { readFileSync } from "node:fs";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -33,6 +33,7 @@ import {
 } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { WatchRequestSchema } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { UpstreamLeaseService } from "../../keyspace/contract.ts";
 import { backendUnavailable, type ErrorCode, EtcdError } from "../../mvcc/errors.ts";
 import type { Rev } from "../../mvcc/types.ts";
 import { RequestQueue } from "./queue.ts";
@@ -61,7 +62,7 @@ interface Endpoint {
 /** etcd's errors all start so; anything else is the connection's */
 const ETCD_MESSAGE = /^(etcdserver|mvcc|etcdserver\/api|grpc):/;
 
-export class Upstream {
+export class Upstream implements UpstreamLeaseService {
   /** the endpoint calls go to; a call that cannot reach it moves later calls to the next one */
   private current = 0;
   private keepAlives: KeepAliveStream | undefined;

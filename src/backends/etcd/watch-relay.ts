@@ -11,25 +11,15 @@ import {
   WatchRequestSchema,
   type WatchResponse,
 } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { WatchResponseOut, WatchSession, WatchStream } from "../../keyspace/contract.ts";
 import type { Event, Rev } from "../../mvcc/types.ts";
-import type { WatchResponseOut } from "../../keyspace/watch-hub.ts";
 import { RequestQueue } from "./queue.ts";
 import type { Upstream } from "./upstream.ts";
-
-/** The client stream, as the relay writes to it. */
-export interface RelaySink {
-  /** a response for the client, under the client's watch id */
-  deliver(resp: WatchResponseOut & { fragment?: boolean }): void;
-  /** the watcher is gone (canceled, refused, or its stream to etcd failed) */
-  forget(clientId: bigint): void;
-  congested(): boolean;
-  drained(): Promise<void>;
-}
 
 /** the watch_id etcd gives responses that concern no single watcher */
 const NO_WATCHER = -1n;
 
-export class WatchRelay {
+export class WatchRelay implements WatchSession {
   closed = false;
   private readonly requests = new RequestQueue<WatchRequest>();
   private readonly abort = new AbortController();
@@ -45,12 +35,12 @@ export class WatchRelay {
 
   constructor(
     private readonly upstream: Upstream,
-    private readonly sink: RelaySink,
+    private readonly stream: WatchStream,
   ) {
     void this.run();
   }
 
-  create(clientId: bigint, c: WatchCreateRequest): void {
+  create(c: WatchCreateRequest, clientId = c.watchId): void {
     const { $typeName: _, ...fields } = c;
     this.creating.push(clientId);
     // etcd keeps the id when it can (3.4 and later); the answer is mapped either way
@@ -64,7 +54,7 @@ export class WatchRelay {
   }
 
   /** Asks etcd for progress; each: answer per watcher (the client's stream mixes backends). */
-  requestProgress(each: boolean): void {
+  requestProgress(each = false): void {
     this.progressEach.push(each);
     this.send({ case: "progressRequest", value: {} });
   }
@@ -85,7 +75,7 @@ export class WatchRelay {
         if (this.closed) return;
         this.handle(r);
         // the client's pace sets etcd's: read on once its queue has room
-        if (this.sink.congested()) await this.sink.drained();
+        if (this.stream.congested()) await this.stream.drained();
       }
     } catch (err) {
       if (!this.closed) this.fail((err as Error).message);
@@ -100,22 +90,22 @@ export class WatchRelay {
       if (clientId === undefined) return;
       if (r.canceled || r.watchId === NO_WATCHER) {
         // refused: a duplicate id leaves the watcher that holds it alone
-        if (!this.toEtcd.has(clientId)) this.sink.forget(clientId);
-        this.sink.deliver({ header, watchId: r.watchId, created: true, canceled: true, cancelReason: r.cancelReason, events: [] });
+        if (!this.toEtcd.has(clientId)) this.stream.forget(clientId);
+        this.deliver({ header, watchId: r.watchId, created: true, canceled: true, cancelReason: r.cancelReason, events: [] });
         return;
       }
       this.toClient.set(r.watchId, clientId);
       this.toEtcd.set(clientId, r.watchId);
-      this.sink.deliver({ header, watchId: clientId, created: true, events: [] });
+      this.deliver({ header, watchId: clientId, created: true, events: [] });
       if (this.cancelWhenCreated.delete(clientId)) this.cancel(clientId);
       return;
     }
     if (r.watchId === NO_WATCHER) {
       // the answer to a progress request
       if (this.progressEach.shift()) {
-        for (const clientId of this.toClient.values()) this.sink.deliver({ header, watchId: clientId, events: [] });
+        for (const clientId of this.toClient.values()) this.deliver({ header, watchId: clientId, events: [] });
       } else {
-        this.sink.deliver({ header, watchId: NO_WATCHER, events: [] });
+        this.deliver({ header, watchId: NO_WATCHER, events: [] });
       }
       return;
     }
@@ -124,9 +114,9 @@ export class WatchRelay {
     if (r.canceled) {
       this.toClient.delete(r.watchId);
       this.toEtcd.delete(clientId);
-      this.sink.forget(clientId);
+      this.stream.forget(clientId);
     }
-    this.sink.deliver({
+    this.deliver({
       header,
       watchId: clientId,
       canceled: r.canceled,
@@ -137,6 +127,11 @@ export class WatchRelay {
     });
   }
 
+  /** etcd's fragments pass as they are; its whole responses are split between revisions like strata's own */
+  private deliver(resp: WatchResponseOut): void {
+    this.stream.send(resp, false);
+  }
+
   /** The stream to etcd is gone: every watcher on it is canceled, saying why. */
   private fail(reason: string): void {
     this.close();
@@ -145,8 +140,8 @@ export class WatchRelay {
     this.toEtcd.clear();
     this.creating.length = 0;
     for (const clientId of ids) {
-      this.sink.forget(clientId);
-      this.sink.deliver({ header: { revision: this.revision }, watchId: clientId, canceled: true, cancelReason: reason, events: [] });
+      this.stream.forget(clientId);
+      this.deliver({ header: { revision: this.revision }, watchId: clientId, canceled: true, cancelReason: reason, events: [] });
     }
   }
 }

@@ -4,13 +4,11 @@
 // strata removes the copies with their keys at once; a lease etcd lost otherwise (expired,
 // or revoked by someone else) is found by a periodic sweep. With no database backend this
 // is a plain relay to etcd.
-import type { Backend } from "../mvcc/backend.ts";
-import { log } from "../observe/log.ts";
-import { EtcdError } from "../mvcc/errors.ts";
-import { compareBytes } from "../mvcc/keyrange.ts";
-import { dropCopy, type LeaseKeeper, putCopy, type UpstreamLeaseService } from "./leases.ts";
-import type { Store } from "../mvcc/store.ts";
-import type { Rev } from "../mvcc/types.ts";
+import type { LeaseCopies, LeaseKeeper, UpstreamLeaseService } from "../../keyspace/contract.ts";
+import { EtcdError } from "../../mvcc/errors.ts";
+import { compareBytes } from "../../mvcc/keyrange.ts";
+import type { Rev } from "../../mvcc/types.ts";
+import { log } from "../../observe/log.ts";
 
 /** how often copies are compared with the leases etcd still has */
 const SWEEP_MS = 1000;
@@ -22,12 +20,13 @@ export class UpstreamLeases implements LeaseKeeper {
 
   constructor(
     private readonly upstream: UpstreamLeaseService,
-    private readonly copies: Array<{ store: Store; backend: Backend }>,
+    /** the databases' copies; none without database backends */
+    private readonly copies: LeaseCopies | undefined,
     private readonly now: () => number = Date.now,
   ) {}
 
   start(): void {
-    if (this.copies.length === 0) return;
+    if (!this.copies) return;
     this.timer = setInterval(() => void this.sweep(), SWEEP_MS);
     this.timer.unref?.();
   }
@@ -39,7 +38,7 @@ export class UpstreamLeases implements LeaseKeeper {
   async grant(requestedTtl: Rev, requestedId: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }> {
     const g = await this.upstream.leaseGrant(requestedTtl, requestedId);
     try {
-      for (const c of this.copies) await putCopy(c.store, { id: g.id, ttl: g.ttl, expiresAt: this.now() + Number(g.ttl) * 1000 });
+      await this.copies?.put({ id: g.id, ttl: g.ttl, expiresAt: this.now() + Number(g.ttl) * 1000 });
     } catch (err) {
       // a lease that keys in a database could not be attached to is not granted
       await this.upstream.leaseRevoke(g.id).catch(() => undefined);
@@ -69,9 +68,9 @@ export class UpstreamLeases implements LeaseKeeper {
 
   async timeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }> {
     const t = await this.upstream.leaseTimeToLive(id, keys);
-    if (!keys || t.ttl < 0n || this.copies.length === 0) return t;
-    const copied = await Promise.all(this.copies.map((c) => c.backend.leaseKeys(id)));
-    return { ...t, keys: [...t.keys, ...copied.flat()].sort(compareBytes) };
+    if (!keys || t.ttl < 0n || !this.copies) return t;
+    const copied = await this.copies.keys(id);
+    return { ...t, keys: [...t.keys, ...copied].sort(compareBytes) };
   }
 
   list(): Promise<{ ids: Rev[]; revision: Rev }> {
@@ -79,16 +78,16 @@ export class UpstreamLeases implements LeaseKeeper {
   }
 
   private async dropCopies(id: Rev): Promise<void> {
-    for (const c of this.copies) await dropCopy(c.store, id);
+    await this.copies?.drop(id);
   }
 
   /** Copies of leases etcd no longer has go, with their keys. */
   async sweep(): Promise<void> {
-    if (this.sweeping) return;
+    if (this.sweeping || !this.copies) return;
     this.sweeping = true;
     try {
       const live = new Set((await this.upstream.leaseIds()).ids);
-      const copied = new Set((await Promise.all(this.copies.map((c) => c.backend.leases()))).flat().map((l) => l.id));
+      const copied = new Set(await this.copies.ids());
       for (const id of copied) {
         // a copy made after the list was read belongs to a lease granted since: ask again
         if (!live.has(id) && (await this.upstream.leaseTimeToLive(id, false)).ttl < 0n) await this.dropCopies(id);

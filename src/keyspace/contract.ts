@@ -1,0 +1,200 @@
+// The Keyspace contract: the whole etcd keyspace as the api layer serves it. Two kinds
+// implement it — the databases behind the router (keyspace/database.ts) and an upstream
+// etcd (backends/etcd/etcd-keyspace.ts) — and the dispatcher (keyspace/dispatcher.ts)
+// sends each whole request to one of them. Like mvcc's Backend contract it sits below
+// everything that implements it, so every import points down; scripts/check-layers.ts
+// places it.
+import type {
+  AlarmRequest,
+  CompactionRequest,
+  DeleteRangeRequest,
+  HashKVRequest,
+  PutRequest,
+  RangeRequest,
+  TxnRequest,
+  WatchCreateRequest,
+} from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { Topology } from "../config/topology.ts";
+import type { Deadline } from "../mvcc/deadline.ts";
+import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
+import type { Event, KeyRange, LeaseRecord, Rev } from "../mvcc/types.ts";
+
+/** What a request is answered with besides its own fields: the revision its header reports. */
+export interface Answer {
+  header: { revision: Rev };
+}
+
+export interface Keyspace {
+  /**
+   * The newest revision acknowledged to any client: what headers report that carry no
+   * answer of their own, and where a watch without a start revision begins.
+   */
+  readonly latestRevision: Rev;
+
+  // `deadline`: a client's request, answered in bounded time while its database is away;
+  // `encode`: the answer may carry encoded key-values (RangeOut.encodedKvs)
+  range(r: RangeRequest, deadline?: Deadline, encode?: boolean): Promise<RangeOut>;
+  put(r: PutRequest, deadline?: Deadline): Promise<PutOut>;
+  deleteRange(r: DeleteRangeRequest, deadline?: Deadline): Promise<DeleteOut>;
+  txn(r: TxnRequest, deadline?: Deadline): Promise<TxnOut>;
+  compact(r: CompactionRequest): Promise<Answer>;
+
+  /** The watchers one client stream places here; they answer through `stream`. */
+  watch(stream: WatchStream): WatchSession;
+
+  /** the Lease service */
+  readonly leases: LeaseKeeper;
+  /** etcd's storage quota check before a lease grant */
+  admitLease(): Promise<void>;
+
+  // Maintenance, as etcd's Status, Alarm, Defragment, Hash and HashKV answer
+  status(): Promise<StatusOut>;
+  alarm(r: AlarmRequest): Promise<AlarmOut>;
+  defragment(): Promise<void>;
+  hash(): Promise<Answer & { hash: number }>;
+  hashKV(r: HashKVRequest): Promise<Answer & { hash: number; compactRevision: Rev; hashRevision: Rev }>;
+
+  /** the names of the backends a request over these ranges reaches (the slow-request log names them) */
+  backendsOf(ranges: KeyRange[]): string[];
+  /** the backends Compact reaches, and the one keeping the leases */
+  readonly compactsIn: string[];
+  readonly leasesIn: string;
+}
+
+/**
+ * etcd's StatusResponse without the member's own ids (the api layer adds them); without a
+ * version and raft term, it reports strata's own.
+ */
+export interface StatusOut extends Answer {
+  version?: string;
+  dbSize: bigint;
+  dbSizeInUse: bigint;
+  raftIndex: bigint;
+  raftTerm?: bigint;
+  raftAppliedIndex: bigint;
+  errors: string[];
+  isLearner: boolean;
+}
+
+export interface AlarmOut extends Answer {
+  alarms: Array<{ memberID: bigint; alarm: number }>;
+}
+
+/** A watch response before the api layer puts etcd's header on it and encodes it. */
+export interface WatchResponseOut {
+  header: { revision: Rev };
+  watchId: bigint;
+  created?: boolean;
+  canceled?: boolean;
+  compactRevision?: Rev;
+  cancelReason?: string;
+  events: Event[];
+  /** already one part of a larger response (an upstream etcd fragmented it): sent as it is */
+  fragment?: boolean;
+}
+
+/** A client's watch stream as a keyspace writes to it. */
+export interface WatchStream {
+  /**
+   * Queues a response. `fragmentable`: the watcher asked for fragments, so one revision
+   * larger than the stream's limit may be split into parts.
+   */
+  send(resp: WatchResponseOut, fragmentable: boolean): void;
+  /** the watcher holds its id no longer (canceled, refused, compacted, or its upstream failed) */
+  forget(watchId: bigint): void;
+  /** true while the client is not keeping up */
+  congested(): boolean;
+  /** resolves when the queue has room again */
+  drained(): Promise<void>;
+}
+
+/** The watchers of one client stream in one keyspace. */
+export interface WatchSession {
+  /** true once the session can place no more watchers (its connection failed): open another */
+  readonly closed: boolean;
+  /**
+   * Places a watcher as `c` asks, under `id` when given (the dispatcher chose it), else under
+   * c.watchId; answers created or refused through the stream.
+   */
+  create(c: WatchCreateRequest, id?: bigint): void;
+  cancel(watchId: bigint): void;
+  /**
+   * Answers with the revision every watcher has been given everything up to. `each`: one
+   * answer per watcher, as the stream also has watchers elsewhere whose revisions differ.
+   */
+  requestProgress(each?: boolean): void;
+  close(): void;
+}
+
+/** The Lease service as the api layer calls it; which backend is authoritative is the keeper's business. */
+export interface LeaseKeeper {
+  /** leases granted and revoked (by a client or by expiry) through this process, for metrics */
+  readonly counts: { granted: number; revoked: number };
+  start(): void;
+  stop(): void;
+  grant(requestedTtl: Rev, requestedId: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }>;
+  /** resolves to the header revision */
+  revoke(id: Rev): Promise<Rev>;
+  /** TTL 0: the lease is gone */
+  renew(id: Rev): Promise<{ ttl: Rev; revision: Rev }>;
+  /** TTL -1: no such lease (etcd answers so rather than with an error) */
+  timeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }>;
+  list(): Promise<{ ids: Rev[]; revision: Rev }>;
+}
+
+/**
+ * An upstream etcd's Lease service, as a keeper in the databases uses it: each upstream
+ * gets a lease of the same ID and TTL so keys stored there can be attached to it.
+ */
+export interface UpstreamLeaseService {
+  leaseGrant(ttl: Rev, id: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }>;
+  leaseRevoke(id: Rev): Promise<Rev>;
+  keepAlive(id: Rev): Promise<{ ttl: Rev; revision: Rev }>;
+  leaseTimeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }>;
+  leaseIds(): Promise<{ ids: Rev[]; revision: Rev }>;
+}
+
+/**
+ * Copies of leases an upstream etcd keeps, held in the databases so a key stored there is
+ * attached to its lease in the database's own transaction.
+ */
+export interface LeaseCopies {
+  /** puts the copy, replacing one an interrupted revoke left */
+  put(lease: LeaseRecord): Promise<void>;
+  /** removes the copy with the keys attached to it */
+  drop(id: Rev): Promise<void>;
+  /** the keys attached to the lease here */
+  keys(id: Rev): Promise<Uint8Array[]>;
+  /** the leases copied here */
+  ids(): Promise<Rev[]>;
+}
+
+/** A backend's figures for the status page and metrics; a backend that cannot answer carries its error instead. */
+export type BackendStats =
+  | { name: string; url: string; keys: bigint; size: bigint; inUse: bigint; revision: Rev; compactRevision: Rev; error?: undefined }
+  | { name: string; url: string; error: string };
+
+/** A backend with a cheap call that shows whether it answers (health checks). */
+export interface Probe {
+  name: string;
+  url: string;
+  probe: () => Promise<unknown>;
+}
+
+/**
+ * New routing rules for a running keyspace (strata's Admin service, `strata migrate
+ * --endpoint`): the keys whose backend changes move while strata serves.
+ */
+export interface Rerouting {
+  /** Checks the rules on their own; a ConfigError says what is wrong. */
+  check(next: Topology): void;
+  /** Moves the keys the rules send elsewhere and puts the rules in force; resolves to the last report. */
+  reroute(next: Topology, report: (p: MoveProgress) => void): Promise<MoveProgress>;
+}
+
+export interface MoveProgress {
+  phase: "counting" | "copying" | "catching up" | "switched" | "cleaning up" | "done";
+  moved: number;
+  total: number;
+  message?: string;
+}

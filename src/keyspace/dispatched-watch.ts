@@ -1,0 +1,94 @@
+// The watchers of one client stream, each placed in the keyspace its range routes to (the
+// databases, or an upstream etcd that gets one watch stream per client stream). Watch ids
+// are the client stream's: this session hands them out and refuses one another keyspace
+// holds; within one keyspace, that keyspace refuses duplicates itself (an upstream etcd
+// answers with its own revision). Revisions of different keyspaces cannot share one
+// progress answer, so a stream with watchers in several gets one answer per watcher.
+import type { WatchCreateRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { toKeyRange } from "../mvcc/keyrange.ts";
+import type { KeyRange, Rev } from "../mvcc/types.ts";
+import type { Keyspace, WatchSession, WatchStream } from "./contract.ts";
+
+/** what the session asks of the dispatcher */
+export interface WatchRoutes {
+  readonly latestRevision: Rev;
+  /** the keyspace a watch over the range goes to; throws when it spans keyspaces */
+  memberFor(ranges: KeyRange[], what: string): Keyspace;
+  /** where a progress request goes when the stream has no watcher */
+  readonly home: Keyspace;
+}
+
+export class DispatchedWatch implements WatchSession {
+  closed = false;
+  /** the session holding each watch id of the stream */
+  private readonly owner = new Map<bigint, WatchSession>();
+  private readonly sessions = new Map<Keyspace, WatchSession>();
+  private nextId = 0n;
+
+  constructor(
+    private readonly routes: WatchRoutes,
+    private readonly stream: WatchStream,
+  ) {}
+
+  create(c: WatchCreateRequest): void {
+    const current = this.routes.latestRevision;
+    // an empty key is the smallest key, "\0"
+    const key = c.key.length === 0 ? new Uint8Array([0]) : c.key;
+    let member: Keyspace | undefined;
+    let error: string | undefined;
+    try {
+      member = this.routes.memberFor([toKeyRange(key, c.rangeEnd)], "watch");
+    } catch (err) {
+      error = (err as Error).message;
+    }
+    const existing = member && this.sessions.get(member);
+    let watchId = c.watchId;
+    if (watchId === 0n) {
+      while (this.owner.has(this.nextId)) this.nextId++;
+      watchId = this.nextId++;
+    } else if (!error && this.owner.has(watchId) && this.owner.get(watchId) !== existing) {
+      error = "mvcc: duplicate watch ID provided on the WatchStream";
+    }
+    if (error) {
+      this.stream.send({ header: { revision: current }, watchId: -1n, created: true, canceled: true, cancelReason: error, events: [] }, false);
+      return;
+    }
+    const session = this.sessionOf(member!);
+    // a duplicate id stays with the watcher holding it (its keyspace refuses the new one)
+    if (!this.owner.has(watchId)) this.owner.set(watchId, session);
+    session.create(c, watchId);
+  }
+
+  /** the stream's session in a keyspace, opened on first use (and again after its connection failed) */
+  private sessionOf(k: Keyspace): WatchSession {
+    const s = this.sessions.get(k);
+    if (s && !s.closed) return s;
+    const stream = this.stream;
+    const owner = this.owner;
+    const opened: WatchSession = k.watch({
+      send: (resp, fragmentable) => stream.send(resp, fragmentable),
+      forget: (id) => {
+        if (owner.get(id) === opened) owner.delete(id);
+      },
+      congested: () => stream.congested(),
+      drained: () => stream.drained(),
+    });
+    this.sessions.set(k, opened);
+    return opened;
+  }
+
+  cancel(watchId: bigint): void {
+    this.owner.get(watchId)?.cancel(watchId);
+  }
+
+  requestProgress(): void {
+    const holding = new Set(this.owner.values());
+    if (holding.size === 0) return this.sessionOf(this.routes.home).requestProgress(false);
+    for (const s of holding) s.requestProgress(holding.size > 1);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const s of this.sessions.values()) s.close();
+  }
+}

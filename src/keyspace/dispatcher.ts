@@ -1,0 +1,209 @@
+// The keyspace clients see: the databases (database.ts) and any upstream etcds
+// (backends/etcd/etcd-keyspace.ts), each a whole Keyspace. The routing rules say which
+// one a request goes to, and it goes there whole. An upstream etcd numbers its own
+// revisions, so a request spanning it and another backend is refused (the config
+// validator allows an upstream only whole-resource routes, so Kubernetes never sends one).
+// Keyspace-wide services belong to the default backend: it keeps the leases (with copies
+// in the others) and answers Compact.
+import type {
+  AlarmRequest,
+  CompactionRequest,
+  DeleteRangeRequest,
+  HashKVRequest,
+  PutRequest,
+  RangeRequest,
+  TxnRequest,
+} from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { EtcdKeyspace } from "../backends/etcd/etcd-keyspace.ts";
+import type { Topology } from "../config/topology.ts";
+import type { Deadline } from "../mvcc/deadline.ts";
+import { EtcdError } from "../mvcc/errors.ts";
+import { isEmptyRange, toKeyRange, txnRanges } from "../mvcc/keyrange.ts";
+import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
+import type { KeyRange, Rev } from "../mvcc/types.ts";
+import { moveKeys } from "../router/move.ts";
+import { sameTopology, UPSTREAM_KEYS_STAY } from "../router/open.ts";
+import { validateTopology } from "../router/validate.ts";
+import type {
+  AlarmOut,
+  Answer,
+  BackendStats,
+  Keyspace,
+  LeaseKeeper,
+  MoveProgress,
+  Probe,
+  Rerouting,
+  StatusOut,
+  WatchSession,
+  WatchStream,
+} from "./contract.ts";
+import type { DatabaseKeyspace } from "./database.ts";
+import { DispatchedWatch } from "./dispatched-watch.ts";
+
+/** every key: [\0, \0) */
+const EVERYTHING: KeyRange = toKeyRange(new Uint8Array([0]), new Uint8Array([0]));
+
+export class Dispatcher implements Keyspace, Rerouting {
+  constructor(
+    readonly database: DatabaseKeyspace,
+    /** the upstream etcds by backend name */
+    readonly upstreams: Map<string, EtcdKeyspace>,
+  ) {}
+
+  private get defaultName(): string {
+    return this.database.router.routing.defaultBackend;
+  }
+
+  /** the default backend's keyspace: it keeps the leases and its revisions are the ones Compact names */
+  get home(): Keyspace {
+    return this.upstreams.get(this.defaultName) ?? this.database;
+  }
+
+  /**
+   * The keyspace a request over these ranges goes to whole: an upstream etcd the ranges
+   * route to, else the databases. A request spanning an upstream and any other backend is
+   * refused: their revisions cannot be put in one order.
+   */
+  memberFor(ranges: KeyRange[], what: string): Keyspace {
+    if (this.upstreams.size === 0) return this.database;
+    const names = new Set<string>();
+    for (const r of ranges) if (!isEmptyRange(r)) for (const n of this.database.router.backendsFor(r)) names.add(n);
+    if (names.size === 0) names.add(this.defaultName);
+    const upstream = [...names].find((n) => this.upstreams.has(n));
+    if (upstream === undefined) return this.database;
+    const other = [...names].find((n) => n !== upstream);
+    if (other !== undefined) {
+      throw new EtcdError(
+        "FailedPrecondition",
+        `strata: ${what} spans backends ${upstream} and ${other}; ${upstream} is an upstream etcd with its own revisions, so a request must stay within one resource routed to it`,
+      );
+    }
+    return this.upstreams.get(upstream)!;
+  }
+
+  get latestRevision(): Rev {
+    return this.database.latestRevision;
+  }
+
+  async range(r: RangeRequest, deadline?: Deadline, encode?: boolean): Promise<RangeOut> {
+    return this.memberFor([toKeyRange(r.key, r.rangeEnd)], "range").range(r, deadline, encode);
+  }
+  async put(r: PutRequest, deadline?: Deadline): Promise<PutOut> {
+    return this.memberFor([toKeyRange(r.key, new Uint8Array(0))], "put").put(r, deadline);
+  }
+  async deleteRange(r: DeleteRangeRequest, deadline?: Deadline): Promise<DeleteOut> {
+    return this.memberFor([toKeyRange(r.key, r.rangeEnd)], "delete range").deleteRange(r, deadline);
+  }
+  async txn(r: TxnRequest, deadline?: Deadline): Promise<TxnOut> {
+    return this.memberFor(txnRanges(r), "txn").txn(r, deadline);
+  }
+  /** revisions are the default backend's: with an upstream default it compacts the upstream (the databases keep their own retention) */
+  compact(r: CompactionRequest): Promise<Answer> {
+    return this.home.compact(r);
+  }
+
+  watch(stream: WatchStream): WatchSession {
+    return new DispatchedWatch(this, stream);
+  }
+
+  get leases(): LeaseKeeper {
+    return this.home.leases;
+  }
+  admitLease(): Promise<void> {
+    return this.home.admitLease();
+  }
+
+  /** Over one upstream etcd alone, etcd's own; otherwise strata's, with the sizes of every backend. */
+  async status(): Promise<StatusOut> {
+    const upstreams = [...this.upstreams.values()];
+    const sole = this.database.router.parts.length === 0 && upstreams.length === 1 ? upstreams[0] : undefined;
+    if (sole) return sole.status();
+    const [own, ...theirs] = await Promise.all([this.database.status(), ...upstreams.map((u) => u.status())]);
+    const home = upstreams.findIndex((u) => u.name === this.defaultName);
+    const revision = home >= 0 ? theirs[home]!.header.revision : own.header.revision;
+    const sum = (f: (s: StatusOut) => bigint) => theirs.reduce((a, s) => a + f(s), f(own!));
+    return {
+      ...own!,
+      header: { revision },
+      dbSize: sum((s) => s.dbSize),
+      dbSizeInUse: sum((s) => s.dbSizeInUse),
+      raftIndex: BigInt(revision),
+      raftAppliedIndex: BigInt(revision),
+    };
+  }
+
+  /** strata's own alarms and every upstream etcd's */
+  async alarm(r: AlarmRequest): Promise<AlarmOut> {
+    const theirs = await Promise.all([...this.upstreams.values()].map((u) => u.alarm(r)));
+    const own = await this.database.alarm(r);
+    return { header: theirs[0]?.header ?? own.header, alarms: [...own.alarms, ...theirs.flatMap((a) => a.alarms)] };
+  }
+
+  async defragment(): Promise<void> {
+    await this.database.defragment();
+    for (const u of this.upstreams.values()) await u.defragment();
+  }
+
+  hash(): Promise<Answer & { hash: number }> {
+    return this.memberFor([EVERYTHING], "range").hash();
+  }
+  hashKV(r: HashKVRequest): Promise<Answer & { hash: number; compactRevision: Rev; hashRevision: Rev }> {
+    return this.memberFor([EVERYTHING], "range").hashKV(r);
+  }
+
+  backendsOf(ranges: KeyRange[]): string[] {
+    return this.database.backendsOf(ranges);
+  }
+  get compactsIn(): string[] {
+    return this.home.compactsIn;
+  }
+  get leasesIn(): string {
+    return this.defaultName;
+  }
+
+  check(next: Topology): void {
+    validateTopology(next);
+  }
+
+  /** A live move between databases; keys never move into or out of an upstream etcd. */
+  async reroute(next: Topology, report: (p: MoveProgress) => void): Promise<MoveProgress> {
+    const router = this.database.router;
+    const upstream = [...this.upstreams.keys()][0];
+    if (upstream !== undefined && !sameTopology(router.topology, next)) {
+      throw new EtcdError("FailedPrecondition", `strata: cannot migrate live: backend ${upstream} is an upstream etcd; ${UPSTREAM_KEYS_STAY}`);
+    }
+    return moveKeys(router, next, report);
+  }
+
+  /** Starts the keyspace-wide services. */
+  start(): void {
+    this.database.start();
+    this.leases.start();
+  }
+
+  stop(): void {
+    this.leases.stop();
+    this.database.stop();
+  }
+
+  /** Lets queued writes commit (before the databases close). */
+  drain(): Promise<void> {
+    return this.database.router.drain();
+  }
+
+  async close(): Promise<void> {
+    for (const u of this.upstreams.values()) u.upstream.close();
+    await this.database.router.close();
+  }
+
+  /** Per-backend figures for the status page and metrics; a backend that cannot answer carries its error instead. */
+  async stats(): Promise<BackendStats[]> {
+    const [own, ...theirs] = await Promise.all([this.database.router.stats(), ...[...this.upstreams.values()].map((u) => u.stats())]);
+    return [...own!, ...(theirs as BackendStats[])];
+  }
+
+  /** Every backend with a cheap call that shows whether it answers (health checks). */
+  get probes(): Probe[] {
+    return [...this.database.router.probes, ...[...this.upstreams.values()].map((u) => u.probe)];
+  }
+}

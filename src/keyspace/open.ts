@@ -1,0 +1,90 @@
+// From configuration to the running Keyspace, wired in one place: the router on the
+// databases with the watch hub, leases and compaction (database.ts), one EtcdKeyspace per
+// upstream etcd, and the dispatcher over them.
+import { EtcdKeyspace } from "../backends/etcd/etcd-keyspace.ts";
+import { isUpstreamUrl, Upstream, type UpstreamTls } from "../backends/etcd/upstream.ts";
+import type { Config } from "../config/config.ts";
+import type { Backend } from "../mvcc/backend.ts";
+import { openRouter, watchTopology } from "../router/open.ts";
+import { DatabaseKeyspace } from "./database.ts";
+import { Dispatcher } from "./dispatcher.ts";
+
+type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
+
+/** cluster and member ids the response headers carry */
+export interface Identity {
+  clusterId: bigint;
+  memberId: bigint;
+}
+
+/** set in the member id strata reports for an upstream's cluster, so it differs from etcd's members */
+const STRATA_MEMBER_BITS = 0x737472617461n; // "strata"
+
+/**
+ * Opens every backend (`wrap` may instrument each database); nothing runs until `start`.
+ * The identity is the default backend's: an upstream's cluster id, with a member id of
+ * strata's own.
+ */
+export async function openKeyspace(
+  config: Config,
+  log: Log,
+  wrap?: (name: string, b: Backend) => Backend,
+): Promise<{ keyspace: Dispatcher; identity: Identity }> {
+  const t = config.topology;
+  const several = t.backends.size > 1;
+  const upstreams = new Map<string, Upstream>();
+  const answers = new Map<string, { clusterId: bigint; memberId: bigint }>();
+  try {
+    for (const [name, url] of t.backends) {
+      if (!isUpstreamUrl(url)) continue;
+      try {
+        upstreams.set(name, Upstream.fromUrl(url, upstreamTls(config), several ? name : undefined));
+      } catch (err) {
+        throw new Error(several ? `backend ${name}: ${(err as Error).message}` : (err as Error).message);
+      }
+    }
+    // every upstream answers before anything else is opened
+    await Promise.all([...upstreams].map(async ([name, u]) => {
+      const a = await u.open().catch((err: Error) => {
+        throw new Error(`backend ${several ? `${name} (${u.name})` : u.name}: ${err.message}`);
+      });
+      answers.set(name, a);
+    }));
+  } catch (err) {
+    for (const u of upstreams.values()) u.close();
+    throw err;
+  }
+  let router, states;
+  try {
+    ({ router, states } = await openRouter(config, log, wrap, upstreams));
+  } catch (err) {
+    for (const u of upstreams.values()) u.close();
+    throw err;
+  }
+  const up = answers.get(t.default);
+  const identity = up
+    // strata answers for the upstream's cluster as a member of its own
+    ? { clusterId: up.clusterId, memberId: up.memberId ^ STRATA_MEMBER_BITS }
+    : { clusterId: states[router.primary!.index]!.clusterId, memberId: states[router.primary!.index]!.memberId };
+  router.alarms.memberId = identity.memberId;
+  const database = new DatabaseKeyspace(router, {
+    compaction: config.autoCompaction,
+    progressIntervalMs: config["watch-progress-notify-interval"],
+    upstreamLeases: [...upstreams.values()],
+  });
+  const copies = database.leaseCopies;
+  const etcds = new Map([...upstreams].map(([name, u]) => [name, new EtcdKeyspace(name, u, copies)]));
+  return { keyspace: new Dispatcher(database, etcds), identity };
+}
+
+/** the TLS files the settings give etcds:// upstreams */
+function upstreamTls(config: Config): UpstreamTls {
+  const file = (s: string) => (s === "" ? undefined : s);
+  return { ca: file(config["etcd-cafile"]), cert: file(config["etcd-certfile"]), key: file(config["etcd-keyfile"]) };
+}
+
+/** Follows the config file for routes appended at the end (router/open.ts); returns the function that stops. */
+export function followConfigFile(config: Config, keyspace: Dispatcher, log: Log): () => void {
+  const upstreams = new Map([...keyspace.upstreams].map(([name, k]) => [name, k.upstream]));
+  return watchTopology(config, keyspace.database.router, upstreams, log);
+}

@@ -1,0 +1,77 @@
+// Reads that span databases, at one revision. A range raises every database it reads to
+// the newest revision any has published (as etcd answers at its newest revision) and reads
+// each there; history pages are cut at the lowest revision every database reached, so no
+// revision is returned in part. During a move each database shows only the keys the rules
+// in force give it. The results are raw (mvcc/range.ts finishes a range once, above).
+import type { EventsOptions, EventsPage } from "../mvcc/backend.ts";
+import type { Deadline } from "../mvcc/deadline.ts";
+import { compareBytes, keyString } from "../mvcc/keyrange.ts";
+import { checkRevision } from "../mvcc/revisions.ts";
+import type { Event, RangeQuery, RangeResult, Rev } from "../mvcc/types.ts";
+import type { Part } from "./part.ts";
+import type { RoutingTable } from "./rules.ts";
+
+/** what merged reads need from the router */
+export interface ReadContext {
+  /** the rules in force */
+  readonly routing: RoutingTable;
+  readonly moving: boolean;
+  readonly compactRevision: Rev;
+  /** raises the databases to one revision; returns it */
+  closeAll(parts: Part[]): Promise<Rev>;
+}
+
+/** A range over several databases. */
+export async function mergedRange(ctx: ReadContext, parts: Part[], q: RangeQuery, deadline?: Deadline): Promise<RangeResult> {
+  const current = await ctx.closeAll(parts);
+  const at = checkRevision(q.revision, current, ctx.compactRevision);
+  if (ctx.moving) return rangeOwned(ctx, parts, { ...q, revision: at }, current);
+  // each database returns its first limit+1 keys: enough to fill the merged page and tell "more"
+  const outs = await Promise.all(parts.map((p) => p.store.read({ ...q, revision: at, encode: undefined }, deadline)));
+  const kvs = outs.flatMap((o) => o.kvs).sort((a, b) => compareBytes(a.key, b.key));
+  const count = outs.reduce((n, o) => n + o.count, 0n);
+  return { kvs, count, revision: current };
+}
+
+/**
+ * A merged range during a move: each database's keys are filtered to the ones it owns
+ * before limits and counts apply, so every database is read in full (moves are short).
+ */
+async function rangeOwned(ctx: ReadContext, parts: Part[], q: RangeQuery, current: Rev): Promise<RangeResult> {
+  const all: RangeQuery = { ...q, limit: 0, countOnly: false, keysOnly: q.countOnly || q.keysOnly, encode: undefined };
+  const { table, results } = await underOneTable(ctx, () => Promise.all(parts.map((p) => p.store.read(all))));
+  const kvs = results.flatMap((out, i) => out.kvs.filter((kv) => table.route(keyString(kv.key)) === parts[i]!.name));
+  kvs.sort((a, b) => compareBytes(a.key, b.key));
+  return { kvs, count: BigInt(kvs.length), revision: current };
+}
+
+/** History from every database, merged in revision order (for watchers catching up). */
+export async function mergedEvents(ctx: ReadContext, parts: Part[], from: Rev, to: Rev, limit: number, opts?: EventsOptions): Promise<EventsPage> {
+  const { table, results: pages } = await underOneTable(ctx, () => Promise.all(parts.map((p) => p.backend.events(from, to, limit, opts))));
+  const through = pages.reduce((a, p) => (p.through < a ? p.through : a), to);
+  const events: Event[] = pages.flatMap((p, i) => {
+    const upTo = p.events.filter((e) => e.kv.modRevision <= through);
+    return ctx.moving ? owned(table, parts[i]!, upTo) : upTo;
+  });
+  events.sort((a, b) => (a.kv.modRevision < b.kv.modRevision ? -1 : a.kv.modRevision > b.kv.modRevision ? 1 : 0));
+  const compactRevision = pages.reduce((a, p) => (p.compactRevision > a ? p.compactRevision : a), 0n);
+  return { events, through, compactRevision };
+}
+
+/** the events that are p's to show: keys the rules give to p */
+export function owned(table: RoutingTable, p: Part, events: Event[]): Event[] {
+  return events.filter((e) => table.route(keyString(e.kv.key)) === p.name);
+}
+
+/**
+ * Runs reads until they all ran under the same rules: which copy of a moving key is
+ * the real one changes when the rules switch, and a read from before the switch may
+ * hold a copy that was brought up to date only at the switch.
+ */
+async function underOneTable<T>(ctx: ReadContext, read: () => Promise<T>): Promise<{ table: RoutingTable; results: T }> {
+  for (;;) {
+    const table = ctx.routing;
+    const results = await read();
+    if (ctx.routing === table) return { table, results };
+  }
+}

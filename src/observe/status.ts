@@ -40,7 +40,7 @@ export interface BackendStatus {
 const startedAt = new Date().toISOString();
 
 export async function statusReport(o: Observer, about: { name: string; version: string }): Promise<StatusReport> {
-  const { router, hub, stats, health, timeline } = o.state;
+  const { router, hub, stats, health, timeline, probes } = o.state;
   const [figures, checks] = await Promise.all([stats.get(), health.get()]);
   const t = router.topology;
   return {
@@ -51,12 +51,13 @@ export async function statusReport(o: Observer, about: { name: string; version: 
     keyPrefix: t.keyPrefix,
     default: t.default,
     routes: t.rules.map((r) => ({ match: describe(r.match), backend: r.backend })),
-    backends: [...t.backends.keys()].map((name) => router.byName.get(name)!).map((p): BackendStatus => {
+    // databases and upstream etcds alike: every backend is probed, and named by its probe
+    backends: probes().map((p): BackendStatus => {
       const f = figures.find((s) => s.name === p.name);
       const h = checks.find((c) => c.name === p.name)!;
       const status: BackendStatus = {
         name: p.name,
-        url: p.backend.name,
+        url: p.url,
         isDefault: p.name === t.default,
         healthy: h.ok,
         ...(h.error === undefined ? {} : { error: h.error }),

@@ -279,6 +279,19 @@ describe("requests spanning the upstream and PostgreSQL", () => {
   });
 });
 
+describe("status page", () => {
+  test("lists the upstream etcd beside PostgreSQL, both healthy (it failed on an upstream before)", async () => {
+    expect(strata().metrics).toBeTruthy();
+    const r = await fetch(`${strata().metrics}/status.json`);
+    expect(r.status).toBe(200);
+    const report = (await r.json()) as { default: string; backends: Array<{ name: string; url: string; healthy: boolean; isDefault: boolean }> };
+    const byName = Object.fromEntries(report.backends.map((b) => [b.name, b]));
+    expect(Object.keys(byName).sort()).toEqual(["core", "pg"]);
+    expect(byName.core).toMatchObject({ url: urls.core, healthy: true, isDefault: true });
+    expect(byName.pg).toMatchObject({ healthy: true, isDefault: false });
+  });
+});
+
 describe("configuration", () => {
   const head = () => ["backends:", `  core: ${urls.core}`, `  pg: ${urls.pg}`, "default: core", "routes:"];
 

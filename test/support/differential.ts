@@ -11,6 +11,8 @@ export interface Side {
   name: "etcd" | "strata";
   endpoint: string;
   client: Etcd3;
+  /** strata's /metrics, /readyz and status page base URL */
+  metrics?: string;
 }
 
 export interface Ctx {
@@ -33,7 +35,7 @@ export function useServers(opts: { etcdArgs?: string[]; strataArgs?: string[] | 
     if (process.env.DIFF_DEBUG) console.log("etcd", etcd.endpoint, "strata", strata.endpoint);
     sides = [
       { name: "etcd", endpoint: etcd.endpoint, client: client(etcd.endpoint) },
-      { name: "strata", endpoint: strata.endpoint, client: client(strata.endpoint) },
+      { name: "strata", endpoint: strata.endpoint, client: client(strata.endpoint), metrics: strata.metrics },
     ];
   }, 60_000);
   afterAll(async () => {

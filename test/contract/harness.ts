@@ -37,28 +37,40 @@ export interface Opened {
   url: string;
   backend: Backend;
   store: Store;
+  /** closes it, keeping the database, and opens it again (a restart) */
+  reopen(): Promise<Opened>;
   close(): Promise<void>;
 }
 
-/** Opens the database at url (a fresh one when none is given) as another process would. */
-export async function openStore(url?: string): Promise<Opened> {
-  const dir = mkdtempSync(join(tmpdir(), "strata-contract-"));
-  const target = url ?? (await freshDatabase(BACKEND, dir));
+/**
+ * Opens the database at url as another process would, or a fresh database when none is
+ * given (then its directory, which holds an SQLite file, goes when it is closed).
+ */
+export async function openStore(url?: string, ownDir?: string): Promise<Opened> {
+  const dir = url ? ownDir : mkdtempSync(join(tmpdir(), "strata-contract-"));
+  const target = url ?? (await freshDatabase(BACKEND, dir!));
   const backend = await openBackend(target, { poolSize: 4 });
   const state = await backend.open();
   const store = new Store(backend);
   store.init(state.revision, state.compactRevision);
   // what the router does: commits by other processes are published here too
   const stop = backend.onExternalCommit(() => void store.syncExternal().catch(() => {}));
+  const shut = async () => {
+    stop();
+    await store.drain();
+    await backend.close();
+  };
   return {
     url: target,
     backend,
     store,
+    reopen: async () => {
+      await shut();
+      return openStore(target, dir);
+    },
     close: async () => {
-      stop();
-      await store.drain();
-      await backend.close();
-      rmSync(dir, { recursive: true, force: true });
+      await shut();
+      if (dir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -1,5 +1,5 @@
-// The one small interface every database family implements, owned by mvcc/ which consumes
-// it (backends import it from here). The mvcc store never sees SQL; a backend never sees
+// The contract every database family implements, as small views composed into Backend;
+// owned by mvcc/ which consumes it (backends import it from here). The mvcc store never sees SQL; a backend never sees
 // gRPC. Backends store etcd's MVCC data model faithfully:
 // every revision of every key until it is compacted, the current state, and leases.
 import { EtcdError, errors } from "./errors.ts";
@@ -12,25 +12,29 @@ export interface BackendState {
   memberId: bigint;
 }
 
-/** The view of one client transaction inside a write batch. Reads see the writes made before them. */
-export interface WriteTx {
+/** What one client transaction inside a write batch reads. Reads see the writes made before them. */
+export interface TxnRead {
   /** the store's revision before this transaction */
   readonly revision: Rev;
   readonly compactRevision: Rev;
   /** keys in range at `revision` (undefined: the latest state including this txn's writes), in key order */
   range(range: KeyRange, opts?: { revision?: Rev; limit?: number; keysOnly?: boolean }): Promise<KeyValue[]>;
   count(range: KeyRange, revision?: Rev): Promise<bigint>;
+  leaseExists(id: Rev): Promise<boolean>;
+  /** whether the lease exists and its deadline is at or before now */
+  leaseExpired(id: Rev, now: number): Promise<boolean>;
+  /** live keys attached to a lease, in key order */
+  leaseKeys(id: Rev): Promise<KeyValue[]>;
+}
+
+/** The view of one client transaction inside a write batch: its reads and its writes. */
+export interface WriteTx extends TxnRead {
   /** Writes kv (already carrying its revisions and version) at kv.modRevision. */
   put(kv: KeyValue, prev: KeyValue | undefined, sub: number): Promise<void>;
   /** Deletes the live key `prev` at revision rev. */
   delete(prev: KeyValue, rev: Rev, sub: number): Promise<void>;
-  leaseExists(id: Rev): Promise<boolean>;
-  /** whether the lease exists and its deadline is at or before now */
-  leaseExpired(id: Rev, now: number): Promise<boolean>;
   leaseInsert(lease: LeaseRecord): Promise<void>;
   leaseDelete(id: Rev): Promise<void>;
-  /** live keys attached to a lease, in key order */
-  leaseKeys(id: Rev): Promise<KeyValue[]>;
   /** removes every trace of a key, history included, with no tombstone (it moved to another backend) */
   forget(key: Uint8Array): Promise<void>;
   /** makes rev the store's revision (called once by a transaction that wrote) */
@@ -86,15 +90,22 @@ export interface DbSize {
   inUse: bigint;
 }
 
-export interface Backend {
+// The contract as small views, after etcd's ReadView/WriteView/TxnRead/TxnWrite: a backend's
+// obligations read as a checklist, and a consumer names the view it needs (a history
+// reader needs HistoryView, not the whole Backend). Backend is all of them.
+
+/** Consistent reads of the key space at a revision. */
+export interface ReadView {
   /** a name for messages: the URL without credentials */
   readonly name: string;
-  /** the database lives in strata's own files (SQLite): etcd's default storage quota applies */
-  readonly embedded?: boolean;
-  open(): Promise<BackendState>;
-  close(): Promise<void>;
   /** A consistent read at query.revision (0 = latest); throws compacted / future revision. */
   range(query: RangeQuery): Promise<RangeResult>;
+  /** current and compact revision as stored */
+  revisions(): Promise<{ revision: Rev; compactRevision: Rev }>;
+}
+
+/** Group-committed write transactions: the only way anything changes. */
+export interface WriteView {
   /**
    * Runs the transactions in order inside one database transaction (group commit).
    * A transaction that throws before writing fails alone and the others commit; one that
@@ -105,6 +116,10 @@ export interface Backend {
    * for the whole batch at once.
    */
   write<T>(txns: Array<(tx: WriteTx) => Promise<T>>, keys?: Uint8Array[]): Promise<WriteResult<T>[]>;
+}
+
+/** The history of revisions, for watchers and for other processes' commits; its compaction. */
+export interface HistoryView {
   /**
    * Events with from <= revision <= through (through <= to), in revision order: about
    * `limit` events (and `opts.bytes`), never part of a revision. Revisions need not be consecutive.
@@ -112,9 +127,15 @@ export interface Backend {
   events(from: Rev, to: Rev, limit: number, opts?: EventsOptions): Promise<EventsPage>;
   /** Removes history at or below rev (already recorded by setCompactRevision), keeping each key's version live at rev. */
   compact(rev: Rev): Promise<void>;
-  /** current and compact revision as stored */
-  revisions(): Promise<{ revision: Rev; compactRevision: Rev }>;
-  size(): Promise<DbSize>;
+  /**
+   * Calls notify whenever another strata process may have committed (a notification or
+   * a poll); returns a function that stops it. Backends nobody else writes never call it.
+   */
+  onExternalCommit(notify: () => void): () => void;
+}
+
+/** Reads of leases outside write transactions (grants and revokes go through WriteTx). */
+export interface LeaseView {
   /** live keys attached to a lease, in key order */
   leaseKeys(id: Rev): Promise<Uint8Array[]>;
   leases(): Promise<LeaseRecord[]>;
@@ -123,11 +144,17 @@ export interface Backend {
   renewLease(id: Rev, now: number): Promise<Rev>;
   /** leases whose deadline is at or before now */
   expiredLeases(now: number): Promise<Rev[]>;
-  /**
-   * Calls notify whenever another strata process may have committed (a notification or
-   * a poll); returns a function that stops it. Backends nobody else writes never call it.
-   */
-  onExternalCommit(notify: () => void): () => void;
+}
+
+/** The database as a whole: opening, closing, its size and its health. */
+export interface AdminView {
+  /** a name for messages: the URL without credentials */
+  readonly name: string;
+  /** the database lives in strata's own files (SQLite): etcd's default storage quota applies */
+  readonly embedded?: boolean;
+  open(): Promise<BackendState>;
+  close(): Promise<void>;
+  size(): Promise<DbSize>;
   /** returns free space to the operating system */
   defragment(): Promise<void>;
   /**
@@ -136,3 +163,6 @@ export interface Backend {
    */
   onFault?(fn: (fault: StorageFault) => void): void;
 }
+
+/** Everything one database family implements. */
+export interface Backend extends ReadView, WriteView, HistoryView, LeaseView, AdminView {}

@@ -38,7 +38,10 @@ test("kill -9 under load loses no acknowledged write and no txn is half applied"
     }
   };
   const load = Array.from({ length: WRITERS }, (_, w) => writer(w));
-  await new Promise((r) => setTimeout(r, 1500));
+  // once the load has really run (a fixed wait was too short on a slow database and
+  // longer than needed on a fast one)
+  const loaded = Date.now() + 15_000;
+  while (acked.size < 900 && Date.now() < loaded) await new Promise((r) => setTimeout(r, 20));
   strata.kill(); // SIGKILL while writes are in flight
   stop = true;
   await Promise.all(load);

@@ -161,7 +161,8 @@ export class PostgresBackend extends SqlBackend {
     );
     return () => {
       stopPoll();
-      void unlisten?.();
+      // the pool may be ending (stop, then close): a failed UNLISTEN then is no error
+      void unlisten?.().catch(() => {});
     };
   }
 }

@@ -15,8 +15,8 @@ const GROWTH_BYTES = 64 * 1024 * 1024;
 const TIDY_MS = 2000;
 /** at most this share of the time goes to collections run from here, while under the ceiling */
 const MAX_SHARE = 0.2;
-/** above this, a collection whenever memory grew, whatever it costs (a pod's limit is near) */
-const CEILING_BYTES = 384 * 1024 * 1024;
+/** above this, a collection whenever memory grew half the growth, whatever it costs (a pod's limit is near) */
+const CEILING_BYTES = 320 * 1024 * 1024;
 
 /** Starts watching (the timer does not keep the process alive). */
 export function collectUnderMemoryPressure(): void {
@@ -30,7 +30,8 @@ export function collectUnderMemoryPressure(): void {
     settled = Math.min(settled, rss);
     const now = performance.now();
     if (rss < FLOOR_BYTES || (now < quietUntil && rss < CEILING_BYTES)) return;
-    if (rss < settled + GROWTH_BYTES && now < last + TIDY_MS) return;
+    const growth = rss < CEILING_BYTES ? GROWTH_BYTES : GROWTH_BYTES / 2;
+    if (rss < settled + growth && now < last + TIDY_MS) return;
     collect(true);
     last = now;
     const took = performance.now() - now;

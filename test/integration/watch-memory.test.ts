@@ -4,7 +4,7 @@
 // every 50 ms. Before the byte budgets the reading watcher got 48 of 590 events, RSS climbed
 // to 4.2 GB after every client had closed and the server stopped answering; with the
 // budgets but without collections under memory pressure the peak was about 660 MiB (now
-// about 380 MiB, 440 on PostgreSQL).
+// about 380–420 MiB, about 380 on PostgreSQL).
 // Asserted: the reading watcher gets every event in order, the server's memory stays under
 // a bound and falls back near its idle level after the clients close, and no small put
 // waits a second.

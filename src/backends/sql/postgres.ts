@@ -63,6 +63,18 @@ export const postgresDialect: Dialect = {
   },
 };
 
+/**
+ * bytea as the driver's own, without its copy of every value before encoding it as hex
+ * (param() already hands it a Buffer over the value's bytes): a 1 MB value was 1 MB more
+ * garbage per statement.
+ */
+const BYTEA = {
+  to: 17,
+  from: [17],
+  serialize: (x: Buffer) => "\\x" + x.toString("hex"),
+  parse: (x: string) => Buffer.from(x.slice(2), "hex"),
+};
+
 /** `?` placeholders → `$1, $2, …` (strata's SQL has no `?` inside literals) */
 function numbered(sql: string): string {
   let i = 0;
@@ -127,7 +139,7 @@ class PostgresDriver implements SqlDriver {
 export function openPostgresDriver(url: string, poolSize: number): PostgresDriver {
   return new PostgresDriver(postgres(url, {
     max: poolSize,
-    types: { bigint: postgres.BigInt },
+    types: { bigint: postgres.BigInt, bytea: BYTEA },
     onnotice: () => {},
     connection: { application_name: "strata" },
     // fail requests quickly while the database is away instead of queueing forever

@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { Etcd3 } from "etcd3";
 import { prefixEnd, rawWatch } from "../support/raw-watch.ts";
+import { until } from "../support/wait.ts";
 import { startStrata, type StrataProcess } from "../support/strata.ts";
 
 let strata: StrataProcess;
@@ -18,12 +19,6 @@ afterAll(async () => {
   await strata?.stop();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond() && Date.now() < deadline) await sleep(50);
-}
 
 /** each case writes about 20–30 MB: several times the queue a stalled stream may fill */
 for (const [label, valueBytes, writes] of [["100 KB", 100 * 1024, 200], ["1 MB", 1024 * 1024, 30]] as const) {

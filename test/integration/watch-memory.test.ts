@@ -13,6 +13,7 @@ import { Etcd3 } from "etcd3";
 import { serverMemory } from "../../scripts/bench/measure.ts";
 import { startPutter } from "../support/putter-process.ts";
 import { prefixEnd, rawWatch } from "../support/raw-watch.ts";
+import { sleep, until } from "../support/wait.ts";
 import { BACKEND, startStrata, type StrataProcess } from "../support/strata.ts";
 
 const STALLED = 100;
@@ -32,12 +33,6 @@ afterAll(async () => {
   await strata?.stop();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond() && Date.now() < deadline) await sleep(50);
-}
 
 test(`${STALLED} never-reading watch streams and 1 MB values: memory bounded, the reader gets every event`, async () => {
   const prefix = "s/";

@@ -50,7 +50,7 @@ export function serverMemory(endpoint: string): Memory {
   return { rss: kib("VmRSS") / 1024, peak: kib("VmHWM") / 1024 };
 }
 
-function listenerPid(port: number): string | undefined {
+export function listenerPid(port: number): string | undefined {
   const inodes = new Set<string>();
   for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
     for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {

@@ -10,6 +10,8 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { create as message, toBinary } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
 import { Etcd3 } from "etcd3";
 import postgres from "postgres";
 import { attempt, b, type Ctx, differential, prefixEnd, sleep, useServers } from "../support/differential.ts";
@@ -17,6 +19,8 @@ import { makeCa, makeCert } from "../support/certs.ts";
 import { create, modRevisionOf, pagedList, remove, update } from "../support/kubernetes-ops.ts";
 import { startEtcd } from "../support/etcd.ts";
 import { rawWatch } from "../support/raw-watch.ts";
+import { listenerPid } from "../../scripts/bench/measure.ts";
+import { PutRequestSchema, RangeRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { freshDatabase, startStrata } from "../support/strata.ts";
 
 const MAIN = join(resolve(import.meta.dir, "../.."), "src/main.ts");
@@ -276,6 +280,36 @@ describe("requests spanning the upstream and PostgreSQL", () => {
     } finally {
       w.close();
     }
+  });
+});
+
+describe("an upstream etcd that stops answering", () => {
+  test("requests to it are answered Unavailable within about 2 s, naming it, and served again once it answers", async () => {
+    const pid = Number(listenerPid(Number(urls.core!.split(":").at(-1))));
+    expect(pid).toBeGreaterThan(0);
+    // plain gRPC: the etcd3 client retries Unavailable by itself, which would be measured too
+    const c = new grpc.Client(strata().endpoint, grpc.credentials.createInsecure());
+    const call = (path: string, body: Uint8Array) =>
+      new Promise<{ ms: number; outcome: string }>((resolve) => {
+        const t = Date.now();
+        c.makeUnaryRequest(path, (x: Buffer) => x, (x: Buffer) => x, Buffer.from(body), { deadline: Date.now() + 60_000 }, (err) =>
+          resolve({ ms: Date.now() - t, outcome: err ? `${err.code} ${err.details}` : "ok" })
+        );
+      });
+    const put = (key: string) => call("/etcdserverpb.KV/Put", toBinary(PutRequestSchema, message(PutRequestSchema, { key: b(key), value: b("v") })));
+    const get = (key: string) => call("/etcdserverpb.KV/Range", toBinary(RangeRequestSchema, message(RangeRequestSchema, { key: b(key) })));
+    process.kill(pid, "SIGSTOP");
+    try {
+      // a hung etcd (not a refused connection) held these for 20 s, until HTTP/2's ping gave up
+      for (const { ms, outcome } of [await put("/registry/pods/default/hung"), await get("/registry/pods/default/hung")]) {
+        expect(ms).toBeLessThan(2500);
+        expect(outcome).toStartWith(`14 strata: backend core (${urls.core}) unavailable: request timed out`);
+      }
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    expect((await put("/registry/pods/default/back")).outcome).toBe("ok");
+    c.close();
   });
 });
 

@@ -14,6 +14,7 @@ import {
   type TxnRequest,
 } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { AlarmOut, Answer, BackendStats, Keyspace, LeaseCopies, LeaseKeeper, Probe, StatusOut, WatchSession, WatchStream } from "../../keyspace/contract.ts";
+import type { Deadline } from "../../mvcc/deadline.ts";
 import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../../mvcc/responses.ts";
 import type { KeyRange, Rev } from "../../mvcc/types.ts";
 import type { Upstream } from "./upstream.ts";
@@ -39,17 +40,17 @@ export class EtcdKeyspace implements Keyspace {
     return this.newest;
   }
 
-  async range(r: RangeRequest): Promise<RangeOut> {
-    return this.relayed(await this.upstream.range(r));
+  async range(r: RangeRequest, deadline?: Deadline): Promise<RangeOut> {
+    return this.relayed(await this.upstream.range(r, deadline));
   }
-  async put(r: PutRequest): Promise<PutOut> {
-    return this.relayed(await this.upstream.put(r));
+  async put(r: PutRequest, deadline?: Deadline): Promise<PutOut> {
+    return this.relayed(await this.upstream.put(r, deadline));
   }
-  async deleteRange(r: DeleteRangeRequest): Promise<DeleteOut> {
-    return this.relayed(await this.upstream.deleteRange(r));
+  async deleteRange(r: DeleteRangeRequest, deadline?: Deadline): Promise<DeleteOut> {
+    return this.relayed(await this.upstream.deleteRange(r, deadline));
   }
-  async txn(r: TxnRequest): Promise<TxnOut> {
-    return this.relayed(await this.upstream.txn(r)) as unknown as TxnOut;
+  async txn(r: TxnRequest, deadline?: Deadline): Promise<TxnOut> {
+    return this.relayed(await this.upstream.txn(r, deadline)) as unknown as TxnOut;
   }
   async compact(r: CompactionRequest): Promise<Answer> {
     return this.relayed(await this.upstream.compact(r));

@@ -3,7 +3,7 @@
 // Keyspace (etcd-keyspace.ts) that hands it whole requests. etcd's own errors keep etcd's
 // code and message; a call that cannot reach it fails with Unavailable naming it.
 import { readFileSync } from "node:fs";
-import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
+import { type CallOptions, type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import {
   type AlarmRequest,
@@ -34,7 +34,8 @@ import {
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { WatchRequestSchema } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { UpstreamLeaseService } from "../../keyspace/contract.ts";
-import { backendUnavailable, type ErrorCode, EtcdError } from "../../mvcc/errors.ts";
+import { ANSWER_MS, type Deadline, requestDeadline } from "../../mvcc/deadline.ts";
+import { backendTimedOut, backendUnavailable, deadlineExceeded, type ErrorCode, EtcdError } from "../../mvcc/errors.ts";
 import type { Rev } from "../../mvcc/types.ts";
 import { RequestQueue } from "./queue.ts";
 
@@ -58,6 +59,9 @@ interface Endpoint {
   lease: Client<typeof Lease>;
   maintenance: Client<typeof Maintenance>;
 }
+
+/** how long the Status asking whether a silent etcd is there at all may take */
+const PROBE_MS = 1000;
 
 /** etcd's errors all start so; anything else is the connection's */
 const ETCD_MESSAGE = /^(etcdserver|mvcc|etcdserver\/api|grpc):/;
@@ -142,12 +146,63 @@ export class Upstream implements UpstreamLeaseService {
     for (const e of this.endpoints) e.session.abort();
   }
 
-  private async call<T>(fn: (e: Endpoint) => Promise<T>): Promise<T> {
+  /**
+   * A call to the current endpoint, answered by the deadline (ours, ANSWER_MS, or the
+   * client's) unless etcd is there and merely busy: once our deadline passes, a Status
+   * with a short timeout asks whether etcd answers at all; while it does, the call goes on
+   * (a large list takes the time it needs), and when it does not, the call is abandoned
+   * with Unavailable (a write "may have been applied", as etcd's own "request timed out").
+   */
+  private async call<T>(fn: (e: Endpoint, o: CallOptions) => Promise<T>, deadline?: Deadline, write = false): Promise<T> {
     const at = this.current;
+    const endpoint = this.endpoints[at]!;
+    const abort = new AbortController();
+    let due = deadline ?? requestDeadline();
+    const running = fn(endpoint, { signal: abort.signal }).then((value) => ({ value }), (error: unknown) => ({ error }));
+    // resolves to the call's outcome, or undefined once `at` (ms since the epoch) passed
+    const by = async (at: number) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<undefined>((r) => {
+        timer = setTimeout(() => r(undefined), Math.max(0, at - Date.now()));
+      });
+      const outcome = await Promise.race([running, late]);
+      clearTimeout(timer);
+      return outcome;
+    };
+    const settle = (outcome: { value: T } | { error: unknown }): T => {
+      if ("error" in outcome) throw this.failure(outcome.error, at);
+      return outcome.value;
+    };
     try {
-      return await fn(this.endpoints[at]!);
-    } catch (err) {
-      throw this.failure(err, at);
+      for (;;) {
+        // the client's deadline is the client's: no verdict on etcd is needed
+        const outcome = await by(due.client ? due.at : due.at - PROBE_MS);
+        if (outcome) return settle(outcome);
+        if (due.client) throw deadlineExceeded();
+        // the probe's verdict arrives by our deadline; the call may still end first
+        const probe = this.answers(endpoint);
+        const first = await Promise.race([running, probe.then((alive) => ({ alive }))]);
+        if (!("alive" in first)) return settle(first);
+        if (!first.alive) {
+          const last = await by(Date.now());
+          if (last) return settle(last);
+          throw backendTimedOut(this.label, ANSWER_MS, write ? "may have been applied" : undefined);
+        }
+        due = requestDeadline();
+      }
+    } finally {
+      // an abandoned call is cancelled at etcd too
+      abort.abort();
+    }
+  }
+
+  /** Whether etcd answers a Status within PROBE_MS. */
+  private async answers(e: Endpoint): Promise<boolean> {
+    try {
+      await e.maintenance.status({}, { timeoutMs: PROBE_MS });
+      return true;
+    } catch {
+      return false;
     }
   }
 
@@ -167,36 +222,36 @@ export class Upstream implements UpstreamLeaseService {
     return e.message.startsWith(`strata: backend ${this.label} `) ? e : backendUnavailable(this.label, e.message);
   }
 
-  range(r: RangeRequest): Promise<RangeResponse> {
-    return this.call((e) => e.kv.range(r));
+  range(r: RangeRequest, deadline?: Deadline): Promise<RangeResponse> {
+    return this.call((e, o) => e.kv.range(r, o), deadline);
   }
-  put(r: PutRequest): Promise<PutResponse> {
-    return this.call((e) => e.kv.put(r));
+  put(r: PutRequest, deadline?: Deadline): Promise<PutResponse> {
+    return this.call((e, o) => e.kv.put(r, o), deadline, true);
   }
-  deleteRange(r: DeleteRangeRequest): Promise<DeleteRangeResponse> {
-    return this.call((e) => e.kv.deleteRange(r));
+  deleteRange(r: DeleteRangeRequest, deadline?: Deadline): Promise<DeleteRangeResponse> {
+    return this.call((e, o) => e.kv.deleteRange(r, o), deadline, true);
   }
-  txn(r: TxnRequest): Promise<TxnResponse> {
-    return this.call((e) => e.kv.txn(r));
+  txn(r: TxnRequest, deadline?: Deadline): Promise<TxnResponse> {
+    return this.call((e, o) => e.kv.txn(r, o), deadline, true);
   }
   compact(r: CompactionRequest): Promise<CompactionResponse> {
-    return this.call((e) => e.kv.compact(r));
+    return this.call((e, o) => e.kv.compact(r, o), undefined, true);
   }
 
   status(): Promise<StatusResponse> {
-    return this.call((e) => e.maintenance.status({}));
+    return this.call((e, o) => e.maintenance.status({}, o));
   }
   alarm(r: AlarmRequest): Promise<AlarmResponse> {
-    return this.call((e) => e.maintenance.alarm(r));
+    return this.call((e, o) => e.maintenance.alarm(r, o));
   }
   defragment(): Promise<unknown> {
-    return this.call((e) => e.maintenance.defragment({}));
+    return this.call((e, o) => e.maintenance.defragment({}, o));
   }
   hash(): Promise<HashResponse> {
-    return this.call((e) => e.maintenance.hash({}));
+    return this.call((e, o) => e.maintenance.hash({}, o));
   }
   hashKV(r: HashKVRequest): Promise<HashKVResponse> {
-    return this.call((e) => e.maintenance.hashKV(r));
+    return this.call((e, o) => e.maintenance.hashKV(r, o));
   }
 
   /** A watch stream; if it breaks, it throws the upstream's unavailability, naming it. */
@@ -211,24 +266,24 @@ export class Upstream implements UpstreamLeaseService {
   }
 
   async leaseGrant(ttl: Rev, id: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }> {
-    const r = await this.call((e) => e.lease.leaseGrant({ TTL: ttl, ID: id }));
+    const r = await this.call((e, o) => e.lease.leaseGrant({ TTL: ttl, ID: id }, o), undefined, true);
     // etcd 3.4 can still put an error in the response instead of the status
     if (r.error) throw new EtcdError("Unknown", r.error);
     return { id: r.ID, ttl: r.TTL, revision: r.header!.revision };
   }
 
   async leaseRevoke(id: Rev): Promise<Rev> {
-    return (await this.call((e) => e.lease.leaseRevoke({ ID: id }))).header!.revision;
+    return (await this.call((e, o) => e.lease.leaseRevoke({ ID: id }, o), undefined, true)).header!.revision;
   }
 
   /** remaining TTL -1 when etcd has no such lease */
   async leaseTimeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }> {
-    const r = await this.call((e) => e.lease.leaseTimeToLive({ ID: id, keys }));
+    const r = await this.call((e, o) => e.lease.leaseTimeToLive({ ID: id, keys }, o));
     return { ttl: r.TTL, grantedTtl: r.grantedTTL, keys: r.keys, revision: r.header!.revision };
   }
 
   async leaseIds(): Promise<{ ids: Rev[]; revision: Rev }> {
-    const r = await this.call((e) => e.lease.leaseLeases({}));
+    const r = await this.call((e, o) => e.lease.leaseLeases({}, o));
     return { ids: r.leases.map((l) => l.ID), revision: r.header!.revision };
   }
 

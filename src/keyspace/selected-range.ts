@@ -41,9 +41,10 @@ export async function selectedRange(member: Keyspace, r: RangeRequest, s: Select
       create(RangeRequestSchema, { key: from, rangeEnd: r.rangeEnd, revision, limit: PAGE, serializable: r.serializable }),
       deadline,
     );
-    // every later page reads at the first one's revision
+    // every later page reads at the first one's revision: the one asked for, else the
+    // latest when the first was read (a header reports the latest, not the one read at)
     header ??= page.header;
-    revision = page.header.revision;
+    if (revision === 0n) revision = page.header.revision;
     for (const kv of page.kvs) {
       if (!inWindow(kv) || !selects(s, kv.value)) continue;
       count++;

@@ -2,9 +2,9 @@
 // any Keyspace — the databases or an upstream etcd — by reading the range without them in
 // pages at one revision and keeping what the selection keeps (src/selectors: matches, and
 // what cannot be evaluated). `limit`, `more` and `count` count matches, as if the range
-// held only them; revisions and the header are the plain range's. Memory holds one page
-// plus the matches answered, except that a sort by anything but the key holds every match
-// (etcd holds the whole range for that too).
+// held only them (`count`, as etcd's, before the revision window); revisions and the header
+// are the plain range's. Memory holds one page plus the matches answered, except that a
+// sort by anything but the key holds every match (etcd holds the whole range for that too).
 import { create } from "@bufbuild/protobuf";
 import { type RangeRequest, RangeRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
@@ -46,9 +46,10 @@ export async function selectedRange(member: Keyspace, r: RangeRequest, s: Select
     header ??= page.header;
     if (revision === 0n) revision = page.header.revision;
     for (const kv of page.kvs) {
-      if (!inWindow(kv) || !selects(s, kv.value)) continue;
+      if (!selects(s, kv.value)) continue;
+      // etcd's count is the range's, before the revision window; here the range is the matches
       count++;
-      if (kept.length < keep) kept.push(kv);
+      if (kept.length < keep && inWindow(kv)) kept.push(kv);
     }
     const last = page.kvs.at(-1);
     if (!page.more || !last || r.rangeEnd.length === 0) break;

@@ -53,6 +53,11 @@ const LAYERS: Array<{ name: string; files: string[]; why: string }> = [
     ],
     why: "what a backend implements and speaks, and the answers a keyspace gives: owned by mvcc, the one part of it the layers below import",
   },
+  {
+    name: "selectors",
+    files: ["src/selectors/"],
+    why: "Kubernetes label/field selectors over stored objects, pure: the api validates a request's selectors with them, the keyspace filters ranges and watches",
+  },
   { name: "config", files: ["src/config/"], why: "parses flags, environment and the config file; the layers read its types" },
   {
     name: "base",

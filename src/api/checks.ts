@@ -8,12 +8,23 @@ import type {
   TxnRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { errors } from "../mvcc/errors.ts";
+import { parseSelection } from "../selectors/index.ts";
 import { bytesEqual, compareBytes, keyString } from "../mvcc/keyrange.ts";
 
 export function checkRange(r: RangeRequest): void {
   if (r.key.length === 0) throw errors.emptyKey();
   if (r.sortOrder < 0 || r.sortOrder > 2) throw errors.invalidSortOption();
   if (r.sortTarget < 0 || r.sortTarget > 4) throw errors.invalidSortOption();
+  checkSelectors(r);
+}
+
+/**
+ * HariKube's label/field selectors (a Range's or a Watch's), which etcd does not have: a
+ * malformed one is InvalidArgument naming the selector and the position of the error.
+ */
+export function checkSelectors(r: { labelSelector: string; fieldSelector: string }): void {
+  // a SelectorError: errors.ts answers it
+  if (r.labelSelector !== "" || r.fieldSelector !== "") parseSelection(r.labelSelector, r.fieldSelector);
 }
 
 export function checkPut(r: PutRequest): void {

@@ -4,10 +4,14 @@
 // holds; within one keyspace, that keyspace refuses duplicates itself (an upstream etcd
 // answers with its own revision). Revisions of different keyspaces cannot share one
 // progress answer, so a stream with watchers in several gets one answer per watcher.
+// Watchers with label/field selectors are filtered here, above both kinds of keyspace
+// (selected-watch.ts).
 import type { WatchCreateRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { toKeyRange } from "../mvcc/keyrange.ts";
 import type { KeyRange, Rev } from "../mvcc/types.ts";
+import { parseSelection, type Selection, SelectorError } from "../selectors/index.ts";
 import type { Keyspace, WatchSession, WatchStream } from "./contract.ts";
+import { placedRequest, type SelectedWatcher, selectedResponse } from "./selected-watch.ts";
 
 /** what the session asks of the dispatcher */
 export interface WatchRoutes {
@@ -22,6 +26,8 @@ export class DispatchedWatch implements WatchSession {
   closed = false;
   /** the session holding each watch id of the stream */
   private readonly owner = new Map<bigint, WatchSession>();
+  /** the watchers with selectors, by watch id */
+  private readonly selected = new Map<bigint, SelectedWatcher>();
   private readonly sessions = new Map<Keyspace, WatchSession>();
   private nextId = 0n;
 
@@ -35,11 +41,15 @@ export class DispatchedWatch implements WatchSession {
     // an empty key is the smallest key, "\0"
     const key = c.key.length === 0 ? new Uint8Array([0]) : c.key;
     let member: Keyspace | undefined;
+    let selection: Selection | undefined;
     let error: string | undefined;
     try {
       member = this.routes.memberFor([toKeyRange(key, c.rangeEnd)], "watch");
+      // a malformed selector refuses the watcher alone, as etcd refuses one it cannot place:
+      // the stream carries the client's other watchers
+      selection = parseSelection(c.labelSelector, c.fieldSelector);
     } catch (err) {
-      error = (err as Error).message;
+      error = err instanceof SelectorError ? `strata: InvalidArgument: ${err.message}` : (err as Error).message;
     }
     const existing = member && this.sessions.get(member);
     let watchId = c.watchId;
@@ -55,8 +65,12 @@ export class DispatchedWatch implements WatchSession {
     }
     const session = this.sessionOf(member!);
     // a duplicate id stays with the watcher holding it (its keyspace refuses the new one)
-    if (!this.owner.has(watchId)) this.owner.set(watchId, session);
-    session.create(c, watchId);
+    if (!this.owner.has(watchId)) {
+      this.owner.set(watchId, session);
+      if (selection) this.selected.set(watchId, { selection, prevKv: c.prevKv, fragment: c.fragment });
+      else this.selected.delete(watchId);
+    }
+    session.create(selection ? placedRequest(c) : c, watchId);
   }
 
   /** the stream's session in a keyspace, opened on first use (and again after its connection failed) */
@@ -65,10 +79,18 @@ export class DispatchedWatch implements WatchSession {
     if (s && !s.closed) return s;
     const stream = this.stream;
     const owner = this.owner;
+    const selected = this.selected;
     const opened: WatchSession = k.watch({
-      send: (resp, fragmentable) => stream.send(resp, fragmentable),
+      send: (resp, fragmentable) => {
+        const w = selected.get(resp.watchId);
+        if (!w || owner.get(resp.watchId) !== opened) return stream.send(resp, fragmentable);
+        const out = selectedResponse(w, resp);
+        if (out) stream.send(out, w.fragment);
+      },
       forget: (id) => {
-        if (owner.get(id) === opened) owner.delete(id);
+        if (owner.get(id) !== opened) return;
+        owner.delete(id);
+        selected.delete(id);
       },
       congested: () => stream.congested(),
       drained: () => stream.drained(),

@@ -24,6 +24,7 @@ import type { KeyRange, Rev } from "../mvcc/types.ts";
 import { moveKeys } from "../router/move.ts";
 import { sameTopology, UPSTREAM_KEYS_STAY } from "../router/open.ts";
 import { validateTopology } from "../router/validate.ts";
+import { parseSelection } from "../selectors/index.ts";
 import type {
   AlarmOut,
   Answer,
@@ -39,6 +40,7 @@ import type {
 } from "./contract.ts";
 import type { DatabaseKeyspace } from "./database.ts";
 import { DispatchedWatch } from "./dispatched-watch.ts";
+import { selectedRange } from "./selected-range.ts";
 
 /** every key: [\0, \0) */
 const EVERYTHING: KeyRange = toKeyRange(new Uint8Array([0]), new Uint8Array([0]));
@@ -85,8 +87,15 @@ export class Dispatcher implements Keyspace, Rerouting {
     return this.database.latestRevision;
   }
 
+  /**
+   * With label/field selectors the range is filtered here, above both kinds of keyspace,
+   * so the databases and an upstream etcd answer them alike (selected-range.ts).
+   */
   async range(r: RangeRequest, deadline?: Deadline, encode?: boolean): Promise<RangeOut> {
-    return this.memberFor([toKeyRange(r.key, r.rangeEnd)], "range").range(r, deadline, encode);
+    const member = this.memberFor([toKeyRange(r.key, r.rangeEnd)], "range");
+    // a malformed selector throws a SelectorError (the api answers InvalidArgument)
+    const selection = parseSelection(r.labelSelector, r.fieldSelector);
+    return selection ? selectedRange(member, r, selection, deadline) : member.range(r, deadline, encode);
   }
   async put(r: PutRequest, deadline?: Deadline): Promise<PutOut> {
     return this.memberFor([toKeyRange(r.key, new Uint8Array(0))], "put").put(r, deadline);

@@ -26,7 +26,7 @@ export interface WatchSink {
 /** each event without its previous value, made once so watchers share its encoding */
 const stripped = new WeakMap<Event, Event>();
 
-function withoutPrevKv(ev: Event): Event {
+export function withoutPrevKv(ev: Event): Event {
   let s = stripped.get(ev);
   if (!s) stripped.set(ev, (s = { type: ev.type, kv: ev.kv }));
   return s;

@@ -1,0 +1,6 @@
+// Kubernetes label and field selectors applied to stored objects (HariKube's
+// storage-side filtering): parse a request's selectors, tell whether a stored value is
+// kept. Pure: no strata layer, no I/O; the api validates with it, the keyspace filters.
+export { decodeObject, type ObjectView } from "./object.ts";
+export { type FieldTerm, type LabelRequirement, parseFieldSelector, parseLabelSelector, SelectorError } from "./parse.ts";
+export { matches, parseSelection, type Selection, selects } from "./selection.ts";

@@ -58,6 +58,8 @@ const healthyWatch = (expectedEvents: number) => ({
 
 function checkApiserver(server: string, r: ApiserverReport, progressOrder: boolean): void {
   console.log(`apiserver scenario on ${server}: ${JSON.stringify(r)}`);
+  // what strata said about a failed list (its log), next to the client's words
+  if (r.listErrors.length > 0 && server.startsWith("strata")) console.log(`strata's log:\n${strata.stderr().slice(-4000)}`);
   // 3,000 creates + 1,000 updates + 1,000 deletes
   expect(r.expectedEvents).toBe(5000);
   expect({ ...watchFigures(r), listErrors: r.listErrors }).toEqual({ ...healthyWatch(5000), listErrors: [] });

@@ -7,6 +7,7 @@
 // send, and a long-lived watch stops for good. Owning the connection also gives fair
 // scheduling between streams and byte-exact backpressure for every response.
 import type { Socket } from "node:net";
+import { log } from "../../observe/log.ts";
 import {
   ConnectionError, DEFAULT_MAX_FRAME, DEFAULT_WINDOW, ErrorCode, Flag, FRAME_HEADER_BYTES, frameHeader, FrameType,
   goAwayFrame, headerFrames, MAX_FRAME_LIMIT, MAX_WINDOW, PREFACE, rstStreamFrame, Setting, settingsFrame,
@@ -512,6 +513,8 @@ export class H2Connection implements StreamHost {
   /** A connection error: GOAWAY with `code`, then the socket closes. */
   private fail(code: number, message: string): void {
     if (this.ended) return;
+    // a client's protocol error is the client's; our own failure is a bug to be seen
+    log(code === ErrorCode.INTERNAL_ERROR ? "error" : "warn", "HTTP/2 connection ended with GOAWAY", { code, reason: message, streams: this.streams.size });
     this.socket.end(goAwayFrame(this.lastStreamId, code, message));
     this.ended = true;
     this.teardown();

@@ -27,6 +27,11 @@ const LAYERS: Array<{ name: string; files: string[]; why: string }> = [
   { name: "mvcc", files: ["src/mvcc/"], why: "one database's etcd semantics (store, txn apply, quota) over the Backend contract" },
   { name: "backends", files: ["src/backends/"], why: "one module per database family; each implements mvcc's Backend contract" },
   {
+    name: "snapshot",
+    files: ["src/snapshot/"],
+    why: "etcd's snapshot file (bbolt pages, etcd's buckets) written from any source of history and leases, and read back: api and cli use it; below the databases, it sees only mvcc's contract types",
+  },
+  {
     name: "mvcc contract",
     files: ["src/mvcc/backend.ts", "src/mvcc/types.ts", "src/mvcc/errors.ts", "src/mvcc/keyrange.ts", "src/mvcc/revisions.ts", "src/mvcc/kv-encoding.ts"],
     why: "what a backend implements and speaks: owned by mvcc, the one part of it backends import",

@@ -1,4 +1,4 @@
-// etcdserverpb.Maintenance: what etcdctl's endpoint status/health/hashkv, defrag and
+// etcdserverpb.Maintenance: what etcdctl's endpoint status/health/hashkv, defrag, snapshot save and
 // alarm commands call. Alarms are strata's own (NOSPACE, mvcc/alarms.ts) and any
 // upstream etcd's. Over a single upstream etcd, Status, Hash and HashKV are etcd's.
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
@@ -9,6 +9,7 @@ import type { Router } from "../router/router.ts";
 import { crc32 } from "../util/crc32.ts";
 import { etcdErrors } from "./errors.ts";
 import { header, RAFT_TERM, type ServerIdentity } from "./header.ts";
+import { snapshotStream } from "./snapshot.ts";
 
 /** the etcd API version strata implements, reported by Status */
 export const ETCD_API_VERSION = "3.5.17";
@@ -86,14 +87,8 @@ export function maintenanceService(store: Router, id: ServerIdentity): ServiceIm
       const h = await hashAt(at);
       return { header: header(id, h.revision), hash: h.hash, compactRevision: store.compactRevision, hashRevision: at };
     }),
-    // a server-streaming method: its refusal must come from the stream, or it escapes the call
-    async *snapshot() {
-      yield* [];
-      throw new ConnectError(
-        "strata: etcd snapshots are not supported; back up the database itself (for SQLite: sqlite3 strata.db '.backup copy.db')",
-        Code.Unimplemented,
-      );
-    },
+    // etcd's snapshot file of every database backend at one revision (snapshot.ts)
+    snapshot: snapshotStream(store, id),
     moveLeader: unsupported("strata has no raft leader to move"),
     downgrade: unsupported("cluster downgrade does not apply to strata"),
   };

@@ -1,0 +1,95 @@
+// Maintenance.Snapshot: the whole keyspace — every database backend of the routing config —
+// at one revision, as etcd's own snapshot file (src/snapshot), streamed as etcd streams
+// it: the database in 32 KiB chunks with the bytes still to come, then its sha256 as a
+// last message, which `etcdctl snapshot restore` checks.
+//
+// The file is built in a temp file first and sent from there: bbolt's meta pages, at the
+// head of the file, name pages written last, so no byte can be sent before the last page
+// is written. It also means the databases are read at the pace of the disk, not of the
+// client: the history a snapshot needs is held only for as long as the read takes.
+// Writers are not stopped: history is read in pages at the snapshot's revision, and later
+// commits land above it. One snapshot is built at a time (each takes its size in disk).
+import { mkdtemp, open, rm } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { RangeRequestSchema, type SnapshotResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { LeaseRecord, Rev } from "../mvcc/types.ts";
+import { log } from "../observe/log.ts";
+import type { Router } from "../router/router.ts";
+import { SnapshotError, type SnapshotSource, writeSnapshot } from "../snapshot/index.ts";
+import { Mutex } from "../util/mutex.ts";
+import { toConnectError } from "./errors.ts";
+import { header, type ServerIdentity } from "./header.ts";
+
+/** etcd's chunk size for snapshot streams */
+const CHUNK = 32 * 1024;
+
+const building = new Mutex();
+
+export function snapshotStream(store: Router, id: ServerIdentity): () => AsyncGenerator<MessageInitShape<typeof SnapshotResponseSchema>> {
+  return async function* snapshot() {
+    const upstream = [...store.upstreams.keys()][0];
+    if (upstream !== undefined) {
+      throw new ConnectError(
+        `strata: backend ${upstream} is an upstream etcd, whose keys strata does not hold; take its snapshot from that etcd (etcdctl --endpoints ETCD snapshot save)${store.parts.length > 0 ? " and this one from a config without it" : ""}`,
+        Code.FailedPrecondition,
+      );
+    }
+    const dir = await mkdtemp(join(tmpdir(), "strata-snapshot-"));
+    try {
+      const file = await open(join(dir, "db"), "w+");
+      try {
+        const started = Date.now();
+        const written = await building.run(async () => {
+          // one revision for every backend: a merged read raises the laggards to it, so
+          // none commits at or below it afterwards
+          const everything = await store.range(create(RangeRequestSchema, { key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]), countOnly: true }));
+          const revision = everything.header.revision;
+          log("info", "snapshot: started", { revision, keys: everything.count, backends: store.parts.map((p) => p.name) });
+          return writeSnapshot(file, routerSource(store, revision), log);
+        }).catch((err) => {
+          throw err instanceof SnapshotError ? new ConnectError(`strata: ${err.message}`, Code.Aborted) : toConnectError(err);
+        });
+        log("info", "snapshot: written", { revision: written.revision, entries: written.entries, leases: written.leases, bytes: written.size, ms: Date.now() - started });
+        const h = header(id, written.revision);
+        const hash = createHash("sha256");
+        const buf = new Uint8Array(CHUNK);
+        for (let sent = 0; sent < written.size;) {
+          const { bytesRead } = await file.read(buf, 0, Math.min(CHUNK, written.size - sent), sent);
+          if (bytesRead === 0) throw new ConnectError("strata: the snapshot's temp file ended early", Code.Internal);
+          const blob = buf.slice(0, bytesRead);
+          hash.update(blob);
+          sent += bytesRead;
+          yield { header: h, remainingBytes: BigInt(written.size - sent), blob };
+        }
+        yield { header: h, remainingBytes: 0n, blob: new Uint8Array(hash.digest()) };
+        log("info", "snapshot: sent", { revision: written.revision, bytes: written.size + 32, ms: Date.now() - started });
+      } finally {
+        await file.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  };
+}
+
+/** the router's databases as a snapshot's source, read at revision */
+function routerSource(store: Router, revision: Rev): SnapshotSource {
+  return {
+    revision,
+    events: (from, to, limit, opts) => store.events(from, to, limit, opts),
+    // leases live in the default backend; an import or a move may have put copies in others
+    leases: async () => {
+      const all = new Map<Rev, LeaseRecord>();
+      for (const p of store.parts) for (const l of await p.backend.leases()) if (!all.has(l.id)) all.set(l.id, l);
+      return [...all.values()];
+    },
+    compactRevision: async () => {
+      const revs = await Promise.all(store.parts.map((p) => p.backend.revisions()));
+      return revs.reduce((a, r) => (r.compactRevision > a ? r.compactRevision : a), 0n);
+    },
+  };
+}

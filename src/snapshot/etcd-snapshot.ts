@@ -247,7 +247,9 @@ function asSnapshotError(err: unknown, hashed: boolean): Error {
   if (err instanceof BoltFormatError) {
     const m = err.message;
     // a file with neither hash nor bbolt meta is not a snapshot at all
-    return new SnapshotError(m.startsWith("not a bbolt") ? `not an etcd snapshot: ${m}` : `damaged bbolt database${hashed ? " (its hash matched: written damaged)" : ""}: ${m}`);
+    if (m.startsWith("not a bbolt")) return new SnapshotError(`not an etcd snapshot: ${m}`);
+    if (m.startsWith("truncated")) return new SnapshotError(m);
+    return new SnapshotError(`damaged bbolt database${hashed ? " (its hash matched: written damaged)" : ""}: ${m}`);
   }
   return err as Error;
 }

@@ -13,9 +13,9 @@ import { mkdtemp, open, rm } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { RangeRequestSchema, type SnapshotResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { RangeRequestSchema, type SnapshotRequest, type SnapshotResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { LeaseRecord, Rev } from "../mvcc/types.ts";
 import { log } from "../observe/log.ts";
 import type { Router } from "../router/router.ts";
@@ -26,11 +26,15 @@ import { header, type ServerIdentity } from "./header.ts";
 
 /** etcd's chunk size for snapshot streams */
 const CHUNK = 32 * 1024;
+const PROGRESS_EVERY_MS = 5000;
 
 const building = new Mutex();
 
-export function snapshotStream(store: Router, id: ServerIdentity): () => AsyncGenerator<MessageInitShape<typeof SnapshotResponseSchema>> {
-  return async function* snapshot() {
+export function snapshotStream(
+  store: Router,
+  id: ServerIdentity,
+): (req: SnapshotRequest, ctx: HandlerContext) => AsyncGenerator<MessageInitShape<typeof SnapshotResponseSchema>> {
+  return async function* snapshot(_req, ctx) {
     const upstream = [...store.upstreams.keys()][0];
     if (upstream !== undefined) {
       throw new ConnectError(
@@ -49,15 +53,30 @@ export function snapshotStream(store: Router, id: ServerIdentity): () => AsyncGe
           const everything = await store.range(create(RangeRequestSchema, { key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]), countOnly: true }));
           const revision = everything.header.revision;
           log("info", "snapshot: started", { revision, keys: everything.count, backends: store.parts.map((p) => p.name) });
-          return writeSnapshot(file, routerSource(store, revision), log);
+          return writeSnapshot(file, routerSource(store, revision), log, ctx.signal);
         }).catch((err) => {
-          throw err instanceof SnapshotError ? new ConnectError(`strata: ${err.message}`, Code.Aborted) : toConnectError(err);
+          if (ctx.signal.aborted) {
+            log("info", "snapshot: abandoned by the client while being written");
+            throw new ConnectError("strata: snapshot cancelled", Code.Canceled);
+          }
+          if (err instanceof SnapshotError) throw new ConnectError(`strata: ${err.message}`, Code.Aborted);
+          // the temp file's own trouble (a full disk), not the databases'
+          const code = (err as NodeJS.ErrnoException).code;
+          if (typeof code === "string" && /^E[A-Z]+$/.test(code) && (err as NodeJS.ErrnoException).syscall) {
+            throw new ConnectError(`strata: cannot write the snapshot's temp file in ${tmpdir()} (set TMPDIR to a directory with room for it): ${(err as Error).message}`, Code.ResourceExhausted);
+          }
+          throw toConnectError(err);
         });
         log("info", "snapshot: written", { revision: written.revision, entries: written.entries, leases: written.leases, bytes: written.size, ms: Date.now() - started });
         const h = header(id, written.revision);
         const hash = createHash("sha256");
         const buf = new Uint8Array(CHUNK);
+        let lastLog = Date.now();
         for (let sent = 0; sent < written.size;) {
+          if (Date.now() - lastLog >= PROGRESS_EVERY_MS) {
+            lastLog = Date.now();
+            log("info", "snapshot: sending", { revision: written.revision, sent, bytes: written.size });
+          }
           const { bytesRead } = await file.read(buf, 0, Math.min(CHUNK, written.size - sent), sent);
           if (bytesRead === 0) throw new ConnectError("strata: the snapshot's temp file ended early", Code.Internal);
           const blob = buf.slice(0, bytesRead);

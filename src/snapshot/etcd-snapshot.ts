@@ -49,12 +49,14 @@ export class SnapshotError extends Error {}
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
 /** Writes the snapshot of `source` at source.revision into file (empty, opened for writing). */
-export async function writeSnapshot(file: FileHandle, source: SnapshotSource, log: Log, now = Date.now()): Promise<SnapshotWritten> {
+export async function writeSnapshot(file: FileHandle, source: SnapshotSource, log: Log, signal?: AbortSignal, now = Date.now()): Promise<SnapshotWritten> {
   const bolt = await BoltWriter.create(file);
   const keys = bolt.bucket();
   const to = source.revision;
   let from = 1n, lastMain = -1n, sub = 0n, compacted = 0n, lastLog = Date.now();
   while (from <= to) {
+    // a client that went away stops the read between pages
+    signal?.throwIfAborted();
     const page = await source.events(from, to, PAGE_EVENTS, { prevKv: false, bytes: PAGE_BYTES });
     if (page.compactRevision > compacted) compacted = page.compactRevision;
     for (const e of page.events) {

@@ -8,8 +8,11 @@
 // is written. It also means the databases are read at the pace of the disk, not of the
 // client: the history a snapshot needs is held only for as long as the read takes.
 // Writers are not stopped: history is read in pages at the snapshot's revision, and later
-// commits land above it. One snapshot is built at a time (each takes its size in disk).
-import { mkdtemp, open, rm } from "node:fs/promises";
+// commits land above it. Compaction is not stopped either, but while the history is read
+// no compaction of this process removes any (they do once the read ends); a compaction
+// recorded meanwhile (another process's) makes the read start again. One snapshot is
+// built at a time (each takes its size in disk).
+import { type FileHandle, mkdtemp, open, rm } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,7 +22,7 @@ import { RangeRequestSchema, type SnapshotRequest, type SnapshotResponseSchema }
 import type { LeaseRecord, Rev } from "../mvcc/types.ts";
 import { log } from "../observe/log.ts";
 import type { Router } from "../router/router.ts";
-import { SnapshotError, type SnapshotSource, writeSnapshot } from "../snapshot/index.ts";
+import { CompactedMeanwhile, SnapshotError, type SnapshotSource, type SnapshotWritten, writeSnapshot } from "../snapshot/index.ts";
 import { Mutex } from "../util/mutex.ts";
 import { toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
@@ -27,6 +30,8 @@ import { header, type ServerIdentity } from "./header.ts";
 /** etcd's chunk size for snapshot streams */
 const CHUNK = 32 * 1024;
 const PROGRESS_EVERY_MS = 5000;
+/** reads of the history before giving up when compactions keep removing it meanwhile */
+const ATTEMPTS = 3;
 
 const building = new Mutex();
 
@@ -48,18 +53,21 @@ export function snapshotStream(
       try {
         const started = Date.now();
         const written = await building.run(async () => {
-          // one revision for every backend: a merged read raises the laggards to it, so
-          // none commits at or below it afterwards
-          const everything = await store.range(create(RangeRequestSchema, { key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]), countOnly: true }));
-          const revision = everything.header.revision;
-          log("info", "snapshot: started", { revision, keys: everything.count, backends: store.parts.map((p) => p.name) });
-          return writeSnapshot(file, routerSource(store, revision), log, ctx.signal);
+          for (let attempt = 1;; attempt++) {
+            try {
+              await file.truncate(0);
+              return await holdingHistory(store, () => readInto(file, store, ctx.signal));
+            } catch (err) {
+              if (!(err instanceof CompactedMeanwhile) || attempt === ATTEMPTS) throw err;
+              log("info", "snapshot: history was compacted while it was read; reading again", { error: err.message });
+            }
+          }
         }).catch((err) => {
           if (ctx.signal.aborted) {
             log("info", "snapshot: abandoned by the client while being written");
             throw new ConnectError("strata: snapshot cancelled", Code.Canceled);
           }
-          if (err instanceof SnapshotError) throw new ConnectError(`strata: ${err.message}`, Code.Aborted);
+          if (err instanceof SnapshotError || err instanceof CompactedMeanwhile) throw new ConnectError(`strata: ${err.message}`, Code.Aborted);
           // the temp file's own trouble (a full disk), not the databases'
           const code = (err as NodeJS.ErrnoException).code;
           if (typeof code === "string" && /^E[A-Z]+$/.test(code) && (err as NodeJS.ErrnoException).syscall) {
@@ -95,10 +103,32 @@ export function snapshotStream(
   };
 }
 
+/** Runs read with every database's history held (compactions remove theirs afterwards). */
+function holdingHistory<T>(store: Router, read: () => Promise<T>): Promise<T> {
+  return store.parts.reduceRight<() => Promise<T>>((inner, p) => () => p.store.holdHistory(inner), read)();
+}
+
+async function readInto(file: FileHandle, store: Router, signal: AbortSignal): Promise<SnapshotWritten> {
+  // one revision for every backend: a merged read raises the laggards to it, so none
+  // commits at or below it afterwards
+  const everything = await store.range(create(RangeRequestSchema, { key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]), countOnly: true }));
+  const revision = everything.header.revision;
+  const compactRevision = await compactedAt(store);
+  log("info", "snapshot: started", { revision, compactRevision, keys: everything.count, backends: store.parts.map((p) => p.name) });
+  return writeSnapshot(file, routerSource(store, revision, compactRevision), log, signal);
+}
+
+/** the compaction recorded in the databases (by any process) */
+async function compactedAt(store: Router): Promise<Rev> {
+  const revs = await Promise.all(store.parts.map((p) => p.backend.revisions()));
+  return revs.reduce((a, r) => (r.compactRevision > a ? r.compactRevision : a), 0n);
+}
+
 /** the router's databases as a snapshot's source, read at revision */
-function routerSource(store: Router, revision: Rev): SnapshotSource {
+function routerSource(store: Router, revision: Rev, compactRevision: Rev): SnapshotSource {
   return {
     revision,
+    compactRevision,
     events: (from, to, limit, opts) => store.events(from, to, limit, opts),
     // leases live in the default backend; an import or a move may have put copies in others
     leases: async () => {
@@ -106,9 +136,6 @@ function routerSource(store: Router, revision: Rev): SnapshotSource {
       for (const p of store.parts) for (const l of await p.backend.leases()) if (!all.has(l.id)) all.set(l.id, l);
       return [...all.values()];
     },
-    compactRevision: async () => {
-      const revs = await Promise.all(store.parts.map((p) => p.backend.revisions()));
-      return revs.reduce((a, r) => (r.compactRevision > a ? r.compactRevision : a), 0n);
-    },
+    compactRevisionNow: () => compactedAt(store),
   };
 }

@@ -19,15 +19,24 @@ import { BoltFormatError, BoltReader, type BucketRef } from "./bbolt-reader.ts";
 import { BoltWriter } from "./bbolt-writer.ts";
 import { BUCKETS, EMPTY_BUCKETS, META_KEYS, NEWEST_SCHEMA, parseRevisionKey, readUint64BE, revisionKey, type Revision, uint64BE } from "./etcd-layout.ts";
 
-/** what a snapshot is read from: the whole keyspace's history and leases */
+/**
+ * What a snapshot is read from: the whole keyspace's history and leases. While it is read
+ * no history may be removed (the caller holds compaction back); compactRevisionNow tells
+ * whether something else (another process) compacted meanwhile.
+ */
 export interface SnapshotSource {
   /** the revision the snapshot is taken at (the keyspace is read as it was then) */
   revision: Rev;
+  /** the compaction the history reflects when the read begins */
+  compactRevision: Rev;
   events(from: Rev, to: Rev, limit: number, opts?: EventsOptions): Promise<EventsPage>;
   leases(): Promise<LeaseRecord[]>;
   /** the compact revision now: checked after the history was read */
-  compactRevision(): Promise<Rev>;
+  compactRevisionNow(): Promise<Rev>;
 }
+
+/** History may have been removed while it was read (a compaction recorded meanwhile): take the snapshot again. */
+export class CompactedMeanwhile extends Error {}
 
 export interface SnapshotWritten {
   revision: Rev;
@@ -53,12 +62,13 @@ export async function writeSnapshot(file: FileHandle, source: SnapshotSource, lo
   const bolt = await BoltWriter.create(file);
   const keys = bolt.bucket();
   const to = source.revision;
-  let from = 1n, lastMain = -1n, sub = 0n, compacted = 0n, lastLog = Date.now();
+  let from = 1n, lastMain = -1n, sub = 0n, lastLog = Date.now();
+  const compacted = source.compactRevision;
   while (from <= to) {
     // a client that went away stops the read between pages
     signal?.throwIfAborted();
     const page = await source.events(from, to, PAGE_EVENTS, { prevKv: false, bytes: PAGE_BYTES });
-    if (page.compactRevision > compacted) compacted = page.compactRevision;
+    if (page.compactRevision > compacted) throw new CompactedMeanwhile(`compacted at revision ${page.compactRevision} while the snapshot was read`);
     for (const e of page.events) {
       // events of one revision come in the order they were made: their sub revisions
       const main = e.kv.modRevision;
@@ -78,12 +88,12 @@ export async function writeSnapshot(file: FileHandle, source: SnapshotSource, lo
   const entries = keys.entries;
   const keyBucket = await keys.finish();
 
-  // A compaction that ran meanwhile removed only history it supersedes (reads below it
-  // fail in the restored etcd too); one past the snapshot revision may have removed
-  // versions live at it, so the snapshot is not consistent and is given up.
-  const now2 = await source.compactRevision();
-  if (now2 > compacted) compacted = now2;
-  if (compacted > to) throw new SnapshotError(`the keyspace was compacted at revision ${compacted}, past the snapshot's revision ${to}, while it was read; take the snapshot again`);
+  // A compaction removes a deleted key's tombstone along with its older versions: one
+  // that overtook the read could leave a deleted key alive in the file. Compactions by
+  // this process wait for the read (see SnapshotSource); one recorded meanwhile (by
+  // another process) makes the caller read again.
+  const after = await source.compactRevisionNow();
+  if (after > compacted) throw new CompactedMeanwhile(`compacted at revision ${after} while the snapshot was read`);
 
   const meta = bolt.bucket();
   await meta.put(META_KEYS.consistentIndex, uint64BE(to));

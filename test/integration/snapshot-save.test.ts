@@ -79,6 +79,34 @@ describe("strata → etcd snapshot → etcd", () => {
     }
   });
 
+  test("a compaction during the snapshot removes no history it reads: deleted keys stay deleted", async () => {
+    const s = await startStrata();
+    const c = new Etcd3({ hosts: s.endpoint });
+    try {
+      const data = await writeKubernetesDataset(s.endpoint, 20_000);
+      // deletions whose tombstones a compaction past them removes, after the older versions
+      await c.delete().prefix("/registry/secrets/").exec();
+      await c.put("/registry/configmaps/ns-0/last").value("x").exec();
+      const want = await dumpKeys(s.endpoint);
+      expect(want.length).toBeLessThan(data.keys);
+      const file = join(dir, "compacting.db");
+      const saving = snapshotSave(s.endpoint, file);
+      while (!s.stderr().includes("snapshot: started")) await new Promise((r) => setTimeout(r, 2));
+      const now = await c.get("/registry/configmaps/ns-0/last").exec();
+      await c.kv.compact({ revision: now.header.revision, physical: true } as never);
+      await saving;
+      const etcd = await restoreAndStart(file);
+      try {
+        expect(await dumpKeys(etcd.endpoint)).toEqual(want);
+      } finally {
+        await etcd.stop();
+      }
+    } finally {
+      c.close();
+      await s.stop();
+    }
+  });
+
   test("a snapshot taken while writers run is one revision of the keyspace, and the writers keep their pace", async () => {
     const s = await startStrata();
     const c = new Etcd3({ hosts: s.endpoint });

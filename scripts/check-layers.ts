@@ -40,6 +40,11 @@ const LAYERS: Array<{ name: string; files: string[]; why: string }> = [
     why: "the Keyspace interface the api talks to: owned by the keyspace layer, implemented below it by an upstream etcd (backends/etcd), so it sits under both",
   },
   {
+    name: "snapshot",
+    files: ["src/snapshot/"],
+    why: "etcd's snapshot file (bbolt pages, etcd's buckets) written from any source of history and leases, and read back: api and cli use it; below the databases, it sees only mvcc's contract types",
+  },
+  {
     name: "mvcc contract",
     files: [
       "src/mvcc/backend.ts",

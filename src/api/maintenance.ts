@@ -1,5 +1,5 @@
-// etcdserverpb.Maintenance: what etcdctl's endpoint status/health/hashkv, defrag and
-// alarm commands call, answered by the keyspace. Alarms are strata's own (NOSPACE,
+// etcdserverpb.Maintenance: what etcdctl's endpoint status/health/hashkv, defrag, snapshot
+// save and alarm commands call, answered by the keyspace. Alarms are strata's own (NOSPACE,
 // mvcc/alarms.ts) and any upstream etcd's. Over a single upstream etcd, Status, Hash and
 // HashKV are etcd's.
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
@@ -7,6 +7,7 @@ import { AlarmRequest_AlarmAction, AlarmType, Maintenance } from "../gen/etcd/ap
 import type { Keyspace } from "../keyspace/contract.ts";
 import { etcdErrors } from "./errors.ts";
 import { header, RAFT_TERM, type ServerIdentity } from "./header.ts";
+import { snapshotStream } from "./snapshot.ts";
 
 /** the etcd API version strata implements, reported by Status */
 export const ETCD_API_VERSION = "3.5.17";
@@ -43,14 +44,8 @@ export function maintenanceService(keyspace: Keyspace, id: ServerIdentity): Serv
       const h = await keyspace.hashKV(r);
       return { ...h, header: header(id, h.header.revision) };
     }),
-    // a server-streaming method: its refusal must come from the stream, or it escapes the call
-    async *snapshot() {
-      yield* [];
-      throw new ConnectError(
-        "strata: etcd snapshots are not supported; back up the database itself (for SQLite: sqlite3 strata.db '.backup copy.db')",
-        Code.Unimplemented,
-      );
-    },
+    // etcd's snapshot file of every database backend at one revision (snapshot.ts)
+    snapshot: snapshotStream(keyspace, id),
     moveLeader: unsupported("strata has no raft leader to move"),
     downgrade: unsupported("cluster downgrade does not apply to strata"),
   };

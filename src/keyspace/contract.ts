@@ -18,6 +18,7 @@ import type { Topology } from "../config/topology.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
 import type { Event, KeyRange, LeaseRecord, Rev } from "../mvcc/types.ts";
+import type { SnapshotSource } from "../snapshot/index.ts";
 
 /** What a request is answered with besides its own fields: the revision its header reports. */
 export interface Answer {
@@ -53,6 +54,11 @@ export interface Keyspace {
   defragment(): Promise<void>;
   hash(): Promise<Answer & { hash: number }>;
   hashKV(r: HashKVRequest): Promise<Answer & { hash: number; compactRevision: Rev; hashRevision: Rev }>;
+  /**
+   * etcd's snapshot of the keyspace at one revision: `write` is given its history and
+   * leases. Refused (FailedPrecondition) where the keys are an upstream etcd's.
+   */
+  snapshot<T>(write: (source: SnapshotSource) => Promise<T>): Promise<T>;
 
   /** the names of the backends a request over these ranges reaches (the slow-request log names them) */
   backendsOf(ranges: KeyRange[]): string[];

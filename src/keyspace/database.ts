@@ -22,6 +22,8 @@ import type { Router } from "../router/router.ts";
 import { crc32 } from "../util/crc32.ts";
 import { AutoCompactor, type Retention } from "./compactor.ts";
 import type { AlarmOut, Answer, Keyspace, LeaseCopies, LeaseKeeper, StatusOut, UpstreamLeaseService, WatchSession, WatchStream } from "./contract.ts";
+import type { SnapshotSource } from "../snapshot/index.ts";
+import { databaseSnapshot } from "./database-snapshot.ts";
 import { DatabaseWatch } from "./database-watch.ts";
 import { DatabaseLeaseCopies, DatabaseLeases } from "./leases.ts";
 import { WatchHub } from "./watch-hub.ts";
@@ -153,6 +155,10 @@ export class DatabaseKeyspace implements Keyspace {
     const at = checkRevision(r.revision, this.router.latestRevision, this.router.compactRevision);
     const h = await this.hashAt(at);
     return { ...h, compactRevision: this.router.compactRevision, hashRevision: at };
+  }
+
+  snapshot<T>(write: (source: SnapshotSource) => Promise<T>): Promise<T> {
+    return databaseSnapshot(this.router, this, write);
   }
 
   /** crc32 over every live key and value at rev, in key order */

@@ -14,7 +14,7 @@ import type {
   RangeRequest,
   TxnRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { EtcdKeyspace } from "../backends/etcd/etcd-keyspace.ts";
+import { type EtcdKeyspace, upstreamSnapshotRefused } from "../backends/etcd/etcd-keyspace.ts";
 import type { Topology } from "../config/topology.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import { EtcdError } from "../mvcc/errors.ts";
@@ -25,6 +25,7 @@ import { moveKeys } from "../router/move.ts";
 import { sameTopology, UPSTREAM_KEYS_STAY } from "../router/open.ts";
 import { validateTopology } from "../router/validate.ts";
 import { parseSelection } from "../selectors/index.ts";
+import type { SnapshotSource } from "../snapshot/index.ts";
 import type {
   AlarmOut,
   Answer,
@@ -156,6 +157,12 @@ export class Dispatcher implements Keyspace, Rerouting {
   hash(): Promise<Answer & { hash: number }> {
     return this.memberFor([EVERYTHING], "range").hash();
   }
+  snapshot<T>(write: (source: SnapshotSource) => Promise<T>): Promise<T> {
+    const upstream = [...this.upstreams.keys()][0];
+    if (upstream !== undefined) return Promise.reject(upstreamSnapshotRefused(upstream, this.database.router.parts.length > 0));
+    return this.database.snapshot(write);
+  }
+
   hashKV(r: HashKVRequest): Promise<Answer & { hash: number; compactRevision: Rev; hashRevision: Rev }> {
     return this.memberFor([EVERYTHING], "range").hashKV(r);
   }

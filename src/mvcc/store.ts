@@ -169,6 +169,16 @@ export class Store {
   }
 
   /**
+   * Runs fn with this database's history held: a compaction under way finishes first, and
+   * those recorded meanwhile remove their history only after fn (a snapshot reading it).
+   */
+  holdHistory<T>(fn: () => Promise<T>): Promise<T> {
+    const held = this.compaction.then(fn);
+    this.compaction = held.then(() => undefined, () => undefined);
+    return held;
+  }
+
+  /**
    * Raises the revision to at least target (committing nothing else), so later writes
    * here are numbered above it. Resolves once it is published.
    */

@@ -15,6 +15,7 @@ import {
 } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { AlarmOut, Answer, BackendStats, Keyspace, LeaseCopies, LeaseKeeper, Probe, StatusOut, WatchSession, WatchStream } from "../../keyspace/contract.ts";
 import type { Deadline } from "../../mvcc/deadline.ts";
+import { EtcdError } from "../../mvcc/errors.ts";
 import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../../mvcc/responses.ts";
 import type { KeyRange, Rev } from "../../mvcc/types.ts";
 import type { Upstream } from "./upstream.ts";
@@ -75,6 +76,10 @@ export class EtcdKeyspace implements Keyspace {
   async hash(): Promise<Answer & { hash: number }> {
     return this.relayed(await this.upstream.hash());
   }
+  /** etcd's keys are etcd's: its snapshot is taken from it */
+  snapshot<T>(): Promise<T> {
+    return Promise.reject(upstreamSnapshotRefused(this.name));
+  }
   async hashKV(r: HashKVRequest): Promise<Answer & { hash: number; compactRevision: Rev; hashRevision: Rev }> {
     return this.relayed(await this.upstream.hashKV(r));
   }
@@ -116,4 +121,12 @@ export class EtcdKeyspace implements Keyspace {
     if (revision > this.newest) this.newest = revision;
     return { ...rest, header: { revision } };
   }
+}
+
+/** Snapshot asked of a keyspace whose keys (some of them) are an upstream etcd's. */
+export function upstreamSnapshotRefused(name: string, andDatabases = false): EtcdError {
+  return new EtcdError(
+    "FailedPrecondition",
+    `strata: backend ${name} is an upstream etcd, whose keys strata does not hold; take its snapshot from that etcd (etcdctl --endpoints ETCD snapshot save)${andDatabases ? " and this one from a config without it" : ""}`,
+  );
 }

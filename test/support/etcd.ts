@@ -20,10 +20,15 @@ export interface EtcdTls {
   client: { cert: string; key: string };
 }
 
-export async function startEtcd(extraArgs: string[] = [], tls?: EtcdTls): Promise<EtcdProcess> {
+/**
+ * `restore`: fills the data dir before etcd starts on it (`etcdctl snapshot restore`); the
+ * readiness probe then only reads, so the restored revision stays as it was.
+ */
+export async function startEtcd(extraArgs: string[] = [], tls?: EtcdTls, restore?: (dataDir: string, peerUrl: string) => void): Promise<EtcdProcess> {
   const dir = mkdtempSync(join(tmpdir(), "etcd-test-"));
   const client = await freePort();
   const peer = await freePort();
+  restore?.(join(dir, "data"), `http://127.0.0.1:${peer}`);
   const endpoint = `127.0.0.1:${client}`;
   const scheme = tls ? "https" : "http";
   const tlsArgs = tls ? ["--cert-file", tls.cert, "--key-file", tls.key, "--client-cert-auth", "--trusted-ca-file", tls.ca] : [];
@@ -52,8 +57,11 @@ export async function startEtcd(extraArgs: string[] = [], tls?: EtcdTls): Promis
       }),
     } as never);
     try {
-      await c.put("ready-probe").value("1").exec();
-      await c.delete().key("ready-probe").exec();
+      if (restore) await c.get("ready-probe").exec();
+      else {
+        await c.put("ready-probe").value("1").exec();
+        await c.delete().key("ready-probe").exec();
+      }
       break;
     } catch {
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`etcd did not start on ${endpoint}: ${err}`);

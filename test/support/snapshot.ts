@@ -1,12 +1,9 @@
 // What the snapshot tests share: a Kubernetes-shaped dataset with leases and history,
 // etcdctl's snapshot commands, a real etcd started on a restored data dir, and dumps of
 // every key (with revisions, version, lease) and every lease to compare two servers by.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { spawn, spawnSync } from "node:child_process";
 import { Etcd3 } from "etcd3";
-import { freePort } from "../../scripts/databases.ts";
+import { type EtcdProcess, startEtcd } from "./etcd.ts";
 
 /** etcdctl (v3 API) with its exit status, stdout and stderr */
 export function etcdctl(...args: string[]): { status: number | null; stdout: string; stderr: string } {
@@ -40,51 +37,12 @@ export function snapshotStatus(file: string): SnapshotStatus {
   return JSON.parse(r.stdout);
 }
 
-export interface RestoredEtcd {
-  endpoint: string;
-  stop(): Promise<void>;
-}
-
 /** `etcdctl snapshot restore` into a fresh data dir, then a real etcd started on it */
-export async function restoreAndStart(file: string): Promise<RestoredEtcd> {
-  const dir = mkdtempSync(join(tmpdir(), "etcd-restored-"));
-  const client = await freePort();
-  const peer = await freePort();
-  const peerUrl = `http://127.0.0.1:${peer}`;
-  const data = join(dir, "data");
-  const r = etcdctl("snapshot", "restore", file, "--data-dir", data, "--name", "default", "--initial-cluster", `default=${peerUrl}`, "--initial-advertise-peer-urls", peerUrl);
-  if (r.status !== 0) throw new Error(`etcdctl snapshot restore failed: ${r.stderr.slice(-2000)}`);
-  const endpoint = `127.0.0.1:${client}`;
-  let err = "";
-  const child: ChildProcess = spawn("etcd", [
-    "--name", "default", "--data-dir", data,
-    "--listen-client-urls", `http://${endpoint}`, "--advertise-client-urls", `http://${endpoint}`,
-    "--listen-peer-urls", peerUrl, "--initial-advertise-peer-urls", peerUrl, "--initial-cluster", `default=${peerUrl}`,
-  ], { stdio: ["ignore", "ignore", "pipe"] });
-  child.stderr!.on("data", (d) => (err = (err + d).slice(-4000)));
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const c = new Etcd3({ hosts: endpoint, dialTimeout: 500 });
-    try {
-      await c.get("ready-probe").exec();
-      break;
-    } catch {
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`restored etcd did not start: ${err}`);
-      await new Promise((res) => setTimeout(res, 100));
-    } finally {
-      c.close();
-    }
-  }
-  return {
-    endpoint,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        await new Promise((res) => child.once("exit", res));
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+export function restoreAndStart(file: string): Promise<EtcdProcess> {
+  return startEtcd([], undefined, (data, peerUrl) => {
+    const r = etcdctl("snapshot", "restore", file, "--data-dir", data, "--name", "default", "--initial-cluster", `default=${peerUrl}`, "--initial-advertise-peer-urls", peerUrl);
+    if (r.status !== 0) throw new Error(`etcdctl snapshot restore failed: ${r.stderr.slice(-2000)}`);
+  });
 }
 
 interface RawKv {

@@ -13,7 +13,7 @@ import { open } from "node:fs/promises";
 import { keyString } from "../mvcc/keyrange.ts";
 import type { KeyValue, Rev } from "../mvcc/types.ts";
 import { SnapshotError, SnapshotFile } from "../snapshot/index.ts";
-import { finishImport, openImportTarget, placeKeys, placeLease } from "./import-target.ts";
+import { finishImport, openImportTarget, placeKeys, placeLease, runImport } from "./import-target.ts";
 
 const BATCH = 1000;
 const PROGRESS_EVERY_MS = 2000;
@@ -71,7 +71,7 @@ export async function importSnapshotCommand(args: string[]): Promise<number> {
 
     const router = await openImportTarget(own);
     if (typeof router === "number") return router;
-    try {
+    return await runImport(router, async () => {
       const now = Date.now();
       // leases first, so keys attached to them find them; a restored etcd gives a lease
       // the time its last checkpoint recorded, or its whole TTL: so does strata
@@ -94,15 +94,8 @@ export async function importSnapshotCommand(args: string[]): Promise<number> {
       }
       await flush();
       process.stderr.write("\n");
-      return await finishImport(router, revision as Rev, total, leases.length);
-    } catch (err) {
-      process.stderr.write("\n");
-      console.error(`strata import: stopped: ${(err as Error).message}`);
-      return 1;
-    } finally {
-      await router.drain();
-      await router.close();
-    }
+      return finishImport(router, revision as Rev, total, leases.length);
+    });
   } finally {
     await file.close();
   }

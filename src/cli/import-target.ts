@@ -69,3 +69,17 @@ export async function finishImport(router: Router, revision: Rev, total: number,
   console.error(`strata import: done: ${total} keys, ${leases} leases, revision ${revision} (${counts.map(([n, c]) => `${n}=${c}`).join(", ")})`);
   return 0;
 }
+
+/** Runs an import's copy into the router: a failure is one line, and the router is drained and closed either way. */
+export async function runImport(router: Router, copy: () => Promise<number>): Promise<number> {
+  try {
+    return await copy();
+  } catch (err) {
+    process.stderr.write("\n");
+    console.error(`strata import: stopped: ${(err as Error).message}`);
+    return 1;
+  } finally {
+    await router.drain();
+    await router.close();
+  }
+}

@@ -9,7 +9,7 @@ import { createClient } from "@connectrpc/connect";
 import { CLIENT_TLS_USAGE, clientTlsFlags, grpcClientTransport } from "./client-transport.ts";
 import { KV, Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { KeyValue } from "../mvcc/types.ts";
-import { finishImport, openImportTarget, placeKeys, placeLease } from "./import-target.ts";
+import { finishImport, openImportTarget, placeKeys, placeLease, runImport } from "./import-target.ts";
 import { importSnapshotCommand } from "./import-snapshot.ts";
 
 const PAGE = 1000;
@@ -37,7 +37,7 @@ export async function importCommand(args: string[]): Promise<number> {
   const lease = createClient(Lease, transport);
   const router = await openImportTarget(own);
   if (typeof router === "number") return router;
-  try {
+  return runImport(router, async () => {
     // one revision for the whole copy
     const first = await kv.range({ key: new Uint8Array([0]), rangeEnd: new Uint8Array([0]), countOnly: true });
     const revision = first.header!.revision;
@@ -64,13 +64,6 @@ export async function importCommand(args: string[]): Promise<number> {
       key.set(last);
     }
     process.stderr.write("\n");
-    return await finishImport(router, revision, total, leases.length);
-  } catch (err) {
-    process.stderr.write("\n");
-    console.error(`strata import: stopped: ${(err as Error).message}`);
-    return 1;
-  } finally {
-    await router.drain();
-    await router.close();
-  }
+    return finishImport(router, revision, total, leases.length);
+  });
 }

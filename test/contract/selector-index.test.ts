@@ -11,7 +11,7 @@ import { CompactionRequestSchema, PutRequestSchema } from "../../src/gen/etcd/ap
 import type { KeyRange, KeyValue, RangeQuery, Rev } from "../../src/mvcc/types.ts";
 import { indexAnswersExactly, parseSelection, type Selection, selects } from "../../src/selectors/index.ts";
 import { asJson, asProtobuf, encrypted, type K8sObject } from "../support/k8s-objects.ts";
-import { BACKEND, client, covered, dec, enc, type Opened, openStore } from "./harness.ts";
+import { BACKEND, client, covered, dec, enc, type Opened, openStore, rawSql } from "./harness.ts";
 
 const SELECTORS: Array<[labels: string, fields: string]> = [
   ["app=web", ""],
@@ -87,27 +87,10 @@ const ORPHANS = ["kv_label", "kv_field"].map((t) =>
   `SELECT COUNT(*) AS n FROM ${t} WHERE NOT EXISTS (SELECT 1 FROM kv_log l WHERE l.rev = ${t}.rev AND l.k = ${t}.k)`
 ).join(" UNION ALL ");
 
-/**
- * Index rows whose log row is gone, read from the database itself; undefined for NATS,
- * whose SQL is a local cache of its log (its compaction is the same code as SQLite's).
- */
+/** Index rows whose log row is gone, read from the database itself (undefined for NATS: see rawSql). */
 async function orphans(url: string): Promise<number | undefined> {
-  let counts: Array<{ n: unknown }>;
-  if (url.startsWith("sqlite://")) {
-    const { Database } = await import("bun:sqlite");
-    const db = new Database(url.slice("sqlite://".length), { readonly: true });
-    counts = db.query(ORPHANS).all() as Array<{ n: unknown }>;
-    db.close();
-  } else if (url.startsWith("postgres")) {
-    const sql = (await import("postgres")).default(url, { max: 1 });
-    counts = await sql.unsafe(ORPHANS);
-    await sql.end();
-  } else if (url.startsWith("mysql")) {
-    const conn = await (await import("mysql2/promise")).createConnection(url);
-    counts = (await conn.query(ORPHANS))[0] as Array<{ n: unknown }>;
-    await conn.end();
-  } else return undefined;
-  return counts.reduce((a, r) => a + Number(r.n), 0);
+  const counts = await rawSql(url, [ORPHANS]);
+  return counts?.[0]!.reduce((a, r) => a + Number(r.n), 0);
 }
 
 const query = (range: KeyRange, revision: Rev, limit: number, select?: RangeQuery["select"]): RangeQuery =>

@@ -17,6 +17,8 @@ import { compactIndex, forgetIndex, indexRow, type SelectedRead, selectedCountSq
 const EMPTY = new Uint8Array(0);
 /** revisions whose history one compaction step removes, so writers are never held up for long */
 const COMPACT_STEP_REVISIONS = 2000n;
+/** log rows indexed per write transaction when the selector index is built for existing rows */
+const INDEX_BATCH = 500;
 /** how long a batch whose commit went unanswered looks for its commit token */
 const COMMIT_CHECK_MS = 2000;
 
@@ -167,12 +169,47 @@ export class SqlBackend implements Backend {
   /** whether the selector index holds every row (a database from before it gets it from `strata reindex`) */
   private indexComplete = false;
 
-  private async selectIndexComplete(): Promise<boolean> {
+  async selectIndexComplete(): Promise<boolean> {
     if (!this.indexComplete) {
       const rows = await this.driver.query("SELECT num FROM meta WHERE name = 'select_index'");
       this.indexComplete = rows[0]?.num === 1n;
     }
     return this.indexComplete;
+  }
+
+  /**
+   * Indexes the log rows written before the index existed, in batches, beside writers and
+   * compaction: each batch is read and indexed in one write transaction (rows indexed
+   * twice are skipped), then entries whose row a compaction removed meanwhile are removed.
+   */
+  async buildSelectIndex(progress?: (rows: number) => void): Promise<number> {
+    if (await this.selectIndexComplete()) return 0;
+    let done = 0;
+    let after: [Rev, bigint] = [-1n, -1n];
+    for (;;) {
+      const batch = await this.driver.write(async (c) => {
+        const rows = await c.all(
+          `SELECT rev, sub, k, v FROM kv_log WHERE deleted = 0 AND (rev > ? OR (rev = ? AND sub > ?)) ORDER BY rev, sub LIMIT ${INDEX_BATCH}`,
+          [after[0], after[0], after[1]],
+        );
+        for (const r of rows) {
+          for (const [sql, params] of indexRow(r.rev as bigint, r.k as Uint8Array, r.v as Uint8Array, this.dialect.insertIgnoring)) await c.run(sql, params);
+        }
+        return rows;
+      });
+      if (batch.length === 0) break;
+      const [first, last] = [batch[0]!, batch.at(-1)!];
+      await this.driver.write(async (c) => {
+        for (const [sql, params] of compactIndex(first.rev as bigint, last.rev as bigint)) await c.run(sql, params);
+      });
+      after = [last.rev as bigint, last.sub as bigint];
+      done += batch.length;
+      progress?.(done);
+      await new Promise((r) => setImmediate(r));
+    }
+    await this.driver.write((c) => c.run("UPDATE meta SET num = 1 WHERE name = 'select_index'"));
+    this.indexComplete = true;
+    return done;
   }
 
   /**

@@ -11,7 +11,7 @@ import type { Deadline } from "../mvcc/deadline.ts";
 import { finishRange } from "../mvcc/range.ts";
 import type { RangeOut } from "../mvcc/responses.ts";
 import type { KeyValue } from "../mvcc/types.ts";
-import { type Selection, selects } from "../selectors/index.ts";
+import { type CustomFieldLookup, type Selection, selects } from "../selectors/index.ts";
 import type { Keyspace } from "./contract.ts";
 
 /** keys read per page: a few MiB of Kubernetes objects */
@@ -20,7 +20,8 @@ const PAGE = 256n;
 const NO_LIMIT = 2n ** 31n;
 const SORT_NONE = 0, SORT_ASCEND = 1, TARGET_KEY = 0;
 
-export async function selectedRange(member: Keyspace, r: RangeRequest, s: Selection, deadline?: Deadline): Promise<RangeOut> {
+/** `custom`: custom resources' fields from their CRDs; without it they are unknown (kept) */
+export async function selectedRange(member: Keyspace, r: RangeRequest, s: Selection, deadline?: Deadline, custom?: CustomFieldLookup): Promise<RangeOut> {
   // results come in key order: only another order needs every match before answering
   const sorted = r.sortTarget === TARGET_KEY ? r.sortOrder !== SORT_NONE && r.sortOrder !== SORT_ASCEND : true;
   const limit = r.limit > 0n && r.limit < NO_LIMIT ? Number(r.limit) : Infinity;
@@ -46,7 +47,7 @@ export async function selectedRange(member: Keyspace, r: RangeRequest, s: Select
     header ??= page.header;
     if (revision === 0n) revision = page.header.revision;
     for (const kv of page.kvs) {
-      if (!selects(s, kv.value)) continue;
+      if (!selects(s, kv.value, custom)) continue;
       // etcd's count is the range's, before the revision window; here the range is the matches
       count++;
       if (kept.length < keep && inWindow(kv)) kept.push(kv);

@@ -7,11 +7,16 @@ import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { type SelectableField, selectableFields } from "./fields.ts";
 
 export interface ObjectView {
+  /** as the object states them; "" when it does not */
+  apiVersion: string;
+  kind: string;
   name: string;
   namespace: string;
   labels: ReadonlyMap<string, string>;
   /** a selectable field's value as Kubernetes compares it; undefined when it cannot be evaluated */
   field(name: string): string | undefined;
+  /** the whole object, when it was stored as JSON (custom resources always are): their CRDs' fields are read from it */
+  json?: JsonObject;
 }
 
 /** the protobuf envelope's magic */
@@ -37,9 +42,10 @@ export function decodeObject(value: Uint8Array): ObjectView | "absent" | undefin
 
 // ---- JSON
 
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+export type Json = null | boolean | number | string | Json[] | JsonObject;
+export type JsonObject = { [k: string]: Json };
 
-function isObject(v: Json | undefined): v is { [k: string]: Json } {
+export function isObject(v: Json | undefined): v is JsonObject {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
@@ -58,8 +64,9 @@ function decodeJson(o: Json): ObjectView | undefined {
       labels.set(k, v);
     }
   }
-  const fields = selectableFields(str(o.apiVersion) ?? "", str(o.kind) ?? "");
-  return view(name, namespace, labels, fields, (f) => {
+  const apiVersion = str(o.apiVersion) ?? "", kind = str(o.kind) ?? "";
+  const fields = selectableFields(apiVersion, kind);
+  return view({ apiVersion, kind, name, namespace, labels, json: o }, fields, (f) => {
     let v: Json | undefined = o;
     for (const step of f.json) v = isObject(v) ? v[step] : undefined;
     if (v === undefined || v === null) return fieldText(f, undefined);
@@ -107,7 +114,7 @@ function decodeProtobuf(envelope: Uint8Array): ObjectView | undefined {
       } else m.skipLast();
     }
   }
-  return view(name, namespace, labels, selectableFields(apiVersion, kind), (f) => {
+  return view({ apiVersion, kind, name, namespace, labels }, selectableFields(apiVersion, kind), (f) => {
     try {
       return fieldText(f, protobufField(object, f));
     } catch {
@@ -176,17 +183,14 @@ function fieldText(f: SelectableField, v: string | boolean | number | undefined,
 }
 
 function view(
-  name: string,
-  namespace: string,
-  labels: Map<string, string>,
+  ids: Omit<ObjectView, "field">,
   fields: Record<string, SelectableField> | undefined,
   read: (f: SelectableField) => string | undefined,
 ): ObjectView {
+  const { name, namespace } = ids;
   const cache = new Map<string, string | undefined>();
   return {
-    name,
-    namespace,
-    labels,
+    ...ids,
     field(field: string): string | undefined {
       if (field === "metadata.name") return name;
       if (field === "metadata.namespace") return namespace;

@@ -101,6 +101,8 @@ export interface WatchResponseOut {
 
 /** A client's watch stream as a keyspace writes to it. */
 export interface WatchStream {
+  /** strata's own stream (the CRD registry's), not a client's: its watchers are not counted as clients' */
+  readonly own?: boolean;
   /**
    * Queues a response. `fragmentable`: the watcher asked for fragments, so one revision
    * larger than the stream's limit may be split into parts.

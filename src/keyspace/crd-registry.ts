@@ -139,6 +139,7 @@ export class CrdRegistry implements CustomFieldSource {
     this.crds = crds;
     this.reindex();
     this.session = member.watch({
+      own: true,
       send: (resp) => {
         if (generation === this.generation) this.received(resp);
       },

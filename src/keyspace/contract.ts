@@ -18,7 +18,7 @@ import type { Topology } from "../config/topology.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
 import type { Event, KeyRange, LeaseRecord, Rev } from "../mvcc/types.ts";
-import type { Selection } from "../selectors/index.ts";
+import type { CustomFieldLookup, Selection } from "../selectors/index.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 
 /** What a request is answered with besides its own fields: the revision its header reports. */
@@ -40,7 +40,7 @@ export interface Keyspace {
    * The range with only the keys a label/field selection keeps, answered where the keys
    * are stored; a keyspace without it has its plain range filtered (selected-range.ts).
    */
-  selectedRange?(r: RangeRequest, s: Selection, deadline?: Deadline, encode?: boolean): Promise<RangeOut>;
+  selectedRange?(r: RangeRequest, s: Selection, deadline?: Deadline, encode?: boolean, custom?: CustomFieldLookup): Promise<RangeOut>;
   put(r: PutRequest, deadline?: Deadline): Promise<PutOut>;
   deleteRange(r: DeleteRangeRequest, deadline?: Deadline): Promise<DeleteOut>;
   txn(r: TxnRequest, deadline?: Deadline): Promise<TxnOut>;
@@ -107,6 +107,8 @@ export interface WatchResponseOut {
 
 /** A client's watch stream as a keyspace writes to it. */
 export interface WatchStream {
+  /** strata's own stream (the CRD registry's), not a client's: its watchers are not counted as clients' */
+  readonly own?: boolean;
   /**
    * Queues a response. `fragmentable`: the watcher asked for fragments, so one revision
    * larger than the stream's limit may be split into parts.

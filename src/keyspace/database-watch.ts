@@ -68,6 +68,7 @@ export class DatabaseWatch implements WatchSession {
       noPut: c.filters.includes(NOPUT),
       noDelete: c.filters.includes(NODELETE),
       progressNotify: c.progressNotify,
+      own: this.stream.own === true,
     }, this.sink);
     this.watchers.set(watchId, w);
     if (c.fragment) this.fragmenting.add(watchId);

@@ -43,7 +43,8 @@ export class Watcher {
     readonly id: bigint,
     readonly range: KeyRange,
     startRev: Rev,
-    readonly opts: { prevKv: boolean; noPut: boolean; noDelete: boolean; progressNotify: boolean },
+    /** own: strata's own watcher, not a client's (not counted in `size`) */
+    readonly opts: { prevKv: boolean; noPut: boolean; noDelete: boolean; progressNotify: boolean; own?: boolean },
     readonly sink: WatchSink,
   ) {
     this.nextRev = startRev;
@@ -74,6 +75,8 @@ export class WatchHub {
   private readonly groups = new Map<string, RangeGroup>();
   /** watchers whose catch-up task runs */
   private readonly unsynced = new Set<Watcher>();
+  /** strata's own watchers, among the synced and unsynced */
+  private readonly own = new Set<Watcher>();
   private readonly pages: HistoryPages;
   /**
    * The last revision published. A synced watcher has been given everything up to it that
@@ -96,17 +99,20 @@ export class WatchHub {
     this.pages = new HistoryPages(history);
   }
 
+  /** the clients' watchers (metrics and the status page count these) */
   get size(): number {
-    return this.synced.size + this.unsynced.size;
+    return this.synced.size + this.unsynced.size - this.own.size;
   }
 
   add(w: Watcher): void {
+    if (w.opts.own) this.own.add(w);
     if (w.nextRev > this.revisions().revision) this.join(w);
     else this.unsync(w);
   }
 
   remove(w: Watcher): void {
     w.closed = true;
+    this.own.delete(w);
     this.leave(w);
     this.unsynced.delete(w);
   }

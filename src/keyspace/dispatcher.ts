@@ -34,6 +34,9 @@ import type {
   LeaseKeeper,
   MoveProgress,
   Probe,
+  RangeChunk,
+  RangeStreamOptions,
+  RangeStreams,
   Rerouting,
   StatusOut,
   WatchSession,
@@ -41,12 +44,13 @@ import type {
 } from "./contract.ts";
 import type { DatabaseKeyspace } from "./database.ts";
 import { DispatchedWatch } from "./dispatched-watch.ts";
+import { streamRange } from "./range-stream.ts";
 import { selectedRange } from "./selected-range.ts";
 
 /** every key: [\0, \0) */
 const EVERYTHING: KeyRange = toKeyRange(new Uint8Array([0]), new Uint8Array([0]));
 
-export class Dispatcher implements Keyspace, Rerouting {
+export class Dispatcher implements Keyspace, RangeStreams, Rerouting {
   constructor(
     readonly database: DatabaseKeyspace,
     /** the upstream etcds by backend name */
@@ -97,6 +101,16 @@ export class Dispatcher implements Keyspace, Rerouting {
     // a malformed selector throws a SelectorError (the api answers InvalidArgument)
     const selection = parseSelection(r.labelSelector, r.fieldSelector);
     return selection ? selectedRange(member, r, selection, deadline) : member.range(r, deadline, encode);
+  }
+  /** RangeStream over the keyspace the range goes to (range-stream.ts); a count is one chunk, as a Range counts it */
+  async *rangeStream(r: RangeRequest, o: RangeStreamOptions): AsyncGenerator<RangeChunk> {
+    if (r.countOnly) {
+      const out = await this.range(r, o.deadline());
+      yield { kvs: [], end: { revision: out.header.revision, more: false, count: out.count } };
+      return;
+    }
+    const member = this.memberFor([toKeyRange(r.key, r.rangeEnd)], "range");
+    yield* streamRange(member, r, parseSelection(r.labelSelector, r.fieldSelector), o);
   }
   async put(r: PutRequest, deadline?: Deadline): Promise<PutOut> {
     return this.memberFor([toKeyRange(r.key, new Uint8Array(0))], "put").put(r, deadline);

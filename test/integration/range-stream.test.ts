@@ -6,10 +6,16 @@
 // the stream runs (they must not appear), with limit, keys only, count only, an older
 // revision, selectors and an empty range; errors as etcd gives them (compacted, future,
 // compacted mid-stream, Unimplemented only for what etcd refuses); and a client that reads
-// one chunk per 50 ms through a 100 MiB range leaves strata's memory far below the range's size.
+// one chunk per 50 ms through a 100 MiB range leaves strata's memory far below the range's size,
+// and one that stops reading leaves it where it was. A request in gRPC's JSON codec takes
+// Connect's path instead of strata's own framing, and gets the same answer.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
+import { fromJson } from "@bufbuild/protobuf";
 import { Etcd3 } from "etcd3";
+import { RangeStreamResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { Setting } from "../../src/api/h2/frames.ts";
+import { FrameType, H2TestClient } from "../support/h2-client.ts";
 import { goProgram, runGoScenario } from "../support/go-client.ts";
 import { asJson, type K8sObject } from "../support/k8s-objects.ts";
 import { BACKEND, startStrata, type StrataProcess } from "../support/strata.ts";
@@ -239,6 +245,29 @@ describe(`RangeStream on ${BACKEND}`, () => {
     await etcd.kv.compact({ revision: rev + 1, physical: true } as never);
     const compacted = await rangeStream({ key: PODS, rangeEnd: PODS_END, revision: rev });
     expect([compacted.code, compacted.message, compacted.chunks]).toEqual(["OutOfRange", "etcdserver: mvcc: required revision has been compacted", 0]);
+  });
+
+  test("a request strata's own path does not take (gRPC's JSON codec) is answered through Connect alike", async () => {
+    const h2 = await H2TestClient.connect(Number(strata.endpoint.split(":")[1]), [[Setting.INITIAL_WINDOW_SIZE, 2 ** 31 - 1]]);
+    h2.windowUpdate(0, 2 ** 31 - 1 - 65_535);
+    const request = new TextEncoder().encode(JSON.stringify({ key: btoa(podKey(0)), rangeEnd: btoa(podKey(200)), keysOnly: true }));
+    const body = new Uint8Array(5 + request.length);
+    new DataView(body.buffer).setUint32(1, request.length);
+    body.set(request, 5);
+    const id = h2.request("/etcdserverpb.KV/RangeStream", body, [["content-type", "application/grpc+json"], ["te", "trailers"]]);
+    await h2.until(() => h2.frames.some((f) => f.type === FrameType.HEADERS && f.streamId === id && f.flags & 1), 10_000, "the stream's end");
+    const data = Buffer.concat(h2.frames.filter((f) => f.type === FrameType.DATA && f.streamId === id).map((f) => f.payload));
+    h2.close();
+    const chunks = [];
+    for (let at = 0; at < data.length; at += 5 + data.readUInt32BE(at + 1)) {
+      chunks.push(fromJson(RangeStreamResponseSchema, JSON.parse(data.subarray(at + 5, at + 5 + data.readUInt32BE(at + 1)).toString())).rangeResponse!);
+    }
+    const plain = await etcd.kv.range({ key: Buffer.from(podKey(0)), range_end: Buffer.from(podKey(200)), keys_only: true } as never);
+    const keys = (kvs: Array<{ key: Uint8Array | Buffer }>) => kvs.map((kv) => Buffer.from(kv.key).toString());
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(chunks.slice(0, -1).every((c) => c.header === undefined && !c.more && c.count === 0n)).toBe(true);
+    expect(keys(chunks.flatMap((c) => c.kvs))).toEqual(keys(plain.kvs));
+    expect([chunks.at(-1)!.count, chunks.at(-1)!.header!.revision]).toEqual([BigInt(plain.count), BigInt(plain.header.revision)]);
   });
 
   describe("a 100 MiB range", () => {

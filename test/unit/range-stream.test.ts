@@ -213,7 +213,7 @@ describe("checkRangeStream", () => {
     expect(refused({ sortOrder: 1 })).toBe("accepted");
     expect(refused({ sortTarget: 3 })).toBe("accepted");
     expect(refused({ key: new Uint8Array(0), sortOrder: 2 })).toBe("InvalidArgument: etcdserver: key is not provided");
-    expect(refused({ sortOrder: 7 })).toBe("InvalidArgument: etcdserver: invalid sort option");
+    expect(refused({ sortOrder: 7 as never })).toBe("InvalidArgument: etcdserver: invalid sort option");
     expect(refused({ sortOrder: 2 })).toBe("Unimplemented: RangeStream does not support custom sort orders");
     expect(refused({ sortOrder: 1, sortTarget: 4 })).toBe("Unimplemented: RangeStream does not support custom sort orders");
     expect(refused({ minModRevision: 3n })).toBe("Unimplemented: RangeStream does not support revision filters");

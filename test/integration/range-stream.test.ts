@@ -10,7 +10,9 @@
 // and one that stops reading leaves it where it was. A request in gRPC's JSON codec takes
 // Connect's path instead of strata's own framing, and gets the same answer.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fromJson } from "@bufbuild/protobuf";
 import { Etcd3 } from "etcd3";
 import { RangeStreamResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
@@ -18,7 +20,7 @@ import { Setting } from "../../src/api/h2/frames.ts";
 import { FrameType, H2TestClient } from "../support/h2-client.ts";
 import { goProgram, runGoScenario } from "../support/go-client.ts";
 import { asJson, type K8sObject } from "../support/k8s-objects.ts";
-import { BACKEND, startStrata, type StrataProcess } from "../support/strata.ts";
+import { BACKEND, freshBackendUrl, startStrata, type StrataProcess } from "../support/strata.ts";
 
 interface Digest {
   kvs: number;
@@ -97,7 +99,7 @@ function pod(i: number): Uint8Array {
 }
 
 /** puts keys in txns of 100, 8 at a time */
-async function load(n: number, key: (i: number) => string, value: (i: number) => Uint8Array): Promise<void> {
+async function load(n: number, key: (i: number) => string, value: (i: number) => Uint8Array, client = etcd): Promise<void> {
   let next = 0;
   await Promise.all(Array.from({ length: 8 }, async () => {
     while (next < n) {
@@ -105,18 +107,18 @@ async function load(n: number, key: (i: number) => string, value: (i: number) =>
       next = Math.min(n, next + 100);
       const ops = [];
       for (let i = from; i < next; i++) ops.push({ request_put: { key: Buffer.from(key(i)), value: Buffer.from(value(i)) } });
-      await etcd.kv.txn({ success: ops } as never);
+      await client.kv.txn({ success: ops } as never);
     }
   }));
 }
 
-function rangeStream(spec: Spec, timeoutMs = 120_000): Promise<StreamReport> {
-  return runGoScenario(["rangestream", strata.endpoint, JSON.stringify(spec)], timeoutMs) as unknown as Promise<StreamReport>;
+function rangeStream(spec: Spec, timeoutMs = 120_000, endpoint = strata.endpoint): Promise<StreamReport> {
+  return runGoScenario(["rangestream", endpoint, JSON.stringify(spec)], timeoutMs) as unknown as Promise<StreamReport>;
 }
 
 /** a stream that must succeed, equal its Range, and have the shape etcd gives it */
-async function streamEqualsRange(spec: Spec): Promise<StreamReport> {
-  const r = await rangeStream({ ...spec, compare: true });
+async function streamEqualsRange(spec: Spec, endpoint = strata.endpoint): Promise<StreamReport> {
+  const r = await rangeStream({ ...spec, compare: true }, 120_000, endpoint);
   expect({ errors: r.errors, code: r.code, message: r.message }).toEqual({ errors: [], code: "", message: "" });
   // a Range at an older revision reports the latest in its header, as the stream reports
   // the latest when it started: they differ only when something was written in between
@@ -268,6 +270,36 @@ describe(`RangeStream on ${BACKEND}`, () => {
     expect(chunks.slice(0, -1).every((c) => c.header === undefined && !c.more && c.count === 0n)).toBe(true);
     expect(keys(chunks.flatMap((c) => c.kvs))).toEqual(keys(plain.kvs));
     expect([chunks.at(-1)!.count, chunks.at(-1)!.header!.revision]).toEqual([BigInt(plain.count), BigInt(plain.header.revision)]);
+  });
+
+  test("a range spanning two databases (routing rules): pages of the merged range, the same answer", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "strata-range-stream-"));
+    const config = join(dir, "strata.yaml");
+    writeFileSync(config, [
+      "backends:",
+      `  main: ${await freshBackendUrl(dir)}`,
+      `  other: ${await freshBackendUrl(dir)}`,
+      "default: main",
+      "routes:",
+      "  - match: { resource: pods, namespace: ns-1 }",
+      "    backend: other",
+      "",
+    ].join("\n"));
+    const routed = await startStrata(["--config", config]);
+    const client = new Etcd3({ hosts: routed.endpoint });
+    try {
+      // a txn stays within one database: each namespace loaded on its own
+      for (const ns of [0, 1, 2]) await load(POD_COUNT / 3, (j) => podKey(3 * j + ns), (j) => pod(3 * j + ns), client);
+      const whole = await streamEqualsRange({ key: PODS, rangeEnd: PODS_END }, routed.endpoint);
+      expect([whole.stream!.kvs, whole.stream!.count]).toEqual([POD_COUNT, POD_COUNT]);
+      expect(whole.chunks).toBeGreaterThan(5);
+      const limited = await streamEqualsRange({ key: PODS, rangeEnd: PODS_END, limit: 1500, keysOnly: true }, routed.endpoint);
+      expect([limited.stream!.kvs, limited.stream!.more, limited.stream!.count]).toEqual([1500, true, POD_COUNT]);
+    } finally {
+      client.close();
+      await routed.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   describe("a 100 MiB range", () => {

@@ -1,6 +1,7 @@
 // The gRPC server: etcd's services under their etcd names (/etcdserverpb.KV/Range, ...) on
-// strata's own HTTP/2 server (src/api/h2, cleartext or TLS). Unary calls are served
-// straight on the stream (unary.ts); streams and anything unusual go through Connect.
+// strata's own HTTP/2 server (src/api/h2, cleartext or TLS). Unary calls and RangeStream
+// are served straight on the stream (unary.ts, range-stream.ts); other streams and anything
+// unusual go through Connect.
 import type { TlsOptions } from "node:tls";
 import type { DescService } from "@bufbuild/protobuf";
 import { createConnectRouter } from "@connectrpc/connect";

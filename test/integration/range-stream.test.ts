@@ -340,9 +340,12 @@ describe(`RangeStream on ${BACKEND}`, () => {
           `strata RSS ${before.toFixed(0)} MiB before, peak ${peak.toFixed(0)} MiB (+${(peak - before).toFixed(0)})`,
       );
       expect(r.chunks).toBeGreaterThan(40);
-      // the range is ~98 MiB: a stream holds about one 1.5 MiB chunk, plus garbage not yet
-      // collected (measured +1 to +27 MiB); read ahead regardless of the client, +62 MiB
-      expect(peak - before).toBeLessThan(rangeMiB / 2);
+      // the range is ~98 MiB, which a Range holds whole: a stream holds about one 1.5 MiB
+      // chunk, plus chunks sent and not yet collected (measured +1 to +36 MiB: Bun collects
+      // large buffers late, strata forces it only above 192 MiB, util/memory-pressure.ts).
+      // Read ahead regardless of the client it was +62 MiB, which the stalled reader above
+      // tells apart sharply.
+      expect(peak - before).toBeLessThan(rangeMiB * 0.6);
     }, 300_000);
 
     test("a fast reader: the whole range, equal to the Range; timed against it", async () => {

@@ -23,7 +23,7 @@ import type { Router } from "../router/router.ts";
 import type { CustomFieldLookup, Selection } from "../selectors/index.ts";
 import { crc32 } from "../util/crc32.ts";
 import { AutoCompactor, type Retention } from "./compactor.ts";
-import type { AlarmOut, Answer, Keyspace, LeaseCopies, LeaseKeeper, StatusOut, UpstreamLeaseService, WatchSession, WatchStream } from "./contract.ts";
+import type { AlarmOut, Answer, Keyspace, PageReader, LeaseCopies, LeaseKeeper, StatusOut, UpstreamLeaseService, WatchSession, WatchStream } from "./contract.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 import { databaseSnapshot } from "./database-snapshot.ts";
 import { DatabaseWatch } from "./database-watch.ts";
@@ -97,8 +97,12 @@ export class DatabaseKeyspace implements Keyspace {
   async selectedRange(r: RangeRequest, s: Selection, deadline?: Deadline, encode?: boolean, custom?: CustomFieldLookup): Promise<RangeOut> {
     const exact = await this.router.read({ ...rangeQuery(r, encode), select: { selection: s, exactOnly: true } }, deadline);
     if (exact.selected === "exact") return finishRange(r, exact);
+    return selectInPages(r, s, custom, this.narrowedPages(r, s, deadline));
+  }
+
+  narrowedPages(r: RangeRequest, s: Selection, deadline?: Deadline): PageReader {
     const { end } = toKeyRange(r.key, r.rangeEnd);
-    return selectInPages(r, s, custom, async (start, revision, limit) => {
+    return async (start, revision, limit) => {
       const page = await this.router.read({
         range: { start, end },
         revision,
@@ -108,7 +112,7 @@ export class DatabaseKeyspace implements Keyspace {
         select: { selection: s, exactOnly: false },
       }, deadline);
       return { kvs: page.kvs.slice(0, Number(limit)), more: page.kvs.length > limit, revision: page.revision };
-    });
+    };
   }
   put(r: PutRequest, deadline?: Deadline): Promise<PutOut> {
     return this.router.put(r, deadline);

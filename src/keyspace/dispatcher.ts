@@ -26,7 +26,7 @@ import { moveKeys } from "../router/move.ts";
 import { sameTopology, UPSTREAM_KEYS_STAY } from "../router/open.ts";
 import { validateTopology } from "../router/validate.ts";
 import { log } from "../observe/log.ts";
-import { namesOtherFields, parseSelection } from "../selectors/index.ts";
+import { type CustomFieldLookup, namesOtherFields, parseSelection, type Selection } from "../selectors/index.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 import type {
   AlarmOut,
@@ -36,6 +36,9 @@ import type {
   LeaseKeeper,
   MoveProgress,
   Probe,
+  RangeChunk,
+  RangeStreamOptions,
+  RangeStreams,
   Rerouting,
   StatusOut,
   WatchSession,
@@ -44,6 +47,7 @@ import type {
 import { CrdRegistry } from "./crd-registry.ts";
 import type { DatabaseKeyspace } from "./database.ts";
 import { DispatchedWatch } from "./dispatched-watch.ts";
+import { streamRange } from "./range-stream.ts";
 import { selectedRange } from "./selected-range.ts";
 
 /** every key: [\0, \0) */
@@ -66,7 +70,7 @@ function mayHoldCustomResources(r: RangeRequest, keyPrefix: string): boolean {
   return slash < 0 || rest.slice(0, slash).includes(".");
 }
 
-export class Dispatcher implements Keyspace, Rerouting {
+export class Dispatcher implements Keyspace, RangeStreams, Rerouting {
   /** the CRDs' selectable fields, learnt from the keyspace itself once started */
   readonly customFields: CrdRegistry;
 
@@ -114,21 +118,37 @@ export class Dispatcher implements Keyspace, Rerouting {
   }
 
   /**
-   * With label/field selectors the range is filtered here, above both kinds of keyspace,
-   * so the databases and an upstream etcd answer them alike (selected-range.ts). A field
-   * beyond metadata's may be a custom resource's: the CRDs are then used once the
-   * registry has every change made before this request (briefly waited for).
+   * With label/field selectors: answered by the databases from their selector index
+   * (database.ts), an upstream etcd's plain range filtered here (selected-range.ts).
    */
   async range(r: RangeRequest, deadline?: Deadline, encode?: boolean): Promise<RangeOut> {
     const member = this.memberFor([toKeyRange(r.key, r.rangeEnd)], "range");
     // a malformed selector throws a SelectorError (the api answers InvalidArgument)
     const selection = parseSelection(r.labelSelector, r.fieldSelector);
     if (!selection) return member.range(r, deadline, encode);
-    const crds = this.customFields;
-    const custom = namesOtherFields(selection) && mayHoldCustomResources(r, this.database.router.topology.keyPrefix)
-      ? await crds.ready(crds.mark(), CRD_WAIT_MS)
-      : undefined;
+    const custom = await this.customFieldsFor(r, selection);
     return member.selectedRange ? member.selectedRange(r, selection, deadline, encode, custom) : selectedRange(member, r, selection, deadline, custom);
+  }
+  /**
+   * The CRDs' selectable fields for a selection that names fields beyond metadata's over a
+   * range that may hold custom resources, once the registry has every change made before
+   * this request (briefly waited for); undefined otherwise (such fields are then unknown).
+   */
+  private async customFieldsFor(r: RangeRequest, s: Selection): Promise<CustomFieldLookup | undefined> {
+    if (!namesOtherFields(s) || !mayHoldCustomResources(r, this.database.router.topology.keyPrefix)) return undefined;
+    return this.customFields.ready(this.customFields.mark(), CRD_WAIT_MS);
+  }
+
+  /** RangeStream over the keyspace the range goes to (range-stream.ts); a count is one chunk, as a Range counts it */
+  async *rangeStream(r: RangeRequest, o: RangeStreamOptions): AsyncGenerator<RangeChunk> {
+    if (r.countOnly) {
+      const out = await this.range(r, o.deadline());
+      yield { kvs: [], end: { revision: out.header.revision, more: false, count: out.count } };
+      return;
+    }
+    const member = this.memberFor([toKeyRange(r.key, r.rangeEnd)], "range");
+    const selection = parseSelection(r.labelSelector, r.fieldSelector);
+    yield* streamRange(member, r, selection, o, selection && (await this.customFieldsFor(r, selection)));
   }
   async put(r: PutRequest, deadline?: Deadline): Promise<PutOut> {
     return this.memberFor([toKeyRange(r.key, new Uint8Array(0))], "put").put(r, deadline);

@@ -14,10 +14,7 @@ import { finishRange } from "../mvcc/range.ts";
 import type { RangeOut } from "../mvcc/responses.ts";
 import type { KeyValue, Rev } from "../mvcc/types.ts";
 import { type CustomFieldLookup, type Selection, selects } from "../selectors/index.ts";
-import type { Keyspace } from "./contract.ts";
-
-/** One page of the range from a key on, at a revision (0: the latest, whose revision `revision` tells). */
-export type PageReader = (from: Uint8Array, revision: Rev, limit: bigint) => Promise<{ kvs: KeyValue[]; more: boolean; revision: Rev }>;
+import type { Keyspace, PageReader } from "./contract.ts";
 
 /** keys read per page: a few MiB of Kubernetes objects */
 const PAGE = 256n;

@@ -5,15 +5,16 @@
 import { intField, kvsSize, ProtoWriter, varintSize, writeKvs } from "../mvcc/kv-encoding.ts";
 import type { RangeChunk } from "../keyspace/contract.ts";
 import { header, type ServerIdentity } from "./header.ts";
+import { headerSize, writeHeader, writeMoreAndCount } from "./range-frame.ts";
 
 /** The frame of one chunk, in pieces to be sent one after another. */
 export function rangeStreamFrame(c: RangeChunk, id: ServerIdentity): Uint8Array[] {
   const h = c.end && header(id, c.end.revision);
-  const headerSize = h ? intField(h.clusterId) + intField(h.memberId) + intField(h.revision) + intField(h.raftTerm) : 0;
+  const hSize = h ? headerSize(h) : 0;
   const sizes: number[] = [];
   const kvs = c.encodedKvs ? c.encodedKvs.length : kvsSize(c.kvs, sizes);
   const tail = c.end ? (c.end.more ? 2 : 0) + intField(c.end.count) : 0;
-  const inner = (h ? 1 + varintSize(BigInt(headerSize)) + headerSize : 0) + kvs + tail;
+  const inner = (h ? 1 + varintSize(BigInt(hSize)) + hSize : 0) + kvs + tail;
   const size = 1 + varintSize(BigInt(inner)) + inner;
 
   const buf = new Uint8Array(5 + size - (c.encodedKvs ? kvs : 0));
@@ -21,20 +22,9 @@ export function rangeStreamFrame(c: RangeChunk, id: ServerIdentity): Uint8Array[
   const w = new ProtoWriter(buf, 5);
   w.buf[w.pos++] = 0x0a;
   w.small(inner);
-  if (h) {
-    w.buf[w.pos++] = 0x0a;
-    w.small(headerSize);
-    w.int(0x08, h.clusterId);
-    w.int(0x10, h.memberId);
-    w.int(0x18, h.revision);
-    w.int(0x20, h.raftTerm);
-  }
+  if (h) writeHeader(w, h, hSize);
   const split = w.pos;
   if (!c.encodedKvs) writeKvs(w, c.kvs, sizes);
-  if (c.end?.more) {
-    w.buf[w.pos++] = 0x18;
-    w.buf[w.pos++] = 1;
-  }
-  if (c.end) w.int(0x20, c.end.count);
+  if (c.end) writeMoreAndCount(w, c.end.more, c.end.count);
   return c.encodedKvs ? [buf.subarray(0, split), c.encodedKvs, buf.subarray(split)] : [buf];
 }

@@ -151,9 +151,10 @@ export interface WatchStream {
   readonly own?: boolean;
   /**
    * Queues a response. `fragmentable`: the watcher asked for fragments, so one revision
-   * larger than the stream's limit may be split into parts.
+   * larger than the stream's limit may be split into parts. Returns false when nothing
+   * reached the client (a selection filtered out every event).
    */
-  send(resp: WatchResponseOut, fragmentable: boolean): void;
+  send(resp: WatchResponseOut, fragmentable: boolean): boolean | void;
   /** the watcher holds its id no longer (canceled, refused, compacted, or its upstream failed) */
   forget(watchId: bigint): void;
   /** true while the client is not keeping up */

@@ -105,7 +105,8 @@ export class DispatchedWatch implements WatchSession {
         const w = selected.get(resp.watchId);
         if (!w || owner.get(resp.watchId) !== opened) return stream.send(resp, fragmentable);
         const out = selectedResponse(w, resp);
-        if (out) stream.send(out, w.fragment);
+        if (!out) return false;
+        stream.send(out, w.fragment);
       },
       forget: (id) => {
         if (owner.get(id) !== opened) return;

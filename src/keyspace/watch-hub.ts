@@ -16,7 +16,8 @@ const RETRY_MS = 1000;
 
 /** One client stream: watchers on it share its outgoing queue. */
 export interface WatchSink {
-  send(resp: WatchResponseOut): void;
+  /** false: the response said nothing to the client (a selection filtered out its every event) */
+  send(resp: WatchResponseOut): boolean | void;
   /** true while the client is not keeping up; synced watchers then fall back to catch-up */
   congested(): boolean;
   /** resolves when the queue has room again */
@@ -153,8 +154,8 @@ export class WatchHub {
         w.nextRev = revision + 1n;
         const evs = w.shape(matched);
         if (evs.length === 0) continue;
-        w.sentSinceTick = true;
-        w.sink.send({ header: { revision }, watchId: w.id, events: evs });
+        // a watcher that heard nothing since the last tick gets the next progress notification
+        if (w.sink.send({ header: { revision }, watchId: w.id, events: evs }) !== false) w.sentSinceTick = true;
       }
     }
     if (this.tickAt !== undefined && revision >= this.tickAt) this.notifyProgress(revision);
@@ -260,8 +261,7 @@ export class WatchHub {
       if (w.sink.congested()) return false;
       const evs = w.shape(page.events);
       if (evs.length > 0) {
-        w.sentSinceTick = true;
-        w.sink.send({ header: { revision: this.revisions().revision }, watchId: w.id, events: evs });
+        if (w.sink.send({ header: { revision: this.revisions().revision }, watchId: w.id, events: evs }) !== false) w.sentSinceTick = true;
       }
       w.nextRev = page.through + 1n;
     }

@@ -59,7 +59,7 @@ function setup(customFields?: CustomFieldSource) {
     },
   };
   const sent: Array<{ resp: WatchResponseOut; fragmentable: boolean }> = [];
-  const stream: WatchStream = { send: (resp, fragmentable) => sent.push({ resp, fragmentable }), forget: () => {}, congested: () => false, drained: async () => {} };
+  const stream: WatchStream = { send: (resp, fragmentable) => void sent.push({ resp, fragmentable }), forget: () => {}, congested: () => false, drained: async () => {} };
   return { a, e, sent, session: new DispatchedWatch(routes, stream) };
 }
 

@@ -12,7 +12,7 @@ import { indexAnswersExactly } from "../../selectors/index.ts";
 import { type Dialect, KV_COLUMNS } from "./dialect.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
 import { SCHEMA_VERSION, schemaStatements } from "./schema.ts";
-import { compactIndex, forgetIndex, indexRow, type SelectedRead, selectedCountSql, selectedRangeSql } from "./selector-index.ts";
+import { compactIndex, forgetIndex, IndexRows, type SelectedRead, selectedCountSql, selectedRangeSql } from "./selector-index.ts";
 
 const EMPTY = new Uint8Array(0);
 /**
@@ -195,9 +195,9 @@ export class SqlBackend implements Backend {
           `SELECT rev, sub, k, v FROM kv_log WHERE deleted = 0 AND (rev > ? OR (rev = ? AND sub > ?)) ORDER BY rev, sub LIMIT ${INDEX_BATCH}`,
           [after[0], after[0], after[1]],
         );
-        for (const r of rows) {
-          for (const [sql, params] of indexRow(r.rev as bigint, r.k as Uint8Array, r.v as Uint8Array, this.dialect.insertIgnoring)) await c.run(sql, params);
-        }
+        const index = new IndexRows(this.dialect.insertIgnoring);
+        for (const r of rows) index.add(r.rev as bigint, r.k as Uint8Array, r.v as Uint8Array);
+        index.flush(c);
         return rows;
       });
       if (batch.length === 0) break;
@@ -338,13 +338,14 @@ export class SqlBackend implements Backend {
   ): Promise<WriteResult<T>[]> {
     return this.driver.write(async (c) => {
       const live = new LiveKeys();
+      const indexRows = new IndexRows();
       // the keys are read after the lock is taken (statements run in order on a connection)
       const [meta] = await Promise.all([this.dialect.lockMeta(c), live.fetch(c, keys)]);
       const start = metaOf(meta);
       let { revision, compactRevision } = start;
       const results: WriteResult<T>[] = [];
       for (const fn of txns) {
-        const tx = new SqlWriteTx(this.name, c, this.dialect, revision, compactRevision, live);
+        const tx = new SqlWriteTx(this.name, c, this.dialect, revision, compactRevision, live, indexRows);
         try {
           results.push({ ok: true, value: await fn(tx) });
           revision = tx.newRevision;
@@ -364,6 +365,7 @@ export class SqlBackend implements Backend {
       if (compactRevision !== start.compactRevision) {
         c.send("UPDATE meta SET num = ? WHERE name = 'compact_revision'", [compactRevision]);
       }
+      indexRows.flush(c);
       c.send("INSERT INTO commits (token, rev) VALUES (?, ?)", [token, revision]);
       await beforeCommit?.(c);
       ready(results);
@@ -640,6 +642,8 @@ class SqlWriteTx implements WriteTx {
     readonly revision: Rev,
     readonly compactRevision: Rev,
     private readonly live: LiveKeys,
+    /** the index rows of the batch's puts, inserted before it commits */
+    private readonly indexRows: IndexRows,
   ) {
     this.newRevision = revision;
     this.newCompactRevision = compactRevision;
@@ -670,7 +674,7 @@ class SqlWriteTx implements WriteTx {
       `INSERT INTO kv_log (rev, sub, k, create_rev, prev_rev, version, lease, deleted, v) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)`,
       [kv.modRevision, BigInt(sub), kv.key, kv.createRevision, prev?.modRevision ?? null, kv.version, kv.lease, kv.value],
     );
-    for (const [sql, params] of indexRow(kv.modRevision, kv.key, kv.value)) this.c.send(sql, params);
+    this.indexRows.add(kv.modRevision, kv.key, kv.value);
     this.c.send(this.dialect.upsertKv, [kv.modRevision, BigInt(sub)]);
   }
 
@@ -687,6 +691,8 @@ class SqlWriteTx implements WriteTx {
   async forget(key: Uint8Array): Promise<void> {
     this.wrote = true;
     this.live.set(key, undefined);
+    // rows indexed earlier in the batch are in the tables before they are looked for
+    this.indexRows.flush(this.c);
     await forgetIndex(this.c, key);
     await this.c.run("DELETE FROM kv_log WHERE k = ?", [key]);
     await this.c.run("DELETE FROM kv WHERE k = ?", [key]);

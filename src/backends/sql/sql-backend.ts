@@ -116,7 +116,19 @@ export class SqlBackend implements Backend {
       throw new Error(`${this.name}: database schema version ${version} is newer than this strata's (${SCHEMA_VERSION}); upgrade strata`);
     }
     if (version < SCHEMA_VERSION) await this.migrate(version);
+    await this.driver.write(async (c) => {
+      // rows written without the index leave it incomplete; an empty log has nothing to index
+      if (!this.indexing) await c.run("UPDATE meta SET num = 0 WHERE name = 'select_index'");
+      else await c.run("UPDATE meta SET num = 1 WHERE name = 'select_index' AND NOT EXISTS (SELECT 1 FROM kv_log)");
+    });
     return this.driver.read((c) => readMeta(c));
+  }
+
+  /** whether writes keep the selector index (--selector-index) */
+  private indexing = false;
+
+  keepSelectorIndex(on: boolean): void {
+    this.indexing = on;
   }
 
   private async migrate(from: number): Promise<void> {
@@ -172,7 +184,13 @@ export class SqlBackend implements Backend {
   /** whether the selector index holds every row (a database from before it gets it from `strata reindex`) */
   private indexComplete = false;
 
-  async selectIndexComplete(): Promise<boolean> {
+  async selectorIndex(): Promise<"off" | "complete" | "incomplete"> {
+    if (!this.indexing) return "off";
+    return (await this.selectIndexComplete()) ? "complete" : "incomplete";
+  }
+
+  /** whether selected reads may use the index: it covers every row (read threads see it in the database) */
+  private async selectIndexComplete(): Promise<boolean> {
     if (!this.indexComplete) {
       const rows = await this.driver.query("SELECT num FROM meta WHERE name = 'select_index'");
       this.indexComplete = rows[0]?.num === 1n;
@@ -338,7 +356,7 @@ export class SqlBackend implements Backend {
   ): Promise<WriteResult<T>[]> {
     return this.driver.write(async (c) => {
       const live = new LiveKeys();
-      const indexRows = new IndexRows();
+      const indexRows = this.indexing ? new IndexRows() : undefined;
       // the keys are read after the lock is taken (statements run in order on a connection)
       const [meta] = await Promise.all([this.dialect.lockMeta(c), live.fetch(c, keys)]);
       const start = metaOf(meta);
@@ -365,7 +383,7 @@ export class SqlBackend implements Backend {
       if (compactRevision !== start.compactRevision) {
         c.send("UPDATE meta SET num = ? WHERE name = 'compact_revision'", [compactRevision]);
       }
-      indexRows.flush(c);
+      indexRows?.flush(c);
       c.send("INSERT INTO commits (token, rev) VALUES (?, ?)", [token, revision]);
       await beforeCommit?.(c);
       ready(results);
@@ -642,8 +660,8 @@ class SqlWriteTx implements WriteTx {
     readonly revision: Rev,
     readonly compactRevision: Rev,
     private readonly live: LiveKeys,
-    /** the index rows of the batch's puts, inserted before it commits */
-    private readonly indexRows: IndexRows,
+    /** the index rows of the batch's puts, inserted before it commits (none without --selector-index) */
+    private readonly indexRows: IndexRows | undefined,
   ) {
     this.newRevision = revision;
     this.newCompactRevision = compactRevision;
@@ -674,7 +692,7 @@ class SqlWriteTx implements WriteTx {
       `INSERT INTO kv_log (rev, sub, k, create_rev, prev_rev, version, lease, deleted, v) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)`,
       [kv.modRevision, BigInt(sub), kv.key, kv.createRevision, prev?.modRevision ?? null, kv.version, kv.lease, kv.value],
     );
-    this.indexRows.add(kv.modRevision, kv.key, kv.value);
+    this.indexRows?.add(kv.modRevision, kv.key, kv.value);
     this.c.send(this.dialect.upsertKv, [kv.modRevision, BigInt(sub)]);
   }
 
@@ -692,7 +710,7 @@ class SqlWriteTx implements WriteTx {
     this.wrote = true;
     this.live.set(key, undefined);
     // rows indexed earlier in the batch are in the tables before they are looked for
-    this.indexRows.flush(this.c);
+    this.indexRows?.flush(this.c);
     await forgetIndex(this.c, key);
     await this.c.run("DELETE FROM kv_log WHERE k = ?", [key]);
     await this.c.run("DELETE FROM kv WHERE k = ?", [key]);

@@ -163,11 +163,12 @@ export class SqlBackend implements Backend {
     return this.rangeHere(q);
   }
 
-  private async rangeHere(q: RangeQuery): Promise<RangeResult> {
+  /** `uncounted`: the count is not wanted (a superset's pages), so not read */
+  private async rangeHere(q: RangeQuery, uncounted = false): Promise<RangeResult> {
     if (q.select) return this.selectedRangeHere(q, q.select);
     // a read at the newest revision (a list's next page, usually) is a latest read
     if (q.revision === 0n || q.revision >= this.newest) {
-      const latest = await this.latestRange(q);
+      const latest = await this.latestRange(q, uncounted);
       if (latest) return latest;
     }
     return this.driver.read(async (c) => {
@@ -175,7 +176,7 @@ export class SqlBackend implements Backend {
       const at = checkRevision(q.revision, revision, compactRevision);
       const reads = new RangeReads(c, this.dialect.countKv);
       const historic = at === revision ? undefined : at;
-      const count = q.knownCount?.revision === at ? q.knownCount.count : await reads.count(q.range, historic);
+      const count = q.knownCount?.revision === at ? q.knownCount.count : uncounted ? 0n : await reads.count(q.range, historic);
       const kvs = q.countOnly ? [] : await reads.range(q.range, historic, q.limit, q.keysOnly);
       return { kvs, count, revision };
     });
@@ -240,7 +241,8 @@ export class SqlBackend implements Backend {
     const exact = indexAnswersExactly(select.selection);
     const complete = await this.selectIndexComplete();
     if (select.exactOnly && !(exact && complete)) return { kvs: [], count: 0n, revision: (await this.revisions()).revision };
-    if (!complete) return this.rangeHere({ ...q, select: undefined });
+    // the plain range is every key the selection may keep; its count would be the range's, not the selection's
+    if (!complete) return this.rangeHere({ ...q, select: undefined }, true);
     return this.driver.read(async (c) => {
       const { revision, compactRevision } = await readMeta(c);
       this.saw(revision);
@@ -267,7 +269,7 @@ export class SqlBackend implements Backend {
    * back the range is counted again with the revisions, and read anew if keys appeared
    * in between. Undefined when the read asked for another revision than the newest.
    */
-  private async latestRange(q: RangeQuery): Promise<RangeResult | undefined> {
+  private async latestRange(q: RangeQuery, uncounted: boolean): Promise<RangeResult | undefined> {
     const b = bounds(q.range, "k");
     const meta = `(SELECT num FROM meta WHERE name = 'revision') AS m_rev`;
     const counted = `(SELECT COUNT(*) FROM ${this.dialect.countKv} WHERE ${b.where}) AS m_count`;
@@ -276,7 +278,7 @@ export class SqlBackend implements Backend {
     for (;;) {
       if (!q.countOnly) {
         const limited = q.limit > 0;
-        const counting = limited && !known;
+        const counting = limited && !known && !uncounted;
         const cols = q.keysOnly ? "k, create_rev, mod_rev, version, lease" : KV_COLUMNS;
         const rows = await this.driver.query(
           `SELECT ${meta}, ${counting ? `${counted}, ` : ""}${cols} FROM kv WHERE ${b.where} ORDER BY k${limited ? ` LIMIT ${q.limit}` : ""}`,

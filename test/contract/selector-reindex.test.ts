@@ -100,4 +100,15 @@ describe.skipIf(!covered || BACKEND === "nats")(`selector index of rows written 
     const read = await o.store.read(query({ selection: SELECTIONS[0]!, exactOnly: true }));
     expect(read.kvs.map((kv) => dec(kv.key))).toEqual(await keys(o, 0));
   });
+
+  // a database server can be reindexed while strata serves it (an SQLite file cannot)
+  test.skipIf(BACKEND === "sqlite")("a strata without --selector-index never reads the index, even one completed beside it", async () => {
+    o = await o.reopen(undefined, false);
+    const r = await strataCli("reindex", "--backend", o.url);
+    expect(r.status).toBe(0);
+    // written unindexed after the index was completed: only the plain range has them
+    for (let i = 360; i < 380; i++) await put(o, i);
+    await unindexed(o, 380);
+  });
 });
+

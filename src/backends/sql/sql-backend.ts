@@ -158,13 +158,22 @@ export class SqlBackend implements Backend {
   }
 
   /** One key costs less to read than the trip to a thread; a range's cost is the client's choice. */
-  range(q: RangeQuery): Promise<RangeResult> {
+  async range(q: RangeQuery): Promise<RangeResult> {
+    if (q.select) {
+      // decided here, where the setting is known: a read thread reads the index when told to
+      const exact = indexAnswersExactly(q.select.selection);
+      const usable = this.indexing && (await this.selectIndexComplete());
+      if (q.select.exactOnly && !(exact && usable)) return { kvs: [], count: 0n, revision: (await this.revisions()).revision };
+      // without the index, the plain range is every key the selection may keep; its count
+      // would be the range's, not the selection's, so it is not read
+      if (!usable) q = { ...q, select: undefined, uncounted: true };
+    }
     if (this.threads && !isSingleKey(q.range)) return this.onThread(this.threads, (t) => t.range(q), () => this.rangeHere(q));
     return this.rangeHere(q);
   }
 
-  /** `uncounted`: the count is not wanted (a superset's pages), so not read */
-  private async rangeHere(q: RangeQuery, uncounted = false): Promise<RangeResult> {
+  private async rangeHere(q: RangeQuery): Promise<RangeResult> {
+    const uncounted = q.uncounted ?? false;
     if (q.select) return this.selectedRangeHere(q, q.select);
     // a read at the newest revision (a list's next page, usually) is a latest read
     if (q.revision === 0n || q.revision >= this.newest) {
@@ -190,7 +199,7 @@ export class SqlBackend implements Backend {
     return (await this.selectIndexComplete()) ? "complete" : "incomplete";
   }
 
-  /** whether selected reads may use the index: it covers every row (read threads see it in the database) */
+  /** whether the index covers every row: read from the database until it does (`strata reindex` may complete it while strata serves) */
   private async selectIndexComplete(): Promise<boolean> {
     if (!this.indexComplete) {
       const rows = await this.driver.query("SELECT num FROM meta WHERE name = 'select_index'");
@@ -234,15 +243,11 @@ export class SqlBackend implements Backend {
 
   /**
    * A range with selectors, applied by the selector index (selector-index.ts): exactly
-   * when the index decides them all, else narrowed to a superset. Without a complete
-   * index it is the plain range, or nothing read when only an exact answer is wanted.
+   * when the index decides them all, else narrowed to a superset. Only asked for when the
+   * index is kept and complete (range() decides).
    */
-  private async selectedRangeHere(q: RangeQuery, select: NonNullable<RangeQuery["select"]>): Promise<RangeResult> {
+  private selectedRangeHere(q: RangeQuery, select: NonNullable<RangeQuery["select"]>): Promise<RangeResult> {
     const exact = indexAnswersExactly(select.selection);
-    const complete = await this.selectIndexComplete();
-    if (select.exactOnly && !(exact && complete)) return { kvs: [], count: 0n, revision: (await this.revisions()).revision };
-    // the plain range is every key the selection may keep; its count would be the range's, not the selection's
-    if (!complete) return this.rangeHere({ ...q, select: undefined }, true);
     return this.driver.read(async (c) => {
       const { revision, compactRevision } = await readMeta(c);
       this.saw(revision);

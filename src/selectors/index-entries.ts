@@ -12,7 +12,7 @@ import { decodeObject } from "./object.ts";
 import type { Selection } from "./selection.ts";
 
 /** longest index text stored as it is, in UTF-8 bytes */
-export const INDEX_TEXT_BYTES = 128;
+const INDEX_TEXT_BYTES = 128;
 const encoder = new TextEncoder();
 /** what a stored name or value may not hold: the packing's separators, and the hash mark */
 const RESERVED = /[\n\t\u0001]/;

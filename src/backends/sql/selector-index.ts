@@ -10,7 +10,7 @@
 import type { KeyRange, Rev } from "../../mvcc/types.ts";
 import { indexEntries, indexText, type LabelRequirement, packedEntry, packedName, type Selection } from "../../selectors/index.ts";
 import type { Dialect } from "./dialect.ts";
-import type { Row, SqlValue } from "./driver.ts";
+import type { Row, SqlConn, SqlValue } from "./driver.ts";
 
 type Statement = [sql: string, params: SqlValue[]];
 
@@ -46,14 +46,14 @@ export class IndexRows {
   }
 
   /** Sends the rows added since the last flush on the batch's connection. */
-  flush(c: { send(sql: string, params?: SqlValue[]): void }): void {
+  flush(c: SqlConn): void {
     this.send(c, "kv_select (rev, k, labels, fields)", this.selects);
     this.send(c, "kv_label (name, value, k, rev)", this.labels);
     this.selects = [];
     this.labels = [];
   }
 
-  private send(c: { send(sql: string, params?: SqlValue[]): void }, into: string, rows: SqlValue[][]): void {
+  private send(c: SqlConn, into: string, rows: SqlValue[][]): void {
     for (let i = 0; i < rows.length; i += INSERT_ROWS) {
       const chunk = rows.slice(i, i + INSERT_ROWS);
       c.send(`${this.insert[0]} ${into} VALUES ${chunk.map(() => "(?, ?, ?, ?)").join(", ")}${this.insert[1]}`, chunk.flat());
@@ -95,10 +95,8 @@ async function removeIndex(run: (sql: string, params: SqlValue[]) => Promise<unk
   }
 }
 
-type Conn = { all(sql: string, params?: SqlValue[]): Promise<Row[]>; run(sql: string, params?: SqlValue[]): Promise<unknown> };
-
 /** After log rows with revisions in [lo, hi] were removed (compaction): their index goes too. */
-export async function compactIndex(c: Conn, lo: Rev, hi: Rev): Promise<void> {
+export async function compactIndex(c: SqlConn, lo: Rev, hi: Rev): Promise<void> {
   const gone = await c.all(
     `SELECT s.rev, s.k, s.labels FROM kv_select s WHERE s.rev >= ? AND s.rev <= ?
         AND NOT EXISTS (SELECT 1 FROM kv_log l WHERE l.rev = s.rev AND l.k = s.k)`,
@@ -108,7 +106,7 @@ export async function compactIndex(c: Conn, lo: Rev, hi: Rev): Promise<void> {
 }
 
 /** Before a key's history is removed (it moved to another backend): its index. */
-export async function forgetIndex(c: Conn, k: Uint8Array): Promise<void> {
+export async function forgetIndex(c: SqlConn, k: Uint8Array): Promise<void> {
   const rows = await c.all("SELECT s.rev, s.k, s.labels FROM kv_log l JOIN kv_select s ON s.rev = l.rev AND s.k = l.k WHERE l.k = ?", [k]);
   await removeIndex((sql, params) => c.run(sql, params), rows);
 }

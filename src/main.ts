@@ -3,6 +3,7 @@
 // runs the etcd v3 API on the configured backend.
 import { commit, version } from "./cli/build-info.ts";
 import { importCommand } from "./cli/import.ts";
+import { reindexCommand } from "./cli/reindex.ts";
 import { migrateCommand } from "./cli/migrate.ts";
 import { routeCommand } from "./cli/route.ts";
 import { serveCommand } from "./cli/serve.ts";
@@ -45,6 +46,8 @@ Commands:
                         the same with strata stopped (resumable)
   import --from URL     copy a live etcd's keyspace into the configured backends
                         (https:// URL: --cacert, --cert, --key as etcdctl's)
+  reindex               build the selector index of rows written before it existed
+                        (databases from strata before 2026-12; SQLite: strata stopped)
   version               print the version and the commit it was built from
 
 ${flagsHelp()}`;
@@ -63,6 +66,7 @@ async function main(argv: string[]): Promise<void> {
   if (command === "route") process.exit(await routeCommand(rest));
   if (command === "migrate") process.exit(await migrateCommand(rest));
   if (command === "import") process.exit(await importCommand(rest));
+  if (command === "reindex") process.exit(await reindexCommand(rest));
   // no command, or flags alone, means serve
   const serveArgs = command === "serve" ? rest : argv;
   if (command !== undefined && command !== "serve" && !command.startsWith("-")) {

@@ -18,6 +18,7 @@ import type { Topology } from "../config/topology.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
 import type { Event, KeyRange, LeaseRecord, Rev } from "../mvcc/types.ts";
+import type { Selection } from "../selectors/index.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 
 /** What a request is answered with besides its own fields: the revision its header reports. */
@@ -35,6 +36,11 @@ export interface Keyspace {
   // `deadline`: a client's request, answered in bounded time while its database is away;
   // `encode`: the answer may carry encoded key-values (RangeOut.encodedKvs)
   range(r: RangeRequest, deadline?: Deadline, encode?: boolean): Promise<RangeOut>;
+  /**
+   * The range with only the keys a label/field selection keeps, answered where the keys
+   * are stored; a keyspace without it has its plain range filtered (selected-range.ts).
+   */
+  selectedRange?(r: RangeRequest, s: Selection, deadline?: Deadline, encode?: boolean): Promise<RangeOut>;
   put(r: PutRequest, deadline?: Deadline): Promise<PutOut>;
   deleteRange(r: DeleteRangeRequest, deadline?: Deadline): Promise<DeleteOut>;
   txn(r: TxnRequest, deadline?: Deadline): Promise<TxnOut>;

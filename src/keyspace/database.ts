@@ -14,17 +14,20 @@ import type {
 import { AlarmRequest_AlarmAction } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { type AlarmMember, AlarmType } from "../mvcc/alarms.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
+import { toKeyRange } from "../mvcc/keyrange.ts";
 import { finishRange, rangeQuery } from "../mvcc/range.ts";
 import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
 import { checkRevision } from "../mvcc/revisions.ts";
 import type { KeyRange, Rev } from "../mvcc/types.ts";
 import type { Router } from "../router/router.ts";
+import type { Selection } from "../selectors/index.ts";
 import { crc32 } from "../util/crc32.ts";
 import { AutoCompactor, type Retention } from "./compactor.ts";
 import type { AlarmOut, Answer, Keyspace, LeaseCopies, LeaseKeeper, StatusOut, UpstreamLeaseService, WatchSession, WatchStream } from "./contract.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 import { databaseSnapshot } from "./database-snapshot.ts";
 import { DatabaseWatch } from "./database-watch.ts";
+import { selectInPages } from "./selected-range.ts";
 import { DatabaseLeaseCopies, DatabaseLeases } from "./leases.ts";
 import { WatchHub } from "./watch-hub.ts";
 
@@ -86,6 +89,26 @@ export class DatabaseKeyspace implements Keyspace {
   /** etcd's post-processing runs here, once, over what the router read */
   async range(r: RangeRequest, deadline?: Deadline, encode?: boolean): Promise<RangeOut> {
     return finishRange(r, await this.router.read(rangeQuery(r, encode), deadline));
+  }
+  /**
+   * With the selection applied in the databases: answered as they give it when they
+   * apply it exactly, else from pages they narrow as far as they can, checked here.
+   */
+  async selectedRange(r: RangeRequest, s: Selection, deadline?: Deadline, encode?: boolean): Promise<RangeOut> {
+    const exact = await this.router.read({ ...rangeQuery(r, encode), select: { selection: s, exactOnly: true } }, deadline);
+    if (exact.selected === "exact") return finishRange(r, exact);
+    const { end } = toKeyRange(r.key, r.rangeEnd);
+    return selectInPages(r, s, async (start, revision, limit) => {
+      const page = await this.router.read({
+        range: { start, end },
+        revision,
+        limit: Number(limit) + 1,
+        countOnly: false,
+        keysOnly: false,
+        select: { selection: s, exactOnly: false },
+      }, deadline);
+      return { kvs: page.kvs.slice(0, Number(limit)), more: page.kvs.length > limit, revision: page.revision };
+    });
   }
   put(r: PutRequest, deadline?: Deadline): Promise<PutOut> {
     return this.router.put(r, deadline);

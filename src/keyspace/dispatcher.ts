@@ -96,7 +96,8 @@ export class Dispatcher implements Keyspace, Rerouting {
     const member = this.memberFor([toKeyRange(r.key, r.rangeEnd)], "range");
     // a malformed selector throws a SelectorError (the api answers InvalidArgument)
     const selection = parseSelection(r.labelSelector, r.fieldSelector);
-    return selection ? selectedRange(member, r, selection, deadline) : member.range(r, deadline, encode);
+    if (!selection) return member.range(r, deadline, encode);
+    return member.selectedRange ? member.selectedRange(r, selection, deadline, encode) : selectedRange(member, r, selection, deadline);
   }
   async put(r: PutRequest, deadline?: Deadline): Promise<PutOut> {
     return this.memberFor([toKeyRange(r.key, new Uint8Array(0))], "put").put(r, deadline);

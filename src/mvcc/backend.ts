@@ -162,6 +162,13 @@ export interface AdminView {
    * (reads and writes alike), so the server can raise alarms and report the damage.
    */
   onFault?(fn: (fault: StorageFault) => void): void;
+  /**
+   * The selector index (selected ranges answered in the database): whether it covers
+   * every row, and building it for rows written before it existed (returns the rows
+   * indexed; `progress` hears the count as it grows). Absent: selections are filtered in strata.
+   */
+  selectIndexComplete?(): Promise<boolean>;
+  buildSelectIndex?(progress?: (rows: number) => void): Promise<number>;
 }
 
 /** Everything one database family implements. */

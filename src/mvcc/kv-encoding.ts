@@ -148,6 +148,7 @@ export function encodeResult(res: RangeResult, keep: number): RangeResult {
     kvs: [],
     count: res.count,
     revision: res.revision,
+    selected: res.selected,
     encoded: { bytes: encodeKvs(kept), count: kept.length, more: res.kvs.length > keep, lastKey: kept.at(-1)?.key },
   };
 }

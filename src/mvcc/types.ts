@@ -1,5 +1,6 @@
 // The etcd data model as mvcc and the backends see it. Field names match the
 // generated protobuf types (minus $typeName) so results pass straight to the api layer.
+import type { Selection } from "../selectors/index.ts";
 
 /** A revision, a version or a lease ID: etcd's int64s, kept as bigint end to end. */
 export type Rev = bigint;
@@ -48,6 +49,12 @@ export interface RangeQuery {
    * need no sorting or filtering afterwards.
    */
   encode?: { keep: number };
+  /**
+   * Label/field selectors to apply where the keys are stored (storage-side filtering).
+   * A reader that applies them answers `selected`; one that cannot answers the plain
+   * range — or, when `exactOnly`, no keys and no `selected`, without reading them.
+   */
+  select?: { selection: Selection; exactOnly: boolean };
 }
 
 export interface RangeResult {
@@ -57,6 +64,11 @@ export interface RangeResult {
   /** the store's current revision when the read was made */
   revision: Rev;
   encoded?: EncodedKvs;
+  /**
+   * How the query's selection was applied: "exact" — only the keys it keeps, counted by
+   * `count`; "superset" — keys it may keep (checked by the caller; `count` means nothing).
+   */
+  selected?: "exact" | "superset";
 }
 
 /** A read's key-values as RangeResponse's `kvs` field (mvcc/kv-encoding.ts). */

@@ -30,7 +30,13 @@ export async function mergedRange(ctx: ReadContext, parts: Part[], q: RangeQuery
   const outs = await Promise.all(parts.map((p) => p.store.read({ ...q, revision: at, encode: undefined }, deadline)));
   const kvs = outs.flatMap((o) => o.kvs).sort((a, b) => compareBytes(a.key, b.key));
   const count = outs.reduce((n, o) => n + o.count, 0n);
-  return { kvs, count, revision: current };
+  return { kvs, count, revision: current, selected: selectedAll(outs) };
+}
+
+/** how a selection was applied to all the reads: exactly only if exactly in each */
+function selectedAll(outs: RangeResult[]): RangeResult["selected"] {
+  if (outs.every((o) => o.selected === "exact")) return "exact";
+  return outs.every((o) => o.selected !== undefined) ? "superset" : undefined;
 }
 
 /**
@@ -42,7 +48,7 @@ async function rangeOwned(ctx: ReadContext, parts: Part[], q: RangeQuery, curren
   const { table, results } = await underOneTable(ctx, () => Promise.all(parts.map((p) => p.store.read(all))));
   const kvs = results.flatMap((out, i) => out.kvs.filter((kv) => table.route(keyString(kv.key)) === parts[i]!.name));
   kvs.sort((a, b) => compareBytes(a.key, b.key));
-  return { kvs, count: BigInt(kvs.length), revision: current };
+  return { kvs, count: BigInt(kvs.length), revision: current, selected: selectedAll(results) };
 }
 
 /** History from every database, merged in revision order (for watchers catching up). */

@@ -64,6 +64,11 @@ export class Router implements ReadContext {
         throw new Error(`backend ${several ? `${b.name} (${b.backend.name})` : b.backend.name}: ${err.message}`);
       })
     ));
+    for (const b of backends) {
+      if ((await b.backend.selectIndexComplete?.()) === false) {
+        log("warn", "the selector index does not cover the rows written before it existed: selected lists are filtered by strata until `strata reindex` builds it", { backend: b.name });
+      }
+    }
     const stride = backends.length;
     const parts = backends.map((b, index) => {
       const store = new Store(b.backend, { slot: index, stride });

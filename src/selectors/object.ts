@@ -12,6 +12,8 @@ export interface ObjectView {
   labels: ReadonlyMap<string, string>;
   /** a selectable field's value as Kubernetes compares it; undefined when it cannot be evaluated */
   field(name: string): string | undefined;
+  /** the selectable fields of the object's kind beyond metadata.name and metadata.namespace */
+  readonly selectable: readonly string[];
 }
 
 /** the protobuf envelope's magic */
@@ -187,6 +189,7 @@ function view(
     name,
     namespace,
     labels,
+    selectable: fields ? Object.keys(fields) : [],
     field(field: string): string | undefined {
       if (field === "metadata.name") return name;
       if (field === "metadata.namespace") return namespace;

@@ -39,8 +39,8 @@ export interface Opened {
   url: string;
   backend: Backend;
   store: Store;
-  /** closes it, keeping the database, and opens it again (a restart) */
-  reopen(): Promise<Opened>;
+  /** closes it, keeping the database, and opens it again (a restart); `between` runs while it is closed */
+  reopen(between?: () => Promise<unknown>): Promise<Opened>;
   close(): Promise<void>;
 }
 
@@ -66,8 +66,9 @@ export async function openStore(url?: string, ownDir?: string): Promise<Opened> 
     url: target,
     backend,
     store,
-    reopen: async () => {
+    reopen: async (between) => {
       await shut();
+      await between?.();
       return openStore(target, dir);
     },
     close: async () => {
@@ -132,4 +133,30 @@ export const valueIs = (key: string, value: string): Cmp => ({ key: enc(key), ta
 /** a Range as the keyspace answers it from one store: the raw read (`encode`: encoded where it is read, when it can be), finished */
 export async function rangeOf(store: Store, r: RangeRequest, encode = false) {
   return finishRange(r, await store.read(rangeQuery(r, encode)));
+}
+
+/**
+ * Runs statements on the database at url itself, in order, returning each one's rows;
+ * undefined for NATS, whose SQL is a local cache of its log (the same code as SQLite's).
+ */
+export async function rawSql(url: string, statements: string[]): Promise<Array<Array<Record<string, unknown>>> | undefined> {
+  const out: Array<Array<Record<string, unknown>>> = [];
+  if (url.startsWith("sqlite://")) {
+    const { Database } = await import("bun:sqlite");
+    const db = new Database(url.slice("sqlite://".length));
+    for (const s of statements) out.push(db.query(s).all() as Array<Record<string, unknown>>);
+    db.close();
+  } else if (url.startsWith("postgres")) {
+    const sql = (await import("postgres")).default(url, { max: 1, onnotice: () => {} });
+    for (const s of statements) out.push([...(await sql.unsafe(s))]);
+    await sql.end();
+  } else if (url.startsWith("mysql")) {
+    const conn = await (await import("mysql2/promise")).createConnection(url);
+    for (const s of statements) {
+      const [rows] = await conn.query(s);
+      out.push(Array.isArray(rows) ? (rows as Array<Record<string, unknown>>) : []);
+    }
+    await conn.end();
+  } else return undefined;
+  return out;
 }

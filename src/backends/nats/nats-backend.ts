@@ -121,6 +121,8 @@ export class NatsBackend implements Backend {
     let seq: number;
     try {
       await backend.open();
+      // a copy saved by a strata from before the selector index: this process's own file, indexed here
+      await backend.buildSelectIndex();
       seq = await driver.write(async (c) => {
         const rows = await c.all("SELECT num FROM meta WHERE name = 'log_seq'");
         if (rows[0]) return Number(rows[0].num);

@@ -10,6 +10,10 @@ export interface Dialect {
   readonly intType: string;
   /** the longest key the key column and its indexes hold (none: as long as a request allows) */
   readonly maxKeyBytes?: number;
+  /** column type of the selector index's names and values (src/selectors/index-entries.ts bounds them at 128 bytes) */
+  readonly indexTextType: string;
+  /** INSERT that skips rows whose primary key exists: its start and its end */
+  readonly insertIgnoring: readonly [string, string];
   /** suffix for CREATE TABLE (MySQL's engine and row format) */
   readonly tableOptions: string;
   /** where keys of kv are counted from (MySQL is told to use the index of keys alone) */

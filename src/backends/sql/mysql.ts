@@ -16,6 +16,8 @@ export const mysqlDialect: Dialect = {
   maxKeyBytes: MAX_KEY_BYTES,
   valueType: "LONGBLOB",
   intType: "BIGINT",
+  indexTextType: "VARBINARY(128)",
+  insertIgnoring: ["INSERT IGNORE INTO", ""],
   tableOptions: " ENGINE=InnoDB",
   // counting in the primary key reads every value stored in it
   countKv: "kv FORCE INDEX (kv_key)",

@@ -30,6 +30,8 @@ export const postgresDialect: Dialect = {
   maxKeyBytes: 2048,
   valueType: "BYTEA",
   intType: "BIGINT",
+  indexTextType: "TEXT",
+  insertIgnoring: ["INSERT INTO", " ON CONFLICT DO NOTHING"],
   tableOptions: "",
   countKv: "kv",
   upsertKv: UPSERT_ON_CONFLICT,

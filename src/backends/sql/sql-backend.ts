@@ -8,13 +8,17 @@ import { isSingleKey, keyString } from "../../mvcc/keyrange.ts";
 import { checkRevision } from "../../mvcc/revisions.ts";
 import type { Event, KeyRange, KeyValue, LeaseRecord, RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
 import { DELETE, PUT } from "../../mvcc/types.ts";
+import { indexAnswersExactly } from "../../selectors/index.ts";
 import { type Dialect, KV_COLUMNS } from "./dialect.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
 import { SCHEMA_VERSION, schemaStatements } from "./schema.ts";
+import { compactIndex, forgetIndex, indexRow, type SelectedRead, selectedCountSql, selectedRangeSql } from "./selector-index.ts";
 
 const EMPTY = new Uint8Array(0);
 /** revisions whose history one compaction step removes, so writers are never held up for long */
 const COMPACT_STEP_REVISIONS = 2000n;
+/** log rows indexed per write transaction when the selector index is built for existing rows */
+const INDEX_BATCH = 500;
 /** how long a batch whose commit went unanswered looks for its commit token */
 const COMMIT_CHECK_MS = 2000;
 
@@ -145,6 +149,7 @@ export class SqlBackend implements Backend {
   }
 
   private async rangeHere(q: RangeQuery): Promise<RangeResult> {
+    if (q.select) return this.selectedRangeHere(q, q.select);
     // a read at the newest revision (a list's next page, usually) is a latest read
     if (q.revision === 0n || q.revision >= this.newest) {
       const latest = await this.latestRange(q);
@@ -158,6 +163,75 @@ export class SqlBackend implements Backend {
       const count = q.knownCount?.revision === at ? q.knownCount.count : await reads.count(q.range, historic);
       const kvs = q.countOnly ? [] : await reads.range(q.range, historic, q.limit, q.keysOnly);
       return { kvs, count, revision };
+    });
+  }
+
+  /** whether the selector index holds every row (a database from before it gets it from `strata reindex`) */
+  private indexComplete = false;
+
+  async selectIndexComplete(): Promise<boolean> {
+    if (!this.indexComplete) {
+      const rows = await this.driver.query("SELECT num FROM meta WHERE name = 'select_index'");
+      this.indexComplete = rows[0]?.num === 1n;
+    }
+    return this.indexComplete;
+  }
+
+  /**
+   * Indexes the log rows written before the index existed, in batches, beside writers and
+   * compaction: each batch is read and indexed in one write transaction (rows indexed
+   * twice are skipped), then entries whose row a compaction removed meanwhile are removed.
+   */
+  async buildSelectIndex(progress?: (rows: number) => void): Promise<number> {
+    if (await this.selectIndexComplete()) return 0;
+    let done = 0;
+    let after: [Rev, bigint] = [-1n, -1n];
+    for (;;) {
+      const batch = await this.driver.write(async (c) => {
+        const rows = await c.all(
+          `SELECT rev, sub, k, v FROM kv_log WHERE deleted = 0 AND (rev > ? OR (rev = ? AND sub > ?)) ORDER BY rev, sub LIMIT ${INDEX_BATCH}`,
+          [after[0], after[0], after[1]],
+        );
+        for (const r of rows) {
+          for (const [sql, params] of indexRow(r.rev as bigint, r.k as Uint8Array, r.v as Uint8Array, this.dialect.insertIgnoring)) await c.run(sql, params);
+        }
+        return rows;
+      });
+      if (batch.length === 0) break;
+      const [first, last] = [batch[0]!, batch.at(-1)!];
+      await this.driver.write(async (c) => {
+        for (const [sql, params] of compactIndex(first.rev as bigint, last.rev as bigint)) await c.run(sql, params);
+      });
+      after = [last.rev as bigint, last.sub as bigint];
+      done += batch.length;
+      progress?.(done);
+      await new Promise((r) => setImmediate(r));
+    }
+    await this.driver.write((c) => c.run("UPDATE meta SET num = 1 WHERE name = 'select_index'"));
+    this.indexComplete = true;
+    return done;
+  }
+
+  /**
+   * A range with selectors, applied by the selector index (selector-index.ts): exactly
+   * when the index decides them all, else narrowed to a superset. Without a complete
+   * index it is the plain range, or nothing read when only an exact answer is wanted.
+   */
+  private async selectedRangeHere(q: RangeQuery, select: NonNullable<RangeQuery["select"]>): Promise<RangeResult> {
+    const exact = indexAnswersExactly(select.selection);
+    const complete = await this.selectIndexComplete();
+    if (select.exactOnly && !(exact && complete)) return { kvs: [], count: 0n, revision: (await this.revisions()).revision };
+    if (!complete) return this.rangeHere({ ...q, select: undefined });
+    return this.driver.read(async (c) => {
+      const { revision, compactRevision } = await readMeta(c);
+      this.saw(revision);
+      const at = checkRevision(q.revision, revision, compactRevision);
+      const read: SelectedRead = { range: q.range, selection: select.selection, at: at === revision ? undefined : at, keysOnly: q.keysOnly };
+      const rows = q.countOnly ? [] : await c.all(...selectedRangeSql(read, q.limit));
+      // the rows are all there is when no limit cut them; a superset's count means nothing
+      const whole = !q.countOnly && (q.limit === 0 || rows.length < q.limit);
+      const count = !exact ? 0n : whole ? BigInt(rows.length) : ((await c.all(...selectedCountSql(read)))[0]!.n as bigint);
+      return { kvs: rows.map((r) => rowToKv(r)), count: BigInt(count), revision, selected: exact ? "exact" : "superset" };
     });
   }
 
@@ -349,7 +423,10 @@ export class SqlBackend implements Backend {
           (SELECT 1 FROM kv_log n WHERE n.k = l.k AND n.rev > l.rev AND n.rev <= ?))) doomed)`;
     for (let lo = low; lo <= rev; lo += COMPACT_STEP_REVISIONS) {
       const hi = lo + COMPACT_STEP_REVISIONS - 1n < rev ? lo + COMPACT_STEP_REVISIONS - 1n : rev;
-      await this.driver.write((c) => c.run(step, [lo, hi, rev]));
+      await this.driver.write(async (c) => {
+        await c.run(step, [lo, hi, rev]);
+        for (const [sql, params] of compactIndex(lo, hi)) await c.run(sql, params);
+      });
       // let requests in between steps
       await new Promise((r) => setImmediate(r));
     }
@@ -588,6 +665,7 @@ class SqlWriteTx implements WriteTx {
       `INSERT INTO kv_log (rev, sub, k, create_rev, prev_rev, version, lease, deleted, v) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)`,
       [kv.modRevision, BigInt(sub), kv.key, kv.createRevision, prev?.modRevision ?? null, kv.version, kv.lease, kv.value],
     );
+    for (const [sql, params] of indexRow(kv.modRevision, kv.key, kv.value)) this.c.send(sql, params);
     this.c.send(this.dialect.upsertKv, [kv.modRevision, BigInt(sub)]);
   }
 
@@ -604,6 +682,7 @@ class SqlWriteTx implements WriteTx {
   async forget(key: Uint8Array): Promise<void> {
     this.wrote = true;
     this.live.set(key, undefined);
+    for (const [sql, params] of forgetIndex(key)) await this.c.run(sql, params);
     await this.c.run("DELETE FROM kv_log WHERE k = ?", [key]);
     await this.c.run("DELETE FROM kv WHERE k = ?", [key]);
   }

@@ -6,6 +6,8 @@ export const sqliteDialect: Dialect = {
   keyType: "BLOB",
   valueType: "BLOB",
   intType: "INTEGER",
+  indexTextType: "TEXT",
+  insertIgnoring: ["INSERT OR IGNORE INTO", ""],
   tableOptions: "",
   countKv: "kv",
   upsertKv: UPSERT_ON_CONFLICT,

@@ -238,7 +238,7 @@ async function postgresBytes(url: string): Promise<Record<string, number>> {
     const [db] = await sql`SELECT pg_database_size(current_database())::bigint AS b`;
     const out: Record<string, number> = { "PostgreSQL database": Number(db!.b) };
     const rels = await sql`SELECT relname, pg_total_relation_size(c.oid)::bigint AS b FROM pg_class c
-      JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY 2 DESC LIMIT 2`;
+      JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r' ORDER BY 2 DESC LIMIT 4`;
     for (const r of rels) out[`  PostgreSQL table ${r.relname} (with indexes)`] = Number(r.b);
     return out;
   } finally {

@@ -1,50 +1,57 @@
 // What a database indexes of a stored value so it can apply selectors itself (the SQL
-// backends' kv_label and kv_field tables): one entry per label (key → value) and per field
-// a field selector can name on the object (field → the string Kubernetes compares), or
-// one "opaque" label entry for a value that cannot be decoded (encrypted, foreign bytes),
-// which every selection keeps. A value holding no object (a deleted key's) has no entry.
-// Index text is bounded: a longer name or value is stored as its SHA-256, so equality
-// (all a selector compares, but for > and <) still holds and every index fits its column.
+// backends' selector index): the object's labels (key → value) and the fields a field
+// selector can name on it (field → the string Kubernetes compares), each list packed into
+// one text that a database searches with a substring test; or "opaque" for a value that
+// cannot be decoded (encrypted, foreign bytes), which every selection keeps; or nothing
+// for a value holding no object (a deleted key's). Index text is bounded and never holds
+// the packing's separators: a longer or odd name or value is stored as its SHA-256, so
+// equality (all a selector compares, but for > and <) still holds and every index fits
+// its column.
 import { createHash } from "node:crypto";
 import { decodeObject } from "./object.ts";
 import type { Selection } from "./selection.ts";
 
-export type IndexEntry = readonly [name: string, value: string];
-
-/** the entry of a value that cannot be decoded */
-export const OPAQUE: IndexEntry = ["", ""];
-
 /** longest index text stored as it is, in UTF-8 bytes */
 export const INDEX_TEXT_BYTES = 128;
 const encoder = new TextEncoder();
+/** what a stored name or value may not hold: the packing's separators, and the hash mark */
+const RESERVED = /[\n\t\u0001]/;
 
-/** A name or value as the index stores it: itself when short, else "\u0001" + its SHA-256 in hex. */
+/** A name or value as the index stores it: itself when short and plain, else "\u0001" + its SHA-256 in hex. */
 export function indexText(s: string): string {
-  // "\u0001" starts no label or field text Kubernetes accepts; hashing any that does keeps the mapping one-to-one
-  if (s.length * 3 <= INDEX_TEXT_BYTES && !s.startsWith("\u0001")) return s;
-  if (encoder.encode(s).length <= INDEX_TEXT_BYTES && !s.startsWith("\u0001")) return s;
+  if (!RESERVED.test(s) && (s.length * 3 <= INDEX_TEXT_BYTES || encoder.encode(s).length <= INDEX_TEXT_BYTES)) return s;
   return `\u0001${createHash("sha256").update(s).digest("hex")}`;
 }
 
-export interface IndexEntries {
-  labels: IndexEntry[];
-  fields: IndexEntry[];
-}
+/** The packed text of one entry: every entry of a list is "\n" + name + "\t" + value, and the list ends with "\n". */
+export const packedEntry = (name: string, value: string) => `\n${indexText(name)}\t${indexText(value)}\n`;
+/** what a packed list holds where it has an entry of this name, whatever its value */
+export const packedName = (name: string) => `\n${indexText(name)}\t`;
 
-const NONE: IndexEntries = { labels: [], fields: [] };
+export type IndexEntries =
+  | {
+    /** label names and values, in index text */
+    labels: Array<[string, string]>;
+    /** the packed labels and fields */
+    packedLabels: string;
+    packedFields: string;
+  }
+  | "opaque"
+  | undefined;
 
-/** The entries of a stored value, names and values already in index text. */
+/** The entries of a stored value: undefined when it holds no object. */
 export function indexEntries(value: Uint8Array): IndexEntries {
   const o = decodeObject(value);
-  if (o === "absent") return NONE;
-  if (o === undefined) return { labels: [OPAQUE], fields: [] };
-  const labels: IndexEntry[] = [], fields: IndexEntry[] = [];
+  if (o === "absent") return undefined;
+  if (o === undefined) return "opaque";
+  const labels: Array<[string, string]> = [];
   for (const [k, v] of o.labels) labels.push([indexText(k), indexText(v)]);
+  let packedFields = "";
   for (const f of ["metadata.name", "metadata.namespace", ...o.selectable]) {
     const v = o.field(f);
-    if (v !== undefined) fields.push([indexText(f), indexText(v)]);
+    if (v !== undefined) packedFields += `\n${indexText(f)}\t${indexText(v)}`;
   }
-  return { labels, fields };
+  return { labels, packedLabels: `${labels.map(([k, v]) => `\n${k}\t${v}`).join("")}\n`, packedFields: `${packedFields}\n` };
 }
 
 /**

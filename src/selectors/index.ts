@@ -4,4 +4,4 @@
 export { decodeObject, type ObjectView } from "./object.ts";
 export { type FieldTerm, type LabelRequirement, parseFieldSelector, parseLabelSelector, SelectorError } from "./parse.ts";
 export { matches, parseSelection, type Selection, selects } from "./selection.ts";
-export { indexAnswersExactly, type IndexEntries, type IndexEntry, indexEntries, indexText, OPAQUE } from "./index-entries.ts";
+export { indexAnswersExactly, type IndexEntries, indexEntries, indexText, packedEntry, packedName } from "./index-entries.ts";

@@ -3,7 +3,6 @@
 // resources; built-ins under --storage-media-type=application/json) or protobuf (the
 // built-ins' default: "k8s\0", then a runtime.Unknown whose raw bytes are the object).
 // Anything else (encrypted "k8s:enc:…" values, foreign bytes) cannot be decoded.
-import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { type SelectableField, selectableFields } from "./fields.ts";
 
 export interface ObjectView {
@@ -69,102 +68,164 @@ function decodeJson(o: Json): ObjectView | undefined {
   });
 }
 
-// ---- protobuf
+// ---- protobuf (a single pass over the bytes: values are indexed at every write)
 
 function decodeProtobuf(envelope: Uint8Array): ObjectView | undefined {
   // runtime.Unknown: typeMeta=1 {apiVersion=1, kind=2}, raw=2, contentEncoding=3, contentType=4
-  let apiVersion = "", kind = "", raw: Uint8Array | undefined, encoding = "";
-  for (const [no, r] of fieldsOf(envelope)) {
+  let apiVersion = "", kind = "", raw: [number, number] | undefined, encoding = "";
+  eachField(envelope, 0, envelope.length, (no, wire, start, end) => {
+    if (wire !== LEN) return;
     if (no === 1) {
-      for (const [tno, t] of fieldsOf(r.bytes())) {
-        if (tno === 1) apiVersion = t.string();
-        else if (tno === 2) kind = t.string();
-        else t.skipLast();
-      }
-    } else if (no === 2) raw = r.bytes();
-    else if (no === 3) encoding = r.string();
-    else r.skipLast();
-  }
+      eachField(envelope, start, end, (tno, twire, ts, te) => {
+        if (twire !== LEN) return;
+        if (tno === 1) apiVersion = text(envelope, ts, te);
+        else if (tno === 2) kind = text(envelope, ts, te);
+      });
+    } else if (no === 2) raw = [start, end];
+    else if (no === 3) encoding = text(envelope, start, end);
+  });
   if (raw === undefined || encoding !== "") return undefined;
-  const object = raw;
+  const [objStart, objEnd] = raw;
+  const fields = selectableFields(apiVersion, kind);
+  const wanted = fields ? pathTree(fields) : undefined;
   // ObjectMeta: name=1, namespace=3, labels=11 (map entries key=1, value=2)
   let name = "", namespace = "";
   const labels = new Map<string, string>();
-  for (const [no, r] of fieldsOf(object)) {
-    if (no !== 1) {
-      r.skipLast();
-      continue;
-    }
-    for (const [mno, m] of fieldsOf(r.bytes())) {
-      if (mno === 1) name = m.string();
-      else if (mno === 3) namespace = m.string();
-      else if (mno === 11) {
-        let k = "", v = "";
-        for (const [eno, e] of fieldsOf(m.bytes())) {
-          if (eno === 1) k = e.string();
-          else if (eno === 2) v = e.string();
-          else e.skipLast();
+  const values = new Map<SelectableField, string | boolean | number | "bad">();
+  eachField(envelope, objStart, objEnd, (no, wire, start, end, varint) => {
+    if (no === 1 && wire === LEN) {
+      eachField(envelope, start, end, (mno, mwire, ms, me) => {
+        if (mwire !== LEN) return;
+        if (mno === 1) name = text(envelope, ms, me);
+        else if (mno === 3) namespace = text(envelope, ms, me);
+        else if (mno === 11) {
+          let k = "", v = "";
+          eachField(envelope, ms, me, (eno, ewire, es, ee) => {
+            if (ewire !== LEN) return;
+            if (eno === 1) k = text(envelope, es, ee);
+            else if (eno === 2) v = text(envelope, es, ee);
+          });
+          labels.set(k, v);
         }
-        labels.set(k, v);
-      } else m.skipLast();
+      });
+      return;
     }
-  }
-  return view(name, namespace, labels, selectableFields(apiVersion, kind), (f) => {
-    try {
-      return fieldText(f, protobufField(object, f));
-    } catch {
-      return undefined;
-    }
+    const node = wanted?.get(no);
+    if (node) collect(envelope, node, wire, start, end, varint, values);
+  });
+  return view(name, namespace, labels, fields, (f) => {
+    const v = values.get(f);
+    return v === "bad" ? undefined : fieldText(f, v);
   });
 }
 
-/** a field's value at its protobuf path: the last occurrence wins, as protobuf reads scalars; absent is undefined */
-function protobufField(message: Uint8Array, f: SelectableField): string | boolean | number | undefined {
-  let current = message;
-  for (let depth = 0; depth < f.pb.length; depth++) {
-    const want = f.pb[depth]!, last = depth === f.pb.length - 1;
-    let found: Uint8Array | string | boolean | number | undefined;
-    for (const [no, r] of fieldsOf(current)) {
-      if (no !== want) r.skipLast();
-      else if (!last) found = r.bytes();
-      else if (f.type === "string") found = r.string();
-      else if (f.type === "bool") found = r.bool();
-      else found = r.int32();
-    }
-    if (found === undefined) return undefined;
-    if (last) return found as string | boolean | number;
-    current = found as Uint8Array;
+/** the selectable fields by protobuf path: at each field number, the fields ending there and the paths going on */
+interface PathNode {
+  leaves: SelectableField[];
+  next: Map<number, PathNode>;
+}
+
+function pathTree(fields: Record<string, SelectableField>, depth = 0, of = Object.values(fields)): Map<number, PathNode> {
+  const tree = new Map<number, PathNode>();
+  for (const f of of) {
+    const no = f.pb[depth]!;
+    if (!tree.has(no)) tree.set(no, { leaves: [], next: new Map() });
+    const node = tree.get(no)!;
+    if (depth === f.pb.length - 1) node.leaves.push(f);
   }
-  return undefined;
+  for (const [no, node] of tree) {
+    const deeper = of.filter((f) => f.pb[depth] === no && f.pb.length > depth + 1);
+    if (deeper.length) node.next = pathTree(fields, depth + 1, deeper);
+  }
+  return tree;
 }
 
 /**
- * The fields of a protobuf message: each field number with a reader positioned at its
- * value, to read once or skip. Reading a value as a type its wire type cannot hold throws.
+ * Records the values of the fields at this node from one occurrence of its field: a later
+ * occurrence wins for scalars, and occurrences of a message merge, as protobuf reads them.
+ * A value of the wrong wire type, or a message that does not parse, cannot be evaluated.
  */
-function* fieldsOf(bytes: Uint8Array): Generator<[number, FieldReader]> {
-  const reader = new BinaryReader(bytes, (b) => utf8.decode(b));
-  while (reader.pos < reader.len) {
-    const [no, wire] = reader.tag();
-    const expect = (w: WireType) => {
-      if (wire !== w) throw new Error(`protobuf field ${no}: wire type ${wire}, expected ${w}`);
-    };
-    yield [no, {
-      bytes: () => (expect(WireType.LengthDelimited), reader.bytes()),
-      string: () => (expect(WireType.LengthDelimited), reader.string()),
-      bool: () => (expect(WireType.Varint), reader.bool()),
-      int32: () => (expect(WireType.Varint), reader.int32()),
-      skipLast: () => void reader.skip(wire, no),
-    }];
+function collect(buf: Uint8Array, node: PathNode, wire: number, start: number, end: number, varint: number, out: Map<SelectableField, string | boolean | number | "bad">): void {
+  for (const f of node.leaves) {
+    if (f.type === "string") out.set(f, wire === LEN ? textOrBad(buf, start, end) : "bad");
+    else if (wire !== VARINT) out.set(f, "bad");
+    else out.set(f, f.type === "bool" ? varint !== 0 : varint);
+  }
+  if (node.next.size === 0) return;
+  if (wire !== LEN) {
+    for (const f of leavesUnder(node.next)) out.set(f, "bad");
+    return;
+  }
+  try {
+    eachField(buf, start, end, (no, w, s, e, v) => {
+      const child = node.next.get(no);
+      if (child) collect(buf, child, w, s, e, v, out);
+    });
+  } catch {
+    for (const f of leavesUnder(node.next)) out.set(f, "bad");
   }
 }
 
-interface FieldReader {
-  bytes(): Uint8Array;
-  string(): string;
-  bool(): boolean;
-  int32(): number;
-  skipLast(): void;
+function leavesUnder(tree: Map<number, PathNode>): SelectableField[] {
+  return [...tree.values()].flatMap((n) => [...n.leaves, ...leavesUnder(n.next)]);
+}
+
+const VARINT = 0, I64 = 1, LEN = 2, I32 = 5;
+
+/** where the last varint read ended */
+let after = 0;
+
+/** A varint at p (bounded by end): its low 32 bits as a signed integer (int32 and bool read so; lengths are below 2^31). */
+function varintAt(buf: Uint8Array, p: number, end: number): number {
+  let value = 0, shift = 0, b: number;
+  do {
+    if (p >= end || shift > 63) throw new Error("protobuf: truncated varint");
+    b = buf[p++]!;
+    if (shift < 32) value |= (b & 0x7f) << shift;
+    shift += 7;
+  } while (b & 0x80);
+  after = p;
+  return value;
+}
+
+/**
+ * Calls visit with each field of the message in buf[start, end): its number, wire type,
+ * where its value is, and a varint's value. Throws when the message does not parse.
+ */
+function eachField(buf: Uint8Array, start: number, end: number, visit: (no: number, wire: number, start: number, end: number, varint: number) => void): void {
+  let p = start;
+  while (p < end) {
+    const tag = varintAt(buf, p, end) >>> 0;
+    p = after;
+    const no = tag >>> 3, wire = tag & 7;
+    let valueEnd: number, varint = 0;
+    if (wire === VARINT) {
+      varint = varintAt(buf, p, end);
+      valueEnd = after;
+    } else if (wire === LEN) {
+      const length = varintAt(buf, p, end);
+      p = after;
+      valueEnd = p + length;
+      if (length < 0) throw new Error("protobuf: bad length");
+    } else if (wire === I64) valueEnd = p + 8;
+    else if (wire === I32) valueEnd = p + 4;
+    else throw new Error(`protobuf: wire type ${wire} not read here`);
+    if (valueEnd > end) throw new Error("protobuf: field beyond its message");
+    visit(no, wire, p, valueEnd, varint);
+    p = valueEnd;
+  }
+}
+
+function text(buf: Uint8Array, start: number, end: number): string {
+  return utf8.decode(buf.subarray(start, end));
+}
+
+function textOrBad(buf: Uint8Array, start: number, end: number): string | "bad" {
+  try {
+    return text(buf, start, end);
+  } catch {
+    return "bad";
+  }
 }
 
 // ---- shared

@@ -83,7 +83,7 @@ const RANGES: KeyRange[] = [
   { start: enc("/registry/pods/default/pod-000"), end: undefined },
 ];
 
-const ORPHANS = ["kv_label", "kv_field"].map((t) =>
+const ORPHANS = ["kv_label", "kv_select"].map((t) =>
   `SELECT COUNT(*) AS n FROM ${t} WHERE NOT EXISTS (SELECT 1 FROM kv_log l WHERE l.rev = ${t}.rev AND l.k = ${t}.k)`
 ).join(" UNION ALL ");
 

@@ -40,7 +40,7 @@ describe.skipIf(!covered || BACKEND === "nats")(`selector index of a database fr
     o = await o.reopen(() =>
       rawSql(o.url, [
         "DROP TABLE kv_label",
-        "DROP TABLE kv_field",
+        "DROP TABLE kv_select",
         "DELETE FROM meta WHERE name = 'select_index'",
         "UPDATE meta SET num = 2 WHERE name = 'schema_version'",
       ])

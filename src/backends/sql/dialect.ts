@@ -12,6 +12,10 @@ export interface Dialect {
   readonly maxKeyBytes?: number;
   /** column type of the selector index's names and values (src/selectors/index-entries.ts bounds them at 128 bytes) */
   readonly indexTextType: string;
+  /** column type of the selector index's packed labels and fields (a few KiB at most) */
+  readonly packedTextType: string;
+  /** SQL true when text column `hay` holds the text of parameter `needle` (both placeholders or columns) */
+  contains(hay: string, needle: string): string;
   /** INSERT that skips rows whose primary key exists: its start and its end */
   readonly insertIgnoring: readonly [string, string];
   /** suffix for CREATE TABLE (MySQL's engine and row format) */

@@ -17,6 +17,8 @@ export const mysqlDialect: Dialect = {
   valueType: "LONGBLOB",
   intType: "BIGINT",
   indexTextType: "VARBINARY(128)",
+  packedTextType: "MEDIUMBLOB",
+  contains: (hay, needle) => `INSTR(${hay}, ${needle}) > 0`,
   insertIgnoring: ["INSERT IGNORE INTO", ""],
   tableOptions: " ENGINE=InnoDB",
   // counting in the primary key reads every value stored in it

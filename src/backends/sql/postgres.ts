@@ -31,6 +31,8 @@ export const postgresDialect: Dialect = {
   valueType: "BYTEA",
   intType: "BIGINT",
   indexTextType: "TEXT",
+  packedTextType: "TEXT",
+  contains: (hay, needle) => `strpos(${hay}, ${needle}) > 0`,
   insertIgnoring: ["INSERT INTO", " ON CONFLICT DO NOTHING"],
   tableOptions: "",
   countKv: "kv",

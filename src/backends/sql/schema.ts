@@ -8,11 +8,7 @@ export const SCHEMA_VERSION = 3;
 
 /** statements that bring a database from schema version `from` to SCHEMA_VERSION */
 export function schemaStatements(from: number, d: Dialect): string[] {
-  const { keyType: K, valueType: V, intType: I, tableOptions: T, indexTextType: X } = d;
-  // an index table is its primary key: SQLite keeps no separate row for it
-  const indexTable = (name: string) =>
-    `CREATE TABLE ${name} (rev ${I} NOT NULL, k ${K} NOT NULL, name ${X} NOT NULL, value ${X} NOT NULL,
-       PRIMARY KEY (rev, k, name))${d.name === "sqlite" ? " WITHOUT ROWID" : T}`;
+  const { keyType: K, valueType: V, intType: I, tableOptions: T, indexTextType: X, packedTextType: P } = d;
   const steps: string[][] = [
     // version 1
     [
@@ -48,14 +44,16 @@ export function schemaStatements(from: number, d: Dialect): string[] {
     // range there read every value (0.4 s for 50,000 pods); an index of the keys alone
     // counts them. SQLite and PostgreSQL index the key apart from the rows already.
     d.name === "mysql" ? ["CREATE INDEX kv_key ON kv (k)"] : [],
-    // version 3: selectors applied in the database (selector-index.ts). Each log row's
-    // labels and selectable fields (src/selectors/index-entries.ts), by the row's (rev, k);
-    // labels are looked up by value too, in key order. A database that already holds rows
-    // gets them from `strata reindex`: until then its selected reads are filtered in strata.
+    // version 3: selectors applied in the database (selector-index.ts). kv_select holds each
+    // log row's labels and selectable fields packed (src/selectors/index-entries.ts; NULL
+    // for a value that cannot be decoded), by the row's (rev, k); kv_label finds the rows
+    // of one label value in key order (an undecodable value's row has name '\t').
+    // A database that already holds rows gets them from `strata reindex`: until then its
+    // selected reads are filtered in strata.
     [
-      indexTable("kv_label"),
-      `CREATE INDEX kv_label_value ON kv_label (name, value, k, rev)`,
-      indexTable("kv_field"),
+      `CREATE TABLE kv_select (rev ${I} NOT NULL, k ${K} NOT NULL, labels ${P}, fields ${P}, PRIMARY KEY (rev, k))${T}`,
+      `CREATE TABLE kv_label (name ${X} NOT NULL, value ${X} NOT NULL, k ${K} NOT NULL, rev ${I} NOT NULL,
+         PRIMARY KEY (name, value, k, rev))${d.name === "sqlite" ? " WITHOUT ROWID" : T}`,
       `INSERT INTO meta (name, num) SELECT 'select_index', CASE WHEN EXISTS (SELECT 1 FROM kv_log) THEN 0 ELSE 1 END`,
     ],
   ];

@@ -1,43 +1,94 @@
 // Label and field selectors applied in the database (HariKube's storage-side filtering).
 // Every log row's labels and selectable fields are kept beside it, written in the same
-// transaction (kv_label, kv_field; see schema.ts and src/selectors/index-entries.ts) and
-// compacted with it. A selected read then starts from the label index — one label value's
-// keys, in key order — and tests the other requirements with lookups of the row's entries,
-// so it costs what it returns, not the range. What the entries cannot decide (a value that
-// cannot be decoded, a numeric comparison, a field another kind may hold) is kept, never
-// dropped: such a read returns a superset, and strata checks the values it returned.
+// transaction and compacted with it (see schema.ts and src/selectors/index-entries.ts):
+// kv_select packs them into one row per log row, kv_label lists each label value's rows
+// in key order. A selected read starts from the keys of one label value and tests the
+// other requirements on the row's packed entries, so it costs what it returns, not the
+// range. What the entries cannot decide (a value that cannot be decoded, a numeric
+// comparison, a field another kind may hold) is kept, never dropped: such a read returns
+// a superset, and strata checks the values it returned.
 import type { KeyRange, Rev } from "../../mvcc/types.ts";
-import { type IndexEntry, indexEntries, indexText, type LabelRequirement, OPAQUE, type Selection } from "../../selectors/index.ts";
-import type { SqlValue } from "./driver.ts";
+import { indexEntries, indexText, type LabelRequirement, packedEntry, packedName, type Selection } from "../../selectors/index.ts";
+import type { Dialect } from "./dialect.ts";
+import type { Row, SqlValue } from "./driver.ts";
 
 type Statement = [sql: string, params: SqlValue[]];
 
-/** The statements that index a log row written at (rev, k) with this value (none for a value holding no object). */
+/** the label row of a value that cannot be decoded, which every selection keeps ("\t" is no label's index text) */
+const OPAQUE = ["\t", ""] as const;
+
+/**
+ * The statements that index a log row written at (rev, k) with this value (none for a
+ * value holding no object). `insert`: the INSERT's start and end (the dialect's
+ * insertIgnoring when rows may be indexed already).
+ */
 export function indexRow(rev: Rev, k: Uint8Array, value: Uint8Array, insert: readonly [string, string] = ["INSERT INTO", ""]): Statement[] {
-  const { labels, fields } = indexEntries(value);
-  const out: Statement[] = [];
-  const rows = (table: string, entries: IndexEntry[]) => {
-    if (entries.length === 0) return;
+  const entries = indexEntries(value);
+  if (entries === undefined) return [];
+  const opaque = entries === "opaque";
+  const labels = opaque ? [OPAQUE] : entries.labels;
+  const out: Statement[] = [[
+    `${insert[0]} kv_select (rev, k, labels, fields) VALUES (?, ?, ?, ?)${insert[1]}`,
+    [rev, k, opaque ? null : entries.packedLabels, opaque ? null : entries.packedFields],
+  ]];
+  if (labels.length > 0) {
     const params: SqlValue[] = [];
-    for (const [name, v] of entries) params.push(rev, k, name, v);
-    out.push([`${insert[0]} ${table} (rev, k, name, value) VALUES ${entries.map(() => "(?, ?, ?, ?)").join(", ")}${insert[1]}`, params]);
-  };
-  rows("kv_label", labels);
-  rows("kv_field", fields);
+    for (const [name, v] of labels) params.push(name, v, k, rev);
+    out.push([`${insert[0]} kv_label (name, value, k, rev) VALUES ${labels.map(() => "(?, ?, ?, ?)").join(", ")}${insert[1]}`, params]);
+  }
   return out;
 }
 
-/** After a compaction step removed log rows in [lo, hi]: their entries go too. */
-export function compactIndex(lo: Rev, hi: Rev): Statement[] {
-  return ["kv_label", "kv_field"].map((t) => [
-    `DELETE FROM ${t} WHERE rev >= ? AND rev <= ? AND NOT EXISTS (SELECT 1 FROM kv_log l WHERE l.rev = ${t}.rev AND l.k = ${t}.k)`,
-    [lo, hi],
-  ]);
+/** the label rows of kv_select rows (rev, k, labels) */
+function labelRowsOf(rows: Row[]): SqlValue[][] {
+  const out: SqlValue[][] = [];
+  for (const r of rows) {
+    if (r.labels == null) {
+      out.push([...OPAQUE, r.k as Uint8Array, r.rev as bigint]);
+      continue;
+    }
+    const text = typeof r.labels === "string" ? r.labels : new TextDecoder().decode(r.labels as Uint8Array);
+    for (const entry of text.split("\n")) {
+      const tab = entry.indexOf("\t");
+      if (tab >= 0) out.push([entry.slice(0, tab), entry.slice(tab + 1), r.k as Uint8Array, r.rev as bigint]);
+    }
+  }
+  return out;
 }
 
-/** Before a key's history is removed (it moved to another backend): its entries. */
-export function forgetIndex(k: Uint8Array): Statement[] {
-  return ["kv_label", "kv_field"].map((t) => [`DELETE FROM ${t} WHERE (rev, k) IN (SELECT rev, k FROM kv_log WHERE k = ?)`, [k]]);
+/** label rows removed per statement */
+const DELETE_LABELS = 100;
+
+/** Removes the index of the kv_select rows given (rev, k, labels), in the caller's transaction. */
+async function removeIndex(run: (sql: string, params: SqlValue[]) => Promise<unknown>, rows: Row[]): Promise<void> {
+  const labels = labelRowsOf(rows);
+  // each row by its primary key (a list of row values is not SQL every engine takes)
+  for (let i = 0; i < labels.length; i += DELETE_LABELS) {
+    const chunk = labels.slice(i, i + DELETE_LABELS);
+    await run(`DELETE FROM kv_label WHERE ${chunk.map(() => "(name = ? AND value = ? AND k = ? AND rev = ?)").join(" OR ")}`, chunk.flat());
+  }
+  for (let i = 0; i < rows.length; i += DELETE_LABELS) {
+    const chunk = rows.slice(i, i + DELETE_LABELS);
+    await run(`DELETE FROM kv_select WHERE ${chunk.map(() => "(rev = ? AND k = ?)").join(" OR ")}`, chunk.flatMap((r) => [r.rev as bigint, r.k as Uint8Array]));
+  }
+}
+
+type Conn = { all(sql: string, params?: SqlValue[]): Promise<Row[]>; run(sql: string, params?: SqlValue[]): Promise<unknown> };
+
+/** After log rows with revisions in [lo, hi] were removed (compaction): their index goes too. */
+export async function compactIndex(c: Conn, lo: Rev, hi: Rev): Promise<void> {
+  const gone = await c.all(
+    `SELECT s.rev, s.k, s.labels FROM kv_select s WHERE s.rev >= ? AND s.rev <= ?
+        AND NOT EXISTS (SELECT 1 FROM kv_log l WHERE l.rev = s.rev AND l.k = s.k)`,
+    [lo, hi],
+  );
+  await removeIndex((sql, params) => c.run(sql, params), gone);
+}
+
+/** Before a key's history is removed (it moved to another backend): its index. */
+export async function forgetIndex(c: Conn, k: Uint8Array): Promise<void> {
+  const rows = await c.all("SELECT s.rev, s.k, s.labels FROM kv_log l JOIN kv_select s ON s.rev = l.rev AND s.k = l.k WHERE l.k = ?", [k]);
+  await removeIndex((sql, params) => c.run(sql, params), rows);
 }
 
 /** the WHERE clause selecting a key range on column col */
@@ -46,51 +97,46 @@ function keyBounds(r: KeyRange, col: string): Statement {
 }
 
 /**
- * The requirements as a condition on the row whose key and revision are in columns k and
- * rev, as the index decides them: true also where it cannot decide (an opaque value, a
- * field the row has no entry for). `driver` is left out: the row came from its lookup.
+ * The requirements as a condition on kv_select row `s` (joined to the row read), as its
+ * entries decide them: true also where they cannot decide (an undecodable value's NULL
+ * entries, a field the row has no entry for). `driver` is left out: the row came from its
+ * lookup. Undefined when nothing is left to test.
  */
-function condition(s: Selection, driver: LabelRequirement | undefined, k: string, rev: string): Statement {
+function condition(d: Dialect, s: Selection, driver: LabelRequirement | undefined): Statement | undefined {
   const parts: string[] = [], params: SqlValue[] = [];
-  const probe = (table: string, cond: string, values: SqlValue[], negate = false) => {
-    parts.push(`${negate ? "NOT " : ""}EXISTS (SELECT 1 FROM ${table} s WHERE s.rev = ${rev} AND s.k = ${k} AND ${cond})`);
-    params.push(...values);
+  const has = (col: string, needle: string) => {
+    params.push(needle);
+    return d.contains(`s.${col}`, "?");
   };
-  const list = (values: string[]) => values.map(() => "?").join(", ");
-  let positive = driver !== undefined;
+  const anyOf = (col: string, needles: string[]) => `(${needles.map((n) => has(col, n)).join(" OR ")})`;
   for (const r of s.labels) {
     if (r === driver) continue;
-    const name = indexText(r.key), values = r.values.map(indexText);
+    const entries = r.values.map((v) => packedEntry(r.key, v));
     switch (r.op) {
       case "=":
       case "in":
-        probe("kv_label", `(s.name = ? OR (s.name = ? AND s.value IN (${list(values)})))`, [OPAQUE[0], name, ...values]);
-        positive = true;
+        parts.push(`(s.labels IS NULL OR ${anyOf("labels", entries)})`);
         break;
       case "!=":
       case "notin":
-        probe("kv_label", `s.name = ? AND s.value IN (${list(values)})`, [name, ...values], true);
+        parts.push(`(s.labels IS NULL OR NOT ${anyOf("labels", entries)})`);
         break;
       case "exists":
       case ">":
       case "<":
-        probe("kv_label", "s.name IN (?, ?)", [OPAQUE[0], name]);
-        positive = true;
+        parts.push(`(s.labels IS NULL OR ${has("labels", packedName(r.key))})`);
         break;
       case "!":
-        probe("kv_label", "s.name = ?", [name], true);
+        parts.push(`(s.labels IS NULL OR NOT ${has("labels", packedName(r.key))})`);
         break;
     }
   }
   for (const t of s.fields) {
-    // a row without the field's entry is kept: its kind may not have the field, or it is opaque
-    probe("kv_field", `s.name = ? AND s.value ${t.op === "=" ? "<>" : "="} ?`, [indexText(t.field), indexText(t.value)], true);
+    // a row without the field's entry is kept: its kind may not have the field
+    const entry = has("fields", packedEntry(t.field, t.value));
+    parts.push(t.op === "=" ? `(s.fields IS NULL OR ${entry} OR NOT ${has("fields", packedName(t.field))})` : `(s.fields IS NULL OR NOT ${entry})`);
   }
-  // every object has entries (an opaque one its marker); a value holding no object has none
-  if (!positive) {
-    parts.push(`(EXISTS (SELECT 1 FROM kv_label s WHERE s.rev = ${rev} AND s.k = ${k}) OR EXISTS (SELECT 1 FROM kv_field s WHERE s.rev = ${rev} AND s.k = ${k}))`);
-  }
-  return [parts.length ? parts.join(" AND ") : "1 = 1", params];
+  return parts.length ? [parts.join(" AND "), params] : undefined;
 }
 
 /** The requirement whose label lookups the read starts from: a value (or a few), else a label's presence. */
@@ -109,46 +155,51 @@ export interface SelectedRead {
 
 /**
  * The rows a selected read returns (columns as a range read's: k, create_rev, mod_rev,
- * version, lease[, v]), not ordered: every part is a lookup of label entries in key order,
- * or, without a label to start from, the range.
+ * version, lease[, v]), not ordered: each part is a lookup of one label value's rows in
+ * key order, or, without a label to start from, the range.
  */
-function selectedRows(q: SelectedRead): Statement {
+function selectedRows(d: Dialect, q: SelectedRead): Statement {
   const driver = driverOf(q.selection);
   const value = q.keysOnly ? "" : ", kv.v AS v";
   const arms: Statement[] = [];
   const atMost: Statement = q.at === undefined ? ["", []] : [" AND kv.mod_rev <= ?", [q.at]];
   if (driver) {
     const [inRange, rangeParams] = keyBounds(q.range, "x.k");
-    const [cond, condParams] = condition(q.selection, driver, "x.k", "x.rev");
+    const cond = condition(d, q.selection, driver);
+    const join = cond ? " CROSS JOIN kv_select s" : "";
+    const joined = cond ? ` AND s.rev = x.rev AND s.k = x.k AND ${cond[0]}` : "";
     // one lookup per value (each comes in key order), one for the values that cannot be decoded
+    const name = indexText(driver.key);
     const lookups: Statement[] = driver.op === "=" || driver.op === "in"
-      ? [...driver.values.map((v): Statement => ["x.name = ? AND x.value = ?", [indexText(driver.key), indexText(v)]]), ["x.name = ? AND x.value = ?", [...OPAQUE]]]
-      : [["x.name = ?", [indexText(driver.key)]], ["x.name = ? AND x.value = ?", [...OPAQUE]]];
+      ? [...driver.values.map((v): Statement => ["x.name = ? AND x.value = ?", [name, indexText(v)]]), ["x.name = ? AND x.value = ?", [...OPAQUE]]]
+      : [["x.name = ?", [name]], ["x.name = ? AND x.value = ?", [...OPAQUE]]];
     for (const [lookup, lookupParams] of lookups) {
       arms.push([
         `SELECT x.k AS k, kv.create_rev AS create_rev, kv.mod_rev AS mod_rev, kv.version AS version, kv.lease AS lease${value}
-           FROM kv_label x CROSS JOIN kv
-          WHERE ${lookup} AND ${inRange} AND kv.k = x.k AND kv.mod_rev = x.rev${atMost[0]} AND ${cond}`,
-        [...lookupParams, ...rangeParams, ...atMost[1], ...condParams],
+           FROM kv_label x CROSS JOIN kv${join}
+          WHERE ${lookup} AND ${inRange} AND kv.k = x.k AND kv.mod_rev = x.rev${atMost[0]}${joined}`,
+        [...lookupParams, ...rangeParams, ...atMost[1], ...(cond?.[1] ?? [])],
       ]);
     }
   } else {
     const [inRange, rangeParams] = keyBounds(q.range, "kv.k");
-    const [cond, condParams] = condition(q.selection, undefined, "kv.k", "kv.mod_rev");
+    const [cond, condParams] = condition(d, q.selection, undefined) ?? ["1 = 1", []];
     arms.push([
       `SELECT kv.k AS k, kv.create_rev AS create_rev, kv.mod_rev AS mod_rev, kv.version AS version, kv.lease AS lease${value}
-         FROM kv WHERE ${inRange}${atMost[0]} AND ${cond}`,
+         FROM kv CROSS JOIN kv_select s
+        WHERE ${inRange}${atMost[0]} AND s.rev = kv.mod_rev AND s.k = kv.k AND ${cond}`,
       [...rangeParams, ...atMost[1], ...condParams],
     ]);
   }
   if (q.at !== undefined) {
     // keys changed since `at`: their newest log row at or below it, when not a deletion
     const [changed, changedParams] = keyBounds(q.range, "c.k");
-    const [cond, condParams] = condition(q.selection, undefined, "l.k", "l.rev");
+    const [cond, condParams] = condition(d, q.selection, undefined) ?? ["1 = 1", []];
     arms.push([
       `SELECT l.k AS k, l.create_rev AS create_rev, l.rev AS mod_rev, l.version AS version, l.lease AS lease${q.keysOnly ? "" : ", l.v AS v"}
          FROM (SELECT DISTINCT c.k FROM kv_log c WHERE ${changed} AND c.rev > ?) c
          JOIN kv_log l ON l.k = c.k AND l.rev = (SELECT MAX(m.rev) FROM kv_log m WHERE m.k = c.k AND m.rev <= ?)
+         JOIN kv_select s ON s.rev = l.rev AND s.k = l.k
         WHERE l.deleted = 0 AND ${cond}`,
       [...changedParams, q.at, q.at, ...condParams],
     ]);
@@ -157,13 +208,13 @@ function selectedRows(q: SelectedRead): Statement {
 }
 
 /** the rows of a selected read in key order, at most `limit` (0: all) */
-export function selectedRangeSql(q: SelectedRead, limit: number): Statement {
-  const [rows, params] = selectedRows(q);
+export function selectedRangeSql(d: Dialect, q: SelectedRead, limit: number): Statement {
+  const [rows, params] = selectedRows(d, q);
   return [`${rows}\nORDER BY k${limit > 0 ? ` LIMIT ${limit}` : ""}`, params];
 }
 
 /** how many rows a selected read returns */
-export function selectedCountSql(q: SelectedRead): Statement {
-  const [rows, params] = selectedRows({ ...q, keysOnly: true });
+export function selectedCountSql(d: Dialect, q: SelectedRead): Statement {
+  const [rows, params] = selectedRows(d, { ...q, keysOnly: true });
   return [`SELECT COUNT(*) AS n FROM (${rows}) selected`, params];
 }

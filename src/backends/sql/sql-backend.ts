@@ -199,9 +199,7 @@ export class SqlBackend implements Backend {
       });
       if (batch.length === 0) break;
       const [first, last] = [batch[0]!, batch.at(-1)!];
-      await this.driver.write(async (c) => {
-        for (const [sql, params] of compactIndex(first.rev as bigint, last.rev as bigint)) await c.run(sql, params);
-      });
+      await this.driver.write((c) => compactIndex(c, first.rev as bigint, last.rev as bigint));
       after = [last.rev as bigint, last.sub as bigint];
       done += batch.length;
       progress?.(done);
@@ -227,10 +225,10 @@ export class SqlBackend implements Backend {
       this.saw(revision);
       const at = checkRevision(q.revision, revision, compactRevision);
       const read: SelectedRead = { range: q.range, selection: select.selection, at: at === revision ? undefined : at, keysOnly: q.keysOnly };
-      const rows = q.countOnly ? [] : await c.all(...selectedRangeSql(read, q.limit));
+      const rows = q.countOnly ? [] : await c.all(...selectedRangeSql(this.dialect, read, q.limit));
       // the rows are all there is when no limit cut them; a superset's count means nothing
       const whole = !q.countOnly && (q.limit === 0 || rows.length < q.limit);
-      const count = !exact ? 0n : whole ? BigInt(rows.length) : ((await c.all(...selectedCountSql(read)))[0]!.n as bigint);
+      const count = !exact ? 0n : whole ? BigInt(rows.length) : ((await c.all(...selectedCountSql(this.dialect, read)))[0]!.n as bigint);
       return { kvs: rows.map((r) => rowToKv(r)), count: BigInt(count), revision, selected: exact ? "exact" : "superset" };
     });
   }
@@ -425,7 +423,7 @@ export class SqlBackend implements Backend {
       const hi = lo + COMPACT_STEP_REVISIONS - 1n < rev ? lo + COMPACT_STEP_REVISIONS - 1n : rev;
       await this.driver.write(async (c) => {
         await c.run(step, [lo, hi, rev]);
-        for (const [sql, params] of compactIndex(lo, hi)) await c.run(sql, params);
+        await compactIndex(c, lo, hi);
       });
       // let requests in between steps
       await new Promise((r) => setImmediate(r));
@@ -682,7 +680,7 @@ class SqlWriteTx implements WriteTx {
   async forget(key: Uint8Array): Promise<void> {
     this.wrote = true;
     this.live.set(key, undefined);
-    for (const [sql, params] of forgetIndex(key)) await this.c.run(sql, params);
+    await forgetIndex(this.c, key);
     await this.c.run("DELETE FROM kv_log WHERE k = ?", [key]);
     await this.c.run("DELETE FROM kv WHERE k = ?", [key]);
   }

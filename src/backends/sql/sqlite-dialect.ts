@@ -7,6 +7,8 @@ export const sqliteDialect: Dialect = {
   valueType: "BLOB",
   intType: "INTEGER",
   indexTextType: "TEXT",
+  packedTextType: "TEXT",
+  contains: (hay, needle) => `instr(${hay}, ${needle}) > 0`,
   insertIgnoring: ["INSERT OR IGNORE INTO", ""],
   tableOptions: "",
   countKv: "kv",

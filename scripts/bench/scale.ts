@@ -12,6 +12,7 @@
 //   bun scripts/bench/scale.ts [--objects 1000000] [--targets sqlite,routed,etcd] [--out scale-results.json]
 //     [--updated N: objects updated twice before the compaction (default: all)]
 //     [--batch 10: puts per txn while loading] [--clients 16: concurrent txns]
+//     [--steps count,pages,selected,rangestream,restart,compaction: which steps follow the load]
 // Not a test: nothing here asserts. The client (grpc-js on Bun) runs on the same machine.
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -48,6 +49,7 @@ const { values } = parseArgs({
     updated: { type: "string" },
     batch: { type: "string", default: "10" },
     clients: { type: "string", default: "16" },
+    steps: { type: "string", default: "count,pages,selected,rangestream,restart,compaction" },
   },
 });
 const whole = (name: string, v: string | undefined) => {
@@ -60,6 +62,8 @@ const BATCH = whole("batch", values.batch);
 const CLIENTS = whole("clients", values.clients);
 const UPDATED = Math.min(N, whole("updated", values.updated ?? String(N)));
 const TARGETS = values.targets!.split(",").map((t) => t.trim());
+const STEPS = new Set(values.steps!.split(",").map((s) => s.trim()));
+for (const s of STEPS) if (!["count", "pages", "selected", "rangestream", "restart", "compaction"].includes(s)) throw new Error(`--steps: unknown step ${s}`);
 for (const t of TARGETS) if (!["sqlite", "routed", "etcd"].includes(t)) throw new Error(`--targets: unknown target ${t} (sqlite, routed, etcd)`);
 
 // ---- the objects: 80% pods (protobuf, as the apiserver stores built-ins), 20% custom
@@ -421,7 +425,8 @@ async function readiness(t: Target, t0: number): Promise<{ range: number; ready:
   return { range: await range, ready: await ready };
 }
 
-async function step(name: string, run: () => Promise<void>): Promise<void> {
+async function step(name: string, run: () => Promise<void>, id?: string): Promise<void> {
+  if (id && !STEPS.has(id)) return;
   const t0 = performance.now();
   process.stdout.write(`  ${name} ...`);
   try {
@@ -475,7 +480,7 @@ async function runTarget(kind: string, rec: Rec): Promise<void> {
         }
         rec(`count_only of ${r.count} ${r.name}`, "ms (median of 5)", "lower", median(ms));
       }
-    });
+    }, "count");
 
     // 3. paginated lists over the whole keyspace of each resource
     await step("paginated lists (limit 500)", async () => {
@@ -500,7 +505,7 @@ async function runTarget(kind: string, rec: Rec): Promise<void> {
         rec(w, "page max ms", "lower", Math.max(...lat.flat()));
       }
       mb("paginated lists, peak during", mem.peak());
-    });
+    }, "pages");
 
     // 4. label-selected lists of 1% of each resource
     await step(`selected lists (${SELECTOR}, 1% of each resource)`, async () => {
@@ -533,7 +538,7 @@ async function runTarget(kind: string, rec: Rec): Promise<void> {
         rec(`selected list of ${expected} of ${r.count} ${r.name}, filtered in the client (pages of 10,000)`, "ms (median)", "lower", median(ms));
       }
       mb("selected lists, peak during", mem.peak());
-    });
+    }, "selected");
 
     // 5. the whole set through RangeStream
     await step("full list through KV.RangeStream", async () => {
@@ -559,7 +564,7 @@ async function runTarget(kind: string, rec: Rec): Promise<void> {
       rec(`full list of ${N} through RangeStream`, "ms", "lower", ms);
       rec(`full list of ${N} through RangeStream`, "responses", "info", parts);
       mb(`full list of ${N} through RangeStream, peak during`, mem.peak());
-    });
+    }, "rangestream");
 
     // 6. start-up on the data
     await step("restart on the data", async () => {
@@ -575,7 +580,7 @@ async function runTarget(kind: string, rec: Rec): Promise<void> {
       c = new Client(t.endpoint);
       await sleep(5000);
       mb(`${N} objects stored, 5 s after start-up`, mem.sample());
-    });
+    }, "restart");
 
     // 7. two updates per object, then a compaction of that history while a writer measures
     const updatedPods = Math.min(UPDATED, PODS);
@@ -589,8 +594,8 @@ async function runTarget(kind: string, rec: Rec): Promise<void> {
       for (let generation = 2; generation <= 3; generation++) for (const r of updated) await load(c, r, generation);
       rec(`2 updates of ${UPDATED} objects (txns of ${BATCH} puts)`, "writes/s", "higher", (2 * UPDATED) / ((performance.now() - t0) / 1000));
       mb(`2 updates of ${UPDATED} objects, peak during`, mem.peak());
-    });
-    await step("sizes", () => sizes("with the history of 2 updates"));
+    }, "compaction");
+    await step("sizes", () => sizes("with the history of 2 updates"), "compaction");
     await step("compaction to the latest revision", async () => {
       const base = writer(c);
       await sleep(5000);
@@ -612,8 +617,8 @@ async function runTarget(kind: string, rec: Rec): Promise<void> {
       rec("writes during the compaction", "count", "info", during.length);
       rec("writes in the 5 s after it returned", "p99 ms", "lower", pct(afterward, 0.99));
       mb("compaction, peak during", mem.peak());
-    });
-    await step("sizes", () => sizes("after the compaction (no defrag/VACUUM)"));
+    }, "compaction");
+    await step("sizes", () => sizes("after the compaction (no defrag/VACUUM)"), "compaction");
     await sleep(3000);
     mb("end of the run, idle", mem.sample());
     mb("whole run, highest sample (200 ms sampling)", mem.overall);

@@ -1,13 +1,15 @@
 // Request validation exactly as etcd's gRPC layer does it, before anything is applied:
 // the same checks in the same order, so the same request gets the same error.
-import type {
-  DeleteRangeRequest,
-  PutRequest,
-  RangeRequest,
-  RequestOp,
-  TxnRequest,
+import {
+  type DeleteRangeRequest,
+  type PutRequest,
+  type RangeRequest,
+  RangeRequest_SortOrder,
+  RangeRequest_SortTarget,
+  type RequestOp,
+  type TxnRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { errors } from "../mvcc/errors.ts";
+import { errors, EtcdError } from "../mvcc/errors.ts";
 import { parseSelection } from "../selectors/index.ts";
 import { bytesEqual, compareBytes, keyString } from "../mvcc/keyrange.ts";
 
@@ -16,6 +18,20 @@ export function checkRange(r: RangeRequest): void {
   if (r.sortOrder < 0 || r.sortOrder > 2) throw errors.invalidSortOption();
   if (r.sortTarget < 0 || r.sortTarget > 4) throw errors.invalidSortOption();
   checkSelectors(r);
+}
+
+/**
+ * etcd 3.7's RangeStream takes a Range's request, and refuses what it would have to hold
+ * whole to answer: a sort with an order (other than by key, ascending) and revision filters.
+ */
+export function checkRangeStream(r: RangeRequest): void {
+  checkRange(r);
+  const defaultOrder = r.sortOrder === RangeRequest_SortOrder.NONE ||
+    (r.sortTarget === RangeRequest_SortTarget.KEY && r.sortOrder === RangeRequest_SortOrder.ASCEND);
+  if (!defaultOrder) throw new EtcdError("Unimplemented", "RangeStream does not support custom sort orders");
+  if (r.minModRevision !== 0n || r.maxModRevision !== 0n || r.minCreateRevision !== 0n || r.maxCreateRevision !== 0n) {
+    throw new EtcdError("Unimplemented", "RangeStream does not support revision filters");
+  }
 }
 
 /**

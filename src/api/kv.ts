@@ -13,6 +13,7 @@ import type { Keyspace } from "../keyspace/contract.ts";
 import { etcdErrors } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
 import { checkRequestSize, type Limits } from "./limits.ts";
+import { rangeStreamHandler, type RangeStreamParts } from "./range-stream.ts";
 
 /**
  * KV.Range. `encode`: the answer may carry its key-values already encoded, which only
@@ -26,9 +27,10 @@ export function kvRange(keyspace: Keyspace, id: ServerIdentity, encode = false) 
   });
 }
 
-export function kvService(keyspace: Keyspace, id: ServerIdentity, limits: Limits): ServiceImpl<typeof KV> {
+export function kvService(keyspace: Keyspace, id: ServerIdentity, limits: Limits, streams: RangeStreamParts): ServiceImpl<typeof KV> {
   return {
     range: kvRange(keyspace, id),
+    rangeStream: rangeStreamHandler(streams),
     put: etcdErrors(async (r, ctx) => {
       checkPut(r);
       checkRequestSize(limits, PutRequestSchema, r);

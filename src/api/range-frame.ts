@@ -14,11 +14,35 @@ export interface RangeAnswer {
   count: bigint;
 }
 
+/** the size of a ResponseHeader's fields */
+export function headerSize(h: RangeAnswer["header"]): number {
+  return intField(h.clusterId) + intField(h.memberId) + intField(h.revision) + intField(h.raftTerm);
+}
+
+/** Writes a RangeResponse's header (field 1) of that size. */
+export function writeHeader(w: ProtoWriter, h: RangeAnswer["header"], size: number): void {
+  w.buf[w.pos++] = 0x0a;
+  w.small(size);
+  w.int(0x08, h.clusterId);
+  w.int(0x10, h.memberId);
+  w.int(0x18, h.revision);
+  w.int(0x20, h.raftTerm);
+}
+
+/** Writes a RangeResponse's `more` (field 3, only when true) and `count` (field 4). */
+export function writeMoreAndCount(w: ProtoWriter, more: boolean, count: bigint): void {
+  if (more) {
+    w.buf[w.pos++] = 0x18;
+    w.buf[w.pos++] = 1;
+  }
+  w.int(0x20, count);
+}
+
 /** The frame of a RangeResponse, in pieces to be sent one after another. */
 export function rangeFrame(r: RangeAnswer): Uint8Array[] {
   const h = r.header;
-  const headerSize = intField(h.clusterId) + intField(h.memberId) + intField(h.revision) + intField(h.raftTerm);
-  const head = 1 + varintSize(BigInt(headerSize)) + headerSize;
+  const hSize = headerSize(h);
+  const head = 1 + varintSize(BigInt(hSize)) + hSize;
   const sizes: number[] = [];
   const kvs = r.encodedKvs ? r.encodedKvs.length : kvsSize(r.kvs, sizes);
   const tail = (r.more ? 2 : 0) + intField(r.count);
@@ -27,18 +51,9 @@ export function rangeFrame(r: RangeAnswer): Uint8Array[] {
   const buf = new Uint8Array(5 + size - (r.encodedKvs ? kvs : 0));
   new DataView(buf.buffer).setUint32(1, size);
   const w = new ProtoWriter(buf, 5);
-  w.buf[w.pos++] = 0x0a;
-  w.small(headerSize);
-  w.int(0x08, h.clusterId);
-  w.int(0x10, h.memberId);
-  w.int(0x18, h.revision);
-  w.int(0x20, h.raftTerm);
+  writeHeader(w, h, hSize);
   const split = w.pos;
   if (!r.encodedKvs) writeKvs(w, r.kvs, sizes);
-  if (r.more) {
-    w.buf[w.pos++] = 0x18;
-    w.buf[w.pos++] = 1;
-  }
-  w.int(0x20, r.count);
+  writeMoreAndCount(w, r.more, r.count);
   return r.encodedKvs ? [buf.subarray(0, split), r.encodedKvs, buf.subarray(split)] : [buf];
 }

@@ -1,12 +1,13 @@
 // The gRPC server: etcd's services under their etcd names (/etcdserverpb.KV/Range, ...) on
-// strata's own HTTP/2 server (src/api/h2, cleartext or TLS). Unary calls are served
-// straight on the stream (unary.ts); streams and anything unusual go through Connect.
+// strata's own HTTP/2 server (src/api/h2, cleartext or TLS). Unary calls and RangeStream
+// are served straight on the stream (unary.ts, range-stream.ts); other streams and anything
+// unusual go through Connect.
 import type { TlsOptions } from "node:tls";
 import type { DescService } from "@bufbuild/protobuf";
 import { createConnectRouter } from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { Keyspace, Rerouting } from "../keyspace/contract.ts";
+import type { Keyspace, RangeStreams, Rerouting } from "../keyspace/contract.ts";
 import { Admin } from "../gen/strata/admin/v1/admin_pb.ts";
 import type { Observer } from "../observe/observer.ts";
 import { callAccounting } from "./accounting.ts";
@@ -22,13 +23,15 @@ import { kvRange, kvService } from "./kv.ts";
 import { leaseService } from "./lease.ts";
 import { GRPC_OVERHEAD_BYTES, type Limits } from "./limits.ts";
 import { maintenanceService } from "./maintenance.ts";
+import { RANGE_STREAM_PATH, type RangeStreamParts, serveRangeStream } from "./range-stream.ts";
 import { ResponseBudget } from "./response-budget.ts";
 import { serveWithConnect } from "./streaming.ts";
 import { serveUnary, servesUnary, unaryMethods } from "./unary.ts";
 import { watchService } from "./watch.ts";
 
 export interface ServerParts {
-  keyspace: Keyspace;
+  /** the keyspace, and RangeStream answered over it */
+  keyspace: Keyspace & RangeStreams;
   /** new routing rules while serving (the Admin service) */
   rerouting: Rerouting;
   identity: ServerIdentity;
@@ -49,8 +52,11 @@ export function createGrpcServer(p: ServerParts): H2Server {
   const accounting = callAccounting(SERVICES, p.observer, p.keyspace);
   // etcd's gRPC server refuses messages above max-request-bytes plus its overhead allowance
   const readMaxBytes = p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES;
+  const budget = new ResponseBudget();
+  // etcd cuts RangeStream's chunks near its max-request-bytes
+  const streams: RangeStreamParts = { keyspace: p.keyspace, id: p.identity, budget, chunkBytes: p.limits.maxRequestBytes, closing: p.closing };
   const services: Array<[DescService, object]> = [
-    [KV, kvService(p.keyspace, p.identity, p.limits)],
+    [KV, kvService(p.keyspace, p.identity, p.limits, streams)],
     // etcd fragments watch responses above the same limit its gRPC server enforces
     [Watch, watchService(p.keyspace, p.identity, readMaxBytes, p.closing)],
     [Lease, leaseService(p.keyspace, p.identity, p.closing)],
@@ -72,13 +78,17 @@ export function createGrpcServer(p: ServerParts): H2Server {
   const viaConnect = new Map<string, UniversalHandler>(connect.handlers.map((h) => [h.requestPath, h]));
   // the unary path writes ranges with range-frame.ts, so reads may hand over encoded key-values
   const unary = unaryMethods(services, new Map([["/etcdserverpb.KV/Range", kvRange(p.keyspace, p.identity, true)]]));
-  const budget = new ResponseBudget();
 
   return new H2Server((stream) => {
     const { call, record } = accounting.begin(stream);
     const method = unary.get(stream.path);
     if (method && servesUnary(stream)) {
       void serveUnary(method, call, readMaxBytes, budget, (message) => record && (record.request = message));
+      return;
+    }
+    // RangeStream's chunks framed by hand, as Range's answers are (the same conditions)
+    if (stream.path === RANGE_STREAM_PATH && servesUnary(stream)) {
+      void serveRangeStream(streams, call, readMaxBytes);
       return;
     }
     const handler = viaConnect.get(stream.path);

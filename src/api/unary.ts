@@ -119,7 +119,7 @@ export function grpcTimeoutMs(header: string | undefined): number | undefined {
   return m ? Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]! : undefined;
 }
 
-function fromEnvelope(schema: DescMessage, bytes: Uint8Array): unknown {
+export function fromEnvelope(schema: DescMessage, bytes: Uint8Array): unknown {
   try {
     return fromBinary(schema, bytes);
   } catch (err) {
@@ -131,7 +131,7 @@ function fromEnvelope(schema: DescMessage, bytes: Uint8Array): unknown {
  * The request's one message. An oversized one is refused as soon as its length is
  * known; the rest of the body is read and dropped so the stream's window stays open.
  */
-async function readMessage(stream: H2Stream, maxBytes: number): Promise<Uint8Array> {
+export async function readMessage(stream: H2Stream, maxBytes: number): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let received = 0;
   let refused: ConnectError | undefined;

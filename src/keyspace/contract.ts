@@ -17,9 +17,12 @@ import type {
 import type { Topology } from "../config/topology.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
-import type { Event, KeyRange, LeaseRecord, Rev } from "../mvcc/types.ts";
-import type { Selection } from "../selectors/index.ts";
+import type { Event, KeyRange, KeyValue, LeaseRecord, Rev } from "../mvcc/types.ts";
+import type { CustomFieldLookup, Selection } from "../selectors/index.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
+
+/** One page of a range from a key on, at a revision (0: the latest, whose revision `revision` tells). */
+export type PageReader = (from: Uint8Array, revision: Rev, limit: bigint) => Promise<{ kvs: KeyValue[]; more: boolean; revision: Rev }>;
 
 /** What a request is answered with besides its own fields: the revision its header reports. */
 export interface Answer {
@@ -40,7 +43,12 @@ export interface Keyspace {
    * The range with only the keys a label/field selection keeps, answered where the keys
    * are stored; a keyspace without it has its plain range filtered (selected-range.ts).
    */
-  selectedRange?(r: RangeRequest, s: Selection, deadline?: Deadline, encode?: boolean): Promise<RangeOut>;
+  selectedRange?(r: RangeRequest, s: Selection, deadline?: Deadline, encode?: boolean, custom?: CustomFieldLookup): Promise<RangeOut>;
+  /**
+   * Pages of the range narrowed by the selection where the keys are stored: every key it
+   * keeps and maybe others (the caller checks the values). Without it, the plain range.
+   */
+  narrowedPages?(r: RangeRequest, s: Selection, deadline?: Deadline): PageReader;
   put(r: PutRequest, deadline?: Deadline): Promise<PutOut>;
   deleteRange(r: DeleteRangeRequest, deadline?: Deadline): Promise<DeleteOut>;
   txn(r: TxnRequest, deadline?: Deadline): Promise<TxnOut>;
@@ -71,6 +79,38 @@ export interface Keyspace {
   /** the backends Compact reaches, and the one keeping the leases */
   readonly compactsIn: string[];
   readonly leasesIn: string;
+}
+
+/**
+ * etcd 3.7's RangeStream, answered over the Keyspace's ranges (keyspace/range-stream.ts):
+ * what the api serves besides the Keyspace itself.
+ */
+export interface RangeStreams {
+  /**
+   * The range of `r` in chunks read at one revision; a chunk is read only when the
+   * previous one was taken, so the caller's pace bounds the memory. What etcd's
+   * RangeStream refuses (revision filters, a sort with an order) the api refuses before
+   * (checks.ts); here they are not applied.
+   */
+  rangeStream(r: RangeRequest, options: RangeStreamOptions): AsyncGenerator<RangeChunk>;
+}
+
+export interface RangeStreamOptions {
+  /** each page's deadline, taken as the page is read (a client's request, bounded like a Range) */
+  deadline: () => Deadline;
+  /** the bytes of key-values a chunk aims at */
+  chunkBytes: number;
+  /** chunks may carry their key-values encoded (RangeChunk.encodedKvs) */
+  encode: boolean;
+}
+
+/** One chunk: a run of the range's key-values; the last chunk also ends the answer. */
+export interface RangeChunk {
+  kvs: KeyValue[];
+  /** the kvs field already encoded (then `kvs` is empty) */
+  encodedKvs?: Uint8Array;
+  /** on the last chunk only, as etcd puts them there: what a Range of the whole would answer */
+  end?: { revision: Rev; more: boolean; count: bigint };
 }
 
 /**
@@ -107,11 +147,14 @@ export interface WatchResponseOut {
 
 /** A client's watch stream as a keyspace writes to it. */
 export interface WatchStream {
+  /** strata's own stream (the CRD registry's), not a client's: its watchers are not counted as clients' */
+  readonly own?: boolean;
   /**
    * Queues a response. `fragmentable`: the watcher asked for fragments, so one revision
-   * larger than the stream's limit may be split into parts.
+   * larger than the stream's limit may be split into parts. Returns false when nothing
+   * reached the client (a selection filtered out every event).
    */
-  send(resp: WatchResponseOut, fragmentable: boolean): void;
+  send(resp: WatchResponseOut, fragmentable: boolean): boolean | void;
   /** the watcher holds its id no longer (canceled, refused, compacted, or its upstream failed) */
   forget(watchId: bigint): void;
   /** true while the client is not keeping up */

@@ -68,6 +68,7 @@ export class DatabaseWatch implements WatchSession {
       noPut: c.filters.includes(NOPUT),
       noDelete: c.filters.includes(NODELETE),
       progressNotify: c.progressNotify,
+      own: this.stream.own === true,
     }, this.sink);
     this.watchers.set(watchId, w);
     if (c.fragment) this.fragmenting.add(watchId);
@@ -90,16 +91,16 @@ export class DatabaseWatch implements WatchSession {
   }
 
   /** a response from the hub: a watcher canceled by compaction is gone */
-  private sent(resp: WatchResponseOut): void {
+  private sent(resp: WatchResponseOut): boolean | void {
     if (resp.canceled && resp.compactRevision) {
       const w = this.watchers.get(resp.watchId);
       if (w) this.drop(w);
     }
-    this.send(resp);
+    return this.send(resp);
   }
 
-  private send(resp: WatchResponseOut): void {
-    this.stream.send(resp, this.fragmenting.has(resp.watchId));
+  private send(resp: WatchResponseOut): boolean | void {
+    return this.stream.send(resp, this.fragmenting.has(resp.watchId));
   }
 
   /**

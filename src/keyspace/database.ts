@@ -20,10 +20,10 @@ import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
 import { checkRevision } from "../mvcc/revisions.ts";
 import type { KeyRange, Rev } from "../mvcc/types.ts";
 import type { Router } from "../router/router.ts";
-import type { Selection } from "../selectors/index.ts";
+import type { CustomFieldLookup, Selection } from "../selectors/index.ts";
 import { crc32 } from "../util/crc32.ts";
 import { AutoCompactor, type Retention } from "./compactor.ts";
-import type { AlarmOut, Answer, Keyspace, LeaseCopies, LeaseKeeper, StatusOut, UpstreamLeaseService, WatchSession, WatchStream } from "./contract.ts";
+import type { AlarmOut, Answer, Keyspace, PageReader, LeaseCopies, LeaseKeeper, StatusOut, UpstreamLeaseService, WatchSession, WatchStream } from "./contract.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 import { databaseSnapshot } from "./database-snapshot.ts";
 import { DatabaseWatch } from "./database-watch.ts";
@@ -94,11 +94,15 @@ export class DatabaseKeyspace implements Keyspace {
    * With the selection applied in the databases: answered as they give it when they
    * apply it exactly, else from pages they narrow as far as they can, checked here.
    */
-  async selectedRange(r: RangeRequest, s: Selection, deadline?: Deadline, encode?: boolean): Promise<RangeOut> {
+  async selectedRange(r: RangeRequest, s: Selection, deadline?: Deadline, encode?: boolean, custom?: CustomFieldLookup): Promise<RangeOut> {
     const exact = await this.router.read({ ...rangeQuery(r, encode), select: { selection: s, exactOnly: true } }, deadline);
     if (exact.selected === "exact") return finishRange(r, exact);
+    return selectInPages(r, s, custom, this.narrowedPages(r, s, deadline));
+  }
+
+  narrowedPages(r: RangeRequest, s: Selection, deadline?: Deadline): PageReader {
     const { end } = toKeyRange(r.key, r.rangeEnd);
-    return selectInPages(r, s, async (start, revision, limit) => {
+    return async (start, revision, limit) => {
       const page = await this.router.read({
         range: { start, end },
         revision,
@@ -108,7 +112,7 @@ export class DatabaseKeyspace implements Keyspace {
         select: { selection: s, exactOnly: false },
       }, deadline);
       return { kvs: page.kvs.slice(0, Number(limit)), more: page.kvs.length > limit, revision: page.revision };
-    });
+    };
   }
   put(r: PutRequest, deadline?: Deadline): Promise<PutOut> {
     return this.router.put(r, deadline);

@@ -5,12 +5,14 @@
 // answers with its own revision). Revisions of different keyspaces cannot share one
 // progress answer, so a stream with watchers in several gets one answer per watcher.
 // Watchers with label/field selectors are filtered here, above both kinds of keyspace
-// (selected-watch.ts).
+// (selected-watch.ts), custom resources' fields with the CRDs known when the watcher was
+// placed or later (crd-registry.ts).
 import type { WatchCreateRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { toKeyRange } from "../mvcc/keyrange.ts";
 import type { KeyRange, Rev } from "../mvcc/types.ts";
-import { parseSelection, type Selection, SelectorError } from "../selectors/index.ts";
+import { namesOtherFields, parseSelection, type Selection, SelectorError } from "../selectors/index.ts";
 import type { Keyspace, WatchSession, WatchStream } from "./contract.ts";
+import type { CustomFieldSource } from "./crd-registry.ts";
 import { placedRequest, type SelectedWatcher, selectedResponse } from "./selected-watch.ts";
 
 /** what the session asks of the dispatcher */
@@ -20,7 +22,12 @@ export interface WatchRoutes {
   memberFor(ranges: KeyRange[], what: string): Keyspace;
   /** where a progress request goes when the stream has no watcher */
   readonly home: Keyspace;
+  /** the CRDs' selectable fields; without them custom resources' fields are unknown */
+  readonly customFields?: CustomFieldSource;
 }
+
+/** how long a new selector watcher's CRD registry is helped to catch up (its events meanwhile: the superset) */
+const CATCH_UP_MS = 5000;
 
 export class DispatchedWatch implements WatchSession {
   closed = false;
@@ -67,10 +74,23 @@ export class DispatchedWatch implements WatchSession {
     // a duplicate id stays with the watcher holding it (its keyspace refuses the new one)
     if (!this.owner.has(watchId)) {
       this.owner.set(watchId, session);
-      if (selection) this.selected.set(watchId, { selection, prevKv: c.prevKv, fragment: c.fragment });
+      if (selection) this.selected.set(watchId, { selection, prevKv: c.prevKv, fragment: c.fragment, custom: this.customFields(selection) });
       else this.selected.delete(watchId);
     }
     session.create(selection ? placedRequest(c) : c, watchId);
+  }
+
+  /**
+   * The CRD lookup a selector watcher uses: the CRDs as of now (the apiserver checked the
+   * selector against them) or newer. Until the registry has them, its fields are unknown;
+   * asking now brings it there before the first events, typically.
+   */
+  private customFields(selection: Selection): (() => ReturnType<CustomFieldSource["lookup"]>) | undefined {
+    const source = this.routes.customFields;
+    if (!source || !namesOtherFields(selection)) return undefined;
+    const mark = source.mark();
+    void source.ready(mark, CATCH_UP_MS);
+    return () => source.lookup(mark);
   }
 
   /** the stream's session in a keyspace, opened on first use (and again after its connection failed) */
@@ -85,7 +105,8 @@ export class DispatchedWatch implements WatchSession {
         const w = selected.get(resp.watchId);
         if (!w || owner.get(resp.watchId) !== opened) return stream.send(resp, fragmentable);
         const out = selectedResponse(w, resp);
-        if (out) stream.send(out, w.fragment);
+        if (!out) return false;
+        stream.send(out, w.fragment);
       },
       forget: (id) => {
         if (owner.get(id) !== opened) return;

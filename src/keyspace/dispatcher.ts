@@ -4,7 +4,8 @@
 // revisions, so a request spanning it and another backend is refused (the config
 // validator allows an upstream only whole-resource routes, so Kubernetes never sends one).
 // Keyspace-wide services belong to the default backend: it keeps the leases (with copies
-// in the others) and answers Compact.
+// in the others) and answers Compact. Label/field selectors are applied here, with the
+// CRDs' selectable fields for custom resources (crd-registry.ts).
 import type {
   AlarmRequest,
   CompactionRequest,
@@ -18,13 +19,14 @@ import { type EtcdKeyspace, upstreamSnapshotRefused } from "../backends/etcd/etc
 import type { Topology } from "../config/topology.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import { EtcdError } from "../mvcc/errors.ts";
-import { isEmptyRange, toKeyRange, txnRanges } from "../mvcc/keyrange.ts";
+import { bytesEqual, isEmptyRange, keyString, prefixEnd, toKeyRange, txnRanges } from "../mvcc/keyrange.ts";
 import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
 import type { KeyRange, Rev } from "../mvcc/types.ts";
 import { moveKeys } from "../router/move.ts";
 import { sameTopology, UPSTREAM_KEYS_STAY } from "../router/open.ts";
 import { validateTopology } from "../router/validate.ts";
-import { parseSelection } from "../selectors/index.ts";
+import { log } from "../observe/log.ts";
+import { type CustomFieldLookup, namesOtherFields, parseSelection, type Selection } from "../selectors/index.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 import type {
   AlarmOut,
@@ -34,24 +36,51 @@ import type {
   LeaseKeeper,
   MoveProgress,
   Probe,
+  RangeChunk,
+  RangeStreamOptions,
+  RangeStreams,
   Rerouting,
   StatusOut,
   WatchSession,
   WatchStream,
 } from "./contract.ts";
+import { CrdRegistry } from "./crd-registry.ts";
 import type { DatabaseKeyspace } from "./database.ts";
 import { DispatchedWatch } from "./dispatched-watch.ts";
+import { streamRange } from "./range-stream.ts";
 import { selectedRange } from "./selected-range.ts";
 
 /** every key: [\0, \0) */
 const EVERYTHING: KeyRange = toKeyRange(new Uint8Array([0]), new Uint8Array([0]));
+/** how long a selector range waits for the CRD registry to catch up before answering the superset */
+const CRD_WAIT_MS = 1000;
 
-export class Dispatcher implements Keyspace, Rerouting {
+/**
+ * Whether a range may hold custom resources: not when it lies within one resource stored
+ * without an API group (a built-in's, such as pods: a kubelet's spec.nodeName list need not
+ * wait for the CRD registry). Custom resources' keys always carry their group, which has a dot.
+ */
+function mayHoldCustomResources(r: RangeRequest, keyPrefix: string): boolean {
+  const end = prefixEnd(r.key);
+  const within = r.rangeEnd.length === 0 || (end !== undefined && bytesEqual(r.rangeEnd, end));
+  const prefix = keyPrefix.endsWith("/") ? keyPrefix : `${keyPrefix}/`;
+  const key = keyString(r.key);
+  if (!within || !key.startsWith(prefix)) return true;
+  const rest = key.slice(prefix.length), slash = rest.indexOf("/");
+  return slash < 0 || rest.slice(0, slash).includes(".");
+}
+
+export class Dispatcher implements Keyspace, RangeStreams, Rerouting {
+  /** the CRDs' selectable fields, learnt from the keyspace itself once started */
+  readonly customFields: CrdRegistry;
+
   constructor(
     readonly database: DatabaseKeyspace,
     /** the upstream etcds by backend name */
     readonly upstreams: Map<string, EtcdKeyspace>,
-  ) {}
+  ) {
+    this.customFields = new CrdRegistry((keys) => this.memberFor([keys], "watch"), database.router.topology.keyPrefix, log);
+  }
 
   private get defaultName(): string {
     return this.database.router.routing.defaultBackend;
@@ -89,15 +118,37 @@ export class Dispatcher implements Keyspace, Rerouting {
   }
 
   /**
-   * With label/field selectors the range is filtered here, above both kinds of keyspace,
-   * so the databases and an upstream etcd answer them alike (selected-range.ts).
+   * With label/field selectors: answered by the databases from their selector index
+   * (database.ts), an upstream etcd's plain range filtered here (selected-range.ts).
    */
   async range(r: RangeRequest, deadline?: Deadline, encode?: boolean): Promise<RangeOut> {
     const member = this.memberFor([toKeyRange(r.key, r.rangeEnd)], "range");
     // a malformed selector throws a SelectorError (the api answers InvalidArgument)
     const selection = parseSelection(r.labelSelector, r.fieldSelector);
     if (!selection) return member.range(r, deadline, encode);
-    return member.selectedRange ? member.selectedRange(r, selection, deadline, encode) : selectedRange(member, r, selection, deadline);
+    const custom = await this.customFieldsFor(r, selection);
+    return member.selectedRange ? member.selectedRange(r, selection, deadline, encode, custom) : selectedRange(member, r, selection, deadline, custom);
+  }
+  /**
+   * The CRDs' selectable fields for a selection that names fields beyond metadata's over a
+   * range that may hold custom resources, once the registry has every change made before
+   * this request (briefly waited for); undefined otherwise (such fields are then unknown).
+   */
+  private async customFieldsFor(r: RangeRequest, s: Selection): Promise<CustomFieldLookup | undefined> {
+    if (!namesOtherFields(s) || !mayHoldCustomResources(r, this.database.router.topology.keyPrefix)) return undefined;
+    return this.customFields.ready(this.customFields.mark(), CRD_WAIT_MS);
+  }
+
+  /** RangeStream over the keyspace the range goes to (range-stream.ts); a count is one chunk, as a Range counts it */
+  async *rangeStream(r: RangeRequest, o: RangeStreamOptions): AsyncGenerator<RangeChunk> {
+    if (r.countOnly) {
+      const out = await this.range(r, o.deadline());
+      yield { kvs: [], end: { revision: out.header.revision, more: false, count: out.count } };
+      return;
+    }
+    const member = this.memberFor([toKeyRange(r.key, r.rangeEnd)], "range");
+    const selection = parseSelection(r.labelSelector, r.fieldSelector);
+    yield* streamRange(member, r, selection, o, selection && (await this.customFieldsFor(r, selection)));
   }
   async put(r: PutRequest, deadline?: Deadline): Promise<PutOut> {
     return this.memberFor([toKeyRange(r.key, new Uint8Array(0))], "put").put(r, deadline);
@@ -196,9 +247,11 @@ export class Dispatcher implements Keyspace, Rerouting {
   start(): void {
     this.database.start();
     this.leases.start();
+    this.customFields.start();
   }
 
   stop(): void {
+    this.customFields.stop();
     this.leases.stop();
     this.database.stop();
   }

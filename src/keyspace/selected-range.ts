@@ -13,11 +13,8 @@ import type { Deadline } from "../mvcc/deadline.ts";
 import { finishRange } from "../mvcc/range.ts";
 import type { RangeOut } from "../mvcc/responses.ts";
 import type { KeyValue, Rev } from "../mvcc/types.ts";
-import { type Selection, selects } from "../selectors/index.ts";
-import type { Keyspace } from "./contract.ts";
-
-/** One page of the range from a key on, at a revision (0: the latest, whose revision `revision` tells). */
-export type PageReader = (from: Uint8Array, revision: Rev, limit: bigint) => Promise<{ kvs: KeyValue[]; more: boolean; revision: Rev }>;
+import { type CustomFieldLookup, type Selection, selects } from "../selectors/index.ts";
+import type { Keyspace, PageReader } from "./contract.ts";
 
 /** keys read per page: a few MiB of Kubernetes objects */
 const PAGE = 256n;
@@ -25,16 +22,19 @@ const PAGE = 256n;
 const NO_LIMIT = 2n ** 31n;
 const SORT_NONE = 0, SORT_ASCEND = 1, TARGET_KEY = 0;
 
-/** Over any keyspace: its plain range in pages. */
-export function selectedRange(member: Keyspace, r: RangeRequest, s: Selection, deadline?: Deadline): Promise<RangeOut> {
-  return selectInPages(r, s, async (from, revision, limit) => {
+/**
+ * Over any keyspace: its plain range in pages. `custom`: custom resources' fields from
+ * their CRDs; without it they are unknown (kept).
+ */
+export function selectedRange(member: Keyspace, r: RangeRequest, s: Selection, deadline?: Deadline, custom?: CustomFieldLookup): Promise<RangeOut> {
+  return selectInPages(r, s, custom, async (from, revision, limit) => {
     const page = await member.range(create(RangeRequestSchema, { key: from, rangeEnd: r.rangeEnd, revision, limit, serializable: r.serializable }), deadline);
     return { kvs: page.kvs, more: page.more, revision: page.header.revision };
   });
 }
 
 /** The matches of the pages `read` returns, answered as the Range asks. */
-export async function selectInPages(r: RangeRequest, s: Selection, read: PageReader): Promise<RangeOut> {
+export async function selectInPages(r: RangeRequest, s: Selection, custom: CustomFieldLookup | undefined, read: PageReader): Promise<RangeOut> {
   // results come in key order: only another order needs every match before answering
   const sorted = r.sortTarget === TARGET_KEY ? r.sortOrder !== SORT_NONE && r.sortOrder !== SORT_ASCEND : true;
   const limit = r.limit > 0n && r.limit < NO_LIMIT ? Number(r.limit) : Infinity;
@@ -57,7 +57,7 @@ export async function selectInPages(r: RangeRequest, s: Selection, read: PageRea
     latest ??= page.revision;
     if (revision === 0n) revision = page.revision;
     for (const kv of page.kvs) {
-      if (!selects(s, kv.value)) continue;
+      if (!selects(s, kv.value, custom)) continue;
       // etcd's count is the range's, before the revision window; here the range is the matches
       count++;
       if (kept.length < keep && inWindow(kv)) kept.push(kv);

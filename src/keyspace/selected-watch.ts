@@ -6,7 +6,7 @@
 // value it was placed with for this reaches the client only if the client asked for it.
 import type { WatchCreateRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { DELETE, type Event, PUT } from "../mvcc/types.ts";
-import { type Selection, selects } from "../selectors/index.ts";
+import { type CustomFieldLookup, type Selection, selects } from "../selectors/index.ts";
 import type { WatchResponseOut } from "./contract.ts";
 import { withoutPrevKv } from "./watch-hub.ts";
 
@@ -15,6 +15,8 @@ export interface SelectedWatcher {
   /** what the client asked for */
   prevKv: boolean;
   fragment: boolean;
+  /** custom resources' fields from their CRDs, while known; without them they are unknown (kept) */
+  custom?: () => CustomFieldLookup | undefined;
 }
 
 /**
@@ -30,9 +32,10 @@ export function placedRequest(c: WatchCreateRequest): WatchCreateRequest {
 export function selectedResponse(w: SelectedWatcher, resp: WatchResponseOut): WatchResponseOut | undefined {
   if (resp.events.length === 0) return resp;
   const events: Event[] = [];
+  const custom = w.custom?.();
   for (const ev of resp.events) {
-    const now = ev.type === PUT && selects(w.selection, ev.kv.value);
-    const before = ev.prevKv !== undefined && selects(w.selection, ev.prevKv.value);
+    const now = ev.type === PUT && selects(w.selection, ev.kv.value, custom);
+    const before = ev.prevKv !== undefined && selects(w.selection, ev.prevKv.value, custom);
     // a delete whose previous value is gone (compacted) cannot be told: kept
     const unknown = ev.type === DELETE && ev.prevKv === undefined;
     if (now || before || unknown) events.push(w.prevKv || !ev.prevKv ? ev : withoutPrevKv(ev));

@@ -16,7 +16,8 @@ const RETRY_MS = 1000;
 
 /** One client stream: watchers on it share its outgoing queue. */
 export interface WatchSink {
-  send(resp: WatchResponseOut): void;
+  /** false: the response said nothing to the client (a selection filtered out its every event) */
+  send(resp: WatchResponseOut): boolean | void;
   /** true while the client is not keeping up; synced watchers then fall back to catch-up */
   congested(): boolean;
   /** resolves when the queue has room again */
@@ -43,7 +44,8 @@ export class Watcher {
     readonly id: bigint,
     readonly range: KeyRange,
     startRev: Rev,
-    readonly opts: { prevKv: boolean; noPut: boolean; noDelete: boolean; progressNotify: boolean },
+    /** own: strata's own watcher, not a client's (not counted in `size`) */
+    readonly opts: { prevKv: boolean; noPut: boolean; noDelete: boolean; progressNotify: boolean; own?: boolean },
     readonly sink: WatchSink,
   ) {
     this.nextRev = startRev;
@@ -74,6 +76,8 @@ export class WatchHub {
   private readonly groups = new Map<string, RangeGroup>();
   /** watchers whose catch-up task runs */
   private readonly unsynced = new Set<Watcher>();
+  /** strata's own watchers, among the synced and unsynced */
+  private readonly own = new Set<Watcher>();
   private readonly pages: HistoryPages;
   /**
    * The last revision published. A synced watcher has been given everything up to it that
@@ -96,17 +100,20 @@ export class WatchHub {
     this.pages = new HistoryPages(history);
   }
 
+  /** the clients' watchers (metrics and the status page count these) */
   get size(): number {
-    return this.synced.size + this.unsynced.size;
+    return this.synced.size + this.unsynced.size - this.own.size;
   }
 
   add(w: Watcher): void {
+    if (w.opts.own) this.own.add(w);
     if (w.nextRev > this.revisions().revision) this.join(w);
     else this.unsync(w);
   }
 
   remove(w: Watcher): void {
     w.closed = true;
+    this.own.delete(w);
     this.leave(w);
     this.unsynced.delete(w);
   }
@@ -147,8 +154,8 @@ export class WatchHub {
         w.nextRev = revision + 1n;
         const evs = w.shape(matched);
         if (evs.length === 0) continue;
-        w.sentSinceTick = true;
-        w.sink.send({ header: { revision }, watchId: w.id, events: evs });
+        // a watcher that heard nothing since the last tick gets the next progress notification
+        if (w.sink.send({ header: { revision }, watchId: w.id, events: evs }) !== false) w.sentSinceTick = true;
       }
     }
     if (this.tickAt !== undefined && revision >= this.tickAt) this.notifyProgress(revision);
@@ -254,8 +261,7 @@ export class WatchHub {
       if (w.sink.congested()) return false;
       const evs = w.shape(page.events);
       if (evs.length > 0) {
-        w.sentSinceTick = true;
-        w.sink.send({ header: { revision: this.revisions().revision }, watchId: w.id, events: evs });
+        if (w.sink.send({ header: { revision: this.revisions().revision }, watchId: w.id, events: evs }) !== false) w.sentSinceTick = true;
       }
       w.nextRev = page.through + 1n;
     }

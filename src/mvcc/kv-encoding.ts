@@ -152,3 +152,34 @@ export function encodeResult(res: RangeResult, keep: number): RangeResult {
     encoded: { bytes: encodeKvs(kept), count: kept.length, more: res.kvs.length > keep, lastKey: kept.at(-1)?.key },
   };
 }
+
+/**
+ * How many key-values encodeKvs's bytes hold, and the last one's key: what a reader of
+ * encoded pages needs to know where the next page starts, without decoding the values.
+ */
+export function scanKvs(bytes: Uint8Array): { count: number; lastKey: Uint8Array | undefined } {
+  let pos = 0, count = 0, last = -1;
+  const varint = () => {
+    let n = 0, shift = 1;
+    for (;;) {
+      const b = bytes[pos++]!;
+      n += (b & 127) * shift;
+      if (b < 128) return n;
+      shift *= 128;
+    }
+  };
+  while (pos < bytes.length) {
+    if (bytes[pos++] !== 0x12) throw new Error("encoded key-values: not a kvs entry");
+    const size = varint();
+    last = pos;
+    pos += size;
+    count++;
+  }
+  if (pos !== bytes.length) throw new Error("encoded key-values: cut short");
+  if (last < 0) return { count, lastKey: undefined };
+  // an entry starts with its key (field 1), which etcd never leaves empty
+  pos = last;
+  if (bytes[pos++] !== 0x0a) throw new Error("encoded key-values: an entry without a key");
+  const keyLength = varint();
+  return { count, lastKey: bytes.subarray(pos, pos + keyLength) };
+}

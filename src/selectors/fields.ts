@@ -52,7 +52,7 @@ const BUILT_IN: Record<string, Record<string, SelectableField>> = {
   "certificates.k8s.io/CertificateSigningRequest": { "spec.signerName": at("spec.signerName", [2, 7]) },
 };
 
-/** The selectable fields of an object of this apiVersion and kind beyond metadata's; none for custom resources (part 1). */
+/** The selectable fields of a built-in object of this apiVersion and kind beyond metadata's; custom resources' come from their CRDs (custom-fields.ts). */
 export function selectableFields(apiVersion: string, kind: string): Record<string, SelectableField> | undefined {
   const slash = apiVersion.indexOf("/");
   const group = slash >= 0 ? apiVersion.slice(0, slash) : "";

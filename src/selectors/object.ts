@@ -6,6 +6,9 @@
 import { type SelectableField, selectableFields } from "./fields.ts";
 
 export interface ObjectView {
+  /** as the object states them; "" when it does not */
+  apiVersion: string;
+  kind: string;
   name: string;
   namespace: string;
   labels: ReadonlyMap<string, string>;
@@ -13,6 +16,8 @@ export interface ObjectView {
   field(name: string): string | undefined;
   /** the selectable fields of the object's kind beyond metadata.name and metadata.namespace */
   readonly selectable: readonly string[];
+  /** the whole object, when it was stored as JSON (custom resources always are): their CRDs' fields are read from it */
+  json?: JsonObject;
 }
 
 /** the protobuf envelope's magic */
@@ -38,9 +43,10 @@ export function decodeObject(value: Uint8Array): ObjectView | "absent" | undefin
 
 // ---- JSON
 
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+export type Json = null | boolean | number | string | Json[] | JsonObject;
+export type JsonObject = { [k: string]: Json };
 
-function isObject(v: Json | undefined): v is { [k: string]: Json } {
+export function isObject(v: Json | undefined): v is JsonObject {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
@@ -59,8 +65,9 @@ function decodeJson(o: Json): ObjectView | undefined {
       labels.set(k, v);
     }
   }
-  const fields = selectableFields(str(o.apiVersion) ?? "", str(o.kind) ?? "");
-  return view(name, namespace, labels, fields, (f) => {
+  const apiVersion = str(o.apiVersion) ?? "", kind = str(o.kind) ?? "";
+  const fields = selectableFields(apiVersion, kind);
+  return view({ apiVersion, kind, name, namespace, labels, json: o }, fields, (f) => {
     let v: Json | undefined = o;
     for (const step of f.json) v = isObject(v) ? v[step] : undefined;
     if (v === undefined || v === null) return fieldText(f, undefined);
@@ -113,7 +120,7 @@ function decodeProtobuf(envelope: Uint8Array): ObjectView | undefined {
     const node = wanted?.get(no);
     if (node) collect(envelope, node, wire, start, end, varint, values);
   });
-  return view(name, namespace, labels, fields, (f) => {
+  return view({ apiVersion, kind, name, namespace, labels }, fields, (f) => {
     const v = values.get(f);
     return v === "bad" ? undefined : fieldText(f, v);
   });
@@ -239,17 +246,14 @@ function fieldText(f: SelectableField, v: string | boolean | number | undefined,
 }
 
 function view(
-  name: string,
-  namespace: string,
-  labels: Map<string, string>,
+  ids: Omit<ObjectView, "field" | "selectable">,
   fields: Record<string, SelectableField> | undefined,
   read: (f: SelectableField) => string | undefined,
 ): ObjectView {
+  const { name, namespace } = ids;
   const cache = new Map<string, string | undefined>();
   return {
-    name,
-    namespace,
-    labels,
+    ...ids,
     selectable: fields ? Object.keys(fields) : [],
     field(field: string): string | undefined {
       if (field === "metadata.name") return name;

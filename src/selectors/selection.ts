@@ -2,7 +2,9 @@
 // a selector answers a superset, never fewer objects than match — a value it cannot
 // decode (an encrypted one, foreign bytes) or a field it cannot evaluate keeps the object.
 // A requirement that is known to fail drops it, whatever else is unknown: the selector is
-// a conjunction.
+// a conjunction. A custom resource's fields beyond metadata are known only through a lookup
+// the caller passes (its CRD's selectable fields); without one they cannot be evaluated.
+import { type CustomFieldLookup, customFieldText } from "./custom-fields.ts";
 import { decodeObject, type ObjectView } from "./object.ts";
 import { type FieldTerm, type LabelRequirement, parseFieldSelector, parseLabelSelector } from "./parse.ts";
 
@@ -32,23 +34,36 @@ function objectOf(value: Uint8Array): ObjectView | "absent" | undefined {
 }
 
 /** Whether a stored value is kept: it matches, or it cannot be told. An empty value (a deleted key's) holds no object and is not kept. */
-export function selects(s: Selection, value: Uint8Array): boolean {
+export function selects(s: Selection, value: Uint8Array, custom?: CustomFieldLookup): boolean {
   const o = objectOf(value);
   if (o === "absent") return false;
   if (o === undefined) return true;
-  return matches(s, o) !== false;
+  return matches(s, o, custom) !== false;
 }
 
 /** true, false, or undefined when some requirement cannot be evaluated and none fails */
-export function matches(s: Selection, o: ObjectView): boolean | undefined {
+export function matches(s: Selection, o: ObjectView, custom?: CustomFieldLookup): boolean | undefined {
   let unknown = false;
   for (const r of s.labels) if (!labelMatches(r, o.labels)) return false;
   for (const t of s.fields) {
-    const v = o.field(t.field);
+    const v = fieldOf(o, t.field, custom);
     if (v === undefined) unknown = true;
     else if ((v === t.value) !== (t.op === "=")) return false;
   }
   return unknown ? undefined : true;
+}
+
+/** Whether the selection names a field beyond metadata's: only then can a custom resource's CRD matter. */
+export function namesOtherFields(s: Selection): boolean {
+  return s.fields.some((t) => t.field !== "metadata.name" && t.field !== "metadata.namespace");
+}
+
+/** a field of the object's own kind, else one its CRD declares */
+function fieldOf(o: ObjectView, name: string, custom: CustomFieldLookup | undefined): string | undefined {
+  const v = o.field(name);
+  if (v !== undefined || custom === undefined) return v;
+  const f = custom(o.apiVersion, o.kind, name);
+  return f && customFieldText(o, f);
 }
 
 function labelMatches(r: LabelRequirement, labels: ReadonlyMap<string, string>): boolean {

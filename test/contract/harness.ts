@@ -143,7 +143,10 @@ export async function rawSql(url: string, statements: string[]): Promise<Array<A
   const out: Array<Array<Record<string, unknown>>> = [];
   if (url.startsWith("sqlite://")) {
     const { Database } = await import("bun:sqlite");
+    // a closed strata's connections let go of the file once their statements are collected
+    Bun.gc(true);
     const db = new Database(url.slice("sqlite://".length));
+    db.exec("PRAGMA busy_timeout = 10000");
     for (const s of statements) out.push(db.query(s).all() as Array<Record<string, unknown>>);
     db.close();
   } else if (url.startsWith("postgres")) {

@@ -175,3 +175,65 @@ export function referenceFields(selector: string, fields: Record<string, string>
     return m[2] === "!=" ? !equal : equal;
   });
 }
+
+// ---- CustomResourceDefinitions
+
+export interface CrdVersion {
+  name: string;
+  /** the selectable fields' JSON paths */
+  fields?: string[];
+  /** the schema's `properties` under the root (defaults to none) */
+  properties?: Record<string, unknown>;
+}
+
+export interface Crd {
+  group: string;
+  kind: string;
+  plural: string;
+  versions: CrdVersion[];
+  /** "None" unless set */
+  conversion?: "None" | "Webhook";
+  /**
+   * the stored shape: v1beta1 (as kube-apiserver stores CRDs; fields and schema held once
+   * for every version when they are the same in all) or v1
+   */
+  storedAs?: "v1beta1" | "v1";
+}
+
+/** the key kube-apiserver stores a CRD under */
+export function crdKey(c: Crd, prefix = "/registry/"): string {
+  return `${prefix}apiextensions.k8s.io/customresourcedefinitions/${c.plural}.${c.group}`;
+}
+
+/** a CRD as kube-apiserver stores it: JSON, by default in apiextensions.k8s.io/v1beta1 */
+export function crdJson(c: Crd): Uint8Array {
+  const schemaOf = (v: CrdVersion) => ({ openAPIV3Schema: { type: "object", properties: v.properties ?? {} } });
+  const fieldsOf = (v: CrdVersion) => (v.fields ?? []).map((jsonPath) => ({ jsonPath }));
+  const same = (f: (v: CrdVersion) => unknown) => c.versions.every((v) => JSON.stringify(f(v)) === JSON.stringify(f(c.versions[0]!)));
+  const v1beta1 = (c.storedAs ?? "v1beta1") === "v1beta1";
+  // v1beta1 holds what every version shares once, in the spec
+  const hoistFields = v1beta1 && same(fieldsOf), hoistSchema = v1beta1 && same(schemaOf);
+  const spec: Record<string, unknown> = {
+    group: c.group,
+    names: { plural: c.plural, singular: c.kind.toLowerCase(), kind: c.kind, listKind: `${c.kind}List` },
+    scope: "Namespaced",
+    versions: c.versions.map((v, i) => ({
+      name: v.name,
+      served: true,
+      storage: i === 0,
+      ...(hoistSchema ? {} : { schema: schemaOf(v) }),
+      ...(hoistFields || fieldsOf(v).length === 0 ? {} : { selectableFields: fieldsOf(v) }),
+    })),
+    conversion: { strategy: c.conversion ?? "None" },
+  };
+  if (hoistSchema) spec.validation = schemaOf(c.versions[0]!);
+  if (hoistFields && fieldsOf(c.versions[0]!).length > 0) spec.selectableFields = fieldsOf(c.versions[0]!);
+  if (v1beta1) spec.version = c.versions[0]!.name;
+  return enc.encode(JSON.stringify({
+    kind: "CustomResourceDefinition",
+    apiVersion: `apiextensions.k8s.io/${v1beta1 ? "v1beta1" : "v1"}`,
+    metadata: { name: `${c.plural}.${c.group}`, uid: `uid-${c.plural}` },
+    spec,
+    status: { storedVersions: [c.versions[0]!.name], acceptedNames: { plural: c.plural, kind: c.kind } },
+  }));
+}

@@ -46,6 +46,20 @@ describe("selector watchers", () => {
     expect(selectedResponse(w, response([]))).toEqual(response([]));
     expect(selectedResponse(w, response([events[1]!], { canceled: true }))?.events).toEqual([]);
   });
+  test("custom resources' fields: evaluated with the CRD lookup while it is known, kept without", () => {
+    const widget = (name: string, color: string) => asJson({ apiVersion: "example.com/v1", kind: "Widget", name, namespace: "a", body: { spec: { color } } });
+    const changes: Event[] = [
+      { type: PUT, kv: kv("red", widget("red", "red"), 2n) },
+      { type: PUT, kv: kv("blue", widget("blue", "blue"), 3n), prevKv: kv("blue", widget("blue", "green"), 1n) },
+      { type: PUT, kv: kv("turned", widget("turned", "blue"), 4n), prevKv: kv("turned", widget("turned", "red"), 1n) },
+    ];
+    const color = parseSelection("", "spec.color=red")!;
+    let known = true;
+    const w = { selection: color, prevKv: false, fragment: false, custom: () => (known ? () => ({ path: ["spec", "color"], absentIsEmpty: true }) : undefined) };
+    expect(keys(selectedResponse(w, response(changes)))).toEqual(["red", "turned"]);
+    known = false;
+    expect(keys(selectedResponse(w, response(changes)))).toEqual(["red", "blue", "turned"]);
+  });
   test("the placed request asks for previous values and keeps the selectors here", () => {
     const c = create(WatchCreateRequestSchema, { key: new Uint8Array([1]), fragment: true, labelSelector: "a", fieldSelector: "b=c" });
     expect(placedRequest(c)).toMatchObject({ prevKv: true, fragment: false, labelSelector: "", fieldSelector: "" });

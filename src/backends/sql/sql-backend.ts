@@ -15,8 +15,11 @@ import { SCHEMA_VERSION, schemaStatements } from "./schema.ts";
 import { compactIndex, forgetIndex, indexRow, type SelectedRead, selectedCountSql, selectedRangeSql } from "./selector-index.ts";
 
 const EMPTY = new Uint8Array(0);
-/** revisions whose history one compaction step removes, so writers are never held up for long */
-const COMPACT_STEP_REVISIONS = 2000n;
+/**
+ * log rows one compaction step looks at (it removes those superseded), so writers are never
+ * held up for long: a revision may hold many rows (a transaction, a range deleted)
+ */
+const COMPACT_STEP_ROWS = 1000;
 /** log rows indexed per write transaction when the selector index is built for existing rows */
 const INDEX_BATCH = 500;
 /** how long a batch whose commit went unanswered looks for its commit token */
@@ -419,14 +422,18 @@ export class SqlBackend implements Backend {
     const step = `DELETE FROM kv_log WHERE (rev, sub) IN (SELECT rev, sub FROM (
         SELECT l.rev, l.sub FROM kv_log l WHERE l.rev >= ? AND l.rev <= ? AND (l.deleted = 1 OR EXISTS
           (SELECT 1 FROM kv_log n WHERE n.k = l.k AND n.rev > l.rev AND n.rev <= ?))) doomed)`;
-    for (let lo = low; lo <= rev; lo += COMPACT_STEP_REVISIONS) {
-      const hi = lo + COMPACT_STEP_REVISIONS - 1n < rev ? lo + COMPACT_STEP_REVISIONS - 1n : rev;
+    for (let lo = low; lo <= rev;) {
+      // a step ends with the revision of its COMPACT_STEP_ROWS-th row (a revision is never split)
+      const edge = await this.driver.read((c) => c.all(`SELECT rev FROM kv_log WHERE rev >= ? ORDER BY rev, sub LIMIT 1 OFFSET ${COMPACT_STEP_ROWS}`, [lo]));
+      const hi = edge[0] && (edge[0].rev as bigint) < rev ? (edge[0].rev as bigint) : rev;
+      const started = performance.now();
       await this.driver.write(async (c) => {
         await c.run(step, [lo, hi, rev]);
         await compactIndex(c, lo, hi);
       });
-      // let requests in between steps
-      await new Promise((r) => setImmediate(r));
+      lo = hi + 1n;
+      // writers get at least as long as the step held them (an SQLite step holds the event loop too)
+      await new Promise((r) => setTimeout(r, Math.max(1, performance.now() - started)));
     }
   }
 

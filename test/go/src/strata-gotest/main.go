@@ -5,6 +5,7 @@
 //
 //	strata-gotest apiserver ENDPOINT
 //	strata-gotest stalled ENDPOINT VALUE_BYTES PUTS
+//	strata-gotest rangestream ENDPOINT SPEC_JSON
 package main
 
 import (
@@ -23,7 +24,7 @@ import (
 
 func main() {
 	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: strata-gotest apiserver ENDPOINT | stalled ENDPOINT VALUE_BYTES PUTS")
+		fmt.Fprintln(os.Stderr, "usage: strata-gotest apiserver ENDPOINT | stalled ENDPOINT VALUE_BYTES PUTS | rangestream ENDPOINT SPEC_JSON")
 		os.Exit(2)
 	}
 	var out interface{}
@@ -38,6 +39,12 @@ func main() {
 			os.Exit(2)
 		}
 		out = stalled(os.Args[2], size, puts)
+	case "rangestream":
+		if len(os.Args) < 4 {
+			fmt.Fprintln(os.Stderr, "rangestream: SPEC_JSON is missing")
+			os.Exit(2)
+		}
+		out = rangeStream(os.Args[2], os.Args[3])
 	default:
 		fmt.Fprintln(os.Stderr, "unknown scenario", os.Args[1])
 		os.Exit(2)

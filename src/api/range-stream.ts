@@ -1,0 +1,120 @@
+// etcdserverpb.KV.RangeStream (etcd 3.7): a Range's request answered in chunks read at one
+// revision (keyspace/range-stream.ts). A chunk is read only once the one before is written
+// and the stream has room again, so a client that reads slowly holds back only its own
+// stream and holds about one chunk; and each chunk's read is admitted against the response
+// budget as a Range's answer is (response-budget.ts), so many streams at once wait their
+// turn instead of all reading together. Served straight on the HTTP/2 stream, the chunks
+// framed by hand (range-stream-frame.ts) from key-values the read may have encoded; through
+// Connect for requests that path does not take (compressed ones).
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { type RangeRequest, RangeRequestSchema, type RangeStreamResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { Keyspace, RangeChunk, RangeStreams } from "../keyspace/contract.ts";
+import { requestDeadline } from "../mvcc/deadline.ts";
+import { checkRangeStream } from "./checks.ts";
+import { shuttingDown } from "./connections.ts";
+import { toConnectError } from "./errors.ts";
+import { GRPC_CONTENT_TYPE, type GrpcCall } from "./grpc-call.ts";
+import { header, type ServerIdentity } from "./header.ts";
+import { rangeStreamFrame } from "./range-stream-frame.ts";
+import { rangeKind, RESPONSE_HOLD_MS, type ResponseBudget } from "./response-budget.ts";
+import { fromEnvelope, grpcTimeoutMs, readMessage } from "./unary.ts";
+
+export const RANGE_STREAM_PATH = "/etcdserverpb.KV/RangeStream";
+
+/** What every RangeStream call shares. */
+export interface RangeStreamParts {
+  keyspace: Keyspace & RangeStreams;
+  id: ServerIdentity;
+  budget: ResponseBudget;
+  /** the bytes a chunk aims at: etcd aims at its max-request-bytes */
+  chunkBytes: number;
+  /** aborted when strata shuts down: streams under way end with Unavailable between chunks */
+  closing: AbortSignal;
+}
+
+/** The call served on its HTTP/2 stream: one request message, then chunk after chunk as the client takes them. */
+export async function serveRangeStream(p: RangeStreamParts, call: GrpcCall, readMaxBytes: number): Promise<void> {
+  const s = call.stream;
+  // the client's deadline counts from when its request arrived
+  const timeout = grpcTimeoutMs(s.headers["grpc-timeout"]);
+  const deadline = timeout === undefined ? undefined : Date.now() + timeout;
+  try {
+    const r = fromEnvelope(RangeRequestSchema, await readMessage(s, readMaxBytes)) as RangeRequest;
+    checkRangeStream(r);
+    const timeoutMs = () => (deadline === undefined ? undefined : deadline - Date.now());
+    for await (const chunk of admittedChunks(p, r, s.signal, timeoutMs, true)) {
+      if (s.closed) return;
+      s.respond([[":status", "200"], ["content-type", GRPC_CONTENT_TYPE]]);
+      for (const piece of rangeStreamFrame(chunk, p.id)) s.write(piece);
+      await s.room();
+    }
+  } catch (err) {
+    const e = err instanceof ConnectError ? err : toConnectError(err);
+    return call.fail(e.code, e.rawMessage);
+  }
+  call.end([["grpc-status", "0"]]);
+}
+
+/** The same call through Connect (its serializer encodes the chunks; it writes each when the stream has room). */
+export function rangeStreamHandler(p: RangeStreamParts) {
+  return async function* rangeStream(r: RangeRequest, ctx: HandlerContext): AsyncGenerator<MessageInitShape<typeof RangeStreamResponseSchema>> {
+    try {
+      checkRangeStream(r);
+      for await (const c of admittedChunks(p, r, ctx.signal, () => ctx.timeoutMs(), false)) {
+        const end = c.end && { header: header(p.id, c.end.revision), more: c.end.more, count: c.end.count };
+        yield { rangeResponse: { kvs: c.kvs, ...end } };
+      }
+    } catch (err) {
+      throw toConnectError(err);
+    }
+  };
+}
+
+/**
+ * The chunks of one call, each read once the caller asks for it: it asks when the one
+ * before is written and the stream has room. A chunk's bytes count against the response
+ * budget until then, or for RESPONSE_HOLD_MS at most (a client that stopped reading holds
+ * its last chunk, but no longer the budget). A count or one key is not budgeted, as in Range.
+ */
+async function* admittedChunks(
+  p: RangeStreamParts,
+  r: RangeRequest,
+  signal: AbortSignal,
+  timeoutMs: () => number | undefined,
+  encode: boolean,
+): AsyncGenerator<RangeChunk> {
+  const kind = rangeKind(r);
+  const chunks = p.keyspace.rangeStream(r, { deadline: () => requestDeadline(timeoutMs()), chunkBytes: p.chunkBytes, encode });
+  try {
+    for (;;) {
+      // the client reconnects, to another strata if it knows one, and lists again
+      if (p.closing.aborted) throw shuttingDown();
+      const reservation = kind === undefined ? undefined : await p.budget.admit(`stream ${kind}`, signal);
+      let held: ReturnType<typeof setTimeout> | undefined;
+      try {
+        const next = await chunks.next();
+        if (next.done) return;
+        if (reservation) {
+          reservation.settle(chunkBytes(next.value));
+          held = setTimeout(() => reservation.release(), RESPONSE_HOLD_MS);
+          held.unref?.();
+        }
+        yield next.value;
+        if (next.value.end) return;
+      } finally {
+        clearTimeout(held);
+        reservation?.release();
+      }
+    }
+  } finally {
+    await chunks.return(undefined);
+  }
+}
+
+function chunkBytes(c: RangeChunk): number {
+  if (c.encodedKvs) return c.encodedKvs.length;
+  let n = 0;
+  for (const kv of c.kvs) n += kv.key.length + kv.value.length;
+  return n;
+}

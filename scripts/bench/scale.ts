@@ -32,6 +32,7 @@ import {
   RangeRequestSchema,
   type RangeResponse,
   RangeResponseSchema,
+  RangeStreamResponseSchema,
   TxnRequestSchema,
   TxnResponseSchema,
 } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
@@ -156,11 +157,11 @@ class Client {
   range(req: MessageInitShape<typeof RangeRequestSchema>, timeoutMs?: number): Promise<RangeResponse> {
     return this.call("/etcdserverpb.KV/Range", RangeRequestSchema, RangeResponseSchema, req, timeoutMs);
   }
-  /** KV.RangeStream (etcd 3.7): the responses' kvs counted as they arrive, never held */
+  /** KV.RangeStream (etcd 3.7): each RangeStreamResponse's range_response handed on as it arrives, never held */
   rangeStream(req: MessageInitShape<typeof RangeRequestSchema>, onPart: (r: RangeResponse) => void): Promise<void> {
     const s = this.channels[0]!.makeServerStreamRequest("/etcdserverpb.KV/RangeStream", (x: Buffer) => x, (x: Buffer) => x, Buffer.from(toBinary(RangeRequestSchema, create(RangeRequestSchema, req))));
     return new Promise((resolve, reject) => {
-      s.on("data", (d: Buffer) => onPart(fromBinary(RangeResponseSchema, d)));
+      s.on("data", (d: Buffer) => onPart(fromBinary(RangeStreamResponseSchema, d).rangeResponse!));
       s.on("error", reject);
       s.on("end", () => resolve());
     });

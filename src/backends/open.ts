@@ -9,6 +9,8 @@ import { SqliteBackend } from "./sql/sqlite.ts";
 export interface BackendOptions {
   /** connections per pool for database servers */
   poolSize: number;
+  /** writes keep the selector index (--selector-index) */
+  selectorIndex?: boolean;
 }
 
 /** the URL without its password, for messages and logs */
@@ -17,6 +19,12 @@ export function redact(url: string): string {
 }
 
 export async function openBackend(url: string, opts: BackendOptions): Promise<Backend> {
+  const backend = await openFamily(url, opts);
+  backend.keepSelectorIndex?.(opts.selectorIndex ?? false);
+  return backend;
+}
+
+async function openFamily(url: string, opts: BackendOptions): Promise<Backend> {
   if (url.startsWith("sqlite://")) {
     const path = url.slice("sqlite://".length).split("?")[0]!;
     if (!path || path === ":memory:") {

@@ -58,7 +58,7 @@ export async function migrateCommand(args: string[]): Promise<number> {
   const states = new Map<string, BackendState>();
   try {
     for (const url of urls) {
-      const b = await openBackend(url, { poolSize: newConfig["pool-size"] });
+      const b = await openBackend(url, { poolSize: newConfig["pool-size"], selectorIndex: newConfig["selector-index"] });
       backends.set(url, b);
       states.set(url, await b.open().catch((err: Error) => {
         throw new Error(`backend ${redact(url)}: ${err.message}`);

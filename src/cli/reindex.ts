@@ -20,7 +20,7 @@ export async function reindexCommand(args: string[]): Promise<number> {
   const log = (level: string, msg: string, fields: Record<string, unknown> = {}) => console.error(JSON.stringify({ level, msg, ...fields }));
   let router;
   try {
-    router = (await openRouter(config, () => {})).router;
+    router = (await openRouter({ ...config, "selector-index": true }, () => {})).router;
   } catch (err) {
     console.error(`strata reindex: cannot open the backends: ${(err as Error).message}`);
     return 1;

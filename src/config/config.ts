@@ -99,6 +99,13 @@ export const SETTINGS = {
     help: "history to keep: a duration (periodic; a bare number means hours) or a revision count; 0 turns it off",
     schema: v.union([v.string(), v.number()]),
   },
+  "selector-index": {
+    env: "STRATA_SELECTOR_INDEX",
+    default: "false",
+    flag: "boolean",
+    help: "index every write's labels and selectable fields in the SQL databases, so label/field-selected ranges (HariKube's apiserver sends them) are answered from the index; costs write throughput (a stock kube-apiserver never sends selectors)",
+    schema: yesNo("selector-index"),
+  },
   "watch-progress-notify-interval": {
     env: "STRATA_WATCH_PROGRESS_NOTIFY_INTERVAL",
     default: "10m",

@@ -163,11 +163,17 @@ export interface AdminView {
    */
   onFault?(fn: (fault: StorageFault) => void): void;
   /**
-   * The selector index (selected ranges answered in the database): whether it covers
-   * every row, and building it for rows written before it existed (returns the rows
-   * indexed; `progress` hears the count as it grows). Absent: selections are filtered in strata.
+   * The selector index (selected ranges answered in the database): not kept by writes
+   * ("off"), kept and covering every row ("complete") or kept but missing rows written
+   * without it ("incomplete"); and building it for those rows (returns the rows visited;
+   * `progress` hears the count as it grows). Absent: selections are filtered in strata.
    */
-  selectIndexComplete?(): Promise<boolean>;
+  selectorIndex?(): Promise<"off" | "complete" | "incomplete">;
+  /**
+   * Whether writes keep the index (called before open). A database written without it is
+   * marked incomplete when opened, and needs buildSelectIndex once it is kept again.
+   */
+  keepSelectorIndex?(on: boolean): void;
   buildSelectIndex?(progress?: (rows: number) => void): Promise<number>;
 }
 

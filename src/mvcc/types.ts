@@ -55,6 +55,8 @@ export interface RangeQuery {
    * range — or, when `exactOnly`, no keys and no `selected`, without reading them.
    */
   select?: { selection: Selection; exactOnly: boolean };
+  /** the count is not wanted (a page of a superset): the reader need not read it, and answers 0 */
+  uncounted?: boolean;
 }
 
 export interface RangeResult {

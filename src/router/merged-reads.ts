@@ -26,6 +26,8 @@ export async function mergedRange(ctx: ReadContext, parts: Part[], q: RangeQuery
   const current = await ctx.closeAll(parts);
   const at = checkRevision(q.revision, current, ctx.compactRevision);
   if (ctx.moving) return rangeOwned(ctx, parts, { ...q, revision: at }, current);
+  // a range within one database needs no merging: its read may come back encoded
+  if (parts.length === 1) return { ...(await parts[0]!.store.read({ ...q, revision: at }, deadline)), revision: current };
   // each database returns its first limit+1 keys: enough to fill the merged page and tell "more"
   const outs = await Promise.all(parts.map((p) => p.store.read({ ...q, revision: at, encode: undefined }, deadline)));
   const kvs = outs.flatMap((o) => o.kvs).sort((a, b) => compareBytes(a.key, b.key));

@@ -29,6 +29,7 @@ export interface UpstreamKeys {
 async function openDatabases(
   t: Topology,
   poolSize: number,
+  selectorIndex: boolean,
   wrap = (_name: string, b: Backend) => b,
 ): Promise<Array<{ name: string; backend: Backend }>> {
   const names = [t.default, ...[...t.backends.keys()].filter((n) => n !== t.default)];
@@ -36,7 +37,7 @@ async function openDatabases(
   for (const name of names) {
     const url = t.backends.get(name)!;
     if (isUpstreamUrl(url)) continue;
-    const backend = await openBackend(url, { poolSize }).catch(async (err: Error) => {
+    const backend = await openBackend(url, { poolSize, selectorIndex }).catch(async (err: Error) => {
       await closeAll(out);
       throw new Error(t.backends.size > 1 ? `backend ${name}: ${err.message}` : err.message);
     });
@@ -68,7 +69,7 @@ export async function openRouter(
   upstreams = new Map<string, UpstreamKeys>(),
 ): Promise<{ router: Router; states: BackendState[] }> {
   const t = config.topology;
-  const backends = await openDatabases(t, config["pool-size"], wrap);
+  const backends = await openDatabases(t, config["pool-size"], config["selector-index"], wrap);
   let opened;
   try {
     opened = await Router.open(t, backends, log, BigInt(config["quota-backend-bytes"]));

@@ -65,7 +65,7 @@ export class Router implements ReadContext {
       })
     ));
     for (const b of backends) {
-      if ((await b.backend.selectIndexComplete?.()) === false) {
+      if ((await b.backend.selectorIndex?.()) === "incomplete") {
         log("warn", "the selector index does not cover the rows written before it existed: selected lists are filtered by strata until `strata reindex` builds it", { backend: b.name });
       }
     }

@@ -39,19 +39,23 @@ export interface Opened {
   url: string;
   backend: Backend;
   store: Store;
-  /** closes it, keeping the database, and opens it again (a restart); `between` runs while it is closed */
-  reopen(between?: () => Promise<unknown>): Promise<Opened>;
+  /**
+   * closes it, keeping the database, and opens it again (a restart); `between` runs while
+   * it is closed; `selectorIndex`: the restart's --selector-index (default: as before)
+   */
+  reopen(between?: () => Promise<unknown>, selectorIndex?: boolean): Promise<Opened>;
   close(): Promise<void>;
 }
 
 /**
  * Opens the database at url as another process would, or a fresh database when none is
- * given (then its directory, which holds an SQLite file, goes when it is closed).
+ * given (then its directory, which holds an SQLite file, goes when it is closed);
+ * `selectorIndex`: as --selector-index (off by default, as strata's).
  */
-export async function openStore(url?: string, ownDir?: string): Promise<Opened> {
+export async function openStore(url?: string, ownDir?: string, selectorIndex = false): Promise<Opened> {
   const dir = url ? ownDir : mkdtempSync(join(tmpdir(), "strata-contract-"));
   const target = url ?? (await freshDatabase(BACKEND, dir!));
-  const backend = await openBackend(target, { poolSize: 4 });
+  const backend = await openBackend(target, { poolSize: 4, selectorIndex });
   const state = await backend.open();
   const store = new Store(backend);
   store.init(state.revision, state.compactRevision);
@@ -66,10 +70,10 @@ export async function openStore(url?: string, ownDir?: string): Promise<Opened> 
     url: target,
     backend,
     store,
-    reopen: async (between) => {
+    reopen: async (between, index = selectorIndex) => {
       await shut();
       await between?.();
-      return openStore(target, dir);
+      return openStore(target, dir, index);
     },
     close: async () => {
       await shut();

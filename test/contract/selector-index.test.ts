@@ -103,7 +103,7 @@ describe.skipIf(!covered)(`selector index on ${BACKEND}`, () => {
   const revisions: Rev[] = [];
 
   beforeAll(async () => {
-    o = await openStore();
+    o = await openStore(undefined, undefined, true);
     const c = client(o.store);
     let rev = 0n;
     const put = async (k: string, v: Uint8Array) => (rev = (await o.store.put(create(PutRequestSchema, { key: enc(k), value: v }))).header.revision);

@@ -1,8 +1,8 @@
-// A database written before the selector index existed (schema 2): opened by this strata
-// it is migrated with the index marked incomplete, so selected reads are the plain range
-// (filtered above, in strata) — never a subset from a half-built index; `strata reindex`
-// builds it for the old rows, beside rows written since, and selected reads are then
-// answered in the database, the same keys as before. Running it again changes nothing.
+// Rows written without the selector index — by a strata from before it (schema 2), or
+// without --selector-index — leave it incomplete, so selected reads are the plain range
+// (filtered above, in strata), never a subset from a partial index; `strata reindex`
+// indexes them, beside rows written since, and selected reads are then answered in the
+// database, the same keys as before. Running it again changes nothing.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { create } from "@bufbuild/protobuf";
 import { PutRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
@@ -25,16 +25,34 @@ function pod(i: number): K8sObject {
 }
 
 // NATS keeps its SQL as a local copy of its log and indexes an old copy when it loads it
-describe.skipIf(!covered || BACKEND === "nats")(`selector index of a database from before it, on ${BACKEND}`, () => {
+describe.skipIf(!covered || BACKEND === "nats")(`selector index of rows written without it, on ${BACKEND}`, () => {
   let o: Opened;
   const put = (s: Opened, i: number) => s.store.put(create(PutRequestSchema, { key: enc(`/registry/pods/${pod(i).namespace}/${pod(i).name}`), value: i % 2 ? asProtobuf(pod(i)) : asJson(pod(i)) }));
   const keys = async (s: Opened, i: number) => {
     const plain = await s.store.read(query());
     return plain.kvs.filter((kv) => selects(SELECTIONS[i]!, kv.value)).map((kv) => dec(kv.key));
   };
+  /** selected reads are the plain range (the keyspace filters them), never an index's partial answer */
+  const unindexed = async (s: Opened, total: number) => {
+    for (const selection of SELECTIONS) {
+      const exactOnly = await s.store.read(query({ selection, exactOnly: true }));
+      expect(exactOnly.selected).toBeUndefined();
+      expect(exactOnly.kvs.length).toBe(0);
+      const wide = await s.store.read(query({ selection, exactOnly: false }));
+      expect(wide.selected).toBeUndefined();
+      expect(wide.kvs.length).toBe(total);
+    }
+  };
+  /** `strata reindex` with the store closed (an SQLite file is one process's) */
+  const reindex = async (index: boolean) => {
+    let r = { status: null as number | null, stderr: "" };
+    o = await o.reopen(async () => (r = await strataCli("reindex", "--backend", o.url)), index);
+    expect(r.status).toBe(0);
+    return r.stderr;
+  };
 
   beforeAll(async () => {
-    o = await openStore();
+    o = await openStore(undefined, undefined, true);
     for (let i = 0; i < 300; i++) await put(o, i);
     // what a strata before the index left: schema 2, no index tables
     o = await o.reopen(() =>
@@ -48,38 +66,49 @@ describe.skipIf(!covered || BACKEND === "nats")(`selector index of a database fr
   });
   afterAll(() => o?.close());
 
-  test("until reindexed, selected reads are the plain range; afterwards the index answers them, the same keys", async () => {
-    expect(await o.backend.selectIndexComplete!()).toBe(false);
+  test("a database from before the index: the plain range until reindexed, then the index's answer, the same keys", async () => {
+    expect(await o.backend.selectorIndex!()).toBe("incomplete");
     // written after the upgrade: indexed as written
     for (let i = 300; i < 340; i++) await put(o, i);
     const want = [await keys(o, 0), await keys(o, 1)];
-    for (const selection of SELECTIONS) {
-      const exactOnly = await o.store.read(query({ selection, exactOnly: true }));
-      expect(exactOnly.selected).toBeUndefined();
-      expect(exactOnly.kvs.length).toBe(0);
-      const wide = await o.store.read(query({ selection, exactOnly: false }));
-      expect(wide.selected).toBeUndefined();
-      expect(wide.kvs.length).toBe(340);
-    }
+    await unindexed(o, 340);
 
-    // an SQLite file is one process's: reindexed with strata stopped
-    let r = { status: null as number | null, stderr: "" };
-    o = await o.reopen(async () => (r = await strataCli("reindex", "--backend", o.url)));
-    expect(r.stderr).toContain("selector index built");
-    expect(r.status).toBe(0);
+    const built = await reindex(true);
+    expect(built).toContain("selector index built");
     // every row of the log is visited; the 40 indexed as written are skipped
-    expect(r.stderr).toMatch(/"rows":340\b/);
-    expect(await o.backend.selectIndexComplete!()).toBe(true);
+    expect(built).toMatch(/"rows":340\b/);
+    expect(await o.backend.selectorIndex!()).toBe("complete");
     for (const [i, selection] of SELECTIONS.entries()) {
       const read = await o.store.read(query({ selection, exactOnly: true }));
       expect(read.selected).toBe("exact");
       expect(read.kvs.map((kv) => dec(kv.key))).toEqual(want[i]!);
       expect(want[i]!.length).toBeGreaterThan(10);
     }
+    expect(await reindex(true)).toContain("selector index already complete");
+  });
 
-    let again = { status: null as number | null, stderr: "" };
-    o = await o.reopen(async () => (again = await strataCli("reindex", "--backend", o.url)));
-    expect(again.status).toBe(0);
-    expect(again.stderr).toContain("selector index already complete");
+  test("writes without --selector-index leave it incomplete until reindexed again", async () => {
+    o = await o.reopen(undefined, false);
+    expect(await o.backend.selectorIndex!()).toBe("off");
+    for (let i = 340; i < 360; i++) await put(o, i);
+    await unindexed(o, 360);
+    o = await o.reopen(undefined, true);
+    expect(await o.backend.selectorIndex!()).toBe("incomplete");
+    await unindexed(o, 360);
+    await reindex(true);
+    expect(await o.backend.selectorIndex!()).toBe("complete");
+    const read = await o.store.read(query({ selection: SELECTIONS[0]!, exactOnly: true }));
+    expect(read.kvs.map((kv) => dec(kv.key))).toEqual(await keys(o, 0));
+  });
+
+  // a database server can be reindexed while strata serves it (an SQLite file cannot)
+  test.skipIf(BACKEND === "sqlite")("a strata without --selector-index never reads the index, even one completed beside it", async () => {
+    o = await o.reopen(undefined, false);
+    const r = await strataCli("reindex", "--backend", o.url);
+    expect(r.status).toBe(0);
+    // written unindexed after the index was completed: only the plain range has them
+    for (let i = 360; i < 380; i++) await put(o, i);
+    await unindexed(o, 380);
   });
 });
+

@@ -97,6 +97,17 @@ export class NatsBackend implements Backend {
     return h.readBigUInt64BE(0) & 0x7fffffffffffffffn;
   }
 
+  /** whether its copy keeps the selector index (--selector-index) */
+  private indexing = false;
+
+  keepSelectorIndex(on: boolean): void {
+    this.indexing = on;
+  }
+
+  async selectorIndex(): Promise<"off" | "complete" | "incomplete"> {
+    return this.view ? this.view.backend.selectorIndex() : "off";
+  }
+
   async close(): Promise<void> {
     clearInterval(this.watchdog);
     this.stopFollowing();
@@ -117,12 +128,13 @@ export class NatsBackend implements Backend {
     await this.snapshots.load(file);
     const driver = await openSqliteDriver(file, false);
     const backend = new SqlBackend(this.name, driver, sqliteDialect);
+    backend.keepSelectorIndex(this.indexing);
     const view: View = { backend, driver, file, readers: 0, retired: false };
     let seq: number;
     try {
       await backend.open();
-      // a copy saved by a strata from before the selector index: this process's own file, indexed here
-      await backend.buildSelectIndex();
+      // a copy saved without the selector index: this process's own file, indexed here
+      if (this.indexing) await backend.buildSelectIndex();
       seq = await driver.write(async (c) => {
         const rows = await c.all("SELECT num FROM meta WHERE name = 'log_seq'");
         if (rows[0]) return Number(rows[0].num);

@@ -82,6 +82,8 @@ self.onmessage = async (e) => {
   try {
     if ("open" in req) {
       backend = await open(req.name, req.open);
+      // a selection reaches a thread only when the event loop found the index kept and complete
+      backend.keepSelectorIndex(true);
       return self.postMessage({ result: true });
     }
     if ("close" in req) {

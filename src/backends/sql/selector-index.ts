@@ -17,26 +17,48 @@ type Statement = [sql: string, params: SqlValue[]];
 /** the label row of a value that cannot be decoded, which every selection keeps ("\t" is no label's index text) */
 const OPAQUE = ["\t", ""] as const;
 
+/** index rows per INSERT (at most 4 parameters each: every engine's limit is far above) */
+const INSERT_ROWS = 500;
+
 /**
- * The statements that index a log row written at (rev, k) with this value (none for a
- * value holding no object). `insert`: the INSERT's start and end (the dialect's
- * insertIgnoring when rows may be indexed already).
+ * The index rows of a write batch's puts, computed as each put is made and inserted
+ * together before the batch commits: a few statements for the batch instead of two per
+ * put. `insert`: the INSERT's start and end (the dialect's insertIgnoring when rows may
+ * be indexed already).
  */
-export function indexRow(rev: Rev, k: Uint8Array, value: Uint8Array, insert: readonly [string, string] = ["INSERT INTO", ""]): Statement[] {
-  const entries = indexEntries(value);
-  if (entries === undefined) return [];
-  const opaque = entries === "opaque";
-  const labels = opaque ? [OPAQUE] : entries.labels;
-  const out: Statement[] = [[
-    `${insert[0]} kv_select (rev, k, labels, fields) VALUES (?, ?, ?, ?)${insert[1]}`,
-    [rev, k, opaque ? null : entries.packedLabels, opaque ? null : entries.packedFields],
-  ]];
-  if (labels.length > 0) {
-    const params: SqlValue[] = [];
-    for (const [name, v] of labels) params.push(name, v, k, rev);
-    out.push([`${insert[0]} kv_label (name, value, k, rev) VALUES ${labels.map(() => "(?, ?, ?, ?)").join(", ")}${insert[1]}`, params]);
+export class IndexRows {
+  private selects: SqlValue[][] = [];
+  private labels: SqlValue[][] = [];
+
+  constructor(private readonly insert: readonly [string, string] = ["INSERT INTO", ""]) {}
+
+  /** Indexes the log row written at (rev, k) with this value (nothing for a value holding no object). */
+  add(rev: Rev, k: Uint8Array, value: Uint8Array): void {
+    const entries = indexEntries(value);
+    if (entries === undefined) return;
+    if (entries === "opaque") {
+      this.selects.push([rev, k, null, null]);
+      this.labels.push([...OPAQUE, k, rev]);
+      return;
+    }
+    this.selects.push([rev, k, entries.packedLabels, entries.packedFields]);
+    for (const [name, v] of entries.labels) this.labels.push([name, v, k, rev]);
   }
-  return out;
+
+  /** Sends the rows added since the last flush on the batch's connection. */
+  flush(c: { send(sql: string, params?: SqlValue[]): void }): void {
+    this.send(c, "kv_select (rev, k, labels, fields)", this.selects);
+    this.send(c, "kv_label (name, value, k, rev)", this.labels);
+    this.selects = [];
+    this.labels = [];
+  }
+
+  private send(c: { send(sql: string, params?: SqlValue[]): void }, into: string, rows: SqlValue[][]): void {
+    for (let i = 0; i < rows.length; i += INSERT_ROWS) {
+      const chunk = rows.slice(i, i + INSERT_ROWS);
+      c.send(`${this.insert[0]} ${into} VALUES ${chunk.map(() => "(?, ?, ?, ?)").join(", ")}${this.insert[1]}`, chunk.flat());
+    }
+  }
 }
 
 /** the label rows of kv_select rows (rev, k, labels) */

@@ -12,7 +12,7 @@ import { indexAnswersExactly } from "../../selectors/index.ts";
 import { type Dialect, KV_COLUMNS } from "./dialect.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
 import { SCHEMA_VERSION, schemaStatements } from "./schema.ts";
-import { compactIndex, forgetIndex, indexRow, type SelectedRead, selectedCountSql, selectedRangeSql } from "./selector-index.ts";
+import { compactIndex, forgetIndex, IndexRows, type SelectedRead, selectedCountSql, selectedRangeSql } from "./selector-index.ts";
 
 const EMPTY = new Uint8Array(0);
 /**
@@ -116,7 +116,19 @@ export class SqlBackend implements Backend {
       throw new Error(`${this.name}: database schema version ${version} is newer than this strata's (${SCHEMA_VERSION}); upgrade strata`);
     }
     if (version < SCHEMA_VERSION) await this.migrate(version);
+    await this.driver.write(async (c) => {
+      // rows written without the index leave it incomplete; an empty log has nothing to index
+      if (!this.indexing) await c.run("UPDATE meta SET num = 0 WHERE name = 'select_index'");
+      else await c.run("UPDATE meta SET num = 1 WHERE name = 'select_index' AND NOT EXISTS (SELECT 1 FROM kv_log)");
+    });
     return this.driver.read((c) => readMeta(c));
+  }
+
+  /** whether writes keep the selector index (--selector-index) */
+  private indexing = false;
+
+  keepSelectorIndex(on: boolean): void {
+    this.indexing = on;
   }
 
   private async migrate(from: number): Promise<void> {
@@ -146,16 +158,26 @@ export class SqlBackend implements Backend {
   }
 
   /** One key costs less to read than the trip to a thread; a range's cost is the client's choice. */
-  range(q: RangeQuery): Promise<RangeResult> {
+  async range(q: RangeQuery): Promise<RangeResult> {
+    if (q.select) {
+      // decided here, where the setting is known: a read thread reads the index when told to
+      const exact = indexAnswersExactly(q.select.selection);
+      const usable = this.indexing && (await this.selectIndexComplete());
+      if (q.select.exactOnly && !(exact && usable)) return { kvs: [], count: 0n, revision: (await this.revisions()).revision };
+      // without the index, the plain range is every key the selection may keep; its count
+      // would be the range's, not the selection's, so it is not read
+      if (!usable) q = { ...q, select: undefined, uncounted: true };
+    }
     if (this.threads && !isSingleKey(q.range)) return this.onThread(this.threads, (t) => t.range(q), () => this.rangeHere(q));
     return this.rangeHere(q);
   }
 
   private async rangeHere(q: RangeQuery): Promise<RangeResult> {
+    const uncounted = q.uncounted ?? false;
     if (q.select) return this.selectedRangeHere(q, q.select);
     // a read at the newest revision (a list's next page, usually) is a latest read
     if (q.revision === 0n || q.revision >= this.newest) {
-      const latest = await this.latestRange(q);
+      const latest = await this.latestRange(q, uncounted);
       if (latest) return latest;
     }
     return this.driver.read(async (c) => {
@@ -163,7 +185,7 @@ export class SqlBackend implements Backend {
       const at = checkRevision(q.revision, revision, compactRevision);
       const reads = new RangeReads(c, this.dialect.countKv);
       const historic = at === revision ? undefined : at;
-      const count = q.knownCount?.revision === at ? q.knownCount.count : await reads.count(q.range, historic);
+      const count = q.knownCount?.revision === at ? q.knownCount.count : uncounted ? 0n : await reads.count(q.range, historic);
       const kvs = q.countOnly ? [] : await reads.range(q.range, historic, q.limit, q.keysOnly);
       return { kvs, count, revision };
     });
@@ -172,7 +194,13 @@ export class SqlBackend implements Backend {
   /** whether the selector index holds every row (a database from before it gets it from `strata reindex`) */
   private indexComplete = false;
 
-  async selectIndexComplete(): Promise<boolean> {
+  async selectorIndex(): Promise<"off" | "complete" | "incomplete"> {
+    if (!this.indexing) return "off";
+    return (await this.selectIndexComplete()) ? "complete" : "incomplete";
+  }
+
+  /** whether the index covers every row: read from the database until it does (`strata reindex` may complete it while strata serves) */
+  private async selectIndexComplete(): Promise<boolean> {
     if (!this.indexComplete) {
       const rows = await this.driver.query("SELECT num FROM meta WHERE name = 'select_index'");
       this.indexComplete = rows[0]?.num === 1n;
@@ -195,9 +223,9 @@ export class SqlBackend implements Backend {
           `SELECT rev, sub, k, v FROM kv_log WHERE deleted = 0 AND (rev > ? OR (rev = ? AND sub > ?)) ORDER BY rev, sub LIMIT ${INDEX_BATCH}`,
           [after[0], after[0], after[1]],
         );
-        for (const r of rows) {
-          for (const [sql, params] of indexRow(r.rev as bigint, r.k as Uint8Array, r.v as Uint8Array, this.dialect.insertIgnoring)) await c.run(sql, params);
-        }
+        const index = new IndexRows(this.dialect.insertIgnoring);
+        for (const r of rows) index.add(r.rev as bigint, r.k as Uint8Array, r.v as Uint8Array);
+        index.flush(c);
         return rows;
       });
       if (batch.length === 0) break;
@@ -215,14 +243,11 @@ export class SqlBackend implements Backend {
 
   /**
    * A range with selectors, applied by the selector index (selector-index.ts): exactly
-   * when the index decides them all, else narrowed to a superset. Without a complete
-   * index it is the plain range, or nothing read when only an exact answer is wanted.
+   * when the index decides them all, else narrowed to a superset. Only asked for when the
+   * index is kept and complete (range() decides).
    */
-  private async selectedRangeHere(q: RangeQuery, select: NonNullable<RangeQuery["select"]>): Promise<RangeResult> {
+  private selectedRangeHere(q: RangeQuery, select: NonNullable<RangeQuery["select"]>): Promise<RangeResult> {
     const exact = indexAnswersExactly(select.selection);
-    const complete = await this.selectIndexComplete();
-    if (select.exactOnly && !(exact && complete)) return { kvs: [], count: 0n, revision: (await this.revisions()).revision };
-    if (!complete) return this.rangeHere({ ...q, select: undefined });
     return this.driver.read(async (c) => {
       const { revision, compactRevision } = await readMeta(c);
       this.saw(revision);
@@ -249,7 +274,7 @@ export class SqlBackend implements Backend {
    * back the range is counted again with the revisions, and read anew if keys appeared
    * in between. Undefined when the read asked for another revision than the newest.
    */
-  private async latestRange(q: RangeQuery): Promise<RangeResult | undefined> {
+  private async latestRange(q: RangeQuery, uncounted: boolean): Promise<RangeResult | undefined> {
     const b = bounds(q.range, "k");
     const meta = `(SELECT num FROM meta WHERE name = 'revision') AS m_rev`;
     const counted = `(SELECT COUNT(*) FROM ${this.dialect.countKv} WHERE ${b.where}) AS m_count`;
@@ -258,7 +283,7 @@ export class SqlBackend implements Backend {
     for (;;) {
       if (!q.countOnly) {
         const limited = q.limit > 0;
-        const counting = limited && !known;
+        const counting = limited && !known && !uncounted;
         const cols = q.keysOnly ? "k, create_rev, mod_rev, version, lease" : KV_COLUMNS;
         const rows = await this.driver.query(
           `SELECT ${meta}, ${counting ? `${counted}, ` : ""}${cols} FROM kv WHERE ${b.where} ORDER BY k${limited ? ` LIMIT ${q.limit}` : ""}`,
@@ -338,13 +363,14 @@ export class SqlBackend implements Backend {
   ): Promise<WriteResult<T>[]> {
     return this.driver.write(async (c) => {
       const live = new LiveKeys();
+      const indexRows = this.indexing ? new IndexRows() : undefined;
       // the keys are read after the lock is taken (statements run in order on a connection)
       const [meta] = await Promise.all([this.dialect.lockMeta(c), live.fetch(c, keys)]);
       const start = metaOf(meta);
       let { revision, compactRevision } = start;
       const results: WriteResult<T>[] = [];
       for (const fn of txns) {
-        const tx = new SqlWriteTx(this.name, c, this.dialect, revision, compactRevision, live);
+        const tx = new SqlWriteTx(this.name, c, this.dialect, revision, compactRevision, live, indexRows);
         try {
           results.push({ ok: true, value: await fn(tx) });
           revision = tx.newRevision;
@@ -364,6 +390,7 @@ export class SqlBackend implements Backend {
       if (compactRevision !== start.compactRevision) {
         c.send("UPDATE meta SET num = ? WHERE name = 'compact_revision'", [compactRevision]);
       }
+      indexRows?.flush(c);
       c.send("INSERT INTO commits (token, rev) VALUES (?, ?)", [token, revision]);
       await beforeCommit?.(c);
       ready(results);
@@ -640,6 +667,8 @@ class SqlWriteTx implements WriteTx {
     readonly revision: Rev,
     readonly compactRevision: Rev,
     private readonly live: LiveKeys,
+    /** the index rows of the batch's puts, inserted before it commits (none without --selector-index) */
+    private readonly indexRows: IndexRows | undefined,
   ) {
     this.newRevision = revision;
     this.newCompactRevision = compactRevision;
@@ -670,7 +699,7 @@ class SqlWriteTx implements WriteTx {
       `INSERT INTO kv_log (rev, sub, k, create_rev, prev_rev, version, lease, deleted, v) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)`,
       [kv.modRevision, BigInt(sub), kv.key, kv.createRevision, prev?.modRevision ?? null, kv.version, kv.lease, kv.value],
     );
-    for (const [sql, params] of indexRow(kv.modRevision, kv.key, kv.value)) this.c.send(sql, params);
+    this.indexRows?.add(kv.modRevision, kv.key, kv.value);
     this.c.send(this.dialect.upsertKv, [kv.modRevision, BigInt(sub)]);
   }
 
@@ -687,6 +716,8 @@ class SqlWriteTx implements WriteTx {
   async forget(key: Uint8Array): Promise<void> {
     this.wrote = true;
     this.live.set(key, undefined);
+    // rows indexed earlier in the batch are in the tables before they are looked for
+    this.indexRows?.flush(this.c);
     await forgetIndex(this.c, key);
     await this.c.run("DELETE FROM kv_log WHERE k = ?", [key]);
     await this.c.run("DELETE FROM kv WHERE k = ?", [key]);

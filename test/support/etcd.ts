@@ -8,6 +8,14 @@ import { freePort } from "../../scripts/databases.ts";
 
 export interface EtcdProcess {
   endpoint: string;
+  /** the process ID (its memory can be read from /proc) */
+  pid(): number;
+  /** the data directory */
+  dataDir: string;
+  /** SIGTERM, then waits for the exit; the data stays, for restart */
+  terminate(): Promise<void>;
+  /** starts etcd again on the same data and ports (a read-only readiness probe) */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -33,51 +41,62 @@ export async function startEtcd(extraArgs: string[] = [], tls?: EtcdTls, restore
   const scheme = tls ? "https" : "http";
   const tlsArgs = tls ? ["--cert-file", tls.cert, "--key-file", tls.key, "--client-cert-auth", "--trusted-ca-file", tls.ca] : [];
   let err = "";
-  const child: ChildProcess = spawn("etcd", [
-    "--name", "default",
-    "--data-dir", join(dir, "data"),
-    "--listen-client-urls", `${scheme}://${endpoint}`,
-    "--advertise-client-urls", `${scheme}://${endpoint}`,
-    ...tlsArgs,
-    "--listen-peer-urls", `http://127.0.0.1:${peer}`,
-    "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`,
-    "--initial-cluster", `default=http://127.0.0.1:${peer}`,
-    ...extraArgs,
-  ], { stdio: ["ignore", "ignore", "pipe"] });
-  child.stderr!.on("data", (d) => (err = (err + d).slice(-4000)));
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    const c = new Etcd3({
-      hosts: `${scheme}://${endpoint}`,
-      dialTimeout: 500,
-      ...(tls && {
-        credentials: { rootCertificate: readFileSync(tls.ca), certChain: readFileSync(tls.client.cert), privateKey: readFileSync(tls.client.key) },
-        // grpc-js would name the IP address as the TLS server name, which Bun refuses
-        grpcOptions: { "grpc.ssl_target_name_override": "localhost" },
-      }),
-    } as never);
-    try {
-      if (restore) await c.get("ready-probe").exec();
-      else {
-        await c.put("ready-probe").value("1").exec();
-        await c.delete().key("ready-probe").exec();
+  let child: ChildProcess;
+  const launch = async (readOnlyProbe: boolean) => {
+    child = spawn("etcd", [
+      "--name", "default",
+      "--data-dir", join(dir, "data"),
+      "--listen-client-urls", `${scheme}://${endpoint}`,
+      "--advertise-client-urls", `${scheme}://${endpoint}`,
+      ...tlsArgs,
+      "--listen-peer-urls", `http://127.0.0.1:${peer}`,
+      "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`,
+      "--initial-cluster", `default=http://127.0.0.1:${peer}`,
+      ...extraArgs,
+    ], { stdio: ["ignore", "ignore", "pipe"] });
+    child.stderr!.on("data", (d) => (err = (err + d).slice(-4000)));
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const c = new Etcd3({
+        hosts: `${scheme}://${endpoint}`,
+        dialTimeout: 500,
+        ...(tls && {
+          credentials: { rootCertificate: readFileSync(tls.ca), certChain: readFileSync(tls.client.cert), privateKey: readFileSync(tls.client.key) },
+          // grpc-js would name the IP address as the TLS server name, which Bun refuses
+          grpcOptions: { "grpc.ssl_target_name_override": "localhost" },
+        }),
+      } as never);
+      try {
+        if (readOnlyProbe) await c.get("ready-probe").exec();
+        else {
+          await c.put("ready-probe").value("1").exec();
+          await c.delete().key("ready-probe").exec();
+        }
+        break;
+      } catch {
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`etcd did not start on ${endpoint}: ${err}`);
+        await new Promise((r) => setTimeout(r, 100));
+      } finally {
+        c.close();
       }
-      break;
-    } catch {
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`etcd did not start on ${endpoint}: ${err}`);
-      await new Promise((r) => setTimeout(r, 100));
-    } finally {
-      c.close();
     }
-  }
+  };
+  await launch(restore !== undefined);
+  const terminate = async () => {
+    // stopping twice is stopping once
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    }
+  };
   return {
     endpoint,
+    pid: () => child.pid!,
+    dataDir: join(dir, "data"),
+    terminate,
+    restart: () => launch(true),
     stop: async () => {
-      // stopping twice is stopping once
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        await new Promise((r) => child.once("exit", r));
-      }
+      await terminate();
       rmSync(dir, { recursive: true, force: true });
     },
   };

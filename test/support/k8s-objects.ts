@@ -38,6 +38,7 @@ export interface K8sObject {
   name: string;
   namespace?: string;
   labels?: Record<string, string>;
+  annotations?: Record<string, string>;
   /** the object's other content, in its JSON shape */
   body?: Record<string, unknown>;
 }
@@ -46,16 +47,18 @@ export function asJson(o: K8sObject): Uint8Array {
   const metadata: Record<string, unknown> = { name: o.name, uid: `uid-${o.name}` };
   if (o.namespace) metadata.namespace = o.namespace;
   if (o.labels) metadata.labels = o.labels;
+  if (o.annotations) metadata.annotations = o.annotations;
   return enc.encode(JSON.stringify({ apiVersion: o.apiVersion, kind: o.kind, metadata, ...o.body }));
 }
 
 /**
  * Protobuf for the kinds the tests store: the object's fields from Kubernetes'
- * generated.proto numbers (metadata=1; ObjectMeta name=1, namespace=3, uid=5, labels=11).
+ * generated.proto numbers (metadata=1; ObjectMeta name=1, namespace=3, uid=5, labels=11,
+ * annotations=12).
  */
 export function asProtobuf(o: K8sObject): Uint8Array {
-  const labels = Object.entries(o.labels ?? {}).map(([k, v]) => pbField(11, pbMessage(pbField(1, k), pbField(2, v))));
-  const meta = pbMessage(pbField(1, o.name), ...(o.namespace ? [pbField(3, o.namespace)] : []), pbField(5, `uid-${o.name}`), ...labels);
+  const map = (no: number, m: Record<string, string> | undefined) => Object.entries(m ?? {}).map(([k, v]) => pbField(no, pbMessage(pbField(1, k), pbField(2, v))));
+  const meta = pbMessage(pbField(1, o.name), ...(o.namespace ? [pbField(3, o.namespace)] : []), pbField(5, `uid-${o.name}`), ...map(11, o.labels), ...map(12, o.annotations));
   const b = (o.body ?? {}) as Record<string, Record<string, unknown> | string | undefined>;
   const s = (v: unknown, no: number) => (v === undefined ? [] : [pbField(no, v as string | boolean | number)]);
   let rest: number[][] = [];

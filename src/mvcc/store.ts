@@ -107,7 +107,8 @@ export class Store {
     // a page count is the range's, not a selection's
     const knownCount = q.limit > 0 && !q.select ? this.pageCounts.get(kr) : undefined;
     const res = await this.call(() => this.backend.range({ ...q, knownCount }), deadline);
-    if (q.select) return res;
+    // a selection's count, or none read, says nothing of the range's next page
+    if (q.select || q.uncounted) return res;
     // the page's last key and how many keys it holds, when more follow
     let last: Uint8Array | undefined, returned = 0;
     if (res.encoded?.more) [last, returned] = [res.encoded.lastKey, res.encoded.count];

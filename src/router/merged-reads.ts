@@ -5,7 +5,8 @@
 // in force give it. The results are raw (mvcc/range.ts finishes a range once, above).
 import type { EventsOptions, EventsPage } from "../mvcc/backend.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
-import { compareBytes, keyString } from "../mvcc/keyrange.ts";
+import { compareBytes, keyString, successor } from "../mvcc/keyrange.ts";
+import type { PageCounts } from "../mvcc/page-counts.ts";
 import { checkRevision } from "../mvcc/revisions.ts";
 import type { Event, RangeQuery, RangeResult, Rev } from "../mvcc/types.ts";
 import type { Part } from "./part.ts";
@@ -19,6 +20,8 @@ export interface ReadContext {
   readonly compactRevision: Rev;
   /** raises the databases to one revision; returns it */
   closeAll(parts: Part[]): Promise<Rev>;
+  /** counts carried from one page of a merged range to the next */
+  readonly pageCounts: PageCounts;
 }
 
 /** A range over several databases. */
@@ -28,10 +31,18 @@ export async function mergedRange(ctx: ReadContext, parts: Part[], q: RangeQuery
   if (ctx.moving) return rangeOwned(ctx, parts, { ...q, revision: at }, current);
   // a range within one database needs no merging: its read may come back encoded
   if (parts.length === 1) return { ...(await parts[0]!.store.read({ ...q, revision: at }, deadline)), revision: current };
+  // a page of a paged list: its count is the previous page's less what that returned, so
+  // no database counts its part again (their own page counts follow their own last keys)
+  const paged = q.limit > 0 && !q.select && !q.uncounted;
+  const known = paged ? ctx.pageCounts.get(q.range) : undefined;
+  const carried = known?.revision === at ? known.count : undefined;
   // each database returns its first limit+1 keys: enough to fill the merged page and tell "more"
-  const outs = await Promise.all(parts.map((p) => p.store.read({ ...q, revision: at, encode: undefined }, deadline)));
+  const outs = await Promise.all(parts.map((p) => p.store.read({ ...q, revision: at, encode: undefined, uncounted: q.uncounted || carried !== undefined }, deadline)));
   const kvs = outs.flatMap((o) => o.kvs).sort((a, b) => compareBytes(a.key, b.key));
-  const count = outs.reduce((n, o) => n + o.count, 0n);
+  const count = carried ?? outs.reduce((n, o) => n + o.count, 0n);
+  // the page answers limit-1 keys (the one more tells "more"); the next starts after them
+  const last = paged && kvs.length >= q.limit ? kvs[q.limit - 2]?.key : undefined;
+  if (last) ctx.pageCounts.set({ start: successor(last), end: q.range.end }, { revision: at, count: count - BigInt(q.limit - 1) });
   return { kvs, count, revision: current, selected: selectedAll(outs) };
 }
 

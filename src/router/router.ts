@@ -13,6 +13,7 @@ import type { Backend, BackendState, DbSize, EventsOptions, EventsPage, StorageF
 import type { Deadline } from "../mvcc/deadline.ts";
 import { EtcdError, errors } from "../mvcc/errors.ts";
 import { isEmptyRange, keyString, toKeyRange, txnRanges } from "../mvcc/keyrange.ts";
+import { PageCounts } from "../mvcc/page-counts.ts";
 import { costOfPut, costOfTxn, LEASE_OVERHEAD, quotaBytesFor, SpaceQuota } from "../mvcc/quota.ts";
 import type { DeleteOut, PutOut, TxnOut } from "../mvcc/responses.ts";
 import { type Committed, Store } from "../mvcc/store.ts";
@@ -155,6 +156,9 @@ export class Router implements ReadContext {
   onCommit(fn: (c: Committed) => void): void {
     this.order.onRelease(fn);
   }
+
+  /** counts carried between the pages of ranges over several databases (merged-reads.ts) */
+  readonly pageCounts = new PageCounts();
 
   closeAll(parts: Part[]): Promise<Rev> {
     return this.order.closeAll(parts);

@@ -6,7 +6,7 @@
 // the stream runs (they must not appear), with limit, keys only, count only, an older
 // revision, selectors and an empty range; errors as etcd gives them (compacted, future,
 // compacted mid-stream, Unimplemented only for what etcd refuses); and a client that reads
-// one chunk per 50 ms through a 100 MiB range leaves strata's memory far below the range's size,
+// one chunk per 50 ms through a 244 MiB range leaves strata's memory far below the range's size,
 // and one that stops reading leaves it where it was. A request in gRPC's JSON codec takes
 // Connect's path instead of strata's own framing, and gets the same answer.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -79,7 +79,7 @@ const POD_COUNT = 3000;
 const BIG = "/registry/configmaps/";
 const BIG_END = "/registry/configmaps0";
 const BIG_COUNT = 50_000;
-const BIG_VALUE = 2048;
+const BIG_VALUE = 5120;
 
 let strata: StrataProcess;
 let etcd: Etcd3;
@@ -302,7 +302,7 @@ describe(`RangeStream on ${BACKEND}`, () => {
     }
   });
 
-  describe("a 100 MiB range", () => {
+  describe("a 244 MiB range", () => {
     beforeAll(async () => {
       const value = Buffer.alloc(BIG_VALUE, 0x61);
       await load(BIG_COUNT, (i) => `${BIG}default/cm-${String(i).padStart(6, "0")}`, () => value);
@@ -340,11 +340,12 @@ describe(`RangeStream on ${BACKEND}`, () => {
           `strata RSS ${before.toFixed(0)} MiB before, peak ${peak.toFixed(0)} MiB (+${(peak - before).toFixed(0)})`,
       );
       expect(r.chunks).toBeGreaterThan(40);
-      // the range is ~98 MiB, which a Range holds whole: a stream holds about one 1.5 MiB
-      // chunk, plus chunks sent and not yet collected (measured +1 to +40 MiB: Bun collects
-      // large buffers late, strata forces it only above 192 MiB, util/memory-pressure.ts).
-      // Read ahead regardless of the client it was +62 MiB, which the stalled reader above
-      // tells apart sharply.
+      // the range is ~244 MiB, which a Range holds whole: a stream holds about one 1.5 MiB
+      // chunk, plus chunks sent and not yet collected (with a 98 MiB range +1 to +62 MiB:
+      // Bun collects large buffers late, strata forces it only above 192 MiB,
+      // util/memory-pressure.ts — so the range is large enough that what the collector
+      // leaves cannot pass for holding the range). Reading ahead regardless of the client
+      // the stalled reader above tells apart sharply.
       expect(peak - before).toBeLessThan(rangeMiB * 0.6);
     }, 300_000);
 

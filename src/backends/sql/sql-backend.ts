@@ -257,7 +257,7 @@ export class SqlBackend implements Backend {
       // the rows are all there is when no limit cut them; a superset's count means nothing
       const whole = !q.countOnly && (q.limit === 0 || rows.length < q.limit);
       const count = !exact ? 0n : whole ? BigInt(rows.length) : ((await c.all(...selectedCountSql(this.dialect, read)))[0]!.n as bigint);
-      return { kvs: rows.map((r) => rowToKv(r)), count: BigInt(count), revision, selected: exact ? "exact" : "superset" };
+      return { kvs: rows.map((r) => rowToKv(r)), count, revision, selected: exact ? "exact" : "superset" };
     });
   }
 

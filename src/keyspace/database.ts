@@ -23,7 +23,7 @@ import type { Router } from "../router/router.ts";
 import type { CustomFieldLookup, Selection } from "../selectors/index.ts";
 import { crc32 } from "../util/crc32.ts";
 import { AutoCompactor, type Retention } from "./compactor.ts";
-import type { AlarmOut, Answer, Keyspace, PageReader, LeaseCopies, LeaseKeeper, StatusOut, UpstreamLeaseService, WatchSession, WatchStream } from "./contract.ts";
+import type { AlarmOut, Answer, Keyspace, LeaseCopies, LeaseKeeper, PageReader, StatusOut, UpstreamLeaseService, WatchSession, WatchStream } from "./contract.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 import { databaseSnapshot } from "./database-snapshot.ts";
 import { DatabaseWatch } from "./database-watch.ts";

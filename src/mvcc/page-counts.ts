@@ -2,7 +2,7 @@
 // asks for [after-last-key, end) at the revision of the first page; the count of that is
 // the previous page's count less the keys it returned, so the next page need not count
 // again (counting is most of a page's work in a large range).
-import { rangeString } from "./keyrange.ts";
+import { rangeString, successor } from "./keyrange.ts";
 import type { KeyRange, Rev } from "./types.ts";
 
 /** pages remembered at once (clients paging at the same time) */
@@ -21,8 +21,16 @@ export class PageCounts {
     return this.known.get(rangeString(range));
   }
 
+  /**
+   * After a page of `range` that answered `returned` keys up to `last` out of `count` at
+   * `revision`: the next page starts after `last`, at the same revision, and counts the rest.
+   */
+  followPage(range: KeyRange, last: Uint8Array, returned: number, revision: Rev, count: bigint): void {
+    this.set({ start: successor(last), end: range.end }, { revision, count: count - BigInt(returned) });
+  }
+
   /** remembers the count of the next page's range */
-  set(next: KeyRange, known: KnownCount): void {
+  private set(next: KeyRange, known: KnownCount): void {
     const key = rangeString(next);
     this.known.delete(key);
     this.known.set(key, known);

@@ -12,7 +12,7 @@ import type { Backend, WriteTx } from "./backend.ts";
 import { setImmediate } from "node:timers";
 import { backendTimedOut, backendUnavailable, deadlineExceeded, EtcdError, errors, isRefusal } from "./errors.ts";
 import { ANSWER_MS, type Deadline, Liveness, requestDeadline } from "./deadline.ts";
-import { isEmptyRange, successor, toKeyRange } from "./keyrange.ts";
+import { isEmptyRange, toKeyRange } from "./keyrange.ts";
 import { Apply, txnKeys } from "./kv.ts";
 import type { DeleteOut, PutOut, TxnOut } from "./responses.ts";
 import { checkRevision } from "./revisions.ts";
@@ -113,13 +113,7 @@ export class Store {
     let last: Uint8Array | undefined, returned = 0;
     if (res.encoded?.more) [last, returned] = [res.encoded.lastKey, res.encoded.count];
     else if (!res.encoded && q.limit > 0 && res.kvs.length >= q.limit) [last, returned] = [res.kvs[q.limit - 2]?.key, q.limit - 1];
-    if (last) {
-      // the next page starts after the last key returned, at the same revision
-      this.pageCounts.set(
-        { start: successor(last), end: kr.end },
-        { revision: q.revision > 0n ? q.revision : res.revision, count: res.count - BigInt(returned) },
-      );
-    }
+    if (last) this.pageCounts.followPage(kr, last, returned, q.revision > 0n ? q.revision : res.revision, res.count);
     return res;
   }
 

@@ -5,7 +5,7 @@
 // in force give it. The results are raw (mvcc/range.ts finishes a range once, above).
 import type { EventsOptions, EventsPage } from "../mvcc/backend.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
-import { compareBytes, keyString, successor } from "../mvcc/keyrange.ts";
+import { compareBytes, keyString } from "../mvcc/keyrange.ts";
 import type { PageCounts } from "../mvcc/page-counts.ts";
 import { checkRevision } from "../mvcc/revisions.ts";
 import type { Event, RangeQuery, RangeResult, Rev } from "../mvcc/types.ts";
@@ -42,7 +42,7 @@ export async function mergedRange(ctx: ReadContext, parts: Part[], q: RangeQuery
   const count = carried ?? outs.reduce((n, o) => n + o.count, 0n);
   // the page answers limit-1 keys (the one more tells "more"); the next starts after them
   const last = paged && kvs.length >= q.limit ? kvs[q.limit - 2]?.key : undefined;
-  if (last) ctx.pageCounts.set({ start: successor(last), end: q.range.end }, { revision: at, count: count - BigInt(q.limit - 1) });
+  if (last) ctx.pageCounts.followPage(q.range, last, q.limit - 1, at, count);
   return { kvs, count, revision: current, selected: selectedAll(outs) };
 }
 

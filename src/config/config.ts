@@ -124,6 +124,18 @@ export const SETTINGS = {
     help: "largest write request in bytes, as etcd's --max-request-bytes",
     schema: positiveInt("max-request-bytes"),
   },
+  "request-timeout": {
+    env: "STRATA_REQUEST_TIMEOUT",
+    default: "7s",
+    help: "a request on a database server (or upstream etcd) that stopped answering, its health probe included, is answered Unavailable after this; a busy database is waited for, and an embedded SQLite is never taken for away. The default is etcd's own request timeout (5s + 2 x its 1s election timeout)",
+    schema: v.pipe(duration("request-timeout"), v.check((ms) => ms > 0, "request-timeout must be longer than 0")),
+  },
+  "max-waiting-requests": {
+    env: "STRATA_MAX_WAITING_REQUESTS",
+    default: "5000",
+    help: "client reads, and client writes, that may wait on one database; more are refused at once, before any work, with etcd's ResourceExhausted \"etcdserver: too many requests\"",
+    schema: positiveInt("max-waiting-requests"),
+  },
   "quota-backend-bytes": {
     env: "STRATA_QUOTA_BACKEND_BYTES",
     default: "0",
@@ -179,6 +191,12 @@ export const SETTINGS = {
     default: "100ms",
     help: "requests taking longer are logged as warnings, as etcd's \"request took too long\"",
     schema: duration("slow-request-threshold"),
+  },
+  "slow-request-interval": {
+    env: "STRATA_SLOW_REQUEST_INTERVAL",
+    default: "10s",
+    help: "slow requests are logged as one warning per interval: the first in full as it happens, then one line with how many more and the slowest; 0s: one line per slow request",
+    schema: duration("slow-request-interval"),
   },
 } as const;
 

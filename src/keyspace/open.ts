@@ -38,7 +38,7 @@ export async function openKeyspace(
     for (const [name, url] of t.backends) {
       if (!isUpstreamUrl(url)) continue;
       try {
-        upstreams.set(name, Upstream.fromUrl(url, upstreamTls(config), several ? name : undefined));
+        upstreams.set(name, Upstream.fromUrl(url, upstreamTls(config), several ? name : undefined, config["request-timeout"]));
       } catch (err) {
         throw new Error(several ? `backend ${name}: ${(err as Error).message}` : (err as Error).message);
       }

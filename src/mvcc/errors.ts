@@ -47,6 +47,8 @@ export const errors = {
   leaseExists: e("FailedPrecondition", "etcdserver: lease already exists"),
   leaseTTLTooLarge: e("OutOfRange", "etcdserver: too large lease TTL"),
   authNotEnabled: e("FailedPrecondition", "etcdserver: authentication is not enabled"),
+  /** a request shed before any work was done: too many wait on the database already */
+  tooManyRequests: e("ResourceExhausted", "etcdserver: too many requests"),
   /** the NOSPACE alarm: a write over the quota, or a database out of disk */
   noSpace: e("ResourceExhausted", "etcdserver: mvcc: database space exceeded"),
 };

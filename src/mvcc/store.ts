@@ -11,7 +11,7 @@ import type {
 import type { Backend, WriteTx } from "./backend.ts";
 import { setImmediate } from "node:timers";
 import { backendTimedOut, backendUnavailable, deadlineExceeded, EtcdError, errors, isRefusal } from "./errors.ts";
-import { ANSWER_MS, type Deadline, Liveness, requestDeadline } from "./deadline.ts";
+import { type Deadline, DEFAULT_REQUEST_TIMEOUT_MS, Liveness, requestDeadline } from "./deadline.ts";
 import { isEmptyRange, toKeyRange } from "./keyrange.ts";
 import { Apply, txnKeys } from "./kv.ts";
 import type { DeleteOut, PutOut, TxnOut } from "./responses.ts";
@@ -23,6 +23,11 @@ import { log } from "../observe/log.ts";
 
 /** most client transactions committed in one database transaction */
 const MAX_BATCH = 256;
+/**
+ * client requests, reads and writes each, that may wait on one database; more are refused
+ * at once with etcd's "too many requests" (etcd refuses past 5000 entries committed but not applied)
+ */
+export const DEFAULT_MAX_WAITING = 5000;
 /** events read back per step when catching up with other processes' commits */
 const PUBLISH_EVENTS = 1000;
 /** and about this many bytes, so large values do not make a page of a gigabyte */
@@ -57,6 +62,14 @@ type Job = {
   sent: boolean;
 };
 
+export interface StoreOptions {
+  numbering?: RevisionSlot;
+  /** a request on a database server that stopped answering is answered by then (--request-timeout) */
+  requestTimeoutMs?: number;
+  /** client reads and writes each that may wait on this database (--max-waiting-requests) */
+  maxWaiting?: number;
+}
+
 export class Store {
   /** the newest committed revision, published to watchers */
   revision: Rev = 0n;
@@ -68,11 +81,21 @@ export class Store {
   private readonly listeners: Array<(c: Committed) => void> = [];
   private readonly pageCounts = new PageCounts();
   private syncWaiting: Promise<void> | undefined;
-  private readonly liveness = new Liveness();
+  private readonly liveness: Liveness;
+  private readonly maxWaiting: number;
+  /** client reads under way */
+  private reading = 0;
 
   private readonly allocate: (after: Rev) => Rev;
 
-  constructor(readonly backend: Backend, numbering: RevisionSlot = { slot: 0, stride: 1 }) {
+  constructor(readonly backend: Backend, opts: StoreOptions = {}) {
+    const numbering = opts.numbering ?? { slot: 0, stride: 1 };
+    // an embedded database is never away: it has no probe
+    this.liveness = new Liveness({
+      timeoutMs: opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+      probe: backend.embedded ? undefined : () => backend.revisions(),
+    });
+    this.maxWaiting = opts.maxWaiting ?? DEFAULT_MAX_WAITING;
     const stride = BigInt(numbering.stride), slot = BigInt(numbering.slot);
     this.allocate = stride === 1n ? (after) => after + 1n : (after) => {
       const next = after + 1n;
@@ -187,9 +210,12 @@ export class Store {
    * Runs fn as one client transaction in the next group commit. fn sees the state left
    * by the transactions committed before it; an error it throws before writing fails it alone.
    * `keys`: single keys it will read or write, which the backend may fetch for the batch at once.
-   * `deadline`: when the database is silent, the client is answered by then (see deadline.ts).
+   * `deadline`: a client's request, answered by then while the database is silent (see
+   * deadline.ts), and refused before it is queued when too many wait already.
    */
   write<T>(fn: (a: Apply) => Promise<T>, keys: Uint8Array[] = [], deadline?: Deadline): Promise<T> {
+    // shed before any work: a write refused here was never applied
+    if (deadline && this.queue.length >= this.maxWaiting) return Promise.reject(errors.tooManyRequests());
     return new Promise<T>((resolve, reject) => {
       let unwatch = () => {};
       const job: Job = {
@@ -199,7 +225,7 @@ export class Store {
         reject: (e) => (unwatch(), reject(e)),
         sent: false,
       };
-      if (deadline) unwatch = this.liveness.watch(deadline, () => this.expire(job, deadline));
+      if (deadline) unwatch = this.liveness.watch(deadline, (client) => this.expire(job, client));
       this.queue.push(job);
       if (!this.flushing) {
         this.flushing = true;
@@ -210,13 +236,14 @@ export class Store {
   }
 
   /**
-   * A write's deadline passed while the database was silent. One still queued leaves the
-   * queue and is never applied; one whose batch was sent may still commit, and is answered
-   * so (later answers to its promise are ignored; its commit is published all the same).
+   * A write's deadline passed while the database was silent, or the client's passed. One
+   * still queued leaves the queue and is never applied; one whose batch was sent may still
+   * commit, and is answered so (later answers to its promise are ignored; its commit is
+   * published all the same).
    */
-  private expire(job: Job, deadline: Deadline): void {
+  private expire(job: Job, client: boolean): void {
     if (!job.sent) this.queue.splice(this.queue.indexOf(job), 1);
-    job.reject(deadline.client ? deadlineExceeded() : backendTimedOut(this.backend.name, ANSWER_MS, job.sent ? "may have been applied" : "not applied"));
+    job.reject(client ? deadlineExceeded() : backendTimedOut(this.backend.name, this.liveness.timeoutMs, job.sent ? "may have been applied" : "not applied"));
   }
 
   /** Resolves once every queued write has been committed or failed (for shutdown). */
@@ -321,13 +348,18 @@ export class Store {
     return this.call(() => fn(this.backend), deadline);
   }
 
-  /** A read; with a deadline, answered by then while the database is silent (the read itself is abandoned). */
+  /**
+   * A read; with a deadline (a client's), refused at once when too many are under way, and
+   * answered by the deadline while the database is silent (the read itself is abandoned).
+   */
   private async call<T>(fn: () => Promise<T>, deadline?: Deadline): Promise<T> {
+    if (deadline && this.reading >= this.maxWaiting) throw errors.tooManyRequests();
     let unwatch = () => {};
     const expired = new Promise<never>((_, reject) => {
       if (deadline) {
-        unwatch = this.liveness.watch(deadline, () =>
-          reject(deadline.client ? deadlineExceeded() : backendTimedOut(this.backend.name, ANSWER_MS))
+        this.reading++;
+        unwatch = this.liveness.watch(deadline, (client) =>
+          reject(client ? deadlineExceeded() : backendTimedOut(this.backend.name, this.liveness.timeoutMs))
         );
       }
     });
@@ -340,6 +372,7 @@ export class Store {
       if (err instanceof EtcdError) throw err;
       throw backendUnavailable(this.backend.name, err);
     } finally {
+      if (deadline) this.reading--;
       unwatch();
     }
   }

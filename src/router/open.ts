@@ -72,7 +72,11 @@ export async function openRouter(
   const backends = await openDatabases(t, config["pool-size"], config["selector-index"], wrap);
   let opened;
   try {
-    opened = await Router.open(t, backends, log, BigInt(config["quota-backend-bytes"]));
+    opened = await Router.open(t, backends, log, {
+      quotaBytes: BigInt(config["quota-backend-bytes"]),
+      requestTimeoutMs: config["request-timeout"],
+      maxWaiting: config["max-waiting-requests"],
+    });
   } catch (err) {
     await closeAll(backends);
     throw err;

@@ -29,6 +29,16 @@ import { RoutingTable } from "./rules.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
+/** What each database's store is held to, from the settings. */
+export interface StoreLimits {
+  /** --quota-backend-bytes (0: each database's default, below 0: none) */
+  quotaBytes?: bigint;
+  /** --request-timeout */
+  requestTimeoutMs?: number;
+  /** --max-waiting-requests */
+  maxWaiting?: number;
+}
+
 export class Router implements ReadContext {
   private readonly order: RevisionOrder;
   private readonly moves = new MoveState();
@@ -56,9 +66,9 @@ export class Router implements ReadContext {
     topology: Topology,
     backends: Array<{ name: string; backend: Backend }>,
     log: Log,
-    /** --quota-backend-bytes (0: each database's default, below 0: none) */
-    quotaBytes = 0n,
+    limits: StoreLimits = {},
   ): Promise<{ router: Router; states: BackendState[] }> {
+    const { quotaBytes = 0n, ...storeLimits } = limits;
     const several = topology.backends.size > 1;
     const states = await Promise.all(backends.map((b) =>
       b.backend.open().catch((err: Error) => {
@@ -72,7 +82,7 @@ export class Router implements ReadContext {
     }
     const stride = backends.length;
     const parts = backends.map((b, index) => {
-      const store = new Store(b.backend, { slot: index, stride });
+      const store = new Store(b.backend, { numbering: { slot: index, stride }, ...storeLimits });
       store.init(states[index]!.revision, states[index]!.compactRevision);
       const bytes = quotaBytesFor(b.backend, quotaBytes);
       const quota = bytes === undefined ? undefined : new SpaceQuota(bytes, () => b.backend.size());

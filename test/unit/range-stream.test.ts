@@ -43,7 +43,7 @@ function member(asked: Array<{ r: RangeRequest; encode: boolean }>): Keyspace {
 
 const req = (init: MessageInitShape<typeof RangeRequestSchema> = {}) =>
   create(RangeRequestSchema, { key: enc("/registry/pods/"), rangeEnd: enc("/registry/pods0"), ...init });
-const options = { deadline: () => ({ at: Date.now() + 2000, client: false }), chunkBytes: 64 * 1024, encode: false };
+const options = { deadline: () => ({ start: Date.now() }), chunkBytes: 64 * 1024, encode: false };
 
 async function collect(r: RangeRequest, o = options, selector = "", asked: Array<{ r: RangeRequest; encode: boolean }> = []) {
   const chunks: RangeChunk[] = [];

@@ -34,7 +34,7 @@ import {
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { WatchRequestSchema } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { UpstreamLeaseService } from "../../keyspace/contract.ts";
-import { ANSWER_MS, type Deadline, requestDeadline } from "../../mvcc/deadline.ts";
+import { type Deadline, DEFAULT_REQUEST_TIMEOUT_MS, dueAt, requestDeadline } from "../../mvcc/deadline.ts";
 import { backendTimedOut, backendUnavailable, deadlineExceeded, type ErrorCode, EtcdError } from "../../mvcc/errors.ts";
 import type { Rev } from "../../mvcc/types.ts";
 import { RequestQueue } from "./queue.ts";
@@ -77,6 +77,8 @@ export class Upstream implements UpstreamLeaseService {
     /** how errors name it: the URL, or "NAME (URL)" among several backends */
     private readonly label: string,
     private readonly endpoints: Endpoint[],
+    /** a call to an etcd that does not answer its Status is answered by then (--request-timeout) */
+    private readonly timeoutMs: number,
   ) {}
 
   /**
@@ -84,7 +86,7 @@ export class Upstream implements UpstreamLeaseService {
    * (TLS; the files default to `tls`). Several hosts are members of one etcd cluster.
    * `backend` is its name in a topology of several backends.
    */
-  static fromUrl(url: string, tls: UpstreamTls = {}, backend?: string): Upstream {
+  static fromUrl(url: string, tls: UpstreamTls = {}, backend?: string, requestTimeoutMs = DEFAULT_REQUEST_TIMEOUT_MS): Upstream {
     const m = /^(etcds?):\/\/([^/?#]+)\/?(?:\?(.*))?$/.exec(url);
     if (!m) throw new Error(`backend ${url}: expected etcd://HOST:PORT or etcds://HOST:PORT?ca=FILE&cert=FILE&key=FILE`);
     const [, scheme, hosts, query] = m as unknown as [string, string, string, string | undefined];
@@ -120,7 +122,7 @@ export class Upstream implements UpstreamLeaseService {
         maintenance: createClient(Maintenance, transport),
       };
     });
-    return new Upstream(name, backend === undefined ? name : `${backend} (${name})`, endpoints);
+    return new Upstream(name, backend === undefined ? name : `${backend} (${name})`, endpoints, requestTimeoutMs);
   }
 
   /**
@@ -147,8 +149,8 @@ export class Upstream implements UpstreamLeaseService {
   }
 
   /**
-   * A call to the current endpoint, answered by the deadline (ours, ANSWER_MS, or the
-   * client's) unless etcd is there and merely busy: once our deadline passes, a Status
+   * A call to the current endpoint, answered by the deadline (ours, --request-timeout, or
+   * the client's) unless etcd is there and merely busy: once our deadline passes, a Status
    * with a short timeout asks whether etcd answers at all; while it does, the call goes on
    * (a large list takes the time it needs), and when it does not, the call is abandoned
    * with Unavailable (a write "may have been applied", as etcd's own "request timed out").
@@ -157,7 +159,8 @@ export class Upstream implements UpstreamLeaseService {
     const at = this.current;
     const endpoint = this.endpoints[at]!;
     const abort = new AbortController();
-    let due = deadline ?? requestDeadline();
+    const asked = deadline ?? requestDeadline();
+    let due = dueAt(asked, this.timeoutMs);
     const running = fn(endpoint, { signal: abort.signal }).then((value) => ({ value }), (error: unknown) => ({ error }));
     // resolves to the call's outcome, or undefined once `at` (ms since the epoch) passed
     const by = async (at: number) => {
@@ -186,9 +189,9 @@ export class Upstream implements UpstreamLeaseService {
         if (!first.alive) {
           const last = await by(Date.now());
           if (last) return settle(last);
-          throw backendTimedOut(this.label, ANSWER_MS, write ? "may have been applied" : undefined);
+          throw backendTimedOut(this.label, this.timeoutMs, write ? "may have been applied" : undefined);
         }
-        due = requestDeadline();
+        due = dueAt({ start: Date.now(), client: asked.client }, this.timeoutMs);
       }
     } finally {
       // an abandoned call is cancelled at etcd too

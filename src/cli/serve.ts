@@ -51,7 +51,7 @@ const SESSIONS_GRACE_MS = 5_000;
 
 async function serve(config: Config): Promise<void> {
   setLogLevel(config["log-level"]);
-  const observer = new Observer(config["slow-request-threshold"]);
+  const observer = new Observer(config["slow-request-threshold"], config["slow-request-interval"]);
   collectUnderMemoryPressure();
   // certificates are checked before any database is opened
   const tls = config.tls ? tlsServerOptions(config.tls) : undefined;

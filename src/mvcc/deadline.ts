@@ -112,10 +112,10 @@ export class Liveness {
     }
     const silent = probe !== undefined && this.silentMs >= SILENT_MS;
     for (const w of this.watched) {
-      const due = dueAt(w.deadline, this.opts.timeoutMs);
-      if (now < due.at || !(due.client || silent)) continue;
+      const client = w.deadline.client !== undefined && now >= w.deadline.client;
+      if (!client && !(silent && now >= w.deadline.start + this.opts.timeoutMs)) continue;
       this.unwatch(w);
-      w.expire(due.client);
+      w.expire(client);
     }
   }
 }

@@ -11,6 +11,7 @@ import { type BackendHealth, checkBackends } from "./health.ts";
 import { instrumentBackend } from "./instrument.ts";
 import { log, logs } from "./log.ts";
 import { type GrpcMethod, Metrics } from "./metrics.ts";
+import { SlowRequests } from "./slow-requests.ts";
 import { Timeline } from "./timeline.ts";
 
 /** how long per-backend key counts and sizes are reused */
@@ -33,11 +34,16 @@ export interface Followed {
 export class Observer {
   readonly metrics = new Metrics();
   private followed?: Followed;
+  private readonly slow: SlowRequests;
 
   constructor(
     /** unary requests slower than this are logged */
-    private readonly slowMs: number,
-  ) {}
+    slowMs: number,
+    /** one line per interval sums up the slow requests after the first (0: a line each) */
+    slowIntervalMs = 0,
+  ) {
+    this.slow = new SlowRequests(slowMs, slowIntervalMs);
+  }
 
   /** Wraps a backend so each call to it is timed (pass to openRouter). */
   instrument = (name: string, backend: Backend): Backend => instrumentBackend(name, backend, this.metrics.backendCall);
@@ -65,9 +71,9 @@ export class Observer {
   }
 
   /**
-   * Counts a finished call; a unary one also goes into the timeline, and into the log
-   * when slow, with what `detail` says about it (method-specific: keys, backend). At
-   * --log-level debug every call is logged.
+   * Counts a finished call; a unary one also goes into the timeline, and into the
+   * slow-request log (slow-requests.ts) when slow, with what `detail` says about it
+   * (method-specific: keys, backend). At --log-level debug every call is logged.
    */
   callFinished(call: GrpcMethod, code: string, seconds: number, detail: () => Record<string, unknown>): void {
     this.metrics.callFinished(call, code, seconds);
@@ -79,11 +85,11 @@ export class Observer {
       return;
     }
     this.followed?.timeline.record(ms);
-    if (ms > this.slowMs) log("warn", "request took too long", { method, took, "expected-duration": `${this.slowMs}ms`, code, ...detail() });
-    else if (logs("debug")) log("debug", "request", { method, took, code, ...detail() });
+    if (!this.slow.record(method, ms, code, detail) && logs("debug")) log("debug", "request", { method, took, code, ...detail() });
   }
 
   stop(): void {
+    this.slow.stop();
     this.followed?.timeline.stop();
   }
 }

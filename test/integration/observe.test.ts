@@ -27,8 +27,9 @@ beforeAll(async () => {
     "routes:",
     "  - match: { resource: events }",
     "    backend: events",
-    // every request counts as slow, so the log line can be checked
+    // every request counts as slow, and is logged on a line of its own, so the lines can be checked
     "slow-request-threshold: 0ms",
+    "slow-request-interval: 0s",
   ].join("\n"));
   strata = await startStrata(["--config", config]);
   client = new Etcd3({ hosts: strata.endpoint });

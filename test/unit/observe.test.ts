@@ -12,6 +12,7 @@ describe("observability settings", () => {
     expect(c["metrics-listen"]).toBe("http://127.0.0.1:2381");
     expect(c["log-level"]).toBe("info");
     expect(c["slow-request-threshold"]).toBe(100);
+    expect(c["slow-request-interval"]).toBe(10_000);
   });
   test("an empty metrics-listen turns the listener off; bad values name the setting", () => {
     expect(loadConfig(["--metrics-listen", ""], {})["metrics-listen"]).toBe("");
@@ -54,6 +55,33 @@ describe("log", () => {
     expect(lines.map((l) => JSON.parse(l))).toMatchObject([
       { level: "warn", msg: "request took too long", method: "/etcdserverpb.KV/Put", took: "250.0ms", "expected-duration": "100ms", code: "OK", key: "slow", backend: "main" },
       { level: "debug", msg: "request", method: "/etcdserverpb.KV/Put", took: "50.0ms", key: "fast" },
+    ]);
+  });
+  test("under load, slow requests make one line per interval: the first in full, then how many more and the slowest", async () => {
+    console.error = (s: string) => lines.push(s);
+    const o = new Observer(100, 300);
+    const put = { service: "etcdserverpb.KV", method: "Put", type: "unary" as const };
+    const range = { service: "etcdserverpb.KV", method: "Range", type: "unary" as const };
+    o.callFinished(put, "OK", 0.2, () => ({ key: "first" }));
+    o.callFinished(put, "OK", 0.3, () => ({ key: "p1" }));
+    o.callFinished(range, "OK", 0.9, () => ({ key: "slowest" }));
+    o.callFinished(put, "Unavailable", 0.4, () => ({ key: "p2" }));
+    o.callFinished(put, "OK", 0.05, () => ({ key: "fast" }));
+    expect(lines).toHaveLength(1);
+    const end = Date.now() + 10_000;
+    while (lines.length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    o.stop();
+    expect(lines.map((l) => JSON.parse(l))).toMatchObject([
+      { level: "warn", msg: "request took too long", method: "/etcdserverpb.KV/Put", took: "200.0ms", key: "first" },
+      {
+        level: "warn",
+        msg: "requests took too long",
+        count: 3,
+        interval: "300ms",
+        "expected-duration": "100ms",
+        methods: { "/etcdserverpb.KV/Put": 2, "/etcdserverpb.KV/Range": 1 },
+        slowest: { method: "/etcdserverpb.KV/Range", took: "900.0ms", code: "OK", key: "slowest" },
+      },
     ]);
   });
 });

@@ -15,7 +15,7 @@
 export const DEFAULT_REQUEST_TIMEOUT_MS = 7000;
 /** a database server that answered nothing, probes included, for this long is away */
 export const SILENT_MS = 1500;
-/** a database server that answered nothing for this long is probed */
+/** a database server that answered nothing for this long is probed, and again as often while silent */
 const PROBE_AFTER_MS = 500;
 /** how often outstanding requests are checked */
 const CHECK_MS = 100;
@@ -58,6 +58,7 @@ export class Liveness {
   private silentMs = 0;
   private lastCheck = Date.now();
   private probing = false;
+  private probedAt = 0;
   private readonly watched = new Set<Watched>();
   private timer: ReturnType<typeof setInterval> | undefined;
 
@@ -105,8 +106,9 @@ export class Liveness {
     this.silentMs += Math.min(Math.max(0, now - this.lastCheck), HEARD_MS);
     this.lastCheck = now;
     const probe = this.opts.probe;
-    if (probe && this.silentMs >= PROBE_AFTER_MS && !this.probing) {
+    if (probe && this.silentMs >= PROBE_AFTER_MS && !this.probing && now - this.probedAt >= PROBE_AFTER_MS) {
       this.probing = true;
+      this.probedAt = now;
       // an error is no answer: the silence goes on
       probe().then(() => this.answered(), () => {}).finally(() => (this.probing = false));
     }

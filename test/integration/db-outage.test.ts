@@ -23,6 +23,8 @@ import { BACKEND, backendServer, startStrata, type StrataProcess } from "../supp
 
 if (BACKEND === "sqlite") throw new Error("the outage test needs STRATA_TEST_BACKEND=postgres, mariadb or nats");
 
+/** strata's --request-timeout here: a request on a database that stopped answering is answered by then */
+const REQUEST_TIMEOUT = "2s";
 /** every request answers within this, whatever the database does */
 const ANSWER_BOUND_MS = 2500;
 /** the first write succeeds within this of the database accepting connections again */
@@ -95,7 +97,7 @@ async function acceptsAt(url: string): Promise<number> {
 
 let strata: StrataProcess;
 beforeAll(async () => {
-  strata = await startStrata();
+  strata = await startStrata(["--request-timeout", REQUEST_TIMEOUT]);
 }, 60_000);
 afterAll(async () => {
   await strata?.stop();

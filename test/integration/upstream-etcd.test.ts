@@ -49,6 +49,8 @@ const sides = useServers({
       "    backend: pg",
       "  - match: { group: stable.example.com, resource: shirts }",
       "    backend: pg",
+      // a hung upstream is answered Unavailable by then ("stops answering" below measures it)
+      "request-timeout: 2s",
     ]);
     return ["--config", config];
   },

@@ -18,8 +18,8 @@ const SIZES: StormSizes = { keys: Number(process.env.STORM_KEYS ?? 10_000), valu
 const WORST_PUT_MS = 300;
 /**
  * PostgreSQL: typically 77–195 ms, but one run in about six saw a put take 1.4 s (not
- * explained: the database's own checkpoint fsync is a candidate); bounded by the time
- * within which strata answers any request while a database is silent
+ * explained: the database's own checkpoint fsync is a candidate); bounded at 2 s, the
+ * time strata gave a silent database before --request-timeout (7 s by default) existed
  */
 const WORST_PUT_MS_SERVER = 2000;
 /** 50 responses of 10 MiB: with every one in memory at once the peak was 1,050 MiB (etcd's: about 1,000); now about 450 */

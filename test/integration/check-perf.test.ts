@@ -1,4 +1,4 @@
-// etcd's own load check against strata on SQLite: `etcdctl check perf` writes 1 KiB values
+// etcd's own load check against strata (the suite runs it on SQLite): `etcdctl check perf` writes 1 KiB values
 // from many clients for 60 s, then deletes every key it wrote in one request. Overload is
 // not an outage (docs/overload.md): however busy the machine, the check ends with its
 // verdict — PASS, or FAIL on throughput, which depends on the machine and is not asserted —
@@ -8,7 +8,7 @@
 // runs etcd's 500-client load.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
-import { startStrata, type StrataProcess } from "../support/strata.ts";
+import { BACKEND, startStrata, type StrataProcess } from "../support/strata.ts";
 
 const LOAD = process.env.STRATA_CHECK_PERF_LOAD ?? "m";
 /** check perf runs 60 s, then its delete may take 30 s; past this it is stuck */
@@ -40,7 +40,7 @@ function checkPerf(endpoint: string): Promise<{ code: number | null; lines: stri
   });
 }
 
-test(`etcdctl check perf --load=${LOAD} on SQLite ends with its verdict and no failed request`, async () => {
+test(`etcdctl check perf --load=${LOAD} on ${BACKEND} ends with its verdict and no failed request`, async () => {
   const { code, lines } = await checkPerf(strata.endpoint);
   console.log(JSON.stringify({ load: LOAD, code, lines }));
   // a failed request: etcdctl's retry warning, its error exit, or the verdict's error count

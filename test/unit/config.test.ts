@@ -21,6 +21,20 @@ describe("configuration", () => {
     expect(c["max-txn-ops"]).toBe(128);
     expect(c.autoCompaction).toEqual({ mode: "periodic", retentionMs: 3_600_000 });
   });
+  test("overload: etcd's 7 s request timeout and a generous queue by default; both settable, bad values named", () => {
+    const c = loadConfig([], {});
+    expect(c["request-timeout"]).toBe(7000);
+    expect(c["max-waiting-requests"]).toBe(5000);
+    expect(loadConfig(["--request-timeout", "2s"], {})["request-timeout"]).toBe(2000);
+    expect(loadConfig([], { STRATA_MAX_WAITING_REQUESTS: "100" })["max-waiting-requests"]).toBe(100);
+    expect(loadConfig(["--config", file("o.yaml", "request-timeout: 30s\nmax-waiting-requests: 20000\n")], {})).toMatchObject({
+      "request-timeout": 30_000,
+      "max-waiting-requests": 20_000,
+    });
+    expect(() => loadConfig(["--request-timeout", "0s"], {})).toThrow("flag --request-timeout: request-timeout must be longer than 0");
+    expect(() => loadConfig(["--request-timeout", "soon"], {})).toThrow("request-timeout must be a duration");
+    expect(() => loadConfig(["--max-waiting-requests", "0"], {})).toThrow("max-waiting-requests must be a positive whole number");
+  });
   test("quota-backend-bytes: etcd's meaning of 0 and of negative numbers, whole bytes only", () => {
     expect(loadConfig([], {})["quota-backend-bytes"]).toBe(0);
     expect(loadConfig(["--quota-backend-bytes", "16777216"], {})["quota-backend-bytes"]).toBe(16777216);

@@ -159,6 +159,12 @@ export const SETTINGS = {
     help: "refuse clients without a certificate signed by --trusted-ca-file, as etcd's --client-cert-auth",
     schema: yesNo("client-cert-auth"),
   },
+  "client-crl-file": {
+    env: "STRATA_CLIENT_CRL_FILE",
+    default: "",
+    help: "certificate revocation list (PEM or DER): client certificates whose serial number it lists are refused, as etcd's --client-crl-file; needs --client-cert-auth; reloaded when the file changes",
+    schema: v.string(),
+  },
   "metrics-listen": {
     env: "STRATA_METRICS_LISTEN",
     default: "http://127.0.0.1:2381",

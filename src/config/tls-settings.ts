@@ -9,6 +9,8 @@ export interface TlsSettings {
   trustedCaFile: string | undefined;
   /** refuse clients without a certificate signed by trustedCaFile */
   clientCertAuth: boolean;
+  /** CRL whose serial numbers are refused among client certificates, as etcd's --client-crl-file */
+  crlFile: string | undefined;
 }
 
 interface Values {
@@ -17,16 +19,21 @@ interface Values {
   "key-file": string;
   "trusted-ca-file": string;
   "client-cert-auth": boolean;
+  "client-crl-file": string;
 }
 
 /** The TLS settings, or undefined for cleartext; `source` says where a setting came from. */
 export function tlsSettings(c: Values, source: (name: keyof Values) => string): TlsSettings | undefined {
   const https = c.listen.startsWith("https://");
-  const cert = c["cert-file"], key = c["key-file"], ca = c["trusted-ca-file"];
+  const cert = c["cert-file"], key = c["key-file"], ca = c["trusted-ca-file"], crl = c["client-crl-file"];
   if (cert && !key) throw new ConfigError(`${source("cert-file")}: --key-file is needed too`);
   if (key && !cert) throw new ConfigError(`${source("key-file")}: --cert-file is needed too`);
   if (c["client-cert-auth"] && !ca) {
     throw new ConfigError(`${source("client-cert-auth")}: --client-cert-auth needs --trusted-ca-file, the CA that signs client certificates`);
+  }
+  // without --client-cert-auth no client is asked for a certificate the CRL could revoke
+  if (crl && !c["client-cert-auth"]) {
+    throw new ConfigError(`${source("client-crl-file")}: --client-crl-file needs --client-cert-auth, or no client presents a certificate to check`);
   }
   if (!cert) {
     if (https) throw new ConfigError(`${source("listen")}: an https:// listen URL needs --cert-file and --key-file`);
@@ -38,5 +45,5 @@ export function tlsSettings(c: Values, source: (name: keyof Values) => string): 
     const where = source("listen") === "default" ? source("cert-file") : source("listen");
     throw new ConfigError(`${where}: with --cert-file the listen URL must start with https:// (listen is ${c.listen})`);
   }
-  return { certFile: cert, keyFile: key, trustedCaFile: ca || undefined, clientCertAuth: c["client-cert-auth"] };
+  return { certFile: cert, keyFile: key, trustedCaFile: ca || undefined, clientCertAuth: c["client-cert-auth"], crlFile: crl || undefined };
 }

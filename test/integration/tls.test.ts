@@ -1,7 +1,8 @@
 // TLS as etcd's flags: etcdctl and the etcd3 client over TLS with client certificates,
 // clients without a certificate or with one from another CA refused, certificates
-// reloaded when their files change (a broken file keeps the old ones), and start-up
-// refusals that name the flag and the file.
+// reloaded when their files change (a broken file keeps the old ones), client
+// certificates a CRL revokes refused (--client-crl-file), and start-up refusals that name
+// the flag and the file.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
@@ -9,7 +10,7 @@ import { copyFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect as tlsConnect } from "node:tls";
-import { makeCa, makeCert, type Pem, read } from "../support/certs.ts";
+import { makeCa, makeCert, makeCrl, type Pem, read } from "../support/certs.ts";
 import { type ClientTls, etcdClient, startStrata, type StrataProcess } from "../support/strata.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/main.ts");
@@ -41,8 +42,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 }, 30_000);
 
-function etcdctl(args: string[], tls: { cert?: string; key?: string; cacert?: string }) {
-  const flags = [`--endpoints=https://${strata.endpoint}`, "--dial-timeout=2s", "--command-timeout=3s"];
+function etcdctl(args: string[], tls: { cert?: string; key?: string; cacert?: string }, endpoint = strata.endpoint) {
+  const flags = [`--endpoints=https://${endpoint}`, "--dial-timeout=2s", "--command-timeout=3s"];
   if (tls.cacert) flags.push(`--cacert=${tls.cacert}`);
   if (tls.cert) flags.push(`--cert=${tls.cert}`, `--key=${tls.key}`);
   return spawnSync("etcdctl", [...flags, ...args], { encoding: "utf8", env: { ...process.env, ETCDCTL_API: "3" } });
@@ -68,8 +69,8 @@ function servedFingerprint(): Promise<string> {
  * Opens TLS + HTTP/2 with the given client certificate (or none): "served" when strata
  * answered with its HTTP/2 settings, otherwise how the connection ended.
  */
-function h2Handshake(cert?: Pem): Promise<string> {
-  const [host, port] = strata.endpoint.split(":");
+function h2Handshake(cert?: Pem, endpoint = strata.endpoint): Promise<string> {
+  const [host, port] = endpoint.split(":");
   return new Promise((resolve) => {
     const socket = tlsConnect({
       host, port: Number(port), ca: clientTls.ca, servername: "localhost", ALPNProtocols: ["h2"],
@@ -154,6 +155,55 @@ describe("TLS with client certificates", () => {
   }, 60_000);
 });
 
+describe("--client-crl-file: client certificates the CRL lists are refused", () => {
+  let revoked: Pem, kept: Pem, s: StrataProcess;
+  const crl = join(dir, "served.crl");
+  const as = (cert: Pem) => ({ cacert: ca.cert, cert: cert.cert, key: cert.key });
+
+  beforeAll(async () => {
+    revoked = makeCert(dir, "revoked", ca, "client");
+    kept = makeCert(dir, "kept", ca, "client");
+    // past its next update, as etcd's own test fixture is: etcd still refuses what it
+    // lists and serves the rest (node:tls's own CRL check would refuse everyone)
+    copyFileSync(makeCrl(dir, "stale", ca, [revoked], { expired: true }), crl);
+    s = await startStrata(
+      ["--cert-file", server.cert, "--key-file", server.key, "--trusted-ca-file", ca.cert, "--client-cert-auth", "--client-crl-file", crl],
+      undefined, "bun", clientTls,
+    );
+  }, 60_000);
+  afterAll(() => s?.stop(), 30_000);
+
+  test("a revoked certificate is refused; one the CRL does not list is served; another CA's is refused", async () => {
+    expect(await h2Handshake(kept, s.endpoint)).toBe("served");
+    expect(etcdctl(["put", "crl/a", "one"], as(kept), s.endpoint).stdout.trim()).toBe("OK");
+    expect(await h2Handshake(revoked, s.endpoint)).not.toBe("served");
+    const r = etcdctl(["get", "crl/a"], as(revoked), s.endpoint);
+    expect(r.status).not.toBe(0);
+    expect(r.stdout).not.toContain("one");
+    const serial = new X509Certificate(read(revoked.cert)).serialNumber;
+    expect(s.stderr()).toContain(`"msg":"TLS handshake refused","remote":"127.0.0.1:`);
+    expect(s.stderr()).toContain(`certificate serial ${serial} is revoked by --client-crl-file`);
+    expect(await h2Handshake(rogue, s.endpoint)).not.toBe("served");
+    expect(etcdctl(["get", "crl/a"], as(rogue), s.endpoint).status).not.toBe(0);
+    expect(etcdctl(["get", "crl/a", "--print-value-only"], as(kept), s.endpoint).stdout.trim()).toBe("one");
+  }, 60_000);
+
+  test("a new CRL (DER too) is read without a restart; a broken one keeps the old", async () => {
+    copyFileSync(makeCrl(dir, "fresh", ca, [kept], { der: true }), `${crl}.new`);
+    renameSync(`${crl}.new`, crl);
+    const deadline = Date.now() + 15_000;
+    while ((await h2Handshake(kept, s.endpoint)) === "served" && Date.now() < deadline) await Bun.sleep(200);
+    expect(await h2Handshake(kept, s.endpoint)).not.toBe("served");
+    expect(await h2Handshake(revoked, s.endpoint)).toBe("served");
+    writeFileSync(crl, "-----BEGIN X509 CRL-----\nbroken\n-----END X509 CRL-----\n");
+    const logged = Date.now() + 15_000;
+    while (!s.stderr().includes("TLS certificates not reloaded") && Date.now() < logged) await Bun.sleep(200);
+    expect(s.stderr()).toContain(`--client-crl-file ${crl}: not a certificate revocation list`);
+    expect(await h2Handshake(kept, s.endpoint)).not.toBe("served");
+    expect(await h2Handshake(revoked, s.endpoint)).toBe("served");
+  }, 60_000);
+});
+
 describe("TLS without client certificates", () => {
   test("any client that trusts the CA connects", async () => {
     const s = await startStrata(["--cert-file", server.cert, "--key-file", server.key], undefined, "bun", clientTls);
@@ -205,6 +255,15 @@ describe("start-up refusals name the flag and the file, and exit 2", () => {
     const r = start(["--listen", https, "--cert-file", server.cert, "--key-file", server.key, "--client-cert-auth"]);
     expect(r.status).toBe(2);
     expect(r.lines).toEqual(["strata: configuration error: flag --client-cert-auth: --client-cert-auth needs --trusted-ca-file, the CA that signs client certificates"]);
+  }, 30_000);
+
+  test("a CRL file that is not a CRL", () => {
+    const junk = join(dir, "junk.crl");
+    writeFileSync(junk, "not a CRL\n");
+    const r = start(["--listen", https, "--cert-file", server.cert, "--key-file", server.key, "--trusted-ca-file", ca.cert, "--client-cert-auth", "--client-crl-file", junk]);
+    expect(r.status).toBe(2);
+    expect(r.lines).toHaveLength(1);
+    expect(r.lines[0]).toContain(`--client-crl-file ${junk}: not a certificate revocation list`);
   }, 30_000);
 
   test("a listen URL whose scheme does not match", () => {

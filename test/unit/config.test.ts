@@ -81,8 +81,8 @@ describe("configuration", () => {
     const https = ["--listen", "https://127.0.0.1:2379"];
     expect(loadConfig([], {}).tls).toBeUndefined();
     expect(loadConfig([...https, "--cert-file", "s.crt", "--key-file", "s.key"], {}).tls)
-      .toEqual({ certFile: "s.crt", keyFile: "s.key", trustedCaFile: undefined, clientCertAuth: false });
-    const all = { certFile: "s.crt", keyFile: "s.key", trustedCaFile: "ca.crt", clientCertAuth: true };
+      .toEqual({ certFile: "s.crt", keyFile: "s.key", trustedCaFile: undefined, clientCertAuth: false, crlFile: undefined });
+    const all = { certFile: "s.crt", keyFile: "s.key", trustedCaFile: "ca.crt", clientCertAuth: true, crlFile: undefined };
     expect(loadConfig([...https, "--cert-file", "s.crt", "--key-file", "s.key", "--trusted-ca-file", "ca.crt", "--client-cert-auth"], {}).tls)
       .toEqual(all);
     expect(loadConfig([], {
@@ -108,6 +108,8 @@ describe("configuration", () => {
     expect(() => loadConfig([], { STRATA_LISTEN: "https://h:1" })).toThrow("environment STRATA_LISTEN: an https:// listen URL needs --cert-file and --key-file");
     expect(() => loadConfig(["--trusted-ca-file", "ca.crt"], {})).toThrow("flag --trusted-ca-file: TLS needs --cert-file and --key-file");
     expect(() => loadConfig(["--listen", "grpc://h:1"], {})).toThrow("listen must be a URL starting with http:// or https://");
+    expect(() => loadConfig(["--listen", "https://h:1", "--cert-file", "s.crt", "--key-file", "s.key", "--trusted-ca-file", "ca.crt", "--client-crl-file", "r.crl"], {}))
+      .toThrow("flag --client-crl-file: --client-crl-file needs --client-cert-auth");
   });
 });
 

@@ -41,7 +41,7 @@ function readCertificates(s: TlsSettings): SecureContextOptions {
       createSecureContext({ ca });
     });
   }
-  const options = { cert, key, ca };
+  const options = { cert, key, ca, ...(s.ciphers && { ciphers: s.ciphers }) };
   try {
     createSecureContext(options);
   } catch (err) {

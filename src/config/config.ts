@@ -165,6 +165,12 @@ export const SETTINGS = {
     help: "certificate revocation list (PEM or DER): client certificates whose serial number it lists are refused, as etcd's --client-crl-file; needs --client-cert-auth; reloaded when the file changes",
     schema: v.string(),
   },
+  "cipher-suites": {
+    env: "STRATA_CIPHER_SUITES",
+    default: "",
+    help: "TLS 1.2 cipher suites offered, comma separated, by the names etcd's --cipher-suites takes (e.g. TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); TLS 1.3 keeps its own; empty: the TLS library's defaults",
+    schema: v.string(),
+  },
   "metrics-listen": {
     env: "STRATA_METRICS_LISTEN",
     default: "http://127.0.0.1:2381",

@@ -1,5 +1,6 @@
 // The TLS settings taken together: which combinations make sense, checked before any
 // file is read (src/api/tls.ts reads them), each refusal naming where the setting came from.
+import { opensslCiphers } from "./cipher-suites.ts";
 import { ConfigError } from "./config-error.ts";
 
 export interface TlsSettings {
@@ -11,6 +12,8 @@ export interface TlsSettings {
   clientCertAuth: boolean;
   /** CRL whose serial numbers are refused among client certificates, as etcd's --client-crl-file */
   crlFile: string | undefined;
+  /** the TLS 1.2 cipher suites offered, in OpenSSL's spelling (etcd's --cipher-suites); undefined: the defaults */
+  ciphers: string | undefined;
 }
 
 interface Values {
@@ -20,6 +23,7 @@ interface Values {
   "trusted-ca-file": string;
   "client-cert-auth": boolean;
   "client-crl-file": string;
+  "cipher-suites": string;
 }
 
 /** The TLS settings, or undefined for cleartext; `source` says where a setting came from. */
@@ -35,7 +39,9 @@ export function tlsSettings(c: Values, source: (name: keyof Values) => string): 
   if (crl && !c["client-cert-auth"]) {
     throw new ConfigError(`${source("client-crl-file")}: --client-crl-file needs --client-cert-auth, or no client presents a certificate to check`);
   }
+  const ciphers = opensslCiphers(c["cipher-suites"], source("cipher-suites"));
   if (!cert) {
+    if (ciphers) throw new ConfigError(`${source("cipher-suites")}: TLS needs --cert-file and --key-file`);
     if (https) throw new ConfigError(`${source("listen")}: an https:// listen URL needs --cert-file and --key-file`);
     if (ca) throw new ConfigError(`${source("trusted-ca-file")}: TLS needs --cert-file and --key-file`);
     if (c["client-cert-auth"]) throw new ConfigError(`${source("client-cert-auth")}: TLS needs --cert-file and --key-file`);
@@ -45,5 +51,5 @@ export function tlsSettings(c: Values, source: (name: keyof Values) => string): 
     const where = source("listen") === "default" ? source("cert-file") : source("listen");
     throw new ConfigError(`${where}: with --cert-file the listen URL must start with https:// (listen is ${c.listen})`);
   }
-  return { certFile: cert, keyFile: key, trustedCaFile: ca || undefined, clientCertAuth: c["client-cert-auth"], crlFile: crl || undefined };
+  return { certFile: cert, keyFile: key, trustedCaFile: ca || undefined, clientCertAuth: c["client-cert-auth"], crlFile: crl || undefined, ciphers };
 }

@@ -204,6 +204,34 @@ describe("--client-crl-file: client certificates the CRL lists are refused", () 
   }, 60_000);
 });
 
+describe("--cipher-suites: TLS 1.2 offers only the suites named, as etcd's", () => {
+  /** the cipher a TLS connection with these client options agreed on, or how it failed */
+  const negotiate = (endpoint: string, o: { maxVersion?: "TLSv1.2"; ciphers?: string }) => {
+    const [host, port] = endpoint.split(":");
+    return new Promise<string>((resolve) => {
+      const socket = tlsConnect({ host, port: Number(port), ca: clientTls.ca, servername: "localhost", ALPNProtocols: ["h2"], ...o }, () => {
+        resolve(`${socket.getProtocol()} ${socket.getCipher().standardName}`);
+        socket.destroy();
+      });
+      socket.on("error", (e) => resolve(`error: ${e.message}`));
+    });
+  };
+
+  test("a TLS 1.2 client offering another suite is refused; the named one and TLS 1.3 are served", async () => {
+    const s = await startStrata(
+      ["--cert-file", server.cert, "--key-file", server.key, "--cipher-suites", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"],
+      undefined, "bun", clientTls,
+    );
+    try {
+      expect(await negotiate(s.endpoint, { maxVersion: "TLSv1.2", ciphers: "ECDHE-ECDSA-AES256-GCM-SHA384" })).toMatch(/^error: .*HANDSHAKE_FAILURE/i);
+      expect(await negotiate(s.endpoint, { maxVersion: "TLSv1.2" })).toBe("TLSv1.2 TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256");
+      expect(await negotiate(s.endpoint, {})).toMatch(/^TLSv1\.3 /);
+    } finally {
+      await s.stop();
+    }
+  }, 60_000);
+});
+
 describe("TLS without client certificates", () => {
   test("any client that trusts the CA connects", async () => {
     const s = await startStrata(["--cert-file", server.cert, "--key-file", server.key], undefined, "bun", clientTls);

@@ -111,14 +111,15 @@ export interface RunOptions {
   logFile: string;
   /** each test's result as it ends */
   onResult?: (r: TestResult) => void;
-  /** the most one start of the suite may take (passed on as -test.timeout) */
+  /** the most one test may take (passed on as -test.timeout; 10 minutes unless told) */
   timeoutMs?: number;
 }
 
 /**
- * Runs the named tests against etcd or strata, one after another in one start of the
- * suite; when a test takes the suite down (a panic, a timeout), it counts as crashed and
- * the suite starts again with the tests after it.
+ * Runs the named tests against etcd or strata, each in a start of the suite of its own:
+ * a test that fails can leave its server running on the suite's fixed ports (the suite
+ * closes its cluster only on success), and the next test would then meet that one. A test
+ * during which the suite's process ended (a panic, its timeout) counts as crashed.
  */
 export async function runSuite(target: Target, names: string[], o: RunOptions): Promise<Map<string, TestResult>> {
   const { path } = await suiteBinary();
@@ -126,20 +127,15 @@ export async function runSuite(target: Target, names: string[], o: RunOptions): 
   const log = createWriteStream(o.logFile);
   const results = new Map<string, TestResult>();
   try {
-    let remaining = names;
-    // each start ends at least one test, so this ends
-    for (let starts = 0; remaining.length > 0 && starts < names.length; starts++) {
-      const running = await runOnce(path, target, remaining, o, log, results);
+    for (const name of names) {
+      const running = await runOnce(path, target, name, o, log, results);
       if (running) {
-        const r: TestResult = { name: running.name, status: "crashed", seconds: 0, reason: running.reason ?? "the suite's process ended during this test", clustered: running.clustered };
-        results.set(r.name, r);
+        const r: TestResult = { name, status: "crashed", seconds: 0, reason: running.reason ?? "the suite's process ended during this test", clustered: running.clustered };
+        results.set(name, r);
         o.onResult?.(r);
       }
-      const before = remaining.length;
-      remaining = remaining.filter((n) => !results.has(n));
-      if (remaining.length === before) break;
+      if (!results.has(name)) results.set(name, { name, status: "not run", seconds: 0, clustered: false });
     }
-    for (const n of names) if (!results.has(n)) results.set(n, { name: n, status: "not run", seconds: 0, clustered: false });
   } finally {
     await new Promise((r) => log.end(r));
     unlock();
@@ -153,45 +149,69 @@ interface Running {
   clustered: boolean;
 }
 
-/** One start of the suite; returns the test that was running when it ended, if any. */
-function runOnce(binary: string, target: Target, names: string[], o: RunOptions, log: NodeJS.WritableStream, results: Map<string, TestResult>): Promise<Running | undefined> {
+/**
+ * Reads the suite's `go test -v` output line by line. With EXPECT_DEBUG the suite also
+ * prints every line its etcd and etcdctl print, and one that lacks its newline glues the
+ * next "--- PASS" or "=== RUN" onto its end: those are matched anywhere in a line.
+ */
+export class OutputReader {
+  /** the test started and not yet ended */
+  current: Running | undefined;
+  constructor(private readonly ended: (r: TestResult) => void) {}
+
+  line(line: string): void {
+    const run = line.match(/(?:^|\s)=== RUN {3}(Test\w+)$/);
+    if (run) {
+      this.current = { name: run[1]!, clustered: false };
+      return;
+    }
+    const end = line.match(/(?:^|\s)--- (PASS|FAIL|SKIP): (Test\w+) \(([\d.]+)s\)$/);
+    if (end) {
+      const current = this.current?.name === end[2] ? this.current : undefined;
+      this.ended({
+        name: end[2]!, status: end[1]!.toLowerCase() as Status, seconds: Number(end[3]), clustered: current?.clustered ?? false,
+        ...(end[1] === "FAIL" && { reason: current?.reason ?? "failed without a message" }),
+      });
+      this.current = undefined;
+      return;
+    }
+    if (!this.current) return;
+    if (line.includes("etcd-wrapper: clustered")) this.current.clustered = true;
+    const msg = line.match(/^ {4}[\w.]+\.go:\d+: (.*)$/);
+    if (msg && !this.current.reason) this.current.reason = msg[1]!.slice(0, 300);
+  }
+}
+
+/** The results in a saved log of runs (the last result of each test wins). */
+export function readLog(text: string): Map<string, TestResult> {
+  const results = new Map<string, TestResult>();
+  const reader = new OutputReader((r) => results.set(r.name, r));
+  for (const line of text.split("\n")) reader.line(line);
+  return results;
+}
+
+/** One start of the suite for one test; returns it if it was still running when the suite ended. */
+function runOnce(binary: string, target: Target, name: string, o: RunOptions, log: NodeJS.WritableStream, results: Map<string, TestResult>): Promise<Running | undefined> {
   const env: NodeJS.ProcessEnv = { ...process.env, EXPECT_DEBUG: "1" };
   // the suite sets what etcdctl needs; strata's own settings would reach the wrapper's strata
   for (const k of Object.keys(env)) if (k.startsWith("STRATA_") || k.startsWith("ETCD")) delete env[k];
-  const timeoutMs = o.timeoutMs ?? 3 * 3_600_000;
+  const timeoutMs = o.timeoutMs ?? 10 * 60_000;
   const args = [
-    "-test.v", `-test.run=^(${names.join("|")})$`, `-test.timeout=${Math.round(timeoutMs / 1000)}s`,
+    "-test.v", `-test.run=^${name}$`, `-test.timeout=${Math.round(timeoutMs / 1000)}s`,
     `-bin-dir=${binDir(target)}`, `-cert-dir=${join(ETCD_SRC, "integration/fixtures")}`,
   ];
   log.write(`### ${target}: ${binary} ${args.join(" ")}\n`);
   return new Promise((done, fail) => {
     const child = spawn(binary, args, { cwd: workDir(), env, stdio: ["ignore", "pipe", "pipe"] });
     const killer = setTimeout(() => child.kill("SIGKILL"), timeoutMs + 60_000);
-    let current: Running | undefined;
+    const reader = new OutputReader((r) => {
+      results.set(r.name, r);
+      o.onResult?.(r);
+    });
     let partial = "";
     const onLine = (line: string) => {
       log.write(`${line}\n`);
-      const run = line.match(/^=== RUN {3}(Test\w+)$/);
-      if (run) {
-        current = { name: run[1]!, clustered: false };
-        return;
-      }
-      const end = line.match(/^--- (PASS|FAIL|SKIP): (Test\w+) \(([\d.]+)s\)$/);
-      if (end) {
-        const r: TestResult = {
-          name: end[2]!, status: end[1]!.toLowerCase() as Status, seconds: Number(end[3]),
-          clustered: current?.name === end[2] && current.clustered,
-          ...(end[1] === "FAIL" && { reason: current?.reason ?? "failed without a message" }),
-        };
-        results.set(r.name, r);
-        o.onResult?.(r);
-        current = undefined;
-        return;
-      }
-      if (!current) return;
-      if (line.includes("etcd-wrapper: clustered")) current.clustered = true;
-      const msg = line.match(/^ {4}[\w.]+\.go:\d+: (.*)$/);
-      if (msg && !current.reason) current.reason = msg[1]!.slice(0, 300);
+      reader.line(line);
     };
     const onData = (d: Buffer) => {
       const lines = (partial + d.toString("utf8")).split("\n");
@@ -205,7 +225,7 @@ function runOnce(binary: string, target: Target, names: string[], o: RunOptions,
       clearTimeout(killer);
       if (partial) onLine(partial);
       killLeftovers(target);
-      done(current);
+      done(reader.current);
     });
   });
 }

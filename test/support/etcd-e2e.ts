@@ -152,7 +152,8 @@ interface Running {
 /**
  * Reads the suite's `go test -v` output line by line. With EXPECT_DEBUG the suite also
  * prints every line its etcd and etcdctl print, and one that lacks its newline glues the
- * next "--- PASS" or "=== RUN" onto its end: those are matched anywhere in a line.
+ * next "--- PASS" or "=== RUN" onto its end (after any byte: etcdctl prints protobuf too),
+ * so those are matched anywhere in a line; a subtest's name has a "/" and is not matched.
  */
 export class OutputReader {
   /** the test started and not yet ended */
@@ -160,12 +161,12 @@ export class OutputReader {
   constructor(private readonly ended: (r: TestResult) => void) {}
 
   line(line: string): void {
-    const run = line.match(/(?:^|\s)=== RUN {3}(Test\w+)$/);
+    const run = line.match(/=== RUN {3}(Test\w+)$/);
     if (run) {
       this.current = { name: run[1]!, clustered: false };
       return;
     }
-    const end = line.match(/(?:^|\s)--- (PASS|FAIL|SKIP): (Test\w+) \(([\d.]+)s\)$/);
+    const end = line.match(/--- (PASS|FAIL|SKIP): (Test\w+) \(([\d.]+)s\)$/);
     if (end) {
       const current = this.current?.name === end[2] ? this.current : undefined;
       this.ended({
@@ -177,8 +178,9 @@ export class OutputReader {
     }
     if (!this.current) return;
     if (line.includes("etcd-wrapper: clustered")) this.current.clustered = true;
-    const msg = line.match(/^ {4}[\w.]+\.go:\d+: (.*)$/);
-    if (msg && !this.current.reason) this.current.reason = msg[1]!.slice(0, 300);
+    // the test's own messages ("    ctl_v3_kv_test.go:193: ..."); the last is the one it failed with
+    const msg = line.match(/ {4}\w+\.go:\d+: (.*)$/);
+    if (msg) this.current.reason = msg[1]!.slice(0, 300);
   }
 }
 

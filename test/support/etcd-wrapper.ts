@@ -81,7 +81,13 @@ export function translate(argv: string[]): Translation {
 }
 
 if (import.meta.main) {
-  const t = translate(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  if (argv[0] && !argv[0].startsWith("-")) {
+    // `etcd grpc-proxy start`, `etcd gateway start`: etcd's proxies, not a server
+    console.log(`etcd-wrapper: etcd ${argv[0]} has no strata equivalent`);
+    process.exit(1);
+  }
+  const t = translate(argv);
   if (t.ignored.length) console.log(`etcd-wrapper: ignoring ${t.ignored.join(" ")} (no strata equivalent)`);
   if (t.members > 1) {
     // three strata on three data dirs would be three unrelated stores: say so and stop

@@ -11,6 +11,7 @@ import {
 import { ConfigError } from "../config/config-error.ts";
 import type { TlsSettings } from "../config/tls-settings.ts";
 import { type RevokedSerials, revokedSerials, serialKey } from "./crl.ts";
+import { type SelfSigned, selfSignedCertificate } from "./self-signed.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
@@ -28,10 +29,15 @@ export function tlsServerOptions(s: TlsSettings): TlsOptions {
   };
 }
 
+/** --auto-tls's certificate, made once per set of settings (so once per process) */
+const selfSignedFor = new WeakMap<TlsSettings, SelfSigned>();
+
 /** Reads and checks the files, one at a time so that a broken one is named. */
 function readCertificates(s: TlsSettings): SecureContextOptions {
-  const cert = read("cert-file", s.certFile);
-  const key = read("key-file", s.keyFile);
+  if (s.selfSigned && !selfSignedFor.has(s)) selfSignedFor.set(s, selfSignedCertificate(s.selfSigned.hosts));
+  const made = selfSignedFor.get(s);
+  const cert = made ? Buffer.from(made.cert) : read("cert-file", s.certFile);
+  const key = made ? Buffer.from(made.key) : read("key-file", s.keyFile);
   const ca = s.trustedCaFile ? read("trusted-ca-file", s.trustedCaFile) : undefined;
   parse("cert-file", s.certFile, "a PEM certificate", () => new X509Certificate(cert));
   parse("key-file", s.keyFile, "a PEM private key", () => createPrivateKey(key));

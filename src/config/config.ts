@@ -165,6 +165,13 @@ export const SETTINGS = {
     help: "certificate revocation list (PEM or DER): client certificates whose serial number it lists are refused, as etcd's --client-crl-file; needs --client-cert-auth; reloaded when the file changes",
     schema: v.string(),
   },
+  "auto-tls": {
+    env: "STRATA_AUTO_TLS",
+    default: "false",
+    flag: "boolean",
+    help: "without --cert-file, serve TLS with a self-signed certificate made at each start, as etcd's --auto-tls (for clients that skip verification, such as etcdctl --insecure-skip-tls-verify); needs an https:// listen URL",
+    schema: yesNo("auto-tls"),
+  },
   "cipher-suites": {
     env: "STRATA_CIPHER_SUITES",
     default: "",

@@ -14,6 +14,8 @@ export interface TlsSettings {
   crlFile: string | undefined;
   /** the TLS 1.2 cipher suites offered, in OpenSSL's spelling (etcd's --cipher-suites); undefined: the defaults */
   ciphers: string | undefined;
+  /** etcd's --auto-tls: no certificate files; one is made at start for these hosts */
+  selfSigned: { hosts: string[] } | undefined;
 }
 
 interface Values {
@@ -24,6 +26,8 @@ interface Values {
   "client-cert-auth": boolean;
   "client-crl-file": string;
   "cipher-suites": string;
+  "auto-tls": boolean;
+  "advertise-client-urls": string;
 }
 
 /** The TLS settings, or undefined for cleartext; `source` says where a setting came from. */
@@ -40,16 +44,30 @@ export function tlsSettings(c: Values, source: (name: keyof Values) => string): 
     throw new ConfigError(`${source("client-crl-file")}: --client-crl-file needs --client-cert-auth, or no client presents a certificate to check`);
   }
   const ciphers = opensslCiphers(c["cipher-suites"], source("cipher-suites"));
-  if (!cert) {
+  // as in etcd, certificate files win over --auto-tls
+  const selfSigned = c["auto-tls"] && !cert ? { hosts: hostsOf([c.listen, ...c["advertise-client-urls"].split(",")]) } : undefined;
+  if (selfSigned && !https) throw new ConfigError(`${source("auto-tls")}: --auto-tls needs an https:// listen URL (listen is ${c.listen})`);
+  if (!cert && !selfSigned) {
     if (ciphers) throw new ConfigError(`${source("cipher-suites")}: TLS needs --cert-file and --key-file`);
     if (https) throw new ConfigError(`${source("listen")}: an https:// listen URL needs --cert-file and --key-file`);
     if (ca) throw new ConfigError(`${source("trusted-ca-file")}: TLS needs --cert-file and --key-file`);
     if (c["client-cert-auth"]) throw new ConfigError(`${source("client-cert-auth")}: TLS needs --cert-file and --key-file`);
     return undefined;
   }
-  if (!https) {
+  if (cert && !https) {
     const where = source("listen") === "default" ? source("cert-file") : source("listen");
     throw new ConfigError(`${where}: with --cert-file the listen URL must start with https:// (listen is ${c.listen})`);
   }
-  return { certFile: cert, keyFile: key, trustedCaFile: ca || undefined, clientCertAuth: c["client-cert-auth"], crlFile: crl || undefined, ciphers };
+  return { certFile: cert, keyFile: key, trustedCaFile: ca || undefined, clientCertAuth: c["client-cert-auth"], crlFile: crl || undefined, ciphers, selfSigned };
+}
+
+/** the host names and addresses in these URLs, once each */
+function hostsOf(urls: string[]): string[] {
+  const hosts = new Set<string>();
+  for (const u of urls) {
+    try {
+      if (u.trim()) hosts.add(new URL(u.trim()).hostname.replace(/^\[|\]$/g, ""));
+    } catch {}
+  }
+  return [...hosts];
 }

@@ -16,6 +16,7 @@ import { CACHE, listTests, runSuite, suiteBinary, type TestResult } from "../sup
 const SUBSET = new RegExp(
   [
     "TestCtlV3(Put|Get|Del)(ClientTLS)?$",
+    "TestCtlV3(Put|Get|MemberList)ClientAutoTLS$",
     "TestCtlV3Get(Format|Rev|KeysOnly|RevokedCRL)$",
     "TestCtlV3Put(IgnoreValue|IgnoreLease|ClientTLSFlagByEnv)$",
     "TestCtlV3Lease\\w+(NoTLS|ClientTLS)$",

@@ -4,14 +4,14 @@
 // certificates a CRL revokes refused (--client-crl-file), and start-up refusals that name
 // the flag and the file.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { copyFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { connect as tlsConnect } from "node:tls";
 import { makeCa, makeCert, makeCrl, type Pem, read } from "../support/certs.ts";
-import { type ClientTls, etcdClient, startStrata, type StrataProcess } from "../support/strata.ts";
+import { type ClientTls, etcdClient, freePort, startStrata, type StrataProcess } from "../support/strata.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/main.ts");
 const dir = mkdtempSync(join(tmpdir(), "strata-tls-"));
@@ -232,6 +232,40 @@ describe("--cipher-suites: TLS 1.2 offers only the suites named, as etcd's", () 
   }, 60_000);
 });
 
+describe("--auto-tls: TLS with a certificate strata makes itself", () => {
+  test("etcdctl that skips verification puts and gets; the certificate names the listen address", async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, [
+      MAIN, "serve", "--listen", `https://127.0.0.1:${port}`, "--auto-tls", "--metrics-listen=",
+      "--backend", `sqlite://${join(dir, "auto-tls.db")}`,
+    ], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr!.on("data", (d) => (stderr += d));
+    try {
+      const insecure = [`--endpoints=https://127.0.0.1:${port}`, "--insecure-transport=false", "--insecure-skip-tls-verify", "--dial-timeout=2s"];
+      const ctl = (args: string[]) => spawnSync("etcdctl", [...insecure, ...args], { encoding: "utf8", env: { ...process.env, ETCDCTL_API: "3" } });
+      const ready = Date.now() + 30_000;
+      while (!stderr.includes("serving etcd v3 API") && child.exitCode === null && Date.now() < ready) await Bun.sleep(100);
+      expect(stderr).toContain('"autoTls":"a self-signed certificate made at start"');
+      expect(ctl(["put", "auto/a", "one"]).stdout.trim()).toBe("OK");
+      expect(ctl(["get", "auto/a", "--print-value-only"]).stdout.trim()).toBe("one");
+      // a client that verifies against the usual CAs refuses it: it is self-signed
+      expect(spawnSync("etcdctl", [`--endpoints=https://127.0.0.1:${port}`, "--dial-timeout=2s", "get", "auto/a"], { encoding: "utf8" }).status).not.toBe(0);
+      const served = await new Promise<X509Certificate>((resolve, reject) => {
+        const socket = tlsConnect({ host: "127.0.0.1", port, rejectUnauthorized: false, ALPNProtocols: ["h2"] }, () => {
+          resolve(socket.getPeerX509Certificate()!);
+          socket.destroy();
+        });
+        socket.on("error", reject);
+      });
+      expect(served.subjectAltName).toBe("IP Address:127.0.0.1");
+      expect(served.verify(served.publicKey)).toBe(true);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  }, 60_000);
+});
+
 describe("TLS without client certificates", () => {
   test("any client that trusts the CA connects", async () => {
     const s = await startStrata(["--cert-file", server.cert, "--key-file", server.key], undefined, "bun", clientTls);
@@ -292,6 +326,12 @@ describe("start-up refusals name the flag and the file, and exit 2", () => {
     expect(r.status).toBe(2);
     expect(r.lines).toHaveLength(1);
     expect(r.lines[0]).toContain(`--client-crl-file ${junk}: not a certificate revocation list`);
+  }, 30_000);
+
+  test("--auto-tls with an http:// listen URL", () => {
+    const r = start(["--listen", "http://127.0.0.1:1", "--auto-tls"]);
+    expect(r.status).toBe(2);
+    expect(r.lines).toEqual(["strata: configuration error: flag --auto-tls: --auto-tls needs an https:// listen URL (listen is http://127.0.0.1:1)"]);
   }, 30_000);
 
   test("a listen URL whose scheme does not match", () => {

@@ -81,8 +81,8 @@ describe("configuration", () => {
     const https = ["--listen", "https://127.0.0.1:2379"];
     expect(loadConfig([], {}).tls).toBeUndefined();
     expect(loadConfig([...https, "--cert-file", "s.crt", "--key-file", "s.key"], {}).tls)
-      .toEqual({ certFile: "s.crt", keyFile: "s.key", trustedCaFile: undefined, clientCertAuth: false, crlFile: undefined, ciphers: undefined });
-    const all = { certFile: "s.crt", keyFile: "s.key", trustedCaFile: "ca.crt", clientCertAuth: true, crlFile: undefined, ciphers: undefined };
+      .toEqual({ certFile: "s.crt", keyFile: "s.key", trustedCaFile: undefined, clientCertAuth: false, crlFile: undefined, ciphers: undefined, selfSigned: undefined });
+    const all = { certFile: "s.crt", keyFile: "s.key", trustedCaFile: "ca.crt", clientCertAuth: true, crlFile: undefined, ciphers: undefined, selfSigned: undefined };
     expect(loadConfig([...https, "--cert-file", "s.crt", "--key-file", "s.key", "--trusted-ca-file", "ca.crt", "--client-cert-auth"], {}).tls)
       .toEqual(all);
     expect(loadConfig([], {
@@ -96,6 +96,13 @@ describe("configuration", () => {
     const https = ["--listen", "https://127.0.0.1:2379", "--cert-file", "s.crt", "--key-file", "s.key"];
     expect(loadConfig([...https, "--cipher-suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"], {}).tls?.ciphers)
       .toBe("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305");
+  });
+  test("TLS: --auto-tls without certificate files, for the hosts of the listen and advertised URLs", () => {
+    const tls = loadConfig(["--listen", "https://127.0.0.1:2379", "--advertise-client-urls", "https://localhost:2379,https://[::1]:2379", "--auto-tls"], {}).tls;
+    expect(tls?.selfSigned).toEqual({ hosts: ["127.0.0.1", "localhost", "::1"] });
+    // certificate files win, as in etcd
+    expect(loadConfig(["--listen", "https://h:1", "--cert-file", "s.crt", "--key-file", "s.key", "--auto-tls"], {}).tls?.selfSigned).toBeUndefined();
+    expect(() => loadConfig(["--auto-tls"], {})).toThrow("flag --auto-tls: --auto-tls needs an https:// listen URL (listen is http://127.0.0.1:2379)");
   });
   test("TLS: --client-cert-auth=true and =false as etcd's flags are written", () => {
     const base = ["--listen", "https://h:2379", "--cert-file", "s.crt", "--key-file", "s.key", "--trusted-ca-file", "ca.crt"];

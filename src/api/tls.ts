@@ -1,8 +1,8 @@
 // TLS for the etcd API, as etcd's --cert-file, --key-file, --trusted-ca-file,
-// --client-cert-auth and --client-crl-file. The files are read at start, where any problem
-// stops strata with a line naming the flag and the file, and read again whenever they
-// change, so certificates and the CRL rotate without a restart; a broken new file keeps the
-// old ones in use.
+// --client-cert-auth, --client-crl-file, --cipher-suites and --auto-tls. The files are read
+// at start, where any problem stops strata with a line naming the flag and the file, and
+// read again whenever they change, so certificates and the CRL rotate without a restart; a
+// broken new file keeps the old ones in use. --auto-tls's certificate is made once at start.
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { readFileSync, statSync } from "node:fs";
 import {

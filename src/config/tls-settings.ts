@@ -48,10 +48,11 @@ export function tlsSettings(c: Values, source: (name: keyof Values) => string): 
   const selfSigned = c["auto-tls"] && !cert ? { hosts: hostsOf([c.listen, ...c["advertise-client-urls"].split(",")]) } : undefined;
   if (selfSigned && !https) throw new ConfigError(`${source("auto-tls")}: --auto-tls needs an https:// listen URL (listen is ${c.listen})`);
   if (!cert && !selfSigned) {
-    if (ciphers) throw new ConfigError(`${source("cipher-suites")}: TLS needs --cert-file and --key-file`);
-    if (https) throw new ConfigError(`${source("listen")}: an https:// listen URL needs --cert-file and --key-file`);
-    if (ca) throw new ConfigError(`${source("trusted-ca-file")}: TLS needs --cert-file and --key-file`);
-    if (c["client-cert-auth"]) throw new ConfigError(`${source("client-cert-auth")}: TLS needs --cert-file and --key-file`);
+    const needs = "--cert-file and --key-file (or --auto-tls)";
+    if (ciphers) throw new ConfigError(`${source("cipher-suites")}: TLS needs ${needs}`);
+    if (https) throw new ConfigError(`${source("listen")}: an https:// listen URL needs ${needs}`);
+    if (ca) throw new ConfigError(`${source("trusted-ca-file")}: TLS needs ${needs}`);
+    if (c["client-cert-auth"]) throw new ConfigError(`${source("client-cert-auth")}: TLS needs ${needs}`);
     return undefined;
   }
   if (cert && !https) {

@@ -42,6 +42,8 @@ for (const target of targets) {
 }
 writeFileSync(join(CACHE, "results.json"), JSON.stringify(Object.fromEntries(Object.entries(results).map(([t, m]) => [t, [...m!.values()]])), null, 1));
 
+// etcdctl's protobuf output in a failure message would garble the terminal
+const printable = (text: string) => text.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, "?");
 const cell = (t: Target, n: string) => results[t]?.get(n)?.status ?? "-";
 const clustered = names.filter((n) => results.strata?.get(n)?.clustered);
 const single = names.filter((n) => !clustered.includes(n));
@@ -49,7 +51,7 @@ const width = Math.max(...names.map((n) => n.length));
 console.log(`\n${"test".padEnd(width)}  etcd     strata   why it fails on strata`);
 for (const n of single) {
   const s = results.strata?.get(n);
-  console.log(`${n.padEnd(width)}  ${cell("etcd", n).padEnd(7)}  ${cell("strata", n).padEnd(7)}  ${s?.status === "pass" ? "" : (s?.reason ?? "")}`);
+  console.log(`${n.padEnd(width)}  ${cell("etcd", n).padEnd(7)}  ${cell("strata", n).padEnd(7)}  ${s?.status === "pass" ? "" : printable(s?.reason ?? "")}`);
 }
 if (clustered.length) {
   console.log(`\nclustered (several members; strata has no raft, not counted below):`);
@@ -57,4 +59,4 @@ if (clustered.length) {
 }
 const passing = (t: Target) => single.filter((n) => results[t]?.get(n)?.status === "pass").length;
 const parts = [...targets].reverse().map((t) => (t === "strata" ? `${passing(t)} of ${single.length} pass on strata` : `${passing(t)} on etcd`));
-console.log(`\n${parts.join(", ")}${clustered.length ? ` (${clustered.length} clustered tests apart)` : ""}`);
+console.log(`\n${parts.join(", ")}${clustered.length ? ` (${clustered.length} clustered test${clustered.length > 1 ? "s" : ""} apart)` : ""}`);

@@ -86,6 +86,7 @@ async function serve(config: Config): Promise<void> {
     commit: commit(),
     listen: listen.origin,
     ...(config.tls && { clientCertAuth: config.tls.clientCertAuth }),
+    ...(config.tls?.selfSigned && { autoTls: "a self-signed certificate made at start" }),
     backends: keyspace.probes.map((p) => `${p.name}=${p.url}`).join(", "),
     revision: String(keyspace.database.router.revision),
   });

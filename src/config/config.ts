@@ -171,6 +171,25 @@ export const SETTINGS = {
     help: "refuse clients without a certificate signed by --trusted-ca-file, as etcd's --client-cert-auth",
     schema: yesNo("client-cert-auth"),
   },
+  "client-crl-file": {
+    env: "STRATA_CLIENT_CRL_FILE",
+    default: "",
+    help: "certificate revocation list (PEM or DER): client certificates whose serial number it lists are refused, as etcd's --client-crl-file; needs --client-cert-auth; reloaded when the file changes",
+    schema: v.string(),
+  },
+  "auto-tls": {
+    env: "STRATA_AUTO_TLS",
+    default: "false",
+    flag: "boolean",
+    help: "without --cert-file, serve TLS with a self-signed certificate made at each start, as etcd's --auto-tls (for clients that skip verification, such as etcdctl --insecure-skip-tls-verify); needs an https:// listen URL",
+    schema: yesNo("auto-tls"),
+  },
+  "cipher-suites": {
+    env: "STRATA_CIPHER_SUITES",
+    default: "",
+    help: "TLS 1.2 cipher suites offered, comma separated, by the names etcd's --cipher-suites takes (e.g. TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); TLS 1.3 keeps its own; empty: the TLS library's defaults",
+    schema: v.string(),
+  },
   "metrics-listen": {
     env: "STRATA_METRICS_LISTEN",
     default: "http://127.0.0.1:2381",

@@ -11,9 +11,10 @@ import { join, relative, resolve } from "node:path";
 
 const GO_DIR = resolve(import.meta.dir, "../go");
 // where Debian's golang-*-dev packages install Go sources (etcd 3.4, grpc-go and the rest)
-const DEBIAN_GOPATH = "/usr/share/gocode";
+export const DEBIAN_GOPATH = "/usr/share/gocode";
 
-function goEnv(): NodeJS.ProcessEnv {
+/** Go in GOPATH mode over Debian's sources (test/go first), offline, with a shared build cache */
+export function goEnv(): NodeJS.ProcessEnv {
   return {
     ...process.env,
     GO111MODULE: "off",

@@ -95,8 +95,8 @@ describe("configuration", () => {
     const https = ["--listen", "https://127.0.0.1:2379"];
     expect(loadConfig([], {}).tls).toBeUndefined();
     expect(loadConfig([...https, "--cert-file", "s.crt", "--key-file", "s.key"], {}).tls)
-      .toEqual({ certFile: "s.crt", keyFile: "s.key", trustedCaFile: undefined, clientCertAuth: false });
-    const all = { certFile: "s.crt", keyFile: "s.key", trustedCaFile: "ca.crt", clientCertAuth: true };
+      .toEqual({ certFile: "s.crt", keyFile: "s.key", trustedCaFile: undefined, clientCertAuth: false, crlFile: undefined, ciphers: undefined, selfSigned: undefined });
+    const all = { certFile: "s.crt", keyFile: "s.key", trustedCaFile: "ca.crt", clientCertAuth: true, crlFile: undefined, ciphers: undefined, selfSigned: undefined };
     expect(loadConfig([...https, "--cert-file", "s.crt", "--key-file", "s.key", "--trusted-ca-file", "ca.crt", "--client-cert-auth"], {}).tls)
       .toEqual(all);
     expect(loadConfig([], {
@@ -105,6 +105,18 @@ describe("configuration", () => {
     }).tls).toEqual(all);
     const f = file("tls.yaml", "listen: https://0.0.0.0:2379\ncert-file: s.crt\nkey-file: s.key\ntrusted-ca-file: ca.crt\nclient-cert-auth: true\n");
     expect(loadConfig(["--config", f], {}).tls).toEqual(all);
+  });
+  test("TLS: etcd's --cipher-suites names become OpenSSL's", () => {
+    const https = ["--listen", "https://127.0.0.1:2379", "--cert-file", "s.crt", "--key-file", "s.key"];
+    expect(loadConfig([...https, "--cipher-suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305"], {}).tls?.ciphers)
+      .toBe("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305");
+  });
+  test("TLS: --auto-tls without certificate files, for the hosts of the listen and advertised URLs", () => {
+    const tls = loadConfig(["--listen", "https://127.0.0.1:2379", "--advertise-client-urls", "https://localhost:2379,https://[::1]:2379", "--auto-tls"], {}).tls;
+    expect(tls?.selfSigned).toEqual({ hosts: ["127.0.0.1", "localhost", "::1"] });
+    // certificate files win, as in etcd
+    expect(loadConfig(["--listen", "https://h:1", "--cert-file", "s.crt", "--key-file", "s.key", "--auto-tls"], {}).tls?.selfSigned).toBeUndefined();
+    expect(() => loadConfig(["--auto-tls"], {})).toThrow("flag --auto-tls: --auto-tls needs an https:// listen URL (listen is http://127.0.0.1:2379)");
   });
   test("TLS: --client-cert-auth=true and =false as etcd's flags are written", () => {
     const base = ["--listen", "https://h:2379", "--cert-file", "s.crt", "--key-file", "s.key", "--trusted-ca-file", "ca.crt"];
@@ -122,6 +134,11 @@ describe("configuration", () => {
     expect(() => loadConfig([], { STRATA_LISTEN: "https://h:1" })).toThrow("environment STRATA_LISTEN: an https:// listen URL needs --cert-file and --key-file");
     expect(() => loadConfig(["--trusted-ca-file", "ca.crt"], {})).toThrow("flag --trusted-ca-file: TLS needs --cert-file and --key-file");
     expect(() => loadConfig(["--listen", "grpc://h:1"], {})).toThrow("listen must be a URL starting with http:// or https://");
+    expect(() => loadConfig(["--listen", "https://h:1", "--cert-file", "s.crt", "--key-file", "s.key", "--trusted-ca-file", "ca.crt", "--client-crl-file", "r.crl"], {}))
+      .toThrow("flag --client-crl-file: --client-crl-file needs --client-cert-auth");
+    expect(() => loadConfig(["--cipher-suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"], {})).toThrow("flag --cipher-suites: TLS needs --cert-file and --key-file");
+    expect(() => loadConfig(["--listen", "https://h:1", "--cert-file", "s.crt", "--key-file", "s.key", "--cipher-suites", "TLS_RSA_WITH_RC4_128_SHA"], {}))
+      .toThrow(`flag --cipher-suites: unknown or unsupported TLS cipher suite "TLS_RSA_WITH_RC4_128_SHA"`);
   });
 });
 

@@ -4,16 +4,19 @@
 // take the process down). A response larger than the whole budget goes alone. Writes and
 // reads of one key are never held. Before a read the size of its response is not known:
 // it is guessed from the last response of the same kind (the same range end, limit and
-// keys-only: a resource's list, or its pages), else a fixed guess. A client that does not
-// read its response holds its share for RESPONSE_HOLD_MS at most: then it stops counting,
-// so a stalled or hostile client delays the others' large reads, but only that long.
+// keys-only: a resource's list, or its pages), else a fixed guess. A response counts until
+// its bytes went out or were dropped with their stream, however long that takes: a client
+// that does not read holds its share until the HTTP/2 layer resets its stalled stream
+// (--stalled-stream-timeout), so the memory held is bounded by the budget, not by time. A
+// read that cannot get in within its wait is refused with ResourceExhausted.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { RangeRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { H2Stream } from "./h2/stream.ts";
 
 /** bytes of range responses read and not yet sent, at most (beyond one response alone) */
 export const RESPONSE_BUDGET_BYTES = 64 * 1024 * 1024;
-/** how long an unsent response counts against the budget, at most */
-export const RESPONSE_HOLD_MS = 5000;
+/** how long a read waits for room, at most: past it, it is refused */
+export const ADMIT_WAIT_MS = 60_000;
 /** the guess for a kind of range not seen yet */
 const UNKNOWN_BYTES = 8 * 1024 * 1024;
 /** kinds remembered; past this many the memory starts again */
@@ -24,29 +27,45 @@ export class ResponseBudget {
   private readonly queue: Array<{ bytes: number; admit: () => void }> = [];
   private readonly sizes = new Map<string, number>();
 
-  constructor(readonly limit = RESPONSE_BUDGET_BYTES) {}
+  constructor(readonly limit = RESPONSE_BUDGET_BYTES, readonly maxWaitMs = ADMIT_WAIT_MS) {}
 
   /** bytes reserved now (for tests and metrics) */
   get reserved(): number {
     return this.held;
   }
 
-  /** Waits, in arrival order, until a response of this kind fits. Throws Canceled if the call ends first. */
+  /**
+   * Waits, in arrival order, until a response of this kind fits. Throws Canceled if the
+   * call ends first, ResourceExhausted if no room came within maxWaitMs.
+   */
   async admit(kind: string, signal: AbortSignal): Promise<Reservation> {
+    if (signal.aborted) throw new ConnectError("the client cancelled the call", Code.Canceled);
     const bytes = Math.min(this.sizes.get(kind) ?? UNKNOWN_BYTES, this.limit);
     if (this.queue.length === 0 && this.fits(bytes)) {
       this.held += bytes;
     } else {
       await new Promise<void>((resolve, reject) => {
-        const waiter = { bytes, admit: resolve };
-        this.queue.push(waiter);
-        signal.addEventListener("abort", () => {
+        const leave = (err: ConnectError) => {
           const i = this.queue.indexOf(waiter);
           if (i < 0) return;
           this.queue.splice(i, 1);
+          clearTimeout(timer);
           this.wake();
-          reject(new ConnectError("the client cancelled the call", Code.Canceled));
-        }, { once: true });
+          reject(err);
+        };
+        const waiter = {
+          bytes,
+          admit: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+        };
+        this.queue.push(waiter);
+        const timer = this.maxWaitMs <= 0 ? undefined : setTimeout(() => leave(new ConnectError(
+          `strata: too many large reads in flight (${mib(this.held)} MiB of responses not yet sent, ${mib(this.limit)} MiB allowed); retry later`,
+          Code.ResourceExhausted,
+        )), this.maxWaitMs);
+        signal.addEventListener("abort", () => leave(new ConnectError("the client cancelled the call", Code.Canceled)), { once: true });
       });
     }
     return new Reservation(this, kind, bytes);
@@ -92,12 +111,25 @@ export class Reservation {
     this.bytes = actual;
   }
 
+  /** Gives the bytes back as `stream` sends them, the rest when it closes (sent or dropped). */
+  holdUntilSent(stream: H2Stream): void {
+    stream.onSent((n) => {
+      if (this.released) return;
+      const part = Math.min(n, this.bytes);
+      this.bytes -= part;
+      this.budget.release(part);
+    });
+    stream.onClose(() => this.release());
+  }
+
   release(): void {
     if (this.released) return;
     this.released = true;
     this.budget.release(this.bytes);
   }
 }
+
+const mib = (bytes: number) => Math.round(bytes / (1024 * 1024));
 
 /** The budget's kind of a Range whose response may be large; undefined for one key or a count. */
 export function rangeKind(r: RangeRequest): string | undefined {

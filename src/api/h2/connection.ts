@@ -73,11 +73,16 @@ export type StreamHandler = (stream: H2Stream) => void | Promise<unknown>;
 export interface H2Options {
   /** a connection with no stream open for this long gets GOAWAY and closes (0: never) */
   idleTimeoutMs: number;
+  /**
+   * a stream whose queued response has not moved for this long (the client gives no
+   * window, or does not read the socket) is reset with ENHANCE_YOUR_CALM, and its bytes dropped
+   */
+  stalledStreamTimeoutMs: number;
   /** at most this many streams at once, open or reset while their handler still runs */
   maxConcurrentStreams: number;
 }
 
-export const DEFAULT_H2_OPTIONS: H2Options = { idleTimeoutMs: 5 * 60_000, maxConcurrentStreams: MAX_CONCURRENT_STREAMS };
+export const DEFAULT_H2_OPTIONS: H2Options = { idleTimeoutMs: 5 * 60_000, stalledStreamTimeoutMs: 60_000, maxConcurrentStreams: MAX_CONCURRENT_STREAMS };
 
 /** How a stream closed, for frames that arrive on it afterwards. */
 type Closed =
@@ -100,6 +105,7 @@ export class H2Connection implements StreamHost {
     Object.entries(FRAME_BUDGETS).map(([kind, [perSecond, burst]]) => [kind, new RateBudget(perSecond, burst)]),
   ) as Record<BudgetKind, RateBudget>;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
+  private stallTimer: ReturnType<typeof setInterval> | undefined;
   private readonly decoder = new HpackDecoder(4096, MAX_HEADER_BYTES);
   private readonly encoder = new HpackEncoder();
 
@@ -203,7 +209,19 @@ export class H2Connection implements StreamHost {
     this.recvWindow = CONNECTION_RECEIVE_WINDOW;
     this.scheduleFlush();
     this.armIdleTimer();
+    if (this.options.stalledStreamTimeoutMs > 0) {
+      this.stallTimer = setInterval(() => this.resetStalled(), Math.max(100, this.options.stalledStreamTimeoutMs / 4));
+      this.stallTimer.unref?.();
+    }
     return true;
+  }
+
+  /** Resets the streams whose queued response has not moved for the stall timeout. */
+  private resetStalled(): void {
+    const before = performance.now() - this.options.stalledStreamTimeoutMs;
+    for (const s of this.streams.values()) {
+      if (s.queuedBytes > 0 && s.progressAt < before) this.reset(s, ErrorCode.ENHANCE_YOUR_CALM);
+    }
   }
 
   /** An HTTP/1 request (a browser, curl without --http2-prior-knowledge) gets a plain answer. */
@@ -728,6 +746,7 @@ export class H2Connection implements StreamHost {
   private teardown(): void {
     this.ended = true;
     clearTimeout(this.prefaceTimer);
+    clearInterval(this.stallTimer);
     this.clearIdleTimer();
     for (const s of this.streams.values()) s.close();
     this.streams.clear();

@@ -35,7 +35,7 @@ type Expect = { connection: number } | { stream: number; on: number } | "answere
 interface Case {
   section: string;
   sends: string;
-  frames: (c: H2TestClient) => Promise<void> | void;
+  frames: (c: H2TestClient) => unknown;
   expect: Expect;
 }
 

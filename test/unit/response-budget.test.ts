@@ -1,5 +1,6 @@
 // The response budget: reads wait in order while responses read and not yet sent fill it.
 import { expect, test } from "bun:test";
+import { Code } from "@connectrpc/connect";
 import { ResponseBudget } from "../../src/api/response-budget.ts";
 
 const MiB = 1024 * 1024;
@@ -50,4 +51,18 @@ test("a call that ends while it waits leaves the queue", async () => {
   expect(await b.catch((e: { rawMessage: string }) => e.rawMessage)).toBe("the client cancelled the call");
   a.release();
   expect(await settled(c)).toBe(true);
+});
+
+test("a read that finds no room within the wait is refused with ResourceExhausted, and leaves the queue", async () => {
+  const budget = new ResponseBudget(10 * MiB, 100);
+  const a = await budget.admit("x", open());
+  a.settle(10 * MiB);
+  const b = budget.admit("x", open());
+  const err = await b.catch((e: { code: number; rawMessage: string }) => e);
+  expect((err as { code: number }).code).toBe(Code.ResourceExhausted);
+  expect((err as { rawMessage: string }).rawMessage).toContain("too many large reads in flight (10 MiB of responses not yet sent, 10 MiB allowed)");
+  a.release();
+  expect(budget.reserved).toBe(0);
+  // the queue is empty again: the next read goes at once
+  expect(await settled(budget.admit("x", open()))).toBe(true);
 });

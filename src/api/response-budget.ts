@@ -24,8 +24,10 @@ const KINDS = 10_000;
 
 export class ResponseBudget {
   private held = 0;
-  private readonly queue: Array<{ bytes: number; admit: () => void }> = [];
+  private readonly queue: Array<{ kind: string; admit: (bytes: number) => void }> = [];
   private readonly sizes = new Map<string, number>();
+  /** kinds whose first read is under way: the others of that kind wait to learn its size */
+  private readonly probing = new Set<string>();
 
   constructor(readonly limit = RESPONSE_BUDGET_BYTES, readonly maxWaitMs = ADMIT_WAIT_MS) {}
 
@@ -36,15 +38,17 @@ export class ResponseBudget {
 
   /**
    * Waits, in arrival order, until a response of this kind fits. Throws Canceled if the
-   * call ends first, ResourceExhausted if no room came within maxWaitMs.
+   * call ends first, ResourceExhausted if no room came within maxWaitMs. Of a kind not
+   * seen yet one read goes first, alone of its kind: a storm of new lists does not all
+   * start on a guess.
    */
   async admit(kind: string, signal: AbortSignal): Promise<Reservation> {
     if (signal.aborted) throw new ConnectError("the client cancelled the call", Code.Canceled);
-    const bytes = Math.min(this.sizes.get(kind) ?? UNKNOWN_BYTES, this.limit);
-    if (this.queue.length === 0 && this.fits(bytes)) {
-      this.held += bytes;
+    let bytes: number;
+    if (this.queue.length === 0 && this.mayGo(kind)) {
+      bytes = this.take(kind);
     } else {
-      await new Promise<void>((resolve, reject) => {
+      bytes = await new Promise<number>((resolve, reject) => {
         const leave = (err: ConnectError) => {
           const i = this.queue.indexOf(waiter);
           if (i < 0) return;
@@ -54,10 +58,10 @@ export class ResponseBudget {
           reject(err);
         };
         const waiter = {
-          bytes,
-          admit: () => {
+          kind,
+          admit: (n: number) => {
             clearTimeout(timer);
-            resolve();
+            resolve(n);
           },
         };
         this.queue.push(waiter);
@@ -75,25 +79,46 @@ export class ResponseBudget {
   settle(kind: string, bytes: number, actual: number): void {
     if (this.sizes.size >= KINDS) this.sizes.clear();
     this.sizes.set(kind, actual);
+    this.probing.delete(kind);
     this.held += actual - bytes;
-    if (actual < bytes) this.wake();
+    this.wake();
   }
 
   /** @internal */
-  release(bytes: number): void {
+  release(kind: string, bytes: number): void {
+    this.held -= bytes;
+    // a first read that failed before its size was known: the next of its kind probes
+    this.probing.delete(kind);
+    this.wake();
+  }
+
+  /** @internal part of a response went out */
+  sent(bytes: number): void {
     this.held -= bytes;
     this.wake();
   }
 
-  private fits(bytes: number): boolean {
-    return this.held === 0 || this.held + bytes <= this.limit;
+  private guess(kind: string): number {
+    return Math.min(this.sizes.get(kind) ?? UNKNOWN_BYTES, this.limit);
+  }
+
+  private mayGo(kind: string): boolean {
+    if (!this.sizes.has(kind) && this.probing.has(kind)) return false;
+    return this.held === 0 || this.held + this.guess(kind) <= this.limit;
+  }
+
+  /** Reserves a read of `kind`; returns the bytes reserved. */
+  private take(kind: string): number {
+    const bytes = this.guess(kind);
+    if (!this.sizes.has(kind)) this.probing.add(kind);
+    this.held += bytes;
+    return bytes;
   }
 
   private wake(): void {
-    while (this.queue.length > 0 && this.fits(this.queue[0]!.bytes)) {
+    while (this.queue.length > 0 && this.mayGo(this.queue[0]!.kind)) {
       const w = this.queue.shift()!;
-      this.held += w.bytes;
-      w.admit();
+      w.admit(this.take(w.kind));
     }
   }
 }
@@ -117,7 +142,7 @@ export class Reservation {
       if (this.released) return;
       const part = Math.min(n, this.bytes);
       this.bytes -= part;
-      this.budget.release(part);
+      this.budget.sent(part);
     });
     stream.onClose(() => this.release());
   }
@@ -125,7 +150,7 @@ export class Reservation {
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.budget.release(this.bytes);
+    this.budget.release(this.kind, this.bytes);
   }
 }
 

@@ -64,7 +64,7 @@ export class H2TestClient {
 
   /** Resolves once the socket's buffer drained (or the connection closed). */
   drained(): Promise<void> {
-    if (this.closed || this.socket.writableLength === 0) return Promise.resolve();
+    if (this.closed || !this.socket.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => {
       this.socket.once("drain", resolve);
       this.socket.once("close", resolve);

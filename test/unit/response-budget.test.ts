@@ -66,3 +66,17 @@ test("a read that finds no room within the wait is refused with ResourceExhauste
   // the queue is empty again: the next read goes at once
   expect(await settled(budget.admit("x", open()))).toBe(true);
 });
+
+test("of a kind not seen yet one read goes first; the others wait for its size instead of starting on a guess", async () => {
+  const budget = new ResponseBudget(64 * MiB);
+  const first = await budget.admit("new list", open());
+  const second = budget.admit("new list", open());
+  const other = budget.admit("other list", open());
+  expect(await settled(second)).toBe(false);
+  // a later kind waits behind, in arrival order
+  expect(await settled(other)).toBe(false);
+  first.settle(30 * MiB);
+  expect(await settled(second)).toBe(true);
+  expect(await settled(other)).toBe(false); // 60 MiB held, the 8 MiB guess does not fit
+  expect(budget.reserved).toBe(60 * MiB);
+});

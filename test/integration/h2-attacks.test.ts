@@ -384,6 +384,40 @@ for (const transport of ["h2c", "TLS"] as const) {
       loader.close();
     }
 
+    test("2,000 Range calls of one 1.4 MB value from a client that never gives window: memory bounded too", async () => {
+      const loader = strata.client();
+      await loader.put("big-value").value(Buffer.alloc(1_400_000, 0x62)).exec();
+      loader.close();
+      const one = grpcMessage(toBinary(RangeRequestSchema, create(RangeRequestSchema, { key: Buffer.from("big-value") })));
+      const s = await underAttack(strata, async () => {
+        const c = await strata.connect([[Setting.INITIAL_WINDOW_SIZE, 0]]);
+        const ids: number[] = [];
+        for (let batch = 0; batch < 20; batch++) {
+          const frames: Buffer[] = [];
+          for (let i = 0; i < 100; i++) {
+            const id = c.nextId();
+            ids.push(id);
+            frames.push(frame(FrameType.HEADERS, Flag.END_HEADERS, id, c.encode(grpcRequest("/etcdserverpb.KV/Range"))), frame(FrameType.DATA, Flag.END_STREAM, id, one));
+          }
+          await flood(c, Buffer.concat(frames), 1);
+        }
+        const ended = (id: number) => c.resetCode(id) !== undefined || c.grpcStatus(id) !== undefined;
+        await c.until(() => c.closed || ids.every(ended), 60_000, "every stream to end");
+        const outcome: Record<string, number> = {};
+        for (const id of ids) {
+          const key = c.resetCode(id) !== undefined ? `RST_STREAM ${c.resetCode(id)}` : `grpc-status ${c.grpcStatus(id)?.status}`;
+          outcome[key] = (outcome[key] ?? 0) + 1;
+        }
+        c.close();
+        return { outcome, ...ending(c) };
+      });
+      report(transport, "2,000 stalled reads of one large value", { strata: s });
+      const stalled = `RST_STREAM ${ErrorCode.ENHANCE_YOUR_CALM}`;
+      expect(s.attacker.outcome[stalled]).toBeGreaterThan(0);
+      expect((s.attacker.outcome[stalled] ?? 0) + (s.attacker.outcome["grpc-status 8"] ?? 0)).toBe(2000);
+      expectUnharmed(s);
+    }, 90_000);
+
     for (const method of ["Range", "RangeStream"]) {
       test(`200 ${method} calls over a 20 MB range from a client that never gives window: memory bounded by the response budget`, async () => {
         await loadRange();

@@ -80,3 +80,24 @@ test("of a kind not seen yet one read goes first; the others wait for its size i
   expect(await settled(other)).toBe(false); // 60 MiB held, the 8 MiB guess does not fit
   expect(budget.reserved).toBe(60 * MiB);
 });
+
+test("a small read does not wait behind a large one that does not fit", async () => {
+  const budget = new ResponseBudget(20 * MiB);
+  (await budget.admit("one key", open())).settle(1000);
+  const a = await budget.admit("list", open());
+  a.settle(15 * MiB);
+  const large = budget.admit("list", open()); // 15 MiB more does not fit
+  const small = budget.admit("one key", open());
+  expect(await settled(small)).toBe(true);
+  expect(await settled(large)).toBe(false);
+});
+
+test("at most 16 reads go on a guess at once: the rest wait until one learns its size", async () => {
+  const budget = new ResponseBudget(1024 * MiB);
+  (await budget.admit("one key", open())).settle(100);
+  const first = await Promise.all(Array.from({ length: 16 }, () => budget.admit("one key", open())));
+  const next = budget.admit("one key", open());
+  expect(await settled(next)).toBe(false);
+  first[0]!.settle(100);
+  expect(await settled(next)).toBe(true);
+});

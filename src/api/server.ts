@@ -103,7 +103,9 @@ export function createGrpcServer(p: ServerParts): H2Server {
     if (stream.path === RANGE_STREAM_PATH && servesUnary(stream)) return serveRangeStream(streams, call, readMaxBytes);
     const handler = viaConnect.get(stream.path);
     if (!handler) return unknownMethod(stream, call);
-    return serveWithConnect(handler, call, accounting.contextValues(record)).catch(() => stream.reset(ErrorCode.INTERNAL_ERROR));
+    // a Range that Connect answers (a compressed or JSON request) counts in the budget too
+    const budgeted = method?.kind ? { budget, kind: `connect ${stream.path}` } : undefined;
+    return serveWithConnect(handler, call, accounting.contextValues(record), budgeted).catch(() => stream.reset(ErrorCode.INTERNAL_ERROR));
   }, p.tls, { idleTimeoutMs: p.http2.idleConnectionTimeoutMs, stalledStreamTimeoutMs: p.http2.stalledStreamTimeoutMs });
 }
 

@@ -418,17 +418,28 @@ for (const transport of ["h2c", "TLS"] as const) {
       expectUnharmed(s);
     }, 90_000);
 
-    for (const method of ["Range", "RangeStream"]) {
+    const bigRange = { key: Buffer.from("big/"), rangeEnd: Buffer.from("big0") };
+    const CALLS: Record<string, { path: string; headers: HeaderList; body: Buffer }> = {
+      Range: { path: "Range", headers: [], body: grpcMessage(toBinary(RangeRequestSchema, create(RangeRequestSchema, bigRange))) },
+      RangeStream: { path: "RangeStream", headers: [], body: grpcMessage(toBinary(RangeRequestSchema, create(RangeRequestSchema, bigRange))) },
+      // gRPC's JSON codec: answered through Connect, not strata's own path
+      "Range (JSON)": {
+        path: "Range",
+        headers: [["content-type", "application/grpc+json"]],
+        body: grpcMessage(Buffer.from(JSON.stringify({ key: bigRange.key.toString("base64"), rangeEnd: bigRange.rangeEnd.toString("base64") }))),
+      },
+    };
+    for (const [method, call] of Object.entries(CALLS)) {
       test(`200 ${method} calls over a 20 MB range from a client that never gives window: memory bounded by the response budget`, async () => {
         await loadRange();
-        const range = grpcMessage(toBinary(RangeRequestSchema, create(RangeRequestSchema, { key: Buffer.from("big/"), rangeEnd: Buffer.from("big0") })));
+        const headers: HeaderList = [...grpcRequest(`/etcdserverpb.KV/${call.path}`).filter(([n]) => !call.headers.some(([h]) => h === n)), ...call.headers];
         const s = await underAttack(strata, async () => {
           // no stream window, and no connection window beyond the first 65,535 bytes
           const c = await strata.connect([[Setting.INITIAL_WINDOW_SIZE, 0]]);
           const ids = Array.from({ length: 200 }, () => {
             const id = c.nextId();
-            c.write(frame(FrameType.HEADERS, Flag.END_HEADERS, id, c.encode(grpcRequest(`/etcdserverpb.KV/${method}`))));
-            c.write(frame(FrameType.DATA, Flag.END_STREAM, id, range));
+            c.write(frame(FrameType.HEADERS, Flag.END_HEADERS, id, c.encode(headers)));
+            c.write(frame(FrameType.DATA, Flag.END_STREAM, id, call.body));
             return id;
           });
           const ended = (id: number) => c.resetCode(id) !== undefined || c.grpcStatus(id) !== undefined;

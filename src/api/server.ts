@@ -44,6 +44,17 @@ export interface ServerParts {
   tls?: TlsOptions;
   /** counts and times every call (metrics, status page, slow-request log) */
   observer: Observer;
+  /** what one client may make strata hold or wait for (docs/http2-limits.md) */
+  http2: Http2Limits;
+}
+
+export interface Http2Limits {
+  /** bytes of large read responses read and not yet sent, at most */
+  responseBudgetBytes: number;
+  /** a stream whose response has not moved for this long is reset; a read waits for budget this long at most */
+  stalledStreamTimeoutMs: number;
+  /** a connection with no stream for this long is closed */
+  idleConnectionTimeoutMs: number;
 }
 
 const SERVICES: DescService[] = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin];
@@ -52,7 +63,8 @@ export function createGrpcServer(p: ServerParts): H2Server {
   const accounting = callAccounting(SERVICES, p.observer, p.keyspace);
   // etcd's gRPC server refuses messages above max-request-bytes plus its overhead allowance
   const readMaxBytes = p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES;
-  const budget = new ResponseBudget();
+  // a read waiting longer than a stalled holder of the budget is kept: the budget is busy with readers that read
+  const budget = new ResponseBudget(p.http2.responseBudgetBytes, p.http2.stalledStreamTimeoutMs);
   // etcd cuts RangeStream's chunks near its max-request-bytes
   const streams: RangeStreamParts = { keyspace: p.keyspace, id: p.identity, budget, chunkBytes: p.limits.maxRequestBytes, closing: p.closing };
   const services: Array<[DescService, object]> = [
@@ -82,19 +94,19 @@ export function createGrpcServer(p: ServerParts): H2Server {
   return new H2Server((stream) => {
     const { call, record } = accounting.begin(stream);
     const method = unary.get(stream.path);
+    // each returns its work's promise: a stream the client resets counts against the
+    // connection's stream limit until its handler is done (rapid reset, CVE-2023-44487)
     if (method && servesUnary(stream)) {
-      void serveUnary(method, call, readMaxBytes, budget, (message) => record && (record.request = message));
-      return;
+      return serveUnary(method, call, readMaxBytes, budget, (message) => record && (record.request = message));
     }
     // RangeStream's chunks framed by hand, as Range's answers are (the same conditions)
-    if (stream.path === RANGE_STREAM_PATH && servesUnary(stream)) {
-      void serveRangeStream(streams, call, readMaxBytes);
-      return;
-    }
+    if (stream.path === RANGE_STREAM_PATH && servesUnary(stream)) return serveRangeStream(streams, call, readMaxBytes);
     const handler = viaConnect.get(stream.path);
     if (!handler) return unknownMethod(stream, call);
-    serveWithConnect(handler, call, accounting.contextValues(record)).catch(() => stream.reset(ErrorCode.INTERNAL_ERROR));
-  }, p.tls);
+    // a Range that Connect answers (a compressed or JSON request) counts in the budget too
+    const budgeted = method?.kind ? { budget, kind: `connect ${stream.path}` } : undefined;
+    return serveWithConnect(handler, call, accounting.contextValues(record), budgeted).catch(() => stream.reset(ErrorCode.INTERNAL_ERROR));
+  }, p.tls, { idleTimeoutMs: p.http2.idleConnectionTimeoutMs, stalledStreamTimeoutMs: p.http2.stalledStreamTimeoutMs });
 }
 
 /** gRPC's answer to a method nobody serves: status 12 (Unimplemented), as grpc-go words it. */

@@ -75,6 +75,11 @@ async function serve(config: Config): Promise<void> {
     closing: connections.closing,
     tls,
     observer,
+    http2: {
+      responseBudgetBytes: config["response-budget-bytes"],
+      stalledStreamTimeoutMs: config["stalled-stream-timeout"],
+      idleConnectionTimeoutMs: config["idle-connection-timeout"],
+    },
   });
   connections.track(server);
   if (config.tls) onShutdown("certificate reloading", superviseTls(server.listener as TlsServer, config.tls, log));

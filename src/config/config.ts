@@ -136,6 +136,24 @@ export const SETTINGS = {
     help: "client reads, and client writes, that may wait on one database; more are refused at once, before any work, with etcd's ResourceExhausted \"etcdserver: too many requests\"",
     schema: positiveInt("max-waiting-requests"),
   },
+  "response-budget-bytes": {
+    env: "STRATA_RESPONSE_BUDGET_BYTES",
+    default: "67108864",
+    help: "bytes of large read responses (lists, RangeStream chunks) read and not yet sent to their clients, at most; further large reads wait for room (see docs/http2-limits.md)",
+    schema: positiveInt("response-budget-bytes"),
+  },
+  "stalled-stream-timeout": {
+    env: "STRATA_STALLED_STREAM_TIMEOUT",
+    default: "60s",
+    help: "a stream whose response has not moved for this long (its client gives no window or does not read) is reset and its bytes dropped; a large read waits at most this long for room before ResourceExhausted; 0s: never reset, reads wait as long as it takes",
+    schema: duration("stalled-stream-timeout"),
+  },
+  "idle-connection-timeout": {
+    env: "STRATA_IDLE_CONNECTION_TIMEOUT",
+    default: "5m",
+    help: "a client connection with no stream open for this long gets GOAWAY and is closed (watches keep theirs open); 0s keeps idle connections",
+    schema: duration("idle-connection-timeout"),
+  },
   "quota-backend-bytes": {
     env: "STRATA_QUOTA_BACKEND_BYTES",
     default: "0",

@@ -7,6 +7,7 @@
 // send, and a long-lived watch stops for good. Owning the connection also gives fair
 // scheduling between streams and byte-exact backpressure for every response.
 import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import { log } from "../../observe/log.ts";
 import {
   ConnectionError, DEFAULT_MAX_FRAME, DEFAULT_WINDOW, ErrorCode, Flag, FRAME_HEADER_BYTES, frameHeader, FrameType,
@@ -64,6 +65,13 @@ export class H2Connection implements StreamHost {
   private ended = false;
   private readonly closeListeners: Array<() => void> = [];
   private prefaceTimer: ReturnType<typeof setTimeout> | undefined;
+
+  peerCommonName(): string | undefined {
+    const tls = this.socket as Partial<TLSSocket>;
+    if (!tls.authorized || !tls.getPeerCertificate) return undefined;
+    const cn = tls.getPeerCertificate().subject?.CN as string | string[] | undefined;
+    return Array.isArray(cn) ? cn[0] : cn;
+  }
 
   constructor(private readonly socket: Socket, private readonly onStream: StreamHandler) {
     socket.setNoDelay?.(true);

@@ -5,18 +5,36 @@
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { AlarmRequest_AlarmAction, AlarmType, Maintenance } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Keyspace } from "../keyspace/contract.ts";
+import { EtcdError, errors } from "../mvcc/errors.ts";
 import type { AuthStore } from "./auth-store.ts";
 import { caller } from "./caller.ts";
 import { etcdErrors, toConnectError } from "./errors.ts";
 import { header, RAFT_TERM, type ServerIdentity } from "./header.ts";
 import { snapshotStream } from "./snapshot.ts";
 
+/** etcd's gRPC words for its auth store's errors, and the auth store's own */
+const AUTH_STORE_WORDS: Record<string, string> = {
+  [errors.userEmpty().message]: "auth: user name is empty",
+  [errors.userNotFound().message]: "auth: user not found",
+  [errors.permissionDenied().message]: "auth: permission denied",
+  [errors.invalidAuthToken().message]: "auth: invalid auth token",
+};
+
 /** the etcd API version strata implements, reported by Status */
 export const ETCD_API_VERSION = "3.5.17";
 
 export function maintenanceService(keyspace: Keyspace, id: ServerIdentity, auth: AuthStore): ServiceImpl<typeof Maintenance> {
-  /** etcd keeps defragmentation, hashes and snapshots for users of the root role */
-  const admin = (ctx: Pick<HandlerContext, "values">) => auth.checkAdmin(auth.identify(caller(ctx)));
+  /**
+   * etcd keeps defragmentation, hashes and snapshots for users of the root role, and
+   * refuses with its auth store's own error, unnamed for gRPC: Unknown, "auth: …"
+   */
+  const admin = (ctx: Pick<HandlerContext, "values">) => {
+    try {
+      auth.checkAdmin(auth.identify(caller(ctx)));
+    } catch (err) {
+      throw err instanceof EtcdError ? new EtcdError("Unknown", AUTH_STORE_WORDS[err.message] ?? err.message) : err;
+    }
+  };
   const snapshot = snapshotStream(keyspace, id);
   const unsupported = (what: string) => async (): Promise<never> => {
     throw new ConnectError(`strata: ${what}`, Code.Unimplemented);

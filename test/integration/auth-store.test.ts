@@ -1,0 +1,203 @@
+// Where etcd's users and roles live in strata: the default backend. They survive a
+// restart, every strata process on the database sees one process's changes, and with an
+// upstream etcd as the default backend strata keeps none (and says so). Also what strata
+// does beyond etcd 3.4 (a nested txn's operations are checked too) and JWT tokens, which
+// a real etcd with the same key issues and strata accepts.
+import { afterAll, describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  AuthenticateRequestSchema,
+  AuthenticateResponseSchema,
+  AuthStatusRequestSchema,
+  AuthStatusResponseSchema,
+  AuthUserAddRequestSchema,
+  AuthUserAddResponseSchema,
+  PutRequestSchema,
+  PutResponseSchema,
+  RangeRequestSchema,
+  RangeResponseSchema,
+  TxnRequestSchema,
+  TxnResponseSchema,
+} from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { startEtcd } from "../support/etcd.ts";
+import { rawGrpc } from "../support/grpc-raw.ts";
+import { BACKEND, startStrata, type StrataProcess } from "../support/strata.ts";
+
+const COST = ["--bcrypt-cost", "4"];
+const dir = mkdtempSync(join(tmpdir(), "strata-auth-store-"));
+const started: Array<{ stop(): Promise<void> }> = [];
+afterAll(async () => {
+  await Promise.all(started.map((s) => s.stop()));
+  rmSync(dir, { recursive: true, force: true });
+}, 30_000);
+
+async function strata(args: string[] = [], url?: string): Promise<StrataProcess> {
+  const s = await startStrata([...COST, ...args], url);
+  started.push(s);
+  return s;
+}
+
+function ctl(endpoint: string, ...args: string[]): string {
+  const r = spawnSync("etcdctl", [`--endpoints=${endpoint}`, "--dial-timeout=5s", ...args], { encoding: "utf8" });
+  const err = r.stderr.split("\n").filter((l) => l !== "" && !l.startsWith('{"level"')).join("\n");
+  return `${r.stdout}${err}exit ${r.status}`;
+}
+
+const enc = (s: string) => new TextEncoder().encode(s);
+
+/** root with the root role, a user with read-write on /app/, auth on */
+function setUp(endpoint: string): void {
+  for (const args of [["user", "add", "root:rootpw"], ["role", "add", "root"], ["user", "grant-role", "root", "root"],
+    ["role", "add", "app"], ["role", "grant-permission", "app", "readwrite", "/app/", "--prefix=true"],
+    ["user", "add", "app:apppw"], ["user", "grant-role", "app", "app"], ["auth", "enable"]]) {
+    expect(ctl(endpoint, ...args)).toEndWith("exit 0");
+  }
+}
+
+const databaseBackend = BACKEND !== "etcd";
+
+describe("the auth store lives in the default backend", () => {
+  test.if(databaseBackend)("users, roles and auth on survive a restart", async () => {
+    const s = await strata();
+    setUp(s.endpoint);
+    expect(ctl(s.endpoint, "--user", "app:apppw", "put", "/app/k", "v")).toEndWith("exit 0");
+    expect(await s.terminate()).toBe(0);
+    await s.restart();
+    expect(ctl(s.endpoint, "get", "/app/k")).toContain("etcdserver: user name is empty");
+    expect(ctl(s.endpoint, "--user", "app:apppw", "get", "/app/k")).toBe("/app/k\nv\nexit 0");
+    expect(ctl(s.endpoint, "--user", "app:apppw", "get", "/other")).toContain("etcdserver: permission denied");
+    expect(ctl(s.endpoint, "--user", "root:rootpw", "role", "get", "app")).toContain("[/app/, /app0) (prefix /app/)");
+  }, 60_000);
+
+  test.if(databaseBackend && BACKEND !== "sqlite")("every strata process on the database follows one process's changes", async () => {
+    const one = await strata();
+    const two = await strata([], one.backendUrl);
+    setUp(one.endpoint);
+    const raw = rawGrpc(two.endpoint);
+    try {
+      const status = () => raw.unary("/etcdserverpb.Auth/AuthStatus", AuthStatusRequestSchema, AuthStatusResponseSchema, {});
+      expect(await status()).toMatchObject({ enabled: true });
+      // enforcement reads a copy polled about every second: bounded by progress, not by a guess
+      const deadline = Date.now() + 10_000;
+      while (!ctl(two.endpoint, "get", "/app/k").includes("user name is empty") && Date.now() < deadline) await Bun.sleep(100);
+      expect(ctl(two.endpoint, "get", "/app/k")).toContain("etcdserver: user name is empty");
+      expect(ctl(two.endpoint, "--user", "app:apppw", "put", "/app/k", "from two")).toEndWith("exit 0");
+      // a change in one process: the other's tokens and checks follow
+      const t = await raw.unary("/etcdserverpb.Auth/Authenticate", AuthenticateRequestSchema, AuthenticateResponseSchema, { name: "app", password: "apppw" });
+      if ("grpcError" in t) throw new Error(t.grpcError);
+      const get = () => raw.unary("/etcdserverpb.KV/Range", RangeRequestSchema, RangeResponseSchema, { key: enc("/app/k") }, t.token);
+      expect(await get()).toMatchObject({ count: 1n });
+      expect(ctl(one.endpoint, "--user", "root:rootpw", "user", "revoke-role", "app", "app")).toEndWith("exit 0");
+      let refused: unknown;
+      const end = Date.now() + 10_000;
+      while (Date.now() < end) {
+        refused = await get();
+        if ((refused as { grpcError?: string }).grpcError) break;
+        await Bun.sleep(100);
+      }
+      expect(refused).toEqual({ grpcError: "PermissionDenied: etcdserver: permission denied" });
+      expect(ctl(one.endpoint, "--user", "root:rootpw", "user", "passwd", "app", "--interactive=false")).toEndWith("exit 0");
+    } finally {
+      raw.close();
+    }
+  }, 60_000);
+
+  test.if(BACKEND === "etcd")("with an upstream etcd as the default backend strata keeps no users, and says so", async () => {
+    const s = await strata();
+    const raw = rawGrpc(s.endpoint);
+    try {
+      expect(await raw.unary("/etcdserverpb.Auth/AuthStatus", AuthStatusRequestSchema, AuthStatusResponseSchema, {})).toMatchObject({ enabled: false });
+      const add = await raw.unary("/etcdserverpb.Auth/UserAdd", AuthUserAddRequestSchema, AuthUserAddResponseSchema, { name: "root", password: "x" });
+      expect((add as { grpcError: string }).grpcError).toMatch(/^FailedPrecondition: strata: the default backend .* is an upstream etcd/);
+      // the keys are still served
+      expect(ctl(s.endpoint, "put", "/k", "v")).toEndWith("exit 0");
+    } finally {
+      raw.close();
+    }
+  }, 60_000);
+});
+
+describe("beyond etcd 3.4", () => {
+  test.if(databaseBackend)("a nested txn's operations are checked as well (etcd 3.4 let them through)", async () => {
+    const s = await strata();
+    setUp(s.endpoint);
+    const raw = rawGrpc(s.endpoint);
+    try {
+      const t = await raw.unary("/etcdserverpb.Auth/Authenticate", AuthenticateRequestSchema, AuthenticateResponseSchema, { name: "app", password: "apppw" });
+      if ("grpcError" in t) throw new Error(t.grpcError);
+      const put = (key: string) => ({ request: { case: "requestPut", value: { key: enc(key), value: enc("x") } } });
+      const nested = (inner: unknown) => ({ request: { case: "requestTxn", value: { success: [inner] } } });
+      const txn = (ops: unknown[]) => raw.unary("/etcdserverpb.KV/Txn", TxnRequestSchema, TxnResponseSchema, { success: ops } as never, t.token);
+      expect(await txn([put("/app/a"), nested(put("/other/b"))])).toEqual({ grpcError: "PermissionDenied: etcdserver: permission denied" });
+      expect(await txn([put("/app/a"), nested(put("/app/b"))])).toMatchObject({ succeeded: true });
+      expect(ctl(s.endpoint, "--user", "root:rootpw", "get", "/other/b")).toBe("exit 0");
+    } finally {
+      raw.close();
+    }
+  }, 60_000);
+});
+
+describe("JWT tokens (--auth-token jwt,…)", () => {
+  test.if(databaseBackend)("a token etcd signs with the same key is accepted; one from before a change is old, as etcd says", async () => {
+    const rsa = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const priv = join(dir, "jwt.key"), pub = join(dir, "jwt.pub");
+    writeFileSync(priv, rsa.privateKey.export({ type: "pkcs8", format: "pem" }));
+    writeFileSync(pub, rsa.publicKey.export({ type: "spki", format: "pem" }));
+    const spec = `jwt,pub-key=${pub},priv-key=${priv},sign-method=RS256,ttl=10m`;
+    const [etcd, s] = await Promise.all([startEtcd([...COST, "--auth-token", spec]), strata(["--auth-token", spec])]);
+    started.push(etcd);
+    const out: Record<string, unknown[]> = {};
+    const tokens: Record<string, string> = {};
+    for (const [name, endpoint] of [["etcd", etcd.endpoint], ["strata", s.endpoint]] as const) {
+      setUp(endpoint);
+      const raw = rawGrpc(endpoint);
+      try {
+        const t = await raw.unary("/etcdserverpb.Auth/Authenticate", AuthenticateRequestSchema, AuthenticateResponseSchema, { name: "app", password: "apppw" });
+        if ("grpcError" in t) throw new Error(t.grpcError);
+        tokens[name] = t.token;
+        const put = (tok: string) => raw.unary("/etcdserverpb.KV/Put", PutRequestSchema, PutResponseSchema, { key: enc("/app/j"), value: enc("v") }, tok)
+          .then((r) => ("grpcError" in r ? r : "ok"));
+        const seen: unknown[] = [await put(t.token), await put("not.a.jwt")];
+        expect(ctl(endpoint, "--user", "root:rootpw", "role", "add", "another")).toEndWith("exit 0");
+        seen.push(await put(t.token));
+        out[name] = seen;
+      } finally {
+        raw.close();
+      }
+    }
+    expect(out.strata).toEqual(out.etcd!);
+    expect(out.strata).toEqual(["ok", { grpcError: "Unauthenticated: etcdserver: invalid auth token" }, { grpcError: "InvalidArgument: etcdserver: revision of auth store is old" }]);
+    // the same claims and signature scheme: a token one server signs passes the other's check
+    // (both made the same changes, so their auth revisions are equal)
+    const fresh = async (endpoint: string) => {
+      const raw = rawGrpc(endpoint);
+      try {
+        const t = await raw.unary("/etcdserverpb.Auth/Authenticate", AuthenticateRequestSchema, AuthenticateResponseSchema, { name: "app", password: "apppw" });
+        if ("grpcError" in t) throw new Error(t.grpcError);
+        return t.token;
+      } finally {
+        raw.close();
+      }
+    };
+    const read = async (endpoint: string, token: string) => {
+      const raw = rawGrpc(endpoint);
+      try {
+        const r = await raw.unary("/etcdserverpb.KV/Range", RangeRequestSchema, RangeResponseSchema, { key: enc("/app/j") }, token);
+        return "grpcError" in r ? r : { count: r.count };
+      } finally {
+        raw.close();
+      }
+    };
+    const byEtcd = await fresh(etcd.endpoint), byStrata = await fresh(s.endpoint);
+    expect(JSON.parse(Buffer.from(byEtcd.split(".")[0]!, "base64url").toString())).toEqual({ alg: "RS256", typ: "JWT" });
+    expect(await read(s.endpoint, byEtcd)).toEqual({ count: 1n });
+    expect(await read(etcd.endpoint, byStrata)).toEqual({ count: 1n });
+    // a signature that is not the key's is refused
+    const tampered = `${byEtcd.slice(0, -4)}${byEtcd.endsWith("AAAA") ? "BBBB" : "AAAA"}`;
+    expect(await read(s.endpoint, tampered)).toEqual({ grpcError: "Unauthenticated: etcdserver: invalid auth token" });
+  }, 90_000);
+});

@@ -7,6 +7,7 @@ import { type Permission, type Role, RoleSchema, type User, UserSchema } from ".
 import { bytesEqual, compareBytes } from "../mvcc/keyrange.ts";
 import { errors } from "../mvcc/errors.ts";
 import type { Rev } from "../mvcc/types.ts";
+import type { SnapshotAuth } from "../snapshot/index.ts";
 
 export const ROOT = "root";
 
@@ -145,6 +146,41 @@ export class AuthState {
       users: this.userNames().map((n) => b64(toBinary(UserSchema, this.users.get(n)!))),
       roles: this.roleNames().map((n) => b64(toBinary(RoleSchema, this.roles.get(n)!))),
     }));
+  }
+
+  /** as etcd's auth buckets hold it */
+  toSnapshot(): SnapshotAuth {
+    return {
+      enabled: this.enabled,
+      revision: this.revision,
+      users: this.userNames().map((n) => ({ name: bytes(n), value: toBinary(UserSchema, this.users.get(n)!) })),
+      roles: this.roleNames().map((n) => ({ name: bytes(n), value: toBinary(RoleSchema, this.roles.get(n)!) })),
+    };
+  }
+
+  /** from etcd's auth buckets; throws naming the record that is not etcd's */
+  static fromSnapshot(a: SnapshotAuth): AuthState {
+    // etcd's revision starts at 1 (a bucket without one is a store never written)
+    const state = new AuthState(a.enabled, a.revision > 0n ? a.revision : 1n);
+    for (const { name, value } of a.users) {
+      let user: User;
+      try {
+        user = fromBinary(UserSchema, value);
+      } catch (err) {
+        throw new Error(`user ${JSON.stringify(text(name))}: not an authpb.User (${(err as Error).message})`);
+      }
+      state.users.set(text(name), user);
+    }
+    for (const { name, value } of a.roles) {
+      let role: Role;
+      try {
+        role = fromBinary(RoleSchema, value);
+      } catch (err) {
+        throw new Error(`role ${JSON.stringify(text(name))}: not an authpb.Role (${(err as Error).message})`);
+      }
+      state.roles.set(text(name), role);
+    }
+    return state;
   }
 
   static decode(data: Uint8Array): AuthState {

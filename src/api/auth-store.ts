@@ -10,6 +10,7 @@ import type { RequestOp, TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.
 import type { AuthView } from "../mvcc/backend.ts";
 import { backendUnavailable, EtcdError, errors } from "../mvcc/errors.ts";
 import type { Rev } from "../mvcc/types.ts";
+import type { SnapshotAuth } from "../snapshot/index.ts";
 import { AuthState, ROOT } from "./auth-state.ts";
 import type { AuthInfo, TokenProvider } from "./auth-tokens.ts";
 import type { Caller } from "./caller.ts";
@@ -258,6 +259,13 @@ export class AuthStore {
   async roleList(): Promise<string[]> {
     await this.reload();
     return this.state.roleNames();
+  }
+
+  /** the store as etcd's snapshot buckets hold it, read afresh; undefined where strata keeps none (an upstream etcd default) */
+  async forSnapshot(): Promise<SnapshotAuth | undefined> {
+    if (!this.storage) return undefined;
+    await this.reload();
+    return this.state.toSnapshot();
   }
 
   // ---- the stored state

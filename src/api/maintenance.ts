@@ -35,7 +35,7 @@ export function maintenanceService(keyspace: Keyspace, id: ServerIdentity, auth:
       throw err instanceof EtcdError ? new EtcdError("Unknown", AUTH_STORE_WORDS[err.message] ?? err.message) : err;
     }
   };
-  const snapshot = snapshotStream(keyspace, id);
+  const snapshot = snapshotStream(keyspace, id, () => auth.forSnapshot());
   const unsupported = (what: string) => async (): Promise<never> => {
     throw new ConnectError(`strata: ${what}`, Code.Unimplemented);
   };

@@ -23,9 +23,11 @@ import {
   TxnRequestSchema,
   TxnResponseSchema,
 } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { strataCli } from "../support/cli.ts";
 import { startEtcd } from "../support/etcd.ts";
+import { restoreAndStart } from "../support/snapshot.ts";
 import { rawGrpc } from "../support/grpc-raw.ts";
-import { BACKEND, startStrata, type StrataProcess } from "../support/strata.ts";
+import { BACKEND, freshBackendUrl, startStrata, type StrataProcess } from "../support/strata.ts";
 
 const COST = ["--bcrypt-cost", "4"];
 const dir = mkdtempSync(join(tmpdir(), "strata-auth-store-"));
@@ -119,6 +121,47 @@ describe("the auth store lives in the default backend", () => {
       raw.close();
     }
   }, 60_000);
+});
+
+describe("snapshots carry etcd's auth buckets", () => {
+  test.if(databaseBackend)("strata's snapshot restored into etcd, and etcd's imported into strata: the same users, roles and auth on", async () => {
+    const s = await strata();
+    setUp(s.endpoint);
+    expect(ctl(s.endpoint, "--user", "app:apppw", "put", "/app/k", "v")).toEndWith("exit 0");
+    const fromStrata = join(dir, "from-strata.db"), fromEtcd = join(dir, "from-etcd.db");
+    // a snapshot is root's to take
+    expect(ctl(s.endpoint, "--user", "app:apppw", "snapshot", "save", fromStrata)).toContain("permission denied");
+    expect(ctl(s.endpoint, "--user", "root:rootpw", "snapshot", "save", fromStrata)).toEndWith("exit 0");
+    const etcd = await restoreAndStart(fromStrata);
+    started.push(etcd);
+    const check = (endpoint: string) => [
+      ctl(endpoint, "get", "/app/k"),
+      ctl(endpoint, "--user", "app:apppw", "get", "/app/k"),
+      ctl(endpoint, "--user", "app:wrong", "get", "/app/k"),
+      ctl(endpoint, "--user", "app:apppw", "get", "/other"),
+      ctl(endpoint, "--user", "root:rootpw", "role", "get", "app"),
+      ctl(endpoint, "--user", "root:rootpw", "user", "list"),
+    ];
+    const want = [
+      "Error: etcdserver: user name is emptyexit 1",
+      "/app/k\nv\nexit 0",
+      "Error: etcdserver: authentication failed, invalid user ID or passwordexit 2",
+      "Error: etcdserver: permission deniedexit 1",
+      "Role app\nKV Read:\n\t[/app/, /app0) (prefix /app/)\nKV Write:\n\t[/app/, /app0) (prefix /app/)\nexit 0",
+      "app\nroot\nexit 0",
+    ];
+    expect(check(etcd.endpoint)).toEqual(want);
+    // back: etcd's snapshot (its own bbolt file) into a fresh database, served by strata
+    expect(ctl(etcd.endpoint, "--user", "root:rootpw", "snapshot", "save", fromEtcd)).toEndWith("exit 0");
+    const target = await freshBackendUrl(mkdtempSync(join(dir, "import-")));
+    const imported = await strataCli("import", "--from-snapshot", fromEtcd, "--backend", target);
+    expect(imported.stderr).toContain("2 users and 2 roles, authentication on imported");
+    expect(imported.status).toBe(0);
+    // a second run finds them there
+    expect((await strataCli("import", "--from-snapshot", fromEtcd, "--backend", target)).stderr).toContain("already imported");
+    const copy = await strata([], target);
+    expect(check(copy.endpoint)).toEqual(want);
+  }, 120_000);
 });
 
 describe("beyond etcd 3.4", () => {

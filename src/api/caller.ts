@@ -15,7 +15,13 @@ export const CALLER = createContextKey<Caller>({}, { description: "strata caller
 
 export function callerOf(stream: H2Stream): Caller {
   const token = stream.headers["token"] ?? stream.headers["authorization"];
-  return { token, commonName: stream.peerCommonName };
+  // the certificate is looked at only when a check needs it (no token, --client-cert-auth)
+  return {
+    token,
+    get commonName() {
+      return stream.peerCommonName;
+    },
+  };
 }
 
 /** the caller a handler was given (Connect's and the unary path's contexts carry it alike) */

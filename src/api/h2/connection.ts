@@ -66,12 +66,16 @@ export class H2Connection implements StreamHost {
   private readonly closeListeners: Array<() => void> = [];
   private prefaceTimer: ReturnType<typeof setTimeout> | undefined;
 
+  /** the verified client certificate's subject CN, read once per connection */
   peerCommonName(): string | undefined {
-    const tls = this.socket as Partial<TLSSocket>;
-    if (!tls.authorized || !tls.getPeerCertificate) return undefined;
-    const cn = tls.getPeerCertificate().subject?.CN as string | string[] | undefined;
-    return Array.isArray(cn) ? cn[0] : cn;
+    if (this.peerCn === null) {
+      const tls = this.socket as Partial<TLSSocket>;
+      const cn = tls.authorized && tls.getPeerCertificate ? tls.getPeerCertificate().subject?.CN as string | string[] | undefined : undefined;
+      this.peerCn = Array.isArray(cn) ? cn[0] : cn;
+    }
+    return this.peerCn;
   }
+  private peerCn: string | undefined | null = null;
 
   constructor(private readonly socket: Socket, private readonly onStream: StreamHandler) {
     socket.setNoDelay?.(true);

@@ -20,6 +20,7 @@ import {
   PutResponseSchema,
   RangeRequestSchema,
   RangeResponseSchema,
+  RangeStreamResponseSchema,
   TxnRequestSchema,
   TxnResponseSchema,
 } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
@@ -178,6 +179,32 @@ describe("beyond etcd 3.4", () => {
       expect(await txn([put("/app/a"), nested(put("/other/b"))])).toEqual({ grpcError: "PermissionDenied: etcdserver: permission denied" });
       expect(await txn([put("/app/a"), nested(put("/app/b"))])).toMatchObject({ succeeded: true });
       expect(ctl(s.endpoint, "--user", "root:rootpw", "get", "/other/b")).toBe("exit 0");
+    } finally {
+      raw.close();
+    }
+  }, 60_000);
+});
+
+describe("RangeStream (etcd 3.7)", () => {
+  test.if(databaseBackend)("checked as a Range is: the user's own prefix streams, another is refused before a chunk", async () => {
+    const s = await strata();
+    expect(ctl(s.endpoint, "put", "/app/1", "a")).toEndWith("exit 0");
+    expect(ctl(s.endpoint, "put", "/other/1", "o")).toEndWith("exit 0");
+    setUp(s.endpoint);
+    const raw = rawGrpc(s.endpoint);
+    try {
+      const t = await raw.unary("/etcdserverpb.Auth/Authenticate", AuthenticateRequestSchema, AuthenticateResponseSchema, { name: "app", password: "apppw" });
+      if ("grpcError" in t) throw new Error(t.grpcError);
+      const stream = async (prefix: string, token?: string) => {
+        const call = raw.stream("/etcdserverpb.KV/RangeStream", RangeRequestSchema, RangeStreamResponseSchema, token);
+        call.send({ key: enc(prefix), rangeEnd: enc(`${prefix.slice(0, -1)}0`) });
+        call.halfClose();
+        const status = await call.status;
+        return { status, keys: call.received.flatMap((c) => c.rangeResponse?.kvs.map((kv) => new TextDecoder().decode(kv.key)) ?? []) };
+      };
+      expect(await stream("/app/", t.token)).toEqual({ status: "OK", keys: ["/app/1"] });
+      expect(await stream("/other/", t.token)).toEqual({ status: "PermissionDenied: etcdserver: permission denied", keys: [] });
+      expect(await stream("/app/")).toEqual({ status: "InvalidArgument: etcdserver: user name is empty", keys: [] });
     } finally {
       raw.close();
     }

@@ -28,6 +28,10 @@ export interface RawStream<I extends DescMessage, O extends DescMessage> {
   readonly received: Array<MessageShape<O>>;
   /** resolves once `n` answers arrived, or rejects after `ms` */
   waitFor(n: number, ms: number): Promise<void>;
+  /** no more requests (a server-streaming call's one request was sent) */
+  halfClose(): void;
+  /** resolves with the call's status ("OK", or "CODE: message") once it ended */
+  readonly status: Promise<string>;
   end(): void;
 }
 
@@ -66,9 +70,14 @@ export function rawGrpc(endpoint: string, tls?: ClientTls): RawGrpc {
         received.push(m);
         wake();
       });
+      const status = new Promise<string>((resolve) => {
+        call.on("status", (st: grpc.StatusObject) => resolve(st.code === 0 ? "OK" : `${CODES[st.code] ?? st.code}: ${st.details}`));
+      });
       call.on("error", () => {});
       return {
         send: (req) => call.write(req),
+        halfClose: () => call.end(),
+        status,
         received,
         waitFor: async (n, ms) => {
           const deadline = Date.now() + ms;

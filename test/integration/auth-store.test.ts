@@ -124,6 +124,31 @@ describe("the auth store lives in the default backend", () => {
   }, 60_000);
 });
 
+describe("the command-line tools against a strata with auth on (etcdctl's --user)", () => {
+  test.if(databaseBackend)("import --from reads as the user it names; migrate --endpoint is root's", async () => {
+    const s = await strata();
+    expect(ctl(s.endpoint, "put", "/app/1", "a")).toEndWith("exit 0");
+    setUp(s.endpoint);
+    const from = `http://${s.endpoint}`;
+    const target = () => freshBackendUrl(mkdtempSync(join(dir, "cli-")));
+    const anonymous = await strataCli("import", "--from", from, "--backend", await target());
+    expect(anonymous.stderr).toContain("etcdserver: user name is empty");
+    expect(anonymous.status).toBe(1);
+    const app = await strataCli("import", "--from", from, "--user", "app:apppw", "--backend", await target());
+    expect(app.stderr).toContain("etcdserver: permission denied");
+    const root = await strataCli("import", "--from", from, "--user", "root:rootpw", "--backend", await target());
+    expect(root.stderr).toContain("done: 1 keys");
+    expect(root.status).toBe(0);
+    const rules = join(dir, "rules.yaml");
+    writeFileSync(rules, `backends:\n  default: ${s.backendUrl}\ndefault: default\n`);
+    const migrate = await strataCli("migrate", "--to-config", rules, "--endpoint", from, "--user", "app:apppw");
+    expect(migrate.stderr).toContain("etcdserver: permission denied");
+    expect(migrate.status).not.toBe(0);
+    const wrong = await strataCli("migrate", "--to-config", rules, "--endpoint", from, "--user", "root:nope");
+    expect(wrong.stderr).toContain("etcdserver: authentication failed, invalid user ID or password");
+  }, 60_000);
+});
+
 describe("snapshots carry etcd's auth buckets", () => {
   test.if(databaseBackend)("strata's snapshot restored into etcd, and etcd's imported into strata: the same users, roles and auth on", async () => {
     const s = await strata();

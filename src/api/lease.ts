@@ -1,4 +1,5 @@
-// etcdserverpb.Lease.
+// etcdserverpb.Lease. Once auth is on, revoking a lease needs write on its keys and
+// asking its time to live read on them (auth-store.ts); granting and keeping alive need nothing, as in etcd.
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { LeaseKeepAliveRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { Lease } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
@@ -47,10 +48,9 @@ export function leaseService(keyspace: Keyspace, id: ServerIdentity, closing: Ab
       const checked = auth.enabled && !auth.isRoot(ai);
       const t = await leases.timeToLive(r.ID, r.keys || checked);
       if (checked) for (const key of t.keys) auth.checkRange(ai, key, new Uint8Array(0));
-      if (!r.keys) t.keys = [];
       // etcd answers a missing lease with TTL -1 rather than an error
       if (t.ttl < 0n) return { header: header(id, t.revision), ID: r.ID, TTL: -1n };
-      return { header: header(id, t.revision), ID: r.ID, TTL: t.ttl, grantedTTL: t.grantedTtl, keys: t.keys };
+      return { header: header(id, t.revision), ID: r.ID, TTL: t.ttl, grantedTTL: t.grantedTtl, keys: r.keys ? t.keys : [] };
     }),
     leaseLeases: etcdErrors(async () => {
       const l = await leases.list();

@@ -3,7 +3,8 @@
 // were queued, so a created response precedes its events and a progress response
 // follows every event it vouches for. The keyspace places the watchers (in the
 // databases, or relayed to an upstream etcd); this file is the stream: its queue,
-// bounded in bytes, and responses split to the client's receive limit.
+// bounded in bytes, and responses split to the client's receive limit. Once auth is on,
+// a watcher is created only for a caller who may read its range.
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { WatchCreateRequest, WatchRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";

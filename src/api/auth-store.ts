@@ -4,7 +4,6 @@
 // changes within POLL_MS, and reads it afresh before a change or a management read. The
 // checks every request passes (kv.ts, watch.ts, lease.ts, ...) read only the copy: a
 // user's merged permissions are kept until the auth store changes.
-import bcrypt from "bcryptjs";
 import type { Permission } from "../gen/etcd/api/authpb/auth_pb.ts";
 import type { RequestOp, TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { AuthView } from "../mvcc/backend.ts";
@@ -14,6 +13,7 @@ import type { SnapshotAuth } from "../snapshot/index.ts";
 import { AuthState, ROOT } from "./auth-state.ts";
 import type { AuthInfo, TokenProvider } from "./auth-tokens.ts";
 import type { Caller } from "./caller.ts";
+import { Passwords } from "./passwords.ts";
 import { mergePermissions, permits, type UserPermissions } from "./permissions.ts";
 
 /** how often the stored revision is read to notice other processes' changes */
@@ -38,6 +38,7 @@ export class AuthStore {
   private readonly permissions = new Map<string, UserPermissions>();
   private poller: ReturnType<typeof setInterval> | undefined;
   private polling = false;
+  private readonly passwords: Passwords;
 
   constructor(
     /** the default backend's auth record; undefined when the default backend is an upstream etcd */
@@ -46,7 +47,9 @@ export class AuthStore {
     private readonly backend: string,
     private readonly settings: AuthSettings,
     private readonly log: Log,
-  ) {}
+  ) {
+    this.passwords = new Passwords(settings.bcryptCost);
+  }
 
   /** Reads the stored state and starts following other processes' changes. */
   async start(): Promise<void> {
@@ -58,6 +61,7 @@ export class AuthStore {
 
   stop(): void {
     clearInterval(this.poller);
+    this.passwords.close();
   }
 
   get enabled(): boolean {
@@ -188,7 +192,7 @@ export class AuthStore {
       if (!user) throw errors.authFailed();
       if (user.options?.noPassword) throw errors.noPasswordUser();
       const hash = new TextDecoder().decode(user.password);
-      if (!(await bcrypt.compare(password, hash).catch(() => false))) throw errors.authFailed();
+      if (!(await this.passwords.matches(password, hash))) throw errors.authFailed();
       // the store changed while the password was checked: check against the new one
       if (this.state.revision === checked) return this.settings.tokens.assign(name, checked);
     }
@@ -271,7 +275,7 @@ export class AuthStore {
   // ---- the stored state
 
   private async hash(password: string): Promise<Uint8Array> {
-    return new TextEncoder().encode(await bcrypt.hash(password, this.settings.bcryptCost));
+    return new TextEncoder().encode(await this.passwords.hash(password));
   }
 
   /** Applies `fn` (etcd's rules, which may refuse) to the stored state and stores the result, retrying when another process got first. */

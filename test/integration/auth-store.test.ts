@@ -241,6 +241,38 @@ describe("beyond etcd 3.4", () => {
   }, 60_000);
 });
 
+describe("password checks are off the event loop", () => {
+  test.if(BACKEND === "sqlite")("a burst of Authenticate calls at etcd's cost: another client's reads are answered meanwhile; beyond the queue, too many requests", async () => {
+    // etcd's bcrypt cost 10: each check is tens of milliseconds of CPU
+    const s = await startStrata([]);
+    started.push(s);
+    for (const args of [["user", "add", "root:pw"], ["role", "add", "root"], ["user", "grant-role", "root", "root"], ["auth", "enable"]]) {
+      expect(ctl(s.endpoint, ...args)).toEndWith("exit 0");
+    }
+    const raw = rawGrpc(s.endpoint);
+    try {
+      const authenticate = () => raw.unary("/etcdserverpb.Auth/Authenticate", AuthenticateRequestSchema, AuthenticateResponseSchema, { name: "root", password: "pw" });
+      const t = await authenticate();
+      if ("grpcError" in t) throw new Error(t.grpcError);
+      let granted = 0;
+      const refusals: string[] = [];
+      const burst = Array.from({ length: 100 }, () => authenticate().then((r) => ("grpcError" in r ? refusals.push(r.grpcError) : granted++)));
+      for (let i = 0; i < 20; i++) {
+        expect(await raw.unary("/etcdserverpb.KV/Range", RangeRequestSchema, RangeResponseSchema, { key: enc("k") }, t.token)).toMatchObject({ count: 0n });
+      }
+      // the reads did not wait for the checks (on the event loop, all 100 were done first)
+      const grantedWhenReadsEnded = granted;
+      await Promise.all(burst);
+      expect(grantedWhenReadsEnded).toBeLessThan(granted);
+      expect(granted).toBeGreaterThan(0);
+      expect(refusals.length + granted).toBe(100);
+      expect([...new Set(refusals)]).toEqual(refusals.length > 0 ? ["ResourceExhausted: etcdserver: too many requests"] : []);
+    } finally {
+      raw.close();
+    }
+  }, 120_000);
+});
+
 describe("RangeStream (etcd 3.7)", () => {
   test.if(databaseBackend)("checked as a Range is: the user's own prefix streams, another is refused before a chunk", async () => {
     const s = await strata();

@@ -308,12 +308,17 @@ export class AuthStore {
     this.polling = true;
     try {
       await this.reload();
+      if (this.unreadable) this.log("info", "the auth store is readable again", { backend: this.backend });
+      this.unreadable = false;
     } catch (err) {
-      this.log("warn", "reading the auth store failed; its last state stays in force", { error: (err as Error).message });
+      // once per outage, not once a second
+      if (!this.unreadable) this.log("warn", "reading the auth store failed; its last state stays in force", { error: (err as Error).message });
+      this.unreadable = true;
     } finally {
       this.polling = false;
     }
   }
+  private unreadable = false;
 
   /** Puts a state read or written in force: tokens of users whose password changed or who are gone end. */
   private adopt(next: AuthState, stored: Rev): void {

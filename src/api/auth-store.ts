@@ -38,6 +38,8 @@ export class AuthStore {
   private readonly permissions = new Map<string, UserPermissions>();
   private poller: ReturnType<typeof setInterval> | undefined;
   private polling = false;
+  /** the last poll failed (logged once per outage) */
+  private unreadable = false;
   private readonly passwords: Passwords;
 
   constructor(
@@ -318,7 +320,6 @@ export class AuthStore {
       this.polling = false;
     }
   }
-  private unreadable = false;
 
   /** Puts a state read or written in force: tokens of users whose password changed or who are gone end. */
   private adopt(next: AuthState, stored: Rev): void {

@@ -6,7 +6,7 @@ import { create } from "@bufbuild/protobuf";
 import { PermissionSchema } from "../gen/etcd/api/authpb/auth_pb.ts";
 import { Auth } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Keyspace } from "../keyspace/contract.ts";
-import { errors } from "../mvcc/errors.ts";
+import { EtcdError, errors } from "../mvcc/errors.ts";
 import type { AuthStore } from "./auth-store.ts";
 import { caller } from "./caller.ts";
 import { etcdErrors } from "./errors.ts";
@@ -98,7 +98,9 @@ export function authService(keyspace: Keyspace, id: ServerIdentity, auth: AuthSt
     roleGrantPermission: etcdErrors(async (r, ctx) => {
       admin(ctx);
       const p = r.perm;
-      await auth.roleGrantPermission(r.name, create(PermissionSchema, { permType: p?.permType ?? 0, key: p?.key, rangeEnd: p?.rangeEnd }));
+      // etcd 3.4 crashed on a request without one; 3.5 answers this
+      if (!p) throw new EtcdError("InvalidArgument", "etcdserver: permission not given");
+      await auth.roleGrantPermission(r.name, create(PermissionSchema, { permType: p.permType, key: p.key, rangeEnd: p.rangeEnd }));
       return done();
     }),
     roleRevokePermission: etcdErrors(async (r, ctx) => {

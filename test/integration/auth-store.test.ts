@@ -29,11 +29,11 @@ import {
   TxnRequestSchema,
   TxnResponseSchema,
 } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { strataCli } from "../support/cli.ts";
+import { strataCli, writeConfig } from "../support/cli.ts";
 import { startEtcd } from "../support/etcd.ts";
 import { restoreAndStart } from "../support/snapshot.ts";
 import { rawGrpc } from "../support/grpc-raw.ts";
-import { BACKEND, freshBackendUrl, startStrata, type StrataProcess } from "../support/strata.ts";
+import { BACKEND, freshBackendUrl, freshDatabase, startStrata, type StrataProcess } from "../support/strata.ts";
 
 const COST = ["--bcrypt-cost", "4"];
 const dir = mkdtempSync(join(tmpdir(), "strata-auth-store-"));
@@ -112,6 +112,22 @@ describe("the auth store lives in the default backend", () => {
     } finally {
       raw.close();
     }
+  }, 60_000);
+
+  test.if(BACKEND === "sqlite")("a migration to another default backend takes the users and roles along", async () => {
+    const a = await freshDatabase("sqlite", dir), b = await freshDatabase("sqlite", dir);
+    const before = writeConfig(dir, "before.yaml", ["backends:", `  a: ${a}`, `  b: ${b}`, "default: a"]);
+    const after = writeConfig(dir, "after.yaml", ["backends:", `  a: ${a}`, `  b: ${b}`, "default: b"]);
+    const s = await strata(["--config", before]);
+    setUp(s.endpoint);
+    expect(ctl(s.endpoint, "--user", "app:apppw", "put", "/app/k", "v")).toEndWith("exit 0");
+    await s.stop();
+    const moved = await strataCli("migrate", "--from-config", before, "--to-config", after);
+    expect(moved.stderr).toContain("users and roles copied to the new default backend");
+    expect(moved.status).toBe(0);
+    const t = await strata(["--config", after]);
+    expect(ctl(t.endpoint, "get", "/app/k")).toContain("etcdserver: user name is empty");
+    expect(ctl(t.endpoint, "--user", "app:apppw", "get", "/app/k")).toBe("/app/k\nv\nexit 0");
   }, 60_000);
 
   test.if(BACKEND === "etcd")("with an upstream etcd as the default backend strata keeps no users, and says so", async () => {

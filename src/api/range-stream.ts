@@ -11,6 +11,8 @@ import { ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { type RangeRequest, RangeRequestSchema, type RangeStreamResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Keyspace, RangeChunk, RangeStreams } from "../keyspace/contract.ts";
 import { requestDeadline } from "../mvcc/deadline.ts";
+import type { AuthStore } from "./auth-store.ts";
+import { type Caller, caller } from "./caller.ts";
 import { checkRangeStream } from "./checks.ts";
 import { shuttingDown } from "./connections.ts";
 import { toConnectError } from "./errors.ts";
@@ -31,10 +33,12 @@ export interface RangeStreamParts {
   chunkBytes: number;
   /** aborted when strata shuts down: streams under way end with Unavailable between chunks */
   closing: AbortSignal;
+  /** the caller's read permission, checked as for a Range */
+  auth: AuthStore;
 }
 
 /** The call served on its HTTP/2 stream: one request message, then chunk after chunk as the client takes them. */
-export async function serveRangeStream(p: RangeStreamParts, call: GrpcCall, readMaxBytes: number): Promise<void> {
+export async function serveRangeStream(p: RangeStreamParts, call: GrpcCall, readMaxBytes: number, who: Caller): Promise<void> {
   const s = call.stream;
   // the client's deadline counts from when its request arrived
   const timeout = grpcTimeoutMs(s.headers["grpc-timeout"]);
@@ -42,6 +46,7 @@ export async function serveRangeStream(p: RangeStreamParts, call: GrpcCall, read
   try {
     const r = fromEnvelope(RangeRequestSchema, await readMessage(s, readMaxBytes)) as RangeRequest;
     checkRangeStream(r);
+    p.auth.checkRange(p.auth.identify(who), r.key, r.rangeEnd);
     const timeoutMs = () => (deadline === undefined ? undefined : deadline - Date.now());
     for await (const [chunk, reservation] of admittedChunks(p, r, s.signal, timeoutMs, true)) {
       // the chunk's bytes count until they went out or were dropped with the stream
@@ -63,6 +68,7 @@ export function rangeStreamHandler(p: RangeStreamParts) {
   return async function* rangeStream(r: RangeRequest, ctx: HandlerContext): AsyncGenerator<MessageInitShape<typeof RangeStreamResponseSchema>> {
     try {
       checkRangeStream(r);
+      p.auth.checkRange(p.auth.identify(caller(ctx)), r.key, r.rangeEnd);
       for await (const [c, reservation] of admittedChunks(p, r, ctx.signal, () => ctx.timeoutMs(), false)) {
         const end = c.end && { header: header(p.id, c.end.revision), more: c.end.more, count: c.end.count };
         // Connect asks for the next chunk once this one is written and the stream has room

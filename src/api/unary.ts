@@ -5,7 +5,7 @@
 // requests and unknown paths still go to Connect, which answers them as before; the
 // protocol errors here are worded as Connect words them.
 import { create, type DescMessage, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
 import { RangeRequestSchema, RangeResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { toConnectError } from "./errors.ts";
 import { GRPC_CONTENT_TYPE, type GrpcCall } from "./grpc-call.ts";
@@ -17,6 +17,8 @@ import { rangeKind, type Reservation, type ResponseBudget } from "./response-bud
 export interface UnaryContext {
   /** the time left before the client's deadline (grpc-timeout), if it set one */
   timeoutMs(): number | undefined;
+  /** what the server knows of the call (its caller: caller.ts) */
+  values: ContextValues;
 }
 
 export interface UnaryMethod {
@@ -80,13 +82,14 @@ export async function serveUnary(
   readMaxBytes: number,
   budget: ResponseBudget,
   onRequest: (message: unknown) => void,
+  values: ContextValues,
 ): Promise<void> {
   let frame: Uint8Array[];
   let reservation: Reservation | undefined;
   // the client's deadline counts from when its request arrived
   const timeout = grpcTimeoutMs(call.stream.headers["grpc-timeout"]);
   const deadline = timeout === undefined ? undefined : Date.now() + timeout;
-  const ctx: UnaryContext = { timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()) };
+  const ctx: UnaryContext = { timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()), values };
   try {
     const request = fromEnvelope(method.input, await readMessage(call.stream, readMaxBytes));
     onRequest(request);

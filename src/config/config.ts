@@ -208,6 +208,24 @@ export const SETTINGS = {
     help: "TLS 1.2 cipher suites offered, comma separated, by the names etcd's --cipher-suites takes (e.g. TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); TLS 1.3 keeps its own; empty: the TLS library's defaults",
     schema: v.string(),
   },
+  "auth-token": {
+    env: "STRATA_AUTH_TOKEN",
+    default: "simple",
+    help: "etcd's --auth-token: simple (random tokens this process remembers), or jwt,pub-key=FILE,priv-key=FILE,sign-method=RS256|ES256|…,ttl=5m (signed tokens every strata process with the key accepts)",
+    schema: v.pipe(v.string(), v.check((s) => s === "simple" || s.startsWith("jwt"), "auth-token must be simple or jwt,… (as etcd's --auth-token)")),
+  },
+  "auth-token-ttl": {
+    env: "STRATA_AUTH_TOKEN_TTL",
+    default: "300",
+    help: "seconds a simple token stays valid after its last use, as etcd's --auth-token-ttl",
+    schema: positiveInt("auth-token-ttl"),
+  },
+  "bcrypt-cost": {
+    env: "STRATA_BCRYPT_COST",
+    default: "10",
+    help: "bcrypt cost of new user passwords (4 to 31), as etcd's --bcrypt-cost; each step doubles the time a password takes to check",
+    schema: v.pipe(positiveInt("bcrypt-cost"), v.check((n) => n >= 4 && n <= 31, "bcrypt-cost must be between 4 and 31")),
+  },
   "metrics-listen": {
     env: "STRATA_METRICS_LISTEN",
     default: "http://127.0.0.1:2381",

@@ -7,6 +7,7 @@
 // send, and a long-lived watch stops for good. Owning the connection also gives fair
 // scheduling between streams and byte-exact backpressure for every response.
 import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import { log } from "../../observe/log.ts";
 import {
   ConnectionError, DEFAULT_MAX_FRAME, DEFAULT_WINDOW, ErrorCode, Flag, FRAME_HEADER_BYTES, frameHeader, FrameType,
@@ -134,6 +135,17 @@ export class H2Connection implements StreamHost {
   private ended = false;
   private readonly closeListeners: Array<() => void> = [];
   private prefaceTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** the verified client certificate's subject CN, read once per connection */
+  peerCommonName(): string | undefined {
+    if (this.peerCn === null) {
+      const tls = this.socket as Partial<TLSSocket>;
+      const cn = tls.authorized && tls.getPeerCertificate ? tls.getPeerCertificate().subject?.CN as string | string[] | undefined : undefined;
+      this.peerCn = Array.isArray(cn) ? cn[0] : cn;
+    }
+    return this.peerCn;
+  }
+  private peerCn: string | undefined | null = null;
 
   constructor(private readonly socket: Socket, private readonly onStream: StreamHandler, private readonly options: H2Options = DEFAULT_H2_OPTIONS) {
     socket.setNoDelay?.(true);

@@ -11,6 +11,8 @@ export interface StreamHost {
   /** the application consumed `bytes` of the request body: the peer may send that much more */
   consumed(stream: H2Stream, bytes: number): void;
   reset(stream: H2Stream, code: number): void;
+  /** the subject CN of the client certificate the TLS handshake verified, if any */
+  peerCommonName?(): string | undefined;
 }
 
 /** bytes of response body a stream queues before its writer waits for the peer to read */
@@ -71,6 +73,11 @@ export class H2Stream {
 
   get method(): string {
     return this.headers[":method"] ?? "";
+  }
+
+  /** the verified client certificate's subject CN (etcd's user when auth is on and no token is given) */
+  get peerCommonName(): string | undefined {
+    return this.host.peerCommonName?.();
   }
 
   /**

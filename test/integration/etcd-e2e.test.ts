@@ -34,23 +34,9 @@ const SUBSET = new RegExp(
 /** auth tests of raft membership: member add, update and remove, three members' health */
 const RAFT = /^TestCtlV3Auth(Member|EndpointHealth)/;
 
-const AUTH = "etcd's auth, users and roles (issue 23): strata answers the Auth RPCs with Unimplemented";
 /** tests of the subset that pass on etcd and not yet on strata, each with why */
 const KNOWN_GAPS: Record<string, string> = {
   TestCtlV3GetFormat: "etcd derives cluster and member IDs from the member name, peer URLs and cluster token; the test compares protobuf output holding them byte for byte",
-  ...Object.fromEntries([
-    "TestCtlV3AuthEnable", "TestCtlV3AuthDisable", "TestCtlV3AuthWriteKey", "TestCtlV3AuthRoleUpdate",
-    "TestCtlV3AuthUserDeleteDuringOps", "TestCtlV3AuthRoleRevokeDuringOps", "TestCtlV3AuthTxn", "TestCtlV3AuthTxnJWT",
-    "TestCtlV3AuthPrefixPerm", "TestCtlV3AuthRevokeWithDelete", "TestCtlV3AuthInvalidMgmt", "TestCtlV3AuthFromKeyPerm",
-    "TestCtlV3AuthAndWatch", "TestCtlV3AuthAndWatchJWT", "TestCtlV3AuthLeaseTestKeepAlive", "TestCtlV3AuthLeaseTestTimeToLiveExpired",
-    "TestCtlV3AuthLeaseGrantLeases", "TestCtlV3AuthLeaseGrantLeasesJWT", "TestCtlV3AuthLeaseRevoke", "TestCtlV3AuthRoleGet",
-    "TestCtlV3AuthUserGet", "TestCtlV3AuthRoleList", "TestCtlV3AuthDefrag", "TestCtlV3AuthSnapshot", "TestCtlV3AuthSnapshotJWT",
-    "TestCtlV3AuthJWTExpire", "TestCtlV3AuthTestCacheReload", "TestCtlV3AuthCertCN", "TestCtlV3AuthCertCNAndUsername",
-    "TestCtlV3AuthCertCNAndUsernameNoPassword", "TestCtlV3AuthCertCNWithWithConcurrentOperation",
-    "TestCtlV3UserAdd", "TestCtlV3UserAddClientTLS", "TestCtlV3UserList", "TestCtlV3UserListClientTLS",
-    "TestCtlV3UserDelete", "TestCtlV3UserDeleteClientTLS", "TestCtlV3UserPasswd", "TestCtlV3UserPasswdClientTLS",
-    "TestCtlV3RoleAdd", "TestCtlV3RoleAddClientTLS", "TestCtlV3RoleGrant",
-  ].map((n) => [n, AUTH])),
 };
 
 test("etcd's e2e subset: what passes on etcd passes on strata, but the known gaps", async () => {

@@ -10,6 +10,7 @@ import {
   symlinkSync, writeFileSync,
 } from "node:fs";
 import { join, resolve } from "node:path";
+import { tmpdir } from "node:os";
 import { DEBIAN_GOPATH, goEnv } from "./go-client.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
@@ -123,7 +124,7 @@ export interface RunOptions {
  */
 export async function runSuite(target: Target, names: string[], o: RunOptions): Promise<Map<string, TestResult>> {
   const { path } = await suiteBinary();
-  const unlock = lock();
+  const unlock = await lock();
   const log = createWriteStream(o.logFile);
   const results = new Map<string, TestResult>();
   try {
@@ -253,21 +254,32 @@ function killLeftovers(target: Target): void {
   }
 }
 
-/** Takes the lock on the suite's fixed ports, or throws naming the process that holds it. */
-function lock(): () => void {
-  mkdirSync(CACHE, { recursive: true });
-  const file = join(CACHE, "ports.lock");
-  try {
-    const holder = Number(readFileSync(file, "utf8"));
-    if (holder && holder !== process.pid && alive(holder)) {
-      throw new Error(`another run of etcd's e2e suite (pid ${holder}) is using ports 20000-20020; run one at a time`);
+/**
+ * Takes the machine-wide lock on the suite's fixed ports (another checkout's run uses the
+ * same ports), waiting while a live process holds it, for LOCK_WAIT_MS at most.
+ */
+async function lock(): Promise<() => void> {
+  const file = join(tmpdir(), "strata-etcd-e2e-ports.lock");
+  const until = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      // "wx": created only if absent, so two runs never both take it
+      writeFileSync(file, String(process.pid), { flag: "wx" });
+      return () => rmSync(file, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    const holder = Number(readFileSync(file, "utf8"));
+    if (!holder || !alive(holder)) {
+      rmSync(file, { force: true });
+      continue;
+    }
+    if (Date.now() > until) throw new Error(`another run of etcd's e2e suite (pid ${holder}) has held ports 20000-20020 for ${LOCK_WAIT_MS / 60_000} minutes`);
+    await new Promise((r) => setTimeout(r, 1000));
   }
-  writeFileSync(file, String(process.pid));
-  return () => rmSync(file, { force: true });
 }
+/** how long a run waits for another to end: a whole run of the subset takes about 5 minutes */
+const LOCK_WAIT_MS = 20 * 60_000;
 
 function alive(pid: number): boolean {
   try {

@@ -3,10 +3,12 @@
 // win over the environment, which wins over the file. Validated with valibot, and
 // every error names its source, its setting and what is expected.
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import * as v from "valibot";
 import YAML from "yaml";
 import { ConfigError } from "./config-error.ts";
+import { logLevelOf, withoutIgnored } from "./etcd-flags.ts";
 import { parseDuration } from "./duration.ts";
 import { normaliseEndpoint } from "./endpoint.ts";
 import { LOG_LEVELS } from "../observe/log.ts";
@@ -32,6 +34,17 @@ const yesNo = (what: string) =>
     v.check((s) => s === "true" || s === "false", `${what} must be true or false`),
     v.transform((s) => s === "true"),
   );
+/** a comma-separated list of URLs of one of the schemes, all of the same scheme */
+const urlList = (what: string, schemes: string[]) =>
+  v.pipe(
+    v.string(),
+    v.check((s) => splitList(s).length > 0 && splitList(s).every((u) => schemes.some((p) => u.startsWith(`${p}://`))),
+      `${what} must be a URL starting with ${schemes.map((p) => `${p}://`).join(" or ")}, or several separated by commas`),
+    v.check((s) => splitList(s).every((u) => URL.canParse(u) && new URL(u).pathname.replace(/^\/$/, "") === ""),
+      `${what} must name a host (and port) and no path, such as http://127.0.0.1:2379`),
+    v.check((s) => new Set(splitList(s).map((u) => u.split(":")[0])).size === 1,
+      `${what}: strata serves one scheme on all its client URLs; give only http:// or only https:// URLs`),
+  );
 const url = (what: string, schemes: string[]) =>
   v.pipe(
     v.string(),
@@ -41,14 +54,21 @@ const url = (what: string, schemes: string[]) =>
 export const SETTINGS = {
   listen: {
     env: "STRATA_LISTEN",
+    etcd: "listen-client-urls",
     default: "http://127.0.0.1:2379",
-    help: "URL to serve the etcd v3 gRPC API on: http:// (HTTP/2 cleartext) or https:// (TLS, with --cert-file and --key-file)",
-    schema: url("listen", ["http", "https"]),
+    help: "URL to serve the etcd v3 gRPC API on: http:// (HTTP/2 cleartext) or https:// (TLS, with --cert-file and --key-file); several, comma separated, serve the same on each (etcd's --listen-client-urls); a localhost URL listens on 127.0.0.1, as etcd's does",
+    schema: urlList("listen", ["http", "https"]),
   },
   "advertise-client-urls": {
     env: "STRATA_ADVERTISE_CLIENT_URLS",
     default: "",
     help: "client URLs reported by MemberList, comma separated (default: the listen URL)",
+    schema: v.string(),
+  },
+  "data-dir": {
+    env: "STRATA_DATA_DIR",
+    default: "",
+    help: "as etcd's --data-dir: keep the data in an embedded SQLite database, DIR/strata.db, creating DIR (mode 0700) if missing; instead of --backend",
     schema: v.string(),
   },
   backend: {
@@ -108,6 +128,7 @@ export const SETTINGS = {
   },
   "watch-progress-notify-interval": {
     env: "STRATA_WATCH_PROGRESS_NOTIFY_INTERVAL",
+    etcd: "experimental-watch-progress-notify-interval",
     default: "10m",
     help: "how often idle watchers that asked for progress notifications get one",
     schema: duration("watch-progress-notify-interval"),
@@ -192,8 +213,9 @@ export const SETTINGS = {
   },
   "metrics-listen": {
     env: "STRATA_METRICS_LISTEN",
+    etcd: "listen-metrics-urls",
     default: "http://127.0.0.1:2381",
-    help: "URL to serve /metrics, /healthz, /readyz and the status page on (HTTP); empty turns it off",
+    help: "URL to serve /metrics, /health, /healthz, /readyz and the status page on (HTTP), as etcd's --listen-metrics-urls; empty turns it off",
     schema: v.pipe(
       v.string(),
       v.check((s) => s === "" || s.startsWith("http://"), "metrics-listen must be a URL starting with http://, or empty to turn it off"),
@@ -202,11 +224,12 @@ export const SETTINGS = {
   "log-level": {
     env: "STRATA_LOG_LEVEL",
     default: "info",
-    help: "least severe log lines written: debug, info, warn or error",
-    schema: v.picklist(LOG_LEVELS, "log-level must be debug, info, warn or error"),
+    help: "least severe log lines written: debug, info, warn or error (etcd's panic and fatal mean error)",
+    schema: v.pipe(v.unknown(), v.transform(logLevelOf), v.picklist(LOG_LEVELS, "log-level must be debug, info, warn or error")),
   },
   "slow-request-threshold": {
     env: "STRATA_SLOW_REQUEST_THRESHOLD",
+    etcd: "experimental-warning-apply-duration",
     default: "100ms",
     help: "requests taking longer are logged as warnings, as etcd's \"request took too long\"",
     schema: duration("slow-request-threshold"),
@@ -220,6 +243,11 @@ export const SETTINGS = {
 } as const;
 
 type Settings = typeof SETTINGS;
+
+/** etcd's name of a setting strata names otherwise → strata's name */
+const ETCD_ALIASES: Record<string, string> = Object.fromEntries(
+  Object.entries(SETTINGS).flatMap(([name, s]) => ("etcd" in s ? [[s.etcd, name]] : [])),
+);
 export type Config = { [K in keyof Settings]: v.InferOutput<Settings[K]["schema"]> } & {
   autoCompaction: { mode: "periodic"; retentionMs: number } | { mode: "revision"; retention: bigint } | undefined;
   /** backends and routing rules; a plain --backend is one backend named "default" */
@@ -228,7 +256,16 @@ export type Config = { [K in keyof Settings]: v.InferOutput<Settings[K]["schema"
   topologyFile: string | undefined;
   /** certificate files when the API is served over TLS */
   tls: TlsSettings | undefined;
+  /** the client URLs listened on (--listen, etcd's --listen-client-urls) */
+  listenUrls: URL[];
+  /** etcd flags given that mean nothing to strata (raft, peers, ...), as written; warned about once */
+  ignoredEtcdFlags: string[];
 };
+
+/** the items of a comma-separated list, trimmed */
+export function splitList(s: string): string[] {
+  return s.split(",").map((x) => x.trim()).filter(Boolean);
+}
 
 export { ConfigError };
 
@@ -245,9 +282,10 @@ export function flagsHelp(): string {
     "      backends/default/routes/key-prefix for routing (or a HariKube topology)",
   ];
   for (const [name, s] of Object.entries(SETTINGS)) {
-    lines.push(`  --${name}  (${s.env})`, `      ${s.help}${s.default ? ` [default: ${s.default}]` : ""}`);
+    const etcd = "etcd" in s ? `, etcd's --${s.etcd}` : "";
+    lines.push(`  --${name}  (${s.env}${etcd})`, `      ${s.help}${s.default ? ` [default: ${s.default}]` : ""}`);
   }
-  lines.push("  --help", "      print this help");
+  lines.push("  --help", "      print this help", "", "etcd's raft, peer and cluster flags are accepted and ignored, with one warning (docs/etcd-flags.md).");
   return lines.join("\n");
 }
 
@@ -257,8 +295,11 @@ export function flagsHelp(): string {
  * router/validate.ts where the router is opened (cli/config.ts).
  */
 export function loadConfig(argv: string[], env: Record<string, string | undefined>): Config {
+  const { argv: meaningful, ignored: ignoredEtcdFlags } = withoutIgnored(argv);
+  argv = meaningful;
   const options: Record<string, { type: "string" | "boolean" }> = { config: { type: "string" } };
   for (const [name, s] of Object.entries(SETTINGS)) options[name] = { type: "flag" in s ? "boolean" : "string" };
+  for (const [alias, name] of Object.entries(ETCD_ALIASES)) options[alias] = options[name]!;
   // etcd's boolean flags are also written --client-cert-auth=true, which parseArgs refuses
   const spelled: Record<string, string> = {};
   argv = argv.filter((arg) => {
@@ -283,15 +324,18 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     topology = readTopology(doc, file);
     for (const [name, value] of Object.entries(doc)) {
       if ((TOPOLOGY_KEYS as readonly string[]).includes(name)) continue;
-      if (!(name in SETTINGS)) {
+      const setting = ETCD_ALIASES[name] ?? name;
+      if (!(setting in SETTINGS)) {
         throw new ConfigError(`${file}: unknown setting "${name}"; known settings: ${[...Object.keys(SETTINGS), ...TOPOLOGY_KEYS].join(", ")}`);
       }
-      raw[name] = { value: typeof value === "number" ? String(value) : value, source: `${file}: ${name}` };
+      raw[setting] = { value: typeof value === "number" ? String(value) : value, source: `${file}: ${name}` };
     }
   }
   for (const [name, s] of Object.entries(SETTINGS)) {
     if (env[s.env] !== undefined && env[s.env] !== "") raw[name] = { value: env[s.env], source: `environment ${s.env}` };
-    if (flags[name] !== undefined) raw[name] = { value: flags[name], source: `flag --${name}` };
+    const given = [name, ...Object.keys(ETCD_ALIASES).filter((a) => ETCD_ALIASES[a] === name)].filter((f) => flags[f] !== undefined);
+    if (given.length > 1) throw new ConfigError(`flags ${given.map((f) => `--${f}`).join(" and ")} set the same setting; give one`);
+    if (given[0]) raw[name] = { value: flags[given[0]], source: `flag --${given[0]}` };
   }
 
   const out: Record<string, unknown> = {};
@@ -304,9 +348,19 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   if (topology && raw.backend!.source !== "default") {
     throw new ConfigError(`${raw.backend!.source}: ${file} names its backends; set the URL under backends: there instead`);
   }
+  if (config["data-dir"]) {
+    const source = raw["data-dir"]!.source;
+    if (raw.backend!.source !== "default") throw new ConfigError(`${source}: ${raw.backend!.source} says where the data lives too; give one`);
+    if (topology) throw new ConfigError(`${source}: ${file} names its backends; give one`);
+    // a relative directory is the working directory's, as etcd's
+    raw.backend = { value: `sqlite://${resolve(config["data-dir"], "strata.db")}`, source };
+    Object.assign(config, { backend: raw.backend.value });
+  }
   config.topology = topology ?? singleBackend(normaliseEndpoint(config.backend), raw.backend!.source);
   config.topologyFile = topology ? file : undefined;
   config.tls = tlsSettings(config, (name) => raw[name]!.source);
+  config.listenUrls = splitList(config.listen).map((u) => new URL(u));
+  config.ignoredEtcdFlags = ignoredEtcdFlags;
   config.autoCompaction = autoCompaction(config["auto-compaction-mode"], config["auto-compaction-retention"], raw["auto-compaction-retention"]!.source);
   return config;
 }

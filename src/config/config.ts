@@ -282,8 +282,8 @@ export function flagsHelp(): string {
     "      backends/default/routes/key-prefix for routing (or a HariKube topology)",
   ];
   for (const [name, s] of Object.entries(SETTINGS)) {
-    const etcd = "etcd" in s ? `, etcd's --${s.etcd}` : "";
-    lines.push(`  --${name}  (${s.env}${etcd})`, `      ${s.help}${s.default ? ` [default: ${s.default}]` : ""}`);
+    lines.push(`  --${name}  (${s.env})`, `      ${s.help}${s.default ? ` [default: ${s.default}]` : ""}`);
+    if ("etcd" in s) lines.push(`      also --${s.etcd}, etcd's name`);
   }
   lines.push("  --help", "      print this help", "", "etcd's raft, peer and cluster flags are accepted and ignored, with one warning (docs/etcd-flags.md).");
   return lines.join("\n");

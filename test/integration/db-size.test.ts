@@ -67,7 +67,7 @@ describe.skipIf(BACKEND !== "sqlite")("dbSize against etcd's", () => {
     if (process.env.DIFF_DEBUG) console.log(seen.join("\n"));
   }, 120_000);
 
-  test("etcd's e2e alarm quota (13 pages, 53,248 bytes) takes a small put on an empty strata", async () => {
+  test("etcd's e2e alarm quota (13 pages, 53,248 bytes): a small put fits on an empty strata, 4 KiB puts fill it, and after compact and defrag a put fits again", async () => {
     const quota = await startStrata(["--quota-backend-bytes", String(13 * 4096)]);
     try {
       const ctl = (...args: string[]) => spawnSync("etcdctl", [`--endpoints=${quota.endpoint}`, ...args], { encoding: "utf8", env: { ...process.env, ETCDCTL_API: "3" } });
@@ -84,6 +84,13 @@ describe.skipIf(BACKEND !== "sqlite")("dbSize against etcd's", () => {
       }
       expect(puts).toBeGreaterThan(0);
       expect(puts).toBeLessThan(40);
+      // the rest of TestCtlV3Alarm (but its curl of /health): room made, disarmed, a put fits again
+      const rev = JSON.parse(ctl("endpoint", "status", "-w", "json").stdout)[0].Status.header.revision;
+      expect(ctl("compact", String(rev), "--physical").status).toBe(0);
+      expect(ctl("defrag").status).toBe(0);
+      expect(ctl("alarm", "disarm").status).toBe(0);
+      const after = ctl("put", "4th_test", "a".repeat(64));
+      expect(`${after.stdout}${after.stderr}`).toBe("OK\n");
     } finally {
       await quota.stop();
     }

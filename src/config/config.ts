@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import * as v from "valibot";
 import YAML from "yaml";
 import { ConfigError } from "./config-error.ts";
-import { logLevelOf, withoutIgnored } from "./etcd-flags.ts";
+import { ETCD_SAME_NAME, etcdEnv, ignoredEtcdEnv, logLevelOf, withoutIgnored } from "./etcd-flags.ts";
 import { parseDuration } from "./duration.ts";
 import { normaliseEndpoint } from "./endpoint.ts";
 import { LOG_LEVELS } from "../observe/log.ts";
@@ -258,7 +258,7 @@ export type Config = { [K in keyof Settings]: v.InferOutput<Settings[K]["schema"
   tls: TlsSettings | undefined;
   /** the client URLs listened on (--listen, etcd's --listen-client-urls) */
   listenUrls: URL[];
-  /** etcd flags given that mean nothing to strata (raft, peers, ...), as written; warned about once */
+  /** etcd flags (and ETCD_ variables) given that mean nothing to strata (raft, peers, ...); warned about once */
   ignoredEtcdFlags: string[];
 };
 
@@ -332,6 +332,11 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     }
   }
   for (const [name, s] of Object.entries(SETTINGS)) {
+    // etcd's environment (ETCD_NAME, ETCD_DATA_DIR, ..., as in Debian's /etc/default/etcd), under strata's own
+    for (const flag of [...(ETCD_SAME_NAME.includes(name) ? [name] : []), ...("etcd" in s ? [s.etcd] : [])]) {
+      const value = env[etcdEnv(flag)];
+      if (value !== undefined && value !== "") raw[name] = { value, source: `environment ${etcdEnv(flag)}` };
+    }
     if (env[s.env] !== undefined && env[s.env] !== "") raw[name] = { value: env[s.env], source: `environment ${s.env}` };
     const given = [name, ...Object.keys(ETCD_ALIASES).filter((a) => ETCD_ALIASES[a] === name)].filter((f) => flags[f] !== undefined);
     if (given.length > 1) throw new ConfigError(`flags ${given.map((f) => `--${f}`).join(" and ")} set the same setting; give one`);
@@ -360,7 +365,7 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   config.topologyFile = topology ? file : undefined;
   config.tls = tlsSettings(config, (name) => raw[name]!.source);
   config.listenUrls = splitList(config.listen).map((u) => new URL(u));
-  config.ignoredEtcdFlags = ignoredEtcdFlags;
+  config.ignoredEtcdFlags = [...ignoredEtcdFlags, ...ignoredEtcdEnv(env)];
   config.autoCompaction = autoCompaction(config["auto-compaction-mode"], config["auto-compaction-retention"], raw["auto-compaction-retention"]!.source);
   return config;
 }

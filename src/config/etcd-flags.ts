@@ -40,6 +40,21 @@ export const ETCD_IGNORED: ReadonlyMap<string, "boolean" | "value"> = new Map([
   ...WITH_VALUE.map((n) => [n, "value"] as const),
 ]);
 
+/** strata settings that are etcd flags of the same name */
+export const ETCD_SAME_NAME = [
+  "advertise-client-urls", "name", "data-dir", "auto-compaction-mode", "auto-compaction-retention", "max-txn-ops",
+  "max-request-bytes", "quota-backend-bytes", "cert-file", "key-file", "trusted-ca-file", "client-cert-auth",
+  "client-crl-file", "auto-tls", "cipher-suites", "log-level",
+];
+
+/** etcd's environment variable for a flag: ETCD_ and the name in upper case, - as _ */
+export const etcdEnv = (flag: string) => `ETCD_${flag.toUpperCase().replaceAll("-", "_")}`;
+
+/** the environment variables of etcd's ignored flags that are set */
+export function ignoredEtcdEnv(env: Record<string, string | undefined>): string[] {
+  return [...ETCD_IGNORED.keys()].map(etcdEnv).filter((n) => env[n] !== undefined && env[n] !== "");
+}
+
 /** etcd's log levels above error, which strata logs as errors */
 const ETCD_LOG_LEVELS: Record<string, string> = { panic: "error", fatal: "error" };
 

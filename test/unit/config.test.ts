@@ -233,6 +233,15 @@ describe("etcd's flags", () => {
     expect(() => loadConfig(["--data-dir", "/d", "--backend", "sqlite://x.db"], {})).toThrow("flag --data-dir: flag --backend says where the data lives too; give one");
     expect(() => loadConfig(["--no-such-etcd-flag", "1"], {})).toThrow("Unknown option '--no-such-etcd-flag'");
   });
+  test("etcd's environment (Debian's /etc/default/etcd): read under strata's own and the flags, its raft variables listed", () => {
+    const env = { ETCD_NAME: "from-etcd-env", ETCD_DATA_DIR: "/var/lib/etcd", ETCD_LISTEN_CLIENT_URLS: "http://127.0.0.1:4001", ETCD_INITIAL_CLUSTER: "x=http://127.0.0.1:2380", ETCD_QUOTA_BACKEND_BYTES: "8589934592" };
+    const c = loadConfig([], env);
+    expect([c.name, c.backend, c.listen, c["quota-backend-bytes"]]).toEqual(["from-etcd-env", "sqlite:///var/lib/etcd/strata.db", "http://127.0.0.1:4001", 8589934592]);
+    expect(c.ignoredEtcdFlags).toEqual(["ETCD_INITIAL_CLUSTER"]);
+    expect(loadConfig(["--name", "flag"], { ...env, STRATA_NAME: "strata-env" }).name).toBe("flag");
+    expect(loadConfig([], { ...env, STRATA_NAME: "strata-env" }).name).toBe("strata-env");
+    expect(() => loadConfig([], { ETCD_MAX_TXN_OPS: "many" })).toThrow("environment ETCD_MAX_TXN_OPS: max-txn-ops must be a positive whole number");
+  });
   test("a relative --data-dir is the working directory's", () => {
     expect(loadConfig(["--data-dir", "default.etcd"], {}).backend).toBe(`sqlite://${join(process.cwd(), "default.etcd", "strata.db")}`);
   });

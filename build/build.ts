@@ -38,6 +38,7 @@ export function compile(target: Target, outfile: string, commit = gitCommit()): 
     join(ROOT, "src/backends/sql/checkpoint-worker.ts"),
     join(ROOT, "src/backends/sql/integrity-worker.ts"),
     join(ROOT, "src/backends/sql/read-worker.ts"),
+    join(ROOT, "src/api/password-worker.ts"),
     "--outfile", outfile,
   ], { cwd: ROOT, encoding: "utf8" });
   if (r.status !== 0) throw new Error(`bun build --compile for ${target} failed:\n${r.stdout}${r.stderr}`);

@@ -6,16 +6,20 @@ import { Admin, type MigrateProgress, MigrateProgressSchema } from "../gen/strat
 import { ConfigError, parseConfigText } from "../config/config.ts";
 import { readTopology } from "../config/topology.ts";
 import type { MoveProgress, Rerouting } from "../keyspace/contract.ts";
+import type { AuthStore } from "./auth-store.ts";
+import { caller } from "./caller.ts";
 import { toConnectError } from "./errors.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
-export function adminService(rerouting: Rerouting, log: Log): ServiceImpl<typeof Admin> {
+export function adminService(rerouting: Rerouting, log: Log, auth: AuthStore): ServiceImpl<typeof Admin> {
   return {
-    async *migrate(req) {
+    async *migrate(req, ctx) {
       const source = req.source || "the new config";
       let next;
       try {
+        // moving keys between databases is for users of the root role once auth is on
+        auth.checkAdmin(auth.identify(caller(ctx)));
         next = readTopology(parseConfigText(req.config, source), source);
         if (!next) throw new ConfigError(`${source}: backends: the file names no backends to route to`);
         rerouting.check(next);

@@ -1,52 +1,92 @@
-// Large range responses admitted against a memory budget: a read starts only while the
+// Range responses admitted against a memory budget: a read starts only while the
 // responses already read and not yet sent fit in the budget, so a storm of lists waits its
 // turn instead of holding every response in memory at once (and a thousand lists cannot
 // take the process down). A response larger than the whole budget goes alone. Writes and
-// reads of one key are never held. Before a read the size of its response is not known:
-// it is guessed from the last response of the same kind (the same range end, limit and
-// keys-only: a resource's list, or its pages), else a fixed guess. A client that does not
-// read its response holds its share for RESPONSE_HOLD_MS at most: then it stops counting,
-// so a stalled or hostile client delays the others' large reads, but only that long.
+// counts are never held; reads of one key only once the budget is a quarter over. Before a read the
+// size of its response is not known: it is guessed from the last response of the same kind
+// (the same range end, limit and keys-only: a resource's list, or its pages), else a fixed
+// guess; at most MAX_UNSETTLED reads go on a guess at once. A response counts until
+// its bytes went out or were dropped with their stream, however long that takes: a client
+// that does not read holds its share until the HTTP/2 layer resets its stalled stream
+// (--stalled-stream-timeout), so the memory held is bounded by the budget, not by time. A
+// read that cannot get in within its wait is refused with ResourceExhausted.
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { RangeRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { H2Stream } from "./h2/stream.ts";
 
 /** bytes of range responses read and not yet sent, at most (beyond one response alone) */
 export const RESPONSE_BUDGET_BYTES = 64 * 1024 * 1024;
-/** how long an unsent response counts against the budget, at most */
-export const RESPONSE_HOLD_MS = 5000;
+/** how long a read waits for room, at most: past it, it is refused */
+export const ADMIT_WAIT_MS = 60_000;
 /** the guess for a kind of range not seen yet */
 const UNKNOWN_BYTES = 8 * 1024 * 1024;
 /** kinds remembered; past this many the memory starts again */
 const KINDS = 10_000;
+/**
+ * a read guessed at most this large (one key, a small page) does not queue behind larger
+ * ones, and may take the budget a quarter over its limit: large reads held by clients that
+ * do not read hold back the small ones only once they fill that too
+ */
+const SMALL_BYTES = 64 * 1024;
+/** the kind of a Range of one key: one value, up to max-request-bytes, usually a few KiB */
+const ONE_KEY = "one key";
+/** what a read of one key is taken for before it is read (not learned: keys differ) */
+const ONE_KEY_BYTES = 16 * 1024;
+/**
+ * reads admitted whose size is not known yet: each may turn out larger than its guess, so
+ * their number bounds how far the budget can be overshot
+ */
+const MAX_UNSETTLED = 16;
 
 export class ResponseBudget {
   private held = 0;
-  private readonly queue: Array<{ bytes: number; admit: () => void }> = [];
+  private unsettled = 0;
+  private readonly queue: Array<{ kind: string; admit: (bytes: number) => void }> = [];
   private readonly sizes = new Map<string, number>();
+  /** kinds whose first read is under way: the others of that kind wait to learn its size */
+  private readonly probing = new Set<string>();
 
-  constructor(readonly limit = RESPONSE_BUDGET_BYTES) {}
+  constructor(readonly limit = RESPONSE_BUDGET_BYTES, readonly maxWaitMs = ADMIT_WAIT_MS) {}
 
   /** bytes reserved now (for tests and metrics) */
   get reserved(): number {
     return this.held;
   }
 
-  /** Waits, in arrival order, until a response of this kind fits. Throws Canceled if the call ends first. */
+  /**
+   * Waits, in arrival order, until a response of this kind fits (a small one does not wait
+   * behind larger ones). Throws Canceled if the call ends first, ResourceExhausted if no
+   * room came within maxWaitMs. Of a kind not seen yet one read goes first, alone of its
+   * kind: a storm of new lists does not all start on a guess.
+   */
   async admit(kind: string, signal: AbortSignal): Promise<Reservation> {
-    const bytes = Math.min(this.sizes.get(kind) ?? UNKNOWN_BYTES, this.limit);
-    if (this.queue.length === 0 && this.fits(bytes)) {
-      this.held += bytes;
+    if (signal.aborted) throw new ConnectError("the client cancelled the call", Code.Canceled);
+    let bytes: number;
+    if ((this.queue.length === 0 || this.guess(kind) <= SMALL_BYTES) && this.mayGo(kind)) {
+      bytes = this.take(kind);
     } else {
-      await new Promise<void>((resolve, reject) => {
-        const waiter = { bytes, admit: resolve };
-        this.queue.push(waiter);
-        signal.addEventListener("abort", () => {
+      bytes = await new Promise<number>((resolve, reject) => {
+        const leave = (err: ConnectError) => {
           const i = this.queue.indexOf(waiter);
           if (i < 0) return;
           this.queue.splice(i, 1);
+          clearTimeout(timer);
           this.wake();
-          reject(new ConnectError("the client cancelled the call", Code.Canceled));
-        }, { once: true });
+          reject(err);
+        };
+        const waiter = {
+          kind,
+          admit: (n: number) => {
+            clearTimeout(timer);
+            resolve(n);
+          },
+        };
+        this.queue.push(waiter);
+        const timer = this.maxWaitMs <= 0 ? undefined : setTimeout(() => leave(new ConnectError(
+          `strata: too many large reads in flight (${mib(this.held)} MiB of responses not yet sent, ${mib(this.limit)} MiB allowed); retry later`,
+          Code.ResourceExhausted,
+        )), this.maxWaitMs);
+        signal.addEventListener("abort", () => leave(new ConnectError("the client cancelled the call", Code.Canceled)), { once: true });
       });
     }
     return new Reservation(this, kind, bytes);
@@ -55,26 +95,68 @@ export class ResponseBudget {
   /** @internal the response turned out `actual` bytes instead of `bytes` */
   settle(kind: string, bytes: number, actual: number): void {
     if (this.sizes.size >= KINDS) this.sizes.clear();
-    this.sizes.set(kind, actual);
+    if (kind !== ONE_KEY) this.sizes.set(kind, actual);
+    this.probing.delete(kind);
+    this.unsettled--;
     this.held += actual - bytes;
-    if (actual < bytes) this.wake();
-  }
-
-  /** @internal */
-  release(bytes: number): void {
-    this.held -= bytes;
     this.wake();
   }
 
-  private fits(bytes: number): boolean {
-    return this.held === 0 || this.held + bytes <= this.limit;
+  /** @internal `settled`: whether settle() was called for it */
+  release(kind: string, bytes: number, settled: boolean): void {
+    this.held -= bytes;
+    if (!settled) {
+      this.unsettled--;
+      // a first read that failed before its size was known: the next of its kind probes
+      this.probing.delete(kind);
+    }
+    this.wake();
   }
 
+  /** @internal part of a response went out */
+  sent(bytes: number): void {
+    this.held -= bytes;
+    if (this.queue.length > 0) this.wake();
+  }
+
+  private guess(kind: string): number {
+    if (kind === ONE_KEY) return ONE_KEY_BYTES;
+    return Math.min(this.sizes.get(kind) ?? UNKNOWN_BYTES, this.limit);
+  }
+
+  /** whether the first read of `kind` is still to learn its size */
+  private unknown(kind: string): boolean {
+    return kind !== ONE_KEY && !this.sizes.has(kind);
+  }
+
+  private mayGo(kind: string): boolean {
+    if (this.unsettled >= MAX_UNSETTLED) return false;
+    if (this.unknown(kind) && this.probing.has(kind)) return false;
+    const guess = this.guess(kind);
+    return this.held === 0 || this.held + guess <= (guess <= SMALL_BYTES ? 1.25 * this.limit : this.limit);
+  }
+
+  /** Reserves a read of `kind`; returns the bytes reserved. */
+  private take(kind: string): number {
+    const bytes = this.guess(kind);
+    if (this.unknown(kind)) this.probing.add(kind);
+    this.held += bytes;
+    this.unsettled++;
+    return bytes;
+  }
+
+  /** Admits the waiters that may go: in order, and small ones past a larger one that may not. */
   private wake(): void {
-    while (this.queue.length > 0 && this.fits(this.queue[0]!.bytes)) {
-      const w = this.queue.shift()!;
-      this.held += w.bytes;
-      w.admit();
+    let blocked = false;
+    for (let i = 0; i < this.queue.length;) {
+      const w = this.queue[i]!;
+      if ((!blocked || this.guess(w.kind) <= SMALL_BYTES) && this.mayGo(w.kind)) {
+        this.queue.splice(i, 1);
+        w.admit(this.take(w.kind));
+      } else {
+        blocked = true;
+        i++;
+      }
     }
   }
 }
@@ -82,25 +164,43 @@ export class ResponseBudget {
 /** One admitted read's share of the budget, held until its response is sent. */
 export class Reservation {
   private released = false;
+  private settled = false;
 
   constructor(private readonly budget: ResponseBudget, private readonly kind: string, private bytes: number) {}
 
   /** The response is `actual` bytes: hold that much from now on. */
   settle(actual: number): void {
-    if (this.released) return;
+    if (this.released || this.settled) return;
+    this.settled = true;
     this.budget.settle(this.kind, this.bytes, actual);
     this.bytes = actual;
+  }
+
+  /** Gives the bytes back as `stream` sends them, the rest when it closes (sent or dropped). */
+  holdUntilSent(stream: H2Stream): void {
+    stream.onSent((n) => {
+      if (this.released) return;
+      const part = Math.min(n, this.bytes);
+      this.bytes -= part;
+      this.budget.sent(part);
+    });
+    stream.onClose(() => this.release());
   }
 
   release(): void {
     if (this.released) return;
     this.released = true;
-    this.budget.release(this.bytes);
+    this.budget.release(this.kind, this.bytes, this.settled);
   }
 }
 
-/** The budget's kind of a Range whose response may be large; undefined for one key or a count. */
+const mib = (bytes: number) => Math.round(bytes / (1024 * 1024));
+
+/** The budget's kind of a Range; undefined for a count (its answer is a few bytes). */
 export function rangeKind(r: RangeRequest): string | undefined {
-  if (r.rangeEnd.length === 0 || r.countOnly) return undefined;
+  if (r.countOnly) return undefined;
+  // one key's answer is at most one value (up to max-request-bytes): budgeted too, or
+  // thousands of reads of a large value from a client that does not read would not be
+  if (r.rangeEnd.length === 0) return "one key";
   return `${Buffer.from(r.rangeEnd).toString("hex")} ${r.limit} ${r.keysOnly}`;
 }

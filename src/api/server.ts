@@ -4,7 +4,7 @@
 // unusual go through Connect.
 import type { TlsOptions } from "node:tls";
 import type { DescService } from "@bufbuild/protobuf";
-import { createConnectRouter } from "@connectrpc/connect";
+import { createConnectRouter, createContextValues } from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Keyspace, RangeStreams, Rerouting } from "../keyspace/contract.ts";
@@ -13,8 +13,11 @@ import type { Observer } from "../observe/observer.ts";
 import { callAccounting } from "./accounting.ts";
 import { adminService } from "./admin.ts";
 import { authService } from "./auth.ts";
+import type { AuthStore } from "./auth-store.ts";
+import { CALLER, callerOf } from "./caller.ts";
 import { clusterService, type Member } from "./cluster.ts";
 import type { GrpcCall } from "./grpc-call.ts";
+import { MAX_CONCURRENT_STREAMS } from "./h2/connection.ts";
 import { ErrorCode } from "./h2/frames.ts";
 import { H2Server } from "./h2/server.ts";
 import type { H2Stream } from "./h2/stream.ts";
@@ -44,6 +47,21 @@ export interface ServerParts {
   tls?: TlsOptions;
   /** counts and times every call (metrics, status page, slow-request log) */
   observer: Observer;
+  /** what one client may make strata hold or wait for (docs/http2-limits.md) */
+  http2: Http2Limits;
+  /** etcd's users, roles and permissions, checked on every call once auth is on */
+  auth: AuthStore;
+}
+
+export interface Http2Limits {
+  /** bytes of large read responses read and not yet sent, at most */
+  responseBudgetBytes: number;
+  /** a stream whose response has not moved for this long is reset; a read waits for budget this long at most */
+  stalledStreamTimeoutMs: number;
+  /** a connection with no stream for this long is closed */
+  idleConnectionTimeoutMs: number;
+  /** streams one connection may have at once (etcd's --max-concurrent-streams); never above strata's own bound */
+  maxConcurrentStreams: number;
 }
 
 const SERVICES: DescService[] = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin];
@@ -52,18 +70,19 @@ export function createGrpcServer(p: ServerParts): H2Server {
   const accounting = callAccounting(SERVICES, p.observer, p.keyspace);
   // etcd's gRPC server refuses messages above max-request-bytes plus its overhead allowance
   const readMaxBytes = p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES;
-  const budget = new ResponseBudget();
+  // a read waiting longer than a stalled holder of the budget is kept: the budget is busy with readers that read
+  const budget = new ResponseBudget(p.http2.responseBudgetBytes, p.http2.stalledStreamTimeoutMs);
   // etcd cuts RangeStream's chunks near its max-request-bytes
-  const streams: RangeStreamParts = { keyspace: p.keyspace, id: p.identity, budget, chunkBytes: p.limits.maxRequestBytes, closing: p.closing };
+  const streams: RangeStreamParts = { keyspace: p.keyspace, id: p.identity, budget, chunkBytes: p.limits.maxRequestBytes, closing: p.closing, auth: p.auth };
   const services: Array<[DescService, object]> = [
-    [KV, kvService(p.keyspace, p.identity, p.limits, streams)],
+    [KV, kvService(p.keyspace, p.identity, p.limits, streams, p.auth)],
     // etcd fragments watch responses above the same limit its gRPC server enforces
-    [Watch, watchService(p.keyspace, p.identity, readMaxBytes, p.closing)],
-    [Lease, leaseService(p.keyspace, p.identity, p.closing)],
-    [Cluster, clusterService(p.identity, p.member)],
-    [Maintenance, maintenanceService(p.keyspace, p.identity)],
-    [Auth, authService(p.keyspace, p.identity)],
-    [Admin, adminService(p.rerouting, p.log)],
+    [Watch, watchService(p.keyspace, p.identity, readMaxBytes, p.closing, p.auth)],
+    [Lease, leaseService(p.keyspace, p.identity, p.closing, p.auth)],
+    [Cluster, clusterService(p.identity, p.member, p.auth)],
+    [Maintenance, maintenanceService(p.keyspace, p.identity, p.auth)],
+    [Auth, authService(p.keyspace, p.identity, p.auth)],
+    [Admin, adminService(p.rerouting, p.log, p.auth)],
   ];
   const connect = createConnectRouter({
     grpc: true,
@@ -77,24 +96,29 @@ export function createGrpcServer(p: ServerParts): H2Server {
   for (const [service, impl] of services) connect.service(service as never, impl as never);
   const viaConnect = new Map<string, UniversalHandler>(connect.handlers.map((h) => [h.requestPath, h]));
   // the unary path writes ranges with range-frame.ts, so reads may hand over encoded key-values
-  const unary = unaryMethods(services, new Map([["/etcdserverpb.KV/Range", kvRange(p.keyspace, p.identity, true)]]));
+  const unary = unaryMethods(services, new Map([["/etcdserverpb.KV/Range", kvRange(p.keyspace, p.identity, p.auth, true)]]));
 
   return new H2Server((stream) => {
     const { call, record } = accounting.begin(stream);
+    const who = callerOf(stream);
     const method = unary.get(stream.path);
+    // each returns its work's promise: a stream the client resets counts against the
+    // connection's stream limit until its handler is done (rapid reset, CVE-2023-44487)
     if (method && servesUnary(stream)) {
-      void serveUnary(method, call, readMaxBytes, budget, (message) => record && (record.request = message));
-      return;
+      return serveUnary(method, call, readMaxBytes, budget, (message) => record && (record.request = message), createContextValues().set(CALLER, who));
     }
     // RangeStream's chunks framed by hand, as Range's answers are (the same conditions)
-    if (stream.path === RANGE_STREAM_PATH && servesUnary(stream)) {
-      void serveRangeStream(streams, call, readMaxBytes);
-      return;
-    }
+    if (stream.path === RANGE_STREAM_PATH && servesUnary(stream)) return serveRangeStream(streams, call, readMaxBytes, who);
     const handler = viaConnect.get(stream.path);
     if (!handler) return unknownMethod(stream, call);
-    serveWithConnect(handler, call, accounting.contextValues(record)).catch(() => stream.reset(ErrorCode.INTERNAL_ERROR));
-  }, p.tls);
+    // a Range that Connect answers (a compressed or JSON request) counts in the budget too
+    const budgeted = method?.kind ? { budget, kind: `connect ${stream.path}` } : undefined;
+    return serveWithConnect(handler, call, accounting.contextValues(record).set(CALLER, who), budgeted).catch(() => stream.reset(ErrorCode.INTERNAL_ERROR));
+  }, p.tls, {
+    idleTimeoutMs: p.http2.idleConnectionTimeoutMs,
+    stalledStreamTimeoutMs: p.http2.stalledStreamTimeoutMs,
+    maxConcurrentStreams: Math.min(p.http2.maxConcurrentStreams, MAX_CONCURRENT_STREAMS),
+  });
 }
 
 /** gRPC's answer to a method nobody serves: status 12 (Unimplemented), as grpc-go words it. */

@@ -1,6 +1,6 @@
 // Maintenance.Snapshot: the whole keyspace — every database backend of the routing config,
 // read by the keyspace (keyspace/database-snapshot.ts) — at one revision, as etcd's own snapshot file (src/snapshot), streamed as etcd streams
-// it: the database in 32 KiB chunks with the bytes still to come, then its sha256 as a
+// it (with etcd's users and roles in its auth buckets): the database in 32 KiB chunks with the bytes still to come, then its sha256 as a
 // last message, which `etcdctl snapshot restore` checks.
 //
 // The file is built in a temp file first and sent from there: bbolt's meta pages, at the
@@ -21,7 +21,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { SnapshotRequest, SnapshotResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Keyspace } from "../keyspace/contract.ts";
 import { log } from "../observe/log.ts";
-import { CompactedMeanwhile, SnapshotError, writeSnapshot } from "../snapshot/index.ts";
+import { CompactedMeanwhile, type SnapshotAuth, SnapshotError, writeSnapshot } from "../snapshot/index.ts";
 import { Mutex } from "../util/mutex.ts";
 import { toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
@@ -37,6 +37,8 @@ const building = new Mutex();
 export function snapshotStream(
   keyspace: Keyspace,
   id: ServerIdentity,
+  /** the users and roles for etcd's auth buckets */
+  auth: () => Promise<SnapshotAuth | undefined>,
 ): (req: SnapshotRequest, ctx: HandlerContext) => AsyncGenerator<MessageInitShape<typeof SnapshotResponseSchema>> {
   return async function* snapshot(_req, ctx) {
     const dir = await mkdtemp(join(tmpdir(), "strata-snapshot-"));
@@ -44,11 +46,12 @@ export function snapshotStream(
       const file = await open(join(dir, "db"), "w+");
       try {
         const started = Date.now();
+        const users = await auth();
         const written = await building.run(async () => {
           for (let attempt = 1;; attempt++) {
             try {
               await file.truncate(0);
-              return await keyspace.snapshot((source) => writeSnapshot(file, source, log, ctx.signal));
+              return await keyspace.snapshot((source) => writeSnapshot(file, source, log, ctx.signal, Date.now(), users));
             } catch (err) {
               if (!(err instanceof CompactedMeanwhile) || attempt === ATTEMPTS) throw err;
               log("info", "snapshot: history was compacted while it was read; reading again", { error: err.message });

@@ -5,18 +5,20 @@
 // requests and unknown paths still go to Connect, which answers them as before; the
 // protocol errors here are worded as Connect words them.
 import { create, type DescMessage, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
 import { RangeRequestSchema, RangeResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { toConnectError } from "./errors.ts";
 import { GRPC_CONTENT_TYPE, type GrpcCall } from "./grpc-call.ts";
 import type { H2Stream } from "./h2/stream.ts";
 import { rangeFrame } from "./range-frame.ts";
-import { rangeKind, type Reservation, RESPONSE_HOLD_MS, type ResponseBudget } from "./response-budget.ts";
+import { rangeKind, type Reservation, type ResponseBudget } from "./response-budget.ts";
 
 /** what a handler may ask of its call besides the request (a part of Connect's HandlerContext) */
 export interface UnaryContext {
   /** the time left before the client's deadline (grpc-timeout), if it set one */
   timeoutMs(): number | undefined;
+  /** what the server knows of the call (its caller: caller.ts) */
+  values: ContextValues;
 }
 
 export interface UnaryMethod {
@@ -80,13 +82,14 @@ export async function serveUnary(
   readMaxBytes: number,
   budget: ResponseBudget,
   onRequest: (message: unknown) => void,
+  values: ContextValues,
 ): Promise<void> {
   let frame: Uint8Array[];
   let reservation: Reservation | undefined;
   // the client's deadline counts from when its request arrived
   const timeout = grpcTimeoutMs(call.stream.headers["grpc-timeout"]);
   const deadline = timeout === undefined ? undefined : Date.now() + timeout;
-  const ctx: UnaryContext = { timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()) };
+  const ctx: UnaryContext = { timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()), values };
   try {
     const request = fromEnvelope(method.input, await readMessage(call.stream, readMaxBytes));
     onRequest(request);
@@ -99,14 +102,8 @@ export async function serveUnary(
     return call.fail(e.code, e.rawMessage);
   }
   if (reservation) {
-    const r = reservation;
-    r.settle(frame.reduce((n, piece) => n + piece.length, 0));
-    const stalled = setTimeout(() => r.release(), RESPONSE_HOLD_MS);
-    stalled.unref?.();
-    call.stream.onClose(() => {
-      clearTimeout(stalled);
-      r.release();
-    });
+    reservation.settle(frame.reduce((n, piece) => n + piece.length, 0));
+    reservation.holdUntilSent(call.stream);
   }
   call.answer(frame);
 }
@@ -128,27 +125,24 @@ export function fromEnvelope(schema: DescMessage, bytes: Uint8Array): unknown {
 }
 
 /**
- * The request's one message. An oversized one is refused as soon as its length is
- * known; the rest of the body is read and dropped so the stream's window stays open.
+ * The request's one message. An oversized one is refused as soon as its length prefix is
+ * read, as grpc-go does (etcd answers at once): the answer ends the stream, and the
+ * connection drops the rest of the body as it comes.
  */
 export async function readMessage(stream: H2Stream, maxBytes: number): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let received = 0;
-  let refused: ConnectError | undefined;
   for await (const chunk of stream.body()) {
-    if (refused) continue;
     const before = received;
     chunks.push(chunk);
     received += chunk.length;
     if (before < 5 && received >= 5) {
       const size = Buffer.from(concat(chunks, received).subarray(1, 5)).readUInt32BE(0);
-      if (size > maxBytes) {
-        refused = new ConnectError(`grpc: received message larger than max (${size} vs. ${maxBytes})`, Code.ResourceExhausted);
-        chunks.length = 0;
-      }
+      if (size > maxBytes) throw new ConnectError(`grpc: received message larger than max (${size} vs. ${maxBytes})`, Code.ResourceExhausted);
     }
+    // a second message is refused once the body is over (below); one too large for any is not waited for
+    if (received > 2 * (5 + maxBytes)) throw new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
   }
-  if (refused) throw refused;
   if (stream.closed && !stream.remoteClosed) throw new ConnectError("the client cancelled the call", Code.Canceled);
   const body = Buffer.from(concat(chunks, received));
   if (body.length === 0) throw new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);

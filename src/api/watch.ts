@@ -3,11 +3,15 @@
 // were queued, so a created response precedes its events and a progress response
 // follows every event it vouches for. The keyspace places the watchers (in the
 // databases, or relayed to an upstream etcd); this file is the stream: its queue,
-// bounded in bytes, and responses split to the client's receive limit.
+// bounded in bytes, and responses split to the client's receive limit. Once auth is on,
+// a watcher is created only for a caller who may read its range.
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import type { WatchRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { WatchCreateRequest, WatchRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Keyspace, WatchResponseOut, WatchSession, WatchStream } from "../keyspace/contract.ts";
+import { EtcdError, errors } from "../mvcc/errors.ts";
+import type { AuthStore } from "./auth-store.ts";
+import { type Caller, caller } from "./caller.ts";
 import { shuttingDown } from "./connections.ts";
 import { toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
@@ -26,10 +30,12 @@ export function watchService(
   id: ServerIdentity,
   maxRequestBytes: number,
   closing: AbortSignal,
+  auth: AuthStore,
 ): ServiceImpl<typeof Watch> {
   return {
     async *watch(requests: AsyncIterable<WatchRequest>, ctx: HandlerContext) {
-      const stream = new ClientStream(keyspace, maxRequestBytes);
+      const who = caller(ctx);
+      const stream = new ClientStream(keyspace, maxRequestBytes, (c) => watchRefusal(auth, who, c));
       void stream.consume(requests);
       try {
         for await (const r of stream.responses(ctx.signal, closing)) {
@@ -56,8 +62,10 @@ class ClientStream implements WatchStream {
   private failure: ConnectError | undefined;
 
   constructor(
-    keyspace: Keyspace,
+    private readonly keyspace: Keyspace,
     private readonly maxRequestBytes: number,
+    /** why the caller may not watch what a create request asks for (undefined: it may) */
+    private readonly refusal: (c: WatchCreateRequest) => string | undefined,
   ) {
     this.session = keyspace.watch(this);
   }
@@ -70,7 +78,7 @@ class ClientStream implements WatchStream {
         if (this.congested()) await this.drained();
         if (this.closed) return;
         const u = req.requestUnion;
-        if (u.case === "createRequest") this.session.create(u.value);
+        if (u.case === "createRequest") this.create(u.value);
         else if (u.case === "cancelRequest") this.session.cancel(u.value.watchId);
         else if (u.case === "progressRequest") this.session.requestProgress();
       }
@@ -81,6 +89,13 @@ class ClientStream implements WatchStream {
       if (parse) this.fail(new ConnectError(`grpc: failed to unmarshal the received message ${parse[1]}`, Code.Internal));
     }
     // a half-closed stream keeps delivering events, as etcd's does
+  }
+
+  /** A watcher, once the caller may read its range; refused as etcd refuses it, with watch id -1. */
+  private create(c: WatchCreateRequest): void {
+    const reason = this.refusal(c);
+    if (reason === undefined) return this.session.create(c);
+    this.enqueue({ header: { revision: this.keyspace.latestRevision }, watchId: -1n, created: true, canceled: true, cancelReason: reason, events: [] });
   }
 
   /** Ends the stream with `err` once the responses already queued are sent. */
@@ -142,5 +157,25 @@ class ClientStream implements WatchStream {
     this.closed = true;
     this.session.close();
     for (const d of this.drainWaiters.splice(0)) d();
+  }
+}
+
+/**
+ * Whether the caller may watch: read permission on the range, checked when the watcher is
+ * created and not again (etcd 3.4's rule: a watch already open keeps its events after a
+ * permission is revoked). The reason reads as etcd words it, a gRPC status printed.
+ */
+function watchRefusal(auth: AuthStore, who: Caller, c: WatchCreateRequest): string | undefined {
+  if (!auth.enabled && who.token === undefined) return undefined;
+  try {
+    // an empty key is "\0", the smallest key, as etcd takes it; a range_end of "\0" is every key from there
+    const key = c.key.length === 0 ? new Uint8Array([0]) : c.key;
+    auth.checkRange(auth.identify(who), key, c.rangeEnd);
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof EtcdError)) throw err;
+    // etcd answers a refusal it has no name for as permission denied
+    const named = ["Unauthenticated", "InvalidArgument"].includes(err.code) ? err : errors.permissionDenied();
+    return `rpc error: code = ${named.code} desc = ${named.message}`;
   }
 }

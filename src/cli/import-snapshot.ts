@@ -3,15 +3,18 @@
 // into the backends the rules name, with the guarantees of `import --from`: each key's
 // current version with its revisions and version, leases with the time they had left,
 // new writes above the snapshot's revision, counts verified, and a second run resumes
-// an interrupted one (keys already there are skipped).
+// an interrupted one (keys already there are skipped). etcd's users and roles (its auth
+// buckets) go to the default backend, unless it keeps some of its own already.
 //
 // Two passes over the file. The first checks it whole — hash, pages, records — and finds
 // each key's newest revision, before anything is written: a bad file changes nothing.
 // It keeps one entry per key (its name and newest revision), not values. The second
 // copies the versions that are newest and not deleted.
 import { open } from "node:fs/promises";
+import { AuthState } from "../api/auth-state.ts";
 import { keyString } from "../mvcc/keyrange.ts";
 import type { KeyValue, Rev } from "../mvcc/types.ts";
+import type { Router } from "../router/router.ts";
 import { SnapshotError, SnapshotFile } from "../snapshot/index.ts";
 import { finishImport, openImportTarget, placeKeys, placeLease, runImport } from "./import-target.ts";
 
@@ -40,6 +43,7 @@ export async function importSnapshotCommand(args: string[]): Promise<number> {
     const newest = new Map<string, number>();
     let revision = 0n, entries = 0;
     let leases;
+    let auth: AuthState | undefined;
     try {
       snapshot = await SnapshotFile.open(file);
       let last = -1n, lastSub = -1n, lastLog = Date.now();
@@ -58,6 +62,12 @@ export async function importSnapshotCommand(args: string[]): Promise<number> {
       }
       revision = last > snapshot.compactRevision ? last : snapshot.compactRevision;
       leases = await snapshot.leases();
+      const buckets = await snapshot.auth();
+      try {
+        auth = buckets && AuthState.fromSnapshot(buckets);
+      } catch (err) {
+        throw new SnapshotError(`the authUsers/authRoles buckets: ${(err as Error).message}`);
+      }
     } catch (err) {
       if (err instanceof SnapshotError) {
         console.error(`strata import: ${path}: ${err.message}; nothing imported`);
@@ -94,9 +104,24 @@ export async function importSnapshotCommand(args: string[]): Promise<number> {
       }
       await flush();
       process.stderr.write("\n");
+      if (auth) console.error(`strata import: ${await placeAuth(router, auth)}`);
       return finishImport(router, revision as Rev, total, leases.length);
     });
   } finally {
     await file.close();
   }
+}
+
+/** etcd's users and roles into the default backend, which holds them; one that has its own keeps them */
+async function placeAuth(router: Router, auth: AuthState): Promise<string> {
+  const backend = router.primary?.backend;
+  if (!backend) return "the default backend is an upstream etcd: the snapshot's users and roles are not imported";
+  const what = `${auth.users.size} users and ${auth.roles.size} roles, authentication ${auth.enabled ? "on" : "off"}`;
+  const data = auth.encode();
+  const current = await backend.readAuth();
+  // a second run of an interrupted import finds them there
+  if (current && Buffer.from(current.data).equals(Buffer.from(data))) return `${what}: already imported`;
+  if (current) return `the default backend keeps users and roles of its own: the snapshot's ${what} are not imported`;
+  if (!(await backend.writeAuth(0n, { revision: 1n, data }))) return `users and roles were written meanwhile: the snapshot's ${what} are not imported`;
+  return `${what} imported`;
 }

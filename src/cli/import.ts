@@ -31,7 +31,7 @@ export async function importCommand(args: string[]): Promise<number> {
     return 2;
   }
   // the rest of the command line is strata's own configuration
-  const clientFlags = new Set(["--from", "--cacert", "--cert", "--key"]);
+  const clientFlags = new Set(["--from", "--cacert", "--cert", "--key", "--user"]);
   const own = args.filter((a, j) => !clientFlags.has(a) && !clientFlags.has(args[j - 1]!) && ![...clientFlags].some((f) => a.startsWith(`${f}=`)));
   const kv = createClient(KV, transport);
   const lease = createClient(Lease, transport);

@@ -4,6 +4,8 @@
 // (a SQLite backend is locked by a running strata, so it refuses). An interrupted run is
 // resumed by running it again: a key is copied before it is removed from its old place.
 // With --endpoint instead of --from-config the running strata does it live (router/move.ts).
+// A new default backend gets the old one's users and roles (etcd's auth store), which live
+// in the default backend.
 import { readFileSync } from "node:fs";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import type { Backend, BackendState } from "../mvcc/backend.ts";
@@ -121,6 +123,8 @@ export async function migrateCommand(args: string[]): Promise<number> {
       console.error(`strata migrate: verification failed: ${before} keys before, ${after} where the new rules look, ${orphaned} in backends the new config drops, ${stranded.reduce((n, s) => n + s.count, 0)} in the wrong backend; run it again to resume`);
       return 1;
     }
+    const auth = await moveAuth(backends.get(oldConfig.topology.backends.get(oldConfig.topology.default)!)!, backends.get(urlOf(newConfig.topology.default))!);
+    if (auth) console.error(`strata migrate: ${auth}`);
     const perBackend = await Promise.all(parts.map(async (p) => `${p.name}=${await keyCount(p.backend)}`));
     console.error(`strata migrate: done: ${moved} keys moved, ${after} keys in all (${perBackend.join(", ")}), every key where ${to} routes it`);
     return 0;
@@ -177,4 +181,16 @@ async function migrateLive(endpoint: string, file: string, args: string[]): Prom
 function progressBar(done: number, total: number, what: string): void {
   const width = 30, filled = total === 0 ? width : Math.round((done / total) * width);
   process.stderr.write(`\r[${"#".repeat(filled)}${" ".repeat(width - filled)}] ${done}/${total} ${what}`);
+}
+
+/** The users and roles into a new default backend (copied: the old database keeps its own). */
+async function moveAuth(from: Backend, to: Backend): Promise<string | undefined> {
+  if (from === to) return undefined;
+  const record = await from.readAuth();
+  if (!record) return undefined;
+  const there = await to.readAuth();
+  if (there && Buffer.from(there.data).equals(Buffer.from(record.data))) return "users and roles: already in the new default backend";
+  if (there) return "users and roles: the new default backend keeps its own; the old default's are not copied";
+  await to.writeAuth(0n, { revision: 1n, data: record.data });
+  return "users and roles copied to the new default backend";
 }

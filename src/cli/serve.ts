@@ -2,6 +2,8 @@
 // backends. Composes the layers: opens the keyspace (keyspace/open.ts wires it), starts the
 // gRPC and HTTP servers on it, and shuts them down in order.
 import type { Server as TlsServer } from "node:tls";
+import { AuthStore } from "../api/auth-store.ts";
+import { tokenProvider } from "../api/auth-tokens.ts";
 import { Connections } from "../api/connections.ts";
 import { createGrpcServer } from "../api/server.ts";
 import { superviseTls, tlsServerOptions } from "../api/tls.ts";
@@ -64,11 +66,20 @@ async function serve(config: Config): Promise<void> {
   }
   const observer = new Observer(config["slow-request-threshold"], config["slow-request-interval"]);
   collectUnderMemoryPressure();
-  // certificates are checked before any database is opened
+  // certificates and token keys are checked before any database is opened
   const tls = config.tls ? tlsServerOptions(config.tls) : undefined;
+  const tokens = tokenProvider(config["auth-token"], config["auth-token-ttl"]);
   const { keyspace, identity } = await openKeyspace(config, log, observer.instrument);
   keyspace.start();
   observer.follow(keyspace);
+  // etcd's users and roles live in the default backend, shared by every process on it
+  const auth = new AuthStore(keyspace.authStorage, keyspace.defaultBackend, {
+    tokens,
+    bcryptCost: config["bcrypt-cost"],
+    clientCertAuth: config.tls?.clientCertAuth ?? false,
+  }, log);
+  await auth.start();
+  onShutdown("auth store", () => auth.stop());
   const stopWatchingConfig = config.topologyFile ? followConfigFile(config, keyspace, log) : () => {};
 
   const [listen, ...moreListens] = config.listenUrls as [URL, ...URL[]];
@@ -86,6 +97,13 @@ async function serve(config: Config): Promise<void> {
     closing: connections.closing,
     tls,
     observer,
+    http2: {
+      responseBudgetBytes: config["response-budget-bytes"],
+      stalledStreamTimeoutMs: config["stalled-stream-timeout"],
+      idleConnectionTimeoutMs: config["idle-connection-timeout"],
+      maxConcurrentStreams: config["max-concurrent-streams"],
+    },
+    auth,
   });
   connections.track(server);
   if (config.tls) onShutdown("certificate reloading", superviseTls(server.listener as TlsServer, config.tls, log));

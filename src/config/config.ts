@@ -157,6 +157,34 @@ export const SETTINGS = {
     help: "client reads, and client writes, that may wait on one database; more are refused at once, before any work, with etcd's ResourceExhausted \"etcdserver: too many requests\"",
     schema: positiveInt("max-waiting-requests"),
   },
+  "response-budget-bytes": {
+    env: "STRATA_RESPONSE_BUDGET_BYTES",
+    default: "67108864",
+    help: "bytes of large read responses (lists, RangeStream chunks) read and not yet sent to their clients, at most; further large reads wait for room (see docs/http2-limits.md)",
+    schema: positiveInt("response-budget-bytes"),
+  },
+  "stalled-stream-timeout": {
+    env: "STRATA_STALLED_STREAM_TIMEOUT",
+    default: "60s",
+    help: "a stream whose response has not moved for this long (its client gives no window or does not read) is reset and its bytes dropped; a large read waits at most this long for room before ResourceExhausted; 0s: never reset, reads wait as long as it takes",
+    schema: duration("stalled-stream-timeout"),
+  },
+  "idle-connection-timeout": {
+    env: "STRATA_IDLE_CONNECTION_TIMEOUT",
+    default: "5m",
+    help: "a client connection with no stream open for this long gets GOAWAY and is closed (watches keep theirs open); 0s keeps idle connections",
+    schema: duration("idle-connection-timeout"),
+  },
+  "max-concurrent-streams": {
+    env: "STRATA_MAX_CONCURRENT_STREAMS",
+    default: "10000",
+    help: "streams one client connection may have open at once, as etcd's --max-concurrent-streams; it can only lower strata's bound of 10000 (etcd's default, 4294967295, means no limit there and 10000 here)",
+    schema: v.pipe(
+      v.union([v.number(), v.string()]),
+      v.transform(Number),
+      v.check((n) => Number.isInteger(n) && n > 0 && n <= 4294967295, "max-concurrent-streams must be a whole number from 1 to 4294967295"),
+    ),
+  },
   "quota-backend-bytes": {
     env: "STRATA_QUOTA_BACKEND_BYTES",
     default: "0",
@@ -210,6 +238,24 @@ export const SETTINGS = {
     default: "",
     help: "TLS 1.2 cipher suites offered, comma separated, by the names etcd's --cipher-suites takes (e.g. TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); TLS 1.3 keeps its own; empty: the TLS library's defaults",
     schema: v.string(),
+  },
+  "auth-token": {
+    env: "STRATA_AUTH_TOKEN",
+    default: "simple",
+    help: "etcd's --auth-token: simple (random tokens this process remembers), or jwt,pub-key=FILE,priv-key=FILE,sign-method=RS256|ES256|…,ttl=5m (signed tokens every strata process with the key accepts)",
+    schema: v.pipe(v.string(), v.check((s) => s === "simple" || s.startsWith("jwt"), "auth-token must be simple or jwt,… (as etcd's --auth-token)")),
+  },
+  "auth-token-ttl": {
+    env: "STRATA_AUTH_TOKEN_TTL",
+    default: "300",
+    help: "seconds a simple token stays valid after its last use, as etcd's --auth-token-ttl",
+    schema: positiveInt("auth-token-ttl"),
+  },
+  "bcrypt-cost": {
+    env: "STRATA_BCRYPT_COST",
+    default: "10",
+    help: "bcrypt cost of new user passwords (4 to 31), as etcd's --bcrypt-cost; each step doubles the time a password takes to check",
+    schema: v.pipe(positiveInt("bcrypt-cost"), v.check((n) => n >= 4 && n <= 31, "bcrypt-cost must be between 4 and 31")),
   },
   "metrics-listen": {
     env: "STRATA_METRICS_LISTEN",

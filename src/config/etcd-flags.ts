@@ -29,8 +29,8 @@ const WITH_VALUE = [
   "experimental-enable-v2v3",
   // logging and profiling: strata writes JSON lines to stderr at --log-level
   "logger", "log-outputs", "log-package-levels", "metrics",
-  // gRPC server tuning strata's HTTP/2 server has its own fixed limits for
-  "max-concurrent-streams", "grpc-keepalive-min-time", "grpc-keepalive-interval", "grpc-keepalive-timeout",
+  // gRPC keepalive tuning: strata's HTTP/2 server has its own idle and ping limits
+  "grpc-keepalive-min-time", "grpc-keepalive-interval", "grpc-keepalive-timeout",
   // the browser checks of etcd's HTTP gateway
   "cors", "host-whitelist",
 ];
@@ -44,7 +44,8 @@ export const ETCD_IGNORED: ReadonlyMap<string, "boolean" | "value"> = new Map([
 export const ETCD_SAME_NAME = [
   "advertise-client-urls", "name", "data-dir", "auto-compaction-mode", "auto-compaction-retention", "max-txn-ops",
   "max-request-bytes", "quota-backend-bytes", "cert-file", "key-file", "trusted-ca-file", "client-cert-auth",
-  "client-crl-file", "auto-tls", "cipher-suites", "log-level",
+  "client-crl-file", "auto-tls", "cipher-suites", "log-level", "max-concurrent-streams", "auth-token",
+  "auth-token-ttl", "bcrypt-cost",
 ];
 
 /** etcd's environment variable for a flag: ETCD_ and the name in upper case, - as _ */

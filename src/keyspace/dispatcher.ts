@@ -17,6 +17,7 @@ import type {
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { type EtcdKeyspace, upstreamSnapshotRefused } from "../backends/etcd/etcd-keyspace.ts";
 import type { Topology } from "../config/topology.ts";
+import type { AuthView } from "../mvcc/backend.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import { EtcdError } from "../mvcc/errors.ts";
 import { bytesEqual, isEmptyRange, keyString, prefixEnd, toKeyRange, txnRanges } from "../mvcc/keyrange.ts";
@@ -89,6 +90,20 @@ export class Dispatcher implements Keyspace, RangeStreams, Rerouting {
   /** the default backend's keyspace: it keeps the leases and its revisions are the ones Compact names */
   get home(): Keyspace {
     return this.upstreams.get(this.defaultName) ?? this.database;
+  }
+
+  /** the default backend's name (its URL for an upstream etcd) */
+  get defaultBackend(): string {
+    return this.upstreams.get(this.defaultName)?.name ?? this.database.router.primary?.backend.name ?? this.defaultName;
+  }
+
+  /**
+   * Where etcd's users and roles are kept: the default backend, whatever the routing
+   * rules say; none when it is an upstream etcd (which has its own).
+   */
+  get authStorage(): AuthView | undefined {
+    if (this.upstreams.has(this.defaultName)) return undefined;
+    return this.database.router.primary?.backend;
   }
 
   /**

@@ -179,5 +179,30 @@ export interface AdminView {
   buildSelectIndex?(progress?: (rows: number) => void): Promise<number>;
 }
 
+/**
+ * etcd's auth store (users, roles, whether auth is on) as one record beside the keys, with
+ * its own revision (etcd's auth revision, not a key revision). Every strata process on the
+ * database shares it: a change is compare-and-swap on the revision, and a process notices
+ * another's change by polling the revision. The api layer encodes the state; a backend
+ * keeps the bytes.
+ */
+export interface AuthRecord {
+  /** etcd's auth revision: 1 on a fresh store, one more with every change */
+  revision: Rev;
+  data: Uint8Array;
+}
+
+export interface AuthView {
+  /** the stored record; undefined when none was written yet */
+  readAuth(): Promise<AuthRecord | undefined>;
+  /** the stored revision alone (0: none), cheap enough to poll */
+  authRevision(): Promise<Rev>;
+  /**
+   * Stores `next` if the stored revision is still `expected` (0: nothing stored yet);
+   * false, changing nothing, when another process changed it first.
+   */
+  writeAuth(expected: Rev, next: AuthRecord): Promise<boolean>;
+}
+
 /** Everything one database family implements. */
-export interface Backend extends ReadView, WriteView, HistoryView, LeaseView, AdminView {}
+export interface Backend extends ReadView, WriteView, HistoryView, LeaseView, AdminView, AuthView {}

@@ -46,9 +46,27 @@ export const errors = {
   leaseNotFound: e("NotFound", "etcdserver: requested lease not found"),
   leaseExists: e("FailedPrecondition", "etcdserver: lease already exists"),
   leaseTTLTooLarge: e("OutOfRange", "etcdserver: too large lease TTL"),
+  // etcd's auth store (src/api/auth-store.ts), in etcd's words and codes
   authNotEnabled: e("FailedPrecondition", "etcdserver: authentication is not enabled"),
   /** a request shed before any work was done: too many wait on the database already */
   tooManyRequests: e("ResourceExhausted", "etcdserver: too many requests"),
+  rootUserNotExist: e("FailedPrecondition", "etcdserver: root user does not exist"),
+  rootRoleNotExist: e("FailedPrecondition", "etcdserver: root user does not have root role"),
+  userAlreadyExist: e("FailedPrecondition", "etcdserver: user name already exists"),
+  userEmpty: e("InvalidArgument", "etcdserver: user name is empty"),
+  userNotFound: e("FailedPrecondition", "etcdserver: user name not found"),
+  roleAlreadyExist: e("FailedPrecondition", "etcdserver: role name already exists"),
+  roleNotFound: e("FailedPrecondition", "etcdserver: role name not found"),
+  roleEmpty: e("InvalidArgument", "etcdserver: role name is empty"),
+  authFailed: e("InvalidArgument", "etcdserver: authentication failed, invalid user ID or password"),
+  permissionDenied: e("PermissionDenied", "etcdserver: permission denied"),
+  roleNotGranted: e("FailedPrecondition", "etcdserver: role is not granted to the user"),
+  permissionNotGranted: e("FailedPrecondition", "etcdserver: permission is not granted to the role"),
+  invalidAuthToken: e("Unauthenticated", "etcdserver: invalid auth token"),
+  invalidAuthMgmt: e("InvalidArgument", "etcdserver: invalid auth management"),
+  authOldRevision: e("InvalidArgument", "etcdserver: revision of auth store is old"),
+  /** etcd has no gRPC error for it: its gRPC layer answers Unknown with the auth store's own words */
+  noPasswordUser: e("Unknown", "auth: authentication failed, password was given for no password user"),
   /** the NOSPACE alarm: a write over the quota, or a database out of disk */
   noSpace: e("ResourceExhausted", "etcdserver: mvcc: database space exceeded"),
 };

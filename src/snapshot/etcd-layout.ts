@@ -9,8 +9,10 @@
 //            scheduledCompactRev (revision keys, sub 0) once compacted; etcd 3.5 adds term
 //            and confState, 3.6 storageVersion.
 //   lease    lease ID (8 bytes big endian) → leasepb.Lease
-//   alarm, auth, authRoles, authUsers, cluster, members, members_removed: etcd creates
-//            them; strata writes them empty (restore gives the member its own identity)
+//   auth     authEnabled ([1] or [0]) and authRevision (8 bytes big endian)
+//   authUsers, authRoles: user and role name → authpb.User, authpb.Role
+//   alarm, cluster, members, members_removed: etcd creates them; strata writes them empty
+//            (restore gives the member its own identity)
 
 const text = new TextEncoder();
 
@@ -18,10 +20,18 @@ export const BUCKETS = {
   key: text.encode("key"),
   meta: text.encode("meta"),
   lease: text.encode("lease"),
+  auth: text.encode("auth"),
+  authUsers: text.encode("authUsers"),
+  authRoles: text.encode("authRoles"),
 } as const;
 
 /** the buckets etcd creates that a strata snapshot leaves empty */
-export const EMPTY_BUCKETS = ["alarm", "auth", "authRoles", "authUsers", "cluster", "members", "members_removed"].map((n) => text.encode(n));
+export const EMPTY_BUCKETS = ["alarm", "cluster", "members", "members_removed"].map((n) => text.encode(n));
+
+export const AUTH_KEYS = {
+  enabled: text.encode("authEnabled"),
+  revision: text.encode("authRevision"),
+} as const;
 
 export const META_KEYS = {
   consistentIndex: text.encode("consistent_index"),

@@ -14,10 +14,11 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { KeyValueSchema } from "../gen/etcd/api/mvccpb/kv_pb.ts";
 import { LeaseSchema } from "../gen/etcd/server/leasepb/lease_pb.ts";
 import type { EventsOptions, EventsPage } from "../mvcc/backend.ts";
+import { compareBytes } from "../mvcc/keyrange.ts";
 import { DELETE, type KeyValue, type LeaseRecord, type Rev } from "../mvcc/types.ts";
 import { BoltFormatError, BoltReader, type BucketRef } from "./bbolt-reader.ts";
 import { BoltWriter } from "./bbolt-writer.ts";
-import { BUCKETS, EMPTY_BUCKETS, META_KEYS, NEWEST_SCHEMA, parseRevisionKey, readUint64BE, revisionKey, type Revision, uint64BE } from "./etcd-layout.ts";
+import { AUTH_KEYS, BUCKETS, EMPTY_BUCKETS, META_KEYS, NEWEST_SCHEMA, parseRevisionKey, readUint64BE, revisionKey, type Revision, uint64BE } from "./etcd-layout.ts";
 
 /**
  * What a snapshot is read from: the whole keyspace's history and leases. While it is read
@@ -33,6 +34,17 @@ export interface SnapshotSource {
   leases(): Promise<LeaseRecord[]>;
   /** the compact revision now: checked after the history was read */
   compactRevisionNow(): Promise<Rev>;
+}
+
+/**
+ * etcd's auth store as its buckets hold it: whether auth is on, the auth revision, and
+ * each user and role by name as authpb bytes (the api layer's encoding, untouched here).
+ */
+export interface SnapshotAuth {
+  enabled: boolean;
+  revision: Rev;
+  users: Array<{ name: Uint8Array; value: Uint8Array }>;
+  roles: Array<{ name: Uint8Array; value: Uint8Array }>;
 }
 
 /** History may have been removed while it was read (a compaction recorded meanwhile): take the snapshot again. */
@@ -57,8 +69,18 @@ export class SnapshotError extends Error {}
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
-/** Writes the snapshot of `source` at source.revision into file (empty, opened for writing). */
-export async function writeSnapshot(file: FileHandle, source: SnapshotSource, log: Log, signal?: AbortSignal, now = Date.now()): Promise<SnapshotWritten> {
+/**
+ * Writes the snapshot of `source` at source.revision into file (empty, opened for
+ * writing), with the users and roles of `auth` in etcd's auth buckets.
+ */
+export async function writeSnapshot(
+  file: FileHandle,
+  source: SnapshotSource,
+  log: Log,
+  signal?: AbortSignal,
+  now = Date.now(),
+  auth?: SnapshotAuth,
+): Promise<SnapshotWritten> {
   const bolt = await BoltWriter.create(file);
   const keys = bolt.bucket();
   const to = source.revision;
@@ -114,10 +136,23 @@ export async function writeSnapshot(file: FileHandle, source: SnapshotSource, lo
   }
   const leaseBucket = await lease.finish();
 
+  // etcd writes the auth bucket's flag and revision from its first start on
+  const authBucket = bolt.bucket();
+  await authBucket.put(AUTH_KEYS.enabled, new Uint8Array([auth?.enabled ? 1 : 0]));
+  await authBucket.put(AUTH_KEYS.revision, uint64BE(auth?.revision ?? 1n));
+  const byName = (a: { name: Uint8Array }, b: { name: Uint8Array }) => compareBytes(a.name, b.name);
+  const named = async (entries: Array<{ name: Uint8Array; value: Uint8Array }>) => {
+    const bucket = bolt.bucket();
+    for (const e of [...entries].sort(byName)) await bucket.put(e.name, e.value);
+    return (await bucket.finish()).value;
+  };
   const buckets = [
     { name: BUCKETS.key, value: keyBucket.value },
     { name: BUCKETS.meta, value: metaBucket.value },
     { name: BUCKETS.lease, value: leaseBucket.value },
+    { name: BUCKETS.auth, value: (await authBucket.finish()).value },
+    { name: BUCKETS.authUsers, value: await named(auth?.users ?? []) },
+    { name: BUCKETS.authRoles, value: await named(auth?.roles ?? []) },
   ];
   for (const name of EMPTY_BUCKETS) buckets.push({ name, value: (await bolt.bucket().finish()).value });
   const size = await bolt.close(buckets);
@@ -226,6 +261,29 @@ export class SnapshotFile {
       const { $typeName: _, ...plain } = kv;
       yield { revision, kv: plain };
     }
+  }
+
+  /** etcd's auth buckets; undefined when the file has none (an etcd that never started its auth store) */
+  async auth(): Promise<SnapshotAuth | undefined> {
+    const ref = this.buckets.get("auth");
+    if (!ref) return undefined;
+    return wrapFormat(this.hashed, async () => {
+      const enabled = (await this.bolt.get(ref, AUTH_KEYS.enabled))?.value;
+      const revision = (await this.bolt.get(ref, AUTH_KEYS.revision))?.value;
+      if (revision && revision.length !== 8) throw new SnapshotError(`the auth bucket's authRevision is ${revision.length} bytes, not 8`);
+      const named = async (bucket: string) => {
+        const out: Array<{ name: Uint8Array; value: Uint8Array }> = [];
+        const r = this.buckets.get(bucket);
+        if (r) for await (const e of this.bolt.entries(r)) out.push({ name: e.key, value: e.value });
+        return out;
+      };
+      return {
+        enabled: enabled !== undefined && enabled.length === 1 && enabled[0] === 1,
+        revision: revision ? readUint64BE(revision) : 0n,
+        users: await named("authUsers"),
+        roles: await named("authRoles"),
+      };
+    });
   }
 
   async leases(): Promise<SnapshotLease[]> {

@@ -54,9 +54,10 @@ describe.skipIf(!covered || BACKEND === "nats")(`selector index of rows written 
   beforeAll(async () => {
     o = await openStore(undefined, undefined, true);
     for (let i = 0; i < 300; i++) await put(o, i);
-    // what a strata before the index left: schema 2, no index tables
+    // what a strata before the index left: schema 2, no index tables (nor the auth table of schema 4)
     o = await o.reopen(() =>
       rawSql(o.url, [
+        "DROP TABLE auth",
         "DROP TABLE kv_label",
         "DROP TABLE kv_select",
         "DELETE FROM meta WHERE name = 'select_index'",

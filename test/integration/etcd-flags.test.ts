@@ -8,7 +8,8 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } f
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { makeCa, makeCert, type Pem } from "../support/certs.ts";
-import { freePort } from "../support/strata.ts";
+import { FrameType, H2TestClient } from "../support/h2-client.ts";
+import { freePort, startStrata } from "../support/strata.ts";
 
 const MAIN = resolve(import.meta.dir, "../../src/main.ts");
 const dir = mkdtempSync(join(tmpdir(), "strata-etcd-flags-"));
@@ -131,4 +132,26 @@ describe("data dirs strata cannot use", () => {
     expect(r.stderr).toContain(`strata import --from-snapshot ${join(etcdDir, "member", "snap", "db")} --data-dir ${etcdDir}`);
     expect(existsSync(join(etcdDir, "strata.db"))).toBe(false);
   }, 60_000);
+});
+
+describe("--max-concurrent-streams", () => {
+  /** SETTINGS_MAX_CONCURRENT_STREAMS in strata's first SETTINGS frame */
+  const advertised = async (value: string) => {
+    const s = await startStrata(["--max-concurrent-streams", value]);
+    const c = await H2TestClient.connect(Number(s.endpoint.split(":")[1]));
+    try {
+      const settings = () => c.frames.find((f) => f.type === FrameType.SETTINGS && f.payload.length > 0);
+      await c.until(() => settings() !== undefined, 10_000, "strata's SETTINGS");
+      const p = settings()!.payload;
+      for (let o = 0; o + 6 <= p.length; o += 6) if (p.readUInt16BE(o) === 0x3) return p.readUInt32BE(o + 2);
+      return undefined;
+    } finally {
+      c.close();
+      await s.stop();
+    }
+  };
+  test("lowers the streams a connection may open, as etcd's flag; etcd's default (no limit) keeps strata's bound", async () => {
+    expect(await advertised("100")).toBe(100);
+    expect(await advertised("4294967295")).toBe(10_000);
+  }, 120_000);
 });

@@ -7,9 +7,6 @@
 // process, so the suite's SIGKILL ends strata itself and frees the port for its next start.
 import { serveCommand } from "../../src/cli/serve.ts";
 
-/** etcd's flags strata does not take yet: dropped with one line naming them */
-const NOT_YET = new Set(["auth-token"]);
-
 /** the value of the last `--name value` / `--name=value` on the command line */
 function flag(argv: string[], name: string): string | undefined {
   let value: string | undefined;
@@ -22,8 +19,6 @@ function flag(argv: string[], name: string): string | undefined {
 
 export interface Translation {
   args: string[];
-  /** etcd flags strata does not take yet, dropped */
-  dropped: string[];
   name: string;
   clientUrls: string;
   /** members named by --initial-cluster: more than one is a raft cluster strata cannot be */
@@ -31,15 +26,7 @@ export interface Translation {
 }
 
 export function translate(argv: string[]): Translation {
-  const args: string[] = [];
-  const dropped: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const name = argv[i]!.match(/^--([a-z0-9-]+)/)?.[1];
-    if (name && NOT_YET.has(name)) {
-      dropped.push(`--${name}`);
-      if (!argv[i]!.includes("=")) i++;
-    } else if (name !== "listen-client-urls" && argv[i - 1] !== "--listen-client-urls") args.push(argv[i]!);
-  }
+  const args = argv.filter((a, i) => !a.startsWith("--listen-client-urls") && argv[i - 1] !== "--listen-client-urls");
   const name = flag(argv, "name") ?? "default";
   // strata serves one scheme per port: the https URL when the suite asks for both
   const tls = !!flag(argv, "cert-file") || argv.some((a) => a === "--auto-tls" || a === "--auto-tls=true");
@@ -51,7 +38,7 @@ export function translate(argv: string[]): Translation {
   if (!flag(argv, "data-dir")) args.push(`--data-dir=${name}.etcd`);
   if (!flag(argv, "listen-metrics-urls")) args.push("--listen-metrics-urls=");
   const members = (flag(argv, "initial-cluster") ?? "").split(",").filter(Boolean).length;
-  return { args, dropped, name, clientUrls: flag(argv, "advertise-client-urls") ?? listen, members };
+  return { args, name, clientUrls: flag(argv, "advertise-client-urls") ?? listen, members };
 }
 
 if (import.meta.main) {
@@ -62,7 +49,6 @@ if (import.meta.main) {
     process.exit(1);
   }
   const t = translate(argv);
-  if (t.dropped.length) console.log(`etcd-wrapper: dropping ${t.dropped.join(" ")} (strata does not take it yet)`);
   if (t.members > 1) {
     // three strata on three data dirs would be three unrelated stores: say so and stop
     console.log(`etcd-wrapper: clustered: --initial-cluster names ${t.members} members; strata has no raft`);

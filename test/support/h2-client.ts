@@ -2,16 +2,24 @@
 // WINDOW_UPDATE and DATA frames the server sees and when — as grpc-go does when it
 // raises its windows — and sees every frame the server sends.
 import * as net from "node:net";
+import * as tls from "node:tls";
 import {
   DEFAULT_WINDOW, ErrorCode, Flag, FRAME_HEADER_BYTES, frame, FrameType, PREFACE, settingsFrame, windowUpdateFrame,
 } from "../../src/api/h2/frames.ts";
-import { type HeaderList, HpackEncoder } from "../../src/api/h2/hpack.ts";
+import { type HeaderList, HpackDecoder, HpackEncoder } from "../../src/api/h2/hpack.ts";
 
 export interface Frame {
   type: number;
   flags: number;
   streamId: number;
   payload: Buffer;
+}
+
+/** what a client presents to a server over TLS (ALPN h2, server name localhost) */
+export interface TestClientTls {
+  ca: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
 }
 
 export class H2TestClient {
@@ -22,6 +30,9 @@ export class H2TestClient {
   private readonly socket: net.Socket;
   private buf = Buffer.alloc(0);
   private readonly encoder = new HpackEncoder();
+  private readonly decoder = new HpackDecoder(4096, 16 * 1024 * 1024);
+  private readonly decoded = new Map<number, HeaderList[]>();
+  private block: Buffer[] = [];
   private nextStreamId = 1;
   private waiters: Array<() => void> = [];
 
@@ -36,16 +47,65 @@ export class H2TestClient {
   }
 
   /** Connects and sends the preface with `settings` (none: RFC defaults, a 65,535-byte window). */
-  static async connect(port: number, settings: Array<[number, number]> = []): Promise<H2TestClient> {
-    const socket = net.connect(port, "127.0.0.1");
-    await new Promise<void>((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+  static async connect(port: number, settings: Array<[number, number]> = [], secure?: TestClientTls): Promise<H2TestClient> {
+    const socket = secure
+      ? tls.connect({ host: "127.0.0.1", port, servername: "localhost", ALPNProtocols: ["h2"], ...secure })
+      : net.connect(port, "127.0.0.1");
+    await new Promise<void>((resolve, reject) => socket.once(secure ? "secureConnect" : "connect", resolve).once("error", reject));
     const c = new H2TestClient(socket);
     socket.write(Buffer.concat([PREFACE, settingsFrame(settings)]));
     return c;
   }
 
-  write(bytes: Uint8Array): void {
-    this.socket.write(bytes);
+  /** Writes; false once the socket holds more than its buffer (the server is not reading). */
+  write(bytes: Uint8Array): boolean {
+    return this.socket.write(bytes);
+  }
+
+  /** Resolves once the socket's buffer drained (or the connection closed). */
+  drained(): Promise<void> {
+    if (this.closed || !this.socket.writableNeedDrain) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.socket.once("drain", resolve);
+      this.socket.once("close", resolve);
+    });
+  }
+
+  /** A new client stream id. */
+  nextId(): number {
+    const id = this.nextStreamId;
+    this.nextStreamId += 2;
+    return id;
+  }
+
+  /** `headers` HPACK-encoded by this connection's encoder. */
+  encode(headers: HeaderList): Uint8Array {
+    return this.encoder.encode(headers);
+  }
+
+  /** The GOAWAY the server sent: its error code and debug text. */
+  goAway(): { lastStreamId: number; code: number; reason: string } | undefined {
+    const f = this.frames.find((x) => x.type === FrameType.GOAWAY);
+    return f && { lastStreamId: f.payload.readUInt32BE(0), code: f.payload.readUInt32BE(4), reason: f.payload.subarray(8).toString() };
+  }
+
+  /** The error code of the RST_STREAM the server sent on `streamId`. */
+  resetCode(streamId: number): number | undefined {
+    return this.frames.find((f) => f.type === FrameType.RST_STREAM && f.streamId === streamId)?.payload.readUInt32BE(0);
+  }
+
+  /** The header blocks the server sent on `streamId`, decoded in order. */
+  headerBlocks(streamId: number): HeaderList[] {
+    return this.decoded.get(streamId) ?? [];
+  }
+
+  /** The grpc-status and grpc-message the server ended `streamId` with. */
+  grpcStatus(streamId: number): { status: string; message: string } | undefined {
+    for (const block of this.headerBlocks(streamId)) {
+      const status = block.find(([n]) => n === "grpc-status");
+      if (status) return { status: status[1], message: decodeURIComponent(block.find(([n]) => n === "grpc-message")?.[1] ?? "") };
+    }
+    return undefined;
   }
 
   /** Opens a request stream; returns its id. */
@@ -126,6 +186,14 @@ export class H2TestClient {
       this.buf = this.buf.subarray(FRAME_HEADER_BYTES + length);
       this.frames.push(f);
       if (f.type === FrameType.DATA) this.received.set(f.streamId, (this.received.get(f.streamId) ?? 0) + length);
+      if (f.type === FrameType.HEADERS || f.type === FrameType.CONTINUATION) {
+        this.block.push(f.payload);
+        if (f.flags & Flag.END_HEADERS) {
+          const list = this.decoder.decode(Buffer.concat(this.block));
+          this.block = [];
+          this.decoded.set(f.streamId, [...(this.decoded.get(f.streamId) ?? []), list]);
+        }
+      }
       // settings are acknowledged, as every peer must
       if (f.type === FrameType.SETTINGS && !(f.flags & Flag.ACK)) this.write(frame(FrameType.SETTINGS, Flag.ACK, 0, new Uint8Array(0)));
     }

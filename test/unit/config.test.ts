@@ -220,6 +220,8 @@ describe("etcd's flags", () => {
     expect(loadConfig(["--log-level", "fatal"], {})["log-level"]).toBe("error");
     expect(loadConfig(["--log-level=panic"], {})["log-level"]).toBe("error");
     expect(loadConfig(["--experimental-warning-apply-duration", "250ms"], {})["slow-request-threshold"]).toBe(250);
+    expect(loadConfig(["--max-concurrent-streams", "4294967295"], {})["max-concurrent-streams"]).toBe(4294967295);
+    expect(() => loadConfig(["--max-concurrent-streams", "0"], {})).toThrow("max-concurrent-streams must be a whole number from 1 to 4294967295");
     expect(loadConfig(["--listen-client-urls", "http://localhost:2379"], {}).listenUrls.map(String)).toEqual(["http://localhost:2379/"]);
     expect(loadConfig(["--config", file("etcd-names.yaml", "listen-client-urls: http://127.0.0.1:7\n")], {}).listen).toBe("http://127.0.0.1:7");
   });

@@ -1,5 +1,6 @@
 // The response budget: reads wait in order while responses read and not yet sent fill it.
 import { expect, test } from "bun:test";
+import { Code } from "@connectrpc/connect";
 import { ResponseBudget } from "../../src/api/response-budget.ts";
 
 const MiB = 1024 * 1024;
@@ -50,4 +51,53 @@ test("a call that ends while it waits leaves the queue", async () => {
   expect(await b.catch((e: { rawMessage: string }) => e.rawMessage)).toBe("the client cancelled the call");
   a.release();
   expect(await settled(c)).toBe(true);
+});
+
+test("a read that finds no room within the wait is refused with ResourceExhausted, and leaves the queue", async () => {
+  const budget = new ResponseBudget(10 * MiB, 100);
+  const a = await budget.admit("x", open());
+  a.settle(10 * MiB);
+  const b = budget.admit("x", open());
+  const err = await b.catch((e: { code: number; rawMessage: string }) => e);
+  expect((err as { code: number }).code).toBe(Code.ResourceExhausted);
+  expect((err as { rawMessage: string }).rawMessage).toContain("too many large reads in flight (10 MiB of responses not yet sent, 10 MiB allowed)");
+  a.release();
+  expect(budget.reserved).toBe(0);
+  // the queue is empty again: the next read goes at once
+  expect(await settled(budget.admit("x", open()))).toBe(true);
+});
+
+test("of a kind not seen yet one read goes first; the others wait for its size instead of starting on a guess", async () => {
+  const budget = new ResponseBudget(64 * MiB);
+  const first = await budget.admit("new list", open());
+  const second = budget.admit("new list", open());
+  const other = budget.admit("other list", open());
+  expect(await settled(second)).toBe(false);
+  // a later kind waits behind, in arrival order
+  expect(await settled(other)).toBe(false);
+  first.settle(30 * MiB);
+  expect(await settled(second)).toBe(true);
+  expect(await settled(other)).toBe(false); // 60 MiB held, the 8 MiB guess does not fit
+  expect(budget.reserved).toBe(60 * MiB);
+});
+
+test("a small read does not wait behind a large one that does not fit", async () => {
+  const budget = new ResponseBudget(20 * MiB);
+  (await budget.admit("one key", open())).settle(1000);
+  const a = await budget.admit("list", open());
+  a.settle(15 * MiB);
+  const large = budget.admit("list", open()); // 15 MiB more does not fit
+  const small = budget.admit("one key", open());
+  expect(await settled(small)).toBe(true);
+  expect(await settled(large)).toBe(false);
+});
+
+test("at most 16 reads go on a guess at once: the rest wait until one learns its size", async () => {
+  const budget = new ResponseBudget(1024 * MiB);
+  (await budget.admit("one key", open())).settle(100);
+  const first = await Promise.all(Array.from({ length: 16 }, () => budget.admit("one key", open())));
+  const next = budget.admit("one key", open());
+  expect(await settled(next)).toBe(false);
+  first[0]!.settle(100);
+  expect(await settled(next)).toBe(true);
 });

@@ -7,43 +7,114 @@
 // send, and a long-lived watch stops for good. Owning the connection also gives fair
 // scheduling between streams and byte-exact backpressure for every response.
 import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import { log } from "../../observe/log.ts";
 import {
   ConnectionError, DEFAULT_MAX_FRAME, DEFAULT_WINDOW, ErrorCode, Flag, FRAME_HEADER_BYTES, frameHeader, FrameType,
   goAwayFrame, headerFrames, MAX_FRAME_LIMIT, MAX_WINDOW, PREFACE, rstStreamFrame, Setting, settingsFrame,
   windowUpdateFrame, frame,
 } from "./frames.ts";
-import { type HeaderList, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
+import { HeaderListTooLargeError, type HeaderList, HpackDecoder, HpackEncoder, HpackError } from "./hpack.ts";
+import { RateBudget } from "./rate-budget.ts";
+import { checkRequestHeaders } from "./request-headers.ts";
 import { H2Stream, type StreamHost } from "./stream.ts";
 
 /** what we let a peer send on one stream before it waits for us to read */
 const STREAM_RECEIVE_WINDOW = 1024 * 1024;
 /** what we let a peer send on the whole connection before WINDOW_UPDATE (grpc-go's largest) */
 const CONNECTION_RECEIVE_WINDOW = 16 * 1024 * 1024;
-/** largest header block accepted, HEADERS plus CONTINUATION, compressed and decoded */
+/**
+ * largest header list (SETTINGS_MAX_HEADER_LIST_SIZE: name + value + 32 per field): a
+ * longer one refuses its stream; also the largest compressed header block held while its
+ * CONTINUATION frames arrive: a longer one ends the connection (it cannot be decoded
+ * without being held, and the compression state must stay in step)
+ */
 const MAX_HEADER_BYTES = 1024 * 1024;
+/** frames one header block may take: 1 MiB in full 16 KiB frames takes 64 */
+const MAX_HEADER_FRAMES = 128;
 /** bytes gathered into one socket write */
 const WRITE_BATCH_BYTES = 256 * 1024;
-/** streams one connection may have open at once (etcd's default is unlimited; grpc-go clients queue beyond it) */
-const MAX_CONCURRENT_STREAMS = 10_000;
+/**
+ * streams one connection may have open at once (etcd's default is unlimited; grpc-go
+ * clients queue beyond it); a stream the client reset counts until its handler returned
+ */
+export const MAX_CONCURRENT_STREAMS = 10_000;
 /** control frames (PING and SETTINGS answers, resets) waiting for a peer that does not read */
 const MAX_QUEUED_CONTROL_FRAMES = 10_000;
 /** a peer that has not sent the connection preface by then is dropped */
 const PREFACE_TIMEOUT_MS = 10_000;
+/** closed streams remembered, to tell a frame on a closed stream from one on a stream never opened */
+const CLOSED_REMEMBERED = 1000;
 
-export type StreamHandler = (stream: H2Stream) => void;
+/**
+ * Per-connection budgets of frames that cost work and ask for none (RFC 9113 §10.5): a
+ * token bucket each, [per second, burst]. A client beyond one gets GOAWAY
+ * ENHANCE_YOUR_CALM naming it; gRPC clients send a small fraction of these.
+ */
+const FRAME_BUDGETS = {
+  /** refilled by each frame of response sent: grpc-go's BDP pings follow the data it reads */
+  PING: [1000, 1000],
+  SETTINGS: [100, 100],
+  /** refilled by two per DATA frame sent: a client credits what it read, stream and connection */
+  WINDOW_UPDATE: [1000, 10_000],
+  PRIORITY: [1000, 1000],
+  "empty DATA": [1000, 1000],
+  "unknown-type": [1000, 1000],
+  /**
+   * streams the client reset while their handler still ran, or opened beyond
+   * MAX_CONCURRENT_STREAMS (CVE-2023-44487, "rapid reset")
+   */
+  "reset-stream": [200, 1000],
+} as const satisfies Record<string, readonly [number, number]>;
+type BudgetKind = keyof typeof FRAME_BUDGETS;
+
+/** What a handler returns: a promise settles when its work on the stream is over. */
+export type StreamHandler = (stream: H2Stream) => void | Promise<unknown>;
+
+export interface H2Options {
+  /** a connection with no stream open for this long gets GOAWAY and closes (0: never) */
+  idleTimeoutMs: number;
+  /**
+   * a stream whose queued response has not moved for this long (the client gives no
+   * window, or does not read the socket) is reset with ENHANCE_YOUR_CALM, and its bytes dropped
+   */
+  stalledStreamTimeoutMs: number;
+  /** at most this many streams at once, open or reset while their handler still runs */
+  maxConcurrentStreams: number;
+}
+
+export const DEFAULT_H2_OPTIONS: H2Options = { idleTimeoutMs: 5 * 60_000, stalledStreamTimeoutMs: 60_000, maxConcurrentStreams: MAX_CONCURRENT_STREAMS };
+
+/** How a stream closed, for frames that arrive on it afterwards. */
+type Closed =
+  /** the client ended its side (END_STREAM): any frame but WINDOW_UPDATE/RST_STREAM/PRIORITY is a connection error */
+  | "ended"
+  /** the client reset it: a frame but PRIORITY is a stream error STREAM_CLOSED */
+  | "reset"
+  /** we ended or refused it while the client could still be sending: its frames are dropped */
+  | "local";
 
 export class H2Connection implements StreamHost {
   private readonly streams = new Map<number, H2Stream>();
   private lastStreamId = 0;
+  private readonly closed = new Map<number, Closed>();
+  /** streams whose handler still runs (their work counts until it returns) */
+  private readonly working = new Set<H2Stream>();
+  /** of those, streams already closed */
+  private lingering = 0;
+  private readonly budgets = Object.fromEntries(
+    Object.entries(FRAME_BUDGETS).map(([kind, [perSecond, burst]]) => [kind, new RateBudget(perSecond, burst)]),
+  ) as Record<BudgetKind, RateBudget>;
+  private idleTimer: ReturnType<typeof setTimeout> | undefined;
+  private stallTimer: ReturnType<typeof setInterval> | undefined;
   private readonly decoder = new HpackDecoder(4096, MAX_HEADER_BYTES);
   private readonly encoder = new HpackEncoder();
 
   // reading
   private pending: Buffer = Buffer.alloc(0);
   private prefaceSeen = false;
-  /** a header block in CONTINUATION frames: its stream, flags and pieces so far */
-  private headerBlock: { streamId: number; endStream: boolean; pieces: Uint8Array[]; bytes: number } | undefined;
+  /** a header block in CONTINUATION frames: its stream, flags, frames and pieces so far (empty frames keep none) */
+  private headerBlock: { streamId: number; endStream: boolean; selfDependent: boolean; pieces: Uint8Array[]; bytes: number; frames: number } | undefined;
   private recvWindow = DEFAULT_WINDOW;
   private recvUnacked = 0;
 
@@ -65,7 +136,18 @@ export class H2Connection implements StreamHost {
   private readonly closeListeners: Array<() => void> = [];
   private prefaceTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(private readonly socket: Socket, private readonly onStream: StreamHandler) {
+  /** the verified client certificate's subject CN, read once per connection */
+  peerCommonName(): string | undefined {
+    if (this.peerCn === null) {
+      const tls = this.socket as Partial<TLSSocket>;
+      const cn = tls.authorized && tls.getPeerCertificate ? tls.getPeerCertificate().subject?.CN as string | string[] | undefined : undefined;
+      this.peerCn = Array.isArray(cn) ? cn[0] : cn;
+    }
+    return this.peerCn;
+  }
+  private peerCn: string | undefined | null = null;
+
+  constructor(private readonly socket: Socket, private readonly onStream: StreamHandler, private readonly options: H2Options = DEFAULT_H2_OPTIONS) {
     socket.setNoDelay?.(true);
     socket.on("data", (chunk: Buffer) => this.onBytes(chunk));
     socket.on("drain", () => {
@@ -83,10 +165,10 @@ export class H2Connection implements StreamHost {
   }
 
   /** Graceful close: no new streams; streams under way finish, then the connection ends. */
-  goAway(): void {
+  goAway(reason = ""): void {
     if (this.goingAway || this.ended) return;
     this.goingAway = true;
-    this.control.push(goAwayFrame(this.lastStreamId, ErrorCode.NO_ERROR));
+    this.control.push(goAwayFrame(this.lastStreamId, ErrorCode.NO_ERROR, reason));
     this.scheduleFlush();
     this.endIfIdle();
   }
@@ -105,8 +187,9 @@ export class H2Connection implements StreamHost {
     try {
       if (!this.prefaceSeen && !this.readPreface()) return;
       this.readFrames();
-      if (this.control.length > MAX_QUEUED_CONTROL_FRAMES) {
-        throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "too many answers queued for a client that does not read them");
+      // answers pile up only while the socket is full: the client sends and does not read
+      if (this.socketFull && this.control.length > MAX_QUEUED_CONTROL_FRAMES) {
+        throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `${this.control.length} answers queued for a client that does not read them`);
       }
     } catch (err) {
       if (err instanceof ConnectionError) return this.fail(err.code, err.message);
@@ -129,7 +212,7 @@ export class H2Connection implements StreamHost {
     this.control.push(
       settingsFrame([
         [Setting.INITIAL_WINDOW_SIZE, STREAM_RECEIVE_WINDOW],
-        [Setting.MAX_CONCURRENT_STREAMS, MAX_CONCURRENT_STREAMS],
+        [Setting.MAX_CONCURRENT_STREAMS, this.options.maxConcurrentStreams],
         [Setting.MAX_HEADER_LIST_SIZE, MAX_HEADER_BYTES],
         [Setting.ENABLE_PUSH, 0],
       ]),
@@ -137,7 +220,20 @@ export class H2Connection implements StreamHost {
     );
     this.recvWindow = CONNECTION_RECEIVE_WINDOW;
     this.scheduleFlush();
+    this.armIdleTimer();
+    if (this.options.stalledStreamTimeoutMs > 0) {
+      this.stallTimer = setInterval(() => this.resetStalled(), Math.max(100, this.options.stalledStreamTimeoutMs / 4));
+      this.stallTimer.unref?.();
+    }
     return true;
+  }
+
+  /** Resets the streams whose queued response has not moved for the stall timeout. */
+  private resetStalled(): void {
+    const before = performance.now() - this.options.stalledStreamTimeoutMs;
+    for (const s of this.streams.values()) {
+      if (s.queuedBytes > 0 && s.progressAt < before) this.reset(s, ErrorCode.ENHANCE_YOUR_CALM);
+    }
   }
 
   /** An HTTP/1 request (a browser, curl without --http2-prior-knowledge) gets a plain answer. */
@@ -179,30 +275,82 @@ export class H2Connection implements StreamHost {
       case FrameType.CONTINUATION:
         return this.onContinuation(flags, streamId, payload);
       case FrameType.RST_STREAM:
-        if (streamId === 0 || payload.length !== 4) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad RST_STREAM");
-        if (this.streams.has(streamId)) this.closeStream(this.streams.get(streamId)!);
-        return;
+        return this.onRstStream(streamId, payload);
       case FrameType.SETTINGS:
         return this.onSettings(flags, streamId, payload);
       case FrameType.PING:
-        if (streamId !== 0 || payload.length !== 8) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "bad PING");
+        if (payload.length !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `PING of ${payload.length} bytes, not 8`);
+        if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PING on a stream");
         if (!(flags & Flag.ACK)) {
+          this.spend("PING");
           this.control.push(frame(FrameType.PING, Flag.ACK, 0, payload));
           this.scheduleFlush();
         }
         return;
       case FrameType.GOAWAY:
+        if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "GOAWAY on a stream");
+        if (payload.length < 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `GOAWAY of ${payload.length} bytes`);
         // the client opens no new streams; those under way finish
         this.goingAway = true;
         return this.endIfIdle();
       case FrameType.WINDOW_UPDATE:
         return this.onWindowUpdate(streamId, payload);
+      case FrameType.PRIORITY:
+        return this.onPriority(streamId, payload);
       case FrameType.PUSH_PROMISE:
         throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "a client cannot push");
       default:
-        // PRIORITY and unknown frame types are ignored (RFC 9113 §5.5)
-        return;
+        // unknown frame types are ignored (RFC 9113 §5.5), up to a budget
+        return this.spend("unknown-type");
     }
+  }
+
+  /** Counts a frame against its budget; past it the connection ends (GOAWAY ENHANCE_YOUR_CALM). */
+  private spend(kind: BudgetKind): void {
+    const budget = this.budgets[kind];
+    if (budget.take()) return;
+    const what = kind === "reset-stream" ? "streams reset before their handler finished, or opened beyond the concurrency limit" : `${kind} frames`;
+    throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `too many ${what}: more than ${budget.burst} at once or ${budget.perSecond} a second`);
+  }
+
+  /** Whether `streamId` is one the client has not opened yet (RFC 9113 §5.1 "idle"). */
+  private isIdle(streamId: number): boolean {
+    return streamId > this.lastStreamId || streamId % 2 === 0;
+  }
+
+  /** A stream error on a stream that is not open (a frame on a stream in no state to take it). */
+  private resetClosed(streamId: number, code: number): void {
+    this.spend("reset-stream");
+    this.control.push(rstStreamFrame(streamId, code));
+    this.scheduleFlush();
+  }
+
+  private onRstStream(streamId: number, payload: Buffer): void {
+    if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `RST_STREAM of ${payload.length} bytes, not 4`);
+    if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "RST_STREAM on stream 0");
+    const stream = this.streams.get(streamId);
+    if (!stream) {
+      if (this.isIdle(streamId)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `RST_STREAM on idle stream ${streamId}`);
+      return;
+    }
+    // work begun for a stream and thrown away: what a rapid-reset attack costs us
+    if (this.working.has(stream)) this.spend("reset-stream");
+    this.closeStream(stream, "reset");
+  }
+
+  private onPriority(streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "PRIORITY on stream 0");
+    this.spend("PRIORITY");
+    // a stream error, also on an idle stream (h2spec 5.3.1, 6.3): its id is then used up
+    const refuse = (code: number) => {
+      const open = this.streams.get(streamId);
+      if (open) return this.reset(open, code);
+      if (this.isIdle(streamId) && streamId % 2 === 1) this.lastStreamId = streamId;
+      this.resetClosed(streamId, code);
+    };
+    if (payload.length !== 5) return refuse(ErrorCode.FRAME_SIZE_ERROR);
+    if ((payload.readUInt32BE(0) & 0x7fffffff) === streamId) return refuse(ErrorCode.PROTOCOL_ERROR);
+    // priorities are advice (RFC 9113 §5.3.2): streams take turns regardless
   }
 
   private onData(flags: number, streamId: number, payload: Buffer): void {
@@ -212,9 +360,10 @@ export class H2Connection implements StreamHost {
     this.recvWindow -= payload.length;
     const stream = this.streams.get(streamId);
     if (!stream) {
-      if (streamId > this.lastStreamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "DATA on an idle stream");
+      if (this.isIdle(streamId)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${streamId}`);
       // a stream we closed: its data is dropped, and given back at once
-      return this.creditConnection(payload.length);
+      this.creditConnection(payload.length);
+      return this.onClosedStream(streamId, "DATA");
     }
     if (stream.remoteClosed) {
       this.creditConnection(payload.length);
@@ -226,6 +375,7 @@ export class H2Connection implements StreamHost {
     }
     stream.recvWindow -= payload.length;
     const data = unpad(flags, payload);
+    if (data.length === 0 && !(flags & Flag.END_STREAM)) this.spend("empty DATA");
     // padding is consumed at once
     if (data.length < payload.length) this.consumed(stream, payload.length - data.length);
     if (data.length > 0) stream.receive(data);
@@ -263,67 +413,141 @@ export class H2Connection implements StreamHost {
   private onHeaders(flags: number, streamId: number, payload: Buffer): void {
     if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "HEADERS on stream 0");
     let block = unpad(flags, payload);
+    let selfDependent = false;
     if (flags & Flag.PRIORITY) {
       if (block.length < 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "HEADERS too short for its priority");
+      selfDependent = (block.readUInt32BE(0) & 0x7fffffff) === streamId;
       block = block.subarray(5);
     }
     const endStream = (flags & Flag.END_STREAM) !== 0;
-    if (flags & Flag.END_HEADERS) return this.onHeaderBlock(streamId, endStream, block);
-    this.headerBlock = { streamId, endStream, pieces: [Buffer.from(block)], bytes: block.length };
+    if (flags & Flag.END_HEADERS) return this.onHeaderBlock(streamId, endStream, selfDependent, block);
+    if (block.length > MAX_HEADER_BYTES) throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `header block over ${MAX_HEADER_BYTES} bytes`);
+    // copied: the frame is a view of a read buffer that would otherwise stay alive
+    this.headerBlock = { streamId, endStream, selfDependent, pieces: block.length ? [Buffer.from(block)] : [], bytes: block.length, frames: 1 };
   }
 
   private onContinuation(flags: number, streamId: number, payload: Buffer): void {
     const hb = this.headerBlock;
-    if (!hb || hb.streamId !== streamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "unexpected CONTINUATION");
+    if (!hb || hb.streamId !== streamId) {
+      if (this.isIdle(streamId)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `CONTINUATION on idle stream ${streamId}`);
+      if (this.closed.get(streamId) === "ended" || this.streams.get(streamId)?.remoteClosed) {
+        throw new ConnectionError(ErrorCode.STREAM_CLOSED, `CONTINUATION on closed stream ${streamId}`);
+      }
+      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `CONTINUATION without HEADERS on stream ${streamId}`);
+    }
     hb.bytes += payload.length;
-    if (hb.bytes > MAX_HEADER_BYTES) throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, "header block too large");
-    hb.pieces.push(Buffer.from(payload));
+    hb.frames++;
+    // counted as frames too: empty CONTINUATION frames add no bytes, yet each costs a read
+    if (hb.frames > MAX_HEADER_FRAMES) throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `header block in more than ${MAX_HEADER_FRAMES} frames`);
+    if (hb.bytes > MAX_HEADER_BYTES) throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `header block over ${MAX_HEADER_BYTES} bytes`);
+    if (payload.length > 0) hb.pieces.push(Buffer.from(payload));
     if (!(flags & Flag.END_HEADERS)) return;
     this.headerBlock = undefined;
-    this.onHeaderBlock(streamId, hb.endStream, Buffer.concat(hb.pieces));
+    this.onHeaderBlock(streamId, hb.endStream, hb.selfDependent, hb.pieces.length === 1 ? hb.pieces[0]! : Buffer.concat(hb.pieces, hb.bytes));
   }
 
-  private onHeaderBlock(streamId: number, endStream: boolean, block: Uint8Array): void {
-    // decoded even when the stream is refused, to keep the compression state in step
-    const list = this.decoder.decode(block);
+  private onHeaderBlock(streamId: number, endStream: boolean, selfDependent: boolean, block: Uint8Array): void {
+    // decoded whatever becomes of the stream, to keep the compression state in step; a list
+    // over the limit was decoded whole but not kept, and refuses its stream only (grpc-go
+    // answers RST_STREAM FRAME_SIZE_ERROR too)
+    let list: HeaderList | undefined;
+    try {
+      list = this.decoder.decode(block);
+    } catch (err) {
+      if (!(err instanceof HeaderListTooLargeError)) throw err;
+    }
     const existing = this.streams.get(streamId);
     if (existing) {
-      // trailers from the client: they must end the stream
-      if (!endStream || existing.remoteClosed) return this.reset(existing, ErrorCode.PROTOCOL_ERROR);
+      // §5.1 half-closed (remote): nothing more may come but WINDOW_UPDATE, PRIORITY, RST_STREAM
+      if (existing.remoteClosed) return this.reset(existing, ErrorCode.STREAM_CLOSED);
+      if (!list) return this.reset(existing, ErrorCode.FRAME_SIZE_ERROR);
+      // trailers from the client: they must end the stream, and carry no pseudo-header
+      if (!endStream || selfDependent || typeof checkRequestHeaders(list, true) === "string") return this.reset(existing, ErrorCode.PROTOCOL_ERROR);
       return this.remoteEnded(existing);
     }
-    if (streamId <= this.lastStreamId || streamId % 2 === 0) {
-      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS opening stream ${streamId} after ${this.lastStreamId}`);
-    }
+    if (streamId % 2 === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS on stream ${streamId}: a client's streams are odd`);
+    if (streamId <= this.lastStreamId) return this.onClosedStream(streamId, "HEADERS");
     this.lastStreamId = streamId;
-    if (this.goingAway || this.streams.size >= MAX_CONCURRENT_STREAMS) {
-      this.control.push(rstStreamFrame(streamId, ErrorCode.REFUSED_STREAM));
-      return this.scheduleFlush();
+    this.clearIdleTimer();
+    const refuse = (code: number) => {
+      this.remember(streamId, endStream ? "ended" : "local");
+      this.control.push(rstStreamFrame(streamId, code));
+      this.scheduleFlush();
+      this.armIdleTimer();
+    };
+    if (this.goingAway) return refuse(ErrorCode.REFUSED_STREAM);
+    if (this.streams.size + this.lingering >= this.options.maxConcurrentStreams) {
+      // a client past the limit we announced, or one whose resets left handlers running
+      this.spend("reset-stream");
+      return refuse(ErrorCode.REFUSED_STREAM);
     }
-    const headers: Record<string, string> = {};
-    for (const [name, value] of list) {
-      const had = headers[name];
-      headers[name] = had === undefined ? value : `${had}, ${value}`;
-    }
+    if (!list) return refuse(ErrorCode.FRAME_SIZE_ERROR);
+    const headers = checkRequestHeaders(list);
+    if (selfDependent || typeof headers === "string") return refuse(ErrorCode.PROTOCOL_ERROR);
     const stream = new H2Stream(streamId, headers, this, this.peerInitialWindow, STREAM_RECEIVE_WINDOW);
-    if (!headers[":method"] || !headers[":path"]) {
-      this.control.push(rstStreamFrame(streamId, ErrorCode.PROTOCOL_ERROR));
-      return this.scheduleFlush();
-    }
     this.streams.set(streamId, stream);
     if (endStream) stream.receiveEnd();
-    this.onStream(stream);
+    const work = this.onStream(stream);
+    if (work) {
+      this.working.add(stream);
+      const done = () => {
+        this.working.delete(stream);
+        if (!stream.closed) return;
+        this.lingering--;
+        this.armIdleTimer();
+      };
+      work.then(done, done);
+    }
+  }
+
+  /** A frame that opens nothing on a stream that is closed (RFC 9113 §5.1 "closed"). */
+  private onClosedStream(streamId: number, type: string): void {
+    const how = this.closed.get(streamId);
+    // after the client's END_STREAM nothing but WINDOW_UPDATE, PRIORITY, RST_STREAM may come
+    if (how === "ended") throw new ConnectionError(ErrorCode.STREAM_CLOSED, `${type} on closed stream ${streamId}`);
+    // after its RST_STREAM, a stream error
+    if (how === "reset") return this.resetClosed(streamId, ErrorCode.STREAM_CLOSED);
+    // a stream we ended or refused: the client may have sent before it knew (§5.4.2)
+    if (how === "local" || type === "DATA") return;
+    // HEADERS on a stream id below one already used, never opened itself
+    throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `HEADERS opening stream ${streamId} after ${this.lastStreamId}`);
+  }
+
+  /** Remembers how a stream closed, for the frames that may follow (the latest CLOSED_REMEMBERED streams). */
+  private remember(streamId: number, how: Closed): void {
+    this.closed.set(streamId, how);
+    if (this.closed.size > CLOSED_REMEMBERED) this.closed.delete(this.closed.keys().next().value!);
+  }
+
+  /** Starts counting idle time when no stream is open or working. */
+  private armIdleTimer(): void {
+    if (this.idleTimer || this.ended || !this.prefaceSeen || this.options.idleTimeoutMs <= 0) return;
+    if (this.streams.size > 0 || this.working.size > 0) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.streams.size === 0 && this.working.size === 0) this.goAway(`no stream open for ${this.options.idleTimeoutMs / 1000} s`);
+    }, this.options.idleTimeoutMs);
+    this.idleTimer.unref?.();
+  }
+
+  private clearIdleTimer(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
   }
 
   private remoteEnded(stream: H2Stream): void {
     stream.receiveEnd();
-    if (stream.localClosed) this.closeStream(stream);
+    if (stream.localClosed) this.closeStream(stream, "ended");
   }
 
   private onSettings(flags: number, streamId: number, payload: Buffer): void {
     if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "SETTINGS on a stream");
-    if (flags & Flag.ACK) return;
+    if (flags & Flag.ACK) {
+      if (payload.length !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS ACK with a payload");
+      return;
+    }
     if (payload.length % 6 !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "SETTINGS of a bad length");
+    this.spend("SETTINGS");
     for (let i = 0; i < payload.length; i += 6) {
       const id = payload.readUInt16BE(i);
       const value = payload.readUInt32BE(i + 2);
@@ -350,7 +574,8 @@ export class H2Connection implements StreamHost {
   }
 
   private onWindowUpdate(streamId: number, payload: Buffer): void {
-    if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, "WINDOW_UPDATE of a bad length");
+    if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `WINDOW_UPDATE of ${payload.length} bytes, not 4`);
+    this.spend("WINDOW_UPDATE");
     const increment = payload.readUInt32BE(0) & 0x7fffffff;
     if (streamId === 0) {
       if (increment === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE of 0");
@@ -359,7 +584,10 @@ export class H2Connection implements StreamHost {
       return this.scheduleFlush();
     }
     const stream = this.streams.get(streamId);
-    if (!stream) return;
+    if (!stream) {
+      if (this.isIdle(streamId)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${streamId}`);
+      return;
+    }
     if (increment === 0) return this.reset(stream, ErrorCode.PROTOCOL_ERROR);
     stream.sendWindow += increment;
     if (stream.sendWindow > MAX_WINDOW) return this.reset(stream, ErrorCode.FLOW_CONTROL_ERROR);
@@ -385,7 +613,7 @@ export class H2Connection implements StreamHost {
   reset(stream: H2Stream, code: number): void {
     if (stream.closed) return;
     this.control.push(rstStreamFrame(stream.id, code));
-    this.closeStream(stream);
+    this.closeStream(stream, stream.remoteClosed ? "ended" : "local");
     this.scheduleFlush();
   }
 
@@ -463,6 +691,8 @@ export class H2Connection implements StreamHost {
       // a response without trailers ends on its last DATA frame
       const last = s.outbound.length === 0 && s.ending !== undefined && s.ending.trailers === undefined;
       batch.push(frameHeader(n, FrameType.DATA, last ? Flag.END_STREAM : 0, s.id), Buffer.from(piece.buffer, piece.byteOffset, piece.length));
+      this.budgets.PING.refill(1);
+      this.budgets.WINDOW_UPDATE.refill(2);
       s.sent(n);
       if (last) this.localEnded(s);
       return FRAME_HEADER_BYTES + n;
@@ -486,15 +716,20 @@ export class H2Connection implements StreamHost {
   private localEnded(s: H2Stream): void {
     s.localClosed = true;
     if (!s.remoteClosed) this.control.push(rstStreamFrame(s.id, ErrorCode.NO_ERROR));
-    this.closeStream(s);
+    this.closeStream(s, s.remoteClosed ? "ended" : "local");
   }
 
-  private closeStream(s: H2Stream): void {
-    // request bytes nobody will read are given back to the connection
-    if (!s.closed) this.creditConnection(s.unreadBytes);
+  private closeStream(s: H2Stream, how: Closed): void {
+    if (!s.closed) {
+      // request bytes nobody will read are given back to the connection
+      this.creditConnection(s.unreadBytes);
+      this.remember(s.id, how);
+      if (this.working.has(s)) this.lingering++;
+    }
     this.streams.delete(s.id);
     this.inReady.delete(s);
     s.close();
+    this.armIdleTimer();
     this.endIfIdle();
   }
 
@@ -523,6 +758,8 @@ export class H2Connection implements StreamHost {
   private teardown(): void {
     this.ended = true;
     clearTimeout(this.prefaceTimer);
+    clearInterval(this.stallTimer);
+    this.clearIdleTimer();
     for (const s of this.streams.values()) s.close();
     this.streams.clear();
     this.ready = [];

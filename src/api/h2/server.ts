@@ -3,15 +3,16 @@
 // handler. It keeps its connections so that shutdown can send each a GOAWAY.
 import * as net from "node:net";
 import * as tls from "node:tls";
-import { H2Connection, type StreamHandler } from "./connection.ts";
+import { DEFAULT_H2_OPTIONS, H2Connection, type H2Options, type StreamHandler } from "./connection.ts";
 
 export class H2Server {
   readonly listener: net.Server | tls.Server;
   private readonly connections = new Set<H2Connection>();
 
-  constructor(onStream: StreamHandler, tlsOptions?: tls.TlsOptions) {
+  constructor(onStream: StreamHandler, tlsOptions?: tls.TlsOptions, options: Partial<H2Options> = {}) {
+    const settings = { ...DEFAULT_H2_OPTIONS, ...options };
     const accept = (socket: net.Socket) => {
-      const c = new H2Connection(socket, onStream);
+      const c = new H2Connection(socket, onStream, settings);
       this.connections.add(c);
       c.onClose(() => this.connections.delete(c));
     };

@@ -11,6 +11,8 @@ export interface StreamHost {
   /** the application consumed `bytes` of the request body: the peer may send that much more */
   consumed(stream: H2Stream, bytes: number): void;
   reset(stream: H2Stream, code: number): void;
+  /** the subject CN of the client certificate the TLS handshake verified, if any */
+  peerCommonName?(): string | undefined;
 }
 
 /** bytes of response body a stream queues before its writer waits for the peer to read */
@@ -45,8 +47,11 @@ export class H2Stream {
   remoteClosed = false;
   /** we sent END_STREAM or a RST_STREAM */
   localClosed = false;
+  /** when the queued body last moved (or began to wait): a stream stalled too long is reset */
+  progressAt = 0;
   private roomWaiters: Array<() => void> = [];
   private closeListeners: Array<() => void> = [];
+  private sentListeners: Array<(bytes: number) => void> = [];
   closed = false;
 
   constructor(
@@ -68,6 +73,11 @@ export class H2Stream {
 
   get method(): string {
     return this.headers[":method"] ?? "";
+  }
+
+  /** the verified client certificate's subject CN (etcd's user when auth is on and no token is given) */
+  get peerCommonName(): string | undefined {
+    return this.host.peerCommonName?.();
   }
 
   /**
@@ -101,6 +111,7 @@ export class H2Stream {
   /** Queues body bytes; `room()` says when to write more. */
   write(data: Uint8Array): void {
     if (this.localClosed || this.ending || data.length === 0) return;
+    if (this.queuedBytes === 0) this.progressAt = performance.now();
     this.outbound.push(data);
     this.queuedBytes += data.length;
     this.host.schedule(this);
@@ -137,6 +148,11 @@ export class H2Stream {
     else this.closeListeners.push(listener);
   }
 
+  /** `listener` hears of every piece of the body that went out, in bytes. */
+  onSent(listener: (bytes: number) => void): void {
+    if (!this.closed) this.sentListeners.push(listener);
+  }
+
   // ---- called by the connection ----
 
   /** DATA from the peer */
@@ -156,6 +172,8 @@ export class H2Stream {
   /** `bytes` of the queued body went out */
   sent(bytes: number): void {
     this.queuedBytes -= bytes;
+    this.progressAt = performance.now();
+    for (const l of this.sentListeners) l(bytes);
     if (this.queuedBytes < QUEUE_HIGH_WATER && this.roomWaiters.length) {
       for (const w of this.roomWaiters.splice(0)) w();
     }
@@ -173,6 +191,7 @@ export class H2Stream {
     this.inboundEnded = true;
     this.wakeReader?.();
     for (const w of this.roomWaiters.splice(0)) w();
+    this.sentListeners = [];
     this.aborter.abort();
     for (const l of this.closeListeners.splice(0)) l();
   }

@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { JsMsg } from "nats";
-import type { Backend, BackendState, DbSize, EventsOptions, EventsPage, WriteResult, WriteTx } from "../../mvcc/backend.ts";
+import type { AuthRecord, Backend, BackendState, DbSize, EventsOptions, EventsPage, WriteResult, WriteTx } from "../../mvcc/backend.ts";
 import type { LeaseRecord, RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
 import { Mutex } from "../../util/mutex.ts";
 import type { Mutation } from "../../gen/strata/nats/v1/log_pb.ts";
@@ -18,6 +18,7 @@ import { SqlBackend } from "../sql/sql-backend.ts";
 import { openSqliteDriver } from "../sql/sqlite.ts";
 import { sqliteDialect } from "../sql/sqlite-dialect.ts";
 import { openSqlite } from "../sql/sqlite-driver.ts";
+import { AuthKv } from "./auth-kv.ts";
 import { Assembler } from "./chunks.ts";
 import { makeCopyDir } from "./copy-dir.ts";
 import { LogMoved, NatsLog } from "./log.ts";
@@ -44,6 +45,7 @@ interface View {
 export class NatsBackend implements Backend {
   private log!: NatsLog;
   private snapshots!: Snapshots;
+  private auth!: AuthKv;
   private view: View | undefined;
   private dir: string | undefined;
   private files = 0;
@@ -81,6 +83,7 @@ export class NatsBackend implements Backend {
       this.dir = await makeCopyDir();
       this.log = await NatsLog.open(this.url);
       this.snapshots = await Snapshots.open(this.log, this.url.bucket, this.url.replicas);
+      this.auth = await AuthKv.open(this.log, this.url.bucket, this.url.replicas);
       await this.lock.run(() => this.load());
       await this.sync();
     } catch (err) {
@@ -106,6 +109,18 @@ export class NatsBackend implements Backend {
 
   async selectorIndex(): Promise<"off" | "complete" | "incomplete"> {
     return this.view ? this.view.backend.selectorIndex() : "off";
+  }
+
+  readAuth(): Promise<AuthRecord | undefined> {
+    return this.auth.read();
+  }
+
+  authRevision(): Promise<Rev> {
+    return this.auth.revision();
+  }
+
+  writeAuth(expected: Rev, next: AuthRecord): Promise<boolean> {
+    return this.auth.write(expected, next);
   }
 
   async close(): Promise<void> {

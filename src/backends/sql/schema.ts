@@ -4,7 +4,7 @@
 // bytes. Column k is the key and v the value ("key" and "value" are reserved in MySQL).
 import type { Dialect } from "./dialect.ts";
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 /** statements that bring a database from schema version `from` to SCHEMA_VERSION */
 export function schemaStatements(from: number, d: Dialect): string[] {
@@ -56,6 +56,10 @@ export function schemaStatements(from: number, d: Dialect): string[] {
          PRIMARY KEY (name, value, k, rev))${d.name === "sqlite" ? " WITHOUT ROWID" : T}`,
       `INSERT INTO meta (name, num) SELECT 'select_index', CASE WHEN EXISTS (SELECT 1 FROM kv_log) THEN 0 ELSE 1 END`,
     ],
+    // version 4: etcd's auth store (users, roles, whether auth is on; src/api/auth-store.ts
+    // encodes it) in one row whose revision is etcd's auth revision, apart from the key
+    // revisions: every process on the database compares-and-swaps it and polls the revision
+    [`CREATE TABLE auth (id ${I} NOT NULL PRIMARY KEY, revision ${I} NOT NULL, data ${V} NOT NULL)${T}`],
   ];
   return steps.slice(from).flat();
 }

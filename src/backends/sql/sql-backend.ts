@@ -2,7 +2,7 @@
 // with the differences kept in a Dialect. A write batch takes the revision lock, so
 // commit order is revision order even with several strata processes on one database.
 import { setImmediate } from "node:timers";
-import { type Backend, type BackendState, type DbSize, type EventsOptions, type EventsPage, StorageFault, type WriteResult, type WriteTx } from "../../mvcc/backend.ts";
+import { type AuthRecord, type Backend, type BackendState, type DbSize, type EventsOptions, type EventsPage, StorageFault, type WriteResult, type WriteTx } from "../../mvcc/backend.ts";
 import { EtcdError, outcomeUnknown } from "../../mvcc/errors.ts";
 import { isSingleKey, keyString } from "../../mvcc/keyrange.ts";
 import { checkRevision } from "../../mvcc/revisions.ts";
@@ -144,6 +144,27 @@ export class SqlBackend implements Backend {
       }
       await c.run("UPDATE meta SET num = ? WHERE name = 'schema_version'", [BigInt(SCHEMA_VERSION)]);
       await this.dialect.unlockSchema?.(c);
+    });
+  }
+
+  async readAuth(): Promise<AuthRecord | undefined> {
+    const [row] = await this.driver.query("SELECT revision, data FROM auth WHERE id = 1");
+    return row && { revision: BigInt(row.revision as bigint), data: new Uint8Array(row.data as Uint8Array) };
+  }
+
+  async authRevision(): Promise<Rev> {
+    const [row] = await this.driver.query("SELECT revision FROM auth WHERE id = 1");
+    return row ? BigInt(row.revision as bigint) : 0n;
+  }
+
+  async writeAuth(expected: Rev, next: AuthRecord): Promise<boolean> {
+    return this.driver.write(async (c) => {
+      if (expected === 0n) {
+        // the first record: a second process writing it at once finds the row there
+        const [start, end] = this.dialect.insertIgnoring;
+        return (await c.run(`${start} auth (id, revision, data) VALUES (1, ?, ?)${end}`, [next.revision, next.data])) === 1;
+      }
+      return (await c.run("UPDATE auth SET revision = ?, data = ? WHERE id = 1 AND revision = ?", [next.revision, next.data, expected])) === 1;
     });
   }
 

@@ -17,6 +17,7 @@ import type { AuthStore } from "./auth-store.ts";
 import { CALLER, callerOf } from "./caller.ts";
 import { clusterService, type Member } from "./cluster.ts";
 import type { GrpcCall } from "./grpc-call.ts";
+import { MAX_CONCURRENT_STREAMS } from "./h2/connection.ts";
 import { ErrorCode } from "./h2/frames.ts";
 import { H2Server } from "./h2/server.ts";
 import type { H2Stream } from "./h2/stream.ts";
@@ -59,6 +60,8 @@ export interface Http2Limits {
   stalledStreamTimeoutMs: number;
   /** a connection with no stream for this long is closed */
   idleConnectionTimeoutMs: number;
+  /** streams one connection may have at once (etcd's --max-concurrent-streams); never above strata's own bound */
+  maxConcurrentStreams: number;
 }
 
 const SERVICES: DescService[] = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin];
@@ -111,7 +114,11 @@ export function createGrpcServer(p: ServerParts): H2Server {
     // a Range that Connect answers (a compressed or JSON request) counts in the budget too
     const budgeted = method?.kind ? { budget, kind: `connect ${stream.path}` } : undefined;
     return serveWithConnect(handler, call, accounting.contextValues(record).set(CALLER, who), budgeted).catch(() => stream.reset(ErrorCode.INTERNAL_ERROR));
-  }, p.tls, { idleTimeoutMs: p.http2.idleConnectionTimeoutMs, stalledStreamTimeoutMs: p.http2.stalledStreamTimeoutMs });
+  }, p.tls, {
+    idleTimeoutMs: p.http2.idleConnectionTimeoutMs,
+    stalledStreamTimeoutMs: p.http2.stalledStreamTimeoutMs,
+    maxConcurrentStreams: Math.min(p.http2.maxConcurrentStreams, MAX_CONCURRENT_STREAMS),
+  });
 }
 
 /** gRPC's answer to a method nobody serves: status 12 (Unimplemented), as grpc-go words it. */

@@ -17,6 +17,8 @@ import { log, setLogLevel } from "../observe/log.ts";
 import { Observer } from "../observe/observer.ts";
 import { onShutdown, runClosers } from "./shutdown.ts";
 import { collectUnderMemoryPressure } from "../util/memory-pressure.ts";
+import { listenAlso } from "../api/listen-also.ts";
+import { prepareDataDir, refuseEtcdData } from "./data-dir.ts";
 
 /** Runs the command with the serve flags (after `serve`, or the whole command line). */
 export async function serveCommand(serveArgs: string[]): Promise<void> {
@@ -53,6 +55,15 @@ const SESSIONS_GRACE_MS = 5_000;
 
 async function serve(config: Config): Promise<void> {
   setLogLevel(config["log-level"]);
+  if (config.ignoredEtcdFlags.length > 0) {
+    log("warn", "ignoring etcd flags that mean nothing to strata: it is one member with no raft, peers or WAL of its own (docs/etcd-flags.md)", {
+      flags: config.ignoredEtcdFlags.join(" "),
+    });
+  }
+  if (config["data-dir"]) {
+    prepareDataDir(config["data-dir"]);
+    refuseEtcdData(config["data-dir"]);
+  }
   const observer = new Observer(config["slow-request-threshold"], config["slow-request-interval"]);
   collectUnderMemoryPressure();
   // certificates and token keys are checked before any database is opened
@@ -71,10 +82,10 @@ async function serve(config: Config): Promise<void> {
   onShutdown("auth store", () => auth.stop());
   const stopWatchingConfig = config.topologyFile ? followConfigFile(config, keyspace, log) : () => {};
 
-  const listen = new URL(config.listen);
+  const [listen, ...moreListens] = config.listenUrls as [URL, ...URL[]];
   const clientUrls = config["advertise-client-urls"]
     ? config["advertise-client-urls"].split(",").map((s) => s.trim()).filter(Boolean)
-    : [listen.origin];
+    : config.listenUrls.map((u) => u.origin);
   const connections = new Connections();
   const server = createGrpcServer({
     keyspace,
@@ -90,18 +101,19 @@ async function serve(config: Config): Promise<void> {
       responseBudgetBytes: config["response-budget-bytes"],
       stalledStreamTimeoutMs: config["stalled-stream-timeout"],
       idleConnectionTimeoutMs: config["idle-connection-timeout"],
+      maxConcurrentStreams: config["max-concurrent-streams"],
     },
     auth,
   });
   connections.track(server);
   if (config.tls) onShutdown("certificate reloading", superviseTls(server.listener as TlsServer, config.tls, log));
-  const host = listen.hostname.replace(/^\[|\]$/g, "");
-  const port = Number(listen.port || 2379);
-  await server.listen(port, host);
+  await server.listen(Number(listen.port || 2379), hostOf(listen));
+  // etcd listens on every URL of --listen-client-urls: the others hand their connections to this one
+  const alsoListening = await Promise.all(moreListens.map((u) => listenAlso(server.listener, Number(u.port || 2379), hostOf(u), u.origin)));
   log("info", "serving etcd v3 API", {
     version,
     commit: commit(),
-    listen: listen.origin,
+    listen: config.listenUrls.map((u) => u.origin).join(","),
     ...(config.tls && { clientCertAuth: config.tls.clientCertAuth }),
     ...(config.tls?.selfSigned && { autoTls: "a self-signed certificate made at start" }),
     backends: keyspace.probes.map((p) => `${p.name}=${p.url}`).join(", "),
@@ -125,6 +137,7 @@ async function serve(config: Config): Promise<void> {
       process.exit(1);
     }, SHUTDOWN_DEADLINE_MS);
     stopWatchingConfig();
+    for (const l of alsoListening) l.close();
     keyspace.stop();
     // no new connections; open ones get a GOAWAY, calls under way finish, watches and
     // lease keep-alives end with Unavailable so their clients reconnect elsewhere
@@ -142,6 +155,12 @@ async function serve(config: Config): Promise<void> {
   };
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
+}
+
+/** the address to listen on: as etcd's (Go's) listener, localhost is 127.0.0.1 */
+function hostOf(u: URL): string {
+  const host = u.hostname.replace(/^\[|\]$/g, "");
+  return host === "localhost" ? "127.0.0.1" : host;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -3,10 +3,12 @@
 // win over the environment, which wins over the file. Validated with valibot, and
 // every error names its source, its setting and what is expected.
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import * as v from "valibot";
 import YAML from "yaml";
 import { ConfigError } from "./config-error.ts";
+import { ETCD_SAME_NAME, etcdEnv, ignoredEtcdEnv, logLevelOf, withoutIgnored } from "./etcd-flags.ts";
 import { parseDuration } from "./duration.ts";
 import { normaliseEndpoint } from "./endpoint.ts";
 import { LOG_LEVELS } from "../observe/log.ts";
@@ -32,6 +34,17 @@ const yesNo = (what: string) =>
     v.check((s) => s === "true" || s === "false", `${what} must be true or false`),
     v.transform((s) => s === "true"),
   );
+/** a comma-separated list of URLs of one of the schemes, all of the same scheme */
+const urlList = (what: string, schemes: string[]) =>
+  v.pipe(
+    v.string(),
+    v.check((s) => splitList(s).length > 0 && splitList(s).every((u) => schemes.some((p) => u.startsWith(`${p}://`))),
+      `${what} must be a URL starting with ${schemes.map((p) => `${p}://`).join(" or ")}, or several separated by commas`),
+    v.check((s) => splitList(s).every((u) => URL.canParse(u) && new URL(u).pathname.replace(/^\/$/, "") === ""),
+      `${what} must name a host (and port) and no path, such as http://127.0.0.1:2379`),
+    v.check((s) => new Set(splitList(s).map((u) => u.split(":")[0])).size === 1,
+      `${what}: strata serves one scheme on all its client URLs; give only http:// or only https:// URLs`),
+  );
 const url = (what: string, schemes: string[]) =>
   v.pipe(
     v.string(),
@@ -41,14 +54,21 @@ const url = (what: string, schemes: string[]) =>
 export const SETTINGS = {
   listen: {
     env: "STRATA_LISTEN",
+    etcd: "listen-client-urls",
     default: "http://127.0.0.1:2379",
-    help: "URL to serve the etcd v3 gRPC API on: http:// (HTTP/2 cleartext) or https:// (TLS, with --cert-file and --key-file)",
-    schema: url("listen", ["http", "https"]),
+    help: "URL to serve the etcd v3 gRPC API on: http:// (HTTP/2 cleartext) or https:// (TLS, with --cert-file and --key-file); several, comma separated, serve the same on each (etcd's --listen-client-urls); a localhost URL listens on 127.0.0.1, as etcd's does",
+    schema: urlList("listen", ["http", "https"]),
   },
   "advertise-client-urls": {
     env: "STRATA_ADVERTISE_CLIENT_URLS",
     default: "",
     help: "client URLs reported by MemberList, comma separated (default: the listen URL)",
+    schema: v.string(),
+  },
+  "data-dir": {
+    env: "STRATA_DATA_DIR",
+    default: "",
+    help: "as etcd's --data-dir: keep the data in an embedded SQLite database, DIR/strata.db, creating DIR (mode 0700) if missing; instead of --backend",
     schema: v.string(),
   },
   backend: {
@@ -108,6 +128,7 @@ export const SETTINGS = {
   },
   "watch-progress-notify-interval": {
     env: "STRATA_WATCH_PROGRESS_NOTIFY_INTERVAL",
+    etcd: "experimental-watch-progress-notify-interval",
     default: "10m",
     help: "how often idle watchers that asked for progress notifications get one",
     schema: duration("watch-progress-notify-interval"),
@@ -153,6 +174,16 @@ export const SETTINGS = {
     default: "5m",
     help: "a client connection with no stream open for this long gets GOAWAY and is closed (watches keep theirs open); 0s keeps idle connections",
     schema: duration("idle-connection-timeout"),
+  },
+  "max-concurrent-streams": {
+    env: "STRATA_MAX_CONCURRENT_STREAMS",
+    default: "10000",
+    help: "streams one client connection may have open at once, as etcd's --max-concurrent-streams; it can only lower strata's bound of 10000 (etcd's default, 4294967295, means no limit there and 10000 here)",
+    schema: v.pipe(
+      v.union([v.number(), v.string()]),
+      v.transform(Number),
+      v.check((n) => Number.isInteger(n) && n > 0 && n <= 4294967295, "max-concurrent-streams must be a whole number from 1 to 4294967295"),
+    ),
   },
   "quota-backend-bytes": {
     env: "STRATA_QUOTA_BACKEND_BYTES",
@@ -228,8 +259,9 @@ export const SETTINGS = {
   },
   "metrics-listen": {
     env: "STRATA_METRICS_LISTEN",
+    etcd: "listen-metrics-urls",
     default: "http://127.0.0.1:2381",
-    help: "URL to serve /metrics, /healthz, /readyz and the status page on (HTTP); empty turns it off",
+    help: "URL to serve /metrics, /health, /healthz, /readyz and the status page on (HTTP), as etcd's --listen-metrics-urls; empty turns it off",
     schema: v.pipe(
       v.string(),
       v.check((s) => s === "" || s.startsWith("http://"), "metrics-listen must be a URL starting with http://, or empty to turn it off"),
@@ -238,11 +270,12 @@ export const SETTINGS = {
   "log-level": {
     env: "STRATA_LOG_LEVEL",
     default: "info",
-    help: "least severe log lines written: debug, info, warn or error",
-    schema: v.picklist(LOG_LEVELS, "log-level must be debug, info, warn or error"),
+    help: "least severe log lines written: debug, info, warn or error (etcd's panic and fatal mean error)",
+    schema: v.pipe(v.unknown(), v.transform(logLevelOf), v.picklist(LOG_LEVELS, "log-level must be debug, info, warn or error")),
   },
   "slow-request-threshold": {
     env: "STRATA_SLOW_REQUEST_THRESHOLD",
+    etcd: "experimental-warning-apply-duration",
     default: "100ms",
     help: "requests taking longer are logged as warnings, as etcd's \"request took too long\"",
     schema: duration("slow-request-threshold"),
@@ -256,6 +289,11 @@ export const SETTINGS = {
 } as const;
 
 type Settings = typeof SETTINGS;
+
+/** etcd's name of a setting strata names otherwise → strata's name */
+const ETCD_ALIASES: Record<string, string> = Object.fromEntries(
+  Object.entries(SETTINGS).flatMap(([name, s]) => ("etcd" in s ? [[s.etcd, name]] : [])),
+);
 export type Config = { [K in keyof Settings]: v.InferOutput<Settings[K]["schema"]> } & {
   autoCompaction: { mode: "periodic"; retentionMs: number } | { mode: "revision"; retention: bigint } | undefined;
   /** backends and routing rules; a plain --backend is one backend named "default" */
@@ -264,7 +302,16 @@ export type Config = { [K in keyof Settings]: v.InferOutput<Settings[K]["schema"
   topologyFile: string | undefined;
   /** certificate files when the API is served over TLS */
   tls: TlsSettings | undefined;
+  /** the client URLs listened on (--listen, etcd's --listen-client-urls) */
+  listenUrls: URL[];
+  /** etcd flags (and ETCD_ variables) given that mean nothing to strata (raft, peers, ...); warned about once */
+  ignoredEtcdFlags: string[];
 };
+
+/** the items of a comma-separated list, trimmed */
+export function splitList(s: string): string[] {
+  return s.split(",").map((x) => x.trim()).filter(Boolean);
+}
 
 export { ConfigError };
 
@@ -282,8 +329,9 @@ export function flagsHelp(): string {
   ];
   for (const [name, s] of Object.entries(SETTINGS)) {
     lines.push(`  --${name}  (${s.env})`, `      ${s.help}${s.default ? ` [default: ${s.default}]` : ""}`);
+    if ("etcd" in s) lines.push(`      also --${s.etcd}, etcd's name`);
   }
-  lines.push("  --help", "      print this help");
+  lines.push("  --help", "      print this help", "", "etcd's raft, peer and cluster flags are accepted and ignored, with one warning (docs/etcd-flags.md).");
   return lines.join("\n");
 }
 
@@ -293,8 +341,11 @@ export function flagsHelp(): string {
  * router/validate.ts where the router is opened (cli/config.ts).
  */
 export function loadConfig(argv: string[], env: Record<string, string | undefined>): Config {
+  const { argv: meaningful, ignored: ignoredEtcdFlags } = withoutIgnored(argv);
+  argv = meaningful;
   const options: Record<string, { type: "string" | "boolean" }> = { config: { type: "string" } };
   for (const [name, s] of Object.entries(SETTINGS)) options[name] = { type: "flag" in s ? "boolean" : "string" };
+  for (const [alias, name] of Object.entries(ETCD_ALIASES)) options[alias] = options[name]!;
   // etcd's boolean flags are also written --client-cert-auth=true, which parseArgs refuses
   const spelled: Record<string, string> = {};
   argv = argv.filter((arg) => {
@@ -319,15 +370,23 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     topology = readTopology(doc, file);
     for (const [name, value] of Object.entries(doc)) {
       if ((TOPOLOGY_KEYS as readonly string[]).includes(name)) continue;
-      if (!(name in SETTINGS)) {
+      const setting = ETCD_ALIASES[name] ?? name;
+      if (!(setting in SETTINGS)) {
         throw new ConfigError(`${file}: unknown setting "${name}"; known settings: ${[...Object.keys(SETTINGS), ...TOPOLOGY_KEYS].join(", ")}`);
       }
-      raw[name] = { value: typeof value === "number" ? String(value) : value, source: `${file}: ${name}` };
+      raw[setting] = { value: typeof value === "number" ? String(value) : value, source: `${file}: ${name}` };
     }
   }
   for (const [name, s] of Object.entries(SETTINGS)) {
+    // etcd's environment (ETCD_NAME, ETCD_DATA_DIR, ..., as in Debian's /etc/default/etcd), under strata's own
+    for (const flag of [...(ETCD_SAME_NAME.includes(name) ? [name] : []), ...("etcd" in s ? [s.etcd] : [])]) {
+      const value = env[etcdEnv(flag)];
+      if (value !== undefined && value !== "") raw[name] = { value, source: `environment ${etcdEnv(flag)}` };
+    }
     if (env[s.env] !== undefined && env[s.env] !== "") raw[name] = { value: env[s.env], source: `environment ${s.env}` };
-    if (flags[name] !== undefined) raw[name] = { value: flags[name], source: `flag --${name}` };
+    const given = [name, ...Object.keys(ETCD_ALIASES).filter((a) => ETCD_ALIASES[a] === name)].filter((f) => flags[f] !== undefined);
+    if (given.length > 1) throw new ConfigError(`flags ${given.map((f) => `--${f}`).join(" and ")} set the same setting; give one`);
+    if (given[0]) raw[name] = { value: flags[given[0]], source: `flag --${given[0]}` };
   }
 
   const out: Record<string, unknown> = {};
@@ -340,9 +399,19 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   if (topology && raw.backend!.source !== "default") {
     throw new ConfigError(`${raw.backend!.source}: ${file} names its backends; set the URL under backends: there instead`);
   }
+  if (config["data-dir"]) {
+    const source = raw["data-dir"]!.source;
+    if (raw.backend!.source !== "default") throw new ConfigError(`${source}: ${raw.backend!.source} says where the data lives too; give one`);
+    if (topology) throw new ConfigError(`${source}: ${file} names its backends; give one`);
+    // a relative directory is the working directory's, as etcd's
+    raw.backend = { value: `sqlite://${resolve(config["data-dir"], "strata.db")}`, source };
+    Object.assign(config, { backend: raw.backend.value });
+  }
   config.topology = topology ?? singleBackend(normaliseEndpoint(config.backend), raw.backend!.source);
   config.topologyFile = topology ? file : undefined;
   config.tls = tlsSettings(config, (name) => raw[name]!.source);
+  config.listenUrls = splitList(config.listen).map((u) => new URL(u));
+  config.ignoredEtcdFlags = [...ignoredEtcdFlags, ...ignoredEtcdEnv(env)];
   config.autoCompaction = autoCompaction(config["auto-compaction-mode"], config["auto-compaction-retention"], raw["auto-compaction-retention"]!.source);
   return config;
 }

@@ -65,7 +65,7 @@ export function tlsSettings(c: Values, source: (name: keyof Values) => string): 
 /** the host names and addresses in these URLs, once each */
 function hostsOf(urls: string[]): string[] {
   const hosts = new Set<string>();
-  for (const u of urls) {
+  for (const u of urls.flatMap((list) => list.split(","))) {
     try {
       if (u.trim()) hosts.add(new URL(u.trim()).hostname.replace(/^\[|\]$/g, ""));
     } catch {}

@@ -17,6 +17,7 @@ import type { Deadline } from "../mvcc/deadline.ts";
 import { toKeyRange } from "../mvcc/keyrange.ts";
 import { finishRange, rangeQuery } from "../mvcc/range.ts";
 import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
+import { errors } from "../mvcc/errors.ts";
 import { checkRevision } from "../mvcc/revisions.ts";
 import type { KeyRange, Rev } from "../mvcc/types.ts";
 import type { Router } from "../router/router.ts";
@@ -26,6 +27,7 @@ import { AutoCompactor, type Retention } from "./compactor.ts";
 import type { AlarmOut, Answer, Keyspace, LeaseCopies, LeaseKeeper, PageReader, StatusOut, UpstreamLeaseService, WatchSession, WatchStream } from "./contract.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 import { databaseSnapshot } from "./database-snapshot.ts";
+import { hashKV } from "./hash-kv.ts";
 import { DatabaseWatch } from "./database-watch.ts";
 import { selectInPages } from "./selected-range.ts";
 import { DatabaseLeaseCopies, DatabaseLeases } from "./leases.ts";
@@ -179,9 +181,13 @@ export class DatabaseKeyspace implements Keyspace {
   }
 
   async hashKV(r: HashKVRequest): Promise<Answer & { hash: number; compactRevision: Rev; hashRevision: Rev }> {
-    const at = checkRevision(r.revision, this.router.latestRevision, this.router.compactRevision);
-    const h = await this.hashAt(at);
-    return { ...h, compactRevision: this.router.compactRevision, hashRevision: at };
+    const compactRevision = this.router.compactRevision;
+    const at = checkRevision(r.revision, this.router.latestRevision, compactRevision);
+    // etcd hashes above the compaction only: the compact revision itself is compacted here
+    if (r.revision > 0n && r.revision <= compactRevision) throw errors.compacted();
+    const hash = await hashKV(this.router, at, compactRevision);
+    // etcd's compact revision is -1 until its first compaction
+    return { header: { revision: this.router.latestRevision }, hash, compactRevision: compactRevision === 0n ? -1n : compactRevision, hashRevision: at };
   }
 
   snapshot<T>(write: (source: SnapshotSource) => Promise<T>): Promise<T> {

@@ -51,6 +51,8 @@ export interface EventsOptions {
   bytes?: number;
   /** read each event's previous version (default true) */
   prevKv?: boolean;
+  /** give each event its sub revision (default false): etcd's hash of the history needs them */
+  subs?: boolean;
 }
 
 export interface EventsPage {

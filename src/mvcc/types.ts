@@ -22,6 +22,8 @@ export interface Event {
   type: EventType;
   kv: KeyValue;
   prevKv?: KeyValue;
+  /** its place among its revision's changes (etcd's sub revision), when asked for (EventsOptions.subs) */
+  sub?: bigint;
 }
 
 /**

@@ -89,12 +89,13 @@ export async function writeSnapshot(
   while (from <= to) {
     // a client that went away stops the read between pages
     signal?.throwIfAborted();
-    const page = await source.events(from, to, PAGE_EVENTS, { prevKv: false, bytes: PAGE_BYTES });
+    const page = await source.events(from, to, PAGE_EVENTS, { prevKv: false, bytes: PAGE_BYTES, subs: true });
     if (page.compactRevision > compacted) throw new CompactedMeanwhile(`compacted at revision ${page.compactRevision} while the snapshot was read`);
     for (const e of page.events) {
-      // events of one revision come in the order they were made: their sub revisions
+      // the sub revisions as stored (compaction may have removed a revision's other
+      // changes), else counted: events of one revision come in the order they were made
       const main = e.kv.modRevision;
-      sub = main === lastMain ? sub + 1n : 0n;
+      sub = e.sub ?? (main === lastMain ? sub + 1n : 0n);
       lastMain = main;
       const tombstone = e.type === DELETE;
       const kv = tombstone ? create(KeyValueSchema, { key: e.kv.key }) : create(KeyValueSchema, e.kv);

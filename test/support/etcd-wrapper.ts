@@ -1,49 +1,24 @@
 // A stand-in for the `etcd` binary that etcd 3.4's own end-to-end suite starts
-// (test/support/etcd-e2e.ts puts it in the suite's bin dir): translates etcd's flags to
-// strata's, serves strata in this process, and once strata listens prints the lines the
-// suite waits for ("enabled capabilities for version", "published"). In this process, so
-// the suite's SIGKILL ends strata itself and frees the port for its next start.
-// Flags strata has under etcd's name are passed on as they are; peer, raft and cluster
-// flags mean nothing to one strata and are dropped with one line naming them.
-import { mkdirSync } from "node:fs";
-import { resolve } from "node:path";
+// (test/support/etcd-e2e.ts puts it in the suite's bin dir). strata takes etcd's flags
+// itself (docs/etcd-flags.md); this adds only what a test harness needs beyond that: etcd's
+// defaults where strata's differ, one scheme when the suite asks for http and https on one
+// port, a refusal for clusters and proxies, and the lines the suite waits for once strata
+// listens ("enabled capabilities for version", "published"). It serves strata in this
+// process, so the suite's SIGKILL ends strata itself and frees the port for its next start.
 import { serveCommand } from "../../src/cli/serve.ts";
-import { SETTINGS } from "../../src/config/config.ts";
 
-/** etcd's flags that take no value (`--client-cert-auth`, also written `--client-cert-auth=true`) */
-const ETCD_BOOLEANS = new Set([
-  "client-cert-auth", "auto-tls", "peer-client-cert-auth", "peer-auto-tls", "force-new-cluster",
-  "strict-reconfig-check", "enable-v2", "experimental-initial-corrupt-check", "enable-pprof",
-  "enable-grpc-gateway", "debug", "pre-vote", "logger-stderr",
-]);
-
-/** etcd's flags translated to a strata flag of another name or form */
-const TRANSLATED = new Set(["listen-client-urls", "data-dir", "listen-metrics-urls", "log-level", "advertise-client-urls"]);
-
-/** etcd's flags read as `--name value` / `--name=value` pairs, in order */
-function readEtcdFlags(argv: string[]): Array<[string, string]> {
-  const out: Array<[string, string]> = [];
-  for (let i = 0; i < argv.length; i++) {
-    const m = argv[i]!.match(/^--?([a-z0-9-]+)(?:=(.*))?$/s);
-    if (!m) throw new Error(`etcd-wrapper: cannot read argument ${JSON.stringify(argv[i])}`);
-    const [, name, inline] = m as unknown as [string, string, string | undefined];
-    if (inline !== undefined) out.push([name, inline]);
-    else if (ETCD_BOOLEANS.has(name)) out.push([name, "true"]);
-    else out.push([name, argv[++i] ?? ""]);
-  }
-  return out;
-}
-
-/** one URL of a comma-separated list: the https one when strata serves TLS (it listens on one) */
-function pickUrl(list: string, tls: boolean): string {
-  const urls = list.split(",").map((s) => s.trim()).filter(Boolean);
-  return urls.find((u) => u.startsWith(tls ? "https://" : "http://")) ?? urls[0] ?? "";
+/** the value of the last `--name value` / `--name=value` on the command line */
+function flag(argv: string[], name: string): string | undefined {
+  let value: string | undefined;
+  argv.forEach((a, i) => {
+    if (a === `--${name}`) value = argv[i + 1];
+    else if (a.startsWith(`--${name}=`)) value = a.slice(name.length + 3);
+  });
+  return value;
 }
 
 export interface Translation {
   args: string[];
-  /** etcd flags with no meaning for strata, dropped */
-  ignored: string[];
   name: string;
   clientUrls: string;
   /** members named by --initial-cluster: more than one is a raft cluster strata cannot be */
@@ -51,33 +26,19 @@ export interface Translation {
 }
 
 export function translate(argv: string[]): Translation {
-  const flags = readEtcdFlags(argv);
-  const get = (n: string) => flags.filter(([k]) => k === n).at(-1)?.[1];
-  const tls = !!get("cert-file") || get("auto-tls") === "true";
-  const args: string[] = [];
-  const ignored: string[] = [];
-  const listen = pickUrl(get("listen-client-urls") ?? "http://localhost:2379", tls);
-  // strata listens on one address: the loopback one that `localhost` names for etcdctl
-  args.push("--listen", listen.replace("//localhost:", "//127.0.0.1:"));
-  args.push("--advertise-client-urls", get("advertise-client-urls") ?? listen);
-  const dataDir = resolve(get("data-dir") ?? `${get("name") ?? "default"}.etcd`);
-  mkdirSync(dataDir, { recursive: true });
-  args.push("--backend", `sqlite://${dataDir}/strata.db`);
-  // etcd serves no metrics listener unless asked; strata's default port would collide between runs
-  args.push(`--metrics-listen=${pickUrl(get("listen-metrics-urls") ?? "", false)}`);
-  const level = get("log-level");
-  if (level) args.push("--log-level", level === "panic" || level === "fatal" ? "error" : level);
-  for (const [name, value] of flags) {
-    if (TRANSLATED.has(name)) continue;
-    if (!(name in SETTINGS)) {
-      ignored.push(`--${name}`);
-      continue;
-    }
-    const boolean = "flag" in SETTINGS[name as keyof typeof SETTINGS];
-    args.push(boolean ? `--${name}=${value}` : `--${name}`, ...(boolean ? [] : [value]));
-  }
-  const members = (get("initial-cluster") ?? "").split(",").filter(Boolean).length;
-  return { args, ignored, name: get("name") ?? "default", clientUrls: get("advertise-client-urls") ?? listen, members };
+  const args = argv.filter((a, i) => !a.startsWith("--listen-client-urls") && argv[i - 1] !== "--listen-client-urls");
+  const name = flag(argv, "name") ?? "default";
+  // strata serves one scheme per port: the https URL when the suite asks for both
+  const tls = !!flag(argv, "cert-file") || argv.some((a) => a === "--auto-tls" || a === "--auto-tls=true");
+  const urls = (flag(argv, "listen-client-urls") ?? "http://localhost:2379").split(",");
+  const listen = urls.find((u) => u.startsWith(tls ? "https://" : "http://")) ?? urls[0]!;
+  args.push(`--listen-client-urls=${listen}`);
+  // etcd's defaults where strata's differ: data in NAME.etcd, no metrics listener (strata's
+  // default port would collide between runs)
+  if (!flag(argv, "data-dir")) args.push(`--data-dir=${name}.etcd`);
+  if (!flag(argv, "listen-metrics-urls")) args.push("--listen-metrics-urls=");
+  const members = (flag(argv, "initial-cluster") ?? "").split(",").filter(Boolean).length;
+  return { args, name, clientUrls: flag(argv, "advertise-client-urls") ?? listen, members };
 }
 
 if (import.meta.main) {
@@ -88,7 +49,6 @@ if (import.meta.main) {
     process.exit(1);
   }
   const t = translate(argv);
-  if (t.ignored.length) console.log(`etcd-wrapper: ignoring ${t.ignored.join(" ")} (no strata equivalent)`);
   if (t.members > 1) {
     // three strata on three data dirs would be three unrelated stores: say so and stop
     console.log(`etcd-wrapper: clustered: --initial-cluster names ${t.members} members; strata has no raft`);

@@ -172,3 +172,79 @@ describe("routes beside an upstream etcd take whole resources", () => {
     expect(() => loadCheckedConfig(["--config", f], {})).not.toThrow();
   });
 });
+
+describe("etcd's flags", () => {
+  // kubeadm's static pod manifest for etcd (v1.2x), its TLS paths and addresses kept
+  const kubeadm = [
+    "--advertise-client-urls=https://10.0.0.5:2379",
+    "--cert-file=/etc/kubernetes/pki/etcd/server.crt",
+    "--client-cert-auth=true",
+    "--data-dir=/var/lib/etcd",
+    "--experimental-initial-corrupt-check=true",
+    "--experimental-watch-progress-notify-interval=5s",
+    "--initial-advertise-peer-urls=https://10.0.0.5:2380",
+    "--initial-cluster=node-1=https://10.0.0.5:2380",
+    "--key-file=/etc/kubernetes/pki/etcd/server.key",
+    "--listen-client-urls=https://127.0.0.1:2379,https://10.0.0.5:2379",
+    "--listen-metrics-urls=http://127.0.0.1:2381",
+    "--listen-peer-urls=https://10.0.0.5:2380",
+    "--name=node-1",
+    "--peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt",
+    "--peer-client-cert-auth=true",
+    "--peer-key-file=/etc/kubernetes/pki/etcd/peer.key",
+    "--peer-trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt",
+    "--snapshot-count=10000",
+    "--trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt",
+  ];
+  test("kubeadm's etcd command line is taken whole: each flag for what it means, raft and peer flags ignored and listed", () => {
+    const c = loadConfig(kubeadm, {});
+    expect(c.listenUrls.map((u) => u.origin)).toEqual(["https://127.0.0.1:2379", "https://10.0.0.5:2379"]);
+    expect(c["advertise-client-urls"]).toBe("https://10.0.0.5:2379");
+    expect(c.backend).toBe("sqlite:///var/lib/etcd/strata.db");
+    expect([...c.topology.backends]).toEqual([["default", "sqlite:///var/lib/etcd/strata.db"]]);
+    expect(c["metrics-listen"]).toBe("http://127.0.0.1:2381");
+    expect(c.name).toBe("node-1");
+    expect(c["watch-progress-notify-interval"]).toBe(5000);
+    expect(c.tls).toMatchObject({ certFile: "/etc/kubernetes/pki/etcd/server.crt", keyFile: "/etc/kubernetes/pki/etcd/server.key", trustedCaFile: "/etc/kubernetes/pki/etcd/ca.crt", clientCertAuth: true });
+    expect(c.ignoredEtcdFlags).toEqual([
+      "--experimental-initial-corrupt-check", "--initial-advertise-peer-urls", "--initial-cluster", "--listen-peer-urls",
+      "--peer-cert-file", "--peer-client-cert-auth", "--peer-key-file", "--peer-trusted-ca-file", "--snapshot-count",
+    ]);
+  });
+  test("ignored flags take their value with them in either spelling; booleans take none", () => {
+    const c = loadConfig(["--initial-cluster-state", "new", "--enable-v2", "--heartbeat-interval=100", "--name", "n", "--pre-vote", "--election-timeout", "1000"], {});
+    expect(c.name).toBe("n");
+    expect(c.ignoredEtcdFlags).toEqual(["--initial-cluster-state", "--enable-v2", "--heartbeat-interval", "--pre-vote", "--election-timeout"]);
+  });
+  test("etcd's other names and values: panic/fatal log levels, the apply-duration warning, single and listed URLs", () => {
+    expect(loadConfig(["--log-level", "fatal"], {})["log-level"]).toBe("error");
+    expect(loadConfig(["--log-level=panic"], {})["log-level"]).toBe("error");
+    expect(loadConfig(["--experimental-warning-apply-duration", "250ms"], {})["slow-request-threshold"]).toBe(250);
+    expect(loadConfig(["--max-concurrent-streams", "4294967295"], {})["max-concurrent-streams"]).toBe(4294967295);
+    expect(() => loadConfig(["--max-concurrent-streams", "0"], {})).toThrow("max-concurrent-streams must be a whole number from 1 to 4294967295");
+    expect(loadConfig(["--listen-client-urls", "http://localhost:2379"], {}).listenUrls.map(String)).toEqual(["http://localhost:2379/"]);
+    expect(loadConfig(["--config", file("etcd-names.yaml", "listen-client-urls: http://127.0.0.1:7\n")], {}).listen).toBe("http://127.0.0.1:7");
+  });
+  test("mistakes are named: both names given, mixed schemes, a path, --data-dir beside --backend", () => {
+    expect(() => loadConfig(["--listen", "http://127.0.0.1:1", "--listen-client-urls", "http://127.0.0.1:2"], {})).toThrow("flags --listen and --listen-client-urls set the same setting; give one");
+    expect(() => loadConfig(["--listen-client-urls", "http://127.0.0.1:2379,https://127.0.0.1:2380"], {})).toThrow(
+      "flag --listen-client-urls: listen: strata serves one scheme on all its client URLs; give only http:// or only https:// URLs",
+    );
+    expect(() => loadConfig(["--listen-client-urls", "unix://x"], {})).toThrow("flag --listen-client-urls: listen must be a URL starting with http:// or https://");
+    expect(() => loadConfig(["--listen-client-urls", "http://127.0.0.1:2379/v3"], {})).toThrow("must name a host (and port) and no path");
+    expect(() => loadConfig(["--data-dir", "/d", "--backend", "sqlite://x.db"], {})).toThrow("flag --data-dir: flag --backend says where the data lives too; give one");
+    expect(() => loadConfig(["--no-such-etcd-flag", "1"], {})).toThrow("Unknown option '--no-such-etcd-flag'");
+  });
+  test("etcd's environment (Debian's /etc/default/etcd): read under strata's own and the flags, its raft variables listed", () => {
+    const env = { ETCD_NAME: "from-etcd-env", ETCD_DATA_DIR: "/var/lib/etcd", ETCD_LISTEN_CLIENT_URLS: "http://127.0.0.1:4001", ETCD_INITIAL_CLUSTER: "x=http://127.0.0.1:2380", ETCD_QUOTA_BACKEND_BYTES: "8589934592" };
+    const c = loadConfig([], env);
+    expect([c.name, c.backend, c.listen, c["quota-backend-bytes"]]).toEqual(["from-etcd-env", "sqlite:///var/lib/etcd/strata.db", "http://127.0.0.1:4001", 8589934592]);
+    expect(c.ignoredEtcdFlags).toEqual(["ETCD_INITIAL_CLUSTER"]);
+    expect(loadConfig(["--name", "flag"], { ...env, STRATA_NAME: "strata-env" }).name).toBe("flag");
+    expect(loadConfig([], { ...env, STRATA_NAME: "strata-env" }).name).toBe("strata-env");
+    expect(() => loadConfig([], { ETCD_MAX_TXN_OPS: "many" })).toThrow("environment ETCD_MAX_TXN_OPS: max-txn-ops must be a positive whole number");
+  });
+  test("a relative --data-dir is the working directory's", () => {
+    expect(loadConfig(["--data-dir", "default.etcd"], {}).backend).toBe(`sqlite://${join(process.cwd(), "default.etcd", "strata.db")}`);
+  });
+});

@@ -426,7 +426,7 @@ export class SqlBackend implements Backend {
   }
 
   private async eventsHere(from: Rev, to: Rev, limit: number, opts: EventsOptions): Promise<EventsPage> {
-    const { range, bytes = Infinity, prevKv = true } = opts;
+    const { range, bytes = Infinity, prevKv = true, subs = false } = opts;
     const keys = range ? bounds(range, "l.k") : { where: "1 = 1", params: [] };
     // the previous version is the key's log row at prev_rev
     const prev = prevKv ? "LEFT JOIN kv_log p ON p.k = l.k AND p.rev = l.prev_rev" : "";
@@ -451,12 +451,14 @@ export class SqlBackend implements Backend {
         break;
       }
       const rows = await c.all(
-        `SELECT l.rev AS mod_rev, l.k, l.create_rev, l.version, l.lease, l.deleted, l.v${prevKv ? PREV_COLUMNS : ""}
+        `SELECT l.rev AS mod_rev, l.k, l.create_rev, l.version, l.lease, l.deleted, l.v${prevKv ? PREV_COLUMNS : ""}${subs ? ", l.sub" : ""}
            FROM kv_log l ${prev}
           WHERE l.rev >= ? AND l.rev <= ? AND ${keys.where} ORDER BY l.rev, l.sub`,
         [from, through, ...keys.params],
       );
-      return { events: rows.map(rowToEvent), through, compactRevision };
+      const events = rows.map(rowToEvent);
+      if (subs) events.forEach((e, i) => (e.sub = BigInt(rows[i]!.sub as bigint)));
+      return { events, through, compactRevision };
     });
   }
 

@@ -1,6 +1,9 @@
 // SQLite's differences from the other SQL engines (see dialect.ts).
 import { type Dialect, errorParts, UPSERT_ON_CONFLICT } from "./dialect.ts";
 
+/** the size an empty etcd 3.4 reports (its bbolt file: meta, freelist and bucket pages) */
+const ETCD_EMPTY_DB_BYTES = 20_480n;
+
 export const sqliteDialect: Dialect = {
   name: "sqlite",
   keyType: "BLOB",
@@ -18,12 +21,19 @@ export const sqliteDialect: Dialect = {
   // the file is locked to this process: nobody else migrates or writes
   lockSchema: async () => {},
   pollMs: 0,
+  // The file's pages, less the first page of every table and index (sqlite_master's own
+  // page 1 among them), which an empty database already holds, and plus what etcd's empty
+  // bbolt file takes: an empty strata reports what an empty etcd does, and what is stored
+  // on top counts as SQLite stores it, so a --quota-backend-bytes chosen for etcd holds
+  // about the same data here (an empty SQLite file is 15 pages, etcd's 5).
   async size(c) {
-    const one = async (pragma: string) => (await c.all(`PRAGMA ${pragma}`))[0]![pragma] as bigint;
-    const page = await one("page_size");
-    const count = await one("page_count");
-    const free = await one("freelist_count");
-    return { size: page * count, inUse: page * (count - free) };
+    const one = async (sql: string) => BigInt(Object.values((await c.all(sql))[0]!)[0] as bigint);
+    const page = await one("PRAGMA page_size");
+    const count = await one("PRAGMA page_count");
+    const free = await one("PRAGMA freelist_count");
+    const trees = 1n + (await one("SELECT count(*) FROM sqlite_master WHERE rootpage > 0"));
+    const above = (pages: bigint) => (pages > trees ? (pages - trees) * page : 0n);
+    return { size: ETCD_EMPTY_DB_BYTES + above(count), inUse: ETCD_EMPTY_DB_BYTES + above(count - free) };
   },
   async defragment(d) {
     await d.exec("VACUUM");

@@ -158,7 +158,7 @@ function readStrata(doc: Record<string, unknown>, source: string): Topology {
     const where = `${source}: routes[${i}]`;
     rules.push({ match: route.match as Match, backend: known(route.backend, `${where}.backend`), source: where });
   });
-  const keyPrefixes = [...prefixList(r.output["key-prefix"])];
+  const keyPrefixes = prefixList(r.output["key-prefix"]);
   for (const p of tenantPrefixes) if (!keyPrefixes.includes(p)) keyPrefixes.push(p);
   return finish({ backends, default: def, rules, keyPrefixes, source });
 }

@@ -138,8 +138,20 @@ describe("two tenants, each with its certificate, role and database", () => {
     expect(as("root", ["get", "/tenant-a/registry/configmaps/default/x"])).toBe("");
   }, 60_000);
 
+  test("kube-apiserver's compaction: its txn on the unprefixed compact_rev_key needs a grant, Compact itself none", () => {
+    // what kube-apiserver 1.24 sends every --etcd-compaction-interval (storage/etcd3/compact.go)
+    const compactTxn = 'ver("compact_rev_key") = "0"\n\nput compact_rev_key 0\n\nget compact_rev_key\n\n';
+    expect(as("tenant-a", ["txn"], compactTxn)).toContain("etcdserver: permission denied");
+    expect(as("root", ["role", "grant-permission", "tenant-a", "readwrite", "compact_rev_key"])).toBe("Role tenant-a updated\n");
+    expect(as("tenant-a", ["txn"], compactTxn)).toBe("SUCCESS\n\nOK\n");
+    const revision = /"Revision" : (\d+)/.exec(as("tenant-a", ["get", A, "--prefix", "--limit=1", "-w", "fields"]))![1];
+    expect(as("tenant-a", ["compaction", revision!])).toBe(`compacted revision ${revision}\n`);
+    expect(as("tenant-b", ["get", "compact_rev_key"])).toContain("etcdserver: permission denied");
+  }, 60_000);
+
   test("root sees both tenants and its own keys", () => {
     expect(lines(as("root", ["get", "/", "--prefix", "--keys-only"]))).toEqual([...KEYS.a, ...KEYS.aEvents, ...KEYS.b, ...KEYS.main].sort());
+    expect(lines(as("root", ["get", "compact_rev_key", "--print-value-only"]))).toEqual(["0"]);
   }, 60_000);
 
   test("the status page counts each tenant's keys, with the databases its prefix spans", async () => {

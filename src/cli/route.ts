@@ -32,7 +32,7 @@ export async function routeCommand(args: string[]): Promise<number> {
   const t = config.topology;
   const table = RoutingTable.of(t);
   if (sub === "list") {
-    console.log(`key prefix: ${t.keyPrefix}`);
+    console.log(`key ${t.keyPrefixes.length > 1 ? "prefixes" : "prefix"}: ${t.keyPrefixes.join(", ")}`);
     console.log("backends:");
     for (const [name, url] of t.backends) {
       console.log(`  ${name}${name === t.default ? " (default)" : ""}: ${redact(url)}${isUpstreamUrl(url) ? " (upstream etcd, its own revisions)" : ""}`);
@@ -49,12 +49,12 @@ export async function routeCommand(args: string[]): Promise<number> {
   }
   const key = Buffer.from(positional[0]!, "utf8").toString("latin1");
   const { backend, rule, index } = table.explain(key);
-  const a = parseKey(key, t.keyPrefix);
+  const a = parseKey(key, t.keyPrefixes);
   const anatomy = a
     ? [a.group ? `group ${a.group}` : "core/built-in (no group in key)", `resource ${a.resource}${a.sub ? `/${a.sub}` : ""}`, a.namespace ? `namespace ${a.namespace}` : "cluster-scoped", `name ${a.name}`].join(", ")
-    : `not a Kubernetes object key (prefix ${t.keyPrefix})`;
+    : `not a Kubernetes object key (${t.keyPrefixes.length > 1 ? "prefixes" : "prefix"} ${t.keyPrefixes.join(", ")})`;
   console.log(`key: ${positional[0]}`);
-  console.log(`parsed: ${anatomy}`);
+  console.log(`parsed: ${anatomy}${a && t.keyPrefixes.length > 1 ? ` (under ${a.prefix})` : ""}`);
   console.log(rule ? `rule: ${index! + 1}. ${describe(rule.rule.match)} (${rule.rule.source})` : "rule: none matched; the default backend");
   console.log(`backend: ${backend} (${redact(t.backends.get(backend)!)})`);
   return 0;

@@ -1,6 +1,7 @@
-// The routing part of the config file: named backends, rules, the default backend.
-// Two shapes are read: strata's own (backends as a mapping, routes as a list) and
-// HariKube's topology (backends as a list of {name, endpoint, <matcher>}). Every error
+// The routing part of the config file: named backends, rules, the default backend, and
+// the key prefixes kube-apiservers store under (one per tenant when several share strata).
+// Two shapes are read: strata's own (backends as a mapping, routes and tenants as lists)
+// and HariKube's topology (backends as a list of {name, endpoint, <matcher>}). Every error
 // names the file, the field and the fix, on one line.
 import * as v from "valibot";
 import { ConfigError } from "./config-error.ts";
@@ -33,12 +34,17 @@ export interface Topology {
   backends: Map<string, string>;
   default: string;
   rules: Rule[];
-  keyPrefix: string;
+  /**
+   * The prefixes kube-apiservers store under (their --etcd-prefix, with a trailing "/"),
+   * in the order written; rules read a key's group, resource and namespace under the one
+   * it starts with. None contains another.
+   */
+  keyPrefixes: string[];
   /** where it was read from, for messages */
   source: string;
 }
 
-export const TOPOLOGY_KEYS = ["backends", "default", "routes", "key-prefix"] as const;
+export const TOPOLOGY_KEYS = ["backends", "default", "routes", "tenants", "key-prefix"] as const;
 
 const nonEmpty = (what: string) => v.pipe(v.string(`${what} must be a string`), v.minLength(1, `${what} must not be empty`));
 const regex = (what: string) =>
@@ -65,14 +71,29 @@ const MatchSchema = v.pipe(
   v.check((m) => Object.keys(m).length > 0, "match must set at least one of prefix, key, group, resource, namespace"),
 );
 
+const RouteSchema = v.strictObject({ match: MatchSchema, backend: nonEmpty("backend") }, "a route is { match: {...}, backend: NAME }");
+
+const KeyPrefixSchema = v.union(
+  [nonEmpty("key-prefix"), v.pipe(v.array(nonEmpty("key-prefix")), v.minLength(1, "key-prefix must name at least one prefix"))],
+  "key-prefix is a prefix such as /registry/, or a list of them",
+);
+
+/** a kube-apiserver of its own (--etcd-prefix PREFIX), its keys in `backend` unless one of its routes says otherwise */
+const TenantSchema = v.strictObject({
+  prefix: nonEmpty("prefix"),
+  backend: nonEmpty("backend"),
+  routes: v.optional(v.array(RouteSchema), []),
+}, "a tenant is { prefix: /NAME/registry/, backend: NAME, routes: [...] (optional) }");
+
 const StrataSchema = v.object({
   backends: v.record(
     v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]+$/, "backend names use letters, digits, '.', '_' and '-'")),
     nonEmpty("a backend URL"),
   ),
   default: v.optional(nonEmpty("default")),
-  routes: v.optional(v.array(v.strictObject({ match: MatchSchema, backend: nonEmpty("backend") }, "a route is { match: {...}, backend: NAME }")), []),
-  "key-prefix": v.optional(nonEmpty("key-prefix")),
+  routes: v.optional(v.array(RouteSchema), []),
+  tenants: v.optional(v.array(TenantSchema), []),
+  "key-prefix": v.optional(KeyPrefixSchema),
 });
 
 const HarikubeEntry = v.strictObject({
@@ -84,7 +105,7 @@ const HarikubeEntry = v.strictObject({
   regexp: v.optional(v.strictObject({ prefix: v.optional(v.string()), key: regex("regexp.key") })),
 }, "a HariKube backend is { name, endpoint } with at most one of prefix, namespace, customresource, regexp");
 
-const HarikubeSchema = v.object({ backends: v.array(HarikubeEntry), "key-prefix": v.optional(nonEmpty("key-prefix")) });
+const HarikubeSchema = v.object({ backends: v.array(HarikubeEntry), "key-prefix": v.optional(KeyPrefixSchema) });
 
 function fail(source: string, issues: v.BaseIssue<unknown>[]): never {
   const issue = issues[0]!;
@@ -95,7 +116,7 @@ function fail(source: string, issues: v.BaseIssue<unknown>[]): never {
 /** Reads the routing part of a parsed config document; undefined when it has none. */
 export function readTopology(doc: Record<string, unknown>, source: string): Topology | undefined {
   if (doc.backends === undefined) {
-    for (const k of ["default", "routes"]) {
+    for (const k of ["default", "routes", "tenants"]) {
       if (doc[k] !== undefined) throw new ConfigError(`${source}: ${k}: needs backends: a mapping of names to URLs`);
     }
     return undefined;
@@ -104,7 +125,7 @@ export function readTopology(doc: Record<string, unknown>, source: string): Topo
 }
 
 function readStrata(doc: Record<string, unknown>, source: string): Topology {
-  const r = v.safeParse(StrataSchema, { backends: doc.backends, default: doc.default, routes: doc.routes, "key-prefix": doc["key-prefix"] });
+  const r = v.safeParse(StrataSchema, { backends: doc.backends, default: doc.default, routes: doc.routes, tenants: doc.tenants, "key-prefix": doc["key-prefix"] });
   if (!r.success) fail(source, r.issues);
   const backends = new Map<string, string>();
   for (const [name, url] of Object.entries(r.output.backends)) backends.set(name, normaliseEndpoint(url));
@@ -113,14 +134,43 @@ function readStrata(doc: Record<string, unknown>, source: string): Topology {
   const def = r.output.default ?? (names.length === 1 ? names[0]! : undefined);
   if (def === undefined) throw new ConfigError(`${source}: default: say which backend holds keys no route matches (one of ${names.join(", ")})`);
   if (!backends.has(def)) throw new ConfigError(`${source}: default: unknown backend "${def}"; defined backends: ${names.join(", ")}`);
-  const rules: Rule[] = r.output.routes.map((route, i) => {
-    const where = `${source}: routes[${i}]`;
-    if (!backends.has(route.backend)) {
-      throw new ConfigError(`${where}.backend: unknown backend "${route.backend}"; defined backends: ${names.join(", ")}`);
-    }
-    return { match: route.match as Match, backend: route.backend, source: where };
+  const known = (backend: string, where: string) => {
+    if (!backends.has(backend)) throw new ConfigError(`${where}: unknown backend "${backend}"; defined backends: ${names.join(", ")}`);
+    return backend;
+  };
+  // a tenant's rules come first: its keys stay in its databases whatever the routes below say
+  const rules: Rule[] = [];
+  const tenantPrefixes: string[] = [];
+  r.output.tenants.forEach((tenant, i) => {
+    const where = `${source}: tenants[${i}]`;
+    const prefix = withSlash(tenant.prefix);
+    tenantPrefixes.push(prefix);
+    tenant.routes.forEach((route, j) => {
+      const at = `${where}.routes[${j}]`;
+      if (route.match.prefix !== undefined && !route.match.prefix.startsWith(prefix)) {
+        throw new ConfigError(`${at}.match.prefix: "${route.match.prefix}" is outside the tenant's prefix ${prefix}; leave it out, or start it with ${prefix}`);
+      }
+      rules.push({ match: { ...route.match, prefix: route.match.prefix ?? prefix } as Match, backend: known(route.backend, `${at}.backend`), source: at });
+    });
+    rules.push({ match: { prefix }, backend: known(tenant.backend, `${where}.backend`), source: where });
   });
-  return finish({ backends, default: def, rules, keyPrefix: r.output["key-prefix"] ?? DEFAULT_KEY_PREFIX, source });
+  r.output.routes.forEach((route, i) => {
+    const where = `${source}: routes[${i}]`;
+    rules.push({ match: route.match as Match, backend: known(route.backend, `${where}.backend`), source: where });
+  });
+  const keyPrefixes = prefixList(r.output["key-prefix"]);
+  for (const p of tenantPrefixes) if (!keyPrefixes.includes(p)) keyPrefixes.push(p);
+  return finish({ backends, default: def, rules, keyPrefixes, source });
+}
+
+/** kube-apiserver's --etcd-prefix /tenant-a/registry stores under /tenant-a/registry/ */
+function withSlash(prefix: string): string {
+  return prefix.endsWith("/") ? prefix : `${prefix}/`;
+}
+
+function prefixList(keyPrefix: string | string[] | undefined): string[] {
+  if (keyPrefix === undefined) return [DEFAULT_KEY_PREFIX];
+  return [...new Set((typeof keyPrefix === "string" ? [keyPrefix] : keyPrefix).map(withSlash))];
 }
 
 function readHarikube(doc: Record<string, unknown>, source: string): Topology {
@@ -149,7 +199,7 @@ function readHarikube(doc: Record<string, unknown>, source: string): Topology {
   if (def === undefined) {
     throw new ConfigError(`${source}: backends: list one backend without a matcher; it holds the keys no matcher takes`);
   }
-  return finish({ backends, default: def, rules, keyPrefix: r.output["key-prefix"] ?? DEFAULT_KEY_PREFIX, source });
+  return finish({ backends, default: def, rules, keyPrefixes: prefixList(r.output["key-prefix"]), source });
 }
 
 /**
@@ -171,7 +221,14 @@ function asKeyBytes(s: string): string {
 }
 
 function finish(t: Topology): Topology {
-  t.keyPrefix = asKeyBytes(t.keyPrefix);
+  t.keyPrefixes = t.keyPrefixes.map(asKeyBytes);
+  // a key has one Kubernetes prefix, or rules could read it two ways
+  for (const a of t.keyPrefixes) {
+    const b = t.keyPrefixes.find((p) => p !== a && p.startsWith(a));
+    if (b !== undefined) {
+      throw new ConfigError(`${t.source}: key prefixes ${a} and ${b} contain one another; give each kube-apiserver a prefix outside the others' (--etcd-prefix /tenant-a/registry), or list only the ones in use in key-prefix`);
+    }
+  }
   for (const r of t.rules) {
     const m = r.match;
     for (const f of ["prefix", "group", "resource", "namespace"] as const) if (m[f] !== undefined) m[f] = asKeyBytes(m[f]!);
@@ -181,5 +238,5 @@ function finish(t: Topology): Topology {
 
 /** The topology of a plain `--backend URL`: one backend, no rules. */
 export function singleBackend(url: string, source: string): Topology {
-  return { backends: new Map([["default", url]]), default: "default", rules: [], keyPrefix: DEFAULT_KEY_PREFIX, source };
+  return { backends: new Map([["default", url]]), default: "default", rules: [], keyPrefixes: [DEFAULT_KEY_PREFIX], source };
 }

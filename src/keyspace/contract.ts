@@ -229,6 +229,11 @@ export type BackendStats =
   | { name: string; url: string; keys: bigint; size: bigint; inUse: bigint; revision: Rev; compactRevision: Rev; error?: undefined }
   | { name: string; url: string; error: string };
 
+/** The live keys under one key prefix (one kube-apiserver's, one tenant's), over every backend it spans. */
+export type PrefixCount =
+  | { prefix: string; backends: string[]; keys: bigint; error?: undefined }
+  | { prefix: string; backends: string[]; error: string };
+
 /** A backend with a cheap call that shows whether it answers (health checks). */
 export interface Probe {
   name: string;

@@ -6,14 +6,16 @@
 // Keyspace-wide services belong to the default backend: it keeps the leases (with copies
 // in the others) and answers Compact. Label/field selectors are applied here, with the
 // CRDs' selectable fields for custom resources (crd-registry.ts).
-import type {
-  AlarmRequest,
-  CompactionRequest,
-  DeleteRangeRequest,
-  HashKVRequest,
-  PutRequest,
-  RangeRequest,
-  TxnRequest,
+import { create } from "@bufbuild/protobuf";
+import {
+  type AlarmRequest,
+  type CompactionRequest,
+  type DeleteRangeRequest,
+  type HashKVRequest,
+  type PutRequest,
+  type RangeRequest,
+  RangeRequestSchema,
+  type TxnRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { type EtcdKeyspace, upstreamSnapshotRefused } from "../backends/etcd/etcd-keyspace.ts";
 import type { Topology } from "../config/topology.ts";
@@ -36,6 +38,7 @@ import type {
   Keyspace,
   LeaseKeeper,
   MoveProgress,
+  PrefixCount,
   Probe,
   RangeChunk,
   RangeStreamOptions,
@@ -57,17 +60,20 @@ const EVERYTHING: KeyRange = toKeyRange(new Uint8Array([0]), new Uint8Array([0])
 const CRD_WAIT_MS = 1000;
 
 /**
- * Whether a range may hold custom resources: not when it lies within one resource stored
- * without an API group (a built-in's, such as pods: a kubelet's spec.nodeName list need not
- * wait for the CRD registry). Custom resources' keys always carry their group, which has a dot.
+ * Whether a range may hold custom resources the CRD registry knows: those of the first key
+ * prefix's apiserver (another tenant's CRDs are not followed, so its ranges get none), and
+ * not when the range lies within one resource stored without an API group (a built-in's,
+ * such as pods: a kubelet's spec.nodeName list need not wait for the CRD registry). Custom
+ * resources' keys always carry their group, which has a dot.
  */
-function mayHoldCustomResources(r: RangeRequest, keyPrefix: string): boolean {
+function mayHoldCustomResources(r: RangeRequest, keyPrefixes: readonly string[]): boolean {
   const end = prefixEnd(r.key);
   const within = r.rangeEnd.length === 0 || (end !== undefined && bytesEqual(r.rangeEnd, end));
-  const prefix = keyPrefix.endsWith("/") ? keyPrefix : `${keyPrefix}/`;
+  const [prefix, ...others] = keyPrefixes;
   const key = keyString(r.key);
-  if (!within || !key.startsWith(prefix)) return true;
-  const rest = key.slice(prefix.length), slash = rest.indexOf("/");
+  if (within && others.some((p) => key.startsWith(p))) return false;
+  if (!within || !key.startsWith(prefix!)) return true;
+  const rest = key.slice(prefix!.length), slash = rest.indexOf("/");
   return slash < 0 || rest.slice(0, slash).includes(".");
 }
 
@@ -80,7 +86,7 @@ export class Dispatcher implements Keyspace, RangeStreams, Rerouting {
     /** the upstream etcds by backend name */
     readonly upstreams: Map<string, EtcdKeyspace>,
   ) {
-    this.customFields = new CrdRegistry((keys) => this.memberFor([keys], "watch"), database.router.topology.keyPrefix, log);
+    this.customFields = new CrdRegistry((keys) => this.memberFor([keys], "watch"), database.router.topology.keyPrefixes[0]!, log);
   }
 
   private get defaultName(): string {
@@ -150,7 +156,7 @@ export class Dispatcher implements Keyspace, RangeStreams, Rerouting {
    * this request (briefly waited for); undefined otherwise (such fields are then unknown).
    */
   private async customFieldsFor(r: RangeRequest, s: Selection): Promise<CustomFieldLookup | undefined> {
-    if (!namesOtherFields(s) || !mayHoldCustomResources(r, this.database.router.topology.keyPrefix)) return undefined;
+    if (!namesOtherFields(s) || !mayHoldCustomResources(r, this.database.router.topology.keyPrefixes)) return undefined;
     return this.customFields.ready(this.customFields.mark(), CRD_WAIT_MS);
   }
 
@@ -285,6 +291,21 @@ export class Dispatcher implements Keyspace, RangeStreams, Rerouting {
   async stats(): Promise<BackendStats[]> {
     const [own, ...theirs] = await Promise.all([this.database.router.stats(), ...[...this.upstreams.values()].map((u) => u.stats())]);
     return [...own!, ...(theirs as BackendStats[])];
+  }
+
+  /** The live keys under each key prefix (each tenant's), counted as a Range would; a prefix that cannot be counted carries the error. */
+  prefixCounts(): Promise<PrefixCount[]> {
+    const routing = this.database.router.routing;
+    return Promise.all(routing.keyPrefixes.map(async (prefix): Promise<PrefixCount> => {
+      const key = new Uint8Array(Buffer.from(prefix, "latin1"));
+      const backends = routing.backendsFor(prefix);
+      try {
+        const out = await this.range(create(RangeRequestSchema, { key, rangeEnd: prefixEnd(key) ?? new Uint8Array([0]), countOnly: true }));
+        return { prefix, backends, keys: out.count };
+      } catch (err) {
+        return { prefix, backends, error: (err as Error).message };
+      }
+    }));
   }
 
   /** Every backend with a cheap call that shows whether it answers (health checks). */

@@ -2,7 +2,7 @@
 // timeline the status page charts, per-backend figures and health, and the slow-request
 // log. The api layer reports each gRPC call here; backends are timed by a wrapper.
 import type { Backend } from "../mvcc/backend.ts";
-import type { BackendStats, LeaseKeeper, Probe } from "../keyspace/contract.ts";
+import type { BackendStats, LeaseKeeper, PrefixCount, Probe } from "../keyspace/contract.ts";
 import type { Dispatcher } from "../keyspace/dispatcher.ts";
 import type { WatchHub } from "../keyspace/watch-hub.ts";
 import type { Router } from "../router/router.ts";
@@ -14,7 +14,7 @@ import { type GrpcMethod, Metrics } from "./metrics.ts";
 import { SlowRequests } from "./slow-requests.ts";
 import { Timeline } from "./timeline.ts";
 
-/** how long per-backend key counts and sizes are reused */
+/** how long per-backend and per-prefix key counts and sizes are reused */
 const STATS_MAX_AGE_MS = 5000;
 /** a backend slower than this to answer its health check is reported as failing */
 export const HEALTH_TIMEOUT_MS = 2000;
@@ -24,6 +24,8 @@ export interface Followed {
   hub: WatchHub;
   leases: LeaseKeeper;
   stats: Cached<BackendStats[]>;
+  /** the keys under each key prefix (each tenant's), for the status page */
+  prefixCounts: Cached<PrefixCount[]>;
   /** every backend's cheap call that shows whether it answers */
   probes: () => Probe[];
   /** health for the status page: many open pages share one check a second */
@@ -53,12 +55,13 @@ export class Observer {
     const { router, hub } = keyspace.database;
     const leases = keyspace.leases;
     const stats = new Cached(() => keyspace.stats(), STATS_MAX_AGE_MS);
+    const prefixCounts = new Cached(() => keyspace.prefixCounts(), STATS_MAX_AGE_MS);
     const probes = () => keyspace.probes;
     const health = new Cached(() => checkBackends(probes(), HEALTH_TIMEOUT_MS), 1000);
     const timeline = new Timeline(() => hub.size);
     timeline.start();
     this.metrics.follow({ router, hub, leases, stats });
-    this.followed = { router, hub, leases, stats, probes, health, timeline };
+    this.followed = { router, hub, leases, stats, prefixCounts, probes, health, timeline };
   }
 
   get state(): Followed {

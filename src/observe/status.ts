@@ -1,5 +1,6 @@
 // What the status page shows, as JSON: the topology (rules in order, the default
-// backend), each backend's health and figures, and the last minutes' timeline.
+// backend), the keys under each key prefix (each tenant's), each backend's health and
+// figures, and the last minutes' timeline.
 // Revisions are strings: they are 64-bit numbers, beyond what JSON numbers hold exactly.
 import { describe } from "../router/validate.ts";
 import type { Observer } from "./observer.ts";
@@ -11,13 +12,22 @@ export interface StatusReport {
   startedAt: string;
   revision: string;
   compactRevision: string;
-  keyPrefix: string;
+  /** each key prefix (each kube-apiserver's, each tenant's), the backends it spans and its live keys */
+  keyPrefixes: PrefixStatus[];
   default: string;
   routes: Array<{ match: string; backend: string }>;
   backends: BackendStatus[];
   watchers: number;
   watchStreams: number;
   timeline: Point[];
+}
+
+export interface PrefixStatus {
+  prefix: string;
+  backends: string[];
+  /** absent when it could not be counted (then `error` says why) */
+  keys?: number;
+  error?: string;
 }
 
 export interface BackendStatus {
@@ -40,15 +50,21 @@ export interface BackendStatus {
 const startedAt = new Date().toISOString();
 
 export async function statusReport(o: Observer, about: { name: string; version: string }): Promise<StatusReport> {
-  const { router, hub, stats, health, timeline, probes } = o.state;
-  const [figures, checks] = await Promise.all([stats.get(), health.get()]);
+  const { router, hub, stats, prefixCounts, health, timeline, probes } = o.state;
+  const [figures, checks, counts] = await Promise.all([stats.get(), health.get(), prefixCounts.get()]);
+  // keys are bytes read as latin1; the page shows them as written in the config
+  const text = (s: string) => Buffer.from(s, "latin1").toString("utf8");
   const t = router.topology;
   return {
     ...about,
     startedAt,
     revision: String(router.revision),
     compactRevision: String(router.compactRevision),
-    keyPrefix: t.keyPrefix,
+    keyPrefixes: counts.map((c): PrefixStatus => ({
+      prefix: text(c.prefix),
+      backends: c.backends,
+      ...(c.error === undefined ? { keys: Number(c.keys) } : { error: c.error }),
+    })),
     default: t.default,
     routes: t.rules.map((r) => ({ match: describe(r.match), backend: r.backend })),
     // databases and upstream etcds alike: every backend is probed, and named by its probe

@@ -1,4 +1,7 @@
 // The anatomy of a key kube-apiserver stores: PREFIX[group/]resource/[namespace/]name.
+// PREFIX is kube-apiserver's --etcd-prefix (/registry/ by default); one strata may serve
+// several apiservers, each under its own prefix (/tenant-a/registry/), and a key is read
+// under the one it starts with (the configured prefixes never contain one another).
 // Built-in resources are stored without their API group (/registry/deployments/...), so a
 // first segment is a group only when it holds a dot (apiregistration.k8s.io, CRD groups).
 // Services keep an extra segment (/registry/services/specs/ns/name, .../endpoints/...).
@@ -8,6 +11,8 @@ import { DEFAULT_KEY_PREFIX } from "../config/topology.ts";
 const SUBDIVIDED: Record<string, true> = { services: true };
 
 export interface KeyAnatomy {
+  /** the key prefix it is stored under */
+  prefix: string;
   /** the API group; undefined for built-in resources stored without one */
   group?: string;
   resource: string;
@@ -22,9 +27,18 @@ function isGroup(segment: string): boolean {
   return segment.includes(".");
 }
 
-/** Parses a whole key; undefined when it is not under the prefix or has no name. */
-export function parseKey(key: string, prefix = DEFAULT_KEY_PREFIX): KeyAnatomy | undefined {
-  if (!key.startsWith(prefix)) return undefined;
+/** One key prefix or several (the configured ones; none contains another). */
+export type KeyPrefixes = string | readonly string[];
+
+/** the prefix among `prefixes` that a key (or a longer prefix) starts with */
+export function prefixOf(key: string, prefixes: KeyPrefixes): string | undefined {
+  return typeof prefixes === "string" ? (key.startsWith(prefixes) ? prefixes : undefined) : prefixes.find((p) => key.startsWith(p));
+}
+
+/** Parses a whole key; undefined when it is under none of the prefixes or has no name. */
+export function parseKey(key: string, prefixes: KeyPrefixes = DEFAULT_KEY_PREFIX): KeyAnatomy | undefined {
+  const prefix = prefixOf(key, prefixes);
+  if (prefix === undefined) return undefined;
   const segs = key.slice(prefix.length).split("/");
   let i = 0;
   const group = isGroup(segs[0]!) ? segs[i++] : undefined;
@@ -33,8 +47,8 @@ export function parseKey(key: string, prefix = DEFAULT_KEY_PREFIX): KeyAnatomy |
   const sub = SUBDIVIDED[resource] && segs.length - i >= 2 ? segs[i++] : undefined;
   const rest = segs.slice(i);
   if (rest.length === 0 || rest.some((s) => s === "")) return undefined;
-  if (rest.length === 1) return { group, resource, sub, name: rest[0]! };
-  return { group, resource, sub, namespace: rest[0]!, name: rest.slice(1).join("/") };
+  if (rest.length === 1) return { prefix, group, resource, sub, name: rest[0]! };
+  return { prefix, group, resource, sub, namespace: rest[0]!, name: rest.slice(1).join("/") };
 }
 
 /**
@@ -52,8 +66,9 @@ export interface PrefixAnatomy {
 export type Known = { exact: string } | { partial: string } | null;
 
 /** Parses the part of a key that a key prefix fixes (used to tell which rules a range can meet). */
-export function parsePrefix(p: string, prefix = DEFAULT_KEY_PREFIX): PrefixAnatomy {
-  if (!p.startsWith(prefix)) return { underPrefix: false };
+export function parsePrefix(p: string, prefixes: KeyPrefixes = DEFAULT_KEY_PREFIX): PrefixAnatomy {
+  const prefix = prefixOf(p, prefixes);
+  if (prefix === undefined) return { underPrefix: false };
   const segs = p.slice(prefix.length).split("/");
   // the last element is a partial segment ("" when p ends with "/")
   const complete = segs.slice(0, -1);

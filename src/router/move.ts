@@ -23,7 +23,7 @@ export function notMovable(current: Topology, next: Topology): string | undefine
   const names = (t: Topology) => JSON.stringify([...t.backends].sort(([a], [b]) => a.localeCompare(b)));
   if (names(current) !== names(next)) return "the backends differ from the running ones (a live migration moves keys between the backends strata already has; add or remove backends with a restart)";
   if (current.default !== next.default) return "the default backend differs (it keeps the leases; change it with strata stopped)";
-  if (current.keyPrefix !== next.keyPrefix) return "key-prefix differs";
+  if (String(current.keyPrefixes) !== String(next.keyPrefixes)) return "key-prefix differs";
   return undefined;
 }
 

@@ -12,7 +12,7 @@ import { readTopology, type Topology } from "../config/topology.ts";
 import { create } from "@bufbuild/protobuf";
 import { type RangeRequest, RangeRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { keyString, prefixEnd, successor } from "../mvcc/keyrange.ts";
-import { type KeyAnatomy, parseKey } from "./kubernetes-key.ts";
+import { type KeyAnatomy, parseKey, prefixOf } from "./kubernetes-key.ts";
 import type { Part } from "./part.ts";
 import { Router } from "./router.ts";
 import { RoutingTable } from "./rules.ts";
@@ -118,7 +118,7 @@ export async function strandedKeys(
       const k = keyString(key);
       const to = table.route(k);
       if (to === p.name) return;
-      const prefix = groupPrefix(k, table.keyPrefix);
+      const prefix = groupPrefix(k, table.keyPrefixes);
       const id = `${p.name}\u0000${to}\u0000${prefix}`;
       const s = out.get(id) ?? { from: p.name, to, prefix, count: 0, upstream: upstreams.has(to) };
       s.count++;
@@ -132,14 +132,14 @@ export async function strandedKeys(
  * Keys an upstream etcd holds that the table routes elsewhere. Rules cover whole
  * resources when there is an upstream, so the first key of each resource tells where all
  * of it goes: etcd is asked for one key and one count per resource, not for every key.
- * Keys outside the Kubernetes prefix all go to the default backend.
+ * Keys outside the Kubernetes prefixes all go to the default backend.
  */
 async function strandedInUpstream(name: string, u: UpstreamKeys, table: RoutingTable): Promise<Stranded[]> {
   const out: Stranded[] = [];
   const bytes = (s: string) => new Uint8Array(Buffer.from(s, "latin1"));
   const count = async (key: Uint8Array, rangeEnd: Uint8Array) =>
     Number((await u.range(create(RangeRequestSchema, { key, rangeEnd, countOnly: true }))).count);
-  const registry = bytes(table.keyPrefix);
+  const prefixes = [...table.keyPrefixes].sort();
   const everything = new Uint8Array([0]);
   let from: Uint8Array = new Uint8Array([0]);
   for (;;) {
@@ -147,14 +147,15 @@ async function strandedInUpstream(name: string, u: UpstreamKeys, table: RoutingT
     if (!first) return out;
     const k = keyString(first.key);
     const to = table.route(k);
-    // the stretch of keys the first one stands for: its resource, the keys before or
-    // after the Kubernetes prefix, or just itself
+    // the stretch of keys the first one stands for: its resource, the keys up to the next
+    // Kubernetes prefix (or after the last), or just itself
     let prefix: string, end: Uint8Array;
-    const resource = resourcePrefix(k, table.keyPrefix);
+    const resource = resourcePrefix(k, table.keyPrefixes);
+    const next = prefixes.find((p) => k < p);
     if (resource !== undefined) [prefix, end] = [resource, prefixEnd(bytes(resource))!];
-    else if (!k.startsWith(table.keyPrefix) && k < table.keyPrefix) [prefix, end] = [`keys before ${table.keyPrefix}`, registry];
-    else if (!k.startsWith(table.keyPrefix)) [prefix, end] = [`keys after ${table.keyPrefix}`, everything];
-    else [prefix, end] = [k, successor(first.key)];
+    else if (prefixOf(k, prefixes) !== undefined) [prefix, end] = [k, successor(first.key)];
+    else if (next !== undefined) [prefix, end] = [`keys before ${next}`, bytes(next)];
+    else [prefix, end] = [`keys after ${prefixes.at(-1)}`, everything];
     if (to !== name) out.push({ from: name, to, prefix, count: await count(first.key, end), upstream: true });
     if (end === everything) return out;
     from = end;
@@ -162,9 +163,9 @@ async function strandedInUpstream(name: string, u: UpstreamKeys, table: RoutingT
 }
 
 /** /registry/[group/]resource/ of a Kubernetes object key */
-function resourcePrefix(key: string, keyPrefix: string): string | undefined {
-  const a = parseKey(key, keyPrefix);
-  return a && `${keyPrefix}${a.group ? `${a.group}/` : ""}${a.resource}/`;
+function resourcePrefix(key: string, keyPrefixes: readonly string[]): string | undefined {
+  const a = parseKey(key, keyPrefixes);
+  return a && `${a.prefix}${a.group ? `${a.group}/` : ""}${a.resource}/`;
 }
 
 export function strandedMessage(stranded: Stranded[], file: string): string {
@@ -195,10 +196,10 @@ export async function eachPage(backend: Backend, keysOnly: boolean, fn: (kvs: Ke
 }
 
 /** The prefix a key is reported under: /registry/[group/]resource/[namespace/], or its parent. */
-function groupPrefix(key: string, keyPrefix: string): string {
-  const a: KeyAnatomy | undefined = parseKey(key, keyPrefix);
+function groupPrefix(key: string, keyPrefixes: readonly string[]): string {
+  const a: KeyAnatomy | undefined = parseKey(key, keyPrefixes);
   if (!a) return key.includes("/") ? key.slice(0, key.lastIndexOf("/") + 1) : key;
-  return [keyPrefix.replace(/\/$/, ""), a.group, a.resource, a.sub, a.namespace].filter((s) => s !== undefined).join("/") + "/";
+  return [a.prefix.replace(/\/$/, ""), a.group, a.resource, a.sub, a.namespace].filter((s) => s !== undefined).join("/") + "/";
 }
 
 /**
@@ -246,14 +247,14 @@ export function sameTopology(a: Topology, b: Topology): boolean {
 }
 
 function summary(t: Topology) {
-  return { backends: [...t.backends], default: t.default, keyPrefix: t.keyPrefix, rules: t.rules.map((r) => [r.match, r.backend]) };
+  return { backends: [...t.backends], default: t.default, keyPrefixes: t.keyPrefixes, rules: t.rules.map((r) => [r.match, r.backend]) };
 }
 
 /** undefined when next only appends rules to current; otherwise what changed */
 function appendOnly(current: Topology, next: Topology): string | undefined {
   if (JSON.stringify([...current.backends]) !== JSON.stringify([...next.backends])) return "the backends changed";
   if (current.default !== next.default) return "the default backend changed";
-  if (current.keyPrefix !== next.keyPrefix) return "key-prefix changed";
+  if (String(current.keyPrefixes) !== String(next.keyPrefixes)) return "key-prefix changed";
   if (next.rules.length < current.rules.length) return "routes were removed";
   for (let i = 0; i < current.rules.length; i++) {
     const a = current.rules[i]!, b = next.rules[i]!;

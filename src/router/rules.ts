@@ -1,8 +1,11 @@
 // Routing rules: which backend a key lives in. A rule matches when every field it sets
 // matches (key prefix, key regex, API group, resource, namespace glob); the first rule
-// that matches wins and unmatched keys go to the default backend.
+// that matches wins and unmatched keys go to the default backend. Group, resource and
+// namespace are read under whichever configured key prefix a key has, so one rule on
+// events matches every tenant's events, and a rule with a tenant's prefix and a resource
+// matches that resource of that tenant only.
 import type { Rule, Topology } from "../config/topology.ts";
-import { type Known, parseKey, parsePrefix } from "./kubernetes-key.ts";
+import { type Known, type KeyPrefixes, parseKey, parsePrefix } from "./kubernetes-key.ts";
 
 /** all: every key in the set matches; none: no key does; some: it depends on the key */
 export type Coverage = "all" | "some" | "none";
@@ -28,12 +31,12 @@ export class CompiledRule {
     return this.rule.backend;
   }
 
-  matches(key: string, keyPrefix: string): boolean {
+  matches(key: string, keyPrefixes: KeyPrefixes): boolean {
     const m = this.rule.match;
     if (m.prefix !== undefined && !key.startsWith(m.prefix)) return false;
     if (this.regex && !this.regex.test(key)) return false;
     if (m.group === undefined && m.resource === undefined && m.namespace === undefined) return true;
-    const a = parseKey(key, keyPrefix);
+    const a = parseKey(key, keyPrefixes);
     if (!a) return false;
     if (m.group !== undefined && a.group !== m.group) return false;
     if (m.resource !== undefined && a.resource !== m.resource) return false;
@@ -42,7 +45,7 @@ export class CompiledRule {
   }
 
   /** How the rule covers the keys starting with p. */
-  coverage(p: string, keyPrefix: string): Coverage {
+  coverage(p: string, keyPrefixes: readonly string[]): Coverage {
     const m = this.rule.match;
     const parts: Coverage[] = [];
     if (m.prefix !== undefined) {
@@ -55,10 +58,10 @@ export class CompiledRule {
       else parts.push(this.prefixClosed && this.regex.test(p) ? "all" : "some");
     }
     if (m.group !== undefined || m.resource !== undefined || m.namespace !== undefined) {
-      const a = parsePrefix(p, keyPrefix);
+      const a = parsePrefix(p, keyPrefixes);
       if (!a.underPrefix) {
-        // keys outside the Kubernetes prefix have no anatomy; a longer p may still reach into it
-        parts.push(keyPrefix.startsWith(p) ? "some" : "none");
+        // keys outside the Kubernetes prefixes have no anatomy; a longer p may still reach into one
+        parts.push(keyPrefixes.some((k) => k.startsWith(p)) ? "some" : "none");
       } else {
         if (m.group !== undefined) parts.push(fieldCoverage(a.group, (s) => s === m.group, m.group));
         if (m.resource !== undefined) parts.push(fieldCoverage(a.resource, (s) => s === m.resource, m.resource));
@@ -92,19 +95,19 @@ export function globToRegExp(glob: string): RegExp {
 export class RoutingTable {
   readonly rules: CompiledRule[];
 
-  constructor(rules: Rule[], readonly defaultBackend: string, readonly keyPrefix: string) {
+  constructor(rules: Rule[], readonly defaultBackend: string, readonly keyPrefixes: readonly string[]) {
     this.rules = rules.map((r) => new CompiledRule(r));
   }
 
   static of(t: Topology): RoutingTable {
-    return new RoutingTable(t.rules, t.default, t.keyPrefix);
+    return new RoutingTable(t.rules, t.default, t.keyPrefixes);
   }
 
   /** the backend a key lives in, and the rule that sent it there (undefined: the default) */
   explain(key: string): { backend: string; rule?: CompiledRule; index?: number } {
     for (let i = 0; i < this.rules.length; i++) {
       const r = this.rules[i]!;
-      if (r.matches(key, this.keyPrefix)) return { backend: r.backend, rule: r, index: i };
+      if (r.matches(key, this.keyPrefixes)) return { backend: r.backend, rule: r, index: i };
     }
     return { backend: this.defaultBackend };
   }
@@ -117,7 +120,7 @@ export class RoutingTable {
   backendsFor(p: string): string[] {
     const out = new Set<string>();
     for (const r of this.rules) {
-      const c = r.coverage(p, this.keyPrefix);
+      const c = r.coverage(p, this.keyPrefixes);
       if (c === "none") continue;
       out.add(r.backend);
       if (c === "all") return [...out];

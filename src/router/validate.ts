@@ -7,6 +7,7 @@ import type { Topology } from "../config/topology.ts";
 import { redact } from "../backends/open.ts";
 import { isUpstreamUrl, UPSTREAM_SCHEMES } from "../backends/etcd/upstream.ts";
 import type { Match, Rule } from "../config/topology.ts";
+import { prefixOf } from "./kubernetes-key.ts";
 import { CompiledRule, globToRegExp } from "./rules.ts";
 
 const SCHEMES = ["sqlite://", "postgres://", "postgresql://", "mysql://", "mariadb://", "nats://", ...UPSTREAM_SCHEMES];
@@ -20,22 +21,22 @@ export function validateTopology(t: Topology): void {
   const upstream = [...t.backends].find(([, url]) => isUpstreamUrl(url))?.[0];
   if (upstream !== undefined) {
     for (const r of t.rules) {
-      const split = splitsResources(r, t.keyPrefix);
+      const split = splitsResources(r, t.keyPrefixes);
       if (split) {
         throw new ConfigError(
           `${r.source}: ${split}: with an upstream etcd among the backends (${upstream}) every route must take whole resources, ` +
             `because etcd numbers its own revisions and a list of one resource must stay in one backend; ` +
-            `match on resource (and group) only, or a prefix such as ${t.keyPrefix}pods/ or ${t.keyPrefix}example.com/widgets/`,
+            `match on resource (and group) only, or a prefix such as ${t.keyPrefixes[0]}pods/ or ${t.keyPrefixes[0]}example.com/widgets/`,
         );
       }
     }
   }
   const rules = t.rules.map((r) => new CompiledRule(r));
   rules.forEach((r, i) => {
-    const never = neverMatches(r.rule.match, r, t.keyPrefix);
+    const never = neverMatches(r.rule.match, r, t.keyPrefixes);
     if (never) throw new ConfigError(`${r.rule.source}: can never match: ${never}`);
     for (let j = 0; j < i; j++) {
-      if (shadows(rules[j]!, r, t.keyPrefix)) {
+      if (shadows(rules[j]!, r, t.keyPrefixes)) {
         throw new ConfigError(
           `${r.rule.source}: can never match: ${rules[j]!.rule.source.replace(`${t.source}: `, "")} (${describe(rules[j]!.rule.match)}) comes first and takes every key it would; move it above or remove it`,
         );
@@ -45,39 +46,41 @@ export function validateTopology(t: Topology): void {
 }
 
 /** The field (and value) by which a rule takes part of a resource; undefined when it takes whole resources. */
-function splitsResources(r: Rule, keyPrefix: string): string | undefined {
+function splitsResources(r: Rule, keyPrefixes: readonly string[]): string | undefined {
   const m = r.match;
   if (m.namespace !== undefined) return `match.namespace "${m.namespace}"`;
   if (m.key !== undefined) return `match.key "${m.key}"`;
-  if (m.prefix !== undefined && !isResourcePrefix(m.prefix, keyPrefix)) return `match.prefix "${m.prefix}"`;
+  if (m.prefix !== undefined && !isResourcePrefix(m.prefix, keyPrefixes)) return `match.prefix "${m.prefix}"`;
   return undefined;
 }
 
-/** KEYPREFIX[group/][resource/]: the whole of some resources */
-function isResourcePrefix(p: string, keyPrefix: string): boolean {
+/** KEYPREFIX[group/][resource/]: the whole of some resources (a tenant's whole prefix too) */
+function isResourcePrefix(p: string, keyPrefixes: readonly string[]): boolean {
+  const keyPrefix = prefixOf(p, keyPrefixes);
+  if (keyPrefix === undefined) return false;
   if (p === keyPrefix) return true;
-  if (!p.startsWith(keyPrefix) || !p.endsWith("/")) return false;
+  if (!p.endsWith("/")) return false;
   const segs = p.slice(keyPrefix.length, -1).split("/");
   if (segs.some((s) => s === "")) return false;
   // built-in resources have no dot; a custom resource's key starts with its group
   return segs.length === 1 || (segs.length === 2 && segs[0]!.includes(".") && !segs[1]!.includes("."));
 }
 
-function neverMatches(m: Match, r: CompiledRule, keyPrefix: string): string | undefined {
+function neverMatches(m: Match, r: CompiledRule, keyPrefixes: readonly string[]): string | undefined {
   if (m.group !== undefined && !m.group.includes(".")) {
     return `group "${m.group}": built-in resources are stored without their API group (/registry/deployments/...); match on resource instead`;
   }
-  if (m.prefix !== undefined && r.coverage(m.prefix, keyPrefix) === "none") {
+  if (m.prefix !== undefined && r.coverage(m.prefix, keyPrefixes) === "none") {
     return `prefix ${m.prefix} holds no key with ${describe({ ...m, prefix: undefined })}; fix the prefix or drop the other fields`;
   }
   return undefined;
 }
 
 /** Whether every key `later` matches is matched by `earlier` (checked field by field). */
-function shadows(earlier: CompiledRule, later: CompiledRule, keyPrefix: string): boolean {
+function shadows(earlier: CompiledRule, later: CompiledRule, keyPrefixes: readonly string[]): boolean {
   const e = earlier.rule.match, l = later.rule.match;
   // a prefix the later rule is confined to, which the earlier one covers entirely
-  if (l.prefix !== undefined && earlier.coverage(l.prefix, keyPrefix) === "all") return true;
+  if (l.prefix !== undefined && earlier.coverage(l.prefix, keyPrefixes) === "all") return true;
   if (e.prefix !== undefined && !(l.prefix !== undefined && l.prefix.startsWith(e.prefix))) return false;
   if (e.key !== undefined && e.key !== l.key) return false;
   if (e.group !== undefined && e.group !== l.group) return false;

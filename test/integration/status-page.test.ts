@@ -69,10 +69,14 @@ test("topology, backends, live charts; numbers follow more writes", async () => 
   expect(await page.locator('li[data-route="1"]').textContent()).toBe("1.resource: events\u2192events");
   expect(await page.locator('li[data-route="default"]').textContent()).toBe("any other key\u2192main (default)");
   await waitForText(page, "#watchers-now", "1");
+  // the key prefix's live keys, over the backends its rules reach
+  await waitForText(page, 'tr[data-prefix="/registry/"] td.keys', "5");
+  expect(await page.locator('tr[data-prefix="/registry/"] td.backends').textContent()).toBe("events, main");
 
   const revisionBefore = await cell(page, "main", "revision").textContent();
   for (const n of ["d", "e", "f", "g"]) await c.put(`/registry/pods/default/${n}`).value("v");
   await waitForText(page, 'tr[data-backend="main"] td.keys', "7");
+  await waitForText(page, 'tr[data-prefix="/registry/"] td.keys', "9");
   expect(await cell(page, "main", "revision").textContent()).not.toBe(revisionBefore);
 
   const shot = join(dir, "status-page.png");

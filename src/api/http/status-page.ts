@@ -83,7 +83,15 @@ export const STATUS_PAGE = `<!doctype html>
 </section>
 
 <section class="card">
-  <h2>Routing <span id="prefix" class="url"></span></h2>
+  <h2>Key prefixes</h2>
+  <table>
+    <thead><tr><th>Prefix (one per kube-apiserver, or tenant)</th><th>Backends</th><th class="num">Keys</th></tr></thead>
+    <tbody id="prefixes"></tbody>
+  </table>
+</section>
+
+<section class="card">
+  <h2>Routing</h2>
   <ol class="routes" id="routes"></ol>
 </section>
 
@@ -231,7 +239,21 @@ function renderRoutes(st) {
     el("span", { "class": "arrow", text: "\\u2192" }),
     el("span", { "class": "target", text: st.default + " (default)" }),
   ]));
-  setText("prefix", "key prefix " + st.keyPrefix);
+}
+
+function renderPrefixes(st) {
+  var body = document.getElementById("prefixes");
+  body.textContent = "";
+  st.keyPrefixes.forEach(function (p) {
+    body.appendChild(el("tr", { "data-prefix": p.prefix }, [
+      el("td", { "class": "url", text: p.prefix }),
+      el("td", { "class": "backends", text: p.backends.join(", ") }),
+      el("td", { "class": "num keys" }, [
+        document.createTextNode(count(p.keys)),
+        p.error ? el("div", { "class": "err", text: p.error }) : null,
+      ]),
+    ]));
+  });
 }
 
 function render(st) {
@@ -246,6 +268,7 @@ function render(st) {
   overall.className = "pill " + (failing ? "bad" : "ok");
   overall.textContent = failing ? failing + " of " + st.backends.length + " backends failing" : "all backends healthy";
   renderBackends(st);
+  renderPrefixes(st);
   renderRoutes(st);
   var tl = st.timeline;
   var last = tl[tl.length - 1] || {};

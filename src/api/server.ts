@@ -15,6 +15,7 @@ import { adminService } from "./admin.ts";
 import { authService } from "./auth.ts";
 import { clusterService, type Member } from "./cluster.ts";
 import type { GrpcCall } from "./grpc-call.ts";
+import { clientPortHttp, isGrpc } from "./gateway/index.ts";
 import { ErrorCode } from "./h2/frames.ts";
 import { H2Server } from "./h2/server.ts";
 import type { H2Stream } from "./h2/stream.ts";
@@ -79,7 +80,12 @@ export function createGrpcServer(p: ServerParts): H2Server {
   // the unary path writes ranges with range-frame.ts, so reads may hand over encoded key-values
   const unary = unaryMethods(services, new Map([["/etcdserverpb.KV/Range", kvRange(p.keyspace, p.identity, true)]]));
 
+  // plain HTTP beside gRPC, as etcd serves it: the JSON gateway over the same services, /health, /version, /metrics
+  // (etcd's gateway refuses what its gRPC server would: JSON is base64 and quoting on top, so twice that)
+  const http = clientPortHttp(p.observer, { services, maxJsonBytes: 2 * readMaxBytes, budget }, p.tls !== undefined);
+
   return new H2Server((stream) => {
+    if (!isGrpc(stream)) return http.serveStream(stream);
     const { call, record } = accounting.begin(stream);
     const method = unary.get(stream.path);
     if (method && servesUnary(stream)) {
@@ -94,7 +100,7 @@ export function createGrpcServer(p: ServerParts): H2Server {
     const handler = viaConnect.get(stream.path);
     if (!handler) return unknownMethod(stream, call);
     serveWithConnect(handler, call, accounting.contextValues(record)).catch(() => stream.reset(ErrorCode.INTERNAL_ERROR));
-  }, p.tls);
+  }, p.tls, http.accept);
 }
 
 /** gRPC's answer to a method nobody serves: status 12 (Unimplemented), as grpc-go words it. */
@@ -102,10 +108,5 @@ function unknownMethod(stream: H2Stream, call: GrpcCall): void {
   const [, service = "", method = ""] = stream.path.split("?")[0]!.split("/");
   const known = SERVICES.find((s) => s.typeName === service);
   const message = known ? `unknown method ${method} for service ${service}` : `unknown service ${service}`;
-  if (!(stream.headers["content-type"] ?? "").startsWith("application/grpc")) {
-    stream.respond([[":status", "415"], ["content-type", "text/plain"]]);
-    stream.write(new TextEncoder().encode("strata serves the etcd v3 gRPC API here; use an etcd v3 client\n"));
-    return stream.end();
-  }
   call.fail(12, message);
 }

@@ -158,6 +158,15 @@ test("Lease: grant, time-to-live with keys, leases, revoke, and their errors, on
   });
 });
 
+test("an int64 written as a bare JSON number (as Go's encoding/json does) keeps every digit", async () => {
+  await same(async (side) => {
+    const id = `70000000${String(Math.floor(Math.random() * 1e11)).padStart(11, "0")}`;
+    const granted = await post(side, "/v3/lease/grant", `{"TTL":60,"ID":${id}}`);
+    await post(side, "/v3/lease/revoke", `{"ID":${id}}`);
+    return { status: granted.status, exact: (granted.body as { ID: string }).ID === id };
+  });
+});
+
 test("lease list names the leases granted", async () => {
   await same(async (side) => {
     const id = String(2_000_000_000 + Math.floor(Math.random() * 1e6));

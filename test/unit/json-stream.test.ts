@@ -40,3 +40,11 @@ test("what is not an object, a cut-off value, and bad JSON inside one", async ()
   await expect(all(jsonValues(pieces("{a:1}"), 100))).rejects.toThrow(JsonStreamError);
   expect(await all(jsonValues(pieces("  \n "), 100))).toEqual([]);
 });
+
+test("integers beyond 2^53 stay exact (Go writes int64 lease IDs as bare numbers)", async () => {
+  const body = '{"ID":5837195791810451369,"TTL":2,"x":"12345678901234567890","f":1.5e3,"n":-9223372036854775808}';
+  expect(await all(jsonValues(pieces(body), 1000))).toEqual([
+    { ID: "5837195791810451369", TTL: 2, x: "12345678901234567890", f: 1500, n: "-9223372036854775808" },
+  ]);
+  expect(await all(jsonValues(pieces('{"s":"a\\"9007199254740993"}'), 1000))).toEqual([{ s: 'a"9007199254740993' }]);
+});

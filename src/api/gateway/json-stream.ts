@@ -62,13 +62,49 @@ export async function* jsonValues(chunks: AsyncIterable<Uint8Array>, maxBytes: n
   if (depth > 0) throw new JsonStreamError("unexpected EOF");
 }
 
-/** The one JSON value of a unary request's body (the text read whole, within its limit). */
+/**
+ * A JSON value, with integers beyond 2^53 kept exact: Go's encoding/json writes int64
+ * fields (lease IDs) as bare numbers, which JSON.parse would round. Such integers become
+ * strings, which protobuf's JSON mapping reads for 64-bit fields.
+ */
 export function parse(text: string): unknown {
   try {
-    return JSON.parse(text);
+    return JSON.parse(quoteLongIntegers(text));
   } catch (err) {
     throw new JsonStreamError((err as Error).message);
   }
+}
+
+/** digits a double holds exactly, at most */
+const SAFE_DIGITS = 15;
+
+function quoteLongIntegers(text: string): string {
+  let out = "";
+  let from = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === BACKSLASH) i++;
+      else if (c === QUOTE) inString = false;
+      continue;
+    }
+    if (c === QUOTE) {
+      inString = true;
+      continue;
+    }
+    if (c !== 0x2d && (c < 0x30 || c > 0x39)) continue;
+    // a number: the integer ones longer than a double holds go in quotes
+    let end = i + 1;
+    while (end < text.length && /[0-9eE.+-]/.test(text[end]!)) end++;
+    const token = text.slice(i, end);
+    if (/^-?\d+$/.test(token) && token.replace("-", "").length > SAFE_DIGITS) {
+      out += `${text.slice(from, i)}"${token}"`;
+      from = end;
+    }
+    i = end - 1;
+  }
+  return from === 0 ? text : out + text.slice(from);
 }
 
 function tooLarge(maxBytes: number): JsonStreamError {

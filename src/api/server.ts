@@ -23,7 +23,8 @@ import type { ServerIdentity } from "./header.ts";
 import { kvRange, kvService } from "./kv.ts";
 import { leaseService } from "./lease.ts";
 import { GRPC_OVERHEAD_BYTES, type Limits } from "./limits.ts";
-import { maintenanceService } from "./maintenance.ts";
+import { ETCD_API_VERSION, maintenanceService } from "./maintenance.ts";
+import { counted, countedKv } from "./mvcc-counts.ts";
 import { RANGE_STREAM_PATH, type RangeStreamParts, serveRangeStream } from "./range-stream.ts";
 import { ResponseBudget } from "./response-budget.ts";
 import { serveWithConnect } from "./streaming.ts";
@@ -57,7 +58,7 @@ export function createGrpcServer(p: ServerParts): H2Server {
   // etcd cuts RangeStream's chunks near its max-request-bytes
   const streams: RangeStreamParts = { keyspace: p.keyspace, id: p.identity, budget, chunkBytes: p.limits.maxRequestBytes, closing: p.closing };
   const services: Array<[DescService, object]> = [
-    [KV, kvService(p.keyspace, p.identity, p.limits, streams)],
+    [KV, countedKv(kvService(p.keyspace, p.identity, p.limits, streams), p.observer.metrics)],
     // etcd fragments watch responses above the same limit its gRPC server enforces
     [Watch, watchService(p.keyspace, p.identity, readMaxBytes, p.closing)],
     [Lease, leaseService(p.keyspace, p.identity, p.closing)],
@@ -78,7 +79,9 @@ export function createGrpcServer(p: ServerParts): H2Server {
   for (const [service, impl] of services) connect.service(service as never, impl as never);
   const viaConnect = new Map<string, UniversalHandler>(connect.handlers.map((h) => [h.requestPath, h]));
   // the unary path writes ranges with range-frame.ts, so reads may hand over encoded key-values
-  const unary = unaryMethods(services, new Map([["/etcdserverpb.KV/Range", kvRange(p.keyspace, p.identity, true)]]));
+  const encodedRange = counted(kvRange(p.keyspace, p.identity, true), p.observer.metrics, () => ({ ranges: 1, puts: 0, deletes: 0 }));
+  const unary = unaryMethods(services, new Map([["/etcdserverpb.KV/Range", encodedRange]]));
+  p.observer.metrics.serverVersion(ETCD_API_VERSION);
 
   // plain HTTP beside gRPC, as etcd serves it: the JSON gateway over the same services, /health, /version, /metrics
   // (etcd's gateway refuses what its gRPC server would: JSON is base64 and quoting on top, so twice that)

@@ -85,7 +85,7 @@ export function createGrpcServer(p: ServerParts): H2Server {
 
   // plain HTTP beside gRPC, as etcd serves it: the JSON gateway over the same services, /health, /version, /metrics
   // (etcd's gateway refuses what its gRPC server would: JSON is base64 and quoting on top, so twice that)
-  const http = clientPortHttp(p.observer, { services, maxJsonBytes: 2 * readMaxBytes, budget }, p.tls !== undefined);
+  const http = clientPortHttp(p.observer, { services, maxJsonBytes: 2 * readMaxBytes, budget, track: accounting.track }, p.tls !== undefined);
 
   return new H2Server((stream) => {
     if (!isGrpc(stream)) return http.serveStream(stream);

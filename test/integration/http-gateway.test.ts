@@ -461,3 +461,26 @@ test("every metric the etcd mixin's alerts query exists with etcd's type", async
   expect(committed).toBeGreaterThan(0);
   expect(committed).toBeLessThanOrEqual(Number(await revision(strata())));
 });
+
+test("gateway calls are counted in grpc_server_handled_total as etcd counts them (its gateway calls its own gRPC server)", async () => {
+  /** handled calls of KV.Range by code, labels in any order */
+  const handled = async (side: Side) => {
+    const text = await (await fetch(url(side, "/metrics"))).text();
+    const out: Record<string, number> = {};
+    for (const m of text.matchAll(/^grpc_server_handled_total\{([^}]*)\} (\S+)$/gm)) {
+      const labels = Object.fromEntries([...m[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+      if (labels.grpc_service === "etcdserverpb.KV" && labels.grpc_method === "Range") out[labels.grpc_code!] = Number(m[2]);
+    }
+    return out;
+  };
+  await same(async (side, k) => {
+    const before = await handled(side);
+    await post(side, "/v3/kv/range", { key: k("c") });
+    await post(side, "/v3/kv/range", { key: k("c") });
+    await post(side, "/v3/kv/range", {});
+    // not JSON: never a call
+    await post(side, "/v3/kv/range", "nope");
+    const after = await handled(side);
+    return { OK: after.OK! - (before.OK ?? 0), InvalidArgument: after.InvalidArgument! - (before.InvalidArgument ?? 0) };
+  });
+});

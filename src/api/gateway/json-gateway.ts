@@ -26,7 +26,16 @@ export interface GatewayParts {
   budget: ResponseBudget;
   /** the values a call's context carries, from its request headers (who is calling) */
   contextValues?: (requestHeader: Headers) => ContextValues;
+  /** counts a call to a gRPC path as the gRPC server counts its own; the function returned ends it with its code */
+  track?: (path: string, request: unknown) => CallEnd;
 }
+
+/** ends a tracked call with its gRPC code (undefined: the client went away) */
+type CallEnd = (code: number | undefined) => void;
+
+const untracked: CallEnd = () => {};
+/** grpc-status 0 */
+const OK = 0;
 
 type Impl = (request: unknown, ctx: HandlerContext) => unknown;
 
@@ -44,47 +53,56 @@ export function jsonGateway(p: GatewayParts): (req: Request, path: string) => Pr
     if (!fn) return errorResponse(new ConnectError(`unknown service ${route.service.typeName}`, Code.Unimplemented));
     const impl = fn.bind(impls.get(route.service));
     const ctx = handlerContext(route, req, p.contextValues);
+    const track = (request: unknown) => p.track?.(`/${route.service.typeName}/${route.method.name}`, request) ?? untracked;
     switch (route.method.methodKind) {
       case "unary":
-        return unary(route, impl, req, ctx, p);
+        return unary(route, impl, req, ctx, p, track);
       case "server_streaming":
-        return serverStream(route, impl, req, ctx, p);
+        return serverStream(route, impl, req, ctx, p, track);
       default:
-        return bidiStream(route, impl, req, ctx, p);
+        return bidiStream(route, impl, req, ctx, p, track);
     }
   };
 }
 
-async function unary(route: Route, impl: Impl, req: Request, ctx: HandlerContext, p: GatewayParts): Promise<Response> {
+type Track = (request: unknown) => CallEnd;
+
+async function unary(route: Route, impl: Impl, req: Request, ctx: HandlerContext, p: GatewayParts, track: Track): Promise<Response> {
   let reservation: Reservation | undefined;
+  // a request that is not JSON never becomes a call, as with etcd's gateway in front of its gRPC server
+  let end = untracked;
   try {
     const request = decode(route.method.input, await readText(req, p.maxJsonBytes));
+    end = track(request);
     const kind = route.method.input === RangeRequestSchema ? rangeKind(request as never) : undefined;
     // JSON answers of lists are held as text: they count against the gRPC server's budget
     if (kind !== undefined) reservation = await p.budget.admit(`json ${kind}`, req.signal);
     const body = new TextEncoder().encode(JSON.stringify(encode(route.method.output, await impl(request, ctx))));
+    end(OK);
     const headers = { ...JSON_HEADERS, "content-length": String(body.length) };
     if (!reservation) return new Response(body, { headers });
     reservation.settle(body.length);
     return new Response(heldBody(body, reservation), { headers });
   } catch (err) {
     reservation?.release();
-    return errorResponse(err);
+    const e = asConnectError(err);
+    end(e.code);
+    return errorResponse(e);
   }
 }
 
-async function serverStream(route: Route, impl: Impl, req: Request, ctx: HandlerContext, p: GatewayParts): Promise<Response> {
+async function serverStream(route: Route, impl: Impl, req: Request, ctx: HandlerContext, p: GatewayParts, track: Track): Promise<Response> {
   let request: unknown;
   try {
     request = decode(route.method.input, await readText(req, p.maxJsonBytes));
   } catch (err) {
     return errorResponse(err);
   }
-  return streamResponse(route, impl(request, ctx) as AsyncIterable<unknown>, ctx);
+  return streamResponse(route, impl(request, ctx) as AsyncIterable<unknown>, ctx, track(request));
 }
 
 /** Watch and LeaseKeepAlive: the body's JSON values are the requests, read as they arrive. */
-async function bidiStream(route: Route, impl: Impl, req: Request, ctx: HandlerContext, p: GatewayParts): Promise<Response> {
+async function bidiStream(route: Route, impl: Impl, req: Request, ctx: HandlerContext, p: GatewayParts, track: Track): Promise<Response> {
   const values = jsonValues(bodyChunks(req), p.maxJsonBytes);
   // a first message that is not JSON is answered as etcd's gateway does, before any response
   let first: IteratorResult<unknown>;
@@ -103,25 +121,31 @@ async function bidiStream(route: Route, impl: Impl, req: Request, ctx: HandlerCo
       // a malformed later message ends the requests; responses go on, as with etcd
     }
   }
-  return streamResponse(route, impl(requests(), ctx) as AsyncIterable<unknown>, ctx);
+  return streamResponse(route, impl(requests(), ctx) as AsyncIterable<unknown>, ctx, track(undefined));
 }
 
 /** One line per response, each read from the service only when the client took the last. */
-function streamResponse(route: Route, responses: AsyncIterable<unknown>, ctx: HandlerContext): Response {
+function streamResponse(route: Route, responses: AsyncIterable<unknown>, ctx: HandlerContext, end: CallEnd): Response {
   const it = responses[Symbol.asyncIterator]();
   const enc = new TextEncoder();
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
         const next = await it.next();
-        if (next.done) return controller.close();
+        if (next.done) {
+          end(OK);
+          return controller.close();
+        }
         controller.enqueue(enc.encode(`${JSON.stringify({ result: encode(route.method.output, next.value) })}\n`));
       } catch (err) {
-        controller.enqueue(enc.encode(JSON.stringify({ error: streamError(toConnectError(err)) })));
+        const e = toConnectError(err);
+        end(e.code);
+        controller.enqueue(enc.encode(JSON.stringify({ error: streamError(e) })));
         controller.close();
       }
     },
     cancel() {
+      end(undefined);
       (ctx as ReturnType<typeof createHandlerContext>).abort();
       void it.return?.().catch(() => {});
     },
@@ -230,8 +254,12 @@ const STATUS_TEXT: Record<number, string> = {
   503: "Service Unavailable", 504: "Gateway Timeout",
 };
 
+function asConnectError(err: unknown): ConnectError {
+  return err instanceof JsonStreamError ? new ConnectError(err.message, Code.InvalidArgument) : toConnectError(err);
+}
+
 function errorResponse(err: unknown): Response {
-  const e = err instanceof JsonStreamError ? new ConnectError(err.message, Code.InvalidArgument) : toConnectError(err);
+  const e = asConnectError(err);
   const body = { error: e.rawMessage, message: e.rawMessage, code: e.code };
   return new Response(JSON.stringify(body), { status: HTTP_STATUS[e.code] ?? 500, headers: { "content-type": "application/json" } });
 }

@@ -484,3 +484,29 @@ test("gateway calls are counted in grpc_server_handled_total as etcd counts them
     return { OK: after.OK! - (before.OK ?? 0), InvalidArgument: after.InvalidArgument! - (before.InvalidArgument ?? 0) };
   });
 });
+
+test("a watch whose HTTP client goes away leaves no watcher behind", async () => {
+  const gauge = async () => {
+    const text = await (await fetch(url(strata(), "/metrics"))).text();
+    return Number(text.match(/^etcd_debugging_mvcc_watcher_total (\d+)$/m)?.[1]);
+  };
+  const idle = await gauge();
+  const aborts = Array.from({ length: 3 }, () => new AbortController());
+  const streams = await Promise.all(aborts.map((a) => fetch(url(strata(), "/v3/watch"), {
+    method: "POST", body: JSON.stringify({ create_request: { key: b64("gw-gone") } }), signal: a.signal,
+  })));
+  // each created its watcher (its first line says so), and the stream stays open
+  for (const s of streams) {
+    const reader = s.body!.getReader();
+    let text = "";
+    for (let i = 0; i < 100 && !text.includes("\n"); i++) text += Buffer.from((await reader.read()).value ?? []).toString();
+    expect(JSON.parse(text)).toMatchObject({ result: { created: true } });
+    reader.releaseLock();
+  }
+  expect(await gauge()).toBe(idle + 3);
+  for (const a of aborts) a.abort();
+  // bounded by progress: the watchers go as the server sees the connections close
+  const deadline = Date.now() + 10_000;
+  while ((await gauge()) !== idle && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  expect(await gauge()).toBe(idle);
+});

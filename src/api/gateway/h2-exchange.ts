@@ -18,7 +18,9 @@ export async function serveHttpOnStream(stream: H2Stream, fetch: FetchHandler, s
     for (const [name, value] of response.headers) if (!CONNECTION_SPECIFIC.has(name)) headers.push([name, value]);
     stream.respond(headers);
     if (response.body && stream.method !== "HEAD") {
-      reader = response.body.getReader();
+      const body = (reader = response.body.getReader());
+      // a client gone while its stream waits for the next message ends that wait
+      stream.onClose(() => void body.cancel().catch(() => {}));
       while (!stream.closed) {
         const { done, value } = await reader.read();
         if (done) break;

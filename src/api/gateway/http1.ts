@@ -66,7 +66,9 @@ export class Http1Server {
       if (!req.complete || c?.goingAway) headers.connection = "close";
       res.writeHead(response.status, headers);
       if (!response.body || req.method === "HEAD") return void res.end();
-      reader = response.body.getReader();
+      const body = (reader = response.body.getReader());
+      // a client gone while its stream waits for the next message ends that wait
+      res.once("close", () => void body.cancel().catch(() => {}));
       for (;;) {
         const { done, value } = await reader.read();
         if (done || res.destroyed) break;

@@ -510,3 +510,35 @@ test("a watch whose HTTP client goes away leaves no watcher behind", async () =>
   while ((await gauge()) !== idle && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   expect(await gauge()).toBe(idle);
 });
+
+test("HTTP/1.1 connections are bounded: past 1,000 open, the next is answered 503 and closed; gRPC is not refused", async () => {
+  const [host, port] = strata().endpoint.split(":");
+  const open: Socket[] = [];
+  try {
+    // 1,000 connections that started a request and never finished its headers
+    for (let i = 0; i < 1000; i++) {
+      const s = connect(Number(port), host!);
+      s.on("error", () => {});
+      s.write("GET /health HTTP/1.1\r\nHost: x\r\n");
+      open.push(s);
+    }
+    // the last one is taken once it spoke; then one more is one too many (bounded by count of tries)
+    let refused = { text: "", closed: false };
+    for (let i = 0; i < 50 && !refused.text.startsWith("HTTP/1.1 503"); i++) {
+      refused = await raw(strata().endpoint, "GET /version HTTP/1.1\r\nHost: x\r\n\r\n", 5000);
+    }
+    expect(refused.text).toStartWith("HTTP/1.1 503");
+    expect(refused.closed).toBe(true);
+    // gRPC connections are not counted against it
+    await strata().client.put("grpc-past-the-bound").value("1");
+    expect(await strata().client.get("grpc-past-the-bound").string()).toBe("1");
+  } finally {
+    for (const s of open) s.destroy();
+  }
+  // once they closed, HTTP/1.1 is served again (bounded by count of tries)
+  let again = { text: "", closed: false };
+  for (let i = 0; i < 50 && !again.text.startsWith("HTTP/1.1 200"); i++) {
+    again = await raw(strata().endpoint, "GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 5000);
+  }
+  expect(again.text).toStartWith("HTTP/1.1 200");
+}, 60_000);

@@ -149,9 +149,9 @@ export class Metrics {
   /** Every method served gets a zero series before its first call, as go-grpc-prometheus does. */
   declare(methods: GrpcMethod[]): void {
     for (const m of methods) {
-      const labels = { grpc_type: m.type, grpc_service: m.service, grpc_method: m.method };
+      const labels = { grpc_method: m.method, grpc_service: m.service, grpc_type: m.type };
       this.started.inc(labels, 0);
-      this.handled.inc({ ...labels, grpc_code: "OK" }, 0);
+      this.handled.inc({ grpc_code: "OK", ...labels }, 0);
     }
   }
 
@@ -176,7 +176,7 @@ export class Metrics {
   callFinished(c: GrpcMethod, code: string, seconds: number): void {
     const s = this.seriesOf(c);
     let handled = s.handled.get(code);
-    if (!handled) s.handled.set(code, (handled = this.handled.labels({ ...s.labels, grpc_code: code })));
+    if (!handled) s.handled.set(code, (handled = this.handled.labels({ grpc_code: code, ...s.labels })));
     handled.inc();
     s.handling.observe(seconds);
     if (c.service === WATCH_SERVICE) this.openWatchStreams--;
@@ -197,7 +197,8 @@ export class Metrics {
   private seriesOf(c: GrpcMethod): MethodSeries {
     let s = this.methodSeries.get(c);
     if (!s) {
-      const labels = { grpc_type: c.type, grpc_service: c.service, grpc_method: c.method };
+      // in etcd's order (client_golang sorts label names), so its text matches etcd's line for line
+      const labels = { grpc_method: c.method, grpc_service: c.service, grpc_type: c.type };
       s = { labels, started: this.started.labels(labels), handling: this.handling.labels(labels), handled: new Map() };
       this.methodSeries.set(c, s);
     }

@@ -36,6 +36,8 @@ type CallEnd = (code: number | undefined) => void;
 const untracked: CallEnd = () => {};
 /** grpc-status 0 */
 const OK = 0;
+/** a request's body (a stream's first message) must have arrived by then: a trickle holds no connection for ever */
+export const BODY_TIMEOUT_MS = 30_000;
 
 type Impl = (request: unknown, ctx: HandlerContext) => unknown;
 
@@ -107,9 +109,9 @@ async function bidiStream(route: Route, impl: Impl, req: Request, ctx: HandlerCo
   // a first message that is not JSON is answered as etcd's gateway does, before any response
   let first: IteratorResult<unknown>;
   try {
-    first = await values.next();
+    first = await inBodyTime(values.next());
   } catch (err) {
-    return errorResponse(new ConnectError((err as Error).message, Code.Unknown));
+    return errorResponse(err instanceof ConnectError ? err : new ConnectError((err as Error).message, Code.Unknown));
   }
   const input = route.method.input;
   async function* requests(): AsyncGenerator<unknown> {
@@ -204,8 +206,25 @@ async function* bodyChunks(req: Request): AsyncGenerator<Uint8Array> {
   }
 }
 
-/** A unary request's body, refused once it passes `maxBytes`. */
-async function readText(req: Request, maxBytes: number): Promise<string> {
+/** `reading`, or DeadlineExceeded once BODY_TIMEOUT_MS passed. */
+async function inBodyTime<T>(reading: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ConnectError(`strata: the request body did not arrive within ${BODY_TIMEOUT_MS / 1000} s`, Code.DeadlineExceeded)), BODY_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([reading, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A unary request's body, refused once it passes `maxBytes` or BODY_TIMEOUT_MS. */
+function readText(req: Request, maxBytes: number): Promise<string> {
+  return inBodyTime(readWhole(req, maxBytes));
+}
+
+async function readWhole(req: Request, maxBytes: number): Promise<string> {
   const chunks: Uint8Array[] = [];
   let bytes = 0;
   for await (const chunk of bodyChunks(req)) {

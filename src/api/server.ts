@@ -9,6 +9,8 @@ import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Keyspace, RangeStreams, Rerouting } from "../keyspace/contract.ts";
 import { Admin } from "../gen/strata/admin/v1/admin_pb.ts";
+import { Election } from "../gen/etcd/api/v3electionpb/v3election_pb.ts";
+import { Lock } from "../gen/etcd/api/v3lockpb/v3lock_pb.ts";
 import type { Observer } from "../observe/observer.ts";
 import { callAccounting } from "./accounting.ts";
 import { adminService } from "./admin.ts";
@@ -25,6 +27,7 @@ import { leaseService } from "./lease.ts";
 import { GRPC_OVERHEAD_BYTES, type Limits } from "./limits.ts";
 import { ETCD_API_VERSION, maintenanceService } from "./maintenance.ts";
 import { counted, countedKv } from "./mvcc-counts.ts";
+import { electionService, lockService } from "./recipes.ts";
 import { RANGE_STREAM_PATH, type RangeStreamParts, serveRangeStream } from "./range-stream.ts";
 import { ResponseBudget } from "./response-budget.ts";
 import { serveWithConnect } from "./streaming.ts";
@@ -48,7 +51,7 @@ export interface ServerParts {
   observer: Observer;
 }
 
-const SERVICES: DescService[] = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin];
+const SERVICES: DescService[] = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin, Election, Lock];
 
 export function createGrpcServer(p: ServerParts): H2Server {
   const accounting = callAccounting(SERVICES, p.observer, p.keyspace);
@@ -57,15 +60,21 @@ export function createGrpcServer(p: ServerParts): H2Server {
   const budget = new ResponseBudget();
   // etcd cuts RangeStream's chunks near its max-request-bytes
   const streams: RangeStreamParts = { keyspace: p.keyspace, id: p.identity, budget, chunkBytes: p.limits.maxRequestBytes, closing: p.closing };
+  const kv = countedKv(kvService(p.keyspace, p.identity, p.limits, streams), p.observer.metrics);
+  // etcd fragments watch responses above the same limit its gRPC server enforces
+  const watch = watchService(p.keyspace, p.identity, readMaxBytes, p.closing);
+  const lease = leaseService(p.keyspace, p.identity, p.closing);
   const services: Array<[DescService, object]> = [
-    [KV, countedKv(kvService(p.keyspace, p.identity, p.limits, streams), p.observer.metrics)],
-    // etcd fragments watch responses above the same limit its gRPC server enforces
-    [Watch, watchService(p.keyspace, p.identity, readMaxBytes, p.closing)],
-    [Lease, leaseService(p.keyspace, p.identity, p.closing)],
+    [KV, kv],
+    [Watch, watch],
+    [Lease, lease],
     [Cluster, clusterService(p.identity, p.member)],
     [Maintenance, maintenanceService(p.keyspace, p.identity)],
     [Auth, authService(p.keyspace, p.identity)],
     [Admin, adminService(p.rerouting, p.log)],
+    // etcd's recipe services run over the services above, as etcd's run over a client of its own server
+    [Election, electionService({ kv, lease, watch })],
+    [Lock, lockService({ kv, lease, watch })],
   ];
   const connect = createConnectRouter({
     grpc: true,

@@ -2,6 +2,8 @@
 // method is a POST with the whole request as its body), by path under /v3/.
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { Election } from "../../gen/etcd/api/v3electionpb/v3election_pb.ts";
+import { Lock } from "../../gen/etcd/api/v3lockpb/v3lock_pb.ts";
 
 const PATHS: Array<[DescService, string, string[]]> = [
   [KV, "Range", ["kv/range"]],
@@ -46,6 +48,13 @@ const PATHS: Array<[DescService, string, string[]]> = [
   [Auth, "RoleDelete", ["auth/role/delete"]],
   [Auth, "RoleGrantPermission", ["auth/role/grant"]],
   [Auth, "RoleRevokePermission", ["auth/role/revoke"]],
+  [Election, "Campaign", ["election/campaign"]],
+  [Election, "Proclaim", ["election/proclaim"]],
+  [Election, "Leader", ["election/leader"]],
+  [Election, "Observe", ["election/observe"]],
+  [Election, "Resign", ["election/resign"]],
+  [Lock, "Lock", ["lock/lock"]],
+  [Lock, "Unlock", ["lock/unlock"]],
 ];
 
 export interface Route {

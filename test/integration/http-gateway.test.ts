@@ -52,6 +52,30 @@ async function same(scenario: (side: Side, key: (s: string) => string) => Promis
   return results[0];
 }
 
+/** Reads a streamed answer a line at a time; each line is waited for 15 s at most. */
+function lineReader(res: Response): { next: () => Promise<unknown>; close: () => Promise<void> } {
+  const reader = res.body!.getReader();
+  let buf = "";
+  const close = () => reader.cancel().catch(() => {});
+  const next = async () => {
+    const deadline = Date.now() + 15_000;
+    while (!buf.includes("\n") && Date.now() < deadline) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), deadline - Date.now())));
+      const next = await Promise.race([reader.read(), timeout]);
+      clearTimeout(timer);
+      if (next === "timeout" || next.done) break;
+      buf += Buffer.from(next.value).toString("utf8");
+    }
+    const i = buf.indexOf("\n");
+    if (i < 0) return { none: buf };
+    const line = buf.slice(0, i);
+    buf = buf.slice(i + 1);
+    return JSON.parse(line);
+  };
+  return { next, close };
+}
+
 /** The first `n` lines of a streamed answer (fewer if it ends, or after `ms`), parsed. */
 async function lines(res: Response, n: number, ms = 15_000): Promise<unknown[]> {
   const reader = res.body!.getReader();
@@ -548,3 +572,89 @@ test("HTTP/1.1 connections are bounded: past 1,000 open, the next is answered 50
   }
   expect(again.text).toStartWith("HTTP/1.1 200");
 }, 60_000);
+
+// ---- etcd's Election and Lock services, through the gateway ----
+
+/** a recipe's key with its session's lease (hex) named by order of appearance, a leader's rev relative to `base` */
+function recipeKeys(x: unknown, base: bigint, names = new Map<string, string>()): unknown {
+  return JSON.parse(JSON.stringify(x), (k, v) => {
+    if (k === "rev" && typeof v === "string") return `base+${BigInt(v) - base}`;
+    if ((k === "key" || k === "lease") && typeof v === "string") {
+      const text = k === "key" ? Buffer.from(v, "base64").toString() : BigInt(v).toString(16);
+      const hex = k === "key" ? text.slice(text.lastIndexOf("/") + 1) : text;
+      if (!names.has(hex)) names.set(hex, `S${names.size + 1}`);
+      return k === "key" ? `${text.slice(0, text.lastIndexOf("/") + 1)}${names.get(hex)}` : names.get(hex);
+    }
+    return v;
+  });
+}
+
+test("Election: campaign, leader, proclaim, a second campaign that waits for the first to resign, etcd's errors", async () => {
+  await same(async (side) => {
+    const base = await revision(side);
+    const name = b64("/gw-election");
+    const out: unknown[] = [];
+    const first = await post(side, "/v3/election/campaign", { name, value: b64("one") });
+    out.push(first);
+    const leader = (first.body as { leader: Record<string, string> }).leader;
+    out.push(await post(side, "/v3/election/leader", { name }));
+    out.push(await post(side, "/v3/election/proclaim", { leader, value: b64("two") }));
+    out.push(await post(side, "/v3/election/leader", { name }));
+    // the second waits while the first leads
+    let second: Answer | undefined;
+    const campaigning = post(side, "/v3/election/campaign", { name, value: b64("next") }).then((a) => (second = a));
+    await new Promise((r) => setTimeout(r, 500));
+    out.push({ waiting: second === undefined });
+    out.push(await post(side, "/v3/election/resign", { leader }));
+    await campaigning;
+    out.push(second);
+    out.push(await post(side, "/v3/election/leader", { name }));
+    // the first is not leader any more
+    out.push(await post(side, "/v3/election/proclaim", { leader, value: b64("stale") }));
+    out.push(await post(side, "/v3/election/proclaim", { value: b64("x") }));
+    out.push(await post(side, "/v3/election/resign", {}));
+    out.push(await post(side, "/v3/election/leader", { name: b64("/gw-nobody") }));
+    await post(side, "/v3/election/resign", { leader: (second!.body as { leader: unknown }).leader });
+    return recipeKeys(out, base);
+  });
+});
+
+test("Lock: the second lock waits for the first's unlock", async () => {
+  await same(async (side) => {
+    const base = await revision(side);
+    const name = b64("/gw-lock");
+    const out: unknown[] = [];
+    const held = await post(side, "/v3/lock/lock", { name });
+    out.push(held);
+    let second: Answer | undefined;
+    const locking = post(side, "/v3/lock/lock", { name }).then((a) => (second = a));
+    await new Promise((r) => setTimeout(r, 500));
+    out.push({ waiting: second === undefined });
+    out.push(await post(side, "/v3/lock/unlock", { key: (held.body as { key: string }).key }));
+    await locking;
+    out.push(second);
+    out.push(await post(side, "/v3/lock/unlock", { key: (second!.body as { key: string }).key }));
+    return recipeKeys(out, base);
+  });
+});
+
+test("Election observe streams the leader, then each new value and each new leader", async () => {
+  await same(async (side) => {
+    const base = await revision(side);
+    const name = b64("/gw-observed");
+    const first = await post(side, "/v3/election/campaign", { name, value: b64("one") });
+    const leader = (first.body as { leader: unknown }).leader;
+    const res = await fetch(url(side, "/v3/election/observe"), { method: "POST", body: JSON.stringify({ name }) });
+    const { next, close } = lineReader(res);
+    // the changes come after the observer saw the first leader
+    const seen = [await next()];
+    await post(side, "/v3/election/proclaim", { leader, value: b64("two") });
+    seen.push(await next());
+    await post(side, "/v3/election/resign", { leader });
+    const again = await post(side, "/v3/election/campaign", { name, value: b64("three") });
+    seen.push(await next());
+    await close();
+    await post(side, "/v3/election/resign", { leader: (again.body as { leader: unknown }).leader });
+    return recipeKeys(seen, base);
+  });
+});

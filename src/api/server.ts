@@ -89,7 +89,9 @@ export function createGrpcServer(p: ServerParts): H2Server {
   const viaConnect = new Map<string, UniversalHandler>(connect.handlers.map((h) => [h.requestPath, h]));
   // the unary path writes ranges with range-frame.ts, so reads may hand over encoded key-values
   const encodedRange = counted(kvRange(p.keyspace, p.identity, true), p.observer.metrics, () => ({ ranges: 1, puts: 0, deletes: 0 }));
-  const unary = unaryMethods(services, new Map([["/etcdserverpb.KV/Range", encodedRange]]));
+  // a campaign or a lock waits for others and must end when its client goes away: Connect's context carries that signal
+  const quick = services.filter(([service]) => service !== Election && service !== Lock);
+  const unary = unaryMethods(quick, new Map([["/etcdserverpb.KV/Range", encodedRange]]));
   p.observer.metrics.serverVersion(ETCD_API_VERSION);
 
   // plain HTTP beside gRPC, as etcd serves it: the JSON gateway over the same services, /health, /version, /metrics

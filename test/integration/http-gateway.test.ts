@@ -658,3 +658,30 @@ test("Election observe streams the leader, then each new value and each new lead
     return recipeKeys(seen, base);
   });
 });
+
+test("the calls Patroni's etcd3 store makes, as it makes them, answer as etcd's", async () => {
+  await same(async (side, k) => {
+    const out: unknown[] = [];
+    // it reads the version to pick the /v3 prefix, then the members' client URLs
+    const version = (await (await fetch(url(side, "/version"))).json()) as { etcdserver: string; etcdcluster: string };
+    out.push(version.etcdserver.split(".").map(Number).length, Number(version.etcdcluster.split(".")[1]) >= 4);
+    const members = (await post(side, "/v3/cluster/member/list", {})).body as { members: Array<{ clientURLs: string[] }> };
+    out.push(members.members[0]!.clientURLs.length);
+    // a lease kept alive by a request whose whole answer is one {"result":…}
+    const grant = (await post(side, "/v3/lease/grant", { TTL: 30 })).body as { ID: string };
+    const keepalive = await fetch(url(side, "/v3/lease/keepalive"), { method: "POST", body: JSON.stringify({ ID: grant.ID }) });
+    out.push((JSON.parse(await keepalive.text()) as { result: { TTL: string } }).result.TTL);
+    // the leader key: created if absent (a compare without "result" is EQUAL), then updated at its mod revision
+    const leader = k("leader");
+    out.push(await post(side, "/v3/kv/txn", { compare: [{ target: "CREATE", create_revision: "0", key: leader }], success: [{ request_put: { key: leader, value: b64("pg-0"), lease: grant.ID } }] }));
+    const read = (await post(side, "/v3/kv/range", { key: k(""), range_end: k("\xff"), serializable: true })).body as { kvs: Array<{ mod_revision: string }> };
+    out.push(read);
+    out.push(await post(side, "/v3/kv/txn", { compare: [{ target: "MOD", mod_revision: read.kvs[0]!.mod_revision, key: leader }], success: [{ request_put: { key: leader, value: b64("pg-0"), lease: grant.ID } }] }));
+    out.push(await post(side, "/v3/kv/txn", { compare: [{ target: "MOD", mod_revision: "1", key: leader }], success: [{ request_delete_range: { key: leader } }] }));
+    // a watch with an empty filter list
+    const watch = await fetch(url(side, "/v3/watch"), { method: "POST", body: JSON.stringify({ create_request: { key: leader, filters: [] } }) });
+    out.push(await lines(watch, 1));
+    await post(side, "/v3/lease/revoke", { ID: grant.ID });
+    return out;
+  });
+});

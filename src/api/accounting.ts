@@ -40,9 +40,14 @@ export interface CallRecord {
 
 const RECORD = createContextKey<CallRecord | undefined>(undefined, { description: "strata call record" });
 
+/** ends a call counted by `track` with its gRPC code (undefined: the client went away) */
+export type CallEnd = (code: number | undefined) => void;
+
 export interface Accounting {
   /** A call on `stream`, timed from now until its status is sent or the stream closes without one. */
   begin(stream: H2Stream): { call: GrpcCall; record: CallRecord | undefined };
+  /** A call to `path` that came another way (etcd's JSON gateway), counted as gRPC's are from now until it ends. */
+  track(path: string, request: unknown): CallEnd;
   /** for Connect's handlers: hands the call record to the interceptor */
   contextValues(record: CallRecord | undefined): ContextValues;
   interceptor: Interceptor;
@@ -55,28 +60,39 @@ export function callAccounting(services: DescService[], observer: Observer, keys
   }
   observer.metrics.declare([...labels.values()]);
 
+  /** Counts a call of `l` started now; the function returned ends it with its grpc-status, once. */
+  const start = (l: GrpcMethod, record: CallRecord) => {
+    observer.callStarted(l);
+    let finished = false;
+    return (status: string | undefined) => {
+      if (finished) return;
+      finished = true;
+      const code = status === undefined ? "Canceled" : CODE_NAMES[Number(status)] ?? status;
+      try {
+        observer.callFinished(l, code, (performance.now() - record.start) / 1000, () => describe(l, record.request, keyspace));
+      } catch (err) {
+        // accounting must never take the server down with it
+        log("error", "accounting a call failed", { method: `/${l.service}/${l.method}`, error: String(err) });
+      }
+    };
+  };
+
   return {
     begin(stream) {
       const l = labels.get(stream.path.split("?")[0]!);
       // methods nobody serves are not counted (as grpc-go does not), so paths cannot grow label sets
       if (!l) return { call: new GrpcCall(stream, () => {}), record: undefined };
       const record: CallRecord = { labels: l, start: performance.now() };
-      observer.callStarted(l);
-      let finished = false;
-      const finish = (status: string | undefined) => {
-        if (finished) return;
-        finished = true;
-        const code = status === undefined ? "Canceled" : CODE_NAMES[Number(status)] ?? status;
-        try {
-          observer.callFinished(l, code, (performance.now() - record.start) / 1000, () => describe(l, record.request, keyspace));
-        } catch (err) {
-          // accounting must never take the server down with it
-          log("error", "accounting a call failed", { method: `/${l.service}/${l.method}`, error: String(err) });
-        }
-      };
+      const finish = start(l, record);
       // a call that never sends a status ended when its client went away
       stream.onClose(() => finish(undefined));
       return { call: new GrpcCall(stream, finish), record };
+    },
+    track(path, request) {
+      const l = labels.get(path);
+      if (!l) return () => {};
+      const finish = start(l, { labels: l, start: performance.now(), request });
+      return (code) => finish(code === undefined ? undefined : String(code));
     },
     contextValues: (record) => createContextValues().set(RECORD, record),
     interceptor: (next) => async (req) => {

@@ -9,6 +9,8 @@ import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { Auth, Cluster, KV, Lease, Maintenance, Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Keyspace, RangeStreams, Rerouting } from "../keyspace/contract.ts";
 import { Admin } from "../gen/strata/admin/v1/admin_pb.ts";
+import { Election } from "../gen/etcd/api/v3electionpb/v3election_pb.ts";
+import { Lock } from "../gen/etcd/api/v3lockpb/v3lock_pb.ts";
 import type { Observer } from "../observe/observer.ts";
 import { callAccounting } from "./accounting.ts";
 import { adminService } from "./admin.ts";
@@ -18,6 +20,7 @@ import { CALLER, callerOf } from "./caller.ts";
 import { clusterService, type Member } from "./cluster.ts";
 import type { GrpcCall } from "./grpc-call.ts";
 import { MAX_CONCURRENT_STREAMS } from "./h2/connection.ts";
+import { clientPortHttp, isGrpc } from "./gateway/index.ts";
 import { ErrorCode } from "./h2/frames.ts";
 import { H2Server } from "./h2/server.ts";
 import type { H2Stream } from "./h2/stream.ts";
@@ -25,7 +28,9 @@ import type { ServerIdentity } from "./header.ts";
 import { kvRange, kvService } from "./kv.ts";
 import { leaseService } from "./lease.ts";
 import { GRPC_OVERHEAD_BYTES, type Limits } from "./limits.ts";
-import { maintenanceService } from "./maintenance.ts";
+import { ETCD_API_VERSION, maintenanceService } from "./maintenance.ts";
+import { counted, countedKv } from "./mvcc-counts.ts";
+import { electionService, lockService } from "./recipes.ts";
 import { RANGE_STREAM_PATH, type RangeStreamParts, serveRangeStream } from "./range-stream.ts";
 import { ResponseBudget } from "./response-budget.ts";
 import { serveWithConnect } from "./streaming.ts";
@@ -64,7 +69,7 @@ export interface Http2Limits {
   maxConcurrentStreams: number;
 }
 
-const SERVICES: DescService[] = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin];
+const SERVICES: DescService[] = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin, Election, Lock];
 
 export function createGrpcServer(p: ServerParts): H2Server {
   const accounting = callAccounting(SERVICES, p.observer, p.keyspace);
@@ -74,15 +79,21 @@ export function createGrpcServer(p: ServerParts): H2Server {
   const budget = new ResponseBudget(p.http2.responseBudgetBytes, p.http2.stalledStreamTimeoutMs);
   // etcd cuts RangeStream's chunks near its max-request-bytes
   const streams: RangeStreamParts = { keyspace: p.keyspace, id: p.identity, budget, chunkBytes: p.limits.maxRequestBytes, closing: p.closing, auth: p.auth };
+  const kv = countedKv(kvService(p.keyspace, p.identity, p.limits, streams, p.auth), p.observer.metrics);
+  // etcd fragments watch responses above the same limit its gRPC server enforces
+  const watch = watchService(p.keyspace, p.identity, readMaxBytes, p.closing, p.auth);
+  const lease = leaseService(p.keyspace, p.identity, p.closing, p.auth);
   const services: Array<[DescService, object]> = [
-    [KV, kvService(p.keyspace, p.identity, p.limits, streams, p.auth)],
-    // etcd fragments watch responses above the same limit its gRPC server enforces
-    [Watch, watchService(p.keyspace, p.identity, readMaxBytes, p.closing, p.auth)],
-    [Lease, leaseService(p.keyspace, p.identity, p.closing, p.auth)],
+    [KV, kv],
+    [Watch, watch],
+    [Lease, lease],
     [Cluster, clusterService(p.identity, p.member, p.auth)],
     [Maintenance, maintenanceService(p.keyspace, p.identity, p.auth)],
     [Auth, authService(p.keyspace, p.identity, p.auth)],
     [Admin, adminService(p.rerouting, p.log, p.auth)],
+    // etcd's recipe services run over the services above, as etcd's run over a client of its own server
+    [Election, electionService({ kv, lease, watch })],
+    [Lock, lockService({ kv, lease, watch })],
   ];
   const connect = createConnectRouter({
     grpc: true,
@@ -96,9 +107,25 @@ export function createGrpcServer(p: ServerParts): H2Server {
   for (const [service, impl] of services) connect.service(service as never, impl as never);
   const viaConnect = new Map<string, UniversalHandler>(connect.handlers.map((h) => [h.requestPath, h]));
   // the unary path writes ranges with range-frame.ts, so reads may hand over encoded key-values
-  const unary = unaryMethods(services, new Map([["/etcdserverpb.KV/Range", kvRange(p.keyspace, p.identity, p.auth, true)]]));
+  const encodedRange = counted(kvRange(p.keyspace, p.identity, p.auth, true), p.observer.metrics, () => ({ ranges: 1, puts: 0, deletes: 0 }));
+  // a campaign or a lock waits for others and must end when its client goes away: Connect's context carries that signal
+  const quick = services.filter(([service]) => service !== Election && service !== Lock);
+  const unary = unaryMethods(quick, new Map([["/etcdserverpb.KV/Range", encodedRange]]));
+  p.observer.metrics.serverVersion(ETCD_API_VERSION);
+
+  // plain HTTP beside gRPC, as etcd serves it: the JSON gateway over the same services, /health, /version, /metrics
+  // (etcd's gateway refuses what its gRPC server would: JSON is base64 and quoting on top, so twice that)
+  const http = clientPortHttp(p.observer, {
+    services,
+    maxJsonBytes: 2 * readMaxBytes,
+    budget,
+    track: accounting.track,
+    // etcd's gateway hands Authorization on as the call's token; a client certificate is not an identity here
+    contextValues: (h) => createContextValues().set(CALLER, { token: h.get("token") ?? undefined }),
+  }, p.tls !== undefined, p.http2.stalledStreamTimeoutMs);
 
   return new H2Server((stream) => {
+    if (!isGrpc(stream)) return http.serveStream(stream);
     const { call, record } = accounting.begin(stream);
     const who = callerOf(stream);
     const method = unary.get(stream.path);
@@ -118,7 +145,7 @@ export function createGrpcServer(p: ServerParts): H2Server {
     idleTimeoutMs: p.http2.idleConnectionTimeoutMs,
     stalledStreamTimeoutMs: p.http2.stalledStreamTimeoutMs,
     maxConcurrentStreams: Math.min(p.http2.maxConcurrentStreams, MAX_CONCURRENT_STREAMS),
-  });
+  }, http.accept);
 }
 
 /** gRPC's answer to a method nobody serves: status 12 (Unimplemented), as grpc-go words it. */
@@ -126,10 +153,5 @@ function unknownMethod(stream: H2Stream, call: GrpcCall): void {
   const [, service = "", method = ""] = stream.path.split("?")[0]!.split("/");
   const known = SERVICES.find((s) => s.typeName === service);
   const message = known ? `unknown method ${method} for service ${service}` : `unknown service ${service}`;
-  if (!(stream.headers["content-type"] ?? "").startsWith("application/grpc")) {
-    stream.respond([[":status", "415"], ["content-type", "text/plain"]]);
-    stream.write(new TextEncoder().encode("strata serves the etcd v3 gRPC API here; use an etcd v3 client\n"));
-    return stream.end();
-  }
   call.fail(12, message);
 }

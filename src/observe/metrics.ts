@@ -16,6 +16,18 @@ export interface GrpcMethod {
   type: GrpcType;
 }
 
+/** what one request carried out in the keyspace, as etcd's mvcc counts it */
+export interface MvccOps {
+  ranges: number;
+  puts: number;
+  deletes: number;
+}
+
+/** etcd's buckets for its disk histograms: 1 ms to 8 s, doubling */
+const DISK_BUCKETS = Array.from({ length: 14 }, (_, i) => 0.001 * 2 ** i);
+/** an apply slower than this is counted as slow, as etcd warns of them */
+const SLOW_APPLY_SECONDS = 0.1;
+
 /** what the gauges read when scraped */
 export interface MetricSources {
   router: Router;
@@ -42,6 +54,9 @@ export class Metrics {
   private readonly handled: Counter<MethodLabels | "grpc_code">;
   private readonly handling: Histogram<MethodLabels>;
   private readonly backendDuration: Histogram<"backend" | "operation">;
+  private readonly mvcc: Record<keyof MvccOps | "txns", Counter>;
+  private readonly commits: Histogram[];
+  private readonly slowApplies: Counter;
   private openWatchStreams = 0;
   private readonly methodSeries = new Map<GrpcMethod, MethodSeries>();
   private readonly backendSeries = new Map<string, Histogram.Internal<"backend" | "operation">>();
@@ -75,14 +90,68 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
+    const counter = (name: string, help: string, labelNames: string[] = []) => new Counter({ name, help, labelNames, registers });
+    this.mvcc = {
+      ranges: counter("etcd_mvcc_range_total", "Total number of ranges seen by this member."),
+      puts: counter("etcd_mvcc_put_total", "Total number of puts seen by this member."),
+      deletes: counter("etcd_mvcc_delete_total", "Total number of deletes seen by this member."),
+      txns: counter("etcd_mvcc_txn_total", "Total number of txns seen by this member."),
+    };
+    // a database commit is both what etcd's backend commit and its WAL fsync measure: the write made durable
+    this.commits = [
+      new Histogram({
+        name: "etcd_disk_backend_commit_duration_seconds",
+        help: "The latency distributions of commit called by backend (strata: a group commit to a database).",
+        buckets: DISK_BUCKETS,
+        registers,
+      }),
+      new Histogram({
+        name: "etcd_disk_wal_fsync_duration_seconds",
+        help: "The latency distributions of fsync called by WAL (strata: a group commit to a database, durable when it returns).",
+        buckets: DISK_BUCKETS,
+        registers,
+      }),
+    ];
+    this.slowApplies = counter("etcd_server_slow_apply_total", "The total number of slow apply requests (likely overloaded from slow disk).");
+    // one member, no raft: what etcd reports when nothing of the kind happens
+    counter("etcd_server_leader_changes_seen_total", "The number of leader changes seen.");
+    counter("etcd_server_proposals_failed_total", "The total number of failed proposals seen.");
+    new Gauge({ name: "etcd_server_proposals_pending", help: "The current number of pending proposals to commit.", registers });
+    // declared with no series, as on an etcd without peers: dashboards and alerts find them
+    counter("etcd_network_peer_sent_failures_total", "The total number of send failures from peers.", ["To"]);
+    new Histogram({
+      name: "etcd_network_peer_round_trip_time_seconds",
+      help: "Round-Trip-Time histogram between peers",
+      labelNames: ["To"],
+      buckets: Array.from({ length: 16 }, (_, i) => 0.0001 * 2 ** i),
+      registers,
+    });
+  }
+
+  /** etcd_server_version and etcd_cluster_version: the etcd version strata answers as */
+  serverVersion(version: string): void {
+    const registers = [this.registry];
+    new Gauge({ name: "etcd_server_version", help: "Which version is running. 1 for 'server_version' label with current version.", labelNames: ["server_version"], registers })
+      .set({ server_version: version }, 1);
+    // etcd's cluster version is the members' lowest, at minor precision
+    new Gauge({ name: "etcd_cluster_version", help: "Which version is running. 1 for 'cluster_version' label with current cluster version", labelNames: ["cluster_version"], registers })
+      .set({ cluster_version: version.split(".").slice(0, 2).join(".") }, 1);
+  }
+
+  /** A request carried out: its ranges, puts and deletes; a txn when more than one. */
+  mvccOps(ops: MvccOps): void {
+    if (ops.ranges) this.mvcc.ranges.inc(ops.ranges);
+    if (ops.puts) this.mvcc.puts.inc(ops.puts);
+    if (ops.deletes) this.mvcc.deletes.inc(ops.deletes);
+    if (ops.ranges + ops.puts + ops.deletes > 1) this.mvcc.txns.inc();
   }
 
   /** Every method served gets a zero series before its first call, as go-grpc-prometheus does. */
   declare(methods: GrpcMethod[]): void {
     for (const m of methods) {
-      const labels = { grpc_type: m.type, grpc_service: m.service, grpc_method: m.method };
+      const labels = { grpc_method: m.method, grpc_service: m.service, grpc_type: m.type };
       this.started.inc(labels, 0);
-      this.handled.inc({ ...labels, grpc_code: "OK" }, 0);
+      this.handled.inc({ grpc_code: "OK", ...labels }, 0);
     }
   }
 
@@ -107,7 +176,7 @@ export class Metrics {
   callFinished(c: GrpcMethod, code: string, seconds: number): void {
     const s = this.seriesOf(c);
     let handled = s.handled.get(code);
-    if (!handled) s.handled.set(code, (handled = this.handled.labels({ ...s.labels, grpc_code: code })));
+    if (!handled) s.handled.set(code, (handled = this.handled.labels({ grpc_code: code, ...s.labels })));
     handled.inc();
     s.handling.observe(seconds);
     if (c.service === WATCH_SERVICE) this.openWatchStreams--;
@@ -118,13 +187,18 @@ export class Metrics {
     let series = this.backendSeries.get(key);
     if (!series) this.backendSeries.set(key, (series = this.backendDuration.labels({ backend, operation })));
     series.observe(seconds);
+    if (operation === "write") {
+      for (const h of this.commits) h.observe(seconds);
+      if (seconds > SLOW_APPLY_SECONDS) this.slowApplies.inc();
+    }
   };
 
   /** A method's series, bound to their labels once: every call would otherwise hash them again. */
   private seriesOf(c: GrpcMethod): MethodSeries {
     let s = this.methodSeries.get(c);
     if (!s) {
-      const labels = { grpc_type: c.type, grpc_service: c.service, grpc_method: c.method };
+      // in etcd's order (client_golang sorts label names), so its text matches etcd's line for line
+      const labels = { grpc_method: c.method, grpc_service: c.service, grpc_type: c.type };
       s = { labels, started: this.started.labels(labels), handling: this.handling.labels(labels), handled: new Map() };
       this.methodSeries.set(c, s);
     }
@@ -170,6 +244,15 @@ export class Metrics {
     total("etcd_debugging_mvcc_keys_total", "Total number of keys.", (b) => b.keys);
     total("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", (b) => b.size);
     total("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", (b) => b.inUse);
+    // etcd's raft index, which its Status reports and strata reports as the revision
+    gauge("etcd_server_proposals_committed_total", "The total number of consensus proposals committed.", () => s.router.revision);
+    gauge("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.", () => s.router.revision);
+    // with a quota on every database: their sum, against which etcd's alerts set the total size
+    const quotas = s.router.parts.map((p) => p.quota?.bytes);
+    if (quotas.every((q) => q !== undefined)) {
+      const sum = quotas.reduce((a, q) => a + q!, 0n);
+      gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", () => sum);
+    }
     mirrored("etcd_debugging_lease_granted_total", "The total number of granted leases.", () => s.leases.counts.granted);
     mirrored("etcd_debugging_lease_revoked_total", "The total number of revoked leases.", () => s.leases.counts.revoked);
 

@@ -165,7 +165,7 @@ describe("the single executable", () => {
 /** The executable serves its probes, metrics and status page (hono and prom-client are inside it). */
 async function expectObservability(base: string): Promise<void> {
   expect(await (await fetch(`${base}/readyz`)).text()).toBe("ok\n");
-  expect(await (await fetch(`${base}/metrics`)).text()).toMatch(/^grpc_server_handled_total\{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put",grpc_code="OK"\} 1$/m);
+  expect(await (await fetch(`${base}/metrics`)).text()).toMatch(/^grpc_server_handled_total\{grpc_code="OK",grpc_method="Put",grpc_service="etcdserverpb.KV",grpc_type="unary"\} 1$/m);
   expect(await (await fetch(`${base}/`)).text()).toContain("<title>strata status</title>");
 }
 

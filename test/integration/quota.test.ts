@@ -189,6 +189,11 @@ describe("storage quota (NOSPACE)", () => {
     expect(await ready("?exclude=NOSPACE")).toBe("200 ok");
     const health = await fetch(`${strata.metrics}/health`);
     expect([health.status, await health.json()]).toEqual([503, { health: "false", reason: "ALARM NOSPACE" }]);
+    // the client port answers the same, as etcd's does, and leaves the alarm out when asked
+    const onClientPort = await fetch(`http://${strata.endpoint}/health`);
+    expect([onClientPort.status, await onClientPort.json()]).toEqual([503, { health: "false", reason: "ALARM NOSPACE" }]);
+    const excluded = await fetch(`http://${strata.endpoint}/health?exclude=NOSPACE`);
+    expect([excluded.status, await excluded.json()]).toEqual([200, { health: "true", reason: "" }]);
     // the operator's way out, through etcdctl
     const ctl = (...args: string[]) => spawnSync("etcdctl", [`--endpoints=${strata.endpoint}`, ...args], { encoding: "utf8", env: { ...process.env, ETCDCTL_API: "3" } });
     expect(ctl("del", "r/", "--prefix").status).toBe(0);

@@ -5,19 +5,31 @@ import * as net from "node:net";
 import * as tls from "node:tls";
 import { DEFAULT_H2_OPTIONS, H2Connection, type H2Options, type StreamHandler } from "./connection.ts";
 
+/** a connection as the server keeps it: HTTP/2, or another protocol served beside it */
+export interface ServerConnection {
+  onClose(listener: () => void): void;
+  goAway(): void;
+  destroy(): void;
+}
+
+/** decides what a new connection speaks; `http2` serves it as HTTP/2 */
+export type Accept = (socket: net.Socket, http2: (socket: net.Socket) => ServerConnection) => ServerConnection;
+
 export class H2Server {
   readonly listener: net.Server | tls.Server;
-  private readonly connections = new Set<H2Connection>();
+  private readonly connections = new Set<ServerConnection>();
 
-  constructor(onStream: StreamHandler, tlsOptions?: tls.TlsOptions, options: Partial<H2Options> = {}) {
+  /** `other`: takes each connection first, to serve other protocols beside HTTP/2 (HTTP/1.1) */
+  constructor(onStream: StreamHandler, tlsOptions?: tls.TlsOptions, options: Partial<H2Options> = {}, other?: Accept) {
     const settings = { ...DEFAULT_H2_OPTIONS, ...options };
+    const http2 = (socket: net.Socket) => new H2Connection(socket, onStream, settings);
     const accept = (socket: net.Socket) => {
-      const c = new H2Connection(socket, onStream, settings);
+      const c = other ? other(socket, http2) : http2(socket);
       this.connections.add(c);
       c.onClose(() => this.connections.delete(c));
     };
     this.listener = tlsOptions
-      ? tls.createServer({ ...tlsOptions, ALPNProtocols: ["h2"] }, accept)
+      ? tls.createServer({ ...tlsOptions, ALPNProtocols: other ? ["h2", "http/1.1"] : ["h2"] }, accept)
       : net.createServer({ noDelay: true }, accept);
   }
 

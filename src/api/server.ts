@@ -77,6 +77,7 @@ export function createGrpcServer(p: ServerParts): H2Server {
   const readMaxBytes = p.limits.maxRequestBytes + GRPC_OVERHEAD_BYTES;
   // a read waiting longer than a stalled holder of the budget is kept: the budget is busy with readers that read
   const budget = new ResponseBudget(p.http2.responseBudgetBytes, p.http2.stalledStreamTimeoutMs);
+  const maxConcurrentStreams = Math.min(p.http2.maxConcurrentStreams, MAX_CONCURRENT_STREAMS);
   // etcd cuts RangeStream's chunks near its max-request-bytes
   const streams: RangeStreamParts = { keyspace: p.keyspace, id: p.identity, budget, chunkBytes: p.limits.maxRequestBytes, closing: p.closing, auth: p.auth };
   const kv = countedKv(kvService(p.keyspace, p.identity, p.limits, streams, p.auth), p.observer.metrics);
@@ -120,6 +121,7 @@ export function createGrpcServer(p: ServerParts): H2Server {
     maxJsonBytes: 2 * readMaxBytes,
     budget,
     track: accounting.track,
+    maxConcurrentCalls: maxConcurrentStreams,
     // etcd's gateway hands Authorization on as the call's token; a client certificate is not an identity here
     contextValues: (h) => createContextValues().set(CALLER, { token: h.get("token") ?? undefined }),
   }, p.tls !== undefined, p.http2.stalledStreamTimeoutMs);
@@ -144,7 +146,7 @@ export function createGrpcServer(p: ServerParts): H2Server {
   }, p.tls, {
     idleTimeoutMs: p.http2.idleConnectionTimeoutMs,
     stalledStreamTimeoutMs: p.http2.stalledStreamTimeoutMs,
-    maxConcurrentStreams: Math.min(p.http2.maxConcurrentStreams, MAX_CONCURRENT_STREAMS),
+    maxConcurrentStreams,
   }, http.accept);
 }
 

@@ -14,6 +14,7 @@ import { Code, ConnectError, type ContextValues, createContextValues, createHand
 import { RangeRequestSchema } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { toConnectError } from "../errors.ts";
 import { rangeKind, type Reservation, type ResponseBudget } from "../response-budget.ts";
+import { CallSlots, releasedWithBody } from "./call-slots.ts";
 import { JsonStreamError, jsonValues, parse } from "./json-stream.ts";
 import { gatewayRoutes, type Route } from "./routes.ts";
 
@@ -28,6 +29,8 @@ export interface GatewayParts {
   contextValues?: (requestHeader: Headers) => ContextValues;
   /** counts a call to a gRPC path as the gRPC server counts its own; the function returned ends it with its code */
   track?: (path: string, request: unknown) => CallEnd;
+  /** calls at once, at most (--max-concurrent-streams); more wait for one to end */
+  maxConcurrentCalls: number;
 }
 
 /** ends a tracked call with its gRPC code (undefined: the client went away) */
@@ -47,6 +50,7 @@ const JSON_HEADERS = { "content-type": "application/json", "grpc-metadata-conten
 export function jsonGateway(p: GatewayParts): (req: Request, path: string) => Promise<Response> {
   const impls = new Map(p.services.map(([service, impl]) => [service, impl as Record<string, Impl>]));
   const routes = gatewayRoutes();
+  const slots = new CallSlots(p.maxConcurrentCalls);
   return async (req, path) => {
     const route = routes.get(path);
     if (!route) return text(404, "Not Found");
@@ -54,17 +58,33 @@ export function jsonGateway(p: GatewayParts): (req: Request, path: string) => Pr
     const fn = impls.get(route.service)?.[route.method.localName];
     if (!fn) return errorResponse(new ConnectError(`unknown service ${route.service.typeName}`, Code.Unimplemented));
     const impl = fn.bind(impls.get(route.service));
+    let release: () => void;
+    try {
+      release = await slots.take(req.signal);
+    } catch (err) {
+      return errorResponse(err);
+    }
     const ctx = handlerContext(route, req, p.contextValues);
     const track = (request: unknown) => p.track?.(`/${route.service.typeName}/${route.method.name}`, request) ?? untracked;
-    switch (route.method.methodKind) {
-      case "unary":
-        return unary(route, impl, req, ctx, p, track);
-      case "server_streaming":
-        return serverStream(route, impl, req, ctx, p, track);
-      default:
-        return bidiStream(route, impl, req, ctx, p, track);
+    // the slot is held until the answer (a watch: its whole stream) has been taken or dropped
+    try {
+      return releasedWithBody(await call(route, impl, req, ctx, p, track), release);
+    } catch (err) {
+      release();
+      throw err;
     }
   };
+}
+
+function call(route: Route, impl: Impl, req: Request, ctx: HandlerContext, p: GatewayParts, track: Track): Promise<Response> {
+  switch (route.method.methodKind) {
+    case "unary":
+      return unary(route, impl, req, ctx, p, track);
+    case "server_streaming":
+      return serverStream(route, impl, req, ctx, p, track);
+    default:
+      return bidiStream(route, impl, req, ctx, p, track);
+  }
 }
 
 type Track = (request: unknown) => CallEnd;

@@ -52,6 +52,8 @@ const CASES: Case[] = [
 ];
 
 interface Report {
+  rssBeforeMiB: number;
+  rssOpenMiB: number;
   openCpuMs: number;
   openSeconds: number;
   writeCpuMs: number;
@@ -80,10 +82,11 @@ async function runCase(target: string, endpoint: string, pid: number, c: Case): 
   if (!line.startsWith("{")) throw new Error(`strata-gotest watchers failed on ${target}: ${r.stderr?.slice(-2000)}`);
   const rep = JSON.parse(line) as Report;
   const missing = rep.expected - rep.delivered;
-  console.log(`  ${c.name}: open ${rep.openCpuMs.toFixed(0)} ms CPU in ${rep.openSeconds.toFixed(1)} s; ` +
+  console.log(`  ${c.name}: open ${rep.openCpuMs.toFixed(0)} ms CPU in ${rep.openSeconds.toFixed(1)} s, RSS ${rep.rssBeforeMiB.toFixed(0)} → ${rep.rssOpenMiB.toFixed(0)} MiB; ` +
     `${c.shared ? "1 write" : `${WRITES} writes`} ${rep.writeCpuMs.toFixed(0)} ms CPU, ${rep.delivered}/${rep.expected} events` +
     (rep.errors.length ? `; errors: ${rep.errors.slice(0, 3).join("; ")}` : ""));
   record(target, `${c.name}: open, server CPU ms`, rep.openCpuMs);
+  record(target, `${c.name}: open, server RSS growth MiB`, rep.rssOpenMiB - rep.rssBeforeMiB);
   record(target, `${c.name}: ${c.shared ? "1 write to all" : `${WRITES} writes`}, server CPU ms`, missing === 0 ? rep.writeCpuMs : NaN);
 }
 
@@ -121,7 +124,7 @@ await stopDatabaseServers();
 
 const names = [...figures.keys()];
 const rows = [...(figures.get(names[0]!)?.keys() ?? [])];
-console.log(`\nserver CPU time, ${RUNS > 1 ? `medians of ${RUNS} runs, ` : ""}load average ${load} before the run${pinned ? ", servers on core 0, client on core 1" : ""}\n`);
+console.log(`\nserver CPU time and memory, ${RUNS > 1 ? `medians of ${RUNS} runs, ` : ""}load average ${load} before the run${pinned ? ", servers on core 0, client on core 1" : ""}\n`);
 console.log(`| | ${names.join(" | ")} | ${names.slice(1).map((n) => `${n} ÷ etcd`).join(" | ")} |`);
 console.log(`|---|${names.map(() => "---").join("|")}|${names.slice(1).map(() => "---").join("|")}|`);
 for (const row of rows) {

@@ -32,10 +32,17 @@ export function watchService(
   closing: AbortSignal,
   auth: AuthStore,
 ): ServiceImpl<typeof Watch> {
+  // one listener on the server's shutdown for every stream: a signal's listeners are kept
+  // in a list, so one each would make opening n streams cost O(n²)
+  const open = new Set<ClientStream>();
+  closing.addEventListener("abort", () => {
+    for (const s of open) s.interrupt();
+  }, { once: true });
   return {
     async *watch(requests: AsyncIterable<WatchRequest>, ctx: HandlerContext) {
       const who = caller(ctx);
       const stream = new ClientStream(keyspace, maxRequestBytes, (c) => watchRefusal(auth, who, c));
+      open.add(stream);
       void stream.consume(requests);
       try {
         for await (const r of stream.responses(ctx.signal, closing)) {
@@ -44,6 +51,7 @@ export function watchService(
       } catch (err) {
         throw toConnectError(err);
       } finally {
+        open.delete(stream);
         stream.close();
       }
       // the client reconnects, to another strata if it knows one
@@ -129,12 +137,20 @@ class ClientStream implements WatchStream {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
-  /** Responses in order until the stream closes or one of the signals (call ended, shutdown) aborts. */
-  async *responses(...signals: AbortSignal[]): AsyncGenerator<WatchResponseOut> {
-    const onAbort = () => this.wake?.();
-    for (const s of signals) s.addEventListener("abort", onAbort);
+  /** wakes the stream's responses to look at its signals again */
+  interrupt(): void {
+    this.wake?.();
+  }
+
+  /**
+   * Responses in order until the stream closes, its call ends or the server shuts down
+   * (whose listener calls interrupt).
+   */
+  async *responses(call: AbortSignal, shutdown: AbortSignal): AsyncGenerator<WatchResponseOut> {
+    const onAbort = () => this.interrupt();
+    call.addEventListener("abort", onAbort);
     try {
-      while (!signals.some((s) => s.aborted) && !this.closed) {
+      while (!call.aborted && !shutdown.aborted && !this.closed) {
         const next = this.queue.shift();
         if (!next) {
           if (this.failure) throw this.failure;
@@ -149,7 +165,7 @@ class ClientStream implements WatchStream {
         yield next;
       }
     } finally {
-      for (const s of signals) s.removeEventListener("abort", onAbort);
+      call.removeEventListener("abort", onAbort);
     }
   }
 

@@ -32,6 +32,8 @@ type watchersSpec struct {
 }
 
 type watchersResult struct {
+	RSSBeforeMiB float64  `json:"rssBeforeMiB"`
+	RSSOpenMiB   float64  `json:"rssOpenMiB"`
 	OpenCPUMs    float64  `json:"openCpuMs"`
 	OpenSeconds  float64  `json:"openSeconds"`
 	WriteCPUMs   float64  `json:"writeCpuMs"`
@@ -53,6 +55,21 @@ func cpuMs(pid int) float64 {
 	stime, _ := strconv.ParseFloat(f[12], 64)
 	// USER_HZ is 100 on Linux
 	return (utime + stime) * 10
+}
+
+// rssMiB is the process's resident memory now.
+func rssMiB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kib, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return kib / 1024
+		}
+	}
+	return -1
 }
 
 func watchers(endpoint, specJSON string) *watchersResult {
@@ -83,6 +100,7 @@ func watchers(endpoint, specJSON string) *watchersResult {
 	}
 	var delivered int64
 	chans := make([]clientv3.WatchChan, spec.Watchers)
+	res.RSSBeforeMiB = rssMiB(spec.Pid)
 	cpu0, t0 := cpuMs(spec.Pid), time.Now()
 	// each stream opens its watchers in turn (clientv3 does so anyway), the streams at once
 	parallel(spec.Streams, func(s int) {
@@ -94,6 +112,7 @@ func watchers(endpoint, specJSON string) *watchersResult {
 		}
 	})
 	res.OpenCPUMs, res.OpenSeconds = cpuMs(spec.Pid)-cpu0, time.Since(t0).Seconds()
+	res.RSSOpenMiB = rssMiB(spec.Pid)
 	var wg sync.WaitGroup
 	for _, ch := range chans {
 		wg.Add(1)

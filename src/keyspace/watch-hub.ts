@@ -40,6 +40,8 @@ export class Watcher {
   /** whether anything was sent since the last progress tick */
   sentSinceTick = false;
   closed = false;
+  /** its range as the hub's groups are keyed, made once: watchers leave and join often */
+  private rangeKey: string | undefined;
 
   constructor(
     readonly id: bigint,
@@ -50,6 +52,10 @@ export class Watcher {
     readonly sink: WatchSink,
   ) {
     this.nextRev = startRev;
+  }
+
+  get rangeId(): string {
+    return (this.rangeKey ??= rangeString(this.range));
   }
 
   /** events already known to be in its range, filtered and shaped as it asked */
@@ -180,7 +186,7 @@ export class WatchHub {
 
   private join(w: Watcher): void {
     this.synced.add(w);
-    const id = rangeString(w.range);
+    const id = w.rangeId;
     let group = this.groups.get(id);
     if (!group) {
       this.groups.set(id, (group = { range: w.range, watchers: new Set(), matched: [] }));
@@ -191,7 +197,7 @@ export class WatchHub {
 
   private leave(w: Watcher): void {
     if (!this.synced.delete(w)) return;
-    const id = rangeString(w.range);
+    const id = w.rangeId;
     const group = this.groups.get(id);
     if (!group) return;
     group.watchers.delete(w);

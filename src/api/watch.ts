@@ -6,7 +6,7 @@
 // bounded in bytes, and responses split to the client's receive limit. Once auth is on,
 // a watcher is created only for a caller who may read its range.
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import type { WatchCreateRequest, WatchRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { WatchCreateRequest, WatchRequest, WatchResponse } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Keyspace, WatchResponseOut, WatchSession, WatchStream } from "../keyspace/contract.ts";
 import { EtcdError, errors } from "../mvcc/errors.ts";
@@ -25,42 +25,64 @@ import { responseSize, splitResponse } from "./watch-split.ts";
 const CONGESTED_BYTES = 4 * 1024 * 1024;
 const CONGESTED_RESPONSES = 256;
 
-export function watchService(
-  keyspace: Keyspace,
-  id: ServerIdentity,
-  maxRequestBytes: number,
-  closing: AbortSignal,
-  auth: AuthStore,
-): ServiceImpl<typeof Watch> {
-  // one listener on the server's shutdown for every stream: a signal's listeners are kept
-  // in a list, so one each would make opening n streams cost O(n²)
-  const open = new Set<ClientStream>();
-  closing.addEventListener("abort", () => {
-    for (const s of open) s.interrupt();
-  }, { once: true });
+/**
+ * What every Watch call shares, whether Connect serves it (watchService) or it is served
+ * straight on its HTTP/2 stream (watch-call.ts): the keyspace, the limits, and one listener
+ * on the server's shutdown for every stream (a signal keeps its listeners in a list, so one
+ * each would make opening n streams cost O(n²)).
+ */
+export class WatchCalls {
+  private readonly open = new Set<ClientStream>();
+
+  constructor(
+    private readonly keyspace: Keyspace,
+    private readonly id: ServerIdentity,
+    private readonly maxRequestBytes: number,
+    readonly closing: AbortSignal,
+    private readonly auth: AuthStore,
+  ) {
+    closing.addEventListener("abort", () => {
+      for (const s of this.open) s.interrupt();
+    }, { once: true });
+  }
+
+  /** a client stream of the caller, open until finish */
+  start(who: Caller): ClientStream {
+    const stream = new ClientStream(this.keyspace, this.maxRequestBytes, (c) => watchRefusal(this.auth, who, c));
+    this.open.add(stream);
+    return stream;
+  }
+
+  finish(stream: ClientStream): void {
+    this.open.delete(stream);
+    stream.close();
+  }
+
+  /** the response as the client gets it, with this server's header */
+  message(r: WatchResponseOut): WatchResponse {
+    return watchResponse({ ...r, header: header(this.id, r.header.revision) });
+  }
+}
+
+export function watchService(calls: WatchCalls): ServiceImpl<typeof Watch> {
   return {
     async *watch(requests: AsyncIterable<WatchRequest>, ctx: HandlerContext) {
-      const who = caller(ctx);
-      const stream = new ClientStream(keyspace, maxRequestBytes, (c) => watchRefusal(auth, who, c));
-      open.add(stream);
+      const stream = calls.start(caller(ctx));
       void stream.consume(requests);
       try {
-        for await (const r of stream.responses(ctx.signal, closing)) {
-          yield watchResponse({ ...r, header: header(id, r.header.revision) });
-        }
+        for await (const r of stream.responses(ctx.signal, calls.closing)) yield calls.message(r);
       } catch (err) {
         throw toConnectError(err);
       } finally {
-        open.delete(stream);
-        stream.close();
+        calls.finish(stream);
       }
       // the client reconnects, to another strata if it knows one
-      if (closing.aborted) throw shuttingDown();
+      if (calls.closing.aborted) throw shuttingDown();
     },
   };
 }
 
-class ClientStream implements WatchStream {
+export class ClientStream implements WatchStream {
   private readonly session: WatchSession;
   private queue: WatchResponseOut[] = [];
   private queuedBytes = 0;
@@ -94,7 +116,9 @@ class ClientStream implements WatchStream {
       // a request that is not a WatchRequest ends the stream with grpc-go's error, as
       // etcd's does; any other failure means the client went away and the call ends
       const parse = err instanceof ConnectError && err.rawMessage.match(/^parse binary: (.*)$/);
-      if (parse) this.fail(new ConnectError(`grpc: failed to unmarshal the received message ${parse[1]}`, Code.Internal));
+      if (parse) this.fail(unparsable(parse[1]!));
+      // so does one larger than the server takes, or one it cannot read
+      else if (err instanceof ConnectError && (err.code === Code.ResourceExhausted || err.code === Code.Internal)) this.fail(err);
     }
     // a half-closed stream keeps delivering events, as etcd's does
   }
@@ -174,6 +198,11 @@ class ClientStream implements WatchStream {
     this.session.close();
     for (const d of this.drainWaiters.splice(0)) d();
   }
+}
+
+/** a request that is not a WatchRequest, as grpc-go words it */
+export function unparsable(why: string): ConnectError {
+  return new ConnectError(`grpc: failed to unmarshal the received message ${why}`, Code.Internal);
 }
 
 /**

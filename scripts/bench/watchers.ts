@@ -6,7 +6,7 @@
 // client to core 1 when the machine has two cores or more.
 // Cases: 20,000 watchers on distinct prefixes over 8 streams, then 2,000 writes that each
 // concern one watcher; the same over 20,000 streams (one watcher each); 20,000 watchers on
-// one prefix, then one write that reaches all of them.
+// one prefix, then one write that reaches all of them, over 8 streams and over 20,000.
 //   bun scripts/bench/watchers.ts [--watchers 20000] [--writes 2000] [--runs 1] [--targets etcd,sqlite]
 // Not a test: nothing here asserts.
 import { spawnSync } from "node:child_process";
@@ -49,6 +49,7 @@ const CASES: Case[] = [
   { name: `${WATCHERS} watchers on distinct prefixes, 8 streams`, streams: 8, clients: 1, shared: false },
   { name: `${WATCHERS} watchers on distinct prefixes, ${WATCHERS} streams`, streams: WATCHERS, clients: 8, shared: false },
   { name: `${WATCHERS} watchers on one prefix, 8 streams`, streams: 8, clients: 1, shared: true },
+  { name: `${WATCHERS} watchers on one prefix, ${WATCHERS} streams`, streams: WATCHERS, clients: 8, shared: true },
 ];
 
 interface Report {

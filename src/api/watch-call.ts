@@ -1,13 +1,13 @@
 // etcdserverpb.Watch served straight on its HTTP/2 stream, as unary calls and RangeStream
-// are: request messages read off the stream's body, each response encoded and framed here
-// and written once the stream has room (a client that stops reading holds back only its
-// own stream, whose queue in watch.ts then stops taking events). Connect's per-call
-// pipeline (a chain of async generators, abort controllers and listeners for every call)
-// cost more than the watchers themselves when many streams are opened; Connect still
-// serves what this path does not take (compressed requests).
-import { fromBinary, toBinary } from "@bufbuild/protobuf";
+// are: request messages read off the stream's body, each response framed by hand
+// (watch-encoding.ts) and written once the stream has room (a client that stops reading
+// holds back only its own stream, whose queue in watch.ts then stops taking events).
+// Connect's per-call pipeline (a chain of async generators, abort controllers and
+// listeners for every call) cost more than the watchers themselves when many streams are
+// opened; Connect still serves what this path does not take (compressed requests).
+import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type WatchRequest, WatchRequestSchema, WatchResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { type WatchRequest, WatchRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Caller } from "./caller.ts";
 import { shuttingDown } from "./connections.ts";
 import { toConnectError } from "./errors.ts";
@@ -23,11 +23,9 @@ export async function serveWatch(calls: WatchCalls, call: GrpcCall, readMaxBytes
   void stream.consume(requests(s, readMaxBytes));
   try {
     for await (const r of stream.responses(s.signal, calls.closing)) {
-      const message = toBinary(WatchResponseSchema, calls.message(r));
       // headers go with the first response, as Connect sends them
       if (!s.headersSent) s.respond([[":status", "200"], ["content-type", GRPC_CONTENT_TYPE]]);
-      s.write(prefix(message.length));
-      s.write(message);
+      s.write(calls.frame(r));
       await s.room();
     }
   } catch (err) {
@@ -43,13 +41,6 @@ export async function serveWatch(calls: WatchCalls, call: GrpcCall, readMaxBytes
   }
   // otherwise the client went away: the stream is closed and nothing is sent
   call.end([["grpc-status", "0"]]);
-}
-
-/** gRPC's length prefix of an uncompressed message */
-function prefix(length: number): Uint8Array {
-  const p = new Uint8Array(5);
-  new DataView(p.buffer).setUint32(1, length);
-  return p;
 }
 
 /**

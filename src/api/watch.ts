@@ -15,7 +15,7 @@ import { type Caller, caller } from "./caller.ts";
 import { shuttingDown } from "./connections.ts";
 import { toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
-import { watchResponse } from "./watch-encoding.ts";
+import { watchFrame, watchResponse } from "./watch-encoding.ts";
 import { responseSize, splitResponse } from "./watch-split.ts";
 
 /**
@@ -61,6 +61,11 @@ export class WatchCalls {
   /** the response as the client gets it, with this server's header */
   message(r: WatchResponseOut): WatchResponse {
     return watchResponse({ ...r, header: header(this.id, r.header.revision) });
+  }
+
+  /** the same as its gRPC frame */
+  frame(r: WatchResponseOut): Uint8Array {
+    return watchFrame({ ...r, header: header(this.id, r.header.revision) });
   }
 }
 

@@ -1,7 +1,7 @@
 // The gRPC server: etcd's services under their etcd names (/etcdserverpb.KV/Range, ...) on
-// strata's own HTTP/2 server (src/api/h2, cleartext or TLS). Unary calls and RangeStream
-// are served straight on the stream (unary.ts, range-stream.ts); other streams and anything
-// unusual go through Connect.
+// strata's own HTTP/2 server (src/api/h2, cleartext or TLS). Unary calls, RangeStream and
+// Watch are served straight on the stream (unary.ts, range-stream.ts, watch-call.ts); other
+// streams and anything unusual go through Connect.
 import type { TlsOptions } from "node:tls";
 import type { DescService } from "@bufbuild/protobuf";
 import { createConnectRouter, createContextValues } from "@connectrpc/connect";
@@ -35,7 +35,8 @@ import { RANGE_STREAM_PATH, type RangeStreamParts, serveRangeStream } from "./ra
 import { ResponseBudget } from "./response-budget.ts";
 import { serveWithConnect } from "./streaming.ts";
 import { serveUnary, servesUnary, unaryMethods } from "./unary.ts";
-import { watchService } from "./watch.ts";
+import { WatchCalls, watchService } from "./watch.ts";
+import { serveWatch, WATCH_PATH } from "./watch-call.ts";
 
 export interface ServerParts {
   /** the keyspace, and RangeStream answered over it */
@@ -82,7 +83,8 @@ export function createGrpcServer(p: ServerParts): H2Server {
   const streams: RangeStreamParts = { keyspace: p.keyspace, id: p.identity, budget, chunkBytes: p.limits.maxRequestBytes, closing: p.closing, auth: p.auth };
   const kv = countedKv(kvService(p.keyspace, p.identity, p.limits, streams, p.auth), p.observer.metrics);
   // etcd fragments watch responses above the same limit its gRPC server enforces
-  const watch = watchService(p.keyspace, p.identity, readMaxBytes, p.closing, p.auth);
+  const watches = new WatchCalls(p.keyspace, p.identity, readMaxBytes, p.closing, p.auth);
+  const watch = watchService(watches);
   const lease = leaseService(p.keyspace, p.identity, p.closing, p.auth);
   const services: Array<[DescService, object]> = [
     [KV, kv],
@@ -138,6 +140,8 @@ export function createGrpcServer(p: ServerParts): H2Server {
     }
     // RangeStream's chunks framed by hand, as Range's answers are (the same conditions)
     if (stream.path === RANGE_STREAM_PATH && servesUnary(stream)) return serveRangeStream(streams, call, readMaxBytes, who);
+    // Watch's responses framed by hand too: Connect's pipeline per stream cost more than the watchers
+    if (stream.path === WATCH_PATH && servesUnary(stream)) return serveWatch(watches, call, readMaxBytes, who);
     const handler = viaConnect.get(stream.path);
     if (!handler) return unknownMethod(stream, call);
     // a Range that Connect answers (a compressed or JSON request) counts in the budget too

@@ -4,12 +4,15 @@
 // them as already-encoded occurrences of field 11 (`events`). protobuf-es writes a message's
 // unknown fields after its known ones, and `events` has the highest field number of
 // WatchResponse, so the bytes equal toBinary's of the whole response (a unit test
-// compares them).
+// compares them). A stream served on strata's own path (watch-call.ts) skips the message
+// object altogether: watchFrame writes the response's gRPC frame by hand around the same
+// event bytes.
 import { create, type MessageInitShape, type UnknownField } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
 import { type WatchResponse, WatchResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { encodeEvent } from "../mvcc/kv-encoding.ts";
+import { encodeEvent, intField, ProtoWriter, varintSize } from "../mvcc/kv-encoding.ts";
 import type { Event } from "../mvcc/types.ts";
+import { headerSize, type RangeAnswer, writeHeader } from "./range-frame.ts";
 
 /** WatchResponse.events */
 const EVENTS_FIELD = 11;
@@ -37,4 +40,57 @@ export function watchResponse(r: WatchResponseInit): WatchResponse {
     msg.$unknown = events.map((e): UnknownField => ({ no: EVENTS_FIELD, wireType: WireType.LengthDelimited, data: eventBytes(e) }));
   }
   return msg;
+}
+
+/** a response as watchFrame writes it: the fields of WatchResponse, with the whole header */
+export interface WatchAnswer {
+  header: RangeAnswer["header"];
+  watchId: bigint;
+  created?: boolean;
+  canceled?: boolean;
+  compactRevision?: bigint;
+  cancelReason?: string;
+  fragment?: boolean;
+  events: Event[];
+}
+
+const utf8 = new TextEncoder();
+/** the tag of WatchResponse.events */
+const EVENTS_TAG = (EVENTS_FIELD << 3) | WireType.LengthDelimited;
+
+/** The response's gRPC frame (flag byte, length, message) in one buffer; the bytes are exactly toBinary's. */
+export function watchFrame(r: WatchAnswer): Uint8Array {
+  const hSize = headerSize(r.header);
+  const reason = r.cancelReason ? utf8.encode(r.cancelReason) : undefined;
+  const compact = r.compactRevision ?? 0n;
+  const events = r.events.map(eventBytes);
+  let size = 1 + varintSize(BigInt(hSize)) + hSize + intField(r.watchId) + intField(compact) +
+    (r.created ? 2 : 0) + (r.canceled ? 2 : 0) + (r.fragment ? 2 : 0) +
+    (reason ? 1 + varintSize(BigInt(reason.length)) + reason.length : 0);
+  for (const e of events) size += 1 + e.length;
+  const buf = new Uint8Array(5 + size);
+  new DataView(buf.buffer).setUint32(1, size);
+  const w = new ProtoWriter(buf, 5);
+  writeHeader(w, r.header, hSize);
+  w.int(0x10, r.watchId);
+  if (r.created) flag(w, 0x18);
+  if (r.canceled) flag(w, 0x20);
+  w.int(0x28, compact);
+  if (reason) {
+    buf[w.pos++] = 0x32;
+    w.bytes(reason);
+  }
+  if (r.fragment) flag(w, 0x38);
+  for (const e of events) {
+    buf[w.pos++] = EVENTS_TAG;
+    buf.set(e, w.pos);
+    w.pos += e.length;
+  }
+  return buf;
+}
+
+/** a bool field that is true */
+function flag(w: ProtoWriter, tag: number): void {
+  w.buf[w.pos++] = tag;
+  w.buf[w.pos++] = 1;
 }

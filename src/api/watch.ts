@@ -6,7 +6,7 @@
 // bounded in bytes, and responses split to the client's receive limit. Once auth is on,
 // a watcher is created only for a caller who may read its range.
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import type { WatchCreateRequest, WatchRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import type { WatchCreateRequest, WatchRequest, WatchResponse } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { Watch } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Keyspace, WatchResponseOut, WatchSession, WatchStream } from "../keyspace/contract.ts";
 import { EtcdError, errors } from "../mvcc/errors.ts";
@@ -15,7 +15,7 @@ import { type Caller, caller } from "./caller.ts";
 import { shuttingDown } from "./connections.ts";
 import { toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
-import { watchResponse } from "./watch-encoding.ts";
+import { watchFrame, watchResponse } from "./watch-encoding.ts";
 import { responseSize, splitResponse } from "./watch-split.ts";
 
 /**
@@ -25,34 +25,69 @@ import { responseSize, splitResponse } from "./watch-split.ts";
 const CONGESTED_BYTES = 4 * 1024 * 1024;
 const CONGESTED_RESPONSES = 256;
 
-export function watchService(
-  keyspace: Keyspace,
-  id: ServerIdentity,
-  maxRequestBytes: number,
-  closing: AbortSignal,
-  auth: AuthStore,
-): ServiceImpl<typeof Watch> {
+/**
+ * What every Watch call shares, whether Connect serves it (watchService) or it is served
+ * straight on its HTTP/2 stream (watch-call.ts): the keyspace, the limits, and one listener
+ * on the server's shutdown for every stream (a signal keeps its listeners in a list, so one
+ * each would make opening n streams cost O(n²)).
+ */
+export class WatchCalls {
+  private readonly open = new Set<ClientStream>();
+
+  constructor(
+    private readonly keyspace: Keyspace,
+    private readonly id: ServerIdentity,
+    private readonly maxRequestBytes: number,
+    readonly closing: AbortSignal,
+    private readonly auth: AuthStore,
+  ) {
+    closing.addEventListener("abort", () => {
+      for (const s of this.open) s.interrupt();
+    }, { once: true });
+  }
+
+  /** a client stream of the caller, open until finish */
+  start(who: Caller): ClientStream {
+    const stream = new ClientStream(this.keyspace, this.maxRequestBytes, (c) => watchRefusal(this.auth, who, c));
+    this.open.add(stream);
+    return stream;
+  }
+
+  finish(stream: ClientStream): void {
+    this.open.delete(stream);
+    stream.close();
+  }
+
+  /** the response as the client gets it, with this server's header */
+  message(r: WatchResponseOut): WatchResponse {
+    return watchResponse({ ...r, header: header(this.id, r.header.revision) });
+  }
+
+  /** the same as its gRPC frame */
+  frame(r: WatchResponseOut): Uint8Array {
+    return watchFrame({ ...r, header: header(this.id, r.header.revision) });
+  }
+}
+
+export function watchService(calls: WatchCalls): ServiceImpl<typeof Watch> {
   return {
     async *watch(requests: AsyncIterable<WatchRequest>, ctx: HandlerContext) {
-      const who = caller(ctx);
-      const stream = new ClientStream(keyspace, maxRequestBytes, (c) => watchRefusal(auth, who, c));
+      const stream = calls.start(caller(ctx));
       void stream.consume(requests);
       try {
-        for await (const r of stream.responses(ctx.signal, closing)) {
-          yield watchResponse({ ...r, header: header(id, r.header.revision) });
-        }
+        for await (const r of stream.responses(ctx.signal, calls.closing)) yield calls.message(r);
       } catch (err) {
         throw toConnectError(err);
       } finally {
-        stream.close();
+        calls.finish(stream);
       }
       // the client reconnects, to another strata if it knows one
-      if (closing.aborted) throw shuttingDown();
+      if (calls.closing.aborted) throw shuttingDown();
     },
   };
 }
 
-class ClientStream implements WatchStream {
+export class ClientStream implements WatchStream {
   private readonly session: WatchSession;
   private queue: WatchResponseOut[] = [];
   private queuedBytes = 0;
@@ -86,7 +121,9 @@ class ClientStream implements WatchStream {
       // a request that is not a WatchRequest ends the stream with grpc-go's error, as
       // etcd's does; any other failure means the client went away and the call ends
       const parse = err instanceof ConnectError && err.rawMessage.match(/^parse binary: (.*)$/);
-      if (parse) this.fail(new ConnectError(`grpc: failed to unmarshal the received message ${parse[1]}`, Code.Internal));
+      if (parse) this.fail(unparsable(parse[1]!));
+      // so does one larger than the server takes, or one it cannot read
+      else if (err instanceof ConnectError && (err.code === Code.ResourceExhausted || err.code === Code.Internal)) this.fail(err);
     }
     // a half-closed stream keeps delivering events, as etcd's does
   }
@@ -129,12 +166,20 @@ class ClientStream implements WatchStream {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
-  /** Responses in order until the stream closes or one of the signals (call ended, shutdown) aborts. */
-  async *responses(...signals: AbortSignal[]): AsyncGenerator<WatchResponseOut> {
-    const onAbort = () => this.wake?.();
-    for (const s of signals) s.addEventListener("abort", onAbort);
+  /** wakes the stream's responses to look at its signals again */
+  interrupt(): void {
+    this.wake?.();
+  }
+
+  /**
+   * Responses in order until the stream closes, its call ends or the server shuts down
+   * (whose listener calls interrupt).
+   */
+  async *responses(call: AbortSignal, shutdown: AbortSignal): AsyncGenerator<WatchResponseOut> {
+    const onAbort = () => this.interrupt();
+    call.addEventListener("abort", onAbort);
     try {
-      while (!signals.some((s) => s.aborted) && !this.closed) {
+      while (!call.aborted && !shutdown.aborted && !this.closed) {
         const next = this.queue.shift();
         if (!next) {
           if (this.failure) throw this.failure;
@@ -149,7 +194,7 @@ class ClientStream implements WatchStream {
         yield next;
       }
     } finally {
-      for (const s of signals) s.removeEventListener("abort", onAbort);
+      call.removeEventListener("abort", onAbort);
     }
   }
 
@@ -158,6 +203,11 @@ class ClientStream implements WatchStream {
     this.session.close();
     for (const d of this.drainWaiters.splice(0)) d();
   }
+}
+
+/** a request that is not a WatchRequest, as grpc-go words it */
+export function unparsable(why: string): ConnectError {
+  return new ConnectError(`grpc: failed to unmarshal the received message ${why}`, Code.Internal);
 }
 
 /**

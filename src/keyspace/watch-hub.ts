@@ -6,10 +6,11 @@
 // client and for history reads, so a client that never reads again holds up nobody else.
 import type { Backend } from "../mvcc/backend.ts";
 import { HistoryPages } from "./history-pages.ts";
-import { inRange, rangeString } from "../mvcc/keyrange.ts";
+import { keyString, rangeString } from "../mvcc/keyrange.ts";
 import { DELETE, type Event, type KeyRange, PUT, type Rev } from "../mvcc/types.ts";
 import { log } from "../observe/log.ts";
 import type { WatchResponseOut } from "./contract.ts";
+import { WatchedRanges } from "./watched-ranges.ts";
 
 /** how long a catch-up that failed to read history waits before trying again */
 const RETRY_MS = 1000;
@@ -39,6 +40,8 @@ export class Watcher {
   /** whether anything was sent since the last progress tick */
   sentSinceTick = false;
   closed = false;
+  /** its range as the hub's groups are keyed, made once: watchers leave and join often */
+  private rangeKey: string | undefined;
 
   constructor(
     readonly id: bigint,
@@ -49,6 +52,10 @@ export class Watcher {
     readonly sink: WatchSink,
   ) {
     this.nextRev = startRev;
+  }
+
+  get rangeId(): string {
+    return (this.rangeKey ??= rangeString(this.range));
   }
 
   /** events already known to be in its range, filtered and shaped as it asked */
@@ -69,11 +76,15 @@ export class Watcher {
 interface RangeGroup {
   range: KeyRange;
   watchers: Set<Watcher>;
+  /** the events of the revision being published that are in the range */
+  matched: Event[];
 }
 
 export class WatchHub {
   private readonly synced = new Set<Watcher>();
   private readonly groups = new Map<string, RangeGroup>();
+  /** the groups by range: an event finds the groups it concerns without a look at the others */
+  private readonly index = new WatchedRanges<RangeGroup>();
   /** watchers whose catch-up task runs */
   private readonly unsynced = new Set<Watcher>();
   /** strata's own watchers, among the synced and unsynced */
@@ -138,12 +149,17 @@ export class WatchHub {
         if (next < compactRevision) this.fallBehind(w, next);
       }
     }
-    for (const group of this.groups.values()) {
-      let matched: Event[] | undefined;
-      for (const ev of events) {
-        if (inRange(group.range, ev.kv.key)) (matched ??= []).push(ev);
-      }
-      if (!matched) continue;
+    // each group gathers its events of this revision, in order, then its watchers get them
+    const touched: RangeGroup[] = [];
+    for (const ev of events) {
+      this.index.holding(keyString(ev.kv.key), (group) => {
+        if (group.matched.length === 0) touched.push(group);
+        group.matched.push(ev);
+      });
+    }
+    for (const group of touched) {
+      const matched = group.matched;
+      group.matched = [];
       for (const w of group.watchers) {
         if (revision < w.nextRev) continue;
         if (w.sink.congested()) {
@@ -170,19 +186,25 @@ export class WatchHub {
 
   private join(w: Watcher): void {
     this.synced.add(w);
-    const id = rangeString(w.range);
+    const id = w.rangeId;
     let group = this.groups.get(id);
-    if (!group) this.groups.set(id, (group = { range: w.range, watchers: new Set() }));
+    if (!group) {
+      this.groups.set(id, (group = { range: w.range, watchers: new Set(), matched: [] }));
+      this.index.set(w.range, group);
+    }
     group.watchers.add(w);
   }
 
   private leave(w: Watcher): void {
     if (!this.synced.delete(w)) return;
-    const id = rangeString(w.range);
+    const id = w.rangeId;
     const group = this.groups.get(id);
     if (!group) return;
     group.watchers.delete(w);
-    if (group.watchers.size === 0) this.groups.delete(id);
+    if (group.watchers.size === 0) {
+      this.groups.delete(id);
+      this.index.delete(group.range);
+    }
   }
 
   /**

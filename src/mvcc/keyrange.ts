@@ -17,9 +17,12 @@ export function keyString(key: Uint8Array): string {
   return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
 }
 
-/** A key range as a string, for maps: equal ranges give equal strings. */
+/**
+ * A key range as a string, for maps: equal ranges give equal strings, different ones
+ * different strings (the separator is no byte, so no key can hold it).
+ */
 export function rangeString(r: KeyRange): string {
-  return `${keyString(r.start)}\u0000${r.end === undefined ? "" : keyString(r.end)}`;
+  return `${keyString(r.start)}\u0100${r.end === undefined ? "" : keyString(r.end)}`;
 }
 
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

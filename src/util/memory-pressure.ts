@@ -17,6 +17,14 @@ const TIDY_MS = 2000;
 const MAX_SHARE = 0.2;
 /** above this, a collection whenever memory grew half the growth, whatever it costs (a pod's limit is near) */
 const CEILING_BYTES = 320 * 1024 * 1024;
+/**
+ * While collections free little of what grew, the growth is live data (20,000 watch streams
+ * hold several hundred MiB), which no collection gives back: the growth and the tidy interval
+ * that make the next one run double, up to this factor, or else a full collection every
+ * 32 MiB of live data makes growing it cost the square of its size. A collection that frees
+ * most of what grew (dead buffers, what this is for) brings them back to their own.
+ */
+const MAX_BACKOFF = 32;
 
 /** Starts watching (the timer does not keep the process alive). */
 export function collectUnderMemoryPressure(): void {
@@ -25,18 +33,22 @@ export function collectUnderMemoryPressure(): void {
   let settled = process.memoryUsage.rss();
   let quietUntil = 0;
   let last = 0;
+  let backoff = 1;
   const timer = setInterval(() => {
     const rss = process.memoryUsage.rss();
     settled = Math.min(settled, rss);
     const now = performance.now();
     if (rss < FLOOR_BYTES || (now < quietUntil && rss < CEILING_BYTES)) return;
-    const growth = rss < CEILING_BYTES ? GROWTH_BYTES : GROWTH_BYTES / 2;
-    if (rss < settled + growth && now < last + TIDY_MS) return;
+    const growth = (rss < CEILING_BYTES ? GROWTH_BYTES : GROWTH_BYTES / 2) * backoff;
+    if (rss < settled + growth && now < last + TIDY_MS * backoff) return;
     collect(true);
     last = now;
     const took = performance.now() - now;
     quietUntil = now + took / MAX_SHARE;
-    settled = process.memoryUsage.rss();
+    const after = process.memoryUsage.rss();
+    const freedMost = rss - after > (rss - settled) / 2;
+    backoff = freedMost ? 1 : Math.min(backoff * 2, MAX_BACKOFF);
+    settled = after;
   }, CHECK_MS);
   timer.unref();
 }

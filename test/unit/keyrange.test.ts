@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { compareBytes, inRange, isEmptyRange, toKeyRange } from "../../src/mvcc/keyrange.ts";
+import { compareBytes, inRange, isEmptyRange, rangeString, toKeyRange } from "../../src/mvcc/keyrange.ts";
 
 const b = (s: string) => new TextEncoder().encode(s);
 
@@ -29,4 +29,12 @@ describe("etcd key ranges", () => {
     expect(compareBytes(new Uint8Array([0x7f]), new Uint8Array([0x80]))).toBeLessThan(0);
     expect(compareBytes(b("ab"), b("a"))).toBeGreaterThan(0);
   });
+});
+
+test("different ranges never share a map key, whatever bytes their keys hold", () => {
+  const b = (s: string) => new TextEncoder().encode(s);
+  // "x\0y" to the end, and "x" up to "y\0": joined with a NUL both read "x\0y\0"
+  const a = toKeyRange(b("x\0y"), new Uint8Array([0]));
+  const c = toKeyRange(b("x"), b("y\0"));
+  expect(rangeString(a)).not.toBe(rangeString(c));
 });

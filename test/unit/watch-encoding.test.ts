@@ -3,7 +3,7 @@
 import { expect, test } from "bun:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { WatchResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { watchResponse, type WatchResponseInit } from "../../src/api/watch-encoding.ts";
+import { type WatchAnswer, watchFrame, watchResponse, type WatchResponseInit } from "../../src/api/watch-encoding.ts";
 import { DELETE, type Event, PUT } from "../../src/mvcc/types.ts";
 
 const bytes = (n: number, fill = 7) => new Uint8Array(n).fill(fill);
@@ -25,6 +25,8 @@ const cases: Array<[string, WatchResponseInit]> = [
   ["fragment", { header, watchId: 2n, fragment: true, events: [withPrev] }],
   ["canceled by compaction", { header, watchId: 3n, canceled: true, compactRevision: 99n, cancelReason: "compacted", events: [] }],
   ["progress for all watchers", { header, watchId: -1n, events: [] }],
+  ["refused, with a reason beyond ASCII", { header, watchId: -1n, created: true, canceled: true, cancelReason: "strata: InvalidArgument: label „ä“", events: [] }],
+  ["an empty header", { header: { clusterId: 0n, memberId: 0n, revision: 0n, raftTerm: 0n }, watchId: 0n, events: [put] }],
 ];
 
 for (const [name, r] of cases) {
@@ -34,6 +36,16 @@ for (const [name, r] of cases) {
     expect(Buffer.from(got).equals(Buffer.from(expected))).toBe(true);
     // and a client decodes the events it was sent
     expect(fromBinary(WatchResponseSchema, got).events.map((e) => e.kv?.modRevision)).toEqual(r.events.map((e) => e.kv.modRevision));
+  });
+}
+
+for (const [name, r] of cases) {
+  test(`${name}: its gRPC frame written by hand is toBinary's, length-prefixed`, () => {
+    const message = toBinary(WatchResponseSchema, create(WatchResponseSchema, r as never));
+    const frame = watchFrame(r as WatchAnswer);
+    expect(frame[0]).toBe(0);
+    expect(Buffer.from(frame).readUInt32BE(1)).toBe(message.length);
+    expect(Buffer.from(frame.subarray(5)).equals(Buffer.from(message))).toBe(true);
   });
 }
 

@@ -6,6 +6,7 @@
 //	strata-gotest apiserver ENDPOINT
 //	strata-gotest stalled ENDPOINT VALUE_BYTES PUTS
 //	strata-gotest rangestream ENDPOINT SPEC_JSON
+//	strata-gotest watchers ENDPOINT SPEC_JSON
 package main
 
 import (
@@ -24,7 +25,7 @@ import (
 
 func main() {
 	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: strata-gotest apiserver ENDPOINT | stalled ENDPOINT VALUE_BYTES PUTS | rangestream ENDPOINT SPEC_JSON")
+		fmt.Fprintln(os.Stderr, "usage: strata-gotest apiserver ENDPOINT | stalled ENDPOINT VALUE_BYTES PUTS | rangestream ENDPOINT SPEC_JSON | watchers ENDPOINT SPEC_JSON")
 		os.Exit(2)
 	}
 	var out interface{}
@@ -45,6 +46,12 @@ func main() {
 			os.Exit(2)
 		}
 		out = rangeStream(os.Args[2], os.Args[3])
+	case "watchers":
+		if len(os.Args) < 4 {
+			fmt.Fprintln(os.Stderr, "watchers: SPEC_JSON is missing")
+			os.Exit(2)
+		}
+		out = watchers(os.Args[2], os.Args[3])
 	default:
 		fmt.Fprintln(os.Stderr, "unknown scenario", os.Args[1])
 		os.Exit(2)

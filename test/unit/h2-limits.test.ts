@@ -16,11 +16,16 @@ const at = (path: string): HeaderList => REQUEST.map(([n, v]) => [n, n === ":pat
 const running = new Map<number, () => void>();
 /**
  * /work runs until released (it ignores that its stream closed, as a read under way
- * does); /bytes/N answers N bytes; anything else is answered 200
+ * does); /watch answers its headers, then runs until its stream closes, as a watch does;
+ * /bytes/N answers N bytes; anything else is answered 200
  */
 function handle(stream: H2Stream): Promise<void> | void {
   const [, kind, arg] = stream.path.split("/");
   if (kind === "work") return new Promise<void>((resolve) => running.set(stream.id, resolve));
+  if (kind === "watch") {
+    stream.respond([[":status", "200"]]);
+    return new Promise<void>((resolve) => stream.onClose(() => setTimeout(resolve, 1)));
+  }
   stream.respond([[":status", "200"]]);
   if (kind === "bytes") stream.write(new Uint8Array(Number(arg)));
   stream.end();
@@ -123,6 +128,23 @@ test("a connection that keeps resetting streams it opened gets GOAWAY ENHANCE_YO
   expect(c.goAway()!.lastStreamId).toBeLessThan(2 * 1500);
   for (const release of running.values()) release();
   running.clear();
+});
+
+test("a client cancelling 2,000 answered streams at once (closing its watches) is not taken for a rapid reset", async () => {
+  const c = await H2TestClient.connect(port);
+  const ids: number[] = [];
+  for (let i = 0; i < 2000; i++) {
+    ids.push(c.nextId());
+    c.write(frame(FrameType.HEADERS, Flag.END_HEADERS, ids.at(-1)!, c.encode(at("/watch"))));
+  }
+  await c.until(() => ids.every((id) => answered(c, id)), 20_000, "every watch's headers");
+  c.write(Buffer.concat(ids.map((id) => frame(FrameType.RST_STREAM, 0, id, Buffer.from([0, 0, 0, ErrorCode.CANCEL])))));
+  const next = c.nextId();
+  c.write(frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, next, c.encode(REQUEST)));
+  await c.until(() => answered(c, next) || c.closed, 10_000, "the next stream's answer");
+  expect(c.goAway()).toBeUndefined();
+  expect(answered(c, next)).toBe(true);
+  c.close();
 });
 
 for (const [kind, make] of [

@@ -333,8 +333,11 @@ export class H2Connection implements StreamHost {
       if (this.isIdle(streamId)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `RST_STREAM on idle stream ${streamId}`);
       return;
     }
-    // work begun for a stream and thrown away: what a rapid-reset attack costs us
-    if (this.working.has(stream)) this.spend("reset-stream");
+    // work begun for a stream and thrown away before it was answered: what a rapid-reset
+    // attack costs us. A stream already answered (a watch, a streamed read) that its client
+    // cancels is ordinary, and many at once is what a client closing its watches sends;
+    // it still counts against the stream limit until its handler returns.
+    if (this.working.has(stream) && !stream.headersSent) this.spend("reset-stream");
     this.closeStream(stream, "reset");
   }
 

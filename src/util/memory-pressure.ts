@@ -22,7 +22,10 @@ const CEILING_BYTES = 320 * 1024 * 1024;
  * hold several hundred MiB), which no collection gives back: the growth and the tidy interval
  * that make the next one run double, up to this factor, or else a full collection every
  * 32 MiB of live data makes growing it cost the square of its size. A collection that frees
- * most of what grew (dead buffers, what this is for) brings them back to their own.
+ * most of what grew (dead buffers, what this is for) brings them back to their own. Above
+ * CEILING_BYTES the growth does not back off: there dead buffers piling up while one
+ * collection happened to free little (2,000 stalled reads of a 1.4 MB value) took strata
+ * 330 MiB up on a busy machine.
  */
 const MAX_BACKOFF = 32;
 
@@ -39,7 +42,8 @@ export function collectUnderMemoryPressure(): void {
     settled = Math.min(settled, rss);
     const now = performance.now();
     if (rss < FLOOR_BYTES || (now < quietUntil && rss < CEILING_BYTES)) return;
-    const growth = (rss < CEILING_BYTES ? GROWTH_BYTES : GROWTH_BYTES / 2) * backoff;
+    // above the ceiling no backoff: a pod's limit is near, whatever the growth is made of
+    const growth = rss < CEILING_BYTES ? GROWTH_BYTES * backoff : GROWTH_BYTES / 2;
     if (rss < settled + growth && now < last + TIDY_MS * backoff) return;
     collect(true);
     last = now;

@@ -695,3 +695,26 @@ test("the calls Patroni's etcd3 store makes, as it makes them, answer as etcd's"
     return out;
   });
 });
+
+test("a Patroni that stops cuts its watch stream mid-wait: the watch ends quietly, strata logs no internal error", async () => {
+  const logged = () => (strata().stderr!().match(/"internal error"/g) ?? []).length;
+  /** Watch calls that ended because their client went away */
+  const cancelled = async () => {
+    const text = await (await fetch(url(strata(), "/metrics"))).text();
+    return Number(text.match(/^grpc_server_handled_total\{grpc_code="Canceled",grpc_method="Watch",[^}]*\} (\d+)$/m)?.[1] ?? 0);
+  };
+  const before = { logged: logged(), cancelled: await cancelled() };
+  const abort = new AbortController();
+  const res = await fetch(url(strata(), "/v3/watch"), { method: "POST", body: JSON.stringify({ create_request: { key: b64("gw-cut") } }), signal: abort.signal });
+  // the watch is created; the server now waits for the next event
+  const reader = res.body!.getReader();
+  let text = "";
+  for (let i = 0; i < 100 && !text.includes("\n"); i++) text += Buffer.from((await reader.read()).value ?? []).toString();
+  expect(JSON.parse(text)).toMatchObject({ result: { created: true } });
+  abort.abort();
+  // bounded by progress: the call ended as cancelled (what follows its end has run by the next round trip)
+  const deadline = Date.now() + 10_000;
+  while ((await cancelled()) === before.cancelled && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  expect(await cancelled()).toBe(before.cancelled + 1);
+  expect(logged()).toBe(before.logged);
+});

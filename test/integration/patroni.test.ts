@@ -161,15 +161,18 @@ test("two Patroni nodes keep their leader lock in strata, replicate, and fail ov
   }, 60_000);
   if (!streaming) throw new Error(`${replica.name} does not stream from ${leader.name}\n${logs()}`);
   const replicating = Date.now() - start;
-  // every key Patroni keeps for a running cluster, and none other (the leader's status follows its first loop)
+  // every key Patroni keeps for a running cluster, and none other (the leader's status and each
+  // member's state follow on their next loop)
+  const member = (k: Record<string, string>, node: Node) => JSON.parse(k[`members/${node.name}`] ?? "{}") as Record<string, unknown>;
   const keys = await waitFor(async () => {
     const k = await clusterKeys();
-    return CLUSTER_KEYS.every((name) => name in k) ? k : undefined;
+    const settled = CLUSTER_KEYS.every((name) => name in k) && member(k, leader).state === "running" && member(k, replica).state === "running";
+    return settled ? k : undefined;
   }, 30_000);
   expect(Object.keys(keys ?? {}).sort()).toEqual(CLUSTER_KEYS);
   expect(keys!.leader).toBe(leader.name);
-  expect(JSON.parse(keys![`members/${leader.name}`]!)).toMatchObject({ role: "master", state: "running" });
-  expect(JSON.parse(keys![`members/${replica.name}`]!)).toMatchObject({ role: "replica", state: "running" });
+  expect(member(keys!, leader)).toMatchObject({ role: "master", state: "running" });
+  expect(member(keys!, replica)).toMatchObject({ role: "replica", state: "running" });
 
   // the leader's Patroni and PostgreSQL die at once: nothing deletes the lock, its lease lapses
   const killedAt = Date.now();

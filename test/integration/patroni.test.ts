@@ -101,10 +101,12 @@ afterAll(async () => {
 
 const alive = (c?: ChildProcess) => c !== undefined && c.exitCode === null && c.signalCode === null;
 
-/** signals the node's postmaster, if it runs (its pid is the first line of postmaster.pid) */
+/** signals the node's postmaster, if it runs (its pid is the first line of postmaster.pid, which a killed one leaves behind) */
 function stopPostgres(node: Node, signal: NodeJS.Signals): void {
   try {
-    process.kill(Number(readFileSync(join(node.dataDir, "postmaster.pid"), "utf8").split("\n")[0]), signal);
+    const pid = Number(readFileSync(join(node.dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
+    // the pid of a postmaster that is gone may since be another process's
+    if (readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(node.dataDir)) process.kill(pid, signal);
   } catch {
     // not running
   }

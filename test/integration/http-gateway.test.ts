@@ -695,3 +695,66 @@ test("the calls Patroni's etcd3 store makes, as it makes them, answer as etcd's"
     return out;
   });
 });
+
+test("Patroni's cluster cache: a prefix watch from its range's revision sees its puts, its leader's lease lost, and deletes with their revisions", async () => {
+  await same(async (side, k) => {
+    const out: unknown[] = [];
+    // its prefix's range_end: the last byte plus one
+    const prefix = Buffer.from(k(""), "base64");
+    const end = Buffer.from(prefix);
+    end[end.length - 1]!++;
+    const cluster = { key: k(""), range_end: end.toString("base64") };
+    // the cache: a serializable range of the prefix, then a watch from the revision it answered at
+    const first = (await post(side, "/v3/kv/range", { ...cluster, serializable: true })).body as { header: { revision: string } };
+    const watch = await fetch(url(side, "/v3/watch"), { method: "POST", body: JSON.stringify({ create_request: { ...cluster, start_revision: first.header.revision, filters: [] } }) });
+    const stream = lineReader(watch);
+    out.push(await stream.next());
+    const lease = ((await post(side, "/v3/lease/grant", { TTL: 10 })).body as { ID: string }).ID;
+    // touch_member, initialize, take the leader key, write the config and history
+    out.push(await post(side, "/v3/kv/put", { key: k("members/pg0"), value: b64('{"role":"master"}'), lease }));
+    out.push(await post(side, "/v3/kv/txn", { compare: [{ target: "CREATE", create_revision: 0, key: k("initialize") }], success: [{ request_put: { key: k("initialize"), value: b64("7716") } }] }));
+    out.push(await post(side, "/v3/kv/txn", { compare: [{ target: "CREATE", create_revision: 0, key: k("leader") }], success: [{ request_put: { key: k("leader"), value: b64("pg0"), lease } }] }));
+    out.push(await post(side, "/v3/kv/txn", { compare: [{ target: "CREATE", create_revision: 0, key: k("leader") }], success: [{ request_put: { key: k("leader"), value: b64("pg1"), lease } }] }));
+    out.push(await post(side, "/v3/kv/put", { key: k("history"), value: b64("[]") }));
+    // the leader lost: its lease revoked deletes its keys; a keep-alive then answers without TTL, a put with it is LeaseNotFound
+    await post(side, "/v3/lease/revoke", { ID: lease });
+    out.push(JSON.parse(await (await fetch(url(side, "/v3/lease/keepalive"), { method: "POST", body: JSON.stringify({ ID: lease }) })).text()));
+    out.push(await post(side, "/v3/kv/put", { key: k("members/pg0"), value: b64("{}"), lease }));
+    out.push(await post(side, "/v3/kv/txn", { compare: [{ target: "CREATE", create_revision: 0, key: k("leader") }], success: [{ request_put: { key: k("leader"), value: b64("pg0"), lease } }] }));
+    // delete_cluster
+    out.push(await post(side, "/v3/kv/deleterange", cluster));
+    // every event the watch delivers, however the server groups them into responses: 4 puts, 2 deletes by the revoke, 2 by delete_cluster
+    const events: unknown[] = [];
+    for (let i = 0; i < 20 && events.length < 8; i++) {
+      const line = (await stream.next()) as { result?: { events?: unknown[] } };
+      if (!line.result) break;
+      events.push(...(line.result.events ?? []));
+    }
+    await stream.close();
+    out.push(events);
+    return out;
+  });
+});
+
+test("a Patroni that stops cuts its watch stream mid-wait: the watch ends quietly, strata logs no internal error", async () => {
+  const logged = () => (strata().stderr!().match(/"internal error"/g) ?? []).length;
+  /** Watch calls that ended because their client went away */
+  const cancelled = async () => {
+    const text = await (await fetch(url(strata(), "/metrics"))).text();
+    return Number(text.match(/^grpc_server_handled_total\{grpc_code="Canceled",grpc_method="Watch",[^}]*\} (\d+)$/m)?.[1] ?? 0);
+  };
+  const before = { logged: logged(), cancelled: await cancelled() };
+  const abort = new AbortController();
+  const res = await fetch(url(strata(), "/v3/watch"), { method: "POST", body: JSON.stringify({ create_request: { key: b64("gw-cut") } }), signal: abort.signal });
+  // the watch is created; the server now waits for the next event
+  const reader = res.body!.getReader();
+  let text = "";
+  for (let i = 0; i < 100 && !text.includes("\n"); i++) text += Buffer.from((await reader.read()).value ?? []).toString();
+  expect(JSON.parse(text)).toMatchObject({ result: { created: true } });
+  abort.abort();
+  // bounded by progress: the call ended as cancelled (what follows its end has run by the next round trip)
+  const deadline = Date.now() + 10_000;
+  while ((await cancelled()) === before.cancelled && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  expect(await cancelled()).toBe(before.cancelled + 1);
+  expect(logged()).toBe(before.logged);
+});

@@ -13,6 +13,8 @@ export interface Side {
   client: Etcd3;
   /** strata's /metrics, /readyz and status page base URL */
   metrics?: string;
+  /** the end of strata's log */
+  stderr?: () => string;
 }
 
 export interface Ctx {
@@ -35,7 +37,7 @@ export function useServers(opts: { etcdArgs?: string[]; strataArgs?: string[] | 
     if (process.env.DIFF_DEBUG) console.log("etcd", etcd.endpoint, "strata", strata.endpoint);
     sides = [
       { name: "etcd", endpoint: etcd.endpoint, client: client(etcd.endpoint) },
-      { name: "strata", endpoint: strata.endpoint, client: client(strata.endpoint), metrics: strata.metrics },
+      { name: "strata", endpoint: strata.endpoint, client: client(strata.endpoint), metrics: strata.metrics, stderr: () => strata.stderr() },
     ];
   }, 60_000);
   afterAll(async () => {

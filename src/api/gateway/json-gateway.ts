@@ -150,16 +150,21 @@ async function bidiStream(route: Route, impl: Impl, req: Request, ctx: HandlerCo
 function streamResponse(route: Route, responses: AsyncIterable<unknown>, ctx: HandlerContext, end: CallEnd): Response {
   const it = responses[Symbol.asyncIterator]();
   const enc = new TextEncoder();
+  // a client that goes away while a response is awaited ends the service's stream: what it
+  // yields or throws then has no one to go to (the controller is closed)
+  let cancelled = false;
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
         const next = await it.next();
+        if (cancelled) return;
         if (next.done) {
           end(OK);
           return controller.close();
         }
         controller.enqueue(enc.encode(`${JSON.stringify({ result: encode(route.method.output, next.value) })}\n`));
       } catch (err) {
+        if (cancelled) return;
         const e = toConnectError(err);
         end(e.code);
         controller.enqueue(enc.encode(JSON.stringify({ error: streamError(e) })));
@@ -167,6 +172,7 @@ function streamResponse(route: Route, responses: AsyncIterable<unknown>, ctx: Ha
       }
     },
     cancel() {
+      cancelled = true;
       end(undefined);
       (ctx as ReturnType<typeof createHandlerContext>).abort();
       void it.return?.().catch(() => {});

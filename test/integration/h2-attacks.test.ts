@@ -106,6 +106,18 @@ async function underAttack<T>(t: Target, attack: () => Promise<T>): Promise<Outc
   }
 }
 
+/** Waits until every stream ended (or the connection did); how many ended which way ("RST_STREAM 11", "grpc-status 8"). */
+async function streamOutcomes(c: H2TestClient, ids: number[]): Promise<Record<string, number>> {
+  const ended = (id: number) => c.resetCode(id) !== undefined || c.grpcStatus(id) !== undefined;
+  await c.until(() => c.closed || ids.every(ended), 60_000, "every stream to end");
+  const outcome: Record<string, number> = {};
+  for (const id of ids) {
+    const key = c.resetCode(id) !== undefined ? `RST_STREAM ${c.resetCode(id)}` : `grpc-status ${c.grpcStatus(id)?.status}`;
+    outcome[key] = (outcome[key] ?? 0) + 1;
+  }
+  return outcome;
+}
+
 /** strata came through: its neighbour never failed, its memory stayed bounded */
 function expectUnharmed(o: Outcome<unknown>): void {
   expect(o.neighbourFailures).toEqual([]);
@@ -401,13 +413,7 @@ for (const transport of ["h2c", "TLS"] as const) {
           }
           await flood(c, Buffer.concat(frames), 1);
         }
-        const ended = (id: number) => c.resetCode(id) !== undefined || c.grpcStatus(id) !== undefined;
-        await c.until(() => c.closed || ids.every(ended), 60_000, "every stream to end");
-        const outcome: Record<string, number> = {};
-        for (const id of ids) {
-          const key = c.resetCode(id) !== undefined ? `RST_STREAM ${c.resetCode(id)}` : `grpc-status ${c.grpcStatus(id)?.status}`;
-          outcome[key] = (outcome[key] ?? 0) + 1;
-        }
+        const outcome = await streamOutcomes(c, ids);
         c.close();
         return { outcome, ...ending(c) };
       });
@@ -442,14 +448,8 @@ for (const transport of ["h2c", "TLS"] as const) {
             c.write(frame(FrameType.DATA, Flag.END_STREAM, id, call.body));
             return id;
           });
-          const ended = (id: number) => c.resetCode(id) !== undefined || c.grpcStatus(id) !== undefined;
           // each stream ends within a stall timeout or two (reset, or refused after waiting for room)
-          await c.until(() => c.closed || ids.every(ended), 60_000, "every stream to end");
-          const outcome: Record<string, number> = {};
-          for (const id of ids) {
-            const key = c.resetCode(id) !== undefined ? `RST_STREAM ${c.resetCode(id)}` : `grpc-status ${c.grpcStatus(id)?.status}`;
-            outcome[key] = (outcome[key] ?? 0) + 1;
-          }
+          const outcome = await streamOutcomes(c, ids);
           c.close();
           return { outcome, ...ending(c) };
         });

@@ -21,15 +21,24 @@ export interface DatabaseServer {
   destroy(): Promise<void>;
 }
 
+/** ports this process handed out: a port closed again can be the next one the system gives */
+const handedOut = new Set<number>();
+
+/** A free loopback port, never one this process handed out before (two asked in a row could be the same). */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const s = createServer();
+      s.listen(0, "127.0.0.1", () => {
+        const port = (s.address() as { port: number }).port;
+        s.close(() => resolve(port));
+      });
+      s.on("error", reject);
     });
-    s.on("error", reject);
-  });
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
 }
 
 function server(dir: string, createDatabase: (name: string) => string, start: () => Promise<void>, stop: () => Promise<void>): DatabaseServer {

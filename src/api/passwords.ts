@@ -3,7 +3,7 @@
 // any client may ask for one (Authenticate): on the event loop, a burst of them would hold
 // every other client's requests. Here they queue for the one thread, the queue is bounded
 // (beyond it, etcd's "too many requests"), and the event loop only passes messages.
-import { EtcdError } from "../mvcc/errors.ts";
+import { errors } from "../mvcc/errors.ts";
 import type { PasswordReply, PasswordRequest } from "./password-worker.ts";
 
 /**
@@ -45,7 +45,7 @@ export class Passwords {
   }
 
   private request(req: PasswordRequest): Promise<PasswordReply> {
-    if (this.waiting.size >= MAX_QUEUED) return Promise.reject(new EtcdError("ResourceExhausted", "etcdserver: too many requests"));
+    if (this.waiting.size >= MAX_QUEUED) return Promise.reject(errors.tooManyRequests());
     const id = ++this.nextId;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });

@@ -27,8 +27,22 @@ export interface TxnRead {
   leaseKeys(id: Rev): Promise<KeyValue[]>;
 }
 
+/**
+ * Live objects found by their ownership (the storage-side garbage collector's lookups,
+ * answered from the selector index's entries; see src/selectors/index-entries.ts). They
+ * see the writes made before them in the batch.
+ */
+export interface OwnerLookup {
+  /** live key-values whose object names this uid in its ownerReferences, in key order */
+  dependents(uid: string): Promise<KeyValue[]>;
+  /** live key-values whose object has this uid (one, but for copies under several keys) */
+  withUid(uid: string): Promise<KeyValue[]>;
+}
+
 /** The view of one client transaction inside a write batch: its reads and its writes. */
 export interface WriteTx extends TxnRead {
+  /** objects by ownership; absent where writes keep no selector index */
+  readonly owners?: OwnerLookup;
   /** Writes kv (already carrying its revisions and version) at kv.modRevision. */
   put(kv: KeyValue, prev: KeyValue | undefined, sub: number): Promise<void>;
   /** Deletes the live key `prev` at revision rev. */

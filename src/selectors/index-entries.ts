@@ -30,7 +30,7 @@ export const packedName = (name: string) => `\n${indexText(name)}\t`;
 
 export type IndexEntries =
   | {
-    /** label names and values, in index text */
+    /** label names and values, in index text, and the ownership entries (UID_ENTRY, OWNER_ENTRY) */
     labels: Array<[string, string]>;
     /** the packed labels and fields */
     packedLabels: string;
@@ -39,6 +39,14 @@ export type IndexEntries =
   | "opaque"
   | undefined;
 
+/**
+ * Entries beside the labels for the storage-side garbage collector (src/mvcc/auto-gc.ts):
+ * the object's own uid, and each uid its ownerReferences name. No label key can be
+ * either name (a label key starts with an alphanumeric), so no selector ever meets them.
+ */
+export const UID_ENTRY = "@uid";
+export const OWNER_ENTRY = "@owner";
+
 /** The entries of a stored value: undefined when it holds no object. */
 export function indexEntries(value: Uint8Array): IndexEntries {
   const o = decodeObject(value);
@@ -46,6 +54,9 @@ export function indexEntries(value: Uint8Array): IndexEntries {
   if (o === undefined) return "opaque";
   const labels: Array<[string, string]> = [];
   for (const [k, v] of o.labels) labels.push([indexText(k), indexText(v)]);
+  const { uid, owners } = o.ownership;
+  if (uid !== "") labels.push([UID_ENTRY, indexText(uid)]);
+  for (const u of new Set(owners.map((r) => r.uid))) labels.push([OWNER_ENTRY, indexText(u)]);
   let packedFields = "";
   for (const f of ["metadata.name", "metadata.namespace", ...o.selectable]) {
     const v = o.field(f);

@@ -1,5 +1,6 @@
 // A stored Kubernetes object as a selector sees it: name, namespace, labels and its
-// selectable fields, decoded from either encoding Kubernetes stores — JSON (custom
+// selectable fields (and, for the storage-side garbage collector, its uid, owner
+// references, finalizers and whether its deletion began), decoded from either encoding Kubernetes stores — JSON (custom
 // resources; built-ins under --storage-media-type=application/json) or protobuf (the
 // built-ins' default: "k8s\0", then a runtime.Unknown whose raw bytes are the object).
 // Anything else (encrypted "k8s:enc:…" values, foreign bytes) cannot be decoded.
@@ -18,6 +19,24 @@ export interface ObjectView {
   readonly selectable: readonly string[];
   /** the whole object, when it was stored as JSON (custom resources always are): their CRDs' fields are read from it */
   json?: JsonObject;
+  /** what Kubernetes' garbage collector reads of the metadata */
+  ownership: Ownership;
+}
+
+/** An entry of metadata.ownerReferences, as the garbage collector reads it. */
+export interface OwnerRef {
+  uid: string;
+  /** with the owner in foreground deletion, it waits for this dependent */
+  blockOwnerDeletion: boolean;
+}
+
+export interface Ownership {
+  /** metadata.uid ("" when absent) */
+  uid: string;
+  owners: OwnerRef[];
+  finalizers: string[];
+  /** metadata.deletionTimestamp is set: the object is being deleted */
+  deleting: boolean;
 }
 
 /** the protobuf envelope's magic */
@@ -67,7 +86,14 @@ function decodeJson(o: Json): ObjectView | undefined {
   }
   const apiVersion = str(o.apiVersion) ?? "", kind = str(o.kind) ?? "";
   const fields = selectableFields(apiVersion, kind);
-  return view({ apiVersion, kind, name, namespace, labels, json: o }, fields, (f) => {
+  const ownership: Ownership = {
+    uid: str(meta.uid) ?? "",
+    owners: (Array.isArray(meta.ownerReferences) ? meta.ownerReferences : []).filter(isObject).filter((r) => typeof r.uid === "string")
+      .map((r) => ({ uid: r.uid as string, blockOwnerDeletion: r.blockOwnerDeletion === true })),
+    finalizers: (Array.isArray(meta.finalizers) ? meta.finalizers : []).filter((f): f is string => typeof f === "string"),
+    deleting: meta.deletionTimestamp !== undefined && meta.deletionTimestamp !== null,
+  };
+  return view({ apiVersion, kind, name, namespace, labels, json: o, ownership }, fields, (f) => {
     let v: Json | undefined = o;
     for (const step of f.json) v = isObject(v) ? v[step] : undefined;
     if (v === undefined || v === null) return fieldText(f, undefined);
@@ -95,9 +121,11 @@ function decodeProtobuf(envelope: Uint8Array): ObjectView | undefined {
   const [objStart, objEnd] = raw;
   const fields = selectableFields(apiVersion, kind);
   const wanted = fields ? pathTree(fields) : undefined;
-  // ObjectMeta: name=1, namespace=3, labels=11 (map entries key=1, value=2)
+  // ObjectMeta: name=1, namespace=3, uid=5, deletionTimestamp=9, labels=11 (map entries
+  // key=1, value=2), ownerReferences=13 (OwnerReference: uid=4, blockOwnerDeletion=7), finalizers=14
   let name = "", namespace = "";
   const labels = new Map<string, string>();
+  const ownership: Ownership = { uid: "", owners: [], finalizers: [], deleting: false };
   const values = new Map<SelectableField, string | boolean | number | "bad">();
   eachField(envelope, objStart, objEnd, (no, wire, start, end, varint) => {
     if (no === 1 && wire === LEN) {
@@ -113,17 +141,29 @@ function decodeProtobuf(envelope: Uint8Array): ObjectView | undefined {
             else if (eno === 2) v = text(envelope, es, ee);
           });
           labels.set(k, v);
-        }
+        } else if (mno === 5) ownership.uid = text(envelope, ms, me);
+        else if (mno === 9) ownership.deleting = true;
+        else if (mno === 13) ownership.owners.push(ownerRefAt(envelope, ms, me));
+        else if (mno === 14) ownership.finalizers.push(text(envelope, ms, me));
       });
       return;
     }
     const node = wanted?.get(no);
     if (node) collect(envelope, node, wire, start, end, varint, values);
   });
-  return view({ apiVersion, kind, name, namespace, labels }, fields, (f) => {
+  return view({ apiVersion, kind, name, namespace, labels, ownership }, fields, (f) => {
     const v = values.get(f);
     return v === "bad" ? undefined : fieldText(f, v);
   });
+}
+
+function ownerRefAt(buf: Uint8Array, start: number, end: number): OwnerRef {
+  const ref: OwnerRef = { uid: "", blockOwnerDeletion: false };
+  eachField(buf, start, end, (no, wire, s, e, varint) => {
+    if (no === 4 && wire === LEN) ref.uid = text(buf, s, e);
+    else if (no === 7 && wire === VARINT) ref.blockOwnerDeletion = varint !== 0;
+  });
+  return ref;
 }
 
 /** the selectable fields by protobuf path: at each field number, the fields ending there and the paths going on */
@@ -177,7 +217,8 @@ function leavesUnder(tree: Map<number, PathNode>): SelectableField[] {
   return [...tree.values()].flatMap((n) => [...n.leaves, ...leavesUnder(n.next)]);
 }
 
-const VARINT = 0, I64 = 1, LEN = 2, I32 = 5;
+export const VARINT = 0, LEN = 2;
+const I64 = 1, I32 = 5;
 
 /** where the last varint read ended */
 let after = 0;
@@ -199,7 +240,7 @@ function varintAt(buf: Uint8Array, p: number, end: number): number {
  * Calls visit with each field of the message in buf[start, end): its number, wire type,
  * where its value is, and a varint's value. Throws when the message does not parse.
  */
-function eachField(buf: Uint8Array, start: number, end: number, visit: (no: number, wire: number, start: number, end: number, varint: number) => void): void {
+export function eachField(buf: Uint8Array, start: number, end: number, visit: (no: number, wire: number, start: number, end: number, varint: number) => void): void {
   let p = start;
   while (p < end) {
     const tag = varintAt(buf, p, end) >>> 0;

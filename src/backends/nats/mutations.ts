@@ -2,7 +2,7 @@
 // recorded while the batch ran, and replayed by every other strata process into its
 // own copy. Replaying the same calls in the same order gives the same state.
 import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/protobuf";
-import type { WriteTx } from "../../mvcc/backend.ts";
+import type { OwnerLookup, WriteTx } from "../../mvcc/backend.ts";
 import type { KeyRange, KeyValue, LeaseRecord, Rev } from "../../mvcc/types.ts";
 import { BatchSchema, type Mutation, MutationSchema } from "../../gen/strata/nats/v1/log_pb.ts";
 
@@ -19,6 +19,10 @@ export class RecordingTx implements WriteTx {
   }
   get compactRevision(): Rev {
     return this.tx.compactRevision;
+  }
+  /** lookups only read: nothing to record */
+  get owners(): OwnerLookup | undefined {
+    return this.tx.owners;
   }
 
   private record(change: MessageInitShape<typeof MutationSchema>["change"]): void {

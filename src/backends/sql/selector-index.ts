@@ -7,9 +7,9 @@
 // range. What the entries cannot decide (a value that cannot be decoded, a numeric
 // comparison, a field another kind may hold) is kept, never dropped: such a read returns
 // a superset, and strata checks the values it returned.
-import type { KeyRange, Rev } from "../../mvcc/types.ts";
-import { indexEntries, indexText, type LabelRequirement, packedEntry, packedName, type Selection } from "../../selectors/index.ts";
-import type { Dialect } from "./dialect.ts";
+import type { KeyRange, KeyValue, Rev } from "../../mvcc/types.ts";
+import { indexEntries, indexText, type LabelRequirement, OWNER_ENTRY, packedEntry, packedName, type Selection, UID_ENTRY } from "../../selectors/index.ts";
+import { type Dialect, KV_COLUMNS } from "./dialect.ts";
 import type { Row, SqlConn, SqlValue } from "./driver.ts";
 
 type Statement = [sql: string, params: SqlValue[]];
@@ -237,4 +237,18 @@ export function selectedRangeSql(d: Dialect, q: SelectedRead, limit: number): St
 export function selectedCountSql(d: Dialect, q: SelectedRead): Statement {
   const [rows, params] = selectedRows(d, { ...q, keysOnly: true });
   return [`SELECT COUNT(*) AS n FROM (${rows}) selected`, params];
+}
+
+/**
+ * The live key-values whose current version has the ownership entry `name` = uid (the
+ * garbage collector's lookups), in key order. Rows indexed earlier in the batch must have
+ * been flushed.
+ */
+export async function ownedRows(c: SqlConn, which: "dependents" | "withUid", uid: string, toKv: (r: Row) => KeyValue): Promise<KeyValue[]> {
+  const columns = KV_COLUMNS.split(", ").map((col) => `kv.${col}`).join(", ");
+  const rows = await c.all(
+    `SELECT ${columns} FROM kv_label x CROSS JOIN kv WHERE x.name = ? AND x.value = ? AND kv.k = x.k AND kv.mod_rev = x.rev ORDER BY x.k`,
+    [which === "dependents" ? OWNER_ENTRY : UID_ENTRY, indexText(uid)],
+  );
+  return rows.map(toKv);
 }

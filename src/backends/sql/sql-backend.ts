@@ -2,7 +2,7 @@
 // with the differences kept in a Dialect. A write batch takes the revision lock, so
 // commit order is revision order even with several strata processes on one database.
 import { setImmediate } from "node:timers";
-import { type AuthRecord, type Backend, type BackendState, type DbSize, type EventsOptions, type EventsPage, StorageFault, type WriteResult, type WriteTx } from "../../mvcc/backend.ts";
+import { type AuthRecord, type Backend, type BackendState, type DbSize, type EventsOptions, type EventsPage, type OwnerLookup, StorageFault, type WriteResult, type WriteTx } from "../../mvcc/backend.ts";
 import { EtcdError, outcomeUnknown } from "../../mvcc/errors.ts";
 import { isSingleKey, keyString } from "../../mvcc/keyrange.ts";
 import { checkRevision } from "../../mvcc/revisions.ts";
@@ -12,7 +12,7 @@ import { indexAnswersExactly } from "../../selectors/index.ts";
 import { type Dialect, KV_COLUMNS } from "./dialect.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
 import { SCHEMA_VERSION, schemaStatements } from "./schema.ts";
-import { compactIndex, forgetIndex, IndexRows, type SelectedRead, selectedCountSql, selectedRangeSql } from "./selector-index.ts";
+import { compactIndex, forgetIndex, IndexRows, ownedRows, type SelectedRead, selectedCountSql, selectedRangeSql } from "./selector-index.ts";
 
 const EMPTY = new Uint8Array(0);
 /**
@@ -696,7 +696,14 @@ class SqlWriteTx implements WriteTx {
     this.newRevision = revision;
     this.newCompactRevision = compactRevision;
     this.reads = new RangeReads(c, dialect.countKv);
+    if (indexRows) {
+      // rows indexed earlier in the batch are in the tables before they are looked for
+      const lookup = (which: "dependents" | "withUid") => (uid: string) => (indexRows.flush(c), ownedRows(c, which, uid, (r) => rowToKv(r)));
+      this.owners = { dependents: lookup("dependents"), withUid: lookup("withUid") };
+    }
   }
+
+  readonly owners?: OwnerLookup;
 
   async range(range: KeyRange, opts?: { revision?: Rev; limit?: number; keysOnly?: boolean }): Promise<KeyValue[]> {
     if (opts?.revision === undefined && isSingleKey(range)) {

@@ -126,6 +126,13 @@ export const SETTINGS = {
     help: "index every write's labels and selectable fields in the SQL databases, so label/field-selected ranges (HariKube's apiserver sends them) are answered from the index; costs write throughput (a stock kube-apiserver never sends selectors)",
     schema: yesNo("selector-index"),
   },
+  "auto-gc": {
+    env: "STRATA_AUTO_GC",
+    default: "false",
+    flag: "boolean",
+    help: "storage-side garbage collection (HariKube's Auto GC): deleting an owner labelled skip-controller-manager-metadata-caching=true deletes or orphans its dependents in the same transaction, as Kubernetes' garbage collector would (see docs/auto-gc.md); keeps the selector index in the SQL databases",
+    schema: yesNo("auto-gc"),
+  },
   "watch-progress-notify-interval": {
     env: "STRATA_WATCH_PROGRESS_NOTIFY_INTERVAL",
     etcd: "experimental-watch-progress-notify-interval",

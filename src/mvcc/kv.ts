@@ -86,6 +86,15 @@ export class Apply {
     return { header: { revision: rev }, prevKv: p.prevKv ? prev : undefined };
   }
 
+  /** Writes a new value for a live key as a put would, keeping its lease (the storage-side garbage collector's edits). */
+  async replace(prev: KeyValue, value: Uint8Array): Promise<void> {
+    const rev = this.writeRevision;
+    const kv: KeyValue = { key: prev.key, value, lease: prev.lease, createRevision: prev.createRevision, modRevision: rev, version: prev.version + 1n };
+    await this.tx.put(kv, prev, this.sub++);
+    this.changed = true;
+    this.events.push({ type: PUT, kv, prevKv: prev });
+  }
+
   async deleteRange(d: DeleteRangeRequest): Promise<DeleteOut> {
     const kr = toKeyRange(d.key, d.rangeEnd);
     const kvs = isEmptyRange(kr) ? [] : await this.tx.range(kr);

@@ -14,6 +14,7 @@ import { backendTimedOut, backendUnavailable, deadlineExceeded, EtcdError, error
 import { type Deadline, DEFAULT_REQUEST_TIMEOUT_MS, Liveness, requestDeadline } from "./deadline.ts";
 import { isEmptyRange, toKeyRange } from "./keyrange.ts";
 import { Apply, txnKeys } from "./kv.ts";
+import type { AutoGc } from "./auto-gc.ts";
 import type { DeleteOut, PutOut, TxnOut } from "./responses.ts";
 import { checkRevision } from "./revisions.ts";
 import type { Event, RangeQuery, RangeResult, Rev } from "./types.ts";
@@ -68,6 +69,8 @@ export interface StoreOptions {
   requestTimeoutMs?: number;
   /** client reads and writes each that may wait on this database (--max-waiting-requests) */
   maxWaiting?: number;
+  /** storage-side garbage collection in the transactions that start it (--auto-gc) */
+  autoGc?: AutoGc;
 }
 
 export class Store {
@@ -87,6 +90,8 @@ export class Store {
   private reading = 0;
 
   private readonly allocate: (after: Rev) => Rev;
+  /** --auto-gc: its counts are the metric's */
+  readonly autoGc: AutoGc | undefined;
 
   constructor(readonly backend: Backend, opts: StoreOptions = {}) {
     const numbering = opts.numbering ?? { slot: 0, stride: 1 };
@@ -96,6 +101,7 @@ export class Store {
       probe: backend.embedded ? undefined : () => backend.revisions(),
     });
     this.maxWaiting = opts.maxWaiting ?? DEFAULT_MAX_WAITING;
+    this.autoGc = opts.autoGc;
     const stride = BigInt(numbering.stride), slot = BigInt(numbering.slot);
     this.allocate = stride === 1n ? (after) => after + 1n : (after) => {
       const next = after + 1n;
@@ -147,6 +153,7 @@ export class Store {
       await a.advanceTo(above);
       await a.checkPut(p);
       const out = await a.put(p);
+      await this.autoGc?.collect(a);
       await a.finish();
       return out;
     }, [p.key], deadline);
@@ -156,6 +163,7 @@ export class Store {
     return this.write(async (a) => {
       await a.advanceTo(above);
       const out = await a.deleteRange(d);
+      await this.autoGc?.collect(a);
       out.header.revision = await a.finish();
       return out;
     }, d.rangeEnd.length === 0 ? [d.key] : [], deadline);
@@ -165,6 +173,7 @@ export class Store {
     return this.write(async (a) => {
       await a.advanceTo(above);
       const out = await a.txn(r);
+      await this.autoGc?.collect(a);
       out.header = { revision: await a.finish() };
       return out;
     }, txnKeys(r), deadline);

@@ -5,6 +5,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom
 import type { BackendStats, LeaseKeeper } from "../keyspace/contract.ts";
 import type { WatchHub } from "../keyspace/watch-hub.ts";
 import type { Router } from "../router/router.ts";
+import type { GcCounts } from "../mvcc/auto-gc.ts";
 import type { Cached } from "./cached.ts";
 
 /** grpc_type as go-grpc-prometheus names it */
@@ -265,6 +266,22 @@ export class Metrics {
         for (const b of await s.stats.get()) this.set({ backend: b.name }, b.error === undefined ? 1 : 0);
       },
     });
+    if (s.router.parts.some((p) => p.store.autoGc)) {
+      // what storage-side garbage collection (--auto-gc) did, summed over the databases
+      new Counter({
+        name: "strata_auto_gc_total",
+        help: "What storage-side garbage collection did: keys deleted, owner references stripped from dependents, deletions begun (deletionTimestamp set, finalizers waiting).",
+        labelNames: ["action"],
+        registers,
+        collect() {
+          this.reset();
+          const sum = (pick: (c: GcCounts) => number) => s.router.parts.reduce((n, p) => n + (p.store.autoGc ? pick(p.store.autoGc.counts) : 0), 0);
+          this.inc({ action: "deleted" }, sum((c) => c.deleted));
+          this.inc({ action: "reference_stripped" }, sum((c) => c.referencesStripped));
+          this.inc({ action: "deletion_started" }, sum((c) => c.deletionsStarted));
+        },
+      });
+    }
     perBackend("strata_backend_keys", "Live keys stored in the backend.", (b) => b.keys);
     perBackend("strata_backend_size_bytes", "Bytes the backend's database occupies.", (b) => b.size);
     perBackend("strata_backend_revision", "The backend's current revision.", (b) => b.revision);

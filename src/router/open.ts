@@ -69,13 +69,15 @@ export async function openRouter(
   upstreams = new Map<string, UpstreamKeys>(),
 ): Promise<{ router: Router; states: BackendState[] }> {
   const t = config.topology;
-  const backends = await openDatabases(t, config["pool-size"], config["selector-index"], wrap);
+  // Auto GC finds dependents through the selector index's ownership entries
+  const backends = await openDatabases(t, config["pool-size"], config["selector-index"] || config["auto-gc"], wrap);
   let opened;
   try {
     opened = await Router.open(t, backends, log, {
       quotaBytes: BigInt(config["quota-backend-bytes"]),
       requestTimeoutMs: config["request-timeout"],
       maxWaiting: config["max-waiting-requests"],
+      autoGc: config["auto-gc"],
     });
   } catch (err) {
     await closeAll(backends);

@@ -14,6 +14,7 @@ import type { Deadline } from "../mvcc/deadline.ts";
 import { EtcdError, errors } from "../mvcc/errors.ts";
 import { isEmptyRange, keyString, toKeyRange, txnRanges } from "../mvcc/keyrange.ts";
 import { PageCounts } from "../mvcc/page-counts.ts";
+import { AutoGc } from "../mvcc/auto-gc.ts";
 import { costOfPut, costOfTxn, LEASE_OVERHEAD, quotaBytesFor, SpaceQuota } from "../mvcc/quota.ts";
 import type { DeleteOut, PutOut, TxnOut } from "../mvcc/responses.ts";
 import { type Committed, Store } from "../mvcc/store.ts";
@@ -37,6 +38,8 @@ export interface StoreLimits {
   requestTimeoutMs?: number;
   /** --max-waiting-requests */
   maxWaiting?: number;
+  /** --auto-gc: each database's store collects garbage in the transactions that start it */
+  autoGc?: boolean;
 }
 
 export class Router implements ReadContext {
@@ -68,7 +71,7 @@ export class Router implements ReadContext {
     log: Log,
     limits: StoreLimits = {},
   ): Promise<{ router: Router; states: BackendState[] }> {
-    const { quotaBytes = 0n, ...storeLimits } = limits;
+    const { quotaBytes = 0n, autoGc = false, ...storeLimits } = limits;
     const several = topology.backends.size > 1;
     const states = await Promise.all(backends.map((b) =>
       b.backend.open().catch((err: Error) => {
@@ -82,7 +85,7 @@ export class Router implements ReadContext {
     }
     const stride = backends.length;
     const parts = backends.map((b, index) => {
-      const store = new Store(b.backend, { numbering: { slot: index, stride }, ...storeLimits });
+      const store = new Store(b.backend, { numbering: { slot: index, stride }, ...storeLimits, autoGc: autoGc ? new AutoGc() : undefined });
       store.init(states[index]!.revision, states[index]!.compactRevision);
       const bytes = quotaBytesFor(b.backend, quotaBytes);
       const quota = bytes === undefined ? undefined : new SpaceQuota(bytes, () => b.backend.size());

@@ -3,7 +3,9 @@
 // skip-controller-manager-metadata-caching=true (the controller manager does not cache
 // them, so its collector does not see them go). Dependents are found through the
 // ownership entries of the selector index (OwnerLookup); every change is a write of the
-// same transaction, at its revision, with its watch event.
+// same database transaction, at a revision of its own after the change that started it
+// (as the controller manager's collector would write it: a key may change twice), with its
+// watch event. The client's answer carries the last revision.
 //
 // The rules are the garbage collector's (kubernetes.io/docs/concepts/architecture/garbage-collection):
 // - background: once an owner's key is gone, each dependent with no other owner is deleted
@@ -162,6 +164,7 @@ class Collection {
     else if (finalizers.includes(FOREGROUND)) policy = "foreground";
     this.cascade.add(keyString(kv.key));
     if (policy === "background" && finalizers.length === 0) {
+      this.a.nextRevision();
       await this.a.deleteKvs([kv]);
       this.changes++;
       this.counts.deleted++;
@@ -198,6 +201,7 @@ class Collection {
     const o = kv && view(kv.value);
     if (!kv || !o || !o.ownership.finalizers.includes(finalizer)) return;
     if (o.ownership.finalizers.every((f) => f === finalizer)) {
+      this.a.nextRevision();
       await this.a.deleteKvs([kv]);
       this.changes++;
       this.counts.deleted++;
@@ -210,6 +214,7 @@ class Collection {
       log("warn", "auto-gc: a stored object could not be edited; left to the controller manager's garbage collector", { key: keyString(kv.key) });
       return;
     }
+    this.a.nextRevision();
     await this.a.replace(kv, value);
     this.changes++;
     if (counted) this.counts[counted]++;

@@ -86,6 +86,17 @@ export class Apply {
     return { header: { revision: rev }, prevKv: p.prevKv ? prev : undefined };
   }
 
+  /**
+   * Moves this transaction's further writes to the next revision, once it wrote: the
+   * storage-side garbage collector gives each of its changes a revision of its own, as the
+   * controller manager's collector's writes would have (and so may change a key twice).
+   */
+  nextRevision(): void {
+    if (!this.changed) return;
+    this.base = this.writeRevision;
+    this.sub = 0;
+  }
+
   /** Writes a new value for a live key as a put would, keeping its lease (the storage-side garbage collector's edits). */
   async replace(prev: KeyValue, value: Uint8Array): Promise<void> {
     const rev = this.writeRevision;

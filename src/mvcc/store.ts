@@ -63,6 +63,24 @@ type Job = {
   sent: boolean;
 };
 
+/**
+ * A transaction's commits, one per revision it wrote at: one, but for the storage-side
+ * garbage collector's changes, each at a revision of its own (auto-gc.ts).
+ */
+function byRevision(after: Rev, end: Rev, events: Event[]): LocalCommit[] {
+  const out: LocalCommit[] = [];
+  for (let i = 0; i < events.length;) {
+    const revision = events[i]!.kv.modRevision;
+    const evs: Event[] = [];
+    while (i < events.length && events[i]!.kv.modRevision === revision) evs.push(events[i++]!);
+    out.push({ after, revision, events: evs });
+    after = revision;
+  }
+  // a transaction that only advanced the revision: one commit without events
+  if (out.length === 0 || out.at(-1)!.revision !== end) out.push({ after, revision: end, events: [] });
+  return out;
+}
+
 export interface StoreOptions {
   numbering?: RevisionSlot;
   /** a request on a database server that stopped answering is answered by then (--request-timeout) */
@@ -284,9 +302,7 @@ export class Store {
         this.liveness.answered();
         const committed = results.flatMap((res, i) => {
           const a = applies[i]!;
-          return res.ok && a.endRevision > a.tx.revision
-            ? [{ after: a.tx.revision, revision: a.endRevision, events: a.events }]
-            : [];
+          return res.ok && a.endRevision > a.tx.revision ? byRevision(a.tx.revision, a.endRevision, a.events) : [];
         });
         await this.publish(committed);
         results.forEach((res, i) => (res.ok ? batch[i]!.resolve(res.value) : batch[i]!.reject(res.error)));

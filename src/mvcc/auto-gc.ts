@@ -159,6 +159,9 @@ class Collection {
 
   /** The apiserver's delete with a propagation policy; the object's own orphan or foreground finalizer decides it instead. */
   private async deleteObject(kv: KeyValue, d: ObjectView, policy: Policy): Promise<void> {
+    // a pod's deletion is graceful (the kubelet stops its containers first): the
+    // apiserver's, left to the controller manager's collector
+    if (d.apiVersion === "v1" && d.kind === "Pod") return;
     const { finalizers } = d.ownership;
     if (finalizers.includes(ORPHAN)) policy = "orphan";
     else if (finalizers.includes(FOREGROUND)) policy = "foreground";

@@ -70,6 +70,8 @@ class Collection {
   private readonly cascade = new Set<string>();
   /** uids of objects whose key went in this transaction */
   private readonly gone = new Set<string>();
+  /** uids of owners that may be waiting in foreground deletion for a dependent that went */
+  private readonly waiting = new Set<string>();
   private changes = 0;
   private readonly now = new Date();
 
@@ -80,8 +82,16 @@ class Collection {
   ) {}
 
   async run(): Promise<void> {
-    // the client's changes, then the collection's own as they are appended
-    for (let i = 0; i < this.a.events.length; i++) {
+    // the client's changes, then the collection's own as they are appended; owners in
+    // foreground deletion are looked at once the changes so far are handled (one look,
+    // not one per dependent that went)
+    for (let i = 0; ; i++) {
+      if (i === this.a.events.length) {
+        const owners = [...this.waiting];
+        this.waiting.clear();
+        for (const uid of owners) await this.waitingOwner(uid);
+        if (i === this.a.events.length) return;
+      }
       if (this.changes >= MAX_GC_CHANGES) {
         log("warn", "auto-gc: a transaction reached the most changes one collection makes; the rest is left to the controller manager's garbage collector", { changes: this.changes });
         return;
@@ -106,7 +116,7 @@ class Collection {
     if (uid !== "" && this.ours(prev.key, o)) {
       for (const dep of await this.owners.dependents(uid)) await this.ownerGone(dep, uid);
     }
-    for (const ref of owners) if (ref.blockOwnerDeletion) await this.waitingOwner(ref.uid);
+    for (const ref of owners) if (ref.blockOwnerDeletion) this.waiting.add(ref.uid);
   }
 
   /** An object was written: an owner being deleted with the orphan or foreground finalizer is handled. */
@@ -119,7 +129,7 @@ class Collection {
       await this.finalize(kv.key, ORPHAN);
     } else if (finalizers.includes(FOREGROUND)) {
       for (const dep of await this.owners.dependents(uid)) await this.dependentOfWaiting(dep, uid);
-      await this.foregroundDone(kv.key);
+      this.waiting.add(uid);
     }
   }
 

@@ -32,7 +32,8 @@ describe("index entries", () => {
     for (const value of [asJson(pod), asProtobuf(pod)]) {
       const e = indexEntries(value);
       if (e === undefined || e === "opaque") throw new Error("decodable");
-      expect(e.labels).toEqual([["app", "web"], ["app.kubernetes.io/name", "shop"]]);
+      // the labels, then the ownership entries (the object's uid; it names no owner)
+      expect(e.labels).toEqual([["app", "web"], ["app.kubernetes.io/name", "shop"], ["@uid", "uid-web-1"]]);
       expect(e.packedLabels.includes(packedEntry("app", "web"))).toBe(true);
       expect(e.packedLabels.includes(packedEntry("app", "we"))).toBe(false);
       expect(e.packedLabels.includes(packedEntry("pp", "web"))).toBe(false);

@@ -49,11 +49,13 @@ export interface GcCounts {
 export class AutoGc {
   readonly counts: GcCounts = { deleted: 0, referencesStripped: 0, deletionsStarted: 0 };
 
+  constructor(private readonly maxChanges = MAX_GC_CHANGES) {}
+
   /** Carries out the collection the transaction's changes so far start, as writes of the same transaction. */
   async collect(a: Apply): Promise<void> {
     const owners = a.tx.owners;
     if (!owners || a.events.length === 0) return;
-    await new Collection(a, owners, this.counts).run();
+    await new Collection(a, owners, this.counts, this.maxChanges).run();
   }
 }
 
@@ -63,6 +65,9 @@ function view(value: Uint8Array): ObjectView | undefined {
 }
 
 type Policy = "background" | "foreground" | "orphan";
+
+/** thrown when a collection reached its most changes */
+const FULL = Symbol("auto-gc: full");
 
 /** One transaction's collection. */
 class Collection {
@@ -79,12 +84,25 @@ class Collection {
     private readonly a: Apply,
     private readonly owners: OwnerLookup,
     private readonly counts: GcCounts,
+    private readonly maxChanges: number,
   ) {}
 
   async run(): Promise<void> {
-    // the client's changes, then the collection's own as they are appended; owners in
-    // foreground deletion are looked at once the changes so far are handled (one look,
-    // not one per dependent that went)
+    try {
+      await this.steps();
+    } catch (err) {
+      if (err !== FULL) throw err;
+      // every change made is a whole step of the collector's: what is left is consistent
+      log("warn", "auto-gc: a transaction reached the most changes one collection makes; the rest is left to the controller manager's garbage collector", { changes: this.changes });
+    }
+  }
+
+  /**
+   * The client's changes, then the collection's own as they are appended; owners in
+   * foreground deletion are looked at once the changes so far are handled (one look,
+   * not one per dependent that went).
+   */
+  private async steps(): Promise<void> {
     for (let i = 0; ; i++) {
       if (i === this.a.events.length) {
         const owners = [...this.waiting];
@@ -92,15 +110,18 @@ class Collection {
         for (const uid of owners) await this.waitingOwner(uid);
         if (i === this.a.events.length) return;
       }
-      if (this.changes >= MAX_GC_CHANGES) {
-        log("warn", "auto-gc: a transaction reached the most changes one collection makes; the rest is left to the controller manager's garbage collector", { changes: this.changes });
-        return;
-      }
       const e = this.a.events[i]!;
       if (e.type === DELETE) {
         if (e.prevKv) await this.deleted(e.prevKv);
       } else await this.written(e.kv);
     }
+  }
+
+  /** Counts a change made; at the bound, the collection ends. */
+  private changed(counted?: keyof GcCounts): void {
+    this.changes++;
+    if (counted) this.counts[counted]++;
+    if (this.changes >= this.maxChanges) throw FULL;
   }
 
   private ours(key: Uint8Array, o: ObjectView): boolean {
@@ -179,9 +200,7 @@ class Collection {
     if (policy === "background" && finalizers.length === 0) {
       this.a.nextRevision();
       await this.a.deleteKvs([kv]);
-      this.changes++;
-      this.counts.deleted++;
-      return;
+      return this.changed("deleted");
     }
     const finalizer = policy === "orphan" ? ORPHAN : policy === "foreground" ? FOREGROUND : undefined;
     await this.edit(kv, { beginDeletion: { at: this.now, finalizer } }, "deletionsStarted");
@@ -216,8 +235,7 @@ class Collection {
     if (o.ownership.finalizers.every((f) => f === finalizer)) {
       this.a.nextRevision();
       await this.a.deleteKvs([kv]);
-      this.changes++;
-      this.counts.deleted++;
+      this.changed("deleted");
     } else await this.edit(kv, { dropFinalizer: finalizer });
   }
 
@@ -229,7 +247,6 @@ class Collection {
     }
     this.a.nextRevision();
     await this.a.replace(kv, value);
-    this.changes++;
-    if (counted) this.counts[counted]++;
+    this.changed(counted);
   }
 }

@@ -84,6 +84,10 @@ export async function openRouter(
     throw err;
   }
   const { router } = opened;
+  const upstream = upstreamIn(t);
+  if (config["auto-gc"] && upstream) {
+    log("warn", "auto-gc: keys in an upstream etcd get no storage-side garbage collection (strata does not write them in one transaction with its own)", { backend: upstream });
+  }
   if (router.parts.length + upstreams.size > 1) {
     const stranded = await strandedKeys({ parts: router.parts, upstreams }, router.routing);
     if (stranded.length > 0) {

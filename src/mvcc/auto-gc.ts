@@ -59,6 +59,13 @@ export class AutoGc {
   }
 }
 
+const LABEL_BYTES = Buffer.from(GC_LABEL);
+
+/** whether the bytes hold the needle (a labelled object's value holds the label's key, in either encoding) */
+function holds(value: Uint8Array, needle: Buffer): boolean {
+  return Buffer.from(value.buffer, value.byteOffset, value.byteLength).includes(needle);
+}
+
 function view(value: Uint8Array): ObjectView | undefined {
   const o = decodeObject(value);
   return o === "absent" ? undefined : o;
@@ -142,6 +149,8 @@ class Collection {
 
   /** An object was written: an owner being deleted with the orphan or foreground finalizer is handled. */
   private async written(kv: KeyValue): Promise<void> {
+    // most writes are neither: a search of the bytes spares decoding them
+    if (!holds(kv.value, LABEL_BYTES) && !this.cascade.has(keyString(kv.key))) return;
     const o = view(kv.value);
     if (!o || !o.ownership.deleting || o.ownership.uid === "" || !this.ours(kv.key, o)) return;
     const { uid, finalizers } = o.ownership;

@@ -4,7 +4,7 @@
 // (and keeps the CRDs whose selectable fields it passes in as a lookup).
 export { type CrdFields, decodeCrd } from "./crd.ts";
 export { type CustomField, type CustomFieldLookup } from "./custom-fields.ts";
-export { decodeObject, type ObjectView, type OwnerRef, type Ownership } from "./object.ts";
+export { decodeObject, type ObjectView } from "./object.ts";
 export { editMeta, type MetaEdit } from "./object-edit.ts";
 export { type FieldTerm, type LabelRequirement, parseFieldSelector, parseLabelSelector, SelectorError } from "./parse.ts";
 export { matches, namesOtherFields, parseSelection, type Selection, selects } from "./selection.ts";

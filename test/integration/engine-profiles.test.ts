@@ -128,6 +128,24 @@ async function injectConflicts(wire: string, share: number): Promise<() => Promi
   };
 }
 
+/** runs statements on the wire's URL; resolves to the rows of the last, counts as numbers */
+async function rawStatements(wire: string, statements: string[]): Promise<Array<Record<string, unknown>>> {
+  let rows: Array<Record<string, unknown>> = [];
+  if (wire.startsWith("postgres")) {
+    const sql = postgres(wire, { max: 1, onnotice: () => {} });
+    for (const s of statements) rows = [...(await sql.unsafe(s))];
+    await sql.end();
+  } else {
+    const conn = await mysql.createConnection(wire);
+    for (const s of statements) {
+      const [result] = await conn.query(s);
+      rows = Array.isArray(result) ? (result as Array<Record<string, unknown>>) : [];
+    }
+    await conn.end();
+  }
+  return rows.map((r) => ("n" in r ? { ...r, n: Number(r.n) } : r));
+}
+
 const PROFILES = [
   { scheme: "cockroachdb", wire: "postgres" as const, simulation: "PostgreSQL, every transaction SERIALIZABLE" },
   { scheme: "yugabytedb", wire: "postgres" as const, simulation: "PostgreSQL, every transaction SERIALIZABLE" },
@@ -215,6 +233,27 @@ for (const profile of PROFILES) {
         await stop();
       }
     }, 120_000);
+
+    test("a schema lease left by a process that died, and the schema half made, are taken over and finished", async () => {
+      const { url, wire } = freshDatabase(profile.scheme);
+      await rawStatements(wire, [
+        `CREATE TABLE schema_lease (id BIGINT NOT NULL PRIMARY KEY, holder VARCHAR(64) NOT NULL, expires_at BIGINT NOT NULL)`,
+        `INSERT INTO schema_lease (id, holder, expires_at) VALUES (1, 'dead', ${Date.now() - 1000})`,
+        `CREATE TABLE meta (name VARCHAR(64) NOT NULL PRIMARY KEY, num BIGINT NOT NULL)`,
+      ]);
+      const strata = await startStrata([], url);
+      const client = new Etcd3({ hosts: strata.endpoint });
+      try {
+        const r = await client.put("k").value("v").exec();
+        expect(r.header.revision).toBe("2");
+        expect(await client.get("k").string()).toBe("v");
+      } finally {
+        client.close();
+        await strata.stop();
+      }
+      // the lease is given back once the schema is made
+      expect(await rawStatements(wire, ["SELECT COUNT(*) AS n FROM schema_lease"])).toEqual([{ n: 0 }]);
+    }, 60_000);
 
     test("kill -9 of one of three processes under load loses no acknowledged write", async () => {
       const { url } = freshDatabase(profile.scheme);

@@ -255,6 +255,25 @@ for (const profile of PROFILES) {
       expect(await rawStatements(wire, ["SELECT COUNT(*) AS n FROM schema_lease"])).toEqual([{ n: 0 }]);
     }, 60_000);
 
+    test("status counts the bytes stored and defragment answers, with what the engine has", async () => {
+      const logStart = logSize(server());
+      const { url } = freshDatabase(profile.scheme);
+      const strata = await startStrata([], url);
+      const client = new Etcd3({ hosts: strata.endpoint });
+      try {
+        const before = Number((await client.maintenance.status()).dbSize);
+        await client.put("big").value("x".repeat(100_000)).exec();
+        const after = Number((await client.maintenance.status()).dbSize);
+        expect(after).toBeGreaterThan(before);
+        await client.maintenance.defragment();
+      } finally {
+        client.close();
+        await strata.stop();
+      }
+      // no VACUUM (CockroachDB has none, YugabyteDB ignores it), no PostgreSQL size functions
+      if (profile.wire === "postgres") expect(logSince(server(), logStart).match(/\b(VACUUM|pg_database_size|pg_total_relation_size)\b/g) ?? []).toEqual([]);
+    }, 60_000);
+
     test("kill -9 of one of three processes under load loses no acknowledged write", async () => {
       const { url } = freshDatabase(profile.scheme);
       const { procs, clients, stop } = await threeProcesses(url);

@@ -6,6 +6,7 @@
 // every transaction retried on the engine's serialization and write-conflict errors
 // (retrying-driver.ts).
 import { errorParts } from "./dialect.ts";
+import type { SqlConn } from "./driver.ts";
 
 export type Engine = "cockroachdb" | "yugabytedb" | "tidb";
 
@@ -104,3 +105,21 @@ export function engineOf(url: string): { profile: EngineProfile; wireUrl: string
   }
   return { profile: { ...base, pollMs }, wireUrl: u.toString() };
 }
+
+/**
+ * The bytes of keys and values stored, history and live copies: the size of the data, not
+ * of the files (CockroachDB had no pg_database_size until 2026, YugabyteDB answers 0 for
+ * PostgreSQL's size functions, TiDB's information_schema holds estimates from statistics).
+ * Reads every row: asked for by status and the space quota.
+ */
+export async function storedBytes(c: SqlConn): Promise<{ size: bigint; inUse: bigint }> {
+  const [r] = await c.all(
+    `SELECT (SELECT COALESCE(SUM(OCTET_LENGTH(k) + OCTET_LENGTH(v)), 0) FROM kv_log)
+          + (SELECT COALESCE(SUM(OCTET_LENGTH(k) + OCTET_LENGTH(v)), 0) FROM kv) AS n`,
+  );
+  const n = BigInt(r!.n as bigint);
+  return { size: n, inUse: n };
+}
+
+/** The engines compact their storage themselves (CockroachDB has no VACUUM, YugabyteDB ignores it, TiKV compacts on its own). */
+export async function noDefragment(): Promise<void> {}

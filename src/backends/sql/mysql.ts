@@ -6,7 +6,7 @@ import mysql from "mysql2/promise";
 import { type Dialect, errorParts } from "./dialect.ts";
 import { Pending, plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
 import { READ_THREADS, ReadPool } from "./read-pool.ts";
-import type { EngineProfile } from "./engine-profiles.ts";
+import { type EngineProfile, noDefragment, storedBytes } from "./engine-profiles.ts";
 import { retrying } from "./retrying-driver.ts";
 import { SqlBackend } from "./sql-backend.ts";
 
@@ -60,9 +60,10 @@ export const mysqlDialect: Dialect = {
   },
 };
 
-/** MySQL's dialect for an engine without named locks: schema changes go through the lease row. */
+/** MySQL's dialect for an engine without named locks: schema changes go through the lease row; TiKV compacts itself. */
 export function profileDialect(profile: EngineProfile): Dialect {
-  return { ...mysqlDialect, lockSchema: undefined, unlockSchema: undefined, schemaLease: true, pollMs: profile.pollMs };
+  // TiDB's information_schema.tables holds estimates from statistics: the rows are counted
+  return { ...mysqlDialect, lockSchema: undefined, unlockSchema: undefined, schemaLease: true, pollMs: profile.pollMs, size: storedBytes, defragment: noDefragment };
 }
 
 /** how transactions begin: the statements before their first; an engine profile's own otherwise */

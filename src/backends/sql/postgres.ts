@@ -7,7 +7,7 @@ import postgres from "postgres";
 import { type Dialect, errorParts, UPSERT_ON_CONFLICT } from "./dialect.ts";
 import { Pending, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
 import { READ_THREADS, ReadPool } from "./read-pool.ts";
-import type { EngineProfile } from "./engine-profiles.ts";
+import { type EngineProfile, noDefragment, storedBytes } from "./engine-profiles.ts";
 import { retrying } from "./retrying-driver.ts";
 import { SqlBackend } from "./sql-backend.ts";
 
@@ -94,6 +94,8 @@ export function profileDialect(profile: EngineProfile): Dialect {
     lockSchema: undefined,
     schemaLease: true,
     pollMs: profile.pollMs,
+    size: (c) => storedBytes(c),
+    defragment: noDefragment,
   };
 }
 

@@ -1,6 +1,7 @@
 // The contract suite's harness: a fresh database of the backend under test
-// (STRATA_TEST_BACKEND: sqlite by default, postgres, mariadb or nats; real servers started
-// once per test process by scripts/databases.ts), opened in this process as a Backend with
+// (STRATA_TEST_BACKEND: sqlite by default, postgres, mariadb, nats, or an engine profile on
+// its simulation: cockroach-sim, yugabyte-sim, tidb-sim; real servers started once per test
+// process by scripts/databases.ts), opened in this process as a Backend with
 // an mvcc Store on top. No gRPC and no child process: what is checked is the Backend
 // contract (src/mvcc/backend.ts) and the etcd semantics the store builds on it.
 import { create } from "@bufbuild/protobuf";

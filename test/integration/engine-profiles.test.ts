@@ -86,11 +86,16 @@ async function injectConflicts(wire: string, share: number): Promise<() => Promi
   if (wire.startsWith("postgres")) {
     const sql = postgres(wire, { max: 1, onnotice: () => {} });
     await sql.unsafe(`CREATE SEQUENCE injected`);
+    // half serialization failures (CockroachDB's and YugabyteDB's 40001), half deadlocks (40P01)
     await sql.unsafe(`CREATE FUNCTION inject_conflict() RETURNS trigger LANGUAGE plpgsql AS $$
+      DECLARE r double precision := random();
       BEGIN
-        IF random() < ${share} THEN
+        IF r < ${share / 2} THEN
           PERFORM nextval('injected');
           RAISE EXCEPTION 'restart transaction: injected' USING ERRCODE = '40001';
+        ELSIF r < ${share} THEN
+          PERFORM nextval('injected');
+          RAISE EXCEPTION 'deadlock detected: injected' USING ERRCODE = '40P01';
         END IF;
         RETURN NEW;
       END $$`);
@@ -219,6 +224,7 @@ for (const profile of PROFILES) {
         const count = await injected();
         const writes = 3 * 6 * PER_WRITER;
         expect(count).toBeGreaterThan(0); // the server really failed commits
+        console.log(`${profile.scheme}: ${count} commits failed by the server's injected conflicts, each retried`);
         // each write acknowledged once, at its own revision, all of them the next ones
         expect(acked.sort((a, b) => a - b)).toEqual(Array.from({ length: writes }, (_, i) => start + 1 + i));
         // and stored once: each key at version 1

@@ -187,18 +187,25 @@ export class PostgresBackend extends SqlBackend {
   static async open(url: string, name: string, poolSize: number, readThreads = READ_THREADS, profile?: EngineProfile): Promise<PostgresBackend> {
     const threads = readThreads > 0 ? await ReadPool.start(name, { postgres: url }, readThreads) : undefined;
     const pg = openPostgresDriver(url, poolSize, profile?.begin);
-    if (!profile) return new PostgresBackend(name, pg, pg, postgresDialect, threads);
-    return new PostgresBackend(name, pg, retrying(pg, profile.retryable), profileDialect(profile), threads);
+    if (!profile) return new PostgresBackend(name, pg, pg, postgresDialect, threads, true);
+    return new PostgresBackend(name, pg, retrying(pg, profile.retryable), profileDialect(profile), threads, false);
   }
 
-  private constructor(name: string, private readonly pg: PostgresDriver, driver: SqlDriver, dialect: Dialect, threads: ReadPool | undefined) {
+  private constructor(
+    name: string,
+    private readonly pg: PostgresDriver,
+    driver: SqlDriver,
+    dialect: Dialect,
+    threads: ReadPool | undefined,
+    /** whether commits are announced with NOTIFY (an engine profile polls alone) */
+    private readonly listens: boolean,
+  ) {
     super(name, driver, dialect, threads);
   }
 
   override onExternalCommit(notify: () => void): () => void {
     const stopPoll = super.onExternalCommit(notify);
-    // an engine without NOTIFY: the poll alone
-    if (this.dialect !== postgresDialect) return stopPoll;
+    if (!this.listens) return stopPoll;
     const sql = this.pg.sql;
     let unlisten: (() => Promise<void>) | undefined;
     sql.listen(COMMIT_CHANNEL, (from) => from !== PROCESS_ID && notify(), () => notify()).then(

@@ -12,8 +12,7 @@ const FIRST_PAUSE_MS = 2;
 const MAX_PAUSE_MS = 100;
 
 /** `retryable`: whether an error rolled the whole transaction back and it may run again */
-export function retrying(d: SqlDriver, retryable: (err: unknown) => boolean): SqlDriver & { retries(): number } {
-  let retries = 0;
+export function retrying(d: SqlDriver, retryable: (err: unknown) => boolean): SqlDriver {
   const again = async <T>(call: () => Promise<T>): Promise<T> => {
     const deadline = Date.now() + RETRY_MS;
     for (let pause = FIRST_PAUSE_MS; ; pause = Math.min(pause * 2, MAX_PAUSE_MS)) {
@@ -21,7 +20,6 @@ export function retrying(d: SqlDriver, retryable: (err: unknown) => boolean): Sq
         return await call();
       } catch (err) {
         if (!retryable(err) || Date.now() + pause > deadline) throw err;
-        retries++;
         // at random, so processes that conflicted do not meet again at once
         await new Promise((r) => setTimeout(r, Math.random() * pause));
       }
@@ -34,6 +32,5 @@ export function retrying(d: SqlDriver, retryable: (err: unknown) => boolean): Sq
     // strata's statements outside transactions are idempotent (IF NOT EXISTS, VACUUM)
     exec: (sql) => again(() => d.exec(sql)),
     close: () => d.close(),
-    retries: () => retries,
   };
 }

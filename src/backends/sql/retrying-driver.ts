@@ -29,7 +29,7 @@ export function retrying(d: SqlDriver, retryable: (err: unknown) => boolean): Sq
     write: (fn) => again(() => d.write(fn)),
     read: (fn) => again(() => d.read(fn)),
     query: (sql, params) => again(() => d.query(sql, params)),
-    // strata's statements outside transactions are idempotent (IF NOT EXISTS, VACUUM)
+    // a profile's statements outside transactions are its schema's, each safe to run twice
     exec: (sql) => again(() => d.exec(sql)),
     close: () => d.close(),
   };

@@ -19,6 +19,8 @@ export interface DatabaseServer {
   start(): Promise<void>;
   /** stops it and removes its data */
   destroy(): Promise<void>;
+  /** the file the server logs to: every statement, when started with logStatements */
+  log?: string;
 }
 
 /** ports this process handed out: a port closed again can be the next one the system gives */
@@ -41,8 +43,9 @@ export async function freePort(): Promise<number> {
   }
 }
 
-function server(dir: string, createDatabase: (name: string) => string, start: () => Promise<void>, stop: () => Promise<void>): DatabaseServer {
+function server(dir: string, createDatabase: (name: string) => string, start: () => Promise<void>, stop: () => Promise<void>, log?: string): DatabaseServer {
   return {
+    log,
     url: createDatabase("strata"),
     createDatabase,
     stop,
@@ -70,6 +73,10 @@ const runAsync = (cmd: string, args: string[]) =>
 export interface ServerOptions {
   /** serve TLS only, with a self-signed certificate; URLs then ask for TLS */
   tls?: boolean;
+  /** log every statement the server receives (PostgreSQL's log_statement=all, MariaDB's general log) */
+  logStatements?: boolean;
+  /** PostgreSQL: server settings (-c name=value), such as default_transaction_isolation */
+  settings?: Record<string, string>;
 }
 
 /** a self-signed certificate for 127.0.0.1 in dir: [cert, key] */
@@ -108,11 +115,13 @@ export async function startPostgres(opts: ServerOptions = {}): Promise<DatabaseS
     writeFileSync(join(data, "pg_hba.conf"), "local all all trust\nhostssl all all 127.0.0.1/32 trust\n");
     tlsOptions = ` -c ssl=on -c ssl_cert_file=${cert} -c ssl_key_file=${key}`;
   }
+  const settings = { ...opts.settings, ...(opts.logStatements ? { log_statement: "all" } : {}) };
+  const extra = Object.entries(settings).map(([k, v]) => ` -c ${k}=${v}`).join("");
   const port = await freePort();
   const start = async () => {
     await asPostgresAsync(pgBin("pg_ctl"), [
       "-D", data, "-l", join(dir, "log"), "-w", "-t", "30",
-      "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200${tlsOptions}`,
+      "-o", `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c max_connections=200${tlsOptions}${extra}`,
       "start",
     ]);
   };
@@ -124,7 +133,7 @@ export async function startPostgres(opts: ServerOptions = {}): Promise<DatabaseS
     run(pgBin("psql"), ["-h", dir, "-p", String(port), "-U", "postgres", "-c", `CREATE DATABASE ${name}`]);
     return `postgres://postgres@127.0.0.1:${port}/${name}${opts.tls ? "?sslmode=require" : ""}`;
   };
-  return server(dir, createDatabase, start, stop);
+  return server(dir, createDatabase, start, stop, join(dir, "log"));
 }
 
 export async function startMariadb(opts: ServerOptions = {}): Promise<DatabaseServer> {
@@ -134,13 +143,15 @@ export async function startMariadb(opts: ServerOptions = {}): Promise<DatabaseSe
   const socket = join(dir, "mariadb.sock");
   run("mariadb-install-db", ["--no-defaults", `--datadir=${data}`, "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"]);
   const tlsArgs = opts.tls ? (([cert, key]) => [`--ssl-cert=${cert}`, `--ssl-key=${key}`, "--require-secure-transport=ON"])(selfSignedCert(dir)) : [];
+  const log = join(dir, "statements.log");
+  const logArgs = opts.logStatements ? ["--general-log=1", `--general-log-file=${log}`] : [];
   const port = await freePort();
   let child: ChildProcess | undefined;
   const start = async () => {
     child = spawn("/usr/sbin/mariadbd", [
       "--no-defaults", `--datadir=${data}`, `--port=${port}`, "--bind-address=127.0.0.1", `--socket=${socket}`,
       "--user=root", `--pid-file=${join(dir, "mariadb.pid")}`, "--skip-name-resolve", "--max-connections=300",
-      "--innodb-buffer-pool-size=128M", "--skip-log-bin", ...tlsArgs,
+      "--innodb-buffer-pool-size=128M", "--skip-log-bin", ...tlsArgs, ...logArgs,
     ], { stdio: "ignore" });
     const deadline = Date.now() + 30_000;
     for (;;) {
@@ -166,7 +177,7 @@ export async function startMariadb(opts: ServerOptions = {}): Promise<DatabaseSe
     // a self-signed certificate cannot be verified: encrypt without verifying
     return `mysql://strata:strata@127.0.0.1:${port}/${name}${opts.tls ? "?ssl=skip-verify" : ""}`;
   };
-  return server(dir, createDatabase, start, stop);
+  return server(dir, createDatabase, start, stop, opts.logStatements ? log : undefined);
 }
 
 /** nats-server with JetStream; each "database" is a bucket (a stream of its own) */

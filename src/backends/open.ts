@@ -2,6 +2,7 @@
 import { resolve } from "node:path";
 import type { Backend } from "../mvcc/backend.ts";
 import { NatsBackend } from "./nats/nats-backend.ts";
+import { engineOf } from "./sql/engine-profiles.ts";
 import { MysqlBackend } from "./sql/mysql.ts";
 import { PostgresBackend } from "./sql/postgres.ts";
 import { SqliteBackend } from "./sql/sqlite.ts";
@@ -39,5 +40,9 @@ async function openFamily(url: string, opts: BackendOptions): Promise<Backend> {
     return MysqlBackend.open(url.replace(/^mariadb:/, "mysql:"), redact(url), opts.poolSize);
   }
   if (url.startsWith("nats://")) return NatsBackend.create(url, redact(url));
-  throw new Error(`backend ${redact(url)}: unsupported scheme; supported: sqlite://, postgres://, mysql://, nats://`);
+  // the distributed engines: the rest of the URL is their wire's (PostgreSQL's or MySQL's)
+  const engine = engineOf(url);
+  if (engine?.profile.wire === "postgres") return PostgresBackend.open(engine.wireUrl, redact(url), opts.poolSize, undefined, engine.profile);
+  if (engine?.profile.wire === "mysql") return MysqlBackend.open(engine.wireUrl, redact(url), opts.poolSize, undefined, engine.profile);
+  throw new Error(`backend ${redact(url)}: unsupported scheme; supported: sqlite://, postgres://, mysql://, nats://, cockroachdb://, yugabytedb://, tidb://`);
 }

@@ -74,8 +74,8 @@ export const SETTINGS = {
   backend: {
     env: "STRATA_BACKEND",
     default: "sqlite://./strata.db",
-    help: "where the data lives: sqlite://PATH (relative) or sqlite:///ABSOLUTE/PATH, postgres://USER:PASS@HOST:5432/DB, mysql://USER:PASS@HOST:3306/DB, nats://HOST:4222?bucket=NAME, or an upstream etcd: etcd://HOST:2379 (etcds:// for TLS)",
-    schema: url("backend", ["sqlite", "postgres", "postgresql", "mysql", "mariadb", "nats", "etcd", "etcds"]),
+    help: "where the data lives: sqlite://PATH (relative) or sqlite:///ABSOLUTE/PATH, postgres://USER:PASS@HOST:5432/DB, mysql://USER:PASS@HOST:3306/DB, cockroachdb://, yugabytedb:// (as postgres://) or tidb:// (as mysql://; docs/distributed-sql.md), nats://HOST:4222?bucket=NAME, or an upstream etcd: etcd://HOST:2379 (etcds:// for TLS)",
+    schema: url("backend", ["sqlite", "postgres", "postgresql", "mysql", "mariadb", "nats", "etcd", "etcds", "cockroachdb", "yugabytedb", "tidb"]),
   },
   "etcd-cafile": {
     env: "STRATA_ETCD_CAFILE",

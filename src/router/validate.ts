@@ -6,11 +6,12 @@ import { ConfigError } from "../config/config-error.ts";
 import type { Topology } from "../config/topology.ts";
 import { redact } from "../backends/open.ts";
 import { isUpstreamUrl, UPSTREAM_SCHEMES } from "../backends/etcd/upstream.ts";
+import { ENGINE_SCHEMES } from "../backends/sql/engine-profiles.ts";
 import type { Match, Rule } from "../config/topology.ts";
 import { prefixOf } from "./kubernetes-key.ts";
 import { CompiledRule, globToRegExp } from "./rules.ts";
 
-const SCHEMES = ["sqlite://", "postgres://", "postgresql://", "mysql://", "mariadb://", "nats://", ...UPSTREAM_SCHEMES];
+const SCHEMES = ["sqlite://", "postgres://", "postgresql://", "mysql://", "mariadb://", "nats://", ...ENGINE_SCHEMES.map((s) => `${s}://`), ...UPSTREAM_SCHEMES];
 
 export function validateTopology(t: Topology): void {
   for (const [name, url] of t.backends) {

@@ -1,6 +1,7 @@
 // The contract suite's harness: a fresh database of the backend under test
-// (STRATA_TEST_BACKEND: sqlite by default, postgres, mariadb or nats; real servers started
-// once per test process by scripts/databases.ts), opened in this process as a Backend with
+// (STRATA_TEST_BACKEND: sqlite by default, postgres, mariadb, nats, or an engine profile on
+// its simulation: cockroach-sim, yugabyte-sim, tidb-sim; real servers started once per test
+// process by scripts/databases.ts), opened in this process as a Backend with
 // an mvcc Store on top. No gRPC and no child process: what is checked is the Backend
 // contract (src/mvcc/backend.ts) and the etcd semantics the store builds on it.
 import { create } from "@bufbuild/protobuf";
@@ -22,11 +23,12 @@ import type { Backend } from "../../src/mvcc/backend.ts";
 import { finishRange, rangeQuery } from "../../src/mvcc/range.ts";
 import { Store } from "../../src/mvcc/store.ts";
 import type { Event, KeyValue, Rev } from "../../src/mvcc/types.ts";
-import { BACKEND, freshDatabase } from "../support/strata.ts";
+import { BACKEND, freshDatabase, SIMULATIONS } from "../support/strata.ts";
+import { engineOf } from "../../src/backends/sql/engine-profiles.ts";
 
 export { BACKEND };
 /** the backends the contract covers; an upstream etcd is a whole keyspace, not a Backend */
-export const CONTRACT_BACKENDS = ["sqlite", "postgres", "mariadb", "nats"];
+export const CONTRACT_BACKENDS = ["sqlite", "postgres", "mariadb", "nats", ...Object.keys(SIMULATIONS)];
 export const covered = CONTRACT_BACKENDS.includes(BACKEND);
 /** several processes may share one database (not an SQLite file: one process owns it) */
 export const shared = BACKEND !== "sqlite";
@@ -145,6 +147,8 @@ export async function rangeOf(store: Store, r: RangeRequest, encode = false) {
  */
 export async function rawSql(url: string, statements: string[]): Promise<Array<Array<Record<string, unknown>>> | undefined> {
   const out: Array<Array<Record<string, unknown>>> = [];
+  // a distributed engine's profile: its wire's URL
+  url = engineOf(url)?.wireUrl ?? url;
   if (url.startsWith("sqlite://")) {
     const { Database } = await import("bun:sqlite");
     // a closed strata's connections let go of the file once their statements are collected

@@ -8,7 +8,7 @@ import { Etcd3 } from "etcd3";
 import { prefixEnd, rawWatch } from "../support/raw-watch.ts";
 import { BACKEND, startStrata, type StrataProcess } from "../support/strata.ts";
 
-if (BACKEND === "sqlite") throw new Error("multi-process tests need STRATA_TEST_BACKEND=postgres, mariadb or nats");
+if (BACKEND === "sqlite") throw new Error("multi-process tests need STRATA_TEST_BACKEND=postgres, mariadb, nats or an engine profile's simulation");
 
 let procs: StrataProcess[] = [];
 let clients: Etcd3[] = [];

@@ -1,6 +1,7 @@
 // Starts strata as a child process on a free loopback port, on a fresh database of the
-// backend under test: STRATA_TEST_BACKEND=sqlite (default), postgres, mariadb, nats, or
-// etcd (strata in front of an upstream etcd). The database servers are real ones, started
+// backend under test: STRATA_TEST_BACKEND=sqlite (default), postgres, mariadb, nats,
+// etcd (strata in front of an upstream etcd), or a distributed SQL engine's profile on a
+// simulation of it (cockroach-sim, yugabyte-sim, tidb-sim: see SIMULATIONS). The database servers are real ones, started
 // once per test process by scripts/databases.ts; each upstream etcd is a real etcd of its own.
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -35,13 +36,35 @@ export async function freshDatabase(kind: string, dir: string, etcdArgs: string[
     etcds.push(etcd);
     return `etcd://${etcd.endpoint}`;
   }
-  const start = { postgres: startPostgres, mariadb: startMariadb, nats: startNats }[kind];
-  if (!start) throw new Error(`database kind ${kind}: expected sqlite, postgres, mariadb, nats or etcd`);
+  const simulated = SIMULATIONS[kind];
+  if (simulated) return simulated.scheme + (await freshDatabase(simulated.server, dir)).replace(/^[a-z]+:/, ":");
+  const start = SERVERS[kind];
+  if (!start) throw new Error(`database kind ${kind}: expected sqlite, postgres, mariadb, nats, etcd or ${Object.keys(SIMULATIONS).join(", ")}`);
   if (!servers.has(kind)) {
     servers.set(kind, start());
   }
   return (await servers.get(kind)!).createDatabase(`strata_t${process.pid}_${++databases}`);
 }
+
+const SERVERS: Record<string, () => Promise<DatabaseServer>> = {
+  postgres: () => startPostgres(),
+  mariadb: () => startMariadb(),
+  nats: () => startNats(),
+  // every transaction SERIALIZABLE, so conflicts come back as 40001 (as CockroachDB's do)
+  "postgres-serializable": () => startPostgres({ settings: { default_transaction_isolation: "serializable" } }),
+};
+
+/**
+ * The distributed SQL engines cannot be installed here: each profile runs on the server
+ * whose wire it speaks, the PostgreSQL one with every transaction SERIALIZABLE. The
+ * profile itself never sends what the engine lacks (test/integration/engine-profiles.test.ts
+ * reads the servers' statement logs).
+ */
+export const SIMULATIONS: Record<string, { server: string; scheme: string }> = {
+  "cockroach-sim": { server: "postgres-serializable", scheme: "cockroachdb" },
+  "yugabyte-sim": { server: "postgres-serializable", scheme: "yugabytedb" },
+  "tidb-sim": { server: "mariadb", scheme: "tidb" },
+};
 
 /** Stops the database servers this test process started (bunfig.toml's preload calls it). */
 export async function stopDatabaseServers(): Promise<void> {

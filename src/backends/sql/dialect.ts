@@ -34,8 +34,13 @@ export interface Dialect {
    */
   lockMeta(c: SqlConn): Promise<Row[]>;
   /** Serializes schema migrations between processes starting at once (nothing where the file is exclusive). */
-  lockSchema(c: SqlConn): Promise<void>;
+  lockSchema?(c: SqlConn): Promise<void>;
   unlockSchema?(c: SqlConn): Promise<void>;
+  /**
+   * Engines without advisory or named locks (engine-profiles.ts): migrations are serialized
+   * through a lease row instead, their DDL outside transactions (schema-lease.ts)
+   */
+  readonly schemaLease?: boolean;
   /** how often to look for commits made by other strata processes (0: no other process can write) */
   readonly pollMs: number;
   /** bytes the database occupies and bytes in use */

@@ -1,10 +1,13 @@
 // MySQL and MariaDB (and wire-compatible engines) on mysql2. Writers serialize on the
 // meta revision row (SELECT ... FOR UPDATE, READ COMMITTED); reads run in consistent
 // snapshots. MySQL has no notifications: other processes' commits are found by polling.
+// TiDB speaks the same wire under a profile (engine-profiles.ts) without named locks.
 import mysql from "mysql2/promise";
 import { type Dialect, errorParts } from "./dialect.ts";
 import { Pending, plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
 import { READ_THREADS, ReadPool } from "./read-pool.ts";
+import { type EngineProfile, noDefragment, storedBytes } from "./engine-profiles.ts";
+import { retrying } from "./retrying-driver.ts";
 import { SqlBackend } from "./sql-backend.ts";
 
 /** MySQL indexes at most 3072 bytes; keys are indexed together with a revision */
@@ -55,6 +58,18 @@ export const mysqlDialect: Dialect = {
     if (errno === 1194 || errno === 1195 || errno === 1877) return "corrupt";
     return undefined;
   },
+};
+
+/** MySQL's dialect for an engine without named locks: schema changes go through the lease row; TiKV compacts itself. */
+export function profileDialect(profile: EngineProfile): Dialect {
+  // TiDB's information_schema.tables holds estimates from statistics: the rows are counted
+  return { ...mysqlDialect, lockSchema: undefined, unlockSchema: undefined, schemaLease: true, pollMs: profile.pollMs, size: storedBytes, defragment: noDefragment };
+}
+
+/** how transactions begin: the statements before their first; an engine profile's own otherwise */
+const BEGIN = {
+  write: ["SET TRANSACTION ISOLATION LEVEL READ COMMITTED", "START TRANSACTION"],
+  read: ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"],
 };
 
 /** mysql2 escapes values itself; bigints must stay exact numbers, bytes must be Buffers */
@@ -113,7 +128,7 @@ class BufferedConn implements SqlConn {
 }
 
 class MysqlDriver implements SqlDriver {
-  constructor(private readonly pool: mysql.Pool) {}
+  constructor(private readonly pool: mysql.Pool, private readonly begin: EngineProfile["begin"] = BEGIN) {}
 
   private async transaction<T>(setup: string[], fn: (c: SqlConn) => Promise<T>): Promise<T> {
     const q = await this.pool.getConnection();
@@ -133,14 +148,11 @@ class MysqlDriver implements SqlDriver {
   }
 
   write<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
-    return this.transaction(["SET TRANSACTION ISOLATION LEVEL READ COMMITTED", "START TRANSACTION"], fn);
+    return this.transaction(this.begin.write, fn);
   }
 
   read<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
-    return this.transaction(
-      ["SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"],
-      fn,
-    );
+    return this.transaction(this.begin.read, fn);
   }
 
   async query(sql: string, params: SqlValue[] = []): Promise<Row[]> {
@@ -158,7 +170,7 @@ class MysqlDriver implements SqlDriver {
 }
 
 /** A pool of `poolSize` connections to the database at `url` (mysql://). */
-export function openMysqlDriver(url: string, poolSize: number): MysqlDriver {
+export function openMysqlDriver(url: string, poolSize: number, begin?: EngineProfile["begin"]): MysqlDriver {
   const u = new URL(url);
   const ssl = u.searchParams.get("ssl") ?? u.searchParams.get("tls");
   const pool = mysql.createPool({
@@ -184,13 +196,16 @@ export function openMysqlDriver(url: string, poolSize: number): MysqlDriver {
       return next();
     },
   });
-  return new MysqlDriver(pool);
+  return new MysqlDriver(pool, begin);
 }
 
 export class MysqlBackend extends SqlBackend {
   /** `readThreads`: threads for the reads whose cost a client controls (read-pool.ts) */
-  static async open(url: string, name: string, poolSize: number, readThreads = READ_THREADS): Promise<MysqlBackend> {
+  /** `profile`: the engine behind the wire, when it is not MySQL or MariaDB */
+  static async open(url: string, name: string, poolSize: number, readThreads = READ_THREADS, profile?: EngineProfile): Promise<MysqlBackend> {
     const threads = readThreads > 0 ? await ReadPool.start(name, { mysql: url }, readThreads) : undefined;
-    return new MysqlBackend(name, openMysqlDriver(url, poolSize), mysqlDialect, threads);
+    const driver = openMysqlDriver(url, poolSize, profile?.begin);
+    if (!profile) return new MysqlBackend(name, driver, mysqlDialect, threads);
+    return new MysqlBackend(name, retrying(driver, profile.retryable), profileDialect(profile), threads);
   }
 }

@@ -1,11 +1,14 @@
 // PostgreSQL (and wire-compatible engines) on the `postgres` driver. Writers serialize
 // on the meta revision row (SELECT ... FOR UPDATE); reads run in REPEATABLE READ
 // snapshots; commits are announced with NOTIFY so other strata processes publish
-// them to their watchers at once.
+// them to their watchers at once. CockroachDB and YugabyteDB speak the same wire under
+// a profile (engine-profiles.ts) that uses neither NOTIFY nor advisory locks.
 import postgres from "postgres";
 import { type Dialect, errorParts, UPSERT_ON_CONFLICT } from "./dialect.ts";
 import { Pending, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
 import { READ_THREADS, ReadPool } from "./read-pool.ts";
+import { type EngineProfile, noDefragment, storedBytes } from "./engine-profiles.ts";
+import { retrying } from "./retrying-driver.ts";
 import { SqlBackend } from "./sql-backend.ts";
 
 /** the NOTIFY channel strata processes announce commits on */
@@ -79,6 +82,26 @@ const BYTEA = {
   parse: (x: string) => Buffer.from(x.slice(2), "hex"),
 };
 
+/**
+ * PostgreSQL's dialect for an engine without NOTIFY and advisory locks: writers only lock
+ * the meta rows, other processes' commits are found by polling, schema changes go
+ * through the lease row.
+ */
+export function profileDialect(profile: EngineProfile): Dialect {
+  return {
+    ...postgresDialect,
+    lockMeta: (c) => c.all("SELECT name, num FROM meta FOR UPDATE"),
+    lockSchema: undefined,
+    schemaLease: true,
+    pollMs: profile.pollMs,
+    size: (c) => storedBytes(c),
+    defragment: noDefragment,
+  };
+}
+
+/** how transactions begin (BEGIN's options); an engine profile's own otherwise */
+const BEGIN = { write: [], read: ["ISOLATION LEVEL REPEATABLE READ READ ONLY"] };
+
 /** `?` placeholders → `$1, $2, …` (strata's SQL has no `?` inside literals) */
 function numbered(sql: string): string {
   let i = 0;
@@ -102,7 +125,7 @@ function conn(q: postgres.TransactionSql, pending: Pending): SqlConn {
 }
 
 class PostgresDriver implements SqlDriver {
-  constructor(readonly sql: postgres.Sql) {}
+  constructor(readonly sql: postgres.Sql, private readonly begin: EngineProfile["begin"] = BEGIN) {}
 
   /**
    * A transaction as the driver runs it (it also ends one whose connection dropped).
@@ -119,11 +142,11 @@ class PostgresDriver implements SqlDriver {
   }
 
   write<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
-    return this.transaction("", fn);
+    return this.transaction(this.begin.write.join(" "), fn);
   }
 
   read<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
-    return this.transaction("ISOLATION LEVEL REPEATABLE READ READ ONLY", fn);
+    return this.transaction(this.begin.read.join(" "), fn);
   }
 
   async query(sql: string, params: SqlValue[] = []): Promise<Row[]> {
@@ -140,7 +163,7 @@ class PostgresDriver implements SqlDriver {
 }
 
 /** A pool of `poolSize` connections to the database at `url`. */
-export function openPostgresDriver(url: string, poolSize: number): PostgresDriver {
+export function openPostgresDriver(url: string, poolSize: number, begin?: EngineProfile["begin"]): PostgresDriver {
   return new PostgresDriver(postgres(url, {
     max: poolSize,
     types: { bigint: postgres.BigInt, bytea: BYTEA },
@@ -153,22 +176,36 @@ export function openPostgresDriver(url: string, poolSize: number): PostgresDrive
     // long, and strata came back seconds after the database did. A refused attempt
     // costs the database nothing, so retry soon.
     backoff: (retries: number) => Math.min(0.025 * 2 ** retries, RECONNECT_MAX_S),
-  }));
+  }), begin);
 }
 
 export class PostgresBackend extends SqlBackend {
-  /** `readThreads`: threads for the reads whose cost a client controls (read-pool.ts) */
-  static async open(url: string, name: string, poolSize: number, readThreads = READ_THREADS): Promise<PostgresBackend> {
+  /**
+   * `readThreads`: threads for the reads whose cost a client controls (read-pool.ts);
+   * `profile`: the engine behind the wire, when it is not PostgreSQL
+   */
+  static async open(url: string, name: string, poolSize: number, readThreads = READ_THREADS, profile?: EngineProfile): Promise<PostgresBackend> {
     const threads = readThreads > 0 ? await ReadPool.start(name, { postgres: url }, readThreads) : undefined;
-    return new PostgresBackend(name, openPostgresDriver(url, poolSize), threads);
+    const pg = openPostgresDriver(url, poolSize, profile?.begin);
+    if (!profile) return new PostgresBackend(name, pg, pg, postgresDialect, threads, true);
+    return new PostgresBackend(name, pg, retrying(pg, profile.retryable), profileDialect(profile), threads, false);
   }
 
-  private constructor(name: string, private readonly pg: PostgresDriver, threads: ReadPool | undefined) {
-    super(name, pg, postgresDialect, threads);
+  private constructor(
+    name: string,
+    private readonly pg: PostgresDriver,
+    driver: SqlDriver,
+    dialect: Dialect,
+    threads: ReadPool | undefined,
+    /** whether commits are announced with NOTIFY (an engine profile polls alone) */
+    private readonly listens: boolean,
+  ) {
+    super(name, driver, dialect, threads);
   }
 
   override onExternalCommit(notify: () => void): () => void {
     const stopPoll = super.onExternalCommit(notify);
+    if (!this.listens) return stopPoll;
     const sql = this.pg.sql;
     let unlisten: (() => Promise<void>) | undefined;
     sql.listen(COMMIT_CHANNEL, (from) => from !== PROCESS_ID && notify(), () => notify()).then(

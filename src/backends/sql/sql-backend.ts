@@ -12,6 +12,7 @@ import { indexAnswersExactly } from "../../selectors/index.ts";
 import { type Dialect, KV_COLUMNS } from "./dialect.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
 import { SCHEMA_VERSION, schemaStatements } from "./schema.ts";
+import { idempotent, withSchemaLease } from "./schema-lease.ts";
 import { compactIndex, forgetIndex, IndexRows, ownedRows, type SelectedRead, selectedCountSql, selectedRangeSql } from "./selector-index.ts";
 
 const EMPTY = new Uint8Array(0);
@@ -132,18 +133,24 @@ export class SqlBackend implements Backend {
   }
 
   private async migrate(from: number): Promise<void> {
+    if (this.dialect.schemaLease) return this.migrateUnderLease();
     await this.driver.write(async (c) => {
       // another strata process may be migrating at the same moment: the first one wins
-      await this.dialect.lockSchema(c);
+      await this.dialect.lockSchema?.(c);
       if ((await schemaVersion(c)) !== from) return void (await this.dialect.unlockSchema?.(c));
       for (const stmt of schemaStatements(from, this.dialect)) await c.run(stmt);
-      if (from === 0) {
-        for (const [name, num] of [["revision", 1n], ["compact_revision", 0n], ["cluster_id", randomId()], ["member_id", randomId()], ["schema_version", 0n]] as const) {
-          await c.run("INSERT INTO meta (name, num) VALUES (?, ?)", [name, num]);
-        }
-      }
-      await c.run("UPDATE meta SET num = ? WHERE name = 'schema_version'", [BigInt(SCHEMA_VERSION)]);
+      await recordSchema(c, from, "INSERT INTO");
       await this.dialect.unlockSchema?.(c);
+    });
+  }
+
+  /** The schema made under the lease row (schema-lease.ts): each statement on its own, safe to run twice. */
+  private migrateUnderLease(): Promise<void> {
+    return withSchemaLease(this.driver, this.dialect, this.name, async () => {
+      const from = await this.driver.read((c) => schemaVersion(c));
+      if (from >= SCHEMA_VERSION) return;
+      for (const stmt of schemaStatements(from, this.dialect)) await this.driver.exec(idempotent(stmt, this.dialect));
+      await this.driver.write((c) => recordSchema(c, from, this.dialect.insertIgnoring[0], this.dialect.insertIgnoring[1]));
     });
   }
 
@@ -542,6 +549,16 @@ async function schemaVersion(c: SqlConn): Promise<number> {
   } catch {
     return 0;
   }
+}
+
+/** The meta rows of a new database (`insert`: how they are inserted), and the schema's version. */
+async function recordSchema(c: SqlConn, from: number, insert: string, insertEnd = ""): Promise<void> {
+  if (from === 0) {
+    for (const [name, num] of [["revision", 1n], ["compact_revision", 0n], ["cluster_id", randomId()], ["member_id", randomId()], ["schema_version", 0n]] as const) {
+      await c.run(`${insert} meta (name, num) VALUES (?, ?)${insertEnd}`, [name, num]);
+    }
+  }
+  await c.run("UPDATE meta SET num = ? WHERE name = 'schema_version'", [BigInt(SCHEMA_VERSION)]);
 }
 
 async function readMeta(c: SqlConn): Promise<{ revision: Rev; compactRevision: Rev; clusterId: bigint; memberId: bigint }> {

@@ -10,7 +10,8 @@ import { superviseTls, tlsServerOptions } from "../api/tls.ts";
 import { commit, version } from "./build-info.ts";
 import { observabilityApp } from "../api/http/app.ts";
 import { serveHttp } from "../api/http/serve.ts";
-import { followConfigFile, openKeyspace } from "../keyspace/open.ts";
+import { followRoutingPolicy, openKeyspace } from "../keyspace/open.ts";
+import { readRemoteTopology } from "../keyspace/topology-sources.ts";
 import { type Config, ConfigError, helpText } from "../config/config.ts";
 import { loadCheckedConfig } from "./config.ts";
 import { log, setLogLevel } from "../observe/log.ts";
@@ -69,6 +70,8 @@ async function serve(config: Config): Promise<void> {
   // certificates and token keys are checked before any database is opened
   const tls = config.tls ? tlsServerOptions(config.tls) : undefined;
   const tokens = tokenProvider(config["auth-token"], config["auth-token-ttl"]);
+  // a topology served by a URL or kept in a Secret is read before the databases open
+  if (config.topologySource) config.topology = await readRemoteTopology(config, config.topologySource);
   const { keyspace, identity } = await openKeyspace(config, log, observer.instrument);
   keyspace.start();
   observer.follow(keyspace);
@@ -80,7 +83,7 @@ async function serve(config: Config): Promise<void> {
   }, log);
   await auth.start();
   onShutdown("auth store", () => auth.stop());
-  const stopWatchingConfig = config.topologyFile ? followConfigFile(config, keyspace, log) : () => {};
+  const stopWatchingConfig = followRoutingPolicy(config, keyspace, log);
 
   const [listen, ...moreListens] = config.listenUrls as [URL, ...URL[]];
   const clientUrls = config["advertise-client-urls"]

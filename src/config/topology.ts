@@ -29,9 +29,22 @@ export interface Rule {
 }
 
 
+/** What a topology entry sets for its backend beyond the URL, where strata can honour it. */
+export interface BackendSettings {
+  /** connections in the backend's pool (HariKube's connectionPool.maxOpen) */
+  poolSize?: number;
+}
+
 export interface Topology {
   /** backend name → URL, in the order written */
   backends: Map<string, string>;
+  /** backend name → its own settings, for the backends that set any */
+  settings?: Map<string, BackendSettings>;
+  /**
+   * Fields the entries set that strata does not honour, one line naming each entry and
+   * field (warned about when the topology is put in force, never silently dropped).
+   */
+  ignored?: string;
   default: string;
   rules: Rule[];
   /**
@@ -96,14 +109,74 @@ const StrataSchema = v.object({
   "key-prefix": v.optional(KeyPrefixSchema),
 });
 
-const HarikubeEntry = v.strictObject({
+/** a duration as Go writes one (30s, 5m, 1h30m) or a number of seconds */
+const goDuration = (what: string) => v.union([v.number(), v.pipe(v.string(), v.regex(/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/, `${what} must be a duration such as 30s or 5m`))], `${what} must be a duration such as 30s or 5m`);
+const count = (what: string) => v.pipe(v.number(`${what} must be a number`), v.integer(`${what} must be a whole number`), v.minValue(0, `${what} must not be negative`));
+
+/** HariKube's per-backend fields besides the matcher; what strata does with each is in backendSettings */
+const HarikubeEntry = v.looseObject({
   name: nonEmpty("name"),
   endpoint: nonEmpty("endpoint"),
   prefix: v.optional(v.strictObject({ prefix: nonEmpty("prefix.prefix") })),
   namespace: v.optional(v.strictObject({ namespace: nonEmpty("namespace.namespace") })),
   customresource: v.optional(v.strictObject({ group: nonEmpty("customresource.group"), kind: nonEmpty("customresource.kind") })),
   regexp: v.optional(v.strictObject({ prefix: v.optional(v.string()), key: regex("regexp.key") })),
+  backendTLS: v.optional(v.looseObject({
+    caFile: v.optional(v.string("backendTLS.caFile must be a string")),
+    certFile: v.optional(v.string("backendTLS.certFile must be a string")),
+    keyFile: v.optional(v.string("backendTLS.keyFile must be a string")),
+    skipVerify: v.optional(v.boolean("backendTLS.skipVerify must be true or false")),
+  })),
+  connectionPool: v.optional(v.looseObject({
+    maxIdle: v.optional(count("connectionPool.maxIdle")),
+    maxOpen: v.optional(v.pipe(count("connectionPool.maxOpen"), v.minValue(1, "connectionPool.maxOpen must be at least 1"))),
+    maxLifeTime: v.optional(goDuration("connectionPool.maxLifeTime")),
+    maxIdleLifeTime: v.optional(goDuration("connectionPool.maxIdleLifeTime")),
+  })),
+  compactInterval: v.optional(goDuration("compactInterval")),
+  compactMinRetain: v.optional(count("compactMinRetain")),
+  compactBatchSize: v.optional(count("compactBatchSize")),
+  disableStorageLevelFiltering: v.optional(v.boolean("disableStorageLevelFiltering must be true or false")),
 }, "a HariKube backend is { name, endpoint } with at most one of prefix, namespace, customresource, regexp");
+
+type HarikubeBackend = v.InferOutput<typeof HarikubeEntry>;
+
+const MATCHERS = ["prefix", "namespace", "customresource", "regexp"] as const;
+/** why strata leaves a HariKube field aside, by field */
+const NOT_HONOURED: Record<string, string> = {
+  "connectionPool.maxIdle": "strata's pools keep their connections",
+  "connectionPool.maxLifeTime": "strata's pools keep their connections",
+  "connectionPool.maxIdleLifeTime": "strata's pools keep their connections",
+  compactInterval: "strata compacts the whole keyspace at one revision (--auto-compaction-*)",
+  compactMinRetain: "strata compacts the whole keyspace at one revision (--auto-compaction-*)",
+  compactBatchSize: "strata compacts the whole keyspace at one revision (--auto-compaction-*)",
+  disableStorageLevelFiltering: "strata filters selected lists where the keys are stored (--selector-index)",
+  backendTLS: "strata reads a database's TLS settings from its URL (?sslmode=… for PostgreSQL, ?ssl=true|skip-verify for MySQL)",
+};
+
+/**
+ * The settings strata honours from one entry, and the fields it does not (each with why);
+ * unknown fields are named too, as a typo must not pass unseen.
+ */
+function backendSettings(b: HarikubeBackend): { settings: BackendSettings; ignored: string[] } {
+  const settings: BackendSettings = {};
+  const ignored: string[] = [];
+  const known = new Set<string>(["name", "endpoint", ...MATCHERS, "backendTLS", "connectionPool", "compactInterval", "compactMinRetain", "compactBatchSize", "disableStorageLevelFiltering"]);
+  for (const k of Object.keys(b)) if (!known.has(k)) ignored.push(`${k} (unknown)`);
+  const pool = b.connectionPool as Record<string, unknown> | undefined;
+  if (pool) {
+    if (pool.maxOpen !== undefined) settings.poolSize = pool.maxOpen as number;
+    for (const k of Object.keys(pool)) {
+      if (k === "maxOpen") continue;
+      const f = `connectionPool.${k}`;
+      ignored.push(NOT_HONOURED[f] ? `${f} (${NOT_HONOURED[f]})` : `${f} (unknown)`);
+    }
+  }
+  for (const f of ["compactInterval", "compactMinRetain", "compactBatchSize", "disableStorageLevelFiltering", "backendTLS"] as const) {
+    if (b[f] !== undefined) ignored.push(`${f} (${NOT_HONOURED[f]})`);
+  }
+  return { settings, ignored };
+}
 
 const HarikubeSchema = v.object({ backends: v.array(HarikubeEntry), "key-prefix": v.optional(KeyPrefixSchema) });
 
@@ -176,30 +249,85 @@ function prefixList(keyPrefix: string | string[] | undefined): string[] {
 function readHarikube(doc: Record<string, unknown>, source: string): Topology {
   const r = v.safeParse(HarikubeSchema, { backends: doc.backends, "key-prefix": doc["key-prefix"] });
   if (!r.success) fail(source, r.issues);
-  const backends = new Map<string, string>();
-  const rules: Rule[] = [];
-  let def: string | undefined;
-  r.output.backends.forEach((b, i) => {
-    const where = `${source}: backends[${i}]`;
-    if (backends.has(b.name) && backends.get(b.name) !== normaliseEndpoint(b.endpoint)) {
-      throw new ConfigError(`${where}.name: backend "${b.name}" is listed twice with different endpoints`);
-    }
-    backends.set(b.name, normaliseEndpoint(b.endpoint));
-    const matchers = (["prefix", "namespace", "customresource", "regexp"] as const).filter((k) => b[k] !== undefined);
-    if (matchers.length > 1) throw new ConfigError(`${where}: has ${matchers.join(" and ")}; a HariKube backend has at most one matcher`);
-    let match: Match | undefined;
-    if (b.prefix) match = { prefix: b.prefix.prefix };
-    if (b.namespace) match = { namespace: b.namespace.namespace };
-    if (b.customresource) match = { group: b.customresource.group, resource: pluralOf(b.customresource.kind) };
-    if (b.regexp) match = { ...(b.regexp.prefix ? { prefix: b.regexp.prefix } : {}), key: b.regexp.key };
-    if (match) rules.push({ match, backend: b.name, source: where });
-    else if (def === undefined) def = b.name;
-    else if (def !== b.name) throw new ConfigError(`${where}: "${b.name}" has no matcher but "${def}" is already the default backend; give one of them a matcher`);
-  });
+  const read = harikubeEntries(r.output.backends, (i) => `${source}: backends[${i}]`);
+  const def = read.defaults[0];
   if (def === undefined) {
     throw new ConfigError(`${source}: backends: list one backend without a matcher; it holds the keys no matcher takes`);
   }
-  return finish({ backends, default: def, rules, keyPrefixes: prefixList(r.output["key-prefix"]), source });
+  const other = read.defaults.find((d) => d.name !== def.name);
+  if (other) throw new ConfigError(`${other.where}: "${other.name}" has no matcher but "${def.name}" is already the default backend; give one of them a matcher`);
+  const { backends, settings, rules, ignored } = read;
+  return finish({ backends, settings, rules, ignored, default: def.name, keyPrefixes: prefixList(r.output["key-prefix"]), source });
+}
+
+/** HariKube's backend entries: the backends, their settings, the rules of those with a matcher, those without one */
+function harikubeEntries(entries: HarikubeBackend[], where: (i: number) => string) {
+  const backends = new Map<string, string>();
+  const settings = new Map<string, BackendSettings>();
+  const rules: Rule[] = [];
+  const defaults: Array<{ name: string; where: string }> = [];
+  const ignored: string[] = [];
+  entries.forEach((b, i) => {
+    const at = where(i);
+    if (backends.has(b.name) && backends.get(b.name) !== normaliseEndpoint(b.endpoint)) {
+      throw new ConfigError(`${at}.name: backend "${b.name}" is listed twice with different endpoints`);
+    }
+    backends.set(b.name, normaliseEndpoint(b.endpoint));
+    const s = backendSettings(b);
+    if (Object.keys(s.settings).length > 0) settings.set(b.name, { ...settings.get(b.name), ...s.settings });
+    if (s.ignored.length > 0) ignored.push(`${at.replace(/^.*: /, "")} (${b.name}): ${s.ignored.join(", ")}`);
+    const matchers = MATCHERS.filter((k) => b[k] !== undefined);
+    if (matchers.length > 1) throw new ConfigError(`${at}: has ${matchers.join(" and ")}; a HariKube backend has at most one matcher`);
+    let match: Match | undefined;
+    if (b.prefix) match = { prefix: b.prefix.prefix };
+    if (b.namespace) match = { namespace: b.namespace.namespace };
+    if (b.customresource) match = { group: groupOf(b.customresource.group), resource: resourceOf(b.customresource.kind) };
+    if (b.regexp) match = { ...(b.regexp.prefix ? { prefix: b.regexp.prefix } : {}), key: b.regexp.key };
+    if (match) rules.push({ match, backend: b.name, source: at });
+    else defaults.push({ name: b.name, where: at });
+  });
+  return { backends, settings, rules, defaults, ignored: ignored.length > 0 ? ignored.join("; ") : undefined };
+}
+
+/** HariKube's examples write the group with its version (product.example.com/v1): keys carry the group alone */
+function groupOf(group: string): string {
+  return group.replace(/\/[^/]*$/, "");
+}
+
+/** HariKube's examples name the plural (kind: shirts); a Kind (Shirt) is made plural */
+function resourceOf(kind: string): string {
+  return kind === kind.toLowerCase() ? kind : pluralOf(kind);
+}
+
+/** A TopologyConfig object's spec, as strata reads it; `migrate` is strata's own extension. */
+export interface TopologyConfigSpec {
+  backends: Map<string, string>;
+  settings: Map<string, BackendSettings>;
+  rules: Rule[];
+  migrate: boolean;
+  ignored?: string;
+}
+
+const TopologyConfigSchema = v.object({
+  spec: v.object({
+    targetSecret: v.optional(v.string("targetSecret must be a string")),
+    backends: v.pipe(v.array(HarikubeEntry, "backends must be a list of { name, endpoint, <matcher> }"), v.minLength(1, "backends must list at least one backend")),
+    migrate: v.optional(v.boolean("migrate must be true or false"), false),
+  }, "spec must be an object with backends"),
+}, "a TopologyConfig has a spec");
+
+/**
+ * Reads a TopologyConfig object (`source` names it: "TopologyConfig NS/NAME"): every entry
+ * needs a matcher, as the default backend is the config file's.
+ */
+export function readTopologyConfig(object: unknown, source: string): TopologyConfigSpec {
+  const r = v.safeParse(TopologyConfigSchema, object);
+  if (!r.success) fail(source, r.issues);
+  const read = harikubeEntries(r.output.spec.backends, (i) => `${source}: spec.backends[${i}]`);
+  const d = read.defaults[0];
+  if (d) throw new ConfigError(`${d.where}: "${d.name}" has no matcher (prefix, namespace, customresource or regexp); the default backend is set where strata's config is, not by a TopologyConfig`);
+  rulesAsKeyBytes(read.rules);
+  return { backends: read.backends, settings: read.settings, rules: read.rules, migrate: r.output.spec.migrate, ignored: read.ignored };
 }
 
 /**
@@ -229,11 +357,15 @@ function finish(t: Topology): Topology {
       throw new ConfigError(`${t.source}: key prefixes ${a} and ${b} contain one another; give each kube-apiserver a prefix outside the others' (--etcd-prefix /tenant-a/registry), or list only the ones in use in key-prefix`);
     }
   }
-  for (const r of t.rules) {
+  rulesAsKeyBytes(t.rules);
+  return t;
+}
+
+function rulesAsKeyBytes(rules: Rule[]): void {
+  for (const r of rules) {
     const m = r.match;
     for (const f of ["prefix", "group", "resource", "namespace"] as const) if (m[f] !== undefined) m[f] = asKeyBytes(m[f]!);
   }
-  return t;
 }
 
 /** The topology of a plain `--backend URL`: one backend, no rules. */

@@ -5,9 +5,12 @@ import { EtcdKeyspace } from "../backends/etcd/etcd-keyspace.ts";
 import { isUpstreamUrl, Upstream, type UpstreamTls } from "../backends/etcd/upstream.ts";
 import type { Config } from "../config/config.ts";
 import type { Backend } from "../mvcc/backend.ts";
-import { openRouter, watchTopology } from "../router/open.ts";
+import { openRouter } from "../router/open.ts";
 import { DatabaseKeyspace } from "./database.ts";
 import { Dispatcher } from "./dispatcher.ts";
+import { RoutingPolicy } from "./routing-policy.ts";
+import { TopologyConfigs } from "./topology-configs.ts";
+import { followTopologySource } from "./topology-sources.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
@@ -83,8 +86,20 @@ function upstreamTls(config: Config): UpstreamTls {
   return { ca: file(config["etcd-cafile"]), cert: file(config["etcd-certfile"]), key: file(config["etcd-keyfile"]) };
 }
 
-/** Follows the config file for routes appended at the end (router/open.ts); returns the function that stops. */
-export function followConfigFile(config: Config, keyspace: Dispatcher, log: Log): () => void {
+/**
+ * Follows the routing policy's sources while strata serves: the config source (file, URL,
+ * Secret) for appended routes, and the TopologyConfig objects in the keyspace unless
+ * --topology-configs=false. Returns the function that stops.
+ */
+export function followRoutingPolicy(config: Config, keyspace: Dispatcher, log: Log): () => void {
+  const router = keyspace.database.router;
   const upstreams = new Map([...keyspace.upstreams].map(([name, k]) => [name, k.upstream]));
-  return watchTopology(config, keyspace.database.router, upstreams, log);
+  const policy = new RoutingPolicy(router, upstreams, keyspace, log);
+  const configs = config["topology-configs"] ? new TopologyConfigs(keyspace, policy, router.topology.keyPrefixes[0]!, log) : undefined;
+  configs?.start();
+  const stopSource = followTopologySource(config, keyspace, policy, configs, log);
+  return () => {
+    stopSource();
+    configs?.stop();
+  };
 }

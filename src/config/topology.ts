@@ -183,7 +183,9 @@ const HarikubeSchema = v.object({ backends: v.array(HarikubeEntry), "key-prefix"
 function fail(source: string, issues: v.BaseIssue<unknown>[]): never {
   const issue = issues[0]!;
   const path = issue.path?.map((p) => (typeof p.key === "number" ? `[${p.key}]` : `.${String(p.key)}`)).join("").replace(/^\./, "");
-  throw new ConfigError(`${source}: ${path ? `${path}: ` : ""}${issue.message}`);
+  // a required field left out: say so before what the object takes
+  const missing = issue.kind === "schema" && issue.received === "undefined" && path ? "missing; " : "";
+  throw new ConfigError(`${source}: ${path ? `${path}: ` : ""}${missing}${issue.message}`);
 }
 
 /** Reads the routing part of a parsed config document; undefined when it has none. */

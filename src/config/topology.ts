@@ -118,7 +118,7 @@ const HarikubeEntry = v.looseObject({
   name: nonEmpty("name"),
   endpoint: nonEmpty("endpoint"),
   prefix: v.optional(v.strictObject({ prefix: nonEmpty("prefix.prefix") })),
-  namespace: v.optional(v.strictObject({ namespace: nonEmpty("namespace.namespace") })),
+  namespace: v.optional(v.strictObject({ namespace: nonEmpty("namespace.namespace"), kinds: v.optional(v.array(nonEmpty("namespace.kinds[]"))) })),
   customresource: v.optional(v.strictObject({ group: nonEmpty("customresource.group"), kind: nonEmpty("customresource.kind") })),
   regexp: v.optional(v.strictObject({ prefix: v.optional(v.string()), key: regex("regexp.key") })),
   backendTLS: v.optional(v.looseObject({
@@ -280,13 +280,18 @@ function harikubeEntries(entries: HarikubeBackend[], where: (i: number) => strin
     if (s.ignored.length > 0) ignored.push(`${at.replace(/^.*: /, "")} (${b.name}): ${s.ignored.join(", ")}`);
     const matchers = MATCHERS.filter((k) => b[k] !== undefined);
     if (matchers.length > 1) throw new ConfigError(`${at}: has ${matchers.join(" and ")}; a HariKube backend has at most one matcher`);
-    let match: Match | undefined;
-    if (b.prefix) match = { prefix: b.prefix.prefix };
-    if (b.namespace) match = { namespace: b.namespace.namespace };
-    if (b.customresource) match = { group: groupOf(b.customresource.group), resource: resourceOf(b.customresource.kind) };
-    if (b.regexp) match = { ...(b.regexp.prefix ? { prefix: b.regexp.prefix } : {}), key: b.regexp.key };
-    if (match) rules.push({ match, backend: b.name, source: at });
-    else defaults.push({ name: b.name, where: at });
+    const matches: Match[] = [];
+    if (b.prefix) matches.push({ prefix: b.prefix.prefix });
+    // a namespace's keys, or only those of the kinds listed: one rule per kind
+    if (b.namespace) {
+      const ns = b.namespace.namespace;
+      if (b.namespace.kinds?.length) matches.push(...b.namespace.kinds.map((k) => ({ namespace: ns, resource: resourceOf(k) })));
+      else matches.push({ namespace: ns });
+    }
+    if (b.customresource) matches.push({ group: groupOf(b.customresource.group), resource: resourceOf(b.customresource.kind) });
+    if (b.regexp) matches.push({ ...(b.regexp.prefix ? { prefix: b.regexp.prefix } : {}), key: b.regexp.key });
+    for (const match of matches) rules.push({ match, backend: b.name, source: at });
+    if (matches.length === 0) defaults.push({ name: b.name, where: at });
   });
   return { backends, settings, rules, defaults, ignored: ignored.length > 0 ? ignored.join("; ") : undefined };
 }
@@ -316,7 +321,7 @@ const TopologyConfigSchema = v.object({
     backends: v.pipe(v.array(HarikubeEntry, "backends must be a list of { name, endpoint, <matcher> }"), v.minLength(1, "backends must list at least one backend")),
     migrate: v.optional(v.boolean("migrate must be true or false"), false),
   }, "spec must be an object with backends"),
-}, "a TopologyConfig has a spec");
+}, "a TopologyConfig is { spec: { backends: [...] } }");
 
 /**
  * Reads a TopologyConfig object (`source` names it: "TopologyConfig NS/NAME"): every entry

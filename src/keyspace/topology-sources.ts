@@ -10,7 +10,7 @@ import { create } from "@bufbuild/protobuf";
 import { RangeRequestSchema, WatchCreateRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { openBackend } from "../backends/open.ts";
 import { type Config, ConfigError, parseConfigText, readConfigFile, type RemoteTopology } from "../config/config.ts";
-import { DEFAULT_KEY_PREFIX, readTopology, type Topology } from "../config/topology.ts";
+import { DEFAULT_KEY_PREFIX, readTopology, type Topology, TOPOLOGY_KEYS } from "../config/topology.ts";
 import { normaliseEndpoint } from "../config/endpoint.ts";
 import { DELETE } from "../mvcc/types.ts";
 import type { Log } from "../observe/log.ts";
@@ -34,7 +34,15 @@ function topologyOf(text: string, source: string): Topology {
   const t = readTopology(doc, source);
   if (!t) throw new ConfigError(`${source}: backends: names no backends to route to`);
   validateTopology(t);
-  return t;
+  return withOthers(t, Object.keys(doc));
+}
+
+/** names the document's settings other than routing, which a fetched topology does not set */
+function withOthers(t: Topology, keys: string[]): Topology {
+  const others = keys.filter((k) => !(TOPOLOGY_KEYS as readonly string[]).includes(k));
+  if (others.length === 0) return t;
+  const line = `${others.join(", ")} (settings come from flags, the environment or a config file, not a fetched topology)`;
+  return { ...t, ignored: t.ignored ? `${t.ignored}; ${line}` : line };
 }
 
 /**
@@ -47,17 +55,19 @@ export function topologyOfSecret(files: Map<string, Uint8Array>, source: string)
   if (names.length === 1) return topologyOf(Buffer.from(files.get(names[0]!)!).toString("utf8"), `${source}/${names[0]}`);
   const backends: unknown[] = [];
   let keyPrefix: unknown;
+  const keys: string[] = [];
   for (const name of names) {
     const doc = parseConfigText(Buffer.from(files.get(name)!).toString("utf8"), name);
+    keys.push(...Object.keys(doc));
     if (!Array.isArray(doc.backends)) {
       throw new ConfigError(`${source}/${name}: backends: a Secret of several files holds HariKube's lists of backends (strata's own format goes in one file)`);
     }
     backends.push(...doc.backends);
     keyPrefix ??= doc["key-prefix"];
   }
-  const t = readTopology({ backends, ...(keyPrefix !== undefined && { "key-prefix": keyPrefix }) }, source);
-  validateTopology(t!);
-  return t!;
+  const t = readTopology({ backends, ...(keyPrefix !== undefined && { "key-prefix": keyPrefix }) }, source)!;
+  validateTopology(t);
+  return withOthers(t, [...new Set(keys)]);
 }
 
 /** Fetches a URL's topology; `etag`: the version held (answered 304 when unchanged). */

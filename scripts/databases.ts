@@ -19,6 +19,8 @@ export interface DatabaseServer {
   start(): Promise<void>;
   /** stops it and removes its data */
   destroy(): Promise<void>;
+  /** with TLS: the server's self-signed certificate, which clients may verify it against */
+  certFile?: string;
 }
 
 /** ports this process handed out: a port closed again can be the next one the system gives */
@@ -41,8 +43,9 @@ export async function freePort(): Promise<number> {
   }
 }
 
-function server(dir: string, createDatabase: (name: string) => string, start: () => Promise<void>, stop: () => Promise<void>): DatabaseServer {
+function server(dir: string, createDatabase: (name: string) => string, start: () => Promise<void>, stop: () => Promise<void>, certFile?: string): DatabaseServer {
   return {
+    certFile,
     url: createDatabase("strata"),
     createDatabase,
     stop,
@@ -124,7 +127,7 @@ export async function startPostgres(opts: ServerOptions = {}): Promise<DatabaseS
     run(pgBin("psql"), ["-h", dir, "-p", String(port), "-U", "postgres", "-c", `CREATE DATABASE ${name}`]);
     return `postgres://postgres@127.0.0.1:${port}/${name}${opts.tls ? "?sslmode=require" : ""}`;
   };
-  return server(dir, createDatabase, start, stop);
+  return server(dir, createDatabase, start, stop, opts.tls ? join(data, "server.crt") : undefined);
 }
 
 export async function startMariadb(opts: ServerOptions = {}): Promise<DatabaseServer> {
@@ -166,7 +169,7 @@ export async function startMariadb(opts: ServerOptions = {}): Promise<DatabaseSe
     // a self-signed certificate cannot be verified: encrypt without verifying
     return `mysql://strata:strata@127.0.0.1:${port}/${name}${opts.tls ? "?ssl=skip-verify" : ""}`;
   };
-  return server(dir, createDatabase, start, stop);
+  return server(dir, createDatabase, start, stop, opts.tls ? join(dir, "server.crt") : undefined);
 }
 
 /** nats-server with JetStream; each "database" is a bucket (a stream of its own) */
@@ -203,7 +206,7 @@ export async function startNats(opts: ServerOptions = {}): Promise<DatabaseServe
   };
   await start();
   // clients verify the server against its own certificate
-  return server(dir, (name) => `nats://127.0.0.1:${port}?bucket=${name}${opts.tls ? `&ca=${cert}` : ""}`, start, stop);
+  return server(dir, (name) => `nats://127.0.0.1:${port}?bucket=${name}${opts.tls ? `&ca=${cert}` : ""}`, start, stop, cert);
 }
 
 if (import.meta.main) {

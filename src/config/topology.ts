@@ -5,6 +5,7 @@
 // names the file, the field and the fix, on one line.
 import * as v from "valibot";
 import { ConfigError } from "./config-error.ts";
+import { parseDuration } from "./duration.ts";
 import { normaliseEndpoint } from "./endpoint.ts";
 
 /** where kube-apiserver keeps its keys unless --etcd-prefix says otherwise */
@@ -109,8 +110,12 @@ const StrataSchema = v.object({
   "key-prefix": v.optional(KeyPrefixSchema),
 });
 
-/** a duration as Go writes one (30s, 5m, 1h30m) or a number of seconds */
-const goDuration = (what: string) => v.union([v.number(), v.pipe(v.string(), v.regex(/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/, `${what} must be a duration such as 30s or 5m`))], `${what} must be a duration such as 30s or 5m`);
+/** a duration as Go writes one (30s, 5m, 1h30m), or a number of seconds */
+const goDuration = (what: string) =>
+  v.pipe(
+    v.union([v.number(), v.string()], `${what} must be a duration such as 30s or 5m`),
+    v.check((d) => (typeof d === "number" ? d >= 0 : parseDuration(d) !== undefined), `${what} must be a duration such as 30s or 5m`),
+  );
 const count = (what: string) => v.pipe(v.number(`${what} must be a number`), v.integer(`${what} must be a whole number`), v.minValue(0, `${what} must not be negative`));
 
 /** HariKube's per-backend fields besides the matcher; what strata does with each is in backendSettings */
@@ -142,40 +147,76 @@ const HarikubeEntry = v.looseObject({
 type HarikubeBackend = v.InferOutput<typeof HarikubeEntry>;
 
 const MATCHERS = ["prefix", "namespace", "customresource", "regexp"] as const;
-/** why strata leaves a HariKube field aside, by field */
-const NOT_HONOURED: Record<string, string> = {
-  "connectionPool.maxIdle": "strata's pools keep their connections",
-  "connectionPool.maxLifeTime": "strata's pools keep their connections",
-  "connectionPool.maxIdleLifeTime": "strata's pools keep their connections",
-  compactInterval: "strata compacts the whole keyspace at one revision (--auto-compaction-*)",
-  compactMinRetain: "strata compacts the whole keyspace at one revision (--auto-compaction-*)",
-  compactBatchSize: "strata compacts the whole keyspace at one revision (--auto-compaction-*)",
-  disableStorageLevelFiltering: "strata filters selected lists where the keys are stored (--selector-index)",
-  backendTLS: "strata reads a database's TLS settings from its URL (?sslmode=… for PostgreSQL, ?ssl=true|skip-verify for MySQL)",
-};
+const SETTINGS = ["backendTLS", "connectionPool", "compactInterval", "compactMinRetain", "compactBatchSize", "disableStorageLevelFiltering"] as const;
+const COMPACTION = "strata compacts the whole keyspace at one revision (--auto-compaction-*)";
 
 /**
- * The settings strata honours from one entry, and the fields it does not (each with why);
- * unknown fields are named too, as a typo must not pass unseen.
+ * The URL with the settings strata honours from one entry (TLS files and pool lifetimes
+ * become the URL parameters each database's driver reads; connectionPool.maxOpen the pool
+ * size), and the fields it does not, each with why. Unknown fields are named too: a typo
+ * must not pass unseen.
  */
-function backendSettings(b: HarikubeBackend): { settings: BackendSettings; ignored: string[] } {
+function backendSettings(b: HarikubeBackend): { url: string; settings: BackendSettings; ignored: string[] } {
   const settings: BackendSettings = {};
   const ignored: string[] = [];
-  const known = new Set<string>(["name", "endpoint", ...MATCHERS, "backendTLS", "connectionPool", "compactInterval", "compactMinRetain", "compactBatchSize", "disableStorageLevelFiltering"]);
+  const known = new Set<string>(["name", "endpoint", ...MATCHERS, ...SETTINGS]);
   for (const k of Object.keys(b)) if (!known.has(k)) ignored.push(`${k} (unknown)`);
-  const pool = b.connectionPool as Record<string, unknown> | undefined;
-  if (pool) {
-    if (pool.maxOpen !== undefined) settings.poolSize = pool.maxOpen as number;
-    for (const k of Object.keys(pool)) {
-      if (k === "maxOpen") continue;
-      const f = `connectionPool.${k}`;
-      ignored.push(NOT_HONOURED[f] ? `${f} (${NOT_HONOURED[f]})` : `${f} (unknown)`);
+  const url = normaliseEndpoint(b.endpoint);
+  const scheme = url.slice(0, url.indexOf("://"));
+  const family = ({ postgres: "postgres", postgresql: "postgres", mysql: "mysql", mariadb: "mysql", nats: "nats", etcd: "etcd", etcds: "etcd" } as Record<string, string>)[scheme] ?? "sqlite";
+  const params = new Map<string, string>();
+  const not = (field: string, why: string) => ignored.push(`${field} (${why})`);
+
+  const tls = b.backendTLS as Record<string, unknown> | undefined;
+  if (tls) {
+    for (const k of Object.keys(tls)) if (!["caFile", "certFile", "keyFile", "skipVerify"].includes(k)) not(`backendTLS.${k}`, "unknown");
+    const { caFile, certFile, keyFile, skipVerify } = tls as { caFile?: string; certFile?: string; keyFile?: string; skipVerify?: boolean };
+    const files: Record<string, [string, string, string]> = {
+      postgres: ["sslrootcert", "sslcert", "sslkey"],
+      mysql: ["ssl-ca", "ssl-cert", "ssl-key"],
+      nats: ["ca", "cert", "key"],
+      etcd: ["ca", "cert", "key"],
+    };
+    const names = files[family];
+    if (!names) not("backendTLS", "SQLite is a file: no TLS");
+    else {
+      [caFile, certFile, keyFile].forEach((f, i) => f && params.set(names[i]!, f));
+      if (family === "postgres") params.set("sslmode", skipVerify ? "require" : "verify-full");
+      if (family === "mysql") params.set("ssl", skipVerify ? "skip-verify" : "true");
+      if (family === "nats") params.set("tls", "true");
+      if (skipVerify && (family === "nats" || family === "etcd")) not("backendTLS.skipVerify", `strata verifies ${family === "nats" ? "NATS" : "etcd"} servers' certificates`);
     }
   }
-  for (const f of ["compactInterval", "compactMinRetain", "compactBatchSize", "disableStorageLevelFiltering", "backendTLS"] as const) {
-    if (b[f] !== undefined) ignored.push(`${f} (${NOT_HONOURED[f]})`);
+  const pool = b.connectionPool as Record<string, unknown> | undefined;
+  if (pool) {
+    const seconds = (d: unknown) => Math.ceil((typeof d === "number" ? d * 1000 : parseDuration(d as string)!) / 1000);
+    const server = family === "postgres" || family === "mysql";
+    for (const [k, value] of Object.entries(pool)) {
+      const f = `connectionPool.${k}`;
+      if (k === "maxOpen") {
+        if (server) settings.poolSize = value as number;
+        else not(f, "only PostgreSQL and MySQL have a pool");
+      } else if (!["maxIdle", "maxLifeTime", "maxIdleLifeTime"].includes(k)) not(f, "unknown");
+      else if (!server) not(f, "only PostgreSQL and MySQL have a pool");
+      else if (family === "postgres" && k === "maxLifeTime") params.set("max_lifetime", String(seconds(value)));
+      else if (family === "postgres" && k === "maxIdleLifeTime") params.set("idle_timeout", String(seconds(value)));
+      else if (family === "mysql" && k === "maxIdle") params.set("max-idle", String(value));
+      else if (family === "mysql" && k === "maxIdleLifeTime") params.set("idle-timeout", String(seconds(value)));
+      else not(f, family === "postgres" ? "strata's PostgreSQL pool keeps no idle minimum" : "strata's MySQL pool has no connection lifetime");
+    }
   }
-  return { settings, ignored };
+  for (const f of ["compactInterval", "compactMinRetain", "compactBatchSize"] as const) if (b[f] !== undefined) not(f, COMPACTION);
+  if (b.disableStorageLevelFiltering !== undefined) not("disableStorageLevelFiltering", "strata filters selected lists where the keys are stored (--selector-index)");
+  // an upstream etcd speaks TLS under its own scheme
+  const secured = family === "etcd" && tls && params.size > 0 ? url.replace(/^etcd:\/\//, "etcds://") : url;
+  return { url: withParams(secured, params), settings, ignored };
+}
+
+/** the URL with these query parameters added, where the URL does not set them already */
+function withParams(url: string, params: Map<string, string>): string {
+  const added = [...params].filter(([k]) => !new RegExp(`[?&]${k.replace(/-/g, "\\-")}=`).test(url));
+  if (added.length === 0) return url;
+  return `${url}${url.includes("?") ? "&" : "?"}${added.map(([k, v]) => `${k}=${encodeURIComponent(v)}`).join("&")}`;
 }
 
 const HarikubeSchema = v.object({ backends: v.array(HarikubeEntry), "key-prefix": v.optional(KeyPrefixSchema) });
@@ -271,11 +312,11 @@ function harikubeEntries(entries: HarikubeBackend[], where: (i: number) => strin
   const ignored: string[] = [];
   entries.forEach((b, i) => {
     const at = where(i);
-    if (backends.has(b.name) && backends.get(b.name) !== normaliseEndpoint(b.endpoint)) {
+    const s = backendSettings(b);
+    if (backends.has(b.name) && backends.get(b.name) !== s.url) {
       throw new ConfigError(`${at}.name: backend "${b.name}" is listed twice with different endpoints`);
     }
-    backends.set(b.name, normaliseEndpoint(b.endpoint));
-    const s = backendSettings(b);
+    backends.set(b.name, s.url);
     if (Object.keys(s.settings).length > 0) settings.set(b.name, { ...settings.get(b.name), ...s.settings });
     if (s.ignored.length > 0) ignored.push(`${at.replace(/^.*: /, "")} (${b.name}): ${s.ignored.join(", ")}`);
     const matchers = MATCHERS.filter((k) => b[k] !== undefined);

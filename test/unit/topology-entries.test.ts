@@ -30,13 +30,24 @@ describe("HariKube entries", () => {
   test("what strata honours is read, and everything else is named in one line, never dropped", () => {
     const t = readTopology(doc, "topology.yaml")!;
     expect(t.settings?.get("pg")).toEqual({ poolSize: 4 });
+    // TLS and pool lifetimes become the parameters PostgreSQL's driver reads
+    expect(t.backends.get("pg")).toBe("postgres://u:p@127.0.0.1:5432/db?sslmode=require&max_lifetime=300");
     expect(t.ignored).toBe(
-      "backends[1] (pg): colour (unknown), connectionPool.maxIdle (strata's pools keep their connections), " +
-        "connectionPool.maxLifeTime (strata's pools keep their connections), " +
-        "compactInterval (strata compacts the whole keyspace at one revision (--auto-compaction-*)), " +
-        "backendTLS (strata reads a database's TLS settings from its URL (?sslmode=… for PostgreSQL, ?ssl=true|skip-verify for MySQL))",
+      "backends[1] (pg): colour (unknown), connectionPool.maxIdle (strata's PostgreSQL pool keeps no idle minimum), " +
+        "compactInterval (strata compacts the whole keyspace at one revision (--auto-compaction-*))",
     );
     expect(t.ignored!.split("\n")).toHaveLength(1);
+  });
+
+  test.each([
+    ["mysql://u:p@db:3306/k", { caFile: "/ca.pem", certFile: "/c.pem", keyFile: "/k.pem" }, { maxIdle: 2, maxIdleLifeTime: "1m" }, "mysql://u:p@db:3306/k?ssl-ca=%2Fca.pem&ssl-cert=%2Fc.pem&ssl-key=%2Fk.pem&ssl=true&max-idle=2&idle-timeout=60", ""],
+    ["postgres://u:p@db:5432/k?sslmode=verify-ca", { caFile: "/ca.pem" }, { maxIdleLifeTime: 30 }, "postgres://u:p@db:5432/k?sslmode=verify-ca&sslrootcert=%2Fca.pem&idle_timeout=30", ""],
+    ["etcd://10.0.0.1:2379", { caFile: "/ca.pem", skipVerify: true }, undefined, "etcds://10.0.0.1:2379?ca=%2Fca.pem", "backendTLS.skipVerify (strata verifies etcd servers' certificates)"],
+    ["sqlite://./x.db", { skipVerify: true }, { maxOpen: 3 }, "sqlite://./x.db", "backendTLS (SQLite is a file: no TLS), connectionPool.maxOpen (only PostgreSQL and MySQL have a pool)"],
+  ])("%s: TLS and pool settings as URL parameters", (endpoint, backendTLS, connectionPool, url, ignored) => {
+    const t = readTopology({ backends: [{ name: "x", endpoint, backendTLS, ...(connectionPool && { connectionPool }) }] }, "t.yaml")!;
+    expect(t.backends.get("x")).toBe(url);
+    expect(t.ignored ?? "").toBe(ignored ? `backends[0] (x): ${ignored}` : "");
   });
 
   test("HariKube's group with its version and plural kinds; namespace kinds are one rule each", () => {

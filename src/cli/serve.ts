@@ -72,7 +72,7 @@ async function serve(config: Config): Promise<void> {
   const tokens = tokenProvider(config["auth-token"], config["auth-token-ttl"]);
   // a topology served by a URL or kept in a Secret is read before the databases open
   if (config.topologySource) config.topology = await readRemoteTopology(config, config.topologySource);
-  const { keyspace, identity } = await openKeyspace(config, log, observer.instrument);
+  const { keyspace, identity, topologyConfigs } = await openKeyspace(config, log, observer.instrument);
   keyspace.start();
   observer.follow(keyspace);
   // etcd's users and roles live in the default backend, shared by every process on it
@@ -83,7 +83,7 @@ async function serve(config: Config): Promise<void> {
   }, log);
   await auth.start();
   onShutdown("auth store", () => auth.stop());
-  const stopWatchingConfig = followRoutingPolicy(config, keyspace, log);
+  const stopWatchingConfig = followRoutingPolicy(config, keyspace, log, topologyConfigs);
 
   const [listen, ...moreListens] = config.listenUrls as [URL, ...URL[]];
   const clientUrls = config["advertise-client-urls"]

@@ -35,8 +35,13 @@ export class RoutingPolicy {
     private readonly upstreams: Map<string, UpstreamKeys>,
     private readonly rerouting: Rerouting,
     private readonly log: Log,
+    /** the config source's topology */
+    base: Topology,
+    /** the TopologyConfigs in force when strata started (topology-configs.ts restores them) */
+    entries: PolicyEntry[] = [],
   ) {
-    this.base = router.topology;
+    this.base = base;
+    this.entries = entries;
   }
 
   /** the config source's topology */
@@ -55,8 +60,7 @@ export class RoutingPolicy {
 
   /** the base's rules, then the entries' in order */
   compose(entries: readonly PolicyEntry[], base = this.base): Topology {
-    const sorted = [...entries].sort((a, b) => compareOrder(a.order, b.order));
-    return { ...base, rules: [...base.rules, ...sorted.flatMap((e) => e.rules)] };
+    return composeTopology(base, entries);
   }
 
   /**
@@ -109,6 +113,12 @@ export class RoutingPolicy {
     this.router.setTopology(t);
     return undefined;
   }
+}
+
+/** the base's rules, then the entries' in their order */
+export function composeTopology(base: Topology, entries: readonly PolicyEntry[]): Topology {
+  const sorted = [...entries].sort((a, b) => compareOrder(a.order, b.order));
+  return { ...base, rules: [...base.rules, ...sorted.flatMap((e) => e.rules)] };
 }
 
 export function compareOrder(a: [number, string, string], b: [number, string, string]): number {

@@ -10,6 +10,8 @@
 //
 // Status writes change no spec: only a change of the specs (or orders) stored is evaluated,
 // and a status is written only when it differs from the stored one, so they never loop.
+// The spec in force is kept in status.appliedSpec: a restarted strata puts those rules back
+// before it checks where keys are (restoreTopologyConfigs), whatever was edited meanwhile.
 import { create } from "@bufbuild/protobuf";
 import {
   Compare_CompareResult,
@@ -22,7 +24,8 @@ import {
   WatchCreateRequestSchema,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { ConfigError } from "../config/config-error.ts";
-import { readTopologyConfig, type Rule } from "../config/topology.ts";
+import { readTopologyConfig, type Rule, type Topology } from "../config/topology.ts";
+import type { Backend } from "../mvcc/backend.ts";
 import { keyString, prefixEnd } from "../mvcc/keyrange.ts";
 import { DELETE, type KeyValue, type Rev } from "../mvcc/types.ts";
 import type { Log } from "../observe/log.ts";
@@ -30,7 +33,7 @@ import { redact } from "../backends/open.ts";
 import { strandedMessage } from "../router/open.ts";
 import { validateTopology } from "../router/validate.ts";
 import type { Keyspace, MoveProgress, WatchSession } from "./contract.ts";
-import { compareOrder, type PolicyEntry, type RoutingPolicy } from "./routing-policy.ts";
+import { compareOrder, composeTopology, type PolicyEntry, type RoutingPolicy } from "./routing-policy.ts";
 import { type JsonObject, readStoredJson, type StoredJson } from "./stored-object.ts";
 
 const PAGE = 100n;
@@ -50,6 +53,8 @@ interface Stored {
 interface Outcome {
   deployStatus: "Active" | "Failed" | "Migrating";
   deployStatusReason: string;
+  /** the spec now in force (unset: the one in force stays) */
+  appliedSpec?: unknown;
   /** strata's extension: a migration's progress */
   migration?: { phase: string; moved: number; total: number };
 }
@@ -73,7 +78,7 @@ export class TopologyConfigs {
     keyPrefix: string,
     private readonly log: Log,
   ) {
-    this.prefix = new TextEncoder().encode(`${keyPrefix.endsWith("/") ? keyPrefix : `${keyPrefix}/`}harikube.info/topologyconfigs/`);
+    this.prefix = topologyConfigPrefix(keyPrefix);
   }
 
   start(): void {
@@ -170,8 +175,11 @@ export class TopologyConfigs {
       try {
         await this.evaluate();
       } catch (err) {
-        this.log("error", "TopologyConfigs could not be evaluated", { error: String(err) });
+        // a database that did not answer: evaluated again in a while, as no change may come
+        this.log("error", "TopologyConfigs could not be evaluated; trying again", { error: String(err), retryMs: RETRY_MAX_MS });
         this.evaluated = "";
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => this.running && this.changed(), RETRY_MAX_MS);
       }
     });
   }
@@ -185,26 +193,27 @@ export class TopologyConfigs {
     const objects = [...this.objects].map(([key, o]) => ({ key, o, order: orderOf(key, o.json.object), fp: fingerprint(o.json.object) }))
       .sort((a, b) => compareOrder(a.order, b.order));
     const outcomes = new Map<string, Outcome>();
-    // entries whose object is gone or changed leave first, unless that strands keys
-    let running = this.policy.inForce.filter((e) => objects.some((x) => x.key === e.key && x.fp === e.fingerprint));
+    // the rules of deleted objects leave first, unless that strands keys; a changed one's
+    // stay in force until its new spec replaces them
+    let running = this.policy.inForce.filter((e) => objects.some((x) => x.key === e.key));
     if (running.length < this.policy.inForce.length) {
       const reason = await this.policy.setEntries(running, "the TopologyConfigs");
       if (reason) {
         running = [...this.policy.inForce];
-        this.log("error", "a TopologyConfig deleted or changed keeps its rules in force: removing them would strand keys", { reason });
+        this.log("error", "a deleted TopologyConfig keeps its rules in force: removing them would strand keys", { reason });
       }
     }
     for (const x of objects) {
       const label = `TopologyConfig ${x.key.slice(keyString(this.prefix).length)}`;
       if (running.some((e) => e.key === x.key && e.fingerprint === x.fp)) {
         const stored = status(x.o.json.object);
-        if (stored.deployStatus !== "Active") outcomes.set(x.key, { deployStatus: "Active", deployStatusReason: "" });
+        if (stored.deployStatus !== "Active") outcomes.set(x.key, { deployStatus: "Active", deployStatusReason: "", appliedSpec: x.o.json.object.spec });
         continue;
       }
       let entry: PolicyEntry, migrate: boolean, ignored: string | undefined;
       try {
         const spec = readTopologyConfig(x.o.json.object, label);
-        entry = { key: x.key, fingerprint: x.fp, order: x.order, rules: this.onOpenBackends(spec.backends, spec.rules, label) };
+        entry = { key: x.key, fingerprint: x.fp, order: x.order, rules: onOpenBackends(this.policy.openBackends, this.policy.baseTopology.source, spec.backends, spec.rules, label) };
         migrate = spec.migrate;
         ignored = spec.ignored;
         validateTopology(this.policy.compose([...running.filter((e) => e.key !== x.key), entry]));
@@ -238,33 +247,10 @@ export class TopologyConfigs {
       running = next;
       if (ignored) this.log("warn", "topology fields strata does not honour", { source: label, fields: ignored });
       const notes = [done, ignored ? `strata does not honour ${ignored}` : ""].filter(Boolean).join("; ");
-      outcomes.set(x.key, { deployStatus: "Active", deployStatusReason: notes });
+      outcomes.set(x.key, { deployStatus: "Active", deployStatusReason: notes, appliedSpec: x.o.json.object.spec });
       this.log("info", "TopologyConfig in force", { source: label, rules: entry.rules.length, ...(done && { migration: done }) });
     }
     for (const [key, outcome] of outcomes) await this.writeStatus(key, outcome);
-  }
-
-  /**
-   * The rules on the backends strata has open: a backend named as an open one must have
-   * its URL; one named otherwise is the open backend with its URL. strata opens its
-   * databases at start (each numbers revisions in its own residue): a new one needs a
-   * restart with it among the config's backends.
-   */
-  private onOpenBackends(backends: Map<string, string>, rules: Rule[], label: string): Rule[] {
-    const open = this.policy.openBackends;
-    const alias = new Map<string, string>();
-    for (const [name, url] of backends) {
-      if (open.get(name) === url) continue;
-      const same = [...open].find(([, u]) => u === url)?.[0];
-      if (open.has(name) || same === undefined) {
-        const at = rules.find((r) => r.backend === name)?.source ?? `${label}: spec.backends`;
-        throw new ConfigError(open.has(name)
-          ? `${at}.endpoint: backend "${name}" is open with another URL (${redact(open.get(name)!)}); use that URL or another name`
-          : `${at}.endpoint: ${redact(url)} is not one of the databases strata has open (${[...open].map(([n, u]) => `${n}=${redact(u)}`).join(", ")}); strata opens its databases at start: add it to the backends of ${this.policy.baseTopology.source} and restart strata`);
-      }
-      alias.set(name, same);
-    }
-    return rules.map((r) => ({ ...r, backend: alias.get(r.backend) ?? r.backend }));
   }
 
   /** The live move to these entries, its progress written into the object's status. */
@@ -294,6 +280,7 @@ export class TopologyConfigs {
     const next: JsonObject = { ...current, deployStatus: outcome.deployStatus, deployStatusReason: outcome.deployStatusReason };
     if (outcome.migration) next.migration = outcome.migration;
     else delete next.migration;
+    if (outcome.appliedSpec !== undefined) next.appliedSpec = outcome.appliedSpec;
     if (JSON.stringify(current) === JSON.stringify(next)) return;
     object.status = next;
     const value = o.json.encode(object);
@@ -309,6 +296,66 @@ export class TopologyConfigs {
       this.log("warn", "a TopologyConfig's status could not be written", { key, error: (err as Error).message });
     }
   }
+}
+
+/**
+ * The rules on the backends strata has open: a backend named as an open one must have
+ * its URL; one named otherwise is the open backend with its URL. strata opens its
+ * databases at start (each numbers revisions in its own residue): a new one needs a
+ * restart with it among the config's backends.
+ */
+function onOpenBackends(open: Map<string, string>, baseSource: string, backends: Map<string, string>, rules: Rule[], label: string): Rule[] {
+  const alias = new Map<string, string>();
+  for (const [name, url] of backends) {
+    if (open.get(name) === url) continue;
+    const same = [...open].find(([, u]) => u === url)?.[0];
+    if (open.has(name) || same === undefined) {
+      const at = rules.find((r) => r.backend === name)?.source ?? `${label}: spec.backends`;
+      throw new ConfigError(open.has(name)
+        ? `${at}.endpoint: backend "${name}" is open with another URL (${redact(open.get(name)!)}); use that URL or another name`
+        : `${at}.endpoint: ${redact(url)} is not one of the databases strata has open (${[...open].map(([n, u]) => `${n}=${redact(u)}`).join(", ")}); strata opens its databases at start: add it to the backends of ${baseSource} and restart strata`);
+    }
+    alias.set(name, same);
+  }
+  return rules.map((r) => ({ ...r, backend: alias.get(r.backend) ?? r.backend }));
+}
+
+/**
+ * The TopologyConfigs in force when strata last ran (each object's status.appliedSpec), read
+ * from every database before strata checks where keys are: the keys their rules placed are
+ * where those rules say. One that no longer fits the config (a database gone, a rule now
+ * shadowed) is left out, and the checks that follow say what that strands.
+ */
+export async function restoreTopologyConfigs(backends: Backend[], base: Topology, log: Log): Promise<PolicyEntry[]> {
+  const prefix = topologyConfigPrefix(base.keyPrefixes[0]!);
+  const range = { start: prefix, end: prefixEnd(prefix) };
+  const entries: PolicyEntry[] = [];
+  const found = new Map<string, JsonObject>();
+  for (const b of backends) {
+    for (const kv of (await b.range({ range, revision: 0n, limit: 0, countOnly: false, keysOnly: false })).kvs) {
+      const json = readStoredJson(kv.value);
+      if (json) found.set(keyString(kv.key), json.object);
+    }
+  }
+  const label = (key: string) => `TopologyConfig ${key.slice(keyString(prefix).length)}`;
+  const sorted = [...found].map(([key, o]) => ({ key, o, order: orderOf(key, o) })).sort((a, b) => compareOrder(a.order, b.order));
+  for (const { key, o, order } of sorted) {
+    const applied = status(o).appliedSpec;
+    if (applied === undefined) continue;
+    try {
+      const spec = readTopologyConfig({ spec: applied }, label(key));
+      const entry = { key, fingerprint: fingerprint({ ...o, spec: applied }), order, rules: onOpenBackends(base.backends, base.source, spec.backends, spec.rules, label(key)) };
+      validateTopology(composeTopology(base, [...entries, entry]));
+      entries.push(entry);
+    } catch (err) {
+      log("warn", "a TopologyConfig in force before is left out: it no longer fits the config", { source: label(key), reason: (err as Error).message });
+    }
+  }
+  return entries;
+}
+
+function topologyConfigPrefix(keyPrefix: string): Uint8Array {
+  return new TextEncoder().encode(`${keyPrefix.endsWith("/") ? keyPrefix : `${keyPrefix}/`}harikube.info/topologyconfigs/`);
 }
 
 function isObject(v: unknown): v is JsonObject {

@@ -65,6 +65,8 @@ export async function openRouter(
   log: Log,
   wrap?: (name: string, b: Backend) => Backend,
   upstreams = new Map<string, UpstreamKeys>(),
+  /** the rules in force from the start, read from the opened databases (the TopologyConfigs' after the config's) */
+  startWith?: (backends: Backend[]) => Promise<Topology>,
 ): Promise<{ router: Router; states: BackendState[] }> {
   const t = config.topology;
   if (t.ignored) log("warn", "topology fields strata does not honour", { source: t.source, fields: t.ignored });
@@ -81,6 +83,14 @@ export async function openRouter(
     throw err;
   }
   const { router } = opened;
+  if (startWith) {
+    try {
+      router.setTopology(await startWith(router.parts.map((p) => p.backend)));
+    } catch (err) {
+      await router.close();
+      throw err;
+    }
+  }
   if (router.parts.length + upstreams.size > 1) {
     const stranded = await strandedKeys({ parts: router.parts, upstreams }, router.routing);
     if (stranded.length > 0) {

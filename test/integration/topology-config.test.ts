@@ -45,11 +45,15 @@ function topologyConfig(name: string, spec: Record<string, unknown>): Record<str
   };
 }
 
+/** creates the object, or changes its spec keeping its status, as kube-apiserver does with a status subresource */
 async function apply(name: string, spec: Record<string, unknown>): Promise<void> {
-  await client.put(`${PREFIX}default/${name}`).value(JSON.stringify(topologyConfig(name, spec)) + "\n");
+  const key = `${PREFIX}default/${name}`;
+  const old = await client.get(key).string();
+  const object = old ? { ...JSON.parse(old), spec } : topologyConfig(name, spec);
+  await client.put(key).value(JSON.stringify(object) + "\n");
 }
 
-type Status = { deployStatus?: string; deployStatusReason?: string; migration?: unknown };
+type Status = { deployStatus?: string; deployStatusReason?: string; migration?: unknown; appliedSpec?: unknown };
 
 async function stored(name: string): Promise<{ object: Record<string, unknown> & { status?: Status }; raw: Buffer; version: number; modRevision: string }> {
   const r = await client.get(`${PREFIX}default/${name}`).exec();
@@ -104,7 +108,9 @@ describe("TopologyConfig objects", () => {
       backends: [{ name: "shirts", endpoint: db("side.db"), customresource: { group: "stable.example.com/v1", kind: "shirts" } }],
     });
     const s = await statusWhen("shirts", settled);
-    expect(s).toEqual({ deployStatus: "Active", deployStatusReason: "" });
+    expect(s).toMatchObject({ deployStatus: "Active", deployStatusReason: "" });
+    // the spec in force, for a restarted strata to put back
+    expect(s.appliedSpec).toEqual((await stored("shirts")).object.spec);
     const written = await stored("shirts");
     // a normal write: spec kept, a new version, kube-apiserver's trailing newline kept
     expect(written.version).toBe(2);
@@ -165,6 +171,35 @@ describe("TopologyConfig objects", () => {
     expect(e.deployStatus).toBe("Failed");
     expect(e.deployStatusReason).toContain("TopologyConfig default/elsewhere: spec.backends[0].endpoint: sqlite://");
     expect(e.deployStatusReason).toContain("is not one of the databases strata has open");
+  });
+
+  test("an edited spec that would strand keys is refused and the previous spec stays in force", async () => {
+    await apply("team-a", { backends: [{ name: "side", endpoint: db("side.db"), namespace: { namespace: "team-b" } }] });
+    const s = await statusWhen("team-a", (x) => x.deployStatus === "Failed");
+    expect(s.deployStatusReason).toContain("4 under /registry/configmaps/team-a/ (in side, rules say main)");
+    expect(s.deployStatusReason).toMatch(/its previous spec stays in force$/);
+    await client.put("/registry/configmaps/team-a/c4").value("v4");
+    expect(keysIn("side.db")).toContain("/registry/configmaps/team-a/c4");
+    expect(keysIn("main.db")).not.toContain("/registry/configmaps/team-a/c4");
+  });
+
+  test("after a restart the specs in force come back from status.appliedSpec, before strata checks where keys are", async () => {
+    const versions = { shirts: (await stored("shirts")).version };
+    expect(await strata.terminate()).toBe(0);
+    await strata.restart();
+    // started: the keys the TopologyConfigs placed are not taken for stranded
+    await client.put("/registry/configmaps/team-a/c5").value("v5");
+    await client.put("/registry/stable.example.com/shirts/default/blue").value('{"kind":"Shirt"}');
+    expect(keysIn("side.db")).toEqual(expect.arrayContaining(["/registry/configmaps/team-a/c5", "/registry/stable.example.com/shirts/default/blue"]));
+    // evaluated again after the restart (another object answered since): an Active one is not rewritten
+    await apply("gloves", { backends: [{ name: "side", endpoint: db("side.db"), prefix: { prefix: "/registry/gloves/" } }] });
+    expect((await statusWhen("gloves", settled)).deployStatus).toBe("Active");
+    expect((await stored("shirts")).version).toBe(versions.shirts);
+    // team-a's edit is still refused (its count now takes in the keys written since), its previous spec in force
+    const teamA = (await stored("team-a")).object.status as Status & { appliedSpec?: { migrate?: boolean } };
+    expect(teamA.deployStatus).toBe("Failed");
+    expect(teamA.deployStatusReason).toContain("6 under /registry/configmaps/team-a/ (in side, rules say main)");
+    expect(teamA.appliedSpec?.migrate).toBe(true);
   });
 
   test("JSON in the protobuf envelope is read, and its status written back in the envelope", async () => {

@@ -29,7 +29,7 @@ export async function serveCommand(serveArgs: string[]): Promise<void> {
   }
   let config: Config;
   try {
-    config = loadCheckedConfig(serveArgs, process.env);
+    config = loadCheckedConfig(serveArgs, process.env, true);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`strata: configuration error: ${err.message}`);

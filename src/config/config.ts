@@ -378,7 +378,8 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   const raw: Record<string, { value: unknown; source: string }> = {};
   for (const [name, s] of Object.entries(SETTINGS)) raw[name] = { value: s.default, source: "default" };
 
-  const named = (flags.config as string | undefined) ?? env.STRATA_CONFIG ?? env.TOPOLOGY_CONFIG;
+  // an empty variable is unset, as for every other setting
+  const named = (flags.config as string | undefined) || env.STRATA_CONFIG || env.TOPOLOGY_CONFIG || undefined;
   const remote = named ? remoteTopology(named) : undefined;
   const file = remote ? undefined : named?.replace(/^file:\/\//, "");
   let topology: Topology | undefined;
@@ -440,16 +441,16 @@ export type RemoteTopology = { kind: "url"; url: string } | { kind: "secret"; na
 /** undefined for a file (a path, or file://PATH) */
 function remoteTopology(named: string): RemoteTopology | undefined {
   if (/^https?:\/\//.test(named)) {
-    if (!URL.canParse(named)) throw new ConfigError(`--config ${named}: not a valid URL`);
+    if (!URL.canParse(named)) throw new ConfigError(`${named}: not a valid URL`);
     return { kind: "url", url: named };
   }
   if (named.startsWith("secret://")) {
     const m = /^secret:\/\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-.a-z0-9]*[a-z0-9])?)$/.exec(named);
-    if (!m) throw new ConfigError(`--config ${named}: a Secret is named secret://NAMESPACE/NAME, such as secret://kube-system/topology`);
+    if (!m) throw new ConfigError(`${named}: a Secret is named secret://NAMESPACE/NAME, such as secret://kube-system/topology`);
     return { kind: "secret", namespace: m[1]!, name: m[3]!, source: named };
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//.test(named) && !named.startsWith("file://")) {
-    throw new ConfigError(`--config ${named}: a config is a file (PATH or file://PATH), an http(s):// URL or secret://NAMESPACE/NAME`);
+    throw new ConfigError(`${named}: a config is a file (PATH or file://PATH), an http(s):// URL or secret://NAMESPACE/NAME`);
   }
   return undefined;
 }

@@ -5,6 +5,7 @@
 // a watch). Where keys land is read with SQL from the SQLite files.
 import { Database } from "bun:sqlite";
 import { describe, expect, test } from "bun:test";
+import { spawnSync } from "node:child_process";
 import { appendFileSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -40,6 +41,18 @@ function harikube(main: string, side: string, more = ""): string {
 const namespaceRule = (ns: string) => `  - name: side\n    endpoint: SIDE\n    namespace: { namespace: ${ns} }\n`;
 
 describe("config sources", () => {
+  test("a URL that does not answer at start: strata does not start, saying why; other commands take files only", async () => {
+    const url = `http://127.0.0.1:${await freePort()}/topology.yaml`;
+    const run = (...args: string[]) =>
+      spawnSync(process.execPath, [join(import.meta.dir, "../../src/main.ts"), ...args], { encoding: "utf8", timeout: 30_000, env: { ...process.env, STRATA_CONFIG: "", TOPOLOGY_CONFIG: url } });
+    const serve = run("serve", "--listen", `http://127.0.0.1:${await freePort()}`, "--metrics-listen", "");
+    expect(serve.status).toBe(2);
+    expect(serve.stderr.trim()).toStartWith(`strata: configuration error: ${url}: cannot fetch the topology: `);
+    const route = run("route", "list");
+    expect(route.status).toBe(2);
+    expect(route.stderr.trim()).toBe(`strata: configuration error: ${url}: only strata serve reads a topology from a URL or a Secret; give this command the topology as a file (--config FILE)`);
+  });
+
   test("file://PATH is rescanned", async () => {
     const path = join(dir, "topology.yaml");
     writeFileSync(path, harikube("f-main.db", "f-side.db"));

@@ -219,7 +219,9 @@ export class TopologyConfigs {
         validateTopology(this.policy.compose([...running.filter((e) => e.key !== x.key), entry]));
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;
-        outcomes.set(x.key, { deployStatus: "Failed", deployStatusReason: err.message });
+        // ordered before others, its rules may take every key of a rule already in force
+        const reason = err.message.startsWith(`${label}:`) ? err.message : `${label}: refused, as a rule in force would no longer match: ${err.message}`;
+        outcomes.set(x.key, { deployStatus: "Failed", deployStatusReason: reason });
         continue;
       }
       const previous = running.find((e) => e.key === x.key);

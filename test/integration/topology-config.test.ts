@@ -173,6 +173,24 @@ describe("TopologyConfig objects", () => {
     expect(e.deployStatusReason).toContain("is not one of the databases strata has open");
   });
 
+  test("status.deployOrder goes before creation order; a rule an earlier one shadows is refused, naming it", async () => {
+    await apply("coats", { backends: [{ name: "main", endpoint: db("main.db"), prefix: { prefix: "/registry/coats/" } }] });
+    expect((await statusWhen("coats", settled)).deployStatus).toBe("Active");
+    // created later, ordered first by HariKube's operator: its narrower rule comes before
+    const wool = { ...topologyConfig("wool", { backends: [{ name: "side", endpoint: db("side.db"), prefix: { prefix: "/registry/coats/wool/" } }] }), status: { deployOrder: 1 } };
+    await client.put(`${PREFIX}default/wool`).value(JSON.stringify(wool) + "\n");
+    expect((await statusWhen("wool", settled)).deployStatus).toBe("Active");
+    await client.put("/registry/coats/wool/w1").value("x");
+    expect(keysIn("side.db")).toContain("/registry/coats/wool/w1");
+    // without an order it comes after coats, which takes every key it would
+    await apply("silk", { backends: [{ name: "side", endpoint: db("side.db"), prefix: { prefix: "/registry/coats/silk/" } }] });
+    const silk = await statusWhen("silk", settled);
+    expect(silk).toMatchObject({
+      deployStatus: "Failed",
+      deployStatusReason: "TopologyConfig default/silk: spec.backends[0]: can never match: TopologyConfig default/coats: spec.backends[0] (prefix: /registry/coats/) comes first and takes every key it would; move it above or remove it",
+    });
+  });
+
   test("an edited spec that would strand keys is refused and the previous spec stays in force", async () => {
     await apply("team-a", { backends: [{ name: "side", endpoint: db("side.db"), namespace: { namespace: "team-b" } }] });
     const s = await statusWhen("team-a", (x) => x.deployStatus === "Failed");

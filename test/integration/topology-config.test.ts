@@ -225,10 +225,11 @@ describe("TopologyConfig objects", () => {
     const w = new BinaryWriter();
     w.tag(1, WireType.LengthDelimited).fork().tag(1, WireType.LengthDelimited).string("harikube.info/v1").tag(2, WireType.LengthDelimited).string("TopologyConfig").join();
     w.tag(2, WireType.LengthDelimited).bytes(json).tag(4, WireType.LengthDelimited).string("application/json");
-    await client.put(`${PREFIX}default/wrapped`).value(Buffer.concat([Buffer.from("k8s\0"), w.finish()]));
     const key = `${PREFIX}default/wrapped`;
+    // watched from before the write: the status write is the put after it
     const watcher = await client.watch().key(key).create();
-    const status = new Promise<Buffer>((resolve) => watcher.on("put", (kv) => resolve(kv.value)));
+    const status = new Promise<Buffer>((resolve) => watcher.on("put", (kv) => kv.value.includes("deployStatus") && resolve(kv.value)));
+    await client.put(key).value(Buffer.concat([Buffer.from("k8s\0"), w.finish()]));
     const value = await status;
     await watcher.cancel();
     expect(value.subarray(0, 4).toString("latin1")).toBe("k8s\0");

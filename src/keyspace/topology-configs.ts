@@ -12,6 +12,7 @@
 // and a status is written only when it differs from the stored one, so they never loop.
 // The spec in force is kept in status.appliedSpec: a restarted strata puts those rules back
 // before it checks where keys are (restoreTopologyConfigs), whatever was edited meanwhile.
+import { resolve } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import {
   Compare_CompareResult,
@@ -309,8 +310,8 @@ export class TopologyConfigs {
 function onOpenBackends(open: Map<string, string>, baseSource: string, backends: Map<string, string>, rules: Rule[], label: string): Rule[] {
   const alias = new Map<string, string>();
   for (const [name, url] of backends) {
-    if (open.get(name) === url) continue;
-    const same = [...open].find(([, u]) => u === url)?.[0];
+    if (open.has(name) && sameDatabase(open.get(name)!, url)) continue;
+    const same = [...open].find(([, u]) => sameDatabase(u, url))?.[0];
     if (open.has(name) || same === undefined) {
       const at = rules.find((r) => r.backend === name)?.source ?? `${label}: spec.backends`;
       throw new ConfigError(open.has(name)
@@ -320,6 +321,16 @@ function onOpenBackends(open: Map<string, string>, baseSource: string, backends:
     alias.set(name, same);
   }
   return rules.map((r) => ({ ...r, backend: alias.get(r.backend) ?? r.backend }));
+}
+
+/**
+ * Whether two URLs open the same database: the same URL, or for SQLite the same file
+ * (HariKube's examples carry driver options strata does not read: ?_journal=WAL&cache=shared).
+ */
+function sameDatabase(a: string, b: string): boolean {
+  if (a === b) return true;
+  const file = (u: string) => (u.startsWith("sqlite://") ? resolve(u.slice("sqlite://".length).split("?")[0]!) : undefined);
+  return file(a) !== undefined && file(a) === file(b);
 }
 
 /**

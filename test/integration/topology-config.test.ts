@@ -105,7 +105,8 @@ describe("TopologyConfig objects", () => {
   test("applied: status Active, and new objects land in the database it names; the status write does not loop", async () => {
     await apply("shirts", {
       targetSecret: "default/topology-config",
-      backends: [{ name: "shirts", endpoint: db("side.db"), customresource: { group: "stable.example.com/v1", kind: "shirts" } }],
+      // HariKube's example spelling: driver options on the SQLite URL, the group with its version, the plural
+      backends: [{ name: "shirts", endpoint: `${db("side.db")}?_journal=WAL&cache=shared`, customresource: { group: "stable.example.com/v1", kind: "shirts" } }],
     });
     const s = await statusWhen("shirts", settled);
     expect(s).toMatchObject({ deployStatus: "Active", deployStatusReason: "" });

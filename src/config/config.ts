@@ -340,7 +340,9 @@ export function flagsHelp(): string {
     "Serve flags (each also read from the environment variable shown, or from --config FILE):",
     "  --config FILE  (STRATA_CONFIG, or TOPOLOGY_CONFIG)",
     "      YAML or JSON file whose keys are the flag names below, and optionally",
-    "      backends/default/routes/key-prefix for routing (or a HariKube topology)",
+    "      backends/default/routes/key-prefix for routing (or a HariKube topology);",
+    "      for serve also a topology at http(s)://URL (polled) or secret://NAMESPACE/NAME",
+    "      (a Secret in --backend, watched): docs/topology-config.md",
   ];
   for (const [name, s] of Object.entries(SETTINGS)) {
     lines.push(`  --${name}  (${s.env})`, `      ${s.help}${s.default ? ` [default: ${s.default}]` : ""}`);

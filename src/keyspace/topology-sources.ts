@@ -14,6 +14,7 @@ import { DEFAULT_KEY_PREFIX, readTopology, type Topology, TOPOLOGY_KEYS } from "
 import { normaliseEndpoint } from "../config/endpoint.ts";
 import { DELETE } from "../mvcc/types.ts";
 import type { Log } from "../observe/log.ts";
+import { sameTopology } from "../router/open.ts";
 import { validateTopology } from "../router/validate.ts";
 import type { Keyspace } from "./contract.ts";
 import type { RoutingPolicy } from "./routing-policy.ts";
@@ -119,6 +120,8 @@ export function followTopologySource(
 ): () => void {
   const apply = (next: Topology, source: string) =>
     policy.lock.run(async () => {
+      // a source fetched again unchanged (a server without ETags) costs no evaluation
+      if (sameTopology(policy.baseTopology, next)) return;
       const reason = await policy.setBase(next);
       if (reason) return log("error", "config change refused", { source, reason });
       await configs?.baseChanged();

@@ -21,6 +21,8 @@ export interface DatabaseServer {
   destroy(): Promise<void>;
   /** the file the server logs to: every statement, when started with logStatements */
   log?: string;
+  /** with TLS: the server's self-signed certificate, which clients may verify it against */
+  certFile?: string;
 }
 
 /** ports this process handed out: a port closed again can be the next one the system gives */
@@ -43,9 +45,15 @@ export async function freePort(): Promise<number> {
   }
 }
 
-function server(dir: string, createDatabase: (name: string) => string, start: () => Promise<void>, stop: () => Promise<void>, log?: string): DatabaseServer {
+function server(
+  dir: string,
+  createDatabase: (name: string) => string,
+  start: () => Promise<void>,
+  stop: () => Promise<void>,
+  files: { log?: string; certFile?: string } = {},
+): DatabaseServer {
   return {
-    log,
+    ...files,
     url: createDatabase("strata"),
     createDatabase,
     stop,
@@ -133,7 +141,7 @@ export async function startPostgres(opts: ServerOptions = {}): Promise<DatabaseS
     run(pgBin("psql"), ["-h", dir, "-p", String(port), "-U", "postgres", "-c", `CREATE DATABASE ${name}`]);
     return `postgres://postgres@127.0.0.1:${port}/${name}${opts.tls ? "?sslmode=require" : ""}`;
   };
-  return server(dir, createDatabase, start, stop, join(dir, "log"));
+  return server(dir, createDatabase, start, stop, { log: join(dir, "log"), certFile: opts.tls ? join(data, "server.crt") : undefined });
 }
 
 export async function startMariadb(opts: ServerOptions = {}): Promise<DatabaseServer> {
@@ -177,7 +185,10 @@ export async function startMariadb(opts: ServerOptions = {}): Promise<DatabaseSe
     // a self-signed certificate cannot be verified: encrypt without verifying
     return `mysql://strata:strata@127.0.0.1:${port}/${name}${opts.tls ? "?ssl=skip-verify" : ""}`;
   };
-  return server(dir, createDatabase, start, stop, opts.logStatements ? log : undefined);
+  return server(dir, createDatabase, start, stop, {
+    log: opts.logStatements ? log : undefined,
+    certFile: opts.tls ? join(dir, "server.crt") : undefined,
+  });
 }
 
 /** nats-server with JetStream; each "database" is a bucket (a stream of its own) */
@@ -214,7 +225,7 @@ export async function startNats(opts: ServerOptions = {}): Promise<DatabaseServe
   };
   await start();
   // clients verify the server against its own certificate
-  return server(dir, (name) => `nats://127.0.0.1:${port}?bucket=${name}${opts.tls ? `&ca=${cert}` : ""}`, start, stop);
+  return server(dir, (name) => `nats://127.0.0.1:${port}?bucket=${name}${opts.tls ? `&ca=${cert}` : ""}`, start, stop, { certFile: cert });
 }
 
 if (import.meta.main) {

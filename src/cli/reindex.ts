@@ -4,6 +4,9 @@
 // strata, correct but reading the whole range. PostgreSQL and MySQL can be indexed while
 // strata serves them; an SQLite file belongs to one process, so stop strata first (NATS
 // indexes its local copy by itself). Safe to run again: rows indexed once are skipped.
+import { composeTopology } from "../keyspace/routing-policy.ts";
+import { restoreTopologyConfigs } from "../keyspace/topology-configs.ts";
+import type { Backend } from "../mvcc/backend.ts";
 import { ConfigError } from "../config/config.ts";
 import { openRouter } from "../router/open.ts";
 import { loadCheckedConfig } from "./config.ts";
@@ -20,7 +23,11 @@ export async function reindexCommand(args: string[]): Promise<number> {
   const log = (level: string, msg: string, fields: Record<string, unknown> = {}) => console.error(JSON.stringify({ level, msg, ...fields }));
   let router;
   try {
-    router = (await openRouter({ ...config, "selector-index": true }, () => {})).router;
+    // keys TopologyConfigs placed are where their rules say, as when strata serves
+    const startWith = config["topology-configs"]
+      ? async (backends: Backend[]) => composeTopology(config.topology, await restoreTopologyConfigs(backends, config.topology, log))
+      : undefined;
+    router = (await openRouter({ ...config, "selector-index": true }, () => {}, undefined, undefined, startWith)).router;
   } catch (err) {
     console.error(`strata reindex: cannot open the backends: ${(err as Error).message}`);
     return 1;

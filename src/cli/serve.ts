@@ -10,7 +10,8 @@ import { superviseTls, tlsServerOptions } from "../api/tls.ts";
 import { commit, version } from "./build-info.ts";
 import { observabilityApp } from "../api/http/app.ts";
 import { serveHttp } from "../api/http/serve.ts";
-import { followConfigFile, openKeyspace } from "../keyspace/open.ts";
+import { followRoutingPolicy, openKeyspace } from "../keyspace/open.ts";
+import { readRemoteTopology } from "../keyspace/topology-sources.ts";
 import { type Config, ConfigError, helpText } from "../config/config.ts";
 import { loadCheckedConfig } from "./config.ts";
 import { log, setLogLevel } from "../observe/log.ts";
@@ -28,7 +29,7 @@ export async function serveCommand(serveArgs: string[]): Promise<void> {
   }
   let config: Config;
   try {
-    config = loadCheckedConfig(serveArgs, process.env);
+    config = loadCheckedConfig(serveArgs, process.env, true);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`strata: configuration error: ${err.message}`);
@@ -69,7 +70,9 @@ async function serve(config: Config): Promise<void> {
   // certificates and token keys are checked before any database is opened
   const tls = config.tls ? tlsServerOptions(config.tls) : undefined;
   const tokens = tokenProvider(config["auth-token"], config["auth-token-ttl"]);
-  const { keyspace, identity } = await openKeyspace(config, log, observer.instrument);
+  // a topology served by a URL or kept in a Secret is read before the databases open
+  if (config.topologySource) config.topology = await readRemoteTopology(config, config.topologySource);
+  const { keyspace, identity, topologyConfigs } = await openKeyspace(config, log, observer.instrument);
   keyspace.start();
   observer.follow(keyspace);
   // etcd's users and roles live in the default backend, shared by every process on it
@@ -80,7 +83,7 @@ async function serve(config: Config): Promise<void> {
   }, log);
   await auth.start();
   onShutdown("auth store", () => auth.stop());
-  const stopWatchingConfig = config.topologyFile ? followConfigFile(config, keyspace, log) : () => {};
+  const stopWatchingConfig = followRoutingPolicy(config, keyspace, log, topologyConfigs);
 
   const [listen, ...moreListens] = config.listenUrls as [URL, ...URL[]];
   const clientUrls = config["advertise-client-urls"]

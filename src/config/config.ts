@@ -133,6 +133,19 @@ export const SETTINGS = {
     help: "storage-side garbage collection (HariKube's Auto GC): deleting an owner labelled skip-controller-manager-metadata-caching=true deletes or orphans its dependents in the same transaction, as Kubernetes' garbage collector would (see docs/auto-gc.md); keeps the selector index in the SQL databases",
     schema: yesNo("auto-gc"),
   },
+  "topology-configs": {
+    env: "STRATA_TOPOLOGY_CONFIGS",
+    default: "true",
+    flag: "boolean",
+    help: "follow HariKube's TopologyConfig objects in the keyspace (KEYPREFIX harikube.info/topologyconfigs/): their routes apply after the config's, and each gets its outcome in status (docs/topology-config.md)",
+    schema: yesNo("topology-configs"),
+  },
+  "topology-poll-interval": {
+    env: "STRATA_TOPOLOGY_POLL_INTERVAL",
+    default: "1m",
+    help: "how often a topology named by an http(s):// URL (--config, TOPOLOGY_CONFIG) is fetched again",
+    schema: v.pipe(duration("topology-poll-interval"), v.check((ms) => ms > 0, "topology-poll-interval must be above 0s")),
+  },
   "watch-progress-notify-interval": {
     env: "STRATA_WATCH_PROGRESS_NOTIFY_INTERVAL",
     etcd: "experimental-watch-progress-notify-interval",
@@ -307,6 +320,8 @@ export type Config = { [K in keyof Settings]: v.InferOutput<Settings[K]["schema"
   topology: Topology;
   /** the file the topology came from, watched for appended rules */
   topologyFile: string | undefined;
+  /** a topology served elsewhere (a URL, a Secret), read once strata starts and followed */
+  topologySource: RemoteTopology | undefined;
   /** certificate files when the API is served over TLS */
   tls: TlsSettings | undefined;
   /** the client URLs listened on (--listen, etcd's --listen-client-urls) */
@@ -332,7 +347,9 @@ export function flagsHelp(): string {
     "Serve flags (each also read from the environment variable shown, or from --config FILE):",
     "  --config FILE  (STRATA_CONFIG, or TOPOLOGY_CONFIG)",
     "      YAML or JSON file whose keys are the flag names below, and optionally",
-    "      backends/default/routes/key-prefix for routing (or a HariKube topology)",
+    "      backends/default/routes/key-prefix for routing (or a HariKube topology);",
+    "      for serve also a topology at http(s)://URL (polled) or secret://NAMESPACE/NAME",
+    "      (a Secret in --backend, watched): docs/topology-config.md",
   ];
   for (const [name, s] of Object.entries(SETTINGS)) {
     lines.push(`  --${name}  (${s.env})`, `      ${s.help}${s.default ? ` [default: ${s.default}]` : ""}`);
@@ -370,7 +387,10 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   const raw: Record<string, { value: unknown; source: string }> = {};
   for (const [name, s] of Object.entries(SETTINGS)) raw[name] = { value: s.default, source: "default" };
 
-  const file = (flags.config as string | undefined) ?? env.STRATA_CONFIG ?? env.TOPOLOGY_CONFIG;
+  // an empty variable is unset, as for every other setting
+  const named = (flags.config as string | undefined) || env.STRATA_CONFIG || env.TOPOLOGY_CONFIG || undefined;
+  const remote = named ? remoteTopology(named) : undefined;
+  const file = remote ? undefined : named?.replace(/^file:\/\//, "");
   let topology: Topology | undefined;
   if (file) {
     const doc = readConfigFile(file);
@@ -416,11 +436,32 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   }
   config.topology = topology ?? singleBackend(normaliseEndpoint(config.backend), raw.backend!.source);
   config.topologyFile = topology ? file : undefined;
+  config.topologySource = remote;
   config.tls = tlsSettings(config, (name) => raw[name]!.source);
   config.listenUrls = splitList(config.listen).map((u) => new URL(u));
   config.ignoredEtcdFlags = [...ignoredEtcdFlags, ...ignoredEtcdEnv(env)];
   config.autoCompaction = autoCompaction(config["auto-compaction-mode"], config["auto-compaction-retention"], raw["auto-compaction-retention"]!.source);
   return config;
+}
+
+/** A topology strata fetches: HariKube's TOPOLOGY_CONFIG=http(s)://URL or secret://NAMESPACE/NAME. */
+export type RemoteTopology = { kind: "url"; url: string } | { kind: "secret"; namespace: string; name: string; source: string };
+
+/** undefined for a file (a path, or file://PATH) */
+function remoteTopology(named: string): RemoteTopology | undefined {
+  if (/^https?:\/\//.test(named)) {
+    if (!URL.canParse(named)) throw new ConfigError(`${named}: not a valid URL`);
+    return { kind: "url", url: named };
+  }
+  if (named.startsWith("secret://")) {
+    const m = /^secret:\/\/([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-.a-z0-9]*[a-z0-9])?)$/.exec(named);
+    if (!m) throw new ConfigError(`${named}: a Secret is named secret://NAMESPACE/NAME, such as secret://kube-system/topology`);
+    return { kind: "secret", namespace: m[1]!, name: m[3]!, source: named };
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//.test(named) && !named.startsWith("file://")) {
+    throw new ConfigError(`${named}: a config is a file (PATH or file://PATH), an http(s):// URL or secret://NAMESPACE/NAME`);
+  }
+  return undefined;
 }
 
 export function readConfigFile(path: string): Record<string, unknown> {

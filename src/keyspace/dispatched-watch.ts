@@ -101,6 +101,8 @@ export class DispatchedWatch implements WatchSession {
     const owner = this.owner;
     const selected = this.selected;
     const opened: WatchSession = k.watch({
+      // strata's own watchers (a TopologyConfig follower's) are not counted as clients'
+      own: stream.own,
       send: (resp, fragmentable) => {
         const w = selected.get(resp.watchId);
         if (!w || owner.get(resp.watchId) !== opened) return stream.send(resp, fragmentable);

@@ -5,9 +5,12 @@ import { EtcdKeyspace } from "../backends/etcd/etcd-keyspace.ts";
 import { isUpstreamUrl, Upstream, type UpstreamTls } from "../backends/etcd/upstream.ts";
 import type { Config } from "../config/config.ts";
 import type { Backend } from "../mvcc/backend.ts";
-import { openRouter, watchTopology } from "../router/open.ts";
+import { openRouter } from "../router/open.ts";
 import { DatabaseKeyspace } from "./database.ts";
 import { Dispatcher } from "./dispatcher.ts";
+import { composeTopology, type PolicyEntry, RoutingPolicy } from "./routing-policy.ts";
+import { restoreTopologyConfigs, TopologyConfigs } from "./topology-configs.ts";
+import { followTopologySource } from "./topology-sources.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
@@ -29,7 +32,7 @@ export async function openKeyspace(
   config: Config,
   log: Log,
   wrap?: (name: string, b: Backend) => Backend,
-): Promise<{ keyspace: Dispatcher; identity: Identity }> {
+): Promise<{ keyspace: Dispatcher; identity: Identity; topologyConfigs: PolicyEntry[] }> {
   const t = config.topology;
   const several = t.backends.size > 1;
   const upstreams = new Map<string, Upstream>();
@@ -55,8 +58,13 @@ export async function openKeyspace(
     throw err;
   }
   let router, states;
+  // the TopologyConfigs in force when strata last ran: their keys are where their rules say
+  let topologyConfigs: PolicyEntry[] = [];
+  const startWith = config["topology-configs"]
+    ? async (backends: Backend[]) => composeTopology(t, (topologyConfigs = await restoreTopologyConfigs(backends, t, log)))
+    : undefined;
   try {
-    ({ router, states } = await openRouter(config, log, wrap, upstreams));
+    ({ router, states } = await openRouter(config, log, wrap, upstreams, startWith));
   } catch (err) {
     for (const u of upstreams.values()) u.close();
     throw err;
@@ -74,7 +82,7 @@ export async function openKeyspace(
   });
   const copies = database.leaseCopies;
   const etcds = new Map([...upstreams].map(([name, u]) => [name, new EtcdKeyspace(name, u, copies)]));
-  return { keyspace: new Dispatcher(database, etcds), identity };
+  return { keyspace: new Dispatcher(database, etcds), identity, topologyConfigs };
 }
 
 /** the TLS files the settings give etcds:// upstreams */
@@ -83,8 +91,20 @@ function upstreamTls(config: Config): UpstreamTls {
   return { ca: file(config["etcd-cafile"]), cert: file(config["etcd-certfile"]), key: file(config["etcd-keyfile"]) };
 }
 
-/** Follows the config file for routes appended at the end (router/open.ts); returns the function that stops. */
-export function followConfigFile(config: Config, keyspace: Dispatcher, log: Log): () => void {
+/**
+ * Follows the routing policy's sources while strata serves: the config source (file, URL,
+ * Secret) for appended routes, and the TopologyConfig objects in the keyspace unless
+ * --topology-configs=false. Returns the function that stops.
+ */
+export function followRoutingPolicy(config: Config, keyspace: Dispatcher, log: Log, inForce: PolicyEntry[]): () => void {
+  const router = keyspace.database.router;
   const upstreams = new Map([...keyspace.upstreams].map(([name, k]) => [name, k.upstream]));
-  return watchTopology(config, keyspace.database.router, upstreams, log);
+  const policy = new RoutingPolicy(router, upstreams, keyspace, log, config.topology, inForce);
+  const configs = config["topology-configs"] ? new TopologyConfigs(keyspace, policy, router.topology.keyPrefixes[0]!, log) : undefined;
+  configs?.start();
+  const stopSource = followTopologySource(config, keyspace, policy, configs, log);
+  return () => {
+    stopSource();
+    configs?.stop();
+  };
 }

@@ -1,14 +1,13 @@
 // From configuration to a running Router: open the topology's databases (an upstream
 // etcd among the backends is the keyspace's, keyspace/open.ts), refuse to start when
-// existing keys would become unreachable, and follow the config file for rules appended
-// at the end.
-import { watchFile, unwatchFile } from "node:fs";
+// existing keys would become unreachable; the checks a new policy passes while strata
+// serves (keyspace/routing-policy.ts applies it).
 import { openBackend } from "../backends/open.ts";
 import type { Backend, BackendState } from "../mvcc/backend.ts";
 import { isUpstreamUrl } from "../backends/etcd/upstream.ts";
 import type { KeyValue } from "../mvcc/types.ts";
-import { type Config, ConfigError, readConfigFile } from "../config/config.ts";
-import { readTopology, type Topology } from "../config/topology.ts";
+import { type Config, ConfigError } from "../config/config.ts";
+import type { Topology } from "../config/topology.ts";
 import { create } from "@bufbuild/protobuf";
 import { type RangeRequest, RangeRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { keyString, prefixEnd, successor } from "../mvcc/keyrange.ts";
@@ -16,7 +15,6 @@ import { type KeyAnatomy, parseKey, prefixOf } from "./kubernetes-key.ts";
 import type { Part } from "./part.ts";
 import { Router } from "./router.ts";
 import { RoutingTable } from "./rules.ts";
-import { validateTopology } from "./validate.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
@@ -37,7 +35,7 @@ async function openDatabases(
   for (const name of names) {
     const url = t.backends.get(name)!;
     if (isUpstreamUrl(url)) continue;
-    const backend = await openBackend(url, { poolSize, selectorIndex }).catch(async (err: Error) => {
+    const backend = await openBackend(url, { poolSize: t.settings?.get(name)?.poolSize ?? poolSize, selectorIndex }).catch(async (err: Error) => {
       await closeAll(out);
       throw new Error(t.backends.size > 1 ? `backend ${name}: ${err.message}` : err.message);
     });
@@ -67,8 +65,11 @@ export async function openRouter(
   log: Log,
   wrap?: (name: string, b: Backend) => Backend,
   upstreams = new Map<string, UpstreamKeys>(),
+  /** the rules in force from the start, read from the opened databases (the TopologyConfigs' after the config's) */
+  startWith?: (backends: Backend[]) => Promise<Topology>,
 ): Promise<{ router: Router; states: BackendState[] }> {
   const t = config.topology;
+  if (t.ignored) log("warn", "topology fields strata does not honour", { source: t.source, fields: t.ignored });
   // Auto GC finds dependents through the selector index's ownership entries
   const backends = await openDatabases(t, config["pool-size"], config["selector-index"] || config["auto-gc"], wrap);
   let opened;
@@ -84,6 +85,14 @@ export async function openRouter(
     throw err;
   }
   const { router } = opened;
+  if (startWith) {
+    try {
+      router.setTopology(await startWith(router.parts.map((p) => p.backend)));
+    } catch (err) {
+      await router.close();
+      throw err;
+    }
+  }
   const upstream = upstreamIn(t);
   if (config["auto-gc"] && upstream) {
     log("warn", "auto-gc: keys in an upstream etcd get no storage-side garbage collection (strata does not write them in one transaction with its own)", { backend: upstream });
@@ -174,12 +183,13 @@ function resourcePrefix(key: string, keyPrefixes: readonly string[]): string | u
   return a && `${a.prefix}${a.group ? `${a.group}/` : ""}${a.resource}/`;
 }
 
-export function strandedMessage(stranded: Stranded[], file: string): string {
+/** `fix`: what moves the keys, when not the migrate command (a TopologyConfig's spec.migrate) */
+export function strandedMessage(stranded: Stranded[], file: string, fix?: string): string {
   const shown = stranded.slice(0, 5).map((s) => `${s.count} under ${s.prefix} (in ${s.from}, rules say ${s.to})`).join("; ");
   const more = stranded.length > 5 ? `; and ${stranded.length - 5} more prefixes` : "";
-  const fix = stranded.some((s) => s.upstream)
+  fix = stranded.some((s) => s.upstream)
     ? `${UPSTREAM_KEYS_STAY}: route these resources back, or copy them with the etcd's own tools while nothing writes them`
-    : `Move them first: strata migrate --to-config ${file} --endpoint URL (strata running with the old rules) or --from-config OLD.yaml (stopped)`;
+    : fix ?? `Move them first: strata migrate --to-config ${file} --endpoint URL (strata running with the old rules) or --from-config OLD.yaml (stopped)`;
   return `${file}: these rules would make existing keys unreachable: ${shown}${more}. ${fix}`;
 }
 
@@ -208,46 +218,6 @@ function groupPrefix(key: string, keyPrefixes: readonly string[]): string {
   return [a.prefix.replace(/\/$/, ""), a.group, a.resource, a.sub, a.namespace].filter((s) => s !== undefined).join("/") + "/";
 }
 
-/**
- * Follows the config file: rules appended at the end apply at once (when no existing
- * key changes backend); any other change is refused with the reason, and the running
- * rules stay.
- */
-export function watchTopology(config: Config, router: Router, upstreams: Map<string, UpstreamKeys>, log: Log): () => void {
-  const file = config.topologyFile!;
-  let busy = false;
-  const check = async () => {
-    if (busy) return;
-    busy = true;
-    try {
-      let next: Topology | undefined;
-      try {
-        next = readTopology(readConfigFile(file), file);
-        if (!next) throw new ConfigError(`${file}: backends: the file no longer names any backend`);
-        validateTopology(next);
-      } catch (err) {
-        return log("error", "config change refused", { file, reason: (err as Error).message });
-      }
-      // a migration that ran in this process may already have put these rules in force
-      if (sameTopology(router.topology, next)) return;
-      if (router.moving) return log("error", "config change refused", { file, reason: "a migration is running; the file is read again when it changes next" });
-      const reason = appendOnly(router.topology, next);
-      if (reason) return log("error", "config change refused", { file, reason: `${reason}; the running rules stay. Changes other than appending rules need a migration: strata migrate --to-config ${file} --endpoint URL (live) or with strata stopped (--from-config OLD)` });
-      const stranded = await strandedKeys({ parts: router.parts, upstreams }, RoutingTable.of(next));
-      if (stranded.length > 0) return log("error", "config change refused", { file, reason: strandedMessage(stranded, file) });
-      if (router.moving) return log("error", "config change refused", { file, reason: "a migration started meanwhile" });
-      router.setTopology(next);
-      log("info", "appended routes applied", { file, routes: next.rules.length });
-    } catch (err) {
-      log("error", "config change could not be checked", { file, error: String(err) });
-    } finally {
-      busy = false;
-    }
-  };
-  watchFile(file, { interval: 1000 }, () => void check());
-  return () => unwatchFile(file);
-}
-
 export function sameTopology(a: Topology, b: Topology): boolean {
   return JSON.stringify(summary(a)) === JSON.stringify(summary(b));
 }
@@ -257,7 +227,7 @@ function summary(t: Topology) {
 }
 
 /** undefined when next only appends rules to current; otherwise what changed */
-function appendOnly(current: Topology, next: Topology): string | undefined {
+export function appendOnly(current: Topology, next: Topology): string | undefined {
   if (JSON.stringify([...current.backends]) !== JSON.stringify([...next.backends])) return "the backends changed";
   if (current.default !== next.default) return "the default backend changed";
   if (String(current.keyPrefixes) !== String(next.keyPrefixes)) return "key-prefix changed";

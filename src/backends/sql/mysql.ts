@@ -2,6 +2,7 @@
 // meta revision row (SELECT ... FOR UPDATE, READ COMMITTED); reads run in consistent
 // snapshots. MySQL has no notifications: other processes' commits are found by polling.
 // TiDB speaks the same wire under a profile (engine-profiles.ts) without named locks.
+import { readFileSync } from "node:fs";
 import mysql from "mysql2/promise";
 import { type Dialect, errorParts } from "./dialect.ts";
 import { Pending, plainSavepoint, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
@@ -185,8 +186,12 @@ export function openMysqlDriver(url: string, poolSize: number, begin?: EnginePro
     connectTimeout: 5000,
     supportBigNumbers: true,
     bigNumberStrings: true,
-    // TLS from the URL: ?ssl=true (verify the server) or ?ssl=skip-verify
-    ssl: ssl && ssl !== "false" ? { rejectUnauthorized: ssl !== "skip-verify" } : undefined,
+    // TLS from the URL: ?ssl=true (verify the server) or ?ssl=skip-verify, with files as
+    // the mysql client's --ssl-ca, --ssl-cert, --ssl-key
+    ssl: ssl && ssl !== "false" ? { rejectUnauthorized: ssl !== "skip-verify", ...tlsFiles(u) } : undefined,
+    // idle connections kept, and how long (s) one may stay idle: HariKube's connectionPool
+    ...(u.searchParams.has("max-idle") && { maxIdle: Number(u.searchParams.get("max-idle")) }),
+    ...(u.searchParams.has("idle-timeout") && { idleTimeout: Number(u.searchParams.get("idle-timeout")) * 1000 }),
     // integers as exact bigints, whatever their size
     typeCast(field, next) {
       if (field.type === "LONGLONG" || field.type === "NEWDECIMAL") {
@@ -197,6 +202,11 @@ export function openMysqlDriver(url: string, poolSize: number, begin?: EnginePro
     },
   });
   return new MysqlDriver(pool, begin);
+}
+
+function tlsFiles(u: URL): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
+  const read = (k: string) => (u.searchParams.has(k) ? readFileSync(u.searchParams.get(k)!) : undefined);
+  return { ca: read("ssl-ca"), cert: read("ssl-cert"), key: read("ssl-key") };
 }
 
 export class MysqlBackend extends SqlBackend {

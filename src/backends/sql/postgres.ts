@@ -3,6 +3,8 @@
 // snapshots; commits are announced with NOTIFY so other strata processes publish
 // them to their watchers at once. CockroachDB and YugabyteDB speak the same wire under
 // a profile (engine-profiles.ts) that uses neither NOTIFY nor advisory locks.
+import { readFileSync } from "node:fs";
+import type { ConnectionOptions } from "node:tls";
 import postgres from "postgres";
 import { type Dialect, errorParts, UPSERT_ON_CONFLICT } from "./dialect.ts";
 import { Pending, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
@@ -164,7 +166,9 @@ class PostgresDriver implements SqlDriver {
 
 /** A pool of `poolSize` connections to the database at `url`. */
 export function openPostgresDriver(url: string, poolSize: number, begin?: EngineProfile["begin"]): PostgresDriver {
-  return new PostgresDriver(postgres(url, {
+  const { plain, ssl } = tlsFiles(url);
+  return new PostgresDriver(postgres(plain, {
+    ...(ssl && { ssl }),
     max: poolSize,
     types: { bigint: postgres.BigInt, bytea: BYTEA },
     onnotice: () => {},
@@ -177,6 +181,30 @@ export function openPostgresDriver(url: string, poolSize: number, begin?: Engine
     // costs the database nothing, so retry soon.
     backoff: (retries: number) => Math.min(0.025 * 2 ** retries, RECONNECT_MAX_S),
   }), begin);
+}
+
+/**
+ * libpq's sslrootcert=, sslcert= and sslkey= files (which postgres.js would otherwise send
+ * the server as settings): read here into the TLS options, with sslmode=require
+ * (encrypted, unverified), verify-ca (no host name check) or verify-full (the default).
+ */
+function tlsFiles(url: string): { plain: string; ssl?: ConnectionOptions } {
+  const u = new URL(url);
+  const [ca, cert, key] = ["sslrootcert", "sslcert", "sslkey"].map((k) => u.searchParams.get(k) ?? undefined);
+  if ((ca === undefined || ca === "system") && cert === undefined && key === undefined) return { plain: url };
+  const mode = u.searchParams.get("sslmode") ?? "verify-full";
+  for (const k of ["sslrootcert", "sslcert", "sslkey", "sslmode"]) u.searchParams.delete(k);
+  const read = (f: string | undefined) => (f === undefined || f === "system" ? undefined : readFileSync(f));
+  return {
+    plain: u.toString(),
+    ssl: {
+      ca: read(ca),
+      cert: read(cert),
+      key: read(key),
+      rejectUnauthorized: mode === "verify-ca" || mode === "verify-full",
+      ...(mode === "verify-ca" && { checkServerIdentity: () => undefined }),
+    },
+  };
 }
 
 export class PostgresBackend extends SqlBackend {

@@ -1,0 +1,228 @@
+// Where the config source's routing comes from, as HariKube's TOPOLOGY_CONFIG names it
+// (strata's --config too): a file (PATH or file://PATH, rescanned), an http(s):// URL
+// (fetched again every --topology-poll-interval, with its ETag; a failed fetch keeps the
+// running rules and is logged), or secret://NAMESPACE/NAME (a Secret kept in strata's
+// default backend, as kube-apiserver stores it: protobuf or JSON; its files read in name
+// order and merged; a change is seen through a watch). Every new version goes through the
+// routing policy (routing-policy.ts): only appended rules apply while strata serves.
+import { watchFile, unwatchFile } from "node:fs";
+import { create } from "@bufbuild/protobuf";
+import { RangeRequestSchema, WatchCreateRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { openBackend } from "../backends/open.ts";
+import { type Config, ConfigError, parseConfigText, readConfigFile, type RemoteTopology } from "../config/config.ts";
+import { DEFAULT_KEY_PREFIX, readTopology, type Topology, TOPOLOGY_KEYS } from "../config/topology.ts";
+import { normaliseEndpoint } from "../config/endpoint.ts";
+import { DELETE } from "../mvcc/types.ts";
+import type { Log } from "../observe/log.ts";
+import { sameTopology } from "../router/open.ts";
+import { validateTopology } from "../router/validate.ts";
+import type { Keyspace } from "./contract.ts";
+import type { RoutingPolicy } from "./routing-policy.ts";
+import { secretData } from "./stored-object.ts";
+import type { TopologyConfigs } from "./topology-configs.ts";
+
+/** a fetch that takes longer fails (and the running rules stay) */
+const FETCH_TIMEOUT_MS = 10_000;
+
+/** the key kube-apiserver keeps a Secret under (its default --etcd-prefix) */
+export function secretKey(s: { namespace: string; name: string }): string {
+  return `${DEFAULT_KEY_PREFIX}secrets/${s.namespace}/${s.name}`;
+}
+
+/** A topology document's text, read as a config file named `source` is. */
+function topologyOf(text: string, source: string): Topology {
+  const doc = parseConfigText(text, source);
+  const t = readTopology(doc, source);
+  if (!t) throw new ConfigError(`${source}: backends: names no backends to route to`);
+  validateTopology(t);
+  return withOthers(t, Object.keys(doc));
+}
+
+/** names the document's settings other than routing, which a fetched topology does not set */
+function withOthers(t: Topology, keys: string[]): Topology {
+  const others = keys.filter((k) => !(TOPOLOGY_KEYS as readonly string[]).includes(k));
+  if (others.length === 0) return t;
+  const line = `${others.join(", ")} (settings come from flags, the environment or a config file, not a fetched topology)`;
+  return { ...t, ignored: t.ignored ? `${t.ignored}; ${line}` : line };
+}
+
+/**
+ * A Secret's files, in name order, as one topology: HariKube's lists of backends are
+ * joined; strata's own format must come in one file.
+ */
+export function topologyOfSecret(files: Map<string, Uint8Array>, source: string): Topology {
+  const names = [...files.keys()].sort();
+  if (names.length === 0) throw new ConfigError(`${source}: the Secret has no data`);
+  if (names.length === 1) return topologyOf(Buffer.from(files.get(names[0]!)!).toString("utf8"), `${source}/${names[0]}`);
+  const backends: unknown[] = [];
+  let keyPrefix: unknown;
+  const keys: string[] = [];
+  for (const name of names) {
+    const doc = parseConfigText(Buffer.from(files.get(name)!).toString("utf8"), name);
+    keys.push(...Object.keys(doc));
+    if (!Array.isArray(doc.backends)) {
+      throw new ConfigError(`${source}/${name}: backends: a Secret of several files holds HariKube's lists of backends (strata's own format goes in one file)`);
+    }
+    backends.push(...doc.backends);
+    keyPrefix ??= doc["key-prefix"];
+  }
+  const t = readTopology({ backends, ...(keyPrefix !== undefined && { "key-prefix": keyPrefix }) }, source)!;
+  validateTopology(t);
+  return withOthers(t, [...new Set(keys)]);
+}
+
+/** Fetches a URL's topology; `etag`: the version held (answered 304 when unchanged). */
+async function fetchTopology(url: string, etag?: string): Promise<{ topology?: Topology; etag?: string }> {
+  const res = await fetch(url, { headers: etag ? { "If-None-Match": etag } : {}, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+  if (res.status === 304) return { etag };
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
+  return { topology: topologyOf(await res.text(), url), etag: res.headers.get("etag") ?? undefined };
+}
+
+/**
+ * The topology a URL or Secret holds, read before strata opens its databases; a Secret is
+ * read from the default backend (--backend), which its topology must keep as the default.
+ */
+export async function readRemoteTopology(config: Config, source: RemoteTopology): Promise<Topology> {
+  if (source.kind === "url") {
+    const { topology } = await fetchTopology(source.url).catch((err: Error) => {
+      throw new ConfigError(`${source.url}: cannot fetch the topology: ${err.message}`);
+    });
+    return topology!;
+  }
+  const url = normaliseEndpoint(config.backend);
+  const backend = await openBackend(url, { poolSize: 1 });
+  let files: Map<string, Uint8Array> | undefined;
+  try {
+    await backend.open();
+    const key = new TextEncoder().encode(secretKey(source));
+    const kv = (await backend.range({ range: { start: key, end: undefined }, revision: 0n, limit: 1, countOnly: false, keysOnly: false })).kvs[0];
+    if (!kv) throw new ConfigError(`${source.source}: no Secret at ${secretKey(source)} in ${backend.name} (--backend)`);
+    files = secretData(kv.value);
+    if (!files) throw new ConfigError(`${source.source}: the Secret at ${secretKey(source)} cannot be read (encrypted at rest, or not a Secret)`);
+  } finally {
+    await backend.close();
+  }
+  const t = topologyOfSecret(files, source.source);
+  if (t.backends.get(t.default) !== url) {
+    throw new ConfigError(`${source.source}: its default backend ${t.default} is not ${backend.name}, where the Secret is kept (--backend); make that its default backend`);
+  }
+  return t;
+}
+
+/** Follows the config source for new versions; returns the function that stops. */
+export function followTopologySource(
+  config: Config,
+  keyspace: Keyspace,
+  policy: RoutingPolicy,
+  configs: TopologyConfigs | undefined,
+  log: Log,
+): () => void {
+  const apply = (next: Topology, source: string) =>
+    policy.lock.run(async () => {
+      // a source fetched again unchanged (a server without ETags) costs no evaluation
+      if (sameTopology(policy.baseTopology, next)) return;
+      const reason = await policy.setBase(next);
+      if (reason) return log("error", "config change refused", { source, reason });
+      await configs?.baseChanged();
+    });
+  const refused = (source: string, err: unknown) => log("error", "config change refused", { source, reason: (err as Error).message });
+
+  if (config.topologyFile) {
+    const file = config.topologyFile;
+    const check = () => {
+      let next: Topology | undefined;
+      try {
+        next = readTopology(readConfigFile(file), file);
+        if (!next) throw new ConfigError(`${file}: backends: the file no longer names any backend`);
+        validateTopology(next);
+      } catch (err) {
+        return refused(file, err);
+      }
+      void apply(next, file).catch((err) => log("error", "config change could not be checked", { source: file, error: String(err) }));
+    };
+    watchFile(file, { interval: 1000 }, check);
+    return () => unwatchFile(file);
+  }
+  const source = config.topologySource;
+  if (source?.kind === "url") {
+    let etag: string | undefined;
+    let failing = false;
+    const poll = async () => {
+      try {
+        const got = await fetchTopology(source.url, etag);
+        if (failing) log("info", "the topology URL answers again", { source: source.url });
+        failing = false;
+        etag = got.etag;
+        if (got.topology) await apply(got.topology, source.url);
+      } catch (err) {
+        if (err instanceof ConfigError) return refused(source.url, err);
+        failing = true;
+        log("warn", "fetching the topology failed; the running rules stay", { source: source.url, error: (err as Error).message });
+      }
+    };
+    const timer = setInterval(() => void poll(), config["topology-poll-interval"]);
+    return () => clearInterval(timer);
+  }
+  if (source?.kind === "secret") return watchSecret(source, keyspace, (t) => apply(t, source.source), log);
+  return () => {};
+}
+
+/** Watches the Secret's key; each new version is read as the topology. */
+function watchSecret(source: Extract<RemoteTopology, { kind: "secret" }>, keyspace: Keyspace, apply: (t: Topology) => Promise<void>, log: Log): () => void {
+  const key = new TextEncoder().encode(secretKey(source));
+  let stopped = false;
+  let session: ReturnType<Keyspace["watch"]> | undefined;
+  let retry: ReturnType<typeof setTimeout> | undefined;
+  const start = async () => {
+    if (stopped) return;
+    // from the revision read now: a change made while the watch was away is read here
+    let from: bigint;
+    try {
+      const got = await keyspace.range(create(RangeRequestSchema, { key }));
+      from = got.header.revision + 1n;
+      const kv = got.kvs[0];
+      if (kv) await read(kv.value);
+    } catch (err) {
+      log("warn", "reading the topology Secret failed; the running rules stay", { source: source.source, error: (err as Error).message });
+      retry = setTimeout(() => void start(), 1000);
+      return;
+    }
+    session = keyspace.watch({
+      own: true,
+      send: (resp) => {
+        if (resp.canceled) return restart();
+        for (const ev of resp.events) {
+          if (ev.type === DELETE) log("warn", "the topology Secret was deleted; the running rules stay", { source: source.source });
+          else void read(ev.kv.value);
+        }
+      },
+      forget: () => restart(),
+      congested: () => false,
+      drained: async () => {},
+    });
+    session.create(create(WatchCreateRequestSchema, { key, startRevision: from }), 1n);
+  };
+  const restart = () => {
+    session?.close();
+    session = undefined;
+    if (!stopped) retry = setTimeout(() => void start(), 1000);
+  };
+  const read = async (value: Uint8Array) => {
+    const files = secretData(value);
+    if (!files) return log("error", "config change refused", { source: source.source, reason: "the Secret cannot be read (encrypted at rest, or not a Secret)" });
+    let t: Topology;
+    try {
+      t = topologyOfSecret(files, source.source);
+    } catch (err) {
+      return log("error", "config change refused", { source: source.source, reason: (err as Error).message });
+    }
+    await apply(t);
+  };
+  void start();
+  return () => {
+    stopped = true;
+    clearTimeout(retry);
+    session?.close();
+  };
+}

@@ -5,7 +5,7 @@
 import { watchFile, unwatchFile } from "node:fs";
 import { openBackend } from "../backends/open.ts";
 import type { Backend, BackendState } from "../mvcc/backend.ts";
-import { isUpstreamUrl } from "../backends/etcd/upstream.ts";
+import { isUpstreamUrl } from "../backends/etcd/scheme.ts";
 import type { KeyValue } from "../mvcc/types.ts";
 import { type Config, ConfigError, readConfigFile } from "../config/config.ts";
 import { readTopology, type Topology } from "../config/topology.ts";

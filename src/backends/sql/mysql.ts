@@ -190,7 +190,7 @@ export function openMysqlDriver(url: string, poolSize: number): MysqlDriver {
 export class MysqlBackend extends SqlBackend {
   /** `readThreads`: threads for the reads whose cost a client controls (read-pool.ts) */
   static async open(url: string, name: string, poolSize: number, readThreads = READ_THREADS): Promise<MysqlBackend> {
-    const threads = readThreads > 0 ? await ReadPool.start(name, { mysql: url }, readThreads) : undefined;
+    const threads = readThreads > 0 ? new ReadPool(name, { mysql: url }, readThreads) : undefined;
     return new MysqlBackend(name, openMysqlDriver(url, poolSize), mysqlDialect, threads);
   }
 }

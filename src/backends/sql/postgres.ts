@@ -159,7 +159,7 @@ export function openPostgresDriver(url: string, poolSize: number): PostgresDrive
 export class PostgresBackend extends SqlBackend {
   /** `readThreads`: threads for the reads whose cost a client controls (read-pool.ts) */
   static async open(url: string, name: string, poolSize: number, readThreads = READ_THREADS): Promise<PostgresBackend> {
-    const threads = readThreads > 0 ? await ReadPool.start(name, { postgres: url }, readThreads) : undefined;
+    const threads = readThreads > 0 ? new ReadPool(name, { postgres: url }, readThreads) : undefined;
     return new PostgresBackend(name, openPostgresDriver(url, poolSize), threads);
   }
 

@@ -111,7 +111,7 @@ export class SqlBackend implements Backend {
   }
 
   async open(): Promise<BackendState> {
-    const version = await this.driver.read((c) => schemaVersion(c));
+    const version = await this.driver.read((c) => schemaVersion(c, this.name));
     if (version > SCHEMA_VERSION) {
       throw new Error(`${this.name}: database schema version ${version} is newer than this strata's (${SCHEMA_VERSION}); upgrade strata`);
     }
@@ -135,7 +135,7 @@ export class SqlBackend implements Backend {
     await this.driver.write(async (c) => {
       // another strata process may be migrating at the same moment: the first one wins
       await this.dialect.lockSchema(c);
-      if ((await schemaVersion(c)) !== from) return void (await this.dialect.unlockSchema?.(c));
+      if ((await schemaVersion(c, this.name)) !== from) return void (await this.dialect.unlockSchema?.(c));
       for (const stmt of schemaStatements(from, this.dialect)) await c.run(stmt);
       if (from === 0) {
         for (const [name, num] of [["revision", 1n], ["compact_revision", 0n], ["cluster_id", randomId()], ["member_id", randomId()], ["schema_version", 0n]] as const) {
@@ -534,14 +534,35 @@ export class SqlBackend implements Backend {
   }
 }
 
-async function schemaVersion(c: SqlConn): Promise<number> {
+async function schemaVersion(c: SqlConn, name: string): Promise<number> {
   // in a savepoint, so the transaction stays usable when the table does not exist yet
   try {
     const rows = await c.savepoint((sc) => sc.all("SELECT num FROM meta WHERE name = 'schema_version'"));
     return rows[0] ? Number(rows[0].num) : 0;
-  } catch {
-    return 0;
+  } catch (err) {
+    if (isMissingTable(err)) return 0;
+    // a table there that this role may not read: creating the schema would only say "already exists"
+    if (isPermissionDenied(err)) {
+      const role = await c.savepoint((sc) => sc.all("SELECT current_user AS role")).then((r) => String(r[0]?.role), () => "strata connects as");
+      throw new Error(
+        `${name}: permission denied: the database role ${role} lacks rights on table meta, which holds strata's schema ` +
+          `(${(err as Error).message}); grant it SELECT, INSERT, UPDATE and DELETE on strata's tables, or connect as their owner`,
+      );
+    }
+    throw err;
   }
+}
+
+/** PostgreSQL's undefined_table, MySQL's ER_NO_SUCH_TABLE, SQLite's "no such table" */
+function isMissingTable(err: unknown): boolean {
+  const e = err as { code?: unknown; errno?: unknown; message?: unknown };
+  return e.code === "42P01" || e.errno === 1146 || /no such table/i.test(String(e.message));
+}
+
+/** PostgreSQL's insufficient_privilege, MySQL's table access denied */
+function isPermissionDenied(err: unknown): boolean {
+  const e = err as { code?: unknown; errno?: unknown; message?: unknown };
+  return e.code === "42501" || e.errno === 1142 || /permission denied|command denied/i.test(String(e.message));
 }
 
 async function readMeta(c: SqlConn): Promise<{ revision: Rev; compactRevision: Rev; clusterId: bigint; memberId: bigint }> {

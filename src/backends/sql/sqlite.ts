@@ -8,6 +8,7 @@ import { Mutex } from "../../util/mutex.ts";
 import type { RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
 import { ReadPool } from "./read-pool.ts";
+import { prepareSqlitePath } from "./sqlite-path.ts";
 import { SqlBackend } from "./sql-backend.ts";
 import { sqliteConn, sqliteTransaction } from "./sqlite-conn.ts";
 import { sqliteDialect } from "./sqlite-dialect.ts";
@@ -125,6 +126,7 @@ export class SqliteBackend extends SqlBackend {
 
   static async open(path: string): Promise<SqliteBackend> {
     const name = `sqlite://${path}`;
+    prepareSqlitePath(path, name);
     try {
       const driver = await openSqliteDriver(path, true);
       return new SqliteBackend(name, driver, new ReadPool(name, { sqlite: path }));

@@ -72,6 +72,13 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
+/** user+system CPU seconds the process has used (its threads included) */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  // utime and stime are fields 14 and 15 of stat, in clock ticks (100 a second on Linux)
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 function rssMiB(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, "utf8");
   return Number(status.match(/VmRSS:\s+(\d+) kB/)![1]) / 1024;
@@ -81,7 +88,7 @@ function rssMiB(pid: number): number {
  * Starts the server, waits (polling every 5 ms) until its port accepts, then runs one
  * `etcdctl get`: seconds from spawn until that answer is back, and the RSS after IDLE_MS.
  */
-async function serveOnce(s: Subject): Promise<{ firstAnswer: number; idleRss: number }> {
+async function serveOnce(s: Subject): Promise<{ firstAnswer: number; firstCpu: number; idleRss: number }> {
   const dir = mkdtempSync(join(work, "data-"));
   const client = await freePort();
   const spare = await freePort();
@@ -103,8 +110,9 @@ async function serveOnce(s: Subject): Promise<{ firstAnswer: number; idleRss: nu
       if (i > 50) throw new Error(`${s.name} gave etcdctl no answer: ${r.stderr}`);
     }
     const firstAnswer = (performance.now() - t0) / 1000;
+    const firstCpu = cpuSeconds(child.pid!);
     await sleep(IDLE_MS);
-    return { firstAnswer, idleRss: rssMiB(child.pid!) };
+    return { firstAnswer, firstCpu, idleRss: rssMiB(child.pid!) };
   } finally {
     child.kill("SIGTERM");
     await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
@@ -121,20 +129,22 @@ try {
     compile(hostTarget(), binary);
   }
   console.log(`front door, medians of ${runs} (${new Date().toISOString()}, load ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")})`);
-  console.log(`| | size, MiB | --version, s | start to first etcdctl answer, s | idle RSS, MiB |`);
-  console.log(`|---|---|---|---|---|`);
+  console.log(`| | size, MiB | --version, s | start to first etcdctl answer, s | its CPU until then, s | idle RSS, MiB |`);
+  console.log(`|---|---|---|---|---|---|`);
   for (const s of subjects(binary).filter((s) => s.name.includes(opts.only))) {
     const version: number[] = [];
     const first: number[] = [];
+    const cpu: number[] = [];
     const rss: number[] = [];
     for (let i = 0; i < runs; i++) {
       version.push(versionTime(s));
       const r = await serveOnce(s);
       first.push(r.firstAnswer);
+      cpu.push(r.firstCpu);
       rss.push(r.idleRss);
     }
     const size = s.name.includes("source") ? "(Bun itself)" : mib(statSync(s.file).size).toFixed(1);
-    console.log(`| ${s.name} | ${size} | ${median(version).toFixed(3)} | ${median(first).toFixed(3)} | ${median(rss).toFixed(1)} |`);
+    console.log(`| ${s.name} | ${size} | ${median(version).toFixed(3)} | ${median(first).toFixed(3)} | ${median(cpu).toFixed(2)} | ${median(rss).toFixed(1)} |`);
   }
 } finally {
   rmSync(work, { recursive: true, force: true });

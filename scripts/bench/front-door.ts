@@ -1,14 +1,15 @@
-// `bun scripts/bench/front-door.ts [--binary FILE] [--runs N] [--only NAME]`: what a new user meets first,
+// `bun scripts/bench/front-door.ts [--binary FILE] [--compare FILE] [--runs N] [--only NAME]`: what a new user meets first,
 // for strata's executable, strata run by Bun from source, and etcd, in one run: the file's
 // size, `--version`'s time, the time from start to the first etcdctl answer, and the memory
 // resident once the server idles. Without --binary the host's executable is built first
-// (build/build.ts). Medians of N runs (default 5); each server gets a fresh data directory. --only
+// (build/build.ts). Medians of N runs (default 5); each server gets a fresh data directory. --compare adds
+// another executable (an earlier build, for an A/B in the same run). --only
 // measures only the subjects whose name contains NAME ("executable", "source", "etcd").
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { compile, hostTarget } from "../../build/build.ts";
 import { freePort } from "../databases.ts";
@@ -28,7 +29,7 @@ interface Subject {
   serveArgs(dir: string, client: number, spare: number): string[];
 }
 
-const { values: opts } = parseArgs({ options: { binary: { type: "string" }, runs: { type: "string", default: "5" }, only: { type: "string", default: "" } } });
+const { values: opts } = parseArgs({ options: { binary: { type: "string" }, compare: { type: "string" }, runs: { type: "string", default: "5" }, only: { type: "string", default: "" } } });
 const runs = Number(opts.runs);
 const work = mkdtempSync(join(tmpdir(), "strata-front-door-"));
 
@@ -41,6 +42,7 @@ function subjects(binary: string): Subject[] {
   const etcd = spawnSync("sh", ["-c", "command -v etcd"], { encoding: "utf8" }).stdout.trim() || "/usr/bin/etcd";
   return [
     { name: "strata executable", file: binary, cmd: [binary], serveArgs: strataArgs },
+    ...(opts.compare ? [{ name: `strata executable ${basename(opts.compare)}`, file: opts.compare, cmd: [opts.compare], serveArgs: strataArgs }] : []),
     { name: "strata, Bun from source", file: bun, cmd: [bun, join(ROOT, "src/main.ts")], serveArgs: strataArgs },
     {
       name: "etcd",

@@ -58,3 +58,8 @@ export function foreignFlagHint(argv: string[], known: (name: string) => boolean
   }
   return undefined;
 }
+
+/** the hint for a config file's setting that is a kine or k3s flag name, or undefined */
+export function foreignSettingHint(name: string, value: unknown): string | undefined {
+  return FOREIGN[name]?.(typeof value === "string" ? value : undefined);
+}

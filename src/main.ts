@@ -1,13 +1,8 @@
 #!/usr/bin/env bun
 // The strata command line: dispatches to the commands in cli/; `strata` (or `strata serve`)
-// runs the etcd v3 API on the configured backend.
+// runs the etcd v3 API on the configured backend. Each command's code loads when that
+// command runs, so `strata --version` answers at once and a server holds only its own.
 import { commit, version } from "./cli/build-info.ts";
-import { importCommand } from "./cli/import.ts";
-import { reindexCommand } from "./cli/reindex.ts";
-import { migrateCommand } from "./cli/migrate.ts";
-import { routeCommand } from "./cli/route.ts";
-import { serveCommand } from "./cli/serve.ts";
-import { flagsHelp } from "./config/config.ts";
 import { log } from "./observe/log.ts";
 
 /**
@@ -29,7 +24,8 @@ process.on("uncaughtException", (err) => {
   process.exit(1);
 });
 
-function usage(): string {
+async function usage(): Promise<string> {
+  const { flagsHelp } = await import("./config/config.ts");
   return `strata ${version}: an etcd-compatible storage router for Kubernetes
 
 Usage: strata [command] [flags]       (no command: serve)
@@ -60,19 +56,20 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   if (command === "--help" || command === "-h" || command === "help") {
-    console.log(usage());
+    console.log(await usage());
     return;
   }
-  if (command === "route") process.exit(await routeCommand(rest));
-  if (command === "migrate") process.exit(await migrateCommand(rest));
-  if (command === "import") process.exit(await importCommand(rest));
-  if (command === "reindex") process.exit(await reindexCommand(rest));
+  if (command === "route") process.exit(await (await import("./cli/route.ts")).routeCommand(rest));
+  if (command === "migrate") process.exit(await (await import("./cli/migrate.ts")).migrateCommand(rest));
+  if (command === "import") process.exit(await (await import("./cli/import.ts")).importCommand(rest));
+  if (command === "reindex") process.exit(await (await import("./cli/reindex.ts")).reindexCommand(rest));
   // no command, or flags alone, means serve
   const serveArgs = command === "serve" ? rest : argv;
   if (command !== undefined && command !== "serve" && !command.startsWith("-")) {
     console.error(`strata: unknown command "${command}"; try strata --help`);
     process.exit(2);
   }
+  const { serveCommand } = await import("./cli/serve.ts");
   await serveCommand(serveArgs);
 }
 

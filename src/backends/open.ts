@@ -1,11 +1,9 @@
-// Backend URL → backend. Each database family lives in its own module.
+// Backend URL → backend. Each database family lives in its own module, loaded only when
+// a URL of its scheme is opened: a strata on SQLite never loads (nor holds in memory) the
+// PostgreSQL, MySQL or NATS driver.
 import { resolve } from "node:path";
 import type { Backend } from "../mvcc/backend.ts";
-import { NatsBackend } from "./nats/nats-backend.ts";
 import { engineOf } from "./sql/engine-profiles.ts";
-import { MysqlBackend } from "./sql/mysql.ts";
-import { PostgresBackend } from "./sql/postgres.ts";
-import { SqliteBackend } from "./sql/sqlite.ts";
 
 export interface BackendOptions {
   /** connections per pool for database servers */
@@ -31,18 +29,30 @@ async function openFamily(url: string, opts: BackendOptions): Promise<Backend> {
     if (!path || path === ":memory:") {
       throw new Error(`backend ${url}: needs a file path, such as sqlite://./strata.db or sqlite:///var/lib/strata/strata.db`);
     }
+    const { SqliteBackend } = await import("./sql/sqlite.ts");
     return SqliteBackend.open(resolve(path));
   }
   if (url.startsWith("postgres://") || url.startsWith("postgresql://")) {
+    const { PostgresBackend } = await import("./sql/postgres.ts");
     return PostgresBackend.open(url, redact(url), opts.poolSize);
   }
   if (url.startsWith("mysql://") || url.startsWith("mariadb://")) {
+    const { MysqlBackend } = await import("./sql/mysql.ts");
     return MysqlBackend.open(url.replace(/^mariadb:/, "mysql:"), redact(url), opts.poolSize);
   }
-  if (url.startsWith("nats://")) return NatsBackend.create(url, redact(url));
+  if (url.startsWith("nats://")) {
+    const { NatsBackend } = await import("./nats/nats-backend.ts");
+    return NatsBackend.create(url, redact(url));
+  }
   // the distributed engines: the rest of the URL is their wire's (PostgreSQL's or MySQL's)
   const engine = engineOf(url);
-  if (engine?.profile.wire === "postgres") return PostgresBackend.open(engine.wireUrl, redact(url), opts.poolSize, undefined, engine.profile);
-  if (engine?.profile.wire === "mysql") return MysqlBackend.open(engine.wireUrl, redact(url), opts.poolSize, undefined, engine.profile);
+  if (engine?.profile.wire === "postgres") {
+    const { PostgresBackend } = await import("./sql/postgres.ts");
+    return PostgresBackend.open(engine.wireUrl, redact(url), opts.poolSize, undefined, engine.profile);
+  }
+  if (engine?.profile.wire === "mysql") {
+    const { MysqlBackend } = await import("./sql/mysql.ts");
+    return MysqlBackend.open(engine.wireUrl, redact(url), opts.poolSize, undefined, engine.profile);
+  }
   throw new Error(`backend ${redact(url)}: unsupported scheme; supported: sqlite://, postgres://, mysql://, nats://, cockroachdb://, yugabytedb://, tidb://`);
 }

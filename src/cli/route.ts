@@ -1,7 +1,7 @@
 // `strata route explain KEY` and `strata route list`: what the routing does, without
 // opening any database.
 import { redact } from "../backends/open.ts";
-import { isUpstreamUrl } from "../backends/etcd/upstream.ts";
+import { isUpstreamUrl } from "../backends/etcd/scheme.ts";
 import { ConfigError } from "../config/config.ts";
 import { loadCheckedConfig } from "./config.ts";
 import { parseKey } from "../router/kubernetes-key.ts";

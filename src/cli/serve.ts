@@ -124,7 +124,7 @@ async function serve(config: Config): Promise<void> {
   });
   onShutdown("observer", () => observer.stop());
   if (config["metrics-listen"]) {
-    const app = observabilityApp(observer, { name: config.name, version });
+    const app = observabilityApp(observer, { name: config.name, version, commit: commit() });
     const metricsServer = await serveHttp(app.fetch, new URL(config["metrics-listen"]), "metrics-listen");
     onShutdown("metrics listener", () => metricsServer.close());
     log("info", "serving metrics, health and the status page", { listen: metricsServer.url });

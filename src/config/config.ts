@@ -10,6 +10,7 @@ import YAML from "yaml";
 import { ConfigError } from "./config-error.ts";
 import { ETCD_SAME_NAME, etcdEnv, ignoredEtcdEnv, logLevelOf, withoutIgnored } from "./etcd-flags.ts";
 import { parseDuration } from "./duration.ts";
+import { foreignFlagHint, foreignSettingHint } from "./foreign-flags.ts";
 import { normaliseEndpoint } from "./endpoint.ts";
 import { LOG_LEVELS } from "../observe/log.ts";
 import { tlsSettings, type TlsSettings } from "./tls-settings.ts";
@@ -378,6 +379,8 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     spelled[m[1]!] = m[2]!;
     return false;
   });
+  const foreign = foreignFlagHint(argv, (name) => name in options);
+  if (foreign) throw new ConfigError(`${foreign}; see strata serve --help`);
   let flags: Record<string, string | boolean | undefined>;
   try {
     flags = { ...parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values, ...spelled };
@@ -398,6 +401,8 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     for (const [name, value] of Object.entries(doc)) {
       if ((TOPOLOGY_KEYS as readonly string[]).includes(name)) continue;
       const setting = ETCD_ALIASES[name] ?? name;
+      const foreignHint = setting in SETTINGS ? undefined : foreignSettingHint(name, value);
+      if (foreignHint) throw new ConfigError(`${file}: "${name}" is not a strata setting: ${foreignHint}`);
       if (!(setting in SETTINGS)) {
         throw new ConfigError(`${file}: unknown setting "${name}"; known settings: ${[...Object.keys(SETTINGS), ...TOPOLOGY_KEYS].join(", ")}`);
       }

@@ -1,8 +1,9 @@
 // From configuration to the running Keyspace, wired in one place: the router on the
 // databases with the watch hub, leases and compaction (database.ts), one EtcdKeyspace per
 // upstream etcd, and the dispatcher over them.
-import { EtcdKeyspace } from "../backends/etcd/etcd-keyspace.ts";
-import { isUpstreamUrl, Upstream, type UpstreamTls } from "../backends/etcd/upstream.ts";
+import type { EtcdKeyspace } from "../backends/etcd/etcd-keyspace.ts";
+import { isUpstreamUrl } from "../backends/etcd/scheme.ts";
+import type { Upstream, UpstreamTls } from "../backends/etcd/upstream.ts";
 import type { Config } from "../config/config.ts";
 import type { Backend } from "../mvcc/backend.ts";
 import { openRouter } from "../router/open.ts";
@@ -37,9 +38,14 @@ export async function openKeyspace(
   const several = t.backends.size > 1;
   const upstreams = new Map<string, Upstream>();
   const answers = new Map<string, { clusterId: bigint; memberId: bigint }>();
+  // the etcd client (a gRPC transport of its own) loads only when an upstream is configured
+  const relay = [...t.backends.values()].some(isUpstreamUrl)
+    ? { ...(await import("../backends/etcd/upstream.ts")), ...(await import("../backends/etcd/etcd-keyspace.ts")) }
+    : undefined;
   try {
     for (const [name, url] of t.backends) {
-      if (!isUpstreamUrl(url)) continue;
+      if (!isUpstreamUrl(url) || !relay) continue;
+      const { Upstream } = relay;
       try {
         upstreams.set(name, Upstream.fromUrl(url, upstreamTls(config), several ? name : undefined, config["request-timeout"]));
       } catch (err) {
@@ -81,7 +87,7 @@ export async function openKeyspace(
     upstreamLeases: [...upstreams.values()],
   });
   const copies = database.leaseCopies;
-  const etcds = new Map([...upstreams].map(([name, u]) => [name, new EtcdKeyspace(name, u, copies)]));
+  const etcds = new Map<string, EtcdKeyspace>([...upstreams].map(([name, u]) => [name, new relay!.EtcdKeyspace(name, u, copies)]));
   return { keyspace: new Dispatcher(database, etcds), identity, topologyConfigs };
 }
 

@@ -1,6 +1,8 @@
-// What the status page shows, as JSON: the topology (rules in order, the default
-// backend), the keys under each key prefix (each tenant's), each backend's health and
-// figures, and the last minutes' timeline.
+// What the status page shows, as JSON: which strata (version, commit), the topology (rules
+// in order, the default backend), the keys under each key prefix (each tenant's), each
+// backend's health, figures and storage quota, and the last minutes' timeline.
+// One revision: the one clients are answered at now. Backends' own revisions (sparse with
+// several, and read every few seconds) would be a second, older number beside it.
 // Revisions are strings: they are 64-bit numbers, beyond what JSON numbers hold exactly.
 import { describe } from "../router/validate.ts";
 import type { Observer } from "./observer.ts";
@@ -9,6 +11,8 @@ import type { Point } from "./timeline.ts";
 export interface StatusReport {
   name: string;
   version: string;
+  /** the git commit it was built from */
+  commit: string;
   startedAt: string;
   revision: string;
   compactRevision: string;
@@ -17,6 +21,8 @@ export interface StatusReport {
   default: string;
   routes: Array<{ match: string; backend: string }>;
   backends: BackendStatus[];
+  /** why writes are refused while etcd's NOSPACE alarm is raised (absent when it is not) */
+  noSpace?: string;
   watchers: number;
   watchStreams: number;
   timeline: Point[];
@@ -43,13 +49,13 @@ export interface BackendStatus {
   /** figures, when the backend answered (refreshed every few seconds) */
   keys?: number;
   sizeBytes?: number;
-  revision?: string;
-  compactRevision?: string;
+  /** the storage quota the size counts against (--quota-backend-bytes), when one applies */
+  quotaBytes?: number;
 }
 
 const startedAt = new Date().toISOString();
 
-export async function statusReport(o: Observer, about: { name: string; version: string }): Promise<StatusReport> {
+export async function statusReport(o: Observer, about: { name: string; version: string; commit: string }): Promise<StatusReport> {
   const { router, hub, stats, prefixCounts, health, timeline, probes } = o.state;
   const [figures, checks, counts] = await Promise.all([stats.get(), health.get(), prefixCounts.get()]);
   // keys are bytes read as latin1; the page shows them as written in the config
@@ -79,11 +85,12 @@ export async function statusReport(o: Observer, about: { name: string; version: 
         ...(h.error === undefined ? {} : { error: h.error }),
         checkMs: Math.round(h.ms * 10) / 10,
       };
-      if (f && f.error === undefined) {
-        Object.assign(status, { keys: Number(f.keys), sizeBytes: Number(f.size), revision: String(f.revision), compactRevision: String(f.compactRevision) });
-      }
+      if (f && f.error === undefined) Object.assign(status, { keys: Number(f.keys), sizeBytes: Number(f.size) });
+      const quota = router.parts.find((part) => part.name === p.name)?.quota;
+      if (quota) status.quotaBytes = Number(quota.bytes);
       return status;
     }),
+    ...(router.alarms.noSpace && { noSpace: router.alarms.reason || "raised by a client (etcdctl alarm)" }),
     watchers: hub.size,
     watchStreams: o.metrics.watchStreams,
     timeline: timeline.points,

@@ -4,7 +4,7 @@
 // serves (keyspace/routing-policy.ts applies it).
 import { openBackend } from "../backends/open.ts";
 import type { Backend, BackendState } from "../mvcc/backend.ts";
-import { isUpstreamUrl } from "../backends/etcd/upstream.ts";
+import { isUpstreamUrl } from "../backends/etcd/scheme.ts";
 import type { KeyValue } from "../mvcc/types.ts";
 import { type Config, ConfigError } from "../config/config.ts";
 import type { Topology } from "../config/topology.ts";

@@ -5,7 +5,7 @@
 import { ConfigError } from "../config/config-error.ts";
 import type { Topology } from "../config/topology.ts";
 import { redact } from "../backends/open.ts";
-import { isUpstreamUrl, UPSTREAM_SCHEMES } from "../backends/etcd/upstream.ts";
+import { isUpstreamUrl, UPSTREAM_SCHEMES } from "../backends/etcd/scheme.ts";
 import { ENGINE_SCHEMES } from "../backends/sql/engine-profiles.ts";
 import type { Match, Rule } from "../config/topology.ts";
 import { prefixOf } from "./kubernetes-key.ts";

@@ -109,12 +109,14 @@ describe("a damaged SQLite file", () => {
     expect(JSON.parse(errors[0]!)).toMatchObject({ msg: "database damaged: its requests answer DataLoss and its writes are refused", backend: s.backendUrl, error: "database disk image is malformed" });
   }, 120_000);
 
+  // (a missing directory is made: test/integration/front-door-errors.test.ts)
   test("a file that cannot be opened is named", async () => {
     const port = await freePort();
-    const url = `sqlite://${join(tempDir(), "no-such-dir", "strata.db")}`;
+    const path = tempDir();
+    const url = `sqlite://${path}`;
     const r = await strataCli("serve", "--backend", url, "--listen", `http://127.0.0.1:${port}`, "--metrics-listen", "");
     expect(r.status).toBe(1);
-    expect(r.stderr.trim()).toBe(`strata: cannot start: ${url}: cannot open: unable to open database file`);
+    expect(r.stderr.trim()).toBe(`strata: cannot start: ${url}: ${path} is a directory, not a database file`);
   }, 60_000);
 });
 

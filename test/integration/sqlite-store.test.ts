@@ -13,6 +13,7 @@ import {
   RangeRequestSchema,
   TxnRequestSchema,
 } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { ReadPool } from "../../src/backends/sql/read-pool.ts";
 import { SqliteBackend } from "../../src/backends/sql/sqlite.ts";
 import { finishRange, rangeQuery } from "../../src/mvcc/range.ts";
 import { Store } from "../../src/mvcc/store.ts";
@@ -144,6 +145,38 @@ describe("group commit", () => {
 });
 
 describe("reads on read threads", () => {
+  test("no thread runs until a read waits for one; then as many as reads wait for, up to the most", async () => {
+    for (let i = 0; i < 10; i++) await put(`lazy/${i}`, "v");
+    const pool = new ReadPool("lazy", { sqlite: join(dir, "s.db") }, 2);
+    try {
+      expect(pool.threadCount).toBe(0);
+      const q = rangeQuery(create(RangeRequestSchema, { key: enc("lazy/"), rangeEnd: enc("lazy0") }), false);
+      expect((await pool.range(q)).kvs.map((kv) => dec(kv.key))).toHaveLength(10);
+      expect(pool.threadCount).toBe(1);
+      // 20 reads at once: a second thread starts while they wait, no third
+      const many = await Promise.all(Array.from({ length: 20 }, () => pool.range(q)));
+      expect(many.every((r) => r.kvs.length === 10)).toBe(true);
+      expect(pool.threadCount).toBe(2);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  test("a thread that cannot open the database fails the reads waiting for it, naming why", async () => {
+    const pool = new ReadPool("missing", { sqlite: join(dir, "no-such-dir", "x.db") }, 2);
+    try {
+      const q = rangeQuery(create(RangeRequestSchema, { key: enc("a"), rangeEnd: enc("b") }), false);
+      const failed = await Promise.allSettled([pool.range(q), pool.range(q)]);
+      for (const f of failed) {
+        expect(f.status).toBe("rejected");
+        expect(String((f as PromiseRejectedResult).reason)).toMatch(/open/);
+      }
+      expect(pool.threadCount).toBe(0);
+    } finally {
+      await pool.close();
+    }
+  });
+
   test("a range after an acknowledged write sees it and reports its revision or later, while others write", async () => {
     let writing = true;
     const others = Array.from({ length: 4 }, async (_, w) => {

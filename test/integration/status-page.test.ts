@@ -6,6 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Etcd3 } from "etcd3";
 import { type Browser, chromium, type Page } from "playwright-core";
+import { gitCommit } from "../../build/build.ts";
+import pkg from "../../package.json" with { type: "json" };
 import { startStrata, type StrataProcess } from "../support/strata.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -73,11 +75,21 @@ test("topology, backends, live charts; numbers follow more writes", async () => 
   await waitForText(page, 'tr[data-prefix="/registry/"] td.keys', "5");
   expect(await page.locator('tr[data-prefix="/registry/"] td.backends').textContent()).toBe("events, main");
 
-  const revisionBefore = await cell(page, "main", "revision").textContent();
+  // which strata: the version and the commit it was built from
+  expect(await page.locator("#version").textContent()).toBe(pkg.version);
+  expect(await page.locator("#commit").textContent()).toBe(gitCommit());
+  // each SQLite database's size against etcd's default quota of 2 GiB
+  for (const b of ["main", "events"]) expect(await cell(page, b, "quota").textContent()).toMatch(/^\d+(\.\d+)?% of 2\.00 GiB$/);
+  expect(await page.locator("#nospace").isVisible()).toBe(false);
+
+  // one revision on the page: the one clients are answered at, which follows each write at once
+  expect(await page.locator("td.revision, td.compact").count()).toBe(0);
+  expect(await page.getByText("Revision", { exact: true }).count()).toBe(0);
   for (const n of ["d", "e", "f", "g"]) await c.put(`/registry/pods/default/${n}`).value("v");
-  await waitForText(page, 'tr[data-backend="main"] td.keys', "7");
-  await waitForText(page, 'tr[data-prefix="/registry/"] td.keys', "9");
-  expect(await cell(page, "main", "revision").textContent()).not.toBe(revisionBefore);
+  const { header } = await c.put("/registry/pods/default/h").value("v").exec();
+  await waitForText(page, "#revision", String(header!.revision));
+  await waitForText(page, 'tr[data-backend="main"] td.keys', "8");
+  await waitForText(page, 'tr[data-prefix="/registry/"] td.keys', "10");
 
   const shot = join(dir, "status-page.png");
   await page.screenshot({ path: shot, fullPage: true });
@@ -86,3 +98,16 @@ test("topology, backends, live charts; numbers follow more writes", async () => 
   await watcher.cancel();
   c.close();
 }, 90_000);
+
+test("status.json: one revision, version and commit, each backend's health and quota", async () => {
+  const st = (await (await fetch(`${strata.metrics}/status.json`)).json()) as Record<string, unknown> & { backends: Record<string, unknown>[] };
+  expect(st).toMatchObject({ version: pkg.version, commit: gitCommit() });
+  expect(BigInt(st.revision as string)).toBeGreaterThan(1n);
+  expect(st.noSpace).toBeUndefined();
+  for (const b of st.backends) {
+    expect(b).toMatchObject({ healthy: true, quotaBytes: 2 * 1024 ** 3 });
+    expect(b.sizeBytes as number).toBeGreaterThan(0);
+    expect(b.revision).toBeUndefined();
+    expect(b.compactRevision).toBeUndefined();
+  }
+});

@@ -234,6 +234,12 @@ describe("etcd's flags", () => {
     expect(() => loadConfig(["--listen-client-urls", "http://127.0.0.1:2379/v3"], {})).toThrow("must name a host (and port) and no path");
     expect(() => loadConfig(["--data-dir", "/d", "--backend", "sqlite://x.db"], {})).toThrow("flag --data-dir: flag --backend says where the data lives too; give one");
     expect(() => loadConfig(["--no-such-etcd-flag", "1"], {})).toThrow("Unknown option '--no-such-etcd-flag'");
+    // kine's and k3s's names: strata's flag that does the same (test/integration/front-door-errors.test.ts runs them)
+    expect(() => loadConfig(["--endpoint=sqlite:///var/lib/kine.db"], {})).toThrow("--endpoint is kine's flag for the database; strata's is --backend sqlite:///var/lib/kine.db");
+    expect(() => loadConfig(["--listen-address", "0.0.0.0:12379"], {})).toThrow("strata's is --listen http://0.0.0.0:12379");
+    expect(() => loadConfig(["--config", file("kine.yaml", "endpoint: postgres://kine@db/kine\n")], {})).toThrow(
+      `"endpoint" is not a strata setting: --endpoint is kine's flag for the database; strata's is --backend postgres://kine@db/kine`,
+    );
   });
   test("etcd's environment (Debian's /etc/default/etcd): read under strata's own and the flags, its raft variables listed", () => {
     const env = { ETCD_NAME: "from-etcd-env", ETCD_DATA_DIR: "/var/lib/etcd", ETCD_LISTEN_CLIENT_URLS: "http://127.0.0.1:4001", ETCD_INITIAL_CLUSTER: "x=http://127.0.0.1:2380", ETCD_QUOTA_BACKEND_BYTES: "8589934592" };

@@ -6,7 +6,7 @@ import { etcdHealth, failing } from "./etcd-health.ts";
 import { statusReport } from "../../observe/status.ts";
 import { STATUS_PAGE } from "./status-page.ts";
 
-export function observabilityApp(o: Observer, about: { name: string; version: string }): Hono {
+export function observabilityApp(o: Observer, about: { name: string; version: string; commit: string }): Hono {
   const app = new Hono();
   // the process is up and serving (/livez is etcd's name for it)
   const alive = (c: Context) => c.text("ok\n");

@@ -58,7 +58,7 @@ export const STATUS_PAGE = `<!doctype html>
   svg path { fill: none; stroke-width: 2; stroke-linejoin: round; stroke-linecap: round; vector-effect: non-scaling-stroke; }
   footer { color: var(--muted); font-size: 12px; }
   footer a { color: var(--accent); margin-right: 14px; text-decoration: none; }
-  #problem { display: none; }
+  #problem, #nospace { display: none; }
 </style>
 </head>
 <body>
@@ -66,18 +66,19 @@ export const STATUS_PAGE = `<!doctype html>
   <h1>strata <span id="name"></span></h1>
   <span id="overall" class="pill">loading</span>
   <div class="facts">
-    <span>version <b id="version">-</b></span>
+    <span>version <b id="version">-</b> <small>commit</small> <b id="commit">-</b></span>
     <span>revision <b id="revision">-</b></span>
     <span>compacted at <b id="compact">-</b></span>
     <span>up <b id="uptime">-</b></span>
   </div>
 </header>
 <div id="problem" class="card err"></div>
+<div id="nospace" class="card err"></div>
 
 <section class="card">
   <h2>Backends</h2>
   <table>
-    <thead><tr><th>Backend</th><th>Health</th><th class="num">Keys</th><th class="num">Size</th><th class="num">Revision</th><th class="num">Compacted at</th><th class="num">Check</th></tr></thead>
+    <thead><tr><th>Backend</th><th>Health</th><th class="num">Keys</th><th class="num">Size</th><th class="num">Quota used</th><th class="num">Check</th></tr></thead>
     <tbody id="backends"></tbody>
   </table>
 </section>
@@ -198,6 +199,13 @@ function drawChart(id, series, now, unit) {
   root.setAttribute("data-points", String(points));
 }
 
+// "12% of 2.0 GiB", or "none" for a database server that manages its own space
+function quota(b) {
+  if (!b.quotaBytes) return "none";
+  if (b.sizeBytes === undefined) return "- of " + bytes(b.quotaBytes);
+  return (100 * b.sizeBytes / b.quotaBytes).toFixed(b.sizeBytes * 1000 < b.quotaBytes ? 2 : 0) + "% of " + bytes(b.quotaBytes);
+}
+
 function renderBackends(st) {
   var body = document.getElementById("backends");
   body.textContent = "";
@@ -215,8 +223,7 @@ function renderBackends(st) {
       name, health,
       el("td", { "class": "num keys", text: count(b.keys) }),
       el("td", { "class": "num size", text: bytes(b.sizeBytes) }),
-      el("td", { "class": "num revision", text: b.revision || "-" }),
-      el("td", { "class": "num compact", text: b.compactRevision || "-" }),
+      el("td", { "class": "num quota", text: quota(b) }),
       el("td", { "class": "num", text: b.checkMs + " ms" }),
     ]));
   });
@@ -260,6 +267,10 @@ function render(st) {
   var now = st.timeline.length ? st.timeline[st.timeline.length - 1].t : Date.now();
   setText("name", st.name === "strata" ? "" : st.name);
   setText("version", st.version);
+  setText("commit", st.commit);
+  var nospace = document.getElementById("nospace");
+  nospace.textContent = st.noSpace ? "writes refused (NOSPACE alarm): " + st.noSpace : "";
+  nospace.style.display = st.noSpace ? "block" : "none";
   setText("revision", st.revision);
   setText("compact", st.compactRevision);
   setText("uptime", duration((Date.now() - Date.parse(st.startedAt)) / 1000));

@@ -39,12 +39,6 @@ import { backendTimedOut, backendUnavailable, deadlineExceeded, type ErrorCode, 
 import type { Rev } from "../../mvcc/types.ts";
 import { RequestQueue } from "./queue.ts";
 
-export const UPSTREAM_SCHEMES = ["etcd://", "etcds://"];
-
-export function isUpstreamUrl(url: string): boolean {
-  return UPSTREAM_SCHEMES.some((s) => url.startsWith(s));
-}
-
 /** TLS files for etcds:// upstreams whose URL names none (the --etcd-cafile/certfile/keyfile settings) */
 export interface UpstreamTls {
   ca?: string;

@@ -213,7 +213,7 @@ export class MysqlBackend extends SqlBackend {
   /** `readThreads`: threads for the reads whose cost a client controls (read-pool.ts) */
   /** `profile`: the engine behind the wire, when it is not MySQL or MariaDB */
   static async open(url: string, name: string, poolSize: number, readThreads = READ_THREADS, profile?: EngineProfile): Promise<MysqlBackend> {
-    const threads = readThreads > 0 ? await ReadPool.start(name, { mysql: url }, readThreads) : undefined;
+    const threads = readThreads > 0 ? new ReadPool(name, { mysql: url }, readThreads) : undefined;
     const driver = openMysqlDriver(url, poolSize, profile?.begin);
     if (!profile) return new MysqlBackend(name, driver, mysqlDialect, threads);
     return new MysqlBackend(name, retrying(driver, profile.retryable), profileDialect(profile), threads);

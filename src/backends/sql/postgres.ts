@@ -213,7 +213,7 @@ export class PostgresBackend extends SqlBackend {
    * `profile`: the engine behind the wire, when it is not PostgreSQL
    */
   static async open(url: string, name: string, poolSize: number, readThreads = READ_THREADS, profile?: EngineProfile): Promise<PostgresBackend> {
-    const threads = readThreads > 0 ? await ReadPool.start(name, { postgres: url }, readThreads) : undefined;
+    const threads = readThreads > 0 ? new ReadPool(name, { postgres: url }, readThreads) : undefined;
     const pg = openPostgresDriver(url, poolSize, profile?.begin);
     if (!profile) return new PostgresBackend(name, pg, pg, postgresDialect, threads, true);
     return new PostgresBackend(name, pg, retrying(pg, profile.retryable), profileDialect(profile), threads, false);

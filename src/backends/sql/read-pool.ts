@@ -27,25 +27,24 @@ interface Job {
 interface Thread {
   worker: Worker;
   job: Job | undefined;
+  /** its connection is open */
+  ready: boolean;
 }
 
+/**
+ * Threads start when reads wait for one, one at a time, up to `max`: each is a JavaScript
+ * VM of its own (about 10 MiB), so a strata nobody reads ranges from holds none.
+ */
 export class ReadPool {
   private readonly threads: Thread[] = [];
   private readonly queue: Job[] = [];
   private closed = false;
 
-  private constructor(private readonly name: string, private readonly target: ReadTarget) {}
+  constructor(private readonly name: string, private readonly target: ReadTarget, private readonly max = READ_THREADS) {}
 
-  /** Starts the threads and opens the database in each. */
-  static async start(name: string, target: ReadTarget, threads = READ_THREADS): Promise<ReadPool> {
-    const pool = new ReadPool(name, target);
-    try {
-      await Promise.all(Array.from({ length: threads }, () => pool.spawn()));
-    } catch (err) {
-      for (const t of pool.threads) t.worker.terminate();
-      throw err;
-    }
-    return pool;
+  /** threads running or starting */
+  get threadCount(): number {
+    return this.threads.length;
   }
 
   range(q: RangeQuery): Promise<RangeResult> {
@@ -68,7 +67,8 @@ export class ReadPool {
         const running = t.job;
         const [res, rej] = [running.resolve, running.reject];
         running.resolve = (v) => (res(v), this.send(t, job));
-        running.reject = (e) => (rej(e), this.send(t, job));
+        // a thread whose open failed, or that died, is gone already
+        running.reject = (e) => (rej(e), this.threads.includes(t) ? this.send(t, job) : resolve());
       });
       t.worker.terminate();
     }));
@@ -87,6 +87,7 @@ export class ReadPool {
       if (this.queue.length === 0) return;
       if (!t.job) this.send(t, this.queue.shift()!);
     }
+    if (this.queue.length > 0 && this.threads.length < this.max && this.threads.every((t) => t.ready)) this.spawn();
   }
 
   private send(t: Thread, job: Job): void {
@@ -94,10 +95,10 @@ export class ReadPool {
     t.worker.postMessage(job.request);
   }
 
-  /** A new thread with the database open; replaces a thread that failed. */
-  private spawn(): Promise<void> {
+  /** A new thread; it takes reads once it has opened the database. */
+  private spawn(): void {
     const worker = new Worker(WORKER_URL, { type: "module" });
-    const t: Thread = { worker, job: undefined };
+    const t: Thread = { worker, job: undefined, ready: false };
     this.threads.push(t);
     worker.onmessage = (e: MessageEvent<ReadReply>) => {
       const job = t.job;
@@ -108,16 +109,31 @@ export class ReadPool {
       if (!this.closed) this.dispatch();
     };
     worker.onerror = (e) => {
-      // a thread that died takes only its own read with it
-      t.job?.reject(new Error(`${this.name}: a read thread failed: ${e.message}`));
+      // a thread that died takes only its own read with it; the next read starts another
+      const job = t.job;
       t.job = undefined;
-      worker.terminate();
-      this.threads.splice(this.threads.indexOf(t), 1);
-      if (!this.closed) this.spawn().then(() => this.dispatch(), () => {});
+      this.drop(t);
+      job?.reject(new Error(`${this.name}: a read thread failed: ${e.message}`));
+      if (!this.closed) this.dispatch();
     };
-    return new Promise<void>((resolve, reject) => {
-      this.send(t, { request: { open: this.target, name: this.name }, resolve: () => resolve(), reject });
+    this.send(t, {
+      request: { open: this.target, name: this.name },
+      resolve: () => {
+        t.ready = true;
+        if (!this.closed) this.dispatch();
+      },
+      reject: (err) => {
+        this.drop(t);
+        // with no thread that could open the database, the waiting reads fail with its reason
+        if (this.threads.length === 0) for (const job of this.queue.splice(0)) job.reject(err);
+      },
     });
+  }
+
+  private drop(t: Thread): void {
+    t.worker.terminate();
+    const i = this.threads.indexOf(t);
+    if (i >= 0) this.threads.splice(i, 1);
   }
 }
 

@@ -112,7 +112,7 @@ export class SqlBackend implements Backend {
   }
 
   async open(): Promise<BackendState> {
-    const version = await this.driver.read((c) => schemaVersion(c));
+    const version = await this.driver.read((c) => schemaVersion(c, this.name));
     if (version > SCHEMA_VERSION) {
       throw new Error(`${this.name}: database schema version ${version} is newer than this strata's (${SCHEMA_VERSION}); upgrade strata`);
     }
@@ -137,7 +137,7 @@ export class SqlBackend implements Backend {
     await this.driver.write(async (c) => {
       // another strata process may be migrating at the same moment: the first one wins
       await this.dialect.lockSchema?.(c);
-      if ((await schemaVersion(c)) !== from) return void (await this.dialect.unlockSchema?.(c));
+      if ((await schemaVersion(c, this.name)) !== from) return void (await this.dialect.unlockSchema?.(c));
       for (const stmt of schemaStatements(from, this.dialect)) await c.run(stmt);
       await recordSchema(c, from, "INSERT INTO");
       await this.dialect.unlockSchema?.(c);
@@ -147,7 +147,7 @@ export class SqlBackend implements Backend {
   /** The schema made under the lease row (schema-lease.ts): each statement on its own, safe to run twice. */
   private migrateUnderLease(): Promise<void> {
     return withSchemaLease(this.driver, this.dialect, this.name, async () => {
-      const from = await this.driver.read((c) => schemaVersion(c));
+      const from = await this.driver.read((c) => schemaVersion(c, this.name));
       if (from >= SCHEMA_VERSION) return;
       for (const stmt of schemaStatements(from, this.dialect)) await this.driver.exec(idempotent(stmt, this.dialect));
       await this.driver.write((c) => recordSchema(c, from, this.dialect.insertIgnoring[0], this.dialect.insertIgnoring[1]));
@@ -541,13 +541,22 @@ export class SqlBackend implements Backend {
   }
 }
 
-async function schemaVersion(c: SqlConn): Promise<number> {
+async function schemaVersion(c: SqlConn, name: string): Promise<number> {
   // in a savepoint, so the transaction stays usable when the table does not exist yet
   try {
     const rows = await c.savepoint((sc) => sc.all("SELECT num FROM meta WHERE name = 'schema_version'"));
     return rows[0] ? Number(rows[0].num) : 0;
-  } catch {
-    return 0;
+  } catch (err) {
+    if (isMissingTable(err)) return 0;
+    // a table there that this role may not read: creating the schema would only say "already exists"
+    if (isPermissionDenied(err)) {
+      const role = await c.savepoint((sc) => sc.all("SELECT current_user AS role")).then((r) => String(r[0]?.role), () => "strata connects as");
+      throw new Error(
+        `${name}: permission denied: the database role ${role} lacks rights on table meta, which holds strata's schema ` +
+          `(${(err as Error).message}); grant it SELECT, INSERT, UPDATE and DELETE on strata's tables, or connect as their owner`,
+      );
+    }
+    throw err;
   }
 }
 
@@ -559,6 +568,18 @@ async function recordSchema(c: SqlConn, from: number, insert: string, insertEnd 
     }
   }
   await c.run("UPDATE meta SET num = ? WHERE name = 'schema_version'", [BigInt(SCHEMA_VERSION)]);
+}
+
+/** PostgreSQL's undefined_table, MySQL's ER_NO_SUCH_TABLE, SQLite's "no such table" */
+function isMissingTable(err: unknown): boolean {
+  const e = err as { code?: unknown; errno?: unknown; message?: unknown };
+  return e.code === "42P01" || e.errno === 1146 || /no such table/i.test(String(e.message));
+}
+
+/** PostgreSQL's insufficient_privilege, MySQL's table access denied */
+function isPermissionDenied(err: unknown): boolean {
+  const e = err as { code?: unknown; errno?: unknown; message?: unknown };
+  return e.code === "42501" || e.errno === 1142 || /permission denied|command denied/i.test(String(e.message));
 }
 
 async function readMeta(c: SqlConn): Promise<{ revision: Rev; compactRevision: Rev; clusterId: bigint; memberId: bigint }> {

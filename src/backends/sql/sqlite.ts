@@ -7,7 +7,8 @@ import { isSingleKey } from "../../mvcc/keyrange.ts";
 import { Mutex } from "../../util/mutex.ts";
 import type { RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
-import { READ_THREADS, ReadPool } from "./read-pool.ts";
+import { ReadPool } from "./read-pool.ts";
+import { prepareSqlitePath } from "./sqlite-path.ts";
 import { SqlBackend } from "./sql-backend.ts";
 import { sqliteConn, sqliteTransaction } from "./sqlite-conn.ts";
 import { sqliteDialect } from "./sqlite-dialect.ts";
@@ -125,16 +126,10 @@ export class SqliteBackend extends SqlBackend {
 
   static async open(path: string): Promise<SqliteBackend> {
     const name = `sqlite://${path}`;
+    prepareSqlitePath(path, name);
     try {
       const driver = await openSqliteDriver(path, true);
-      let threads: ReadPool;
-      try {
-        threads = await ReadPool.start(name, { sqlite: path }, READ_THREADS);
-      } catch (err) {
-        await driver.close();
-        throw err;
-      }
-      return new SqliteBackend(name, driver, threads);
+      return new SqliteBackend(name, driver, new ReadPool(name, { sqlite: path }));
     } catch (err) {
       // SQLite's own words ("unable to open database file") do not say which file
       const why = (err as Error).message;

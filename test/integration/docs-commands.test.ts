@@ -14,7 +14,8 @@
 // Within a block, a command whose comment says "in another terminal" runs in the
 // background (a strata started so is waited for) and must still run at the block's end; one
 // whose comment starts "Error:" must fail with that message. Ports, hosts and paths of the
-// docs are replaced by the block's own (SUBSTITUTIONS).
+// docs are replaced by the block's own (substitute). Every relative link must name a file and
+// a heading that exist, so text moved between files leaves no link behind.
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
@@ -296,6 +297,35 @@ for (const b of blocks) {
 }
 const skipped = runs.filter((b) => b.kind === "skip");
 
+/** GitHub's anchor of a heading: lower case, punctuation dropped, spaces as dashes */
+function anchor(heading: string): string {
+  return heading.trim().toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, "").replaceAll(" ", "-");
+}
+
+/** the relative links of every doc that name no file, or no heading of it */
+function brokenLinks(): string[] {
+  const broken: string[] = [];
+  const anchors = (file: string) =>
+    readFileSync(join(ROOT, file), "utf8").split("\n").filter((l) => /^#{1,6} /.test(l)).map((l) => anchor(l.replace(/^#+ /, "")));
+  for (const file of docs) {
+    const text = readFileSync(join(ROOT, file), "utf8").replace(/```[\s\S]*?```/g, "");
+    for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+      if (/^[a-z]+:/.test(target)) continue;
+      const [path, hash] = target.split("#");
+      const linked = path ? join(file.includes("/") ? "docs" : "", path) : file;
+      let exists = true;
+      try {
+        readFileSync(join(ROOT, linked));
+      } catch {
+        exists = false;
+      }
+      if (!exists) broken.push(`${file}: ${target}: no file ${linked}`);
+      else if (hash && linked.endsWith(".md") && !anchors(linked).includes(hash)) broken.push(`${file}: ${target}: no heading #${hash} in ${linked}`);
+    }
+  }
+  return broken;
+}
+
 // a doc command that ran the suite would run this test again: never inside itself
 const nested = process.env.STRATA_DOCS_TEST === "1";
 
@@ -304,6 +334,10 @@ describe.skipIf(nested)("every shell command in README.md and docs/", () => {
     expect(runs.length).toBeGreaterThan(10);
     // skipping is for what a test machine cannot do; the list stays short
     expect(skipped.length).toBeLessThanOrEqual(10);
+  });
+
+  test("every relative link names a file and a heading that exist", () => {
+    expect(brokenLinks()).toEqual([]);
   });
 
   for (const b of runs.filter((r) => r.kind !== "skip")) {

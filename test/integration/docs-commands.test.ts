@@ -340,6 +340,11 @@ describe.skipIf(nested)("every shell command in README.md and docs/", () => {
     expect(brokenLinks()).toEqual([]);
   });
 
+  test("docs/README.md lists every document", () => {
+    const index = readFileSync(join(ROOT, "docs/README.md"), "utf8");
+    expect(docs.filter((f) => f.startsWith("docs/") && f !== "docs/README.md" && !index.includes(`](${f.slice(5)})`))).toEqual([]);
+  });
+
   for (const b of runs.filter((r) => r.kind !== "skip")) {
     test(`${b.file}:${b.line} (${b.commands.length} command${b.commands.length > 1 ? "s" : ""})`, async () => {
       const dir = checkoutDir();

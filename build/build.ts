@@ -1,5 +1,6 @@
-// `npm run build`: strata as one executable per Linux target in dist/, each with the
-// Bun runtime inside (Bun fetches the runtimes of other targets from the npm registry).
+// `npm run build`: strata as one executable for this machine's Linux target in dist/, with
+// the Bun runtime inside; `npm run build -- --all` makes all four targets (Bun fetches the
+// runtimes of other targets from the npm registry).
 // The git commit is written into the executable, so `strata --version` names it.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, statSync } from "node:fs";
@@ -54,7 +55,8 @@ if (import.meta.main) {
   const dist = join(ROOT, "dist");
   mkdirSync(dist, { recursive: true });
   const commit = gitCommit();
-  for (const target of Object.keys(TARGETS) as Target[]) {
+  const targets = process.argv.includes("--all") ? (Object.keys(TARGETS) as Target[]) : [hostTarget()];
+  for (const target of targets) {
     const out = join(dist, `strata-${target}`);
     compile(target, out, commit);
     const mib = (statSync(out).size / 1024 / 1024).toFixed(1);

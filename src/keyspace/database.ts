@@ -2,6 +2,7 @@
 // moves) with the keyspace-wide services wired to it in one place — the watch hub fed by
 // the merged commits, the leases kept in the default database, automatic compaction, and
 // commits by other strata processes on the same databases followed.
+import { crc32 } from "node:zlib";
 import type {
   AlarmRequest,
   CompactionRequest,
@@ -22,7 +23,6 @@ import { checkRevision } from "../mvcc/revisions.ts";
 import type { KeyRange, Rev } from "../mvcc/types.ts";
 import type { Router } from "../router/router.ts";
 import type { CustomFieldLookup, Selection } from "../selectors/index.ts";
-import { crc32 } from "../util/crc32.ts";
 import { AutoCompactor, type Retention } from "./compactor.ts";
 import type { AlarmOut, Answer, Keyspace, LeaseCopies, LeaseKeeper, PageReader, StatusOut, UpstreamLeaseService, WatchSession, WatchStream } from "./contract.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";

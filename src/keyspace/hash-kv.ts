@@ -12,7 +12,7 @@ import { KeyValueSchema } from "../gen/etcd/api/mvccpb/kv_pb.ts";
 import { DELETE, type Rev } from "../mvcc/types.ts";
 import type { Router } from "../router/router.ts";
 import { BUCKETS, revisionKey } from "../snapshot/etcd-layout.ts";
-import { crc32c } from "../util/crc32.ts";
+import { crc32c } from "../util/crc32c.ts";
 
 /** history events read per page, and bytes of keys and values per page */
 const PAGE_EVENTS = 2000;

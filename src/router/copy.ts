@@ -1,7 +1,7 @@
 // Placing existing keys into a backend as they are: same create/mod revisions and
 // versions, no new revision and no watch event (used by migrate and import). Only each
 // key's current version moves; its older history stays behind (and is forgotten).
-import { crc32 } from "../util/crc32.ts";
+import { crc32 } from "node:zlib";
 import { successor } from "../mvcc/keyrange.ts";
 import type { Backend } from "../mvcc/backend.ts";
 import type { Store } from "../mvcc/store.ts";

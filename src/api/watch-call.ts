@@ -1,6 +1,6 @@
 // etcdserverpb.Watch served straight on its HTTP/2 stream, as unary calls and RangeStream
 // are: request messages read off the stream's body, each response framed by hand
-// (watch-encoding.ts) and written once the stream has room (a client that stops reading
+// (watch-encoding.ts) and written as it is queued while the stream has room, else once it has (a client that stops reading
 // holds back only its own stream, whose queue in watch.ts then stops taking events).
 // Connect's per-call pipeline (a chain of async generators, abort controllers and
 // listeners for every call) cost more than the watchers themselves when many streams are
@@ -13,7 +13,7 @@ import { shuttingDown } from "./connections.ts";
 import { toConnectError } from "./errors.ts";
 import { GRPC_CONTENT_TYPE, type GrpcCall } from "./grpc-call.ts";
 import type { H2Stream } from "./h2/stream.ts";
-import { unparsable, type WatchCalls } from "./watch.ts";
+import { type ResponseWriter, unparsable, type WatchCalls } from "./watch.ts";
 
 export const WATCH_PATH = "/etcdserverpb.Watch/Watch";
 
@@ -21,13 +21,17 @@ export async function serveWatch(calls: WatchCalls, call: GrpcCall, readMaxBytes
   const s = call.stream;
   const stream = calls.start(who);
   void stream.consume(requests(s, readMaxBytes));
-  try {
-    for await (const r of stream.responses(s.signal, calls.closing)) {
+  const writer: ResponseWriter = {
+    write(r) {
       // headers go with the first response, as Connect sends them
       if (!s.headersSent) s.respond([[":status", "200"], ["content-type", GRPC_CONTENT_TYPE]]);
       s.write(calls.frame(r));
-      await s.room();
-    }
+      return s.hasRoom();
+    },
+    room: () => s.room(),
+  };
+  try {
+    await stream.deliver(writer, s.signal, calls.closing);
   } catch (err) {
     const e = toConnectError(err);
     return call.fail(e.code, e.rawMessage);

@@ -51,7 +51,7 @@ export class WatchCalls {
 
   /** a client stream of the caller, open until finish */
   start(who: Caller): ClientStream {
-    const stream = new ClientStream(this.keyspace, this.maxRequestBytes, (c) => watchRefusal(this.auth, who, c));
+    const stream = new ClientStream(this.keyspace, this.maxRequestBytes, this.auth, who);
     this.open.add(stream);
     return stream;
   }
@@ -116,38 +116,48 @@ export class ClientStream implements WatchStream {
   constructor(
     private readonly keyspace: Keyspace,
     private readonly maxRequestBytes: number,
-    /** why the caller may not watch what a create request asks for (undefined: it may) */
-    private readonly refusal: (c: WatchCreateRequest) => string | undefined,
+    private readonly auth: AuthStore,
+    /** who may watch what watchRefusal says */
+    private readonly who: Caller,
   ) {
     this.session = keyspace.watch(this);
   }
 
   async consume(requests: AsyncIterable<WatchRequest>): Promise<void> {
     try {
-      for await (const req of requests) {
-        // while the client reads no responses its requests wait (as etcd's do), so the
-        // answers they would queue cannot grow the queue without bound
-        if (this.congested()) await this.drained();
-        if (this.closed) return;
-        const u = req.requestUnion;
-        if (u.case === "createRequest") this.create(u.value);
-        else if (u.case === "cancelRequest") this.session.cancel(u.value.watchId);
-        else if (u.case === "progressRequest") this.session.requestProgress();
-      }
+      for await (const req of requests) if (!(await this.take(req))) return;
     } catch (err) {
-      // a request that is not a WatchRequest ends the stream with grpc-go's error, as
-      // etcd's does; any other failure means the client went away and the call ends
-      const parse = err instanceof ConnectError && err.rawMessage.match(/^parse binary: (.*)$/);
-      if (parse) this.fail(unparsable(parse[1]!));
-      // so does one larger than the server takes, or one it cannot read
-      else if (err instanceof ConnectError && (err.code === Code.ResourceExhausted || err.code === Code.Internal)) this.fail(err);
+      this.requestsFailed(err);
     }
     // a half-closed stream keeps delivering events, as etcd's does
   }
 
+  /** Carries out one request; false once the stream is closed (the rest are not read). */
+  async take(req: WatchRequest): Promise<boolean> {
+    // while the client reads no responses its requests wait (as etcd's do), so the
+    // answers they would queue cannot grow the queue without bound
+    if (this.congested()) await this.drained();
+    if (this.closed) return false;
+    const u = req.requestUnion;
+    if (u.case === "createRequest") this.create(u.value);
+    else if (u.case === "cancelRequest") this.session.cancel(u.value.watchId);
+    else if (u.case === "progressRequest") this.session.requestProgress();
+    return true;
+  }
+
+  /** The requests ended with `err`. */
+  requestsFailed(err: unknown): void {
+    // a request that is not a WatchRequest ends the stream with grpc-go's error, as
+    // etcd's does; any other failure means the client went away and the call ends
+    const parse = err instanceof ConnectError && err.rawMessage.match(/^parse binary: (.*)$/);
+    if (parse) this.fail(unparsable(parse[1]!));
+    // so does one larger than the server takes, or one it cannot read
+    else if (err instanceof ConnectError && (err.code === Code.ResourceExhausted || err.code === Code.Internal)) this.fail(err);
+  }
+
   /** A watcher, once the caller may read its range; refused as etcd refuses it, with watch id -1. */
   private create(c: WatchCreateRequest): void {
-    const reason = this.refusal(c);
+    const reason = watchRefusal(this.auth, this.who, c);
     if (reason === undefined) return this.session.create(c);
     this.enqueue({ header: { revision: this.keyspace.latestRevision }, watchId: -1n, created: true, canceled: true, cancelReason: reason, events: [] });
   }

@@ -7,12 +7,14 @@
 // Cases: 20,000 watchers on distinct prefixes over 8 streams, then 2,000 writes that each
 // concern one watcher; the same over 20,000 streams (one watcher each); 20,000 watchers on
 // one prefix, then one write that reaches all of them, over 8 streams and over 20,000.
-//   bun scripts/bench/watchers.ts [--watchers 20000] [--writes 2000] [--runs 1] [--targets etcd,sqlite]
+//   bun scripts/bench/watchers.ts [--watchers 20000] [--writes 2000] [--runs 1] [--targets etcd,sqlite] [--before DIR]
+// --before DIR: an A/B in one run — strata from the checkout DIR (an older tree, with its
+// node_modules) runs the same cases right before this tree's, as the target "before".
 // Not a test: nothing here asserts.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { startEtcd } from "../../test/support/etcd.ts";
 import { goProgram } from "../../test/support/go-client.ts";
@@ -25,6 +27,7 @@ const { values } = parseArgs({
     writes: { type: "string", default: "2000" },
     runs: { type: "string", default: "1" },
     targets: { type: "string", default: "etcd,sqlite" },
+    before: { type: "string" },
   },
 });
 const whole = (name: keyof typeof values) => {
@@ -37,6 +40,9 @@ const WRITES = whole("writes");
 const RUNS = whole("runs");
 const TARGETS = values.targets!.split(",").map((t) => t.trim());
 for (const t of TARGETS) if (!["etcd", "sqlite"].includes(t)) throw new Error(`--targets: unknown target ${t} (etcd, sqlite)`);
+const BEFORE = values.before ? resolve(values.before) : undefined;
+// the older tree runs right before this one, on the same backend
+if (BEFORE) TARGETS.splice(TARGETS.includes("sqlite") ? TARGETS.indexOf("sqlite") : TARGETS.length, 0, "before");
 const pinned = cpus().length >= 2;
 
 interface Case {
@@ -104,9 +110,10 @@ async function runTarget(target: string): Promise<void> {
       continue;
     }
     const dir = mkdtempSync(join(tmpdir(), "strata-bench-"));
-    const strata = await startStrata(["--auto-compaction-retention", "0"], await freshDatabase(target, dir));
+    const backend = target === "before" ? "sqlite" : target;
+    const strata = await startStrata(["--auto-compaction-retention", "0"], await freshDatabase(backend, dir), "bun", undefined, target === "before" ? BEFORE : undefined);
     try {
-      await runCase(`strata/${target}`, strata.endpoint, strata.pid(), c);
+      await runCase(label(target), strata.endpoint, strata.pid(), c);
     } finally {
       await strata.stop();
       rmSync(dir, { recursive: true, force: true });
@@ -114,10 +121,14 @@ async function runTarget(target: string): Promise<void> {
   }
 }
 
+function label(target: string): string {
+  return target === "etcd" ? "etcd" : target === "before" ? "strata/sqlite before" : `strata/${target}`;
+}
+
 const load = loadavg()[0]!.toFixed(2);
 for (let run = 0; run < RUNS; run++) {
   for (const t of TARGETS) {
-    console.log(`${t === "etcd" ? "etcd" : `strata/${t}`}${RUNS > 1 ? ` (run ${run + 1} of ${RUNS})` : ""} ...`);
+    console.log(`${label(t)}${RUNS > 1 ? ` (run ${run + 1} of ${RUNS})` : ""} ...`);
     await runTarget(t);
   }
 }

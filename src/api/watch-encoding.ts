@@ -5,8 +5,8 @@
 // unknown fields after its known ones, and `events` has the highest field number of
 // WatchResponse, so the bytes equal toBinary's of the whole response (a unit test
 // compares them). A stream served on strata's own path (watch-call.ts) skips the message
-// object altogether: watchFrame writes the response's gRPC frame by hand around the same
-// event bytes.
+// object altogether: watchFrame writes the response's gRPC frame by hand from the
+// revision's header and the events' bytes, both made once for all watchers sent them.
 import { create, type MessageInitShape, type UnknownField } from "@bufbuild/protobuf";
 import { WireType } from "@bufbuild/protobuf/wire";
 import { type WatchResponse, WatchResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
@@ -42,9 +42,8 @@ export function watchResponse(r: WatchResponseInit): WatchResponse {
   return msg;
 }
 
-/** a response as watchFrame writes it: the fields of WatchResponse, with the whole header */
+/** a response as watchFrame writes it: the fields of WatchResponse but its header */
 export interface WatchAnswer {
-  header: RangeAnswer["header"];
   watchId: bigint;
   created?: boolean;
   canceled?: boolean;
@@ -58,20 +57,61 @@ const utf8 = new TextEncoder();
 /** the tag of WatchResponse.events */
 const EVENTS_TAG = (EVENTS_FIELD << 3) | WireType.LengthDelimited;
 
-/** The response's gRPC frame (flag byte, length, message) in one buffer; the bytes are exactly toBinary's. */
-export function watchFrame(r: WatchAnswer): Uint8Array {
-  const hSize = headerSize(r.header);
+/**
+ * A response header as field 1 of a response, tag and length included: every watcher
+ * sent a revision gets the same header, so the caller encodes it once (watch.ts).
+ */
+export function headerField(h: RangeAnswer["header"]): Uint8Array {
+  const size = headerSize(h);
+  const w = new ProtoWriter(new Uint8Array(1 + varintSize(BigInt(size)) + size));
+  writeHeader(w, h, size);
+  return w.buf;
+}
+
+/** each list of events as occurrences of field 11, for as long as the list is alive */
+const encodedLists = new WeakMap<Event[], Uint8Array>();
+
+/**
+ * The events as occurrences of field 11. The hub hands every watcher of a range the same
+ * list (watch-hub.ts), so a write to n watchers is encoded once, not n times.
+ */
+function eventsField(events: Event[]): Uint8Array {
+  let bytes = encodedLists.get(events);
+  if (!bytes) {
+    const parts = events.map(eventBytes);
+    let size = 0;
+    for (const e of parts) size += 1 + e.length;
+    bytes = new Uint8Array(size);
+    let pos = 0;
+    for (const e of parts) {
+      bytes[pos++] = EVENTS_TAG;
+      bytes.set(e, pos);
+      pos += e.length;
+    }
+    encodedLists.set(events, bytes);
+  }
+  return bytes;
+}
+
+/**
+ * The response's gRPC frame (flag byte, length, message) in one buffer, around a header
+ * made by headerField; the bytes are exactly toBinary's. What differs between watchers of
+ * one event is only the watch id: the rest is copied from bytes made once.
+ */
+export function watchFrame(r: WatchAnswer, header: Uint8Array): Uint8Array {
   const reason = r.cancelReason ? utf8.encode(r.cancelReason) : undefined;
   const compact = r.compactRevision ?? 0n;
-  const events = r.events.map(eventBytes);
-  let size = 1 + varintSize(BigInt(hSize)) + hSize + intField(r.watchId) + intField(compact) +
+  const events = r.events.length === 0 ? undefined : eventsField(r.events);
+  const size = header.length + intField(r.watchId) + intField(compact) +
     (r.created ? 2 : 0) + (r.canceled ? 2 : 0) + (r.fragment ? 2 : 0) +
-    (reason ? 1 + varintSize(BigInt(reason.length)) + reason.length : 0);
-  for (const e of events) size += 1 + e.length;
+    (reason ? 1 + varintSize(BigInt(reason.length)) + reason.length : 0) + (events ? events.length : 0);
   const buf = new Uint8Array(5 + size);
-  new DataView(buf.buffer).setUint32(1, size);
-  const w = new ProtoWriter(buf, 5);
-  writeHeader(w, r.header, hSize);
+  buf[1] = size >>> 24;
+  buf[2] = (size >>> 16) & 0xff;
+  buf[3] = (size >>> 8) & 0xff;
+  buf[4] = size & 0xff;
+  buf.set(header, 5);
+  const w = new ProtoWriter(buf, 5 + header.length);
   w.int(0x10, r.watchId);
   if (r.created) flag(w, 0x18);
   if (r.canceled) flag(w, 0x20);
@@ -81,11 +121,7 @@ export function watchFrame(r: WatchAnswer): Uint8Array {
     w.bytes(reason);
   }
   if (r.fragment) flag(w, 0x38);
-  for (const e of events) {
-    buf[w.pos++] = EVENTS_TAG;
-    buf.set(e, w.pos);
-    w.pos += e.length;
-  }
+  if (events) buf.set(events, w.pos);
   return buf;
 }
 

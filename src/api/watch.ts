@@ -15,7 +15,8 @@ import { type Caller, caller } from "./caller.ts";
 import { shuttingDown } from "./connections.ts";
 import { toConnectError } from "./errors.ts";
 import { header, type ServerIdentity } from "./header.ts";
-import { watchFrame, watchResponse } from "./watch-encoding.ts";
+import type { Rev } from "../mvcc/types.ts";
+import { headerField, watchFrame, watchResponse } from "./watch-encoding.ts";
 import { responseSize, splitResponse } from "./watch-split.ts";
 
 /**
@@ -33,6 +34,8 @@ const CONGESTED_RESPONSES = 256;
  */
 export class WatchCalls {
   private readonly open = new Set<ClientStream>();
+  /** the header of the revision last framed: a write to n watchers frames n responses of one revision */
+  private framedHeader: { revision: Rev; field: Uint8Array } | undefined;
 
   constructor(
     private readonly keyspace: Keyspace,
@@ -48,7 +51,7 @@ export class WatchCalls {
 
   /** a client stream of the caller, open until finish */
   start(who: Caller): ClientStream {
-    const stream = new ClientStream(this.keyspace, this.maxRequestBytes, (c) => watchRefusal(this.auth, who, c));
+    const stream = new ClientStream(this.keyspace, this.maxRequestBytes, this.auth, who);
     this.open.add(stream);
     return stream;
   }
@@ -65,7 +68,9 @@ export class WatchCalls {
 
   /** the same as its gRPC frame */
   frame(r: WatchResponseOut): Uint8Array {
-    return watchFrame({ ...r, header: header(this.id, r.header.revision) });
+    const revision = r.header.revision;
+    if (this.framedHeader?.revision !== revision) this.framedHeader = { revision, field: headerField(header(this.id, revision)) };
+    return watchFrame(r, this.framedHeader.field);
   }
 }
 
@@ -87,11 +92,23 @@ export function watchService(calls: WatchCalls): ServiceImpl<typeof Watch> {
   };
 }
 
+/** Where a stream served on strata's own path (watch-call.ts) writes its responses. */
+export interface ResponseWriter {
+  /** sends the response; false once the transport takes no more until room() resolves */
+  write(r: WatchResponseOut): boolean;
+  room(): Promise<void>;
+}
+
 export class ClientStream implements WatchStream {
   private readonly session: WatchSession;
   private queue: WatchResponseOut[] = [];
   private queuedBytes = 0;
   private wake: (() => void) | undefined;
+  /**
+   * set while deliver waits for responses with room to write them: a response queued then
+   * goes straight to the client, with no queue and no task switch on the way
+   */
+  private direct: ResponseWriter | undefined;
   private drainWaiters: Array<() => void> = [];
   private closed = false;
   private failure: ConnectError | undefined;
@@ -99,38 +116,48 @@ export class ClientStream implements WatchStream {
   constructor(
     private readonly keyspace: Keyspace,
     private readonly maxRequestBytes: number,
-    /** why the caller may not watch what a create request asks for (undefined: it may) */
-    private readonly refusal: (c: WatchCreateRequest) => string | undefined,
+    private readonly auth: AuthStore,
+    /** who may watch what watchRefusal says */
+    private readonly who: Caller,
   ) {
     this.session = keyspace.watch(this);
   }
 
   async consume(requests: AsyncIterable<WatchRequest>): Promise<void> {
     try {
-      for await (const req of requests) {
-        // while the client reads no responses its requests wait (as etcd's do), so the
-        // answers they would queue cannot grow the queue without bound
-        if (this.congested()) await this.drained();
-        if (this.closed) return;
-        const u = req.requestUnion;
-        if (u.case === "createRequest") this.create(u.value);
-        else if (u.case === "cancelRequest") this.session.cancel(u.value.watchId);
-        else if (u.case === "progressRequest") this.session.requestProgress();
-      }
+      for await (const req of requests) if (!(await this.take(req))) return;
     } catch (err) {
-      // a request that is not a WatchRequest ends the stream with grpc-go's error, as
-      // etcd's does; any other failure means the client went away and the call ends
-      const parse = err instanceof ConnectError && err.rawMessage.match(/^parse binary: (.*)$/);
-      if (parse) this.fail(unparsable(parse[1]!));
-      // so does one larger than the server takes, or one it cannot read
-      else if (err instanceof ConnectError && (err.code === Code.ResourceExhausted || err.code === Code.Internal)) this.fail(err);
+      this.requestsFailed(err);
     }
     // a half-closed stream keeps delivering events, as etcd's does
   }
 
+  /** Carries out one request; false once the stream is closed (the rest are not read). */
+  async take(req: WatchRequest): Promise<boolean> {
+    // while the client reads no responses its requests wait (as etcd's do), so the
+    // answers they would queue cannot grow the queue without bound
+    if (this.congested()) await this.drained();
+    if (this.closed) return false;
+    const u = req.requestUnion;
+    if (u.case === "createRequest") this.create(u.value);
+    else if (u.case === "cancelRequest") this.session.cancel(u.value.watchId);
+    else if (u.case === "progressRequest") this.session.requestProgress();
+    return true;
+  }
+
+  /** The requests ended with `err`. */
+  requestsFailed(err: unknown): void {
+    // a request that is not a WatchRequest ends the stream with grpc-go's error, as
+    // etcd's does; any other failure means the client went away and the call ends
+    const parse = err instanceof ConnectError && err.rawMessage.match(/^parse binary: (.*)$/);
+    if (parse) this.fail(unparsable(parse[1]!));
+    // so does one larger than the server takes, or one it cannot read
+    else if (err instanceof ConnectError && (err.code === Code.ResourceExhausted || err.code === Code.Internal)) this.fail(err);
+  }
+
   /** A watcher, once the caller may read its range; refused as etcd refuses it, with watch id -1. */
   private create(c: WatchCreateRequest): void {
-    const reason = this.refusal(c);
+    const reason = watchRefusal(this.auth, this.who, c);
     if (reason === undefined) return this.session.create(c);
     this.enqueue({ header: { revision: this.keyspace.latestRevision }, watchId: -1n, created: true, canceled: true, cancelReason: reason, events: [] });
   }
@@ -145,16 +172,34 @@ export class ClientStream implements WatchStream {
     if (this.closed) return;
     // a fragment an upstream etcd made passes as it is
     if (resp.fragment) return this.enqueue(resp);
+    const size = responseSize(resp);
+    if (size < this.maxRequestBytes) return this.enqueue(resp, size);
     for (const part of splitResponse(resp, this.maxRequestBytes, fragmentable)) this.enqueue(part);
   }
 
   /** watch ids are the session's business */
   forget(): void {}
 
-  private enqueue(resp: WatchResponseOut): void {
+  private enqueue(resp: WatchResponseOut, size = responseSize(resp)): void {
+    if (this.direct && this.queue.length === 0) {
+      // the writer full, deliver waits for room and takes the queue from there
+      if (!this.direct.write(resp)) {
+        this.direct = undefined;
+        this.wake?.();
+      }
+      return;
+    }
     this.queue.push(resp);
-    this.queuedBytes += responseSize(resp);
+    this.queuedBytes += size;
     this.wake?.();
+  }
+
+  /** `r` left the queue */
+  private dequeued(r: WatchResponseOut): void {
+    this.queuedBytes -= responseSize(r);
+    if (!this.congested() && this.drainWaiters.length) {
+      for (const d of this.drainWaiters.splice(0)) d();
+    }
   }
 
   congested(): boolean {
@@ -187,10 +232,7 @@ export class ClientStream implements WatchStream {
           this.wake = undefined;
           continue;
         }
-        this.queuedBytes -= responseSize(next);
-        if (!this.congested() && this.drainWaiters.length) {
-          for (const d of this.drainWaiters.splice(0)) d();
-        }
+        this.dequeued(next);
         yield next;
       }
     } finally {
@@ -198,8 +240,46 @@ export class ClientStream implements WatchStream {
     }
   }
 
+  /**
+   * Writes the responses in order until the stream closes, its call ends or the server
+   * shuts down, as responses() yields them, but without a task switch per response: the
+   * queue is written out while the writer has room, and while the queue is empty the
+   * writer takes each response as it is queued (enqueue).
+   */
+  async deliver(writer: ResponseWriter, call: AbortSignal, shutdown: AbortSignal): Promise<void> {
+    const onAbort = () => this.interrupt();
+    call.addEventListener("abort", onAbort);
+    try {
+      let room = true;
+      while (!call.aborted && !shutdown.aborted && !this.closed) {
+        if (!room) {
+          await writer.room();
+          room = true;
+          continue;
+        }
+        const next = this.queue.shift();
+        if (next) {
+          this.dequeued(next);
+          room = writer.write(next);
+          continue;
+        }
+        if (this.failure) throw this.failure;
+        this.direct = writer;
+        await new Promise<void>((resolve) => (this.wake = resolve));
+        // enqueue takes the writer back when it fills
+        room = this.direct !== undefined;
+        this.direct = undefined;
+        this.wake = undefined;
+      }
+    } finally {
+      this.direct = undefined;
+      call.removeEventListener("abort", onAbort);
+    }
+  }
+
   close(): void {
     this.closed = true;
+    this.direct = undefined;
     this.session.close();
     for (const d of this.drainWaiters.splice(0)) d();
   }

@@ -22,7 +22,8 @@ export interface Revisions {
 export class DatabaseWatch implements WatchSession {
   closed = false;
   private readonly watchers = new Map<bigint, Watcher>();
-  private readonly fragmenting = new Set<bigint>();
+  /** the watchers that asked for fragments (made on first use: a stream per watcher is common) */
+  private fragmenting: Set<bigint> | undefined;
   private nextId = 0n;
   /** the stream as the hub's watchers write to it */
   private readonly sink: WatchSink;
@@ -34,9 +35,9 @@ export class DatabaseWatch implements WatchSession {
   constructor(
     private readonly hub: WatchHub,
     private readonly revisions: Revisions,
-    private readonly stream: WatchStream,
+    readonly stream: WatchStream,
   ) {
-    this.sink = { send: (r) => this.sent(r), congested: () => stream.congested(), drained: () => stream.drained() };
+    this.sink = new SessionSink(this);
   }
 
   create(c: WatchCreateRequest, id?: bigint): void {
@@ -71,7 +72,7 @@ export class DatabaseWatch implements WatchSession {
       own: this.stream.own === true,
     }, this.sink);
     this.watchers.set(watchId, w);
-    if (c.fragment) this.fragmenting.add(watchId);
+    if (c.fragment) (this.fragmenting ??= new Set()).add(watchId);
     this.send({ header: { revision: current }, watchId, created: true, events: [] });
     this.hub.add(w);
   }
@@ -86,12 +87,12 @@ export class DatabaseWatch implements WatchSession {
   private drop(w: Watcher): void {
     this.hub.remove(w);
     this.watchers.delete(w.id);
-    this.fragmenting.delete(w.id);
+    this.fragmenting?.delete(w.id);
     this.stream.forget(w.id);
   }
 
   /** a response from the hub: a watcher canceled by compaction is gone */
-  private sent(resp: WatchResponseOut): boolean | void {
+  sent(resp: WatchResponseOut): boolean | void {
     if (resp.canceled && resp.compactRevision) {
       const w = this.watchers.get(resp.watchId);
       if (w) this.drop(w);
@@ -100,7 +101,7 @@ export class DatabaseWatch implements WatchSession {
   }
 
   private send(resp: WatchResponseOut): boolean | void {
-    return this.stream.send(resp, this.fragmenting.has(resp.watchId));
+    return this.stream.send(resp, this.fragmenting?.has(resp.watchId) === true);
   }
 
   /**
@@ -139,5 +140,22 @@ export class DatabaseWatch implements WatchSession {
     for (const w of this.watchers.values()) this.hub.remove(w);
     this.watchers.clear();
     if (this.progressTimer) clearInterval(this.progressTimer);
+  }
+}
+
+/** The stream as the hub's watchers of one session write to it: an object of its own, not three closures per stream. */
+class SessionSink implements WatchSink {
+  constructor(private readonly session: DatabaseWatch) {}
+
+  send(r: WatchResponseOut): boolean | void {
+    return this.session.sent(r);
+  }
+
+  congested(): boolean {
+    return this.session.stream.congested();
+  }
+
+  drained(): Promise<void> {
+    return this.session.stream.drained();
   }
 }

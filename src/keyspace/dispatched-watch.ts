@@ -11,7 +11,7 @@ import type { WatchCreateRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts"
 import { toKeyRange } from "../mvcc/keyrange.ts";
 import type { KeyRange, Rev } from "../mvcc/types.ts";
 import { namesOtherFields, parseSelection, type Selection, SelectorError } from "../selectors/index.ts";
-import type { Keyspace, WatchSession, WatchStream } from "./contract.ts";
+import type { Keyspace, WatchResponseOut, WatchSession, WatchStream } from "./contract.ts";
 import type { CustomFieldSource } from "./crd-registry.ts";
 import { placedRequest, type SelectedWatcher, selectedResponse } from "./selected-watch.ts";
 
@@ -33,14 +33,14 @@ export class DispatchedWatch implements WatchSession {
   closed = false;
   /** the session holding each watch id of the stream */
   private readonly owner = new Map<bigint, WatchSession>();
-  /** the watchers with selectors, by watch id */
-  private readonly selected = new Map<bigint, SelectedWatcher>();
+  /** the watchers with selectors, by watch id (made on first use: most streams have none) */
+  private selected: Map<bigint, SelectedWatcher> | undefined;
   private readonly sessions = new Map<Keyspace, WatchSession>();
   private nextId = 0n;
 
   constructor(
     private readonly routes: WatchRoutes,
-    private readonly stream: WatchStream,
+    readonly stream: WatchStream,
   ) {}
 
   create(c: WatchCreateRequest): void {
@@ -74,8 +74,8 @@ export class DispatchedWatch implements WatchSession {
     // a duplicate id stays with the watcher holding it (its keyspace refuses the new one)
     if (!this.owner.has(watchId)) {
       this.owner.set(watchId, session);
-      if (selection) this.selected.set(watchId, { selection, prevKv: c.prevKv, fragment: c.fragment, custom: this.customFields(selection) });
-      else this.selected.delete(watchId);
+      if (selection) (this.selected ??= new Map()).set(watchId, { selection, prevKv: c.prevKv, fragment: c.fragment, custom: this.customFields(selection) });
+      else this.selected?.delete(watchId);
     }
     session.create(selection ? placedRequest(c) : c, watchId);
   }
@@ -97,29 +97,26 @@ export class DispatchedWatch implements WatchSession {
   private sessionOf(k: Keyspace): WatchSession {
     const s = this.sessions.get(k);
     if (s && !s.closed) return s;
-    const stream = this.stream;
-    const owner = this.owner;
-    const selected = this.selected;
-    const opened: WatchSession = k.watch({
-      // strata's own watchers (a TopologyConfig follower's) are not counted as clients'
-      own: stream.own,
-      send: (resp, fragmentable) => {
-        const w = selected.get(resp.watchId);
-        if (!w || owner.get(resp.watchId) !== opened) return stream.send(resp, fragmentable);
-        const out = selectedResponse(w, resp);
-        if (!out) return false;
-        stream.send(out, w.fragment);
-      },
-      forget: (id) => {
-        if (owner.get(id) !== opened) return;
-        owner.delete(id);
-        selected.delete(id);
-      },
-      congested: () => stream.congested(),
-      drained: () => stream.drained(),
-    });
+    const through = new SessionStream(this);
+    const opened = (through.session = k.watch(through));
     this.sessions.set(k, opened);
     return opened;
+  }
+
+  /** a response of `session`'s, its selection applied */
+  sendFrom(session: WatchSession, resp: WatchResponseOut, fragmentable: boolean): boolean | void {
+    const w = this.selected?.get(resp.watchId);
+    if (!w || this.owner.get(resp.watchId) !== session) return this.stream.send(resp, fragmentable);
+    const out = selectedResponse(w, resp);
+    if (!out) return false;
+    this.stream.send(out, w.fragment);
+  }
+
+  /** `session` holds watch id `id` no longer */
+  forgetFrom(session: WatchSession, id: bigint): void {
+    if (this.owner.get(id) !== session) return;
+    this.owner.delete(id);
+    this.selected?.delete(id);
   }
 
   cancel(watchId: bigint): void {
@@ -135,5 +132,33 @@ export class DispatchedWatch implements WatchSession {
   close(): void {
     this.closed = true;
     for (const s of this.sessions.values()) s.close();
+  }
+}
+
+/** The client stream as the session of one keyspace writes to it: an object of its own, not four closures per stream. */
+class SessionStream implements WatchStream {
+  /** set as soon as the keyspace opened it, before any response */
+  session!: WatchSession;
+  /** strata's own watchers (a TopologyConfig follower's) are not counted as clients' */
+  readonly own: boolean | undefined;
+
+  constructor(private readonly watch: DispatchedWatch) {
+    this.own = watch.stream.own;
+  }
+
+  send(resp: WatchResponseOut, fragmentable: boolean): boolean | void {
+    return this.watch.sendFrom(this.session, resp, fragmentable);
+  }
+
+  forget(id: bigint): void {
+    this.watch.forgetFrom(this.session, id);
+  }
+
+  congested(): boolean {
+    return this.watch.stream.congested();
+  }
+
+  drained(): Promise<void> {
+    return this.watch.stream.drained();
   }
 }

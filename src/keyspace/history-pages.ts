@@ -5,7 +5,6 @@
 // reads run at once, so the memory pages hold stays bounded however many watchers lag.
 // A read waits only for other reads, never for a client.
 import type { Backend, EventsPage } from "../mvcc/backend.ts";
-import { rangeString } from "../mvcc/keyrange.ts";
 import type { KeyRange, Rev } from "../mvcc/types.ts";
 
 /** a page ends after about this many bytes of keys and values… */
@@ -23,9 +22,12 @@ export class HistoryPages {
 
   constructor(private readonly history: Pick<Backend, "events">) {}
 
-  /** The events of `range` from revision `from` on (up to `to` at most), with previous versions if asked. */
-  read(range: KeyRange, from: Rev, to: Rev, prevKv: boolean): Promise<EventsPage> {
-    const id = `${rangeString(range)}\u0001${from}\u0001`;
+  /**
+   * The events of `range` from revision `from` on (up to `to` at most), with previous
+   * versions if asked. `rangeId`: the range's rangeString, which its watcher keeps.
+   */
+  read(range: KeyRange, rangeId: string, from: Rev, to: Rev, prevKv: boolean): Promise<EventsPage> {
+    const id = `${rangeId}\u0001${from}\u0001`;
     // a page with previous versions serves a watcher that wants none as well
     const shared = this.reading.get(`${id}true`) ?? (prevKv ? undefined : this.reading.get(`${id}false`));
     if (shared) return shared;

@@ -157,6 +157,8 @@ export class WatchHub {
         group.matched.push(ev);
       });
     }
+    // one header for every response of the revision
+    const header = { revision };
     for (const group of touched) {
       const matched = group.matched;
       group.matched = [];
@@ -171,7 +173,7 @@ export class WatchHub {
         const evs = w.shape(matched);
         if (evs.length === 0) continue;
         // a watcher that heard nothing since the last tick gets the next progress notification
-        if (w.sink.send({ header: { revision }, watchId: w.id, events: evs }) !== false) w.sentSinceTick = true;
+        if (w.sink.send({ header, watchId: w.id, events: evs }) !== false) w.sentSinceTick = true;
       }
     }
     if (this.tickAt !== undefined && revision >= this.tickAt) this.notifyProgress(revision);
@@ -268,7 +270,7 @@ export class WatchHub {
     }
     if (w.nextRev <= revision) {
       const from = w.nextRev;
-      const page = await this.pages.read(w.range, from, revision, w.opts.prevKv);
+      const page = await this.pages.read(w.range, w.rangeId, from, revision, w.opts.prevKv);
       if (w.closed) return true;
       // compacted before or during the read (perhaps by another process): part of the
       // history may be missing, so the watcher is cancelled rather than given a gap

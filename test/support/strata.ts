@@ -106,9 +106,9 @@ export interface ClientTls {
   key: Buffer;
 }
 
-function command(runtime: Runtime): string[] {
-  if (runtime === "bun") return [process.execPath, join(ROOT, "src/main.ts")];
-  return [join(ROOT, "node_modules/.bin/deno"), "run", "--allow-all", join(ROOT, "src/main.ts")];
+function command(runtime: Runtime, root: string): string[] {
+  if (runtime === "bun") return [process.execPath, join(root, "src/main.ts")];
+  return [join(ROOT, "node_modules/.bin/deno"), "run", "--allow-all", join(root, "src/main.ts")];
 }
 
 /**
@@ -120,6 +120,8 @@ export async function startStrata(
   backendUrl?: string,
   runtime: Runtime = "bun",
   tls?: ClientTls,
+  /** the checkout whose strata runs (a benchmark's A/B runs an older one beside this) */
+  root = ROOT,
 ): Promise<StrataProcess> {
   const dir = mkdtempSync(join(tmpdir(), "strata-test-"));
   const routed = extraArgs.includes("--config");
@@ -133,7 +135,7 @@ export async function startStrata(
   let child: ChildProcess;
   let err = "";
   const launch = async () => {
-    const [exe, ...args] = command(runtime);
+    const [exe, ...args] = command(runtime, root);
     const backend = routed ? [] : ["--backend", url];
     child = spawn(exe!, [...args, "serve", "--listen", `${tls ? "https" : "http"}://${endpoint}`, ...backend, ...metricsArgs, ...extraArgs], {
       stdio: ["ignore", "ignore", "pipe"],

@@ -14,7 +14,8 @@ let port: number;
 
 /**
  * /bytes/N answers N bytes (in 64 KiB writes, waiting for room as a response writer does);
- * /echo answers its body; /hold never reads its body nor answers
+ * /echo answers its body; /pieces/N answers N writes of 100 bytes at once; /hold never
+ * reads its body nor answers
  */
 async function handle(stream: H2Stream): Promise<void> {
   const [, kind, arg] = stream.path.split("/");
@@ -33,6 +34,11 @@ async function handle(stream: H2Stream): Promise<void> {
     for await (const c of stream.body()) chunks.push(c);
     stream.respond([[":status", "200"]]);
     stream.write(Buffer.concat(chunks));
+    stream.end();
+  } else if (kind === "pieces") {
+    // N messages of 100 bytes written in one turn, as a watch stream writes one per watcher
+    stream.respond([[":status", "200"]]);
+    for (let i = 0; i < Number(arg); i++) stream.write(new Uint8Array(100).fill(i % 256));
     stream.end();
   } else if (kind === "hold") {
     // never reads its body
@@ -105,6 +111,20 @@ test("streams take turns frame by frame: a small answer is not queued behind a l
   const small = c.request("/echo", new Uint8Array(100).fill(1));
   await c.until(() => c.frames.some((f) => f.streamId === small && (f.flags & Flag.END_STREAM) !== 0), 5000, "the small answer");
   expect(c.received.get(big)!).toBeLessThan(32 * MiB);
+  c.close();
+});
+
+test("many small writes queued at once go out in few DATA frames, bytes in order", async () => {
+  const c = await H2TestClient.connect(port, [[Setting.INITIAL_WINDOW_SIZE, MiB]]);
+  c.windowUpdate(0, MiB);
+  const id = c.request("/pieces/1000");
+  await c.until(() => c.frames.some((f) => f.streamId === id && (f.flags & Flag.END_STREAM) !== 0), 5000, "the answer");
+  const data = c.frames.filter((f) => f.streamId === id && f.type === FrameType.DATA);
+  const body = Buffer.concat(data.map((f) => f.payload));
+  expect(body.length).toBe(100_000);
+  for (let i = 0; i < 1000; i++) expect(body[i * 100]).toBe(i % 256);
+  // 100,000 bytes fill 7 frames of 16 KiB (the default largest); a frame per write would be 1,000
+  expect(data.length).toBeLessThan(10);
   c.close();
 });
 

@@ -3,7 +3,7 @@
 import { expect, test } from "bun:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { WatchResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { type WatchAnswer, watchFrame, watchResponse, type WatchResponseInit } from "../../src/api/watch-encoding.ts";
+import { headerField, type WatchAnswer, watchFrame, watchResponse, type WatchResponseInit } from "../../src/api/watch-encoding.ts";
 import { DELETE, type Event, PUT } from "../../src/mvcc/types.ts";
 
 const bytes = (n: number, fill = 7) => new Uint8Array(n).fill(fill);
@@ -42,12 +42,21 @@ for (const [name, r] of cases) {
 for (const [name, r] of cases) {
   test(`${name}: its gRPC frame written by hand is toBinary's, length-prefixed`, () => {
     const message = toBinary(WatchResponseSchema, create(WatchResponseSchema, r as never));
-    const frame = watchFrame(r as WatchAnswer);
+    const frame = watchFrame(r as WatchAnswer, headerField(r.header as typeof header));
     expect(frame[0]).toBe(0);
     expect(Buffer.from(frame).readUInt32BE(1)).toBe(message.length);
     expect(Buffer.from(frame.subarray(5)).equals(Buffer.from(message))).toBe(true);
   });
 }
+
+test("watchers sent one list of events get frames that differ only in the watch id, each toBinary's", () => {
+  const events = [put, withPrev];
+  const h = headerField(header);
+  for (const watchId of [0n, 1n, 300n, 2n ** 40n]) {
+    const message = toBinary(WatchResponseSchema, create(WatchResponseSchema, { header, watchId, events } as never));
+    expect(Buffer.from(watchFrame({ watchId, events }, h).subarray(5)).equals(Buffer.from(message))).toBe(true);
+  }
+});
 
 test("an event shared by several watchers is encoded once", () => {
   const a = watchResponse({ header, watchId: 1n, events: [put] });

@@ -676,24 +676,35 @@ export class H2Connection implements StreamHost {
     return s.ending !== undefined && !s.localClosed;
   }
 
-  /** Puts at most one DATA frame of `s` (or its end) into `batch`; returns the bytes added. */
+  /**
+   * Puts at most one DATA frame of `s` (or its end) into `batch`; returns the bytes added.
+   * The frame carries as many queued chunks as fit: a watch stream queues one small
+   * message per watcher, and a frame each cost both ends more than the bytes did.
+   */
   private emit(s: H2Stream, batch: Buffer[]): number {
     if (s.closed) return 0;
-    const first = s.outbound[0];
-    if (first) {
-      const n = Math.min(first.length - s.sentOfFirst, s.sendWindow, this.sendWindow, this.peerMaxFrame);
-      if (n <= 0) return 0;
-      const piece = first.subarray(s.sentOfFirst, s.sentOfFirst + n);
-      s.sentOfFirst += n;
-      if (s.sentOfFirst === first.length) {
-        s.outbound.shift();
-        s.sentOfFirst = 0;
+    if (s.outbound.length > 0) {
+      const room = Math.min(s.sendWindow, this.sendWindow, this.peerMaxFrame);
+      if (room <= 0) return 0;
+      const header = batch.length;
+      batch.push(EMPTY);
+      let n = 0;
+      while (s.outbound.length > 0 && n < room) {
+        const chunk = s.outbound[0]!;
+        const take = Math.min(chunk.length - s.sentOfFirst, room - n);
+        batch.push(Buffer.from(chunk.buffer, chunk.byteOffset + s.sentOfFirst, take));
+        s.sentOfFirst += take;
+        n += take;
+        if (s.sentOfFirst === chunk.length) {
+          s.outbound.shift();
+          s.sentOfFirst = 0;
+        }
       }
       s.sendWindow -= n;
       this.sendWindow -= n;
       // a response without trailers ends on its last DATA frame
       const last = s.outbound.length === 0 && s.ending !== undefined && s.ending.trailers === undefined;
-      batch.push(frameHeader(n, FrameType.DATA, last ? Flag.END_STREAM : 0, s.id), Buffer.from(piece.buffer, piece.byteOffset, piece.length));
+      batch[header] = frameHeader(n, FrameType.DATA, last ? Flag.END_STREAM : 0, s.id);
       this.budgets.PING.refill(1);
       this.budgets.WINDOW_UPDATE.refill(2);
       s.sent(n);
@@ -770,6 +781,9 @@ export class H2Connection implements StreamHost {
     for (const l of this.closeListeners.splice(0)) l();
   }
 }
+
+/** a place held in a batch for a frame header written once its length is known */
+const EMPTY = Buffer.alloc(0);
 
 /** A DATA or HEADERS payload without its padding (RFC 9113 §6.1). */
 function unpad(flags: number, payload: Buffer): Buffer {

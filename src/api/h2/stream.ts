@@ -117,9 +117,14 @@ export class H2Stream {
     this.host.schedule(this);
   }
 
+  /** Whether the queued body is small enough to write more now (or the stream closed). */
+  hasRoom(): boolean {
+    return this.queuedBytes < QUEUE_HIGH_WATER || this.closed;
+  }
+
   /** Resolves once the queued body is small enough to write more (or the stream closed). */
   room(): Promise<void> {
-    if (this.queuedBytes < QUEUE_HIGH_WATER || this.closed) return Promise.resolve();
+    if (this.hasRoom()) return Promise.resolve();
     return new Promise((resolve) => this.roomWaiters.push(resolve));
   }
 

@@ -7,9 +7,11 @@
 // thread, from /proc/PID/stat, over each phase ÷ its operations) — the figure a busy
 // machine or a slow client distorts least — and the server's RSS.
 //   npm run bench -- [--quick] [--runs 3] [--keys 20000] [--clients 64] [--value-bytes 2048]
-//                    [--baseline DIR] [--out bench-kv.json]
+//                    [--baseline DIR [--no-etcd]] [--profile DIR] [--out bench-kv.json]
 // --baseline DIR adds strata from another source tree (with its own node_modules, e.g. a
 // `git archive` of the commit before a change) as a third target: an A/B in the same run.
+// --no-etcd leaves etcd out (an A/B of two strata builds alone).
+// --profile DIR writes Bun's CPU profile of each strata run there (as Markdown).
 // The order of the targets turns with each run, so drift on the machine falls on each alike.
 // Not a test: nothing here asserts.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -32,10 +34,13 @@ const { values } = parseArgs({
     gets: { type: "string" },
     lists: { type: "string" },
     counts: { type: "string" },
+    warmup: { type: "string" },
     clients: { type: "string", default: "64" },
     conns: { type: "string", default: "1" },
     "value-bytes": { type: "string", default: "2048" },
     baseline: { type: "string" },
+    "no-etcd": { type: "boolean", default: false },
+    profile: { type: "string" },
     out: { type: "string", default: "bench-kv.json" },
   },
 });
@@ -43,7 +48,7 @@ const quick = values.quick!;
 const whole = (name: keyof typeof values, normal: number, small: number) => {
   const given = values[name];
   const n = given === undefined ? (quick ? small : normal) : Number(given);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive whole number, not ${given}`);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a whole number, not ${given}`);
   return n;
 };
 const RUNS = whole("runs", 3, 1);
@@ -56,6 +61,7 @@ const spec = {
   gets: whole("gets", 50_000, 10_000),
   lists: whole("lists", 10, 5),
   counts: whole("counts", 200, 100),
+  warmup: whole("warmup", 5_000, 2_000),
 };
 const ROOT = resolve(import.meta.dir, "../..");
 const baseline = values.baseline ? resolve(values.baseline) : undefined;
@@ -74,7 +80,10 @@ function strataFrom(name: string, root: string): Target {
     async start() {
       const dir = mkdtempSync(join(tmpdir(), "strata-bench-"));
       const endpoint = `127.0.0.1:${await freePort()}`;
+      // Bun's sampling profiler, written as Markdown when the server exits
+      const profile = values.profile ? ["--cpu-prof-md", `--cpu-prof-dir=${resolve(values.profile)}`] : [];
       const args = [
+        ...profile,
         join(root, "src/main.ts"), "serve",
         "--listen", `http://${endpoint}`,
         "--backend", `sqlite://${join(dir, "strata.db")}`,
@@ -130,7 +139,7 @@ const etcdTarget: Target = {
   },
 };
 
-const targets: Target[] = [etcdTarget, strataFrom("strata/sqlite", ROOT)];
+const targets: Target[] = [...(values["no-etcd"] ? [] : [etcdTarget]), strataFrom("strata/sqlite", ROOT)];
 if (baseline) targets.push(strataFrom("baseline", baseline));
 
 interface Phase {
@@ -219,7 +228,7 @@ for (let run = 0; run < RUNS; run++) {
 const loadAfter = loadavg().map((l) => l.toFixed(2)).join(" ");
 
 const names = targets.map((t) => t.name);
-const others = names.filter((n) => n !== "etcd");
+const others = names.includes("etcd") ? names.filter((n) => n !== "etcd") : [];
 const fmt = (n: number) => (Number.isNaN(n) ? "–" : n >= 100 ? n.toFixed(0) : n.toFixed(n >= 10 ? 1 : 2));
 const header = ["row", ...names, ...others.map((n) => `${n} ÷ etcd`), ...(baseline ? ["strata/sqlite ÷ baseline"] : [])];
 const lines = [`| ${header.join(" | ")} |`, `|${header.map(() => "---").join("|")}|`];

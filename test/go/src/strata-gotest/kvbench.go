@@ -31,6 +31,9 @@ type kvBenchSpec struct {
 	Gets       int `json:"gets"`
 	Lists      int `json:"lists"`
 	Counts     int `json:"counts"`
+	// operations of each kind made first on keys of their own and not measured, so the
+	// figures are the server's steady state, not its warm-up (Bun compiles hot code as it runs)
+	Warmup int `json:"warmup"`
 }
 
 type kvPhase struct {
@@ -52,8 +55,6 @@ type kvBenchResult struct {
 }
 
 const kvBenchPrefix = "/registry/pods/bench/"
-
-func kvBenchKey(i int) string { return fmt.Sprintf("%spod-%07d", kvBenchPrefix, i) }
 
 // kvBenchValue is a value of n bytes that differs per key and per write.
 func kvBenchValue(i, n int) string {
@@ -99,7 +100,7 @@ func kvBench(endpoint, specJSON string) *kvBenchResult {
 		conns[i] = c
 	}
 	// run n operations over spec.Clients loops, each on its connection in turn
-	phase := func(name string, n, loops int, op func(c *clientv3.Client, ctx context.Context, i int) error) *kvPhase {
+	phase := func(name string, n, loops int, op func(c *clientv3.Client, ctx context.Context, i int) error) {
 		var next int64 = -1
 		lat := make([][]float64, loops)
 		cpu0, t0 := cpuMs(spec.Pid), time.Now()
@@ -138,61 +139,69 @@ func kvBench(endpoint, specJSON string) *kvBenchResult {
 		}
 		p.OpsPerSec = float64(n) / p.Seconds
 		res.Phases = append(res.Phases, p)
-		return &res.Phases[len(res.Phases)-1]
 	}
 
-	mods := make([]int64, spec.Keys)
-	phase("create", spec.Keys, spec.Clients, func(c *clientv3.Client, ctx context.Context, i int) error {
-		key := kvBenchKey(i)
-		r, err := c.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(key), "=", 0)).
-			Then(clientv3.OpPut(key, kvBenchValue(i, spec.ValueBytes))).
-			Else(clientv3.OpGet(key)).Commit()
-		if err != nil {
-			return err
-		}
-		if !r.Succeeded {
-			return fmt.Errorf("create of %s found the key there", key)
-		}
-		atomic.StoreInt64(&mods[i], r.Header.Revision)
-		return nil
-	})
-
-	var retries int64
-	updates := phase("guarded update", spec.Updates, spec.Clients, func(c *clientv3.Client, ctx context.Context, i int) error {
-		k := i % spec.Keys
-		key := kvBenchKey(k)
-		for attempt := 0; attempt < 100; attempt++ {
+	// creates, guarded updates and point gets of keys under prefix
+	writesAndGets := func(prefix string, keys, updates, gets int) {
+		key := func(i int) string { return fmt.Sprintf("%spod-%07d", prefix, i) }
+		mods := make([]int64, keys)
+		phase("create", keys, spec.Clients, func(c *clientv3.Client, ctx context.Context, i int) error {
+			key := key(i)
 			r, err := c.Txn(ctx).
-				If(clientv3.Compare(clientv3.ModRevision(key), "=", atomic.LoadInt64(&mods[k]))).
-				Then(clientv3.OpPut(key, kvBenchValue(i+1, spec.ValueBytes))).
+				If(clientv3.Compare(clientv3.ModRevision(key), "=", 0)).
+				Then(clientv3.OpPut(key, kvBenchValue(i, spec.ValueBytes))).
 				Else(clientv3.OpGet(key)).Commit()
 			if err != nil {
 				return err
 			}
-			if r.Succeeded {
-				atomic.StoreInt64(&mods[k], r.Header.Revision)
-				return nil
+			if !r.Succeeded {
+				return fmt.Errorf("create of %s found the key there", key)
 			}
-			atomic.AddInt64(&retries, 1)
-			kvs := r.Responses[0].GetResponseRange().Kvs
-			if len(kvs) == 0 {
-				return fmt.Errorf("update of %s: the key is gone", key)
-			}
-			atomic.StoreInt64(&mods[k], kvs[0].ModRevision)
-		}
-		return fmt.Errorf("update of %s conflicted 100 times", key)
-	})
-	updates.Retries = retries
+			atomic.StoreInt64(&mods[i], r.Header.Revision)
+			return nil
+		})
 
-	phase("point get", spec.Gets, spec.Clients, func(c *clientv3.Client, ctx context.Context, i int) error {
-		key := kvBenchKey(i * 7919 % spec.Keys)
-		r, err := c.Get(ctx, key)
-		if err == nil && len(r.Kvs) != 1 {
-			err = fmt.Errorf("get of %s found %d keys", key, len(r.Kvs))
-		}
-		return err
-	})
+		var retries int64
+		phase("guarded update", updates, spec.Clients, func(c *clientv3.Client, ctx context.Context, i int) error {
+			k := i % keys
+			key := key(k)
+			for attempt := 0; attempt < 100; attempt++ {
+				r, err := c.Txn(ctx).
+					If(clientv3.Compare(clientv3.ModRevision(key), "=", atomic.LoadInt64(&mods[k]))).
+					Then(clientv3.OpPut(key, kvBenchValue(i+1, spec.ValueBytes))).
+					Else(clientv3.OpGet(key)).Commit()
+				if err != nil {
+					return err
+				}
+				if r.Succeeded {
+					atomic.StoreInt64(&mods[k], r.Header.Revision)
+					return nil
+				}
+				atomic.AddInt64(&retries, 1)
+				kvs := r.Responses[0].GetResponseRange().Kvs
+				if len(kvs) == 0 {
+					return fmt.Errorf("update of %s: the key is gone", key)
+				}
+				atomic.StoreInt64(&mods[k], kvs[0].ModRevision)
+			}
+			return fmt.Errorf("update of %s conflicted 100 times", key)
+		})
+		res.Phases[len(res.Phases)-1].Retries = retries
+
+		phase("point get", gets, spec.Clients, func(c *clientv3.Client, ctx context.Context, i int) error {
+			key := key(i * 7919 % keys)
+			r, err := c.Get(ctx, key)
+			if err == nil && len(r.Kvs) != 1 {
+				err = fmt.Errorf("get of %s found %d keys", key, len(r.Kvs))
+			}
+			return err
+		})
+	}
+	if spec.Warmup > 0 {
+		writesAndGets("/registry/pods/warmup/", spec.Warmup, spec.Warmup, spec.Warmup)
+		res.Phases = res.Phases[:0]
+	}
+	writesAndGets(kvBenchPrefix, spec.Keys, spec.Updates, spec.Gets)
 
 	// lists and counts one at a time, as one apiserver's cacher and object-count metric ask
 	phase("full list", spec.Lists, 1, func(c *clientv3.Client, ctx context.Context, i int) error {

@@ -8,6 +8,9 @@
 // machine or a slow client distorts least — and the server's RSS.
 //   npm run bench -- [--quick] [--runs 3] [--keys 20000] [--clients 64] [--value-bytes 2048]
 //                    [--baseline DIR [--no-etcd]] [--profile DIR] [--out bench-kv.json]
+// Sizes: --updates, --gets, --lists, --counts (0 skips a phase), --conns (client
+// connections), --warmup (operations of each kind on keys of their own before measuring:
+// Bun compiles hot code for seconds after it starts).
 // --baseline DIR adds strata from another source tree (with its own node_modules, e.g. a
 // `git archive` of the commit before a change) as a third target: an A/B in the same run.
 // --no-etcd leaves etcd out (an A/B of two strata builds alone).

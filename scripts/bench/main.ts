@@ -1,118 +1,253 @@
-// strata against a real etcd on the same machine, in one run, with the same client
-// (etcd3 on grpc-js, default settings for both) and the same Kubernetes-shaped
-// workloads; prints throughput, latency and server memory with the strata/etcd ratio
-// per row, checks the performance goals, and writes the results as JSON.
-//   npm run bench -- [--backends sqlite,postgres,mariadb,nats,etcd] [--objects 50000] [--out bench-results.json]
-// Smaller runs: --objects, --updates, --gets, --watch-seconds, --leases, --total-keys;
-// --runs N repeats everything and reports each figure's median; --check-perf s|m|l|xl|off
-// picks the load of the closing `etcdctl check perf` (60 s per target).
+// Server CPU per operation, strata against a real etcd (issue 25). Each server runs alone,
+// one after the other in the same run, pinned to core 0 (`taskset`, every thread), with
+// etcd's Go client (test/go's `strata-gotest kvbench`: clientv3 on grpc-go, as
+// kube-apiserver links it) pinned to core 1 driving creates through the create txn,
+// guarded updates, point gets, full lists and counts. Beside throughput and latency it
+// reports the server's CPU time per operation (user+system of the whole process, every
+// thread, from /proc/PID/stat, over each phase ÷ its operations) — the figure a busy
+// machine or a slow client distorts least — and the server's RSS.
+//   npm run bench -- [--quick] [--runs 3] [--keys 20000] [--clients 64] [--value-bytes 2048]
+//                    [--baseline DIR [--no-etcd]] [--profile DIR] [--out bench-kv.json]
+// Sizes: --updates, --gets, --lists, --counts (0 skips a phase), --conns (client
+// connections), --warmup (operations of each kind on keys of their own before measuring:
+// Bun compiles hot code for seconds after it starts).
+// --baseline DIR adds strata from another source tree (with its own node_modules, e.g. a
+// `git archive` of the commit before a change) as a third target: an A/B in the same run.
+// --no-etcd leaves etcd out (an A/B of two strata builds alone).
+// --profile DIR writes Bun's CPU profile of each strata run there (as Markdown).
+// The order of the targets turns with each run, so drift on the machine falls on each alike.
 // Not a test: nothing here asserts.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, loadavg, tmpdir, totalmem } from "node:os";
-import { join } from "node:path";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { startEtcd } from "../../test/support/etcd.ts";
-import { freshDatabase, startStrata, stopDatabaseServers } from "../../test/support/strata.ts";
-import { Results } from "./report.ts";
-import { runWorkloads, type Sizes } from "./workloads.ts";
+import { Etcd3 } from "etcd3";
+import { etcdVersion, startEtcd } from "../../test/support/etcd.ts";
+import { goProgram } from "../../test/support/go-client.ts";
+import { freePort } from "../../test/support/strata.ts";
+import { median } from "./measure.ts";
 
 const { values } = parseArgs({
   options: {
-    backends: { type: "string", default: "sqlite" },
-    objects: { type: "string", default: "50000" },
-    hot: { type: "string", default: "5000" },
-    updates: { type: "string", default: "20000" },
-    gets: { type: "string", default: "50000" },
+    quick: { type: "boolean", default: false },
+    runs: { type: "string" },
+    keys: { type: "string" },
+    updates: { type: "string" },
+    gets: { type: "string" },
+    lists: { type: "string" },
+    counts: { type: "string" },
+    warmup: { type: "string" },
     clients: { type: "string", default: "64" },
-    watchers: { type: "string", default: "500" },
-    "watch-prefixes": { type: "string", default: "100" },
-    "watch-rate": { type: "string", default: "1000" },
-    "watch-seconds": { type: "string", default: "10" },
-    leases: { type: "string", default: "1000" },
-    "lease-ttl": { type: "string", default: "10" },
-    "total-keys": { type: "string", default: "100000" },
-    runs: { type: "string", default: "1" },
-    "check-perf": { type: "string", default: "m" },
-    out: { type: "string", default: "bench-results.json" },
+    conns: { type: "string", default: "1" },
+    "value-bytes": { type: "string", default: "2048" },
+    baseline: { type: "string" },
+    "no-etcd": { type: "boolean", default: false },
+    profile: { type: "string" },
+    out: { type: "string", default: "bench-kv.json" },
   },
 });
-const number = (name: keyof typeof values) => {
-  const n = Number(values[name]);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive whole number, not ${values[name]}`);
+const quick = values.quick!;
+const whole = (name: keyof typeof values, normal: number, small: number) => {
+  const given = values[name];
+  const n = given === undefined ? (quick ? small : normal) : Number(given);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a whole number, not ${given}`);
   return n;
 };
-const sizes: Sizes = {
-  objects: number("objects"),
-  hot: number("hot"),
-  updates: number("updates"),
-  gets: number("gets"),
-  clients: number("clients"),
-  watchers: number("watchers"),
-  watchPrefixes: number("watch-prefixes"),
-  watchRate: number("watch-rate"),
-  watchSeconds: number("watch-seconds"),
-  leases: number("leases"),
-  leaseTtl: number("lease-ttl"),
-  totalKeys: number("total-keys"),
-  checkPerfLoad: values["check-perf"] === "off" ? undefined : values["check-perf"],
+const RUNS = whole("runs", 3, 1);
+const spec = {
+  clients: whole("clients", 64, 64),
+  conns: whole("conns", 1, 1),
+  keys: whole("keys", 20_000, 5_000),
+  valueBytes: whole("value-bytes", 2048, 2048),
+  updates: whole("updates", 20_000, 5_000),
+  gets: whole("gets", 50_000, 10_000),
+  lists: whole("lists", 10, 5),
+  counts: whole("counts", 200, 100),
+  warmup: whole("warmup", 5_000, 2_000),
 };
-if (sizes.checkPerfLoad && !["s", "m", "l", "xl"].includes(sizes.checkPerfLoad)) {
-  throw new Error(`--check-perf must be s, m, l, xl or off, not ${sizes.checkPerfLoad}`);
-}
-const backends = values.backends!.split(",").map((b) => b.trim());
-for (const b of backends) {
-  if (!["sqlite", "postgres", "mariadb", "nats", "etcd"].includes(b)) {
-    throw new Error(`--backends: unknown backend ${b} (sqlite, postgres, mariadb, nats, or etcd for strata in front of an upstream etcd)`);
-  }
+const ROOT = resolve(import.meta.dir, "../..");
+const baseline = values.baseline ? resolve(values.baseline) : undefined;
+if (baseline && !existsSync(join(baseline, "src/main.ts"))) throw new Error(`--baseline ${baseline}: no src/main.ts there`);
+const pinned = cpus().length >= 2 && spawnSync("taskset", ["-V"]).status === 0;
+
+interface Target {
+  name: string;
+  start(): Promise<{ endpoint: string; pid: number; stop(): Promise<void> }>;
 }
 
-const runs = number("runs");
-const targets = ["etcd", ...backends.map((b) => `strata/${b}`)];
-const load = loadavg()[0]!.toFixed(2);
-const started = Date.now();
+/** strata on a fresh SQLite database, started from the sources in root, pinned from its first thread */
+function strataFrom(name: string, root: string): Target {
+  return {
+    name,
+    async start() {
+      const dir = mkdtempSync(join(tmpdir(), "strata-bench-"));
+      const endpoint = `127.0.0.1:${await freePort()}`;
+      // Bun's sampling profiler, written as Markdown when the server exits
+      const profile = values.profile ? ["--cpu-prof-md", `--cpu-prof-dir=${resolve(values.profile)}`] : [];
+      const args = [
+        ...profile,
+        join(root, "src/main.ts"), "serve",
+        "--listen", `http://${endpoint}`,
+        "--backend", `sqlite://${join(dir, "strata.db")}`,
+        "--metrics-listen", `http://127.0.0.1:${await freePort()}`,
+        // etcd's default: no automatic compaction
+        "--auto-compaction-retention", "0",
+      ];
+      const cmd = pinned ? ["taskset", "-c", "0", process.execPath, ...args] : [process.execPath, ...args];
+      const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
+      let err = "";
+      child.stderr!.on("data", (d) => (err = (err + d).slice(-20_000)));
+      await ready(endpoint, child, () => err);
+      return {
+        endpoint,
+        pid: child.pid!,
+        stop: async () => {
+          const said = err.split("\n").filter((l) => /"level":"(warn|error)"|panic|error:/.test(l) && !/took too long/.test(l));
+          if (said.length > 0) console.log(`  ${name} logged:\n${said.slice(-10).join("\n")}`);
+          if (child.exitCode === null) {
+            child.kill("SIGTERM");
+            await new Promise((r) => child.once("exit", r));
+          }
+          rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    },
+  };
+}
 
-/** one run of every target, etcd first; each on a fresh server and database */
-async function runOnce(run: number): Promise<Results> {
-  const results = new Results();
-  const of = runs > 1 ? ` (run ${run + 1} of ${runs})` : "";
-  console.log(`etcd (default settings)${of} ...`);
-  const etcd = await startEtcd();
-  try {
-    await runWorkloads(etcd.endpoint, sizes, (...r) => results.record("etcd", ...r));
-  } finally {
-    await etcd.stop();
-  }
-  for (const backend of backends) {
-    console.log(`strata on ${backend}${of} ...`);
-    const dir = mkdtempSync(join(tmpdir(), "strata-bench-"));
-    // etcd's default: no automatic compaction
-    const strata = await startStrata(["--auto-compaction-retention", "0"], await freshDatabase(backend, dir));
+async function ready(endpoint: string, child: ChildProcess, stderr: () => string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline && child.exitCode === null) {
+    const c = new Etcd3({ hosts: endpoint, dialTimeout: 500 });
     try {
-      await runWorkloads(strata.endpoint, sizes, (...r) => results.record(`strata/${backend}`, ...r));
-    } catch (err) {
-      console.log(`  strata/${backend} failed: ${(err as Error).message}`);
-      throw err;
+      await c.get("ready-probe").exec();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
     } finally {
-      // what strata itself said about anything that went wrong
-      const said = strata.stderr().split("\n").filter((l) => /"level":"(warn|error)"|panic|Segmentation|error:/.test(l) && !/took too long/.test(l));
-      if (said.length > 0) console.log(`  strata/${backend} logged:\n${said.slice(-20).join("\n")}`);
-      await strata.stop();
-      rmSync(dir, { recursive: true, force: true });
+      c.close();
     }
   }
-  return results;
+  throw new Error(`strata did not become ready on ${endpoint}: ${stderr()}`);
 }
 
-const all: Results[] = [];
-for (let run = 0; run < runs; run++) all.push(await runOnce(run));
-await stopDatabaseServers();
-const results = Results.median(all);
+const etcdTarget: Target = {
+  name: "etcd",
+  async start() {
+    const etcd = await startEtcd();
+    // every thread it has now; the ones it starts later inherit the mask
+    if (pinned) spawnSync("taskset", ["-a", "-p", "-c", "0", String(etcd.pid())], { stdio: "ignore" });
+    return { endpoint: etcd.endpoint, pid: etcd.pid(), stop: () => etcd.stop() };
+  },
+};
 
-const machine = `${cpus().length} × ${cpus()[0]?.model.trim() ?? "cpu"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`;
-const conditions = `${runs > 1 ? `medians of ${runs} runs; ` : ""}load average ${load} before it started; ${((Date.now() - started) / 60_000).toFixed(1)} min`;
-console.log(`\nstrata vs etcd, ${new Date().toISOString().slice(0, 10)} on ${machine} (${conditions}); client: etcd3 (grpc-js) on Bun in one process on the same machine\n`);
-console.log(results.table(targets));
-console.log(`\n${results.goals(targets).join("\n")}`);
-writeFileSync(values.out!, JSON.stringify({ date: new Date().toISOString(), machine, conditions, sizes, rows: results.rows, runs: all.map((r) => r.rows) }, null, 2));
+const targets: Target[] = [...(values["no-etcd"] ? [] : [etcdTarget]), strataFrom("strata/sqlite", ROOT)];
+if (baseline) targets.push(strataFrom("baseline", baseline));
+
+interface Phase {
+  name: string;
+  ops: number;
+  seconds: number;
+  opsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  cpuMs: number;
+  rssMiB: number;
+  retries: number;
+}
+interface KvReport {
+  phases: Phase[];
+  peakMiB: number;
+  errors: string[];
+}
+
+/** figures[row][target] = one value per run */
+const figures = new Map<string, Map<string, number[]>>();
+function record(row: string, target: string, v: number): void {
+  if (!figures.has(row)) figures.set(row, new Map());
+  const byTarget = figures.get(row)!;
+  if (!byTarget.has(target)) byTarget.set(target, []);
+  byTarget.get(target)!.push(v);
+}
+
+/** lists and counts are few and slow: milliseconds; the rest microseconds */
+const slow = (phase: string) => phase === "full list" || phase === "count";
+
+/** runs the Go client, pinned to core 1, and returns its report */
+async function kvbench(endpoint: string, pid: number): Promise<KvReport> {
+  const args = [await goProgram(), "kvbench", endpoint, JSON.stringify({ pid, ...spec })];
+  const cmd = pinned ? ["taskset", "-c", "1", ...args] : args;
+  const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (err = (err + d).slice(-4000)));
+  const code = await new Promise<number | null>((r) => child.once("close", r));
+  const line = out.trim().split("\n").at(-1) ?? "";
+  if (code !== 0 || !line.startsWith("{")) throw new Error(`strata-gotest kvbench: exit code ${code}\n${out}\n${err}`);
+  return JSON.parse(line) as KvReport;
+}
+
+async function measure(t: Target): Promise<void> {
+  const server = await t.start();
+  try {
+    const rep = await kvbench(server.endpoint, server.pid).catch((e) => {
+      throw new Error(`${t.name}: ${(e as Error).message}`);
+    });
+    if (rep.errors.length > 0) console.log(`  ${t.name}: ${rep.errors.length} errors, first: ${rep.errors.slice(0, 3).join("; ")}`);
+    for (const p of rep.phases) {
+      if (slow(p.name)) {
+        record(`${p.name}: time ms (p50)`, t.name, p.p50Ms);
+        record(`${p.name}: server CPU ms/op`, t.name, p.cpuMs / p.ops);
+      } else {
+        record(`${p.name}: ops/s`, t.name, p.opsPerSec);
+        record(`${p.name}: p50 ms`, t.name, p.p50Ms);
+        record(`${p.name}: p99 ms`, t.name, p.p99Ms);
+        record(`${p.name}: server CPU µs/op`, t.name, (p.cpuMs * 1000) / p.ops);
+      }
+      if (p.name === "create") record(`server RSS MiB after the creates`, t.name, p.rssMiB);
+      if (p.retries) console.log(`  ${t.name}: ${p.retries} update conflicts retried`);
+    }
+    record("server peak RSS MiB", t.name, rep.peakMiB);
+    const line = rep.phases.map((p) => `${p.name} ${p.opsPerSec.toFixed(0)}/s ${((p.cpuMs * 1000) / p.ops).toFixed(0)} µs CPU/op`).join(", ");
+    console.log(`  ${t.name}: ${line}`);
+  } finally {
+    await server.stop();
+  }
+}
+
+const loadBefore = loadavg().map((l) => l.toFixed(2)).join(" ");
+const started = Date.now();
+console.log(`${RUNS} run(s) of ${targets.map((t) => t.name).join(", ")}; ${pinned ? "servers on core 0, client on core 1" : "NOT pinned (needs 2 cores and taskset)"}`);
+for (let run = 0; run < RUNS; run++) {
+  // each run starts with the next target, so none always goes first
+  const order = targets.map((_, i) => targets[(i + run) % targets.length]!);
+  for (const t of order) {
+    console.log(`${t.name}${RUNS > 1 ? ` (run ${run + 1} of ${RUNS})` : ""} ...`);
+    await measure(t);
+  }
+}
+const loadAfter = loadavg().map((l) => l.toFixed(2)).join(" ");
+
+const names = targets.map((t) => t.name);
+const others = names.includes("etcd") ? names.filter((n) => n !== "etcd") : [];
+const fmt = (n: number) => (Number.isNaN(n) ? "–" : n >= 100 ? n.toFixed(0) : n.toFixed(n >= 10 ? 1 : 2));
+const header = ["row", ...names, ...others.map((n) => `${n} ÷ etcd`), ...(baseline ? ["strata/sqlite ÷ baseline"] : [])];
+const lines = [`| ${header.join(" | ")} |`, `|${header.map(() => "---").join("|")}|`];
+const medians: Record<string, Record<string, number>> = {};
+for (const [row, byTarget] of figures) {
+  const m = Object.fromEntries(names.map((n) => [n, median(byTarget.get(n) ?? [])]));
+  medians[row] = m;
+  const ratios = others.map((n) => `${(m[n]! / m.etcd!).toFixed(2)}×`);
+  const ab = baseline ? [`${(m["strata/sqlite"]! / m.baseline!).toFixed(2)}×`] : [];
+  lines.push(`| ${[row, ...names.map((n) => fmt(m[n]!)), ...ratios, ...ab].join(" | ")} |`);
+}
+const [major, minor, patch] = etcdVersion();
+const conditions = `${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC; ${cpus().length} × ${cpus()[0]?.model.trim()}; ` +
+  `etcd ${major}.${minor}.${patch}; ${RUNS > 1 ? `medians of ${RUNS} runs` : "one run"}; ${spec.keys} keys of ${spec.valueBytes} B, ${spec.clients} clients on ${spec.conns} connection(s); ` +
+  `load average ${loadBefore} before, ${loadAfter} after; ${((Date.now() - started) / 60_000).toFixed(1)} min`;
+console.log(`\n${conditions}\n\n${lines.join("\n")}`);
+writeFileSync(values.out!, JSON.stringify({ conditions, spec, medians, runs: Object.fromEntries([...figures].map(([r, m]) => [r, Object.fromEntries(m)])) }, null, 2));
 console.log(`\nresults written to ${values.out}`);
 process.exit(0);

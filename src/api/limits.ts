@@ -11,7 +11,24 @@ export interface Limits {
 /** gRPC overhead etcd allows above max-request-bytes before the transport refuses a message */
 export const GRPC_OVERHEAD_BYTES = 512 * 1024;
 
-/** Refuses a write whose encoded request exceeds max-request-bytes, as etcd does before proposing it. */
+/** the size each request decoded from the wire arrived in (only the message itself is its key) */
+const wireSizes = new WeakMap<object, number>();
+
+/** Notes that `msg` was decoded from `bytes` bytes. */
+export function arrivedIn(msg: object, bytes: number): void {
+  wireSizes.set(msg, bytes);
+}
+
+/**
+ * Refuses a write whose encoded request exceeds max-request-bytes, as etcd does before
+ * proposing it. A request that arrived within the limit is let through without encoding
+ * it again (a copy of every value): decoded and encoded again, a Put, DeleteRange or Txn
+ * is never longer than it came — fields at their default, repeated singular fields and
+ * overlong varints drop out, unknown fields stay as they came, and these messages have no
+ * packed fields (test/unit/limits.test.ts).
+ */
 export function checkRequestSize<D extends DescMessage>(limits: Limits, schema: D, msg: MessageShape<D>): void {
+  const arrived = wireSizes.get(msg);
+  if (arrived !== undefined && arrived <= limits.maxRequestBytes) return;
   if (toBinary(schema, msg).length > limits.maxRequestBytes) throw errors.requestTooLarge();
 }

@@ -66,27 +66,32 @@ export class ResponseBudget {
       bytes = this.take(kind);
     } else {
       bytes = await new Promise<number>((resolve, reject) => {
-        const leave = (err: ConnectError) => {
+        // the error is made only for a waiter still queued, and the listener goes once it is
+        // admitted: left behind, it made a ConnectError for every admitted read when its stream closed
+        const leave = (err: () => ConnectError) => {
           const i = this.queue.indexOf(waiter);
           if (i < 0) return;
           this.queue.splice(i, 1);
           clearTimeout(timer);
+          signal.removeEventListener("abort", cancelled);
           this.wake();
-          reject(err);
+          reject(err());
         };
+        const cancelled = () => leave(() => new ConnectError("the client cancelled the call", Code.Canceled));
         const waiter = {
           kind,
           admit: (n: number) => {
             clearTimeout(timer);
+            signal.removeEventListener("abort", cancelled);
             resolve(n);
           },
         };
         this.queue.push(waiter);
-        const timer = this.maxWaitMs <= 0 ? undefined : setTimeout(() => leave(new ConnectError(
+        const timer = this.maxWaitMs <= 0 ? undefined : setTimeout(() => leave(() => new ConnectError(
           `strata: too many large reads in flight (${mib(this.held)} MiB of responses not yet sent, ${mib(this.limit)} MiB allowed); retry later`,
           Code.ResourceExhausted,
         )), this.maxWaitMs);
-        signal.addEventListener("abort", () => leave(new ConnectError("the client cancelled the call", Code.Canceled)), { once: true });
+        signal.addEventListener("abort", cancelled, { once: true });
       });
     }
     return new Reservation(this, kind, bytes);

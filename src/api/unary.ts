@@ -9,6 +9,7 @@ import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
 import { RangeRequestSchema, RangeResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { toConnectError } from "./errors.ts";
 import { GRPC_CONTENT_TYPE, type GrpcCall } from "./grpc-call.ts";
+import { arrivedIn } from "./limits.ts";
 import type { H2Stream } from "./h2/stream.ts";
 import { rangeFrame } from "./range-frame.ts";
 import { rangeKind, type Reservation, type ResponseBudget } from "./response-budget.ts";
@@ -91,7 +92,9 @@ export async function serveUnary(
   const deadline = timeout === undefined ? undefined : Date.now() + timeout;
   const ctx: UnaryContext = { timeoutMs: () => (deadline === undefined ? undefined : deadline - Date.now()), values };
   try {
-    const request = fromEnvelope(method.input, await readMessage(call.stream, readMaxBytes));
+    const message = await readMessage(call.stream, readMaxBytes);
+    const request = fromEnvelope(method.input, message);
+    arrivedIn(request as object, message.length);
     onRequest(request);
     const kind = method.kind?.(request);
     if (kind !== undefined) reservation = await budget.admit(kind, call.stream.signal);

@@ -59,8 +59,10 @@ export function toKeyRange(key: Uint8Array, rangeEnd: Uint8Array): KeyRange {
 /** whether the range holds exactly one key (key to key+"\0") */
 export function isSingleKey(r: KeyRange): boolean {
   const { start, end } = r;
-  return end !== undefined && end.length === start.length + 1 && end[start.length] === 0 &&
-    bytesEqual(start, end.subarray(0, start.length));
+  if (end === undefined || end.length !== start.length + 1 || end[start.length] !== 0) return false;
+  // compared in place: a view of end per call cost more than the comparison (every request asks)
+  for (let i = 0; i < start.length; i++) if (start[i] !== end[i]) return false;
+  return true;
 }
 
 export function isEmptyRange(r: KeyRange): boolean {

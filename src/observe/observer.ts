@@ -82,13 +82,14 @@ export class Observer {
     this.metrics.callFinished(call, code, seconds);
     const ms = seconds * 1000;
     const method = `/${call.service}/${call.method}`;
-    const took = `${ms.toFixed(1)}ms`;
+    // formatted only for a line that is written: this is on every call's path
+    const took = () => `${ms.toFixed(1)}ms`;
     if (call.type !== "unary") {
-      if (logs("debug")) log("debug", "stream ended", { method, took, code });
+      if (logs("debug")) log("debug", "stream ended", { method, took: took(), code });
       return;
     }
     this.followed?.timeline.record(ms);
-    if (!this.slow.record(method, ms, code, detail) && logs("debug")) log("debug", "request", { method, took, code, ...detail() });
+    if (!this.slow.record(method, ms, code, detail) && logs("debug")) log("debug", "request", { method, took: took(), code, ...detail() });
   }
 
   stop(): void {

@@ -4,9 +4,9 @@
 // may touch moving keys wait; a move begins once the reads and the compaction already
 // under way, which look for no copies, are done.
 import { EtcdError } from "../mvcc/errors.ts";
-import { isEmptyRange, keyString } from "../mvcc/keyrange.ts";
+import { isEmptyRange, isSingleKey, keyString } from "../mvcc/keyrange.ts";
 import type { KeyRange } from "../mvcc/types.ts";
-import { isSingleKey, rangePrefix } from "./range-prefix.ts";
+import { rangePrefix } from "./range-prefix.ts";
 import type { RoutingTable } from "./rules.ts";
 
 interface Move {

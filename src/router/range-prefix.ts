@@ -1,6 +1,6 @@
 // Key ranges as the routing rules see them: a single key routes by itself; any other
 // range by the longest prefix all its keys share.
-import { compareBytes, keyString } from "../mvcc/keyrange.ts";
+import { keyString } from "../mvcc/keyrange.ts";
 import type { KeyRange } from "../mvcc/types.ts";
 
 /**
@@ -23,7 +23,3 @@ export function rangePrefix(r: KeyRange): string {
   return keyString(s.subarray(0, c));
 }
 
-/** a range of exactly one key: [k, k\0) */
-export function isSingleKey(r: KeyRange): boolean {
-  return r.end !== undefined && r.end.length === r.start.length + 1 && r.end.at(-1) === 0 && compareBytes(r.start, r.end.subarray(0, -1)) === 0;
-}

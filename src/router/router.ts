@@ -12,7 +12,7 @@ import { Alarms } from "../mvcc/alarms.ts";
 import type { Backend, BackendState, DbSize, EventsOptions, EventsPage, StorageFault } from "../mvcc/backend.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import { EtcdError, errors } from "../mvcc/errors.ts";
-import { isEmptyRange, keyString, toKeyRange, txnRanges } from "../mvcc/keyrange.ts";
+import { isEmptyRange, isSingleKey, keyString, toKeyRange, txnRanges } from "../mvcc/keyrange.ts";
 import { PageCounts } from "../mvcc/page-counts.ts";
 import { AutoGc } from "../mvcc/auto-gc.ts";
 import { costOfPut, costOfTxn, LEASE_OVERHEAD, quotaBytesFor, SpaceQuota } from "../mvcc/quota.ts";
@@ -24,7 +24,7 @@ import { keyCount } from "./key-count.ts";
 import { mergedEvents, mergedRange, owned, type ReadContext } from "./merged-reads.ts";
 import { MoveState } from "./move-state.ts";
 import { callPart, type Part } from "./part.ts";
-import { isSingleKey, rangePrefix } from "./range-prefix.ts";
+import { rangePrefix } from "./range-prefix.ts";
 import { RevisionOrder } from "./revision-order.ts";
 import { RoutingTable } from "./rules.ts";
 

@@ -101,3 +101,23 @@ test("at most 16 reads go on a guess at once: the rest wait until one learns its
   first[0]!.settle(100);
   expect(await settled(next)).toBe(true);
 });
+
+test("a read admitted after waiting leaves nothing listening on its call's signal", async () => {
+  const budget = new ResponseBudget(10 * MiB);
+  const a = await budget.admit("x", open());
+  a.settle(10 * MiB);
+  // a real signal, its listeners counted as they come and go
+  const signal = new AbortController().signal;
+  let listening = 0;
+  const add = signal.addEventListener.bind(signal);
+  const remove = signal.removeEventListener.bind(signal);
+  signal.addEventListener = ((...args: Parameters<AbortSignal["addEventListener"]>) => (listening++, add(...args))) as never;
+  signal.removeEventListener = ((...args: Parameters<AbortSignal["removeEventListener"]>) => (listening--, remove(...args))) as never;
+  const b = budget.admit("x", signal);
+  expect(await settled(b)).toBe(false);
+  expect(listening).toBe(1);
+  a.release();
+  (await b).release();
+  // left behind, it would run (and build an error) when the call's stream closed
+  expect(listening).toBe(0);
+});

@@ -17,11 +17,15 @@ export interface StreamHost {
 
 /** bytes of response body a stream queues before its writer waits for the peer to read */
 const QUEUE_HIGH_WATER = 256 * 1024;
+/**
+ * why a stream's signal aborts: one shared reason, since abort() without one builds a
+ * DOMException with a stack trace per stream (nothing reads the reason)
+ */
+const STREAM_CLOSED = new Error("the HTTP/2 stream closed");
 
 export class H2Stream {
-  /** aborted when the stream closes: the peer reset it, the connection ended, or it finished */
-  readonly signal: AbortSignal;
-  private readonly aborter = new AbortController();
+  /** made on first use of `signal`: most unary calls never ask for it */
+  private aborter: AbortController | undefined;
 
   // request body, as received and not yet consumed
   private inbound: Uint8Array[] = [];
@@ -62,9 +66,17 @@ export class H2Stream {
     sendWindow: number,
     recvWindow: number,
   ) {
-    this.signal = this.aborter.signal;
     this.sendWindow = sendWindow;
     this.recvWindow = recvWindow;
+  }
+
+  /** aborted when the stream closes: the peer reset it, the connection ended, or it finished */
+  get signal(): AbortSignal {
+    if (!this.aborter) {
+      this.aborter = new AbortController();
+      if (this.closed) this.aborter.abort(STREAM_CLOSED);
+    }
+    return this.aborter.signal;
   }
 
   get path(): string {
@@ -197,7 +209,7 @@ export class H2Stream {
     this.wakeReader?.();
     for (const w of this.roomWaiters.splice(0)) w();
     this.sentListeners = [];
-    this.aborter.abort();
+    this.aborter?.abort(STREAM_CLOSED);
     for (const l of this.closeListeners.splice(0)) l();
   }
 }

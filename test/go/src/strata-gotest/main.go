@@ -7,6 +7,7 @@
 //	strata-gotest stalled ENDPOINT VALUE_BYTES PUTS
 //	strata-gotest rangestream ENDPOINT SPEC_JSON
 //	strata-gotest watchers ENDPOINT SPEC_JSON
+//	strata-gotest kvbench ENDPOINT SPEC_JSON
 package main
 
 import (
@@ -25,7 +26,7 @@ import (
 
 func main() {
 	if len(os.Args) < 3 {
-		fmt.Fprintln(os.Stderr, "usage: strata-gotest apiserver ENDPOINT | stalled ENDPOINT VALUE_BYTES PUTS | rangestream ENDPOINT SPEC_JSON | watchers ENDPOINT SPEC_JSON")
+		fmt.Fprintln(os.Stderr, "usage: strata-gotest apiserver ENDPOINT | stalled ENDPOINT VALUE_BYTES PUTS | rangestream ENDPOINT SPEC_JSON | watchers ENDPOINT SPEC_JSON | kvbench ENDPOINT SPEC_JSON")
 		os.Exit(2)
 	}
 	var out interface{}
@@ -52,6 +53,12 @@ func main() {
 			os.Exit(2)
 		}
 		out = watchers(os.Args[2], os.Args[3])
+	case "kvbench":
+		if len(os.Args) < 4 {
+			fmt.Fprintln(os.Stderr, "kvbench: SPEC_JSON is missing")
+			os.Exit(2)
+		}
+		out = kvBench(os.Args[2], os.Args[3])
 	default:
 		fmt.Fprintln(os.Stderr, "unknown scenario", os.Args[1])
 		os.Exit(2)

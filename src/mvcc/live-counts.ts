@@ -6,7 +6,7 @@
 // updates change nothing. A read at the revision a count holds at needs no counting.
 // The store keeps them only while it sees every change as events (see Store): commits of
 // other processes, and writes placed without events (moves between backends), drop them.
-import { inRange, rangeString } from "./keyrange.ts";
+import { inRange, isSingleKey, rangeString } from "./keyrange.ts";
 import type { KnownCount } from "./page-counts.ts";
 import { DELETE, type Event, type KeyRange, type Rev } from "./types.ts";
 
@@ -27,6 +27,8 @@ export class LiveCounts {
 
   /** the count of exactly this range at the newest published revision, if kept */
   get(range: KeyRange): KnownCount | undefined {
+    // most reads are of one key: none is kept, and making the map's key would cost them
+    if (this.kept.size === 0 || isSingleKey(range)) return undefined;
     const k = this.kept.get(rangeString(range));
     return k ? { revision: this.revision, count: k.count } : undefined;
   }

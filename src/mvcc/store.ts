@@ -20,6 +20,7 @@ import { checkRevision } from "./revisions.ts";
 import type { Event, RangeQuery, RangeResult, Rev } from "./types.ts";
 import { Mutex } from "../util/mutex.ts";
 import { PageCounts } from "./page-counts.ts";
+import { LiveCounts } from "./live-counts.ts";
 import { log } from "../observe/log.ts";
 
 /** most client transactions committed in one database transaction */
@@ -61,6 +62,8 @@ type Job = {
   reject: (e: unknown) => void;
   /** its batch has gone to the database: from then on its outcome may be a commit */
   sent: boolean;
+  /** it places or removes keys without events (a move between backends): see LiveCounts */
+  unannounced: boolean;
 };
 
 /**
@@ -101,6 +104,13 @@ export class Store {
   private readonly publishing = new Mutex();
   private readonly listeners: Array<(c: Committed) => void> = [];
   private readonly pageCounts = new PageCounts();
+  private readonly liveCounts = new LiveCounts();
+  /**
+   * Raised when writes without events go to the database and when they end: a read that
+   * saw it change may have counted before or after them, so its count is neither kept
+   * nor trusted (such writes need not change the revision a count is checked against).
+   */
+  private unannouncedWrites = 0;
   private syncWaiting: Promise<void> | undefined;
   private readonly liveness: Liveness;
   private readonly maxWaiting: number;
@@ -130,6 +140,7 @@ export class Store {
   init(revision: Rev, compactRevision: Rev): void {
     this.revision = revision;
     this.compactRevision = compactRevision;
+    this.liveCounts.lost(revision);
   }
 
   /** Called for every committed revision, in order, before the writer is answered. */
@@ -151,11 +162,19 @@ export class Store {
       checkRevision(q.revision, revision, compactRevision);
       return { kvs: [], count: 0n, revision };
     }
-    // a page count is the range's, not a selection's
-    const knownCount = q.limit > 0 && !q.select ? this.pageCounts.get(kr) : undefined;
-    const res = await this.call(() => this.backend.range({ ...q, knownCount }), deadline);
+    // a count is the range's, not a selection's; one kept current (live-counts.ts) holds
+    // at the newest revision, one carried from the previous page at that page's
+    const counted = !q.select && !q.uncounted;
+    const paged = counted && q.limit > 0 ? this.pageCounts.get(kr) : undefined;
+    const live = counted && !paged ? this.liveCounts.get(kr) : undefined;
+    const epoch = this.unannouncedWrites;
+    let res = await this.call(() => this.backend.range({ ...q, knownCount: paged ?? live }), deadline);
+    const undisturbed = epoch === this.unannouncedWrites;
+    if (live && !undisturbed) res = await this.call(() => this.backend.range(q), deadline);
     // a selection's count, or none read, says nothing of the range's next page
-    if (q.select || q.uncounted) return res;
+    if (!counted) return res;
+    // a count the database made at the newest revision is kept current from then on
+    if (!paged && !live && undisturbed && (q.revision === 0n || q.revision === res.revision)) this.liveCounts.learn(kr, res.revision, res.count);
     // the page's last key and how many keys it holds, when more follow
     let last: Uint8Array | undefined, returned = 0;
     if (res.encoded?.more) [last, returned] = [res.encoded.lastKey, res.encoded.count];
@@ -240,7 +259,7 @@ export class Store {
    * `deadline`: a client's request, answered by then while the database is silent (see
    * deadline.ts), and refused before it is queued when too many wait already.
    */
-  write<T>(fn: (a: Apply) => Promise<T>, keys: Uint8Array[] = [], deadline?: Deadline): Promise<T> {
+  write<T>(fn: (a: Apply) => Promise<T>, keys: Uint8Array[] = [], deadline?: Deadline, unannounced = false): Promise<T> {
     // shed before any work: a write refused here was never applied
     if (deadline && this.queue.length >= this.maxWaiting) return Promise.reject(errors.tooManyRequests());
     return new Promise<T>((resolve, reject) => {
@@ -251,6 +270,7 @@ export class Store {
         resolve: (v) => (unwatch(), resolve(v as T)),
         reject: (e) => (unwatch(), reject(e)),
         sent: false,
+        unannounced,
       };
       if (deadline) unwatch = this.liveness.watch(deadline, (client) => this.expire(job, client));
       this.queue.push(job);
@@ -284,6 +304,10 @@ export class Store {
       while (this.queue.length > 0) {
         const batch = this.queue.splice(0, MAX_BATCH);
         for (const job of batch) job.sent = true;
+        // keys placed or removed without events: no kept count holds from now on
+        const unannounced = batch.some((job) => job.unannounced);
+        if (unannounced) this.liveCounts.lost(this.revision);
+        if (unannounced) this.unannouncedWrites++;
         const applies: Apply[] = [];
         let results;
         try {
@@ -296,6 +320,7 @@ export class Store {
         } catch (err) {
           if (isRefusal(err)) this.liveness.answered();
           const e = err instanceof EtcdError ? err : backendUnavailable(this.backend.name, err);
+          if (unannounced) this.unannouncedWrites++;
           for (const job of batch) job.reject(e);
           continue;
         }
@@ -305,6 +330,10 @@ export class Store {
           return res.ok && a.endRevision > a.tx.revision ? byRevision(a.tx.revision, a.endRevision, a.events) : [];
         });
         await this.publish(committed);
+        if (unannounced) {
+          this.liveCounts.lost(this.revision);
+          this.unannouncedWrites++;
+        }
         results.forEach((res, i) => (res.ok ? batch[i]!.resolve(res.value) : batch[i]!.reject(res.error)));
       }
     } finally {
@@ -350,17 +379,21 @@ export class Store {
         const revision = events[i]!.kv.modRevision;
         const evs: Event[] = [];
         while (i < events.length && events[i]!.kv.modRevision === revision) evs.push(events[i++]!);
-        this.announce({ revision, events: evs });
+        this.announce({ revision, events: evs }, false);
       }
       // revisions without events (compacted away before this process saw them, or only
       // advanced) are announced as the page's end; the hub cancels watchers that needed
       // compacted history
-      if (through > this.revision) this.announce({ revision: through, events: [] });
+      if (through > this.revision) this.announce({ revision: through, events: [] }, false);
     }
   }
 
-  private announce(c: Committed): void {
+  /** `own`: a commit of this process, whose events are all its changes */
+  private announce(c: Committed, own = true): void {
     this.revision = c.revision;
+    // another process's commits may be known only in part (history compacted before they were read)
+    if (own) this.liveCounts.published(c.revision, c.events);
+    else this.liveCounts.lost(c.revision);
     for (const l of this.listeners) l(c);
   }
 

@@ -7,6 +7,9 @@ import type { Backend } from "../mvcc/backend.ts";
 import type { Store } from "../mvcc/store.ts";
 import type { KeyValue, LeaseRecord, Rev } from "../mvcc/types.ts";
 
+/** these writes make no events: the store's counts kept from events cannot follow them */
+const UNANNOUNCED = true;
+
 /**
  * Writes the keys, replacing any other version of them there; the store's revision is
  * raised to cover them. A key's lease is copied from `from` when the store lacks it; a
@@ -30,14 +33,14 @@ export async function copyInto(store: Store, kvs: KeyValue[], from?: Backend): P
       // a row's position within its revision only has to be unique: derive it from the key
       await a.tx.put(kv, undefined, crc32(kv.key) & 0x3fffffff);
     }
-  });
+  }, [], undefined, UNANNOUNCED);
 }
 
 /** Removes keys that now live in another backend, leaving no tombstone. */
 export function forgetIn(store: Store, keys: Uint8Array[]): Promise<void> {
   return store.write(async (a) => {
     for (const k of keys) await a.tx.forget(k);
-  });
+  }, [], undefined, UNANNOUNCED);
 }
 
 /** Makes sure a lease exists in the store (import). */

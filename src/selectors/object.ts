@@ -120,7 +120,7 @@ function decodeProtobuf(envelope: Uint8Array): ObjectView | undefined {
   if (raw === undefined || encoding !== "") return undefined;
   const [objStart, objEnd] = raw;
   const fields = selectableFields(apiVersion, kind);
-  const wanted = fields ? pathTree(fields) : undefined;
+  const wanted = fields ? pathsOf(fields) : undefined;
   // ObjectMeta: name=1, namespace=3, uid=5, deletionTimestamp=9, labels=11 (map entries
   // key=1, value=2), ownerReferences=13 (OwnerReference: uid=4, blockOwnerDeletion=7), finalizers=14
   let name = "", namespace = "";
@@ -170,6 +170,15 @@ function ownerRefAt(buf: Uint8Array, start: number, end: number): OwnerRef {
 interface PathNode {
   leaves: SelectableField[];
   next: Map<number, PathNode>;
+}
+
+/** each kind's tree, made once: every write of an object is decoded when the selector index is kept */
+const trees = new WeakMap<Record<string, SelectableField>, Map<number, PathNode>>();
+
+function pathsOf(fields: Record<string, SelectableField>): Map<number, PathNode> {
+  let tree = trees.get(fields);
+  if (!tree) trees.set(fields, (tree = pathTree(fields)));
+  return tree;
 }
 
 function pathTree(fields: Record<string, SelectableField>, depth = 0, of = Object.values(fields)): Map<number, PathNode> {

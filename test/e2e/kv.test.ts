@@ -117,6 +117,34 @@ describe("Range", () => {
       out.push(await range(c, { key: b("r7/k5x\0"), range_end: end, limit: 3 }));
       return out;
     }));
+
+  test("the count of a large range, once counted, follows creations, deletions and updates", () =>
+    differential(sides(), async (c) => {
+      // more keys than strata's smallest kept count (mvcc/live-counts.ts), in txns of 100
+      const key = (i: number) => b(`r8/${String(i).padStart(4, "0")}`);
+      for (let i = 0; i < 1200; i += 100) {
+        const puts = Array.from({ length: 100 }, (_, j) => ({ request_put: { key: key(i + j), value: b("v") } }));
+        await c.kv.txn({ compare: [], success: puts, failure: [] } as never);
+      }
+      const all = { key: b("r8/"), range_end: prefixEnd("r8/") };
+      const page = { ...all, limit: 2, keys_only: true };
+      const out = [await range(c, page), await range(c, { ...all, count_only: true })];
+      // each change, then the first page and the count again
+      const changes: Array<() => Promise<unknown>> = [
+        () => c.kv.put({ key: key(5000), value: b("created") } as never),
+        () => c.kv.put({ key: key(7), value: b("updated") } as never),
+        () => c.kv.deleteRange({ key: key(8) } as never),
+        () => c.kv.deleteRange({ key: key(9) } as never), // deleted again: no change
+        () => c.kv.deleteRange({ key: key(100), range_end: key(150) } as never),
+        () => c.kv.put({ key: b("r80"), value: b("outside the range") } as never),
+        () => c.kv.txn({ compare: [], success: [{ request_put: { key: key(8), value: b("again") } }, { request_delete_range: { key: key(20) } }, { request_put: { key: key(21), value: b("u") } }], failure: [] } as never),
+      ];
+      for (const change of changes) {
+        await change();
+        out.push(await range(c, page), await range(c, { ...all, count_only: true }), await range(c, { ...all, key: key(600), limit: 1, keys_only: true }));
+      }
+      return out;
+    }), 120_000);
 });
 
 describe("Put", () => {

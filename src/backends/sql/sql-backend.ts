@@ -329,10 +329,16 @@ export class SqlBackend implements Backend {
           return { kvs: rows.map((r) => rowToKv(r)), count, revision };
         }
       }
-      const [m] = await this.driver.query(`SELECT ${meta}, ${counted}`, b.params);
+      // no rows came back: the count is the database's (keys may have appeared since)
+      if (!q.countOnly) known = undefined;
+      const [m] = await this.driver.query(`SELECT ${meta}${known ? "" : `, ${counted}`}`, known ? [] : b.params);
       const revision = this.saw(m!.m_rev as bigint);
       if (!wanted(revision)) return undefined;
-      const count = BigInt(m!.m_count as bigint);
+      if (known && known.revision !== revision) {
+        known = undefined;
+        continue;
+      }
+      const count = known ? known.count : BigInt(m!.m_count as bigint);
       if (q.countOnly || count === 0n) return { kvs: [], count, revision };
     }
   }

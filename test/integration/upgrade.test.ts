@@ -1,0 +1,152 @@
+// Upgrading strata (docs/upgrading.md). A database written by the strata of the previous
+// schema version (test/fixtures/upgrade: made from that code by scripts/upgrade-fixtures.ts)
+// is opened by today's strata: an etcd client sees exactly what it saw before — every key
+// with its revisions and version, the history since the compaction, the leases with their
+// keys, the compact revision, the cluster and member IDs — and the database is at today's
+// schema. A database of a newer schema is refused with the line the doc quotes, and left
+// as it was. On PostgreSQL, several of today's processes started at once on the old
+// database: one migrates, all serve, no write is lost.
+import { afterEach, describe, expect, test } from "bun:test";
+import { execFileSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { SCHEMA_VERSION } from "../../src/backends/sql/schema.ts";
+import { rawSql } from "../contract/harness.ts";
+import { strataCli } from "../support/cli.ts";
+import { BACKEND, etcdClient, freshBackendUrl, startStrata, type StrataProcess } from "../support/strata.ts";
+import { type KeyspaceState, keyspaceState } from "../support/upgrade-state.ts";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const FIXTURES = join(ROOT, "test/fixtures/upgrade/schema-3");
+const KINDS = ["sqlite", "postgres", "mariadb"];
+
+interface Fixture extends KeyspaceState {
+  schemaVersion: number;
+}
+
+const expected = (): Fixture => JSON.parse(readFileSync(join(FIXTURES, `${BACKEND}.json`), "utf8"));
+
+const dirs: string[] = [];
+const running: StrataProcess[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.stop()));
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** a new database holding the fixture of the backend under test; its URL */
+async function loadFixture(): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), "strata-upgrade-"));
+  dirs.push(dir);
+  if (BACKEND === "sqlite") {
+    const file = join(dir, "strata.db");
+    copyFileSync(join(FIXTURES, "sqlite.db"), file);
+    return `sqlite://${file}`;
+  }
+  const url = await freshBackendUrl(dir);
+  const u = new URL(url);
+  const dump = readFileSync(join(FIXTURES, `${BACKEND}.sql`));
+  if (BACKEND === "postgres") {
+    execFileSync("psql", ["-q", "-v", "ON_ERROR_STOP=1", "-h", u.hostname, "-p", u.port, "-U", u.username, "-d", u.pathname.slice(1)], { input: dump, stdio: ["pipe", "ignore", "pipe"] });
+  } else {
+    execFileSync("mariadb", ["--no-defaults", "-h", u.hostname, "-P", u.port, `-u${u.username}`, `-p${u.password}`, u.pathname.slice(1)], { input: dump, stdio: ["pipe", "ignore", "pipe"] });
+  }
+  return url;
+}
+
+async function schemaVersion(url: string): Promise<number> {
+  const [rows] = (await rawSql(url, ["SELECT num FROM meta WHERE name = 'schema_version'"]))!;
+  return Number(rows![0]!.num);
+}
+
+/** everything in the database, to compare before and after: the file's bytes, or a dump */
+function contents(url: string): Buffer {
+  const u = new URL(url);
+  if (BACKEND === "sqlite") return readFileSync(u.pathname);
+  if (BACKEND === "postgres") {
+    // the dump's \restrict key is new at every run
+    const dump = execFileSync("pg_dump", ["--no-owner", "-h", u.hostname, "-p", u.port, "-U", u.username, u.pathname.slice(1)]).toString();
+    return Buffer.from(dump.replace(/^\\(un)?restrict .*$/gm, ""));
+  }
+  return execFileSync("mariadb-dump", ["--no-defaults", "-h", u.hostname, "-P", u.port, `-u${u.username}`, `-p${u.password}`, "--hex-blob", "--skip-comments", "--skip-dump-date", u.pathname.slice(1)]);
+}
+
+/** what today's strata at s answers, beside what the previous one answered */
+async function expectSameKeyspace(s: StrataProcess, want: Fixture): Promise<void> {
+  const c = etcdClient(s.endpoint);
+  try {
+    const { schemaVersion: _, commit: __, ...before } = want as Fixture & { commit: string };
+    expect(await keyspaceState(s.endpoint, c)).toEqual(before);
+  } finally {
+    c.close();
+  }
+}
+
+describe.skipIf(!KINDS.includes(BACKEND))(`upgrading a database of the previous schema, on ${BACKEND}`, () => {
+  test("the fixture is the previous schema's", () => {
+    const want = expected();
+    expect(want.schemaVersion).toBe(SCHEMA_VERSION - 1);
+    // the workload of scripts/upgrade-fixtures.ts: a compaction, history after it, leases with keys
+    expect(BigInt(want.compactRevision)).toBeGreaterThan(0n);
+    expect(want.events.length).toBeGreaterThan(0);
+    expect(want.leases.some((l) => l.keys.length > 0)).toBe(true);
+  });
+
+  test("today's strata opens it: the same keys, history, leases, compact revision and IDs; the schema is today's", async () => {
+    const url = await loadFixture();
+    const want = expected();
+    expect(await schemaVersion(url)).toBe(want.schemaVersion);
+    const s = await startStrata([], url);
+    running.push(s);
+    await expectSameKeyspace(s, want);
+    expect(s.stderr()).toContain(`"msg":"database schema upgraded"`);
+    expect(await schemaVersion(url)).toBe(SCHEMA_VERSION);
+
+    // what the new schema added works: etcd's auth store (schema 4), and writes go on from the old revision
+    const c = etcdClient(s.endpoint);
+    try {
+      await c.user("upgrade-user").create("pw");
+      await c.role("upgrade-role").create();
+      expect((await c.getUsers()).map((u) => u.name)).toEqual(["upgrade-user"]);
+      const put = await c.kv.put({ key: Buffer.from("/registry/after-upgrade"), value: Buffer.from("x") });
+      expect(put.header.revision).toBe(String(BigInt(want.revision) + 1n));
+    } finally {
+      c.close();
+    }
+    // restarted, it opens its own schema without migrating again
+    expect(await s.terminate()).toBe(0);
+    await s.restart();
+    const c2 = etcdClient(s.endpoint);
+    try {
+      expect((await c2.getUsers()).map((u) => u.name)).toEqual(["upgrade-user"]);
+      expect(String((await c2.kv.range({ key: Buffer.from("/registry/after-upgrade") })).kvs[0]!.mod_revision)).toBe(String(BigInt(want.revision) + 1n));
+    } finally {
+      c2.close();
+    }
+    expect(s.stderr().match(/database schema upgraded/g)?.length).toBe(1);
+  });
+
+  test("a database of a newer schema is refused with the doc's line, and nothing in it changes", async () => {
+    const url = await loadFixture();
+    const newer = SCHEMA_VERSION + 1;
+    await rawSql(url, [`UPDATE meta SET num = ${newer} WHERE name = 'schema_version'`]);
+    const before = contents(url);
+    const r = await strataCli("serve", "--listen", "http://127.0.0.1:0", "--metrics-listen", "", "--backend", url);
+    expect(r.status).not.toBe(0);
+    // the line docs/upgrading.md quotes, for this database
+    const doc = readFileSync(join(ROOT, "docs/upgrading.md"), "utf8");
+    const quoted = doc.match(/^strata: cannot start: .*$/m)![0];
+    const docUrl = quoted.match(/backend (\S+):/)![1]!;
+    const shown = BACKEND === "sqlite" ? url : r.stderr.match(/backend (\S+):/)?.[1] ?? "(no backend named)";
+    const line = quoted.replaceAll(docUrl, shown).replace(/version \d+ is newer than this strata's \(\d+\)/, `version ${newer} is newer than this strata's (${SCHEMA_VERSION})`);
+    expect(quoted).toMatch(/version \d+ is newer than this strata's \(\d+\); upgrade strata$/);
+    expect(r.stderr.trim().split("\n")).toContain(line);
+    expect(contents(url).equals(before)).toBe(true);
+    if (BACKEND === "sqlite") {
+      // nor anything waiting in a write-ahead log
+      const wal = new URL(url).pathname + "-wal";
+      expect(existsSync(wal) ? statSync(wal).size : 0).toBe(0);
+    }
+    expect(await schemaVersion(url)).toBe(newer);
+  });
+});

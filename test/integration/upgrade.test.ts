@@ -16,6 +16,7 @@ import { rawSql } from "../contract/harness.ts";
 import { strataCli } from "../support/cli.ts";
 import { BACKEND, etcdClient, freshBackendUrl, startStrata, type StrataProcess } from "../support/strata.ts";
 import { type KeyspaceState, keyspaceState } from "../support/upgrade-state.ts";
+import { sleep } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const FIXTURES = join(ROOT, "test/fixtures/upgrade/schema-3");
@@ -170,8 +171,25 @@ describe.skipIf(BACKEND !== "postgres")("a rolling upgrade: several processes on
     const oldTables = tableRows!.map((r) => String(r.t));
     const before = dumpTables(url, oldTables);
 
-    const procs = await Promise.all([0, 1, 2].map(() => startStrata([], url)));
+    // "at once" made sure of: the table meta locked until all three wait to read the schema
+    // version from it, so all three find version 3 and reach the migration together
+    const sql = (await import("postgres")).default(url, { max: 2, onnotice: () => {} });
+    let starting: Promise<PromiseSettledResult<StrataProcess>[]> | undefined;
+    try {
+      await sql.begin(async (tx) => {
+        await tx`LOCK TABLE meta IN ACCESS EXCLUSIVE MODE`;
+        starting = Promise.allSettled([0, 1, 2].map(() => startStrata([], url)));
+        const waiting = async () => Number((await sql`SELECT count(*) AS n FROM pg_locks WHERE relation = 'meta'::regclass AND NOT granted`)[0]!.n);
+        for (let i = 0; i < 600 && (await waiting()) < 3; i++) await sleep(100);
+        expect(await waiting()).toBeGreaterThanOrEqual(3);
+      });
+    } finally {
+      await sql.end();
+    }
+    const started = await starting!;
+    const procs = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
     running.push(...procs);
+    for (const r of started) if (r.status === "rejected") throw r.reason;
     expect(procs.filter((p) => p.stderr().includes(`"msg":"database schema upgraded"`)).length).toBe(1);
     expect(await schemaVersion(url)).toBe(SCHEMA_VERSION);
     // what an old process reads is unchanged but for the version it checked at its start

@@ -1,10 +1,12 @@
 // Writes the fixtures of test/integration/upgrade.test.ts: databases left by the strata of
-// the previous schema version, on SQLite, PostgreSQL and MariaDB. The previous code is
+// the previous schema version, on SQLite, PostgreSQL, MariaDB and NATS JetStream. The
+// previous code is
 // checked out from git into a temporary worktree and run as it was (its own test
 // launcher starts its own src/main.ts); a workload of keys, history, leases and a
 // compaction goes through an etcd client; what the client then sees is recorded beside
 // each database (test/support/upgrade-state.ts), and the database is kept: the SQLite
-// file compacted, PostgreSQL and MariaDB as dumps. Needs git history (not a shallow clone).
+// file compacted, PostgreSQL and MariaDB as dumps, NATS's store directory (its log and the
+// snapshot its compaction stored) as a tar. Needs git history (not a shallow clone).
 //   bun scripts/upgrade-fixtures.ts            # the commit below
 //   bun scripts/upgrade-fixtures.ts COMMIT
 import { execFileSync } from "node:child_process";
@@ -13,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Database } from "bun:sqlite";
 import type { Etcd3 } from "etcd3";
-import { type DatabaseServer, startMariadb, startPostgres } from "./databases.ts";
+import { type DatabaseServer, startMariadb, startNats, startPostgres } from "./databases.ts";
 import { keyspaceState } from "../test/support/upgrade-state.ts";
 
 /** the last commit with schema version 3: the one before b1b5bb8 added the auth table (schema 4) */
@@ -23,6 +25,8 @@ const OUT = join(ROOT, "test/fixtures/upgrade/schema-3");
 
 const git = (...args: string[]) => execFileSync("git", ["-C", ROOT, ...args], { stdio: ["ignore", "pipe", "pipe"] }).toString().trim();
 const enc = (s: string) => Buffer.from(s);
+/** the NATS fixture's bucket (test/integration/upgrade.test.ts names it too) */
+const NATS_BUCKET = "strata_fixture";
 /** long enough never to expire while the fixture is in use (etcd's maximum is 9e9 s) */
 const FOREVER = 3_000_000_000;
 
@@ -68,7 +72,7 @@ interface Target {
   /** a fresh database of the kind, and its server (none for SQLite) */
   create(dir: string): Promise<{ url: string; server?: DatabaseServer }>;
   /** writes the fixture of the database at url into OUT */
-  keep(url: string, server?: DatabaseServer): void;
+  keep(url: string, server?: DatabaseServer, dir?: string): void | Promise<void>;
 }
 
 const TARGETS: Target[] = [
@@ -114,6 +118,20 @@ const TARGETS: Target[] = [
       writeFileSync(join(OUT, "mariadb.sql"), dump);
     },
   },
+  {
+    // the JetStream store: the log, and the snapshot a compaction stored (snapshot-count=5
+    // makes the workload's compaction store one and purge the log before it)
+    name: "nats",
+    create: async (dir) => {
+      const server = await startNats({ storeDir: join(dir, "jetstream") });
+      return { url: server.createDatabase(NATS_BUCKET).replace(/$/, "&snapshot-count=5"), server };
+    },
+    keep: async (_url, server, dir) => {
+      await server!.stop();
+      const file = join(OUT, "nats.tar.gz");
+      execFileSync("tar", ["--sort=name", "--owner=0", "--group=0", "--mtime=2026-01-01", "-czf", file, "-C", dir!, "jetstream"]);
+    },
+  },
 ];
 
 const commit = process.argv[2] ?? PREVIOUS;
@@ -137,7 +155,7 @@ try {
       client.close();
       await strata.stop();
       writeFileSync(join(OUT, `${t.name}.json`), JSON.stringify({ schemaVersion: Number(schema), commit, ...state }, null, 1) + "\n");
-      t.keep(url, server);
+      await t.keep(url, server, dir);
       console.log(`${t.name}: revision ${state.revision}, compacted at ${state.compactRevision}, ${state.kvs.length} keys, ${state.events.length} events, ${state.leases.length} leases`);
     } finally {
       await server?.destroy();

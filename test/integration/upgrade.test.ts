@@ -12,6 +12,7 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync }
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { SCHEMA_VERSION } from "../../src/backends/sql/schema.ts";
+import { type DatabaseServer, startNats } from "../../scripts/databases.ts";
 import { rawSql } from "../contract/harness.ts";
 import { strataCli } from "../support/cli.ts";
 import { BACKEND, etcdClient, freshBackendUrl, startStrata, type StrataProcess } from "../support/strata.ts";
@@ -20,7 +21,9 @@ import { sleep } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const FIXTURES = join(ROOT, "test/fixtures/upgrade/schema-3");
-const KINDS = ["sqlite", "postgres", "mariadb"];
+const KINDS = ["sqlite", "postgres", "mariadb", "nats"];
+/** NATS's fixture: the bucket scripts/upgrade-fixtures.ts wrote */
+const NATS_BUCKET = "strata_fixture";
 
 interface Fixture extends KeyspaceState {
   schemaVersion: number;
@@ -30,8 +33,10 @@ const expected = (): Fixture => JSON.parse(readFileSync(join(FIXTURES, `${BACKEN
 
 const dirs: string[] = [];
 const running: StrataProcess[] = [];
+const natsServers: DatabaseServer[] = [];
 afterEach(async () => {
   await Promise.all(running.splice(0).map((s) => s.stop()));
+  for (const n of natsServers.splice(0)) await n.destroy();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
@@ -43,6 +48,13 @@ async function loadFixture(): Promise<string> {
     const file = join(dir, "strata.db");
     copyFileSync(join(FIXTURES, "sqlite.db"), file);
     return `sqlite://${file}`;
+  }
+  if (BACKEND === "nats") {
+    // a NATS server of its own, on a copy of the fixture's store (its log and snapshot)
+    execFileSync("tar", ["-xzf", join(FIXTURES, "nats.tar.gz"), "-C", dir]);
+    const server = await startNats({ storeDir: join(dir, "jetstream") });
+    natsServers.push(server);
+    return server.createDatabase(NATS_BUCKET) + "&snapshot-count=5";
   }
   const url = await freshBackendUrl(dir);
   const u = new URL(url);
@@ -96,12 +108,15 @@ describe.skipIf(!KINDS.includes(BACKEND))(`upgrading a database of the previous 
   test("today's strata opens it: the same keys, history, leases, compact revision and IDs; the schema is today's", async () => {
     const url = await loadFixture();
     const want = expected();
-    expect(await schemaVersion(url)).toBe(want.schemaVersion);
+    // NATS: the schema is that of the snapshot, which the process's copy starts from
+    const sql = BACKEND !== "nats";
+    if (sql) expect(await schemaVersion(url)).toBe(want.schemaVersion);
     const s = await startStrata([], url);
     running.push(s);
     await expectSameKeyspace(s, want);
     expect(s.stderr()).toContain(`"msg":"database schema upgraded"`);
-    expect(await schemaVersion(url)).toBe(SCHEMA_VERSION);
+    expect(s.stderr()).toContain(`"from":${want.schemaVersion},"to":${SCHEMA_VERSION}`);
+    if (sql) expect(await schemaVersion(url)).toBe(SCHEMA_VERSION);
 
     // what the new schema added works: etcd's auth store (schema 4), and writes go on from the old revision
     const c = etcdClient(s.endpoint);
@@ -124,10 +139,12 @@ describe.skipIf(!KINDS.includes(BACKEND))(`upgrading a database of the previous 
     } finally {
       c2.close();
     }
-    expect(s.stderr().match(/database schema upgraded/g)?.length).toBe(1);
+    // on NATS each start loads the old snapshot again (until a compaction stores a new one)
+    if (sql) expect(s.stderr().match(/database schema upgraded/g)?.length).toBe(1);
   });
 
-  test("a database of a newer schema is refused with the doc's line, and nothing in it changes", async () => {
+  // NATS's schema is its snapshots': a newer one is refused by the same check, not tested here
+  test.skipIf(BACKEND === "nats")("a database of a newer schema is refused with the doc's line, and nothing in it changes", async () => {
     const url = await loadFixture();
     const newer = SCHEMA_VERSION + 1;
     await rawSql(url, [`UPDATE meta SET num = ${newer} WHERE name = 'schema_version'`]);

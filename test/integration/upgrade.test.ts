@@ -1,11 +1,11 @@
 // Upgrading strata (docs/upgrading.md). A database written by the strata of the previous
-// schema version (test/fixtures/upgrade: made from that code by scripts/upgrade-fixtures.ts)
-// is opened by today's strata: an etcd client sees exactly what it saw before — every key
+// schema version (test/fixtures/upgrade: made from that code by scripts/upgrade-fixtures.ts;
+// on NATS its log and the snapshot its compaction stored) is opened by today's strata: an etcd client sees exactly what it saw before — every key
 // with its revisions and version, the history since the compaction, the leases with their
 // keys, the compact revision, the cluster and member IDs — and the database is at today's
 // schema. A database of a newer schema is refused with the line the doc quotes, and left
-// as it was. On PostgreSQL, several of today's processes started at once on the old
-// database: one migrates, all serve, no write is lost.
+// as it was. On PostgreSQL and MariaDB, several of today's processes started at once on
+// the old database: one migrates, all serve, no write is lost.
 import { afterEach, describe, expect, test } from "bun:test";
 import { execFileSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -172,37 +172,87 @@ describe.skipIf(!KINDS.includes(BACKEND))(`upgrading a database of the previous 
 // The previous code cannot run here (the test needs no git history), so an old process is
 // judged by what it would see: its tables exactly as it left them. Today's processes
 // started together on the old database are run for real.
-describe.skipIf(BACKEND !== "postgres")("a rolling upgrade: several processes on one PostgreSQL database of the previous schema", () => {
-  /** the tables of the database at url with their indexes and rows (pg_dump's lines, sorted: an updated row moves) */
-  const dumpTables = (url: string, tables: string[]) => {
-    const u = new URL(url);
-    const args = tables.flatMap((t) => ["-t", `public.${t}`]);
-    return execFileSync("pg_dump", ["--no-owner", ...args, "-h", u.hostname, "-p", u.port, "-U", u.username, u.pathname.slice(1)])
-      .toString().replace(/^\\(un)?restrict .*$/gm, "").split("\n").sort().join("\n");
-  };
+/** how each database server shows an old process's tables, and holds them still */
+interface ServerSide {
+  /** the tables of the database with their indexes and rows, as the dump's lines sorted (an updated row moves) */
+  dumpTables(url: string, tables: string[]): string;
+  /** the line of the dump that holds the schema version */
+  versionLine(v: number): string;
+  /** runs `whileHeld` with the table meta locked against reading; `waiting`: how many sessions wait for it */
+  holdMeta(url: string, whileHeld: (waiting: () => Promise<number>) => Promise<void>): Promise<void>;
+}
 
+const SIDES: Record<string, ServerSide> = {
+  postgres: {
+    dumpTables: (url, tables) => {
+      const u = new URL(url);
+      const args = tables.flatMap((t) => ["-t", `public.${t}`]);
+      return execFileSync("pg_dump", ["--no-owner", ...args, "-h", u.hostname, "-p", u.port, "-U", u.username, u.pathname.slice(1)])
+        .toString().replace(/^\\(un)?restrict .*$/gm, "").split("\n").sort().join("\n");
+    },
+    versionLine: (v) => `schema_version\t${v}`,
+    holdMeta: async (url, whileHeld) => {
+      const sql = (await import("postgres")).default(url, { max: 2, onnotice: () => {} });
+      try {
+        await sql.begin(async (tx) => {
+          await tx`LOCK TABLE meta IN ACCESS EXCLUSIVE MODE`;
+          await whileHeld(async () => Number((await sql`SELECT count(*) AS n FROM pg_locks WHERE relation = 'meta'::regclass AND NOT granted`)[0]!.n));
+        });
+      } finally {
+        await sql.end();
+      }
+    },
+  },
+  mariadb: {
+    dumpTables: (url, tables) => {
+      const u = new URL(url);
+      return execFileSync("mariadb-dump", [
+        "--no-defaults", "-h", u.hostname, "-P", u.port, `-u${u.username}`, `-p${u.password}`,
+        "--hex-blob", "--skip-comments", "--skip-dump-date", "--skip-extended-insert", u.pathname.slice(1), ...tables,
+      ]).toString().split("\n").sort().join("\n");
+    },
+    versionLine: (v) => `INSERT INTO \`meta\` VALUES ('schema_version',${v});`,
+    holdMeta: async (url, whileHeld) => {
+      const mysql = await import("mysql2/promise");
+      const [holder, observer] = [await mysql.createConnection(url), await mysql.createConnection(url)];
+      try {
+        await holder.query("LOCK TABLES meta WRITE");
+        await whileHeld(async () => {
+          const [rows] = await observer.query(
+            "SELECT COUNT(*) AS n FROM information_schema.processlist WHERE db = DATABASE() AND state = 'Waiting for table metadata lock'",
+          );
+          return Number((rows as Array<{ n: number }>)[0]!.n);
+        });
+        await holder.query("UNLOCK TABLES");
+      } finally {
+        await holder.end();
+        await observer.end();
+      }
+    },
+  },
+};
+
+// The previous code cannot run here (the test needs no git history), so an old process is
+// judged by what it would see: its tables exactly as it left them. Today's processes
+// started together on the old database are run for real.
+describe.skipIf(!SIDES[BACKEND])(`a rolling upgrade: several processes on one ${BACKEND} database of the previous schema`, () => {
   test("three started at once: one migrates, the old schema's tables stay as they were, all serve the same keyspace, no write lost", async () => {
+    const side = SIDES[BACKEND]!;
     const url = await loadFixture();
     const want = expected();
-    const [tableRows] = (await rawSql(url, ["SELECT table_name AS t FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1"]))!;
+    const [tableRows] = (await rawSql(url, ["SELECT table_name AS t FROM information_schema.tables WHERE table_schema = " +
+      (BACKEND === "postgres" ? "'public'" : "DATABASE()") + " ORDER BY 1"]))!;
     const oldTables = tableRows!.map((r) => String(r.t));
-    const before = dumpTables(url, oldTables);
+    const before = side.dumpTables(url, oldTables);
 
     // "at once" made sure of: the table meta locked until all three wait to read the schema
     // version from it, so all three find version 3 and reach the migration together
-    const sql = (await import("postgres")).default(url, { max: 2, onnotice: () => {} });
     let starting: Promise<PromiseSettledResult<StrataProcess>[]> | undefined;
-    try {
-      await sql.begin(async (tx) => {
-        await tx`LOCK TABLE meta IN ACCESS EXCLUSIVE MODE`;
-        starting = Promise.allSettled([0, 1, 2].map(() => startStrata([], url)));
-        const waiting = async () => Number((await sql`SELECT count(*) AS n FROM pg_locks WHERE relation = 'meta'::regclass AND NOT granted`)[0]!.n);
-        for (let i = 0; i < 600 && (await waiting()) < 3; i++) await sleep(100);
-        expect(await waiting()).toBeGreaterThanOrEqual(3);
-      });
-    } finally {
-      await sql.end();
-    }
+    await side.holdMeta(url, async (waiting) => {
+      starting = Promise.allSettled([0, 1, 2].map(() => startStrata([], url)));
+      for (let i = 0; i < 600 && (await waiting()) < 3; i++) await sleep(100);
+      expect(await waiting()).toBeGreaterThanOrEqual(3);
+    });
     const started = await starting!;
     const procs = started.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
     running.push(...procs);
@@ -210,8 +260,9 @@ describe.skipIf(BACKEND !== "postgres")("a rolling upgrade: several processes on
     expect(procs.filter((p) => p.stderr().includes(`"msg":"database schema upgraded"`)).length).toBe(1);
     expect(await schemaVersion(url)).toBe(SCHEMA_VERSION);
     // what an old process reads is unchanged but for the version it checked at its start
-    const after = dumpTables(url, oldTables);
-    expect(after).toBe(before.replace(/^schema_version\t3$/m, `schema_version\t${SCHEMA_VERSION}`));
+    const after = side.dumpTables(url, oldTables);
+    expect(before).toContain(side.versionLine(want.schemaVersion));
+    expect(after).toBe(before.replace(side.versionLine(want.schemaVersion), side.versionLine(SCHEMA_VERSION)).split("\n").sort().join("\n"));
     expect(after).not.toBe(before);
     for (const p of procs) await expectSameKeyspace(p, want);
 

@@ -25,8 +25,10 @@ const KINDS = ["sqlite", "postgres", "mariadb", "nats"];
 /** NATS's fixture: the bucket scripts/upgrade-fixtures.ts wrote */
 const NATS_BUCKET = "strata_fixture";
 
+/** a fixture's JSON: what the previous strata answered, its schema version and commit */
 interface Fixture extends KeyspaceState {
   schemaVersion: number;
+  commit: string;
 }
 
 const expected = (): Fixture => JSON.parse(readFileSync(join(FIXTURES, `${BACKEND}.json`), "utf8"));
@@ -88,7 +90,7 @@ function contents(url: string): Buffer {
 async function expectSameKeyspace(s: StrataProcess, want: Fixture): Promise<void> {
   const c = etcdClient(s.endpoint);
   try {
-    const { schemaVersion: _, commit: __, ...before } = want as Fixture & { commit: string };
+    const { schemaVersion: _, commit: __, ...before } = want;
     expect(await keyspaceState(s.endpoint, c)).toEqual(before);
   } finally {
     c.close();
@@ -169,9 +171,6 @@ describe.skipIf(!KINDS.includes(BACKEND))(`upgrading a database of the previous 
   });
 });
 
-// The previous code cannot run here (the test needs no git history), so an old process is
-// judged by what it would see: its tables exactly as it left them. Today's processes
-// started together on the old database are run for real.
 /** how each database server shows an old process's tables, and holds them still */
 interface ServerSide {
   /** the tables of the database with their indexes and rows, as the dump's lines sorted (an updated row moves) */

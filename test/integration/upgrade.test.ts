@@ -100,6 +100,7 @@ async function expectSameKeyspace(s: StrataProcess, want: Fixture): Promise<void
 describe.skipIf(!KINDS.includes(BACKEND))(`upgrading a database of the previous schema, on ${BACKEND}`, () => {
   test("the fixture is the previous schema's", () => {
     const want = expected();
+    // a new schema version needs fixtures of the one before it: test/fixtures/upgrade/README.md
     expect(want.schemaVersion).toBe(SCHEMA_VERSION - 1);
     // the workload of scripts/upgrade-fixtures.ts: a compaction, history after it, leases with keys
     expect(BigInt(want.compactRevision)).toBeGreaterThan(0n);

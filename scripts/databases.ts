@@ -85,6 +85,8 @@ export interface ServerOptions {
   logStatements?: boolean;
   /** PostgreSQL: server settings (-c name=value), such as default_transaction_isolation */
   settings?: Record<string, string>;
+  /** NATS: the JetStream store directory (one kept from another server); it stays when the server is destroyed */
+  storeDir?: string;
 }
 
 /** a self-signed certificate for 127.0.0.1 in dir: [cert, key] */
@@ -200,7 +202,7 @@ export async function startNats(opts: ServerOptions = {}): Promise<DatabaseServe
   const port = await freePort();
   let child: ChildProcess | undefined;
   const start = async () => {
-    const c = spawn("/usr/sbin/nats-server", ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", join(dir, "jetstream"), ...tlsArgs], {
+    const c = spawn("/usr/sbin/nats-server", ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", opts.storeDir ?? join(dir, "jetstream"), ...tlsArgs], {
       stdio: ["ignore", "ignore", "pipe"],
     });
     child = c;

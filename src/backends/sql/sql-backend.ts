@@ -9,6 +9,7 @@ import { checkRevision } from "../../mvcc/revisions.ts";
 import type { Event, KeyRange, KeyValue, LeaseRecord, RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
 import { DELETE, PUT } from "../../mvcc/types.ts";
 import { indexAnswersExactly } from "../../selectors/index.ts";
+import { log } from "../../observe/log.ts";
 import { type Dialect, KV_COLUMNS } from "./dialect.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
 import { SCHEMA_VERSION, schemaStatements } from "./schema.ts";
@@ -134,6 +135,7 @@ export class SqlBackend implements Backend {
 
   private async migrate(from: number): Promise<void> {
     if (this.dialect.schemaLease) return this.migrateUnderLease();
+    let migrated = false;
     await this.driver.write(async (c) => {
       // another strata process may be migrating at the same moment: the first one wins
       await this.dialect.lockSchema?.(c);
@@ -141,7 +143,14 @@ export class SqlBackend implements Backend {
       for (const stmt of schemaStatements(from, this.dialect)) await c.run(stmt);
       await recordSchema(c, from, "INSERT INTO");
       await this.dialect.unlockSchema?.(c);
+      migrated = true;
     });
+    if (migrated) this.logMigrated(from);
+  }
+
+  /** one line from the process that upgraded a database (not for a new one), so an operator sees which did */
+  private logMigrated(from: number): void {
+    if (from > 0) log("info", "database schema upgraded", { backend: this.name, from, to: SCHEMA_VERSION });
   }
 
   /** The schema made under the lease row (schema-lease.ts): each statement on its own, safe to run twice. */
@@ -151,6 +160,7 @@ export class SqlBackend implements Backend {
       if (from >= SCHEMA_VERSION) return;
       for (const stmt of schemaStatements(from, this.dialect)) await this.driver.exec(idempotent(stmt, this.dialect));
       await this.driver.write((c) => recordSchema(c, from, this.dialect.insertIgnoring[0], this.dialect.insertIgnoring[1]));
+      this.logMigrated(from);
     });
   }
 

@@ -39,7 +39,7 @@ describe("engineOf", () => {
     expect(pg.retryable({ code: "23505" })).toBe(false);
     expect(pg.retryable(new Error("connection refused"))).toBe(false);
     const tidb = engineOf("tidb://h/db")!.profile;
-    for (const errno of [9007, 8002, 8022, 1213]) expect(tidb.retryable({ errno })).toBe(true);
+    for (const errno of [9007, 8002, 8022, 1213, 8028, 1412]) expect(tidb.retryable({ errno })).toBe(true);
     for (const errno of [1062, 1205, 8004]) expect(tidb.retryable({ errno })).toBe(false);
   });
 });

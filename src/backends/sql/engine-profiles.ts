@@ -44,10 +44,13 @@ const MAX_POLL_MS = 10_000;
 const PG_RETRYABLE = new Set(["40001", "40P01"]);
 /**
  * TiDB: 9007 write conflict (optimistic commit), 8002 SELECT FOR UPDATE write conflict,
- * 8022 commit failed and rolled back, 1213 deadlock (pessimistic mode, as InnoDB's);
- * each is documented as safe to retry the whole transaction.
+ * 8022 commit failed and rolled back, 1213 deadlock (pessimistic mode, as InnoDB's),
+ * 8028 "information schema is changed" (a table another process was creating meanwhile);
+ * each is documented as safe to retry the whole transaction. 1412 is MySQL's and MariaDB's
+ * "table definition has changed, please retry transaction": a snapshot taken before another
+ * process created a table (three processes starting on one empty database met it).
  */
-const TIDB_RETRYABLE = new Set([9007, 8002, 8022, 1213]);
+const TIDB_RETRYABLE = new Set([9007, 8002, 8022, 1213, 8028, 1412]);
 
 const pgRetryable = (err: unknown) => PG_RETRYABLE.has(errorParts(err).code);
 

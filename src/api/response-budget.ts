@@ -1,17 +1,31 @@
 // Range responses admitted against a memory budget: a read starts only while the
 // responses already read and not yet sent fit in the budget, so a storm of lists waits its
 // turn instead of holding every response in memory at once (and a thousand lists cannot
-// take the process down). A response larger than the whole budget goes alone. Writes and
-// counts are never held; reads of one key only once the budget is a quarter over. Before a read the
+// take the process down). A response larger than the whole budget goes alone. Writes that
+// return no key-values and counts are never held; reads of one key only once the budget is a quarter over. Before a read the
 // size of its response is not known: it is guessed from the last response of the same kind
 // (the same range end, limit and keys-only: a resource's list, or its pages), else a fixed
 // guess; at most MAX_UNSETTLED reads go on a guess at once. A response counts until
 // its bytes went out or were dropped with their stream, however long that takes: a client
 // that does not read holds its share until the HTTP/2 layer resets its stalled stream
 // (--stalled-stream-timeout), so the memory held is bounded by the budget, not by time. A
-// read that cannot get in within its wait is refused with ResourceExhausted.
+// read that cannot get in within its wait is refused with ResourceExhausted. Besides Range:
+// a Txn's range results (up to max-txn-ops lists in one answer), and the previous
+// key-values a Put or DeleteRange returns when asked (prev_kv), which are reads as large.
+import { createHash } from "node:crypto";
+import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { RangeRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import {
+  type DeleteRangeRequest,
+  DeleteRangeRequestSchema,
+  type PutRequest,
+  PutRequestSchema,
+  type RangeRequest,
+  RangeRequestSchema,
+  type RequestOp,
+  type TxnRequest,
+  TxnRequestSchema,
+} from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { H2Stream } from "./h2/stream.ts";
 
 /** bytes of range responses read and not yet sent, at most (beyond one response alone) */
@@ -204,3 +218,60 @@ export function rangeKind(r: RangeRequest): string | undefined {
   if (r.rangeEnd.length === 0) return "one key";
   return `${Buffer.from(r.rangeEnd).toString("hex")} ${r.limit} ${r.keysOnly}`;
 }
+
+/** The budget's kind of a Put: one value when it returns the previous one, else none. */
+export function putKind(r: PutRequest): string | undefined {
+  return r.prevKv ? ONE_KEY : undefined;
+}
+
+/** The budget's kind of a DeleteRange: the key-values it deletes when it returns them (prev_kv), else none. */
+export function deleteKind(r: DeleteRangeRequest): string | undefined {
+  if (!r.prevKv) return undefined;
+  if (r.rangeEnd.length === 0) return ONE_KEY;
+  return `delete ${Buffer.from(r.rangeEnd).toString("hex")}`;
+}
+
+/**
+ * The budget's kind of a Txn: undefined when neither branch returns key-values (compares
+ * and writes only: kube-apiserver's creates and deletes), one key when each branch returns
+ * at most one key (its updates: the current object on a failed compare), else a kind of its
+ * own by the reads it holds (a hash: a Txn may hold max-txn-ops of them).
+ */
+export function txnKind(r: TxnRequest): string | undefined {
+  const branches = [r.success, r.failure].map((ops) => ops.flatMap(opKinds));
+  if (branches.every((kinds) => kinds.length === 0)) return undefined;
+  if (branches.every((kinds) => kinds.length === 0 || (kinds.length === 1 && kinds[0] === ONE_KEY))) return ONE_KEY;
+  const reads = branches.map((kinds) => kinds.join(",")).join(";");
+  return `txn ${createHash("sha1").update(reads).digest("hex")}`;
+}
+
+function opKinds(op: RequestOp): string[] {
+  switch (op.request.case) {
+    case "requestRange":
+      return [rangeKind(op.request.value)].filter((k) => k !== undefined);
+    case "requestPut":
+      return [putKind(op.request.value)].filter((k) => k !== undefined);
+    case "requestDeleteRange":
+      return [deleteKind(op.request.value)].filter((k) => k !== undefined);
+    case "requestTxn": {
+      // a nested Txn runs one of its branches too: count both, as its own answer may hold either
+      const inner = op.request.value;
+      return [...inner.success, ...inner.failure].flatMap(opKinds);
+    }
+    default:
+      return [];
+  }
+}
+
+/**
+ * Unary requests whose answers may be large, and their kind in the budget. Every other
+ * unary answer is small whatever the client asks: LeaseLeases (a lease ID each),
+ * LeaseTimeToLive (the keys of one lease), MemberList and Status (one member), alarms,
+ * HashKV, auth lists; Snapshot is a stream with its own flow control.
+ */
+export const BUDGETED_REQUESTS = new Map<DescMessage, (request: never) => string | undefined>([
+  [RangeRequestSchema, rangeKind],
+  [TxnRequestSchema, txnKind],
+  [PutRequestSchema, putKind],
+  [DeleteRangeRequestSchema, deleteKind],
+]);

@@ -68,6 +68,8 @@ export interface Http2Limits {
   idleConnectionTimeoutMs: number;
   /** streams one connection may have at once (etcd's --max-concurrent-streams); never above strata's own bound */
   maxConcurrentStreams: number;
+  /** client connections open at once; a new HTTP/2 one past it gets GOAWAY (0: no bound) */
+  maxConnections: number;
 }
 
 const SERVICES: DescService[] = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin, Election, Lock];
@@ -128,7 +130,7 @@ export function createGrpcServer(p: ServerParts): H2Server {
     contextValues: (h) => createContextValues().set(CALLER, { token: h.get("token") ?? undefined }),
   }, p.tls !== undefined, p.http2.stalledStreamTimeoutMs);
 
-  return new H2Server((stream) => {
+  const server = new H2Server((stream) => {
     if (!isGrpc(stream)) return http.serveStream(stream);
     const { call, record } = accounting.begin(stream);
     const who = callerOf(stream);
@@ -151,7 +153,10 @@ export function createGrpcServer(p: ServerParts): H2Server {
     idleTimeoutMs: p.http2.idleConnectionTimeoutMs,
     stalledStreamTimeoutMs: p.http2.stalledStreamTimeoutMs,
     maxConcurrentStreams,
+    maxConnections: p.http2.maxConnections > 0 ? p.http2.maxConnections : Infinity,
   }, http.accept);
+  p.observer.metrics.clientConnections = () => ({ open: server.openConnections, refused: server.refusedConnections });
+  return server;
 }
 
 /** gRPC's answer to a method nobody serves: status 12 (Unimplemented), as grpc-go words it. */

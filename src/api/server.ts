@@ -155,7 +155,7 @@ export function createGrpcServer(p: ServerParts): H2Server {
     maxConcurrentStreams,
     maxConnections: p.http2.maxConnections > 0 ? p.http2.maxConnections : Infinity,
   }, http.accept);
-  p.observer.metrics.clientConnections = () => ({ open: server.openConnections, refused: server.refusedConnections });
+  p.observer.metrics.clientConnections = () => ({ open: server.openConnections, refused: server.refusedConnections, heldBytes: server.heldBytes });
   return server;
 }
 

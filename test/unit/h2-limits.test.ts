@@ -241,3 +241,15 @@ test("past --max-connections a new connection gets GOAWAY saying why; the open o
   expect(next.goAway()).toBeUndefined();
   for (const c of [...open, next]) c.close();
 });
+
+test("the bytes held for connections (on /metrics) count a response the client gives no window for, until its stream ends", async () => {
+  const p = await serve();
+  const server = servers.at(-1)!;
+  const c = await H2TestClient.connect(p, [[Setting.INITIAL_WINDOW_SIZE, 0]]);
+  const id = c.request("/bytes/100000");
+  await c.until(() => c.headerBlocks(id).length > 0, 5000, "the response's headers");
+  expect(server.heldBytes).toBeGreaterThanOrEqual(100_000);
+  c.close();
+  await c.until(() => server.openConnections === 0, 5000, "the connection to leave");
+  expect(server.heldBytes).toBe(0);
+});

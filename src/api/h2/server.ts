@@ -9,6 +9,8 @@ import { DEFAULT_H2_OPTIONS, H2Connection, type H2Options, type StreamHandler } 
 /** a connection as the server keeps it: HTTP/2, or another protocol served beside it */
 export interface ServerConnection {
   onClose(listener: () => void): void;
+  /** bytes held for the client now, beyond the connection's fixed cost (see H2Connection) */
+  heldBytes?(): number;
   goAway(): void;
   destroy(): void;
 }
@@ -67,6 +69,13 @@ export class H2Server {
 
   get openConnections(): number {
     return this.connections.size;
+  }
+
+  /** bytes held for all connections now (for /metrics) */
+  get heldBytes(): number {
+    let n = 0;
+    for (const c of this.connections) n += c.heldBytes?.() ?? 0;
+    return n;
   }
 
   /** Stops accepting; every connection gets a GOAWAY and ends once its streams finish. Resolves when all ended. */

@@ -14,7 +14,8 @@ import { BACKEND, etcdClient, startStrata } from "../support/strata.ts";
 
 if (BACKEND !== "sqlite") throw new Error("the large-delete test runs on SQLite (the backend whose writes run in the process)");
 
-const KEYS = 60_000;
+/** check perf --load=l deletes ~190,000: STRATA_LARGE_DELETE_KEYS=190000 measures that */
+const KEYS = Number(process.env.STRATA_LARGE_DELETE_KEYS ?? 60_000);
 /** etcd's default --max-txn-ops: the keys are loaded this many to a Txn */
 const PER_TXN = 128;
 const VALUE = Buffer.alloc(256, 0x6b);

@@ -4,9 +4,9 @@
 // take the process down). A response larger than the whole budget goes alone. Writes that
 // return no key-values and counts are never held; reads of one key only once the budget is
 // a quarter over. Before a read the size of its response is not known: it is guessed from
-// the last response of the same kind
-// (the same range end, limit and keys-only: a resource's list, or its pages), else a fixed
-// guess; at most MAX_UNSETTLED reads go on a guess at once. A response counts until
+// the last response of the same kind (the same range end, limit and keys-only: a
+// resource's list, or its pages), else a fixed guess; at most MAX_UNSETTLED reads go on a
+// guess at once. A response counts until
 // its bytes went out or were dropped with their stream, however long that takes: a client
 // that does not read holds its share until the HTTP/2 layer resets its stalled stream
 // (--stalled-stream-timeout), so the memory held is bounded by the budget, not by time. A

@@ -1,7 +1,9 @@
 // The response budget: reads wait in order while responses read and not yet sent fill it.
 import { expect, test } from "bun:test";
 import { Code } from "@connectrpc/connect";
-import { ResponseBudget } from "../../src/api/response-budget.ts";
+import { create } from "@bufbuild/protobuf";
+import { deleteKind, putKind, ResponseBudget, txnKind } from "../../src/api/response-budget.ts";
+import { DeleteRangeRequestSchema, PutRequestSchema, RangeRequestSchema, type RequestOp, TxnRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 
 const MiB = 1024 * 1024;
 const open = () => new AbortController().signal;
@@ -100,4 +102,30 @@ test("at most 16 reads go on a guess at once: the rest wait until one learns its
   expect(await settled(next)).toBe(false);
   first[0]!.settle(100);
   expect(await settled(next)).toBe(true);
+});
+
+test("a Txn's kind: none for writes, one key for kube-apiserver's updates, its own for lists; prev_kv counts", () => {
+  const key = (k: string) => Buffer.from(k);
+  const get = (k: string): RequestOp["request"] => ({ case: "requestRange", value: create(RangeRequestSchema, { key: key(k) }) });
+  const list = (k: string, end: string): RequestOp["request"] => ({ case: "requestRange", value: create(RangeRequestSchema, { key: key(k), rangeEnd: key(end) }) });
+  const put = (k: string): RequestOp["request"] => ({ case: "requestPut", value: create(PutRequestSchema, { key: key(k), value: key("v") }) });
+  const txn = (success: RequestOp["request"][], failure: RequestOp["request"][] = []) =>
+    create(TxnRequestSchema, { success: success.map((request) => ({ request })), failure: failure.map((request) => ({ request })) });
+  // kube-apiserver's create (put if absent) and update (put, else read the object)
+  expect(txnKind(txn([put("/registry/pods/a")]))).toBeUndefined();
+  expect(txnKind(txn([put("/registry/pods/a")], [get("/registry/pods/a")]))).toBe("one key");
+  // a count returns no key-values
+  expect(txnKind(txn([{ case: "requestRange", value: create(RangeRequestSchema, { key: key("a"), rangeEnd: key("b"), countOnly: true }) }]))).toBeUndefined();
+  // lists, or several keys in one branch, are a kind of their own, the same for the same reads
+  const lists = txnKind(txn([list("a", "b"), list("a", "b")]));
+  expect(lists).toStartWith("txn ");
+  expect(txnKind(txn([list("a", "b"), list("a", "b")]))).toBe(lists!);
+  expect(txnKind(txn([list("a", "c")]))).not.toBe(lists!);
+  expect(txnKind(txn([get("a"), get("b")]))).toStartWith("txn ");
+  // reads inside a nested Txn count
+  expect(txnKind(txn([{ case: "requestTxn", value: txn([list("a", "b")]) }]))).toStartWith("txn ");
+  expect(putKind(create(PutRequestSchema, { key: key("a"), prevKv: true }))).toBe("one key");
+  expect(putKind(create(PutRequestSchema, { key: key("a") }))).toBeUndefined();
+  expect(deleteKind(create(DeleteRangeRequestSchema, { key: key("a"), rangeEnd: key("b"), prevKv: true }))).toStartWith("delete ");
+  expect(deleteKind(create(DeleteRangeRequestSchema, { key: key("a"), rangeEnd: key("b") }))).toBeUndefined();
 });

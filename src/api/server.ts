@@ -72,6 +72,9 @@ export interface Http2Limits {
   maxConnections: number;
 }
 
+/** refused connections are logged at most this often (their count is on /metrics) */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
 const SERVICES: DescService[] = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin, Election, Lock];
 
 export function createGrpcServer(p: ServerParts): H2Server {
@@ -130,6 +133,7 @@ export function createGrpcServer(p: ServerParts): H2Server {
     contextValues: (h) => createContextValues().set(CALLER, { token: h.get("token") ?? undefined }),
   }, p.tls !== undefined, p.http2.stalledStreamTimeoutMs);
 
+  let lastRefusalLogged = 0;
   const server = new H2Server((stream) => {
     if (!isGrpc(stream)) return http.serveStream(stream);
     const { call, record } = accounting.begin(stream);
@@ -154,6 +158,12 @@ export function createGrpcServer(p: ServerParts): H2Server {
     stalledStreamTimeoutMs: p.http2.stalledStreamTimeoutMs,
     maxConcurrentStreams,
     maxConnections: p.http2.maxConnections > 0 ? p.http2.maxConnections : Infinity,
+    // grpc-go clients report only "all SubConns are in TransientFailure": the operator learns why here
+    onRefused: () => {
+      if (Date.now() - lastRefusalLogged < REFUSAL_LOG_INTERVAL_MS) return;
+      lastRefusalLogged = Date.now();
+      p.log("warn", "client connection refused: too many open (--max-connections)", { max: p.http2.maxConnections, refused: server.refusedConnections });
+    },
   }, http.accept);
   p.observer.metrics.clientConnections = () => ({ open: server.openConnections, refused: server.refusedConnections, heldBytes: server.heldBytes });
   return server;

@@ -21,6 +21,8 @@ export type Accept = (socket: net.Socket, http2: (socket: net.Socket) => ServerC
 export interface ServerOptions extends H2Options {
   /** connections open at once (HTTP/2 and those not yet known); an HTTP/2 one past it is refused */
   maxConnections: number;
+  /** told of each connection refused for maxConnections */
+  onRefused: () => void;
 }
 
 export class H2Server {
@@ -31,7 +33,7 @@ export class H2Server {
 
   /** `other`: takes each connection first, to serve other protocols beside HTTP/2 (HTTP/1.1) */
   constructor(onStream: StreamHandler, tlsOptions?: tls.TlsOptions, options: Partial<ServerOptions> = {}, other?: Accept) {
-    const { maxConnections = Infinity, ...h2 } = options;
+    const { maxConnections = Infinity, onRefused, ...h2 } = options;
     const settings = { ...DEFAULT_H2_OPTIONS, ...h2 };
     const accept = (socket: net.Socket) => {
       const refuse = this.connections.size >= maxConnections;
@@ -41,6 +43,7 @@ export class H2Server {
           // SETTINGS then GOAWAY: the client learns why and tries again later; the others are untouched
           this.refusedConnections++;
           c.goAway(`too many connections: ${maxConnections} open (--max-connections)`);
+          onRefused?.();
         }
         return c;
       };

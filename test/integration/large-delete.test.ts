@@ -126,9 +126,10 @@ test(`a DeleteRange of ${KEYS} keys does not stop other clients`, async () => {
     // atomic: a reader saw every key or none
     expect(o.countsSeen.every((n) => n === KEYS || n === 0)).toBe(true);
   }
-  // strata's neighbour was answered while the delete ran, none of it waiting most of the delete's time
-  expect(s.neighbourGets.during).toBeGreaterThanOrEqual(3);
-  expect(s.health.during).toBeGreaterThanOrEqual(3);
+  // strata's neighbour was answered while the delete ran (before: 3 gets and 1 probe ended
+  // during it, each having waited for all of it), none of it waiting most of the delete's time
+  expect(s.neighbourGets.during).toBeGreaterThanOrEqual(10);
+  expect(s.health.during).toBeGreaterThanOrEqual(10);
   expect(s.neighbourGets.maxMs).toBeLessThan(s.tookMs / 2);
   expect(s.health.maxMs).toBeLessThan(s.tookMs / 2);
 }, 300_000);

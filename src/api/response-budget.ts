@@ -48,14 +48,28 @@ const ONE_KEY = "one key";
 /** what a read of one key is taken for before it is read (not learned: keys differ) */
 const ONE_KEY_BYTES = 16 * 1024;
 /**
+ * the kind of a write that returns at most one key-value: kube-apiserver's update (the
+ * object when its compare failed), a Put or single-key delete with prev_kv. Taken for one
+ * key, but counted apart from reads on a guess: a write is unsettled until it committed,
+ * and MAX_UNSETTLED of them would cap the writes a group commit gathers
+ */
+const WRITE_ONE_KEY = "write one key";
+/**
  * reads admitted whose size is not known yet: each may turn out larger than its guess, so
  * their number bounds how far the budget can be overshot
  */
 const MAX_UNSETTLED = 16;
+/**
+ * writes of one key admitted whose answer is not known yet: beyond what kube-apiservers
+ * keep in flight, and a bound on the overshoot (that many values) should each answer be
+ * a large value a client does not read
+ */
+const MAX_UNSETTLED_WRITES = 128;
 
 export class ResponseBudget {
   private held = 0;
   private unsettled = 0;
+  private unsettledWrites = 0;
   private readonly queue: Array<{ kind: string; admit: (bytes: number) => void }> = [];
   private readonly sizes = new Map<string, number>();
   /** kinds whose first read is under way: the others of that kind wait to learn its size */
@@ -110,9 +124,9 @@ export class ResponseBudget {
   /** @internal the response turned out `actual` bytes instead of `bytes` */
   settle(kind: string, bytes: number, actual: number): void {
     if (this.sizes.size >= KINDS) this.sizes.clear();
-    if (kind !== ONE_KEY) this.sizes.set(kind, actual);
+    if (!oneKey(kind)) this.sizes.set(kind, actual);
     this.probing.delete(kind);
-    this.unsettled--;
+    this.unsettle(kind);
     this.held += actual - bytes;
     this.wake();
   }
@@ -121,7 +135,7 @@ export class ResponseBudget {
   release(kind: string, bytes: number, settled: boolean): void {
     this.held -= bytes;
     if (!settled) {
-      this.unsettled--;
+      this.unsettle(kind);
       // a first read that failed before its size was known: the next of its kind probes
       this.probing.delete(kind);
     }
@@ -135,17 +149,17 @@ export class ResponseBudget {
   }
 
   private guess(kind: string): number {
-    if (kind === ONE_KEY) return ONE_KEY_BYTES;
+    if (oneKey(kind)) return ONE_KEY_BYTES;
     return Math.min(this.sizes.get(kind) ?? UNKNOWN_BYTES, this.limit);
   }
 
   /** whether the first read of `kind` is still to learn its size */
   private unknown(kind: string): boolean {
-    return kind !== ONE_KEY && !this.sizes.has(kind);
+    return !oneKey(kind) && !this.sizes.has(kind);
   }
 
   private mayGo(kind: string): boolean {
-    if (this.unsettled >= MAX_UNSETTLED) return false;
+    if (kind === WRITE_ONE_KEY ? this.unsettledWrites >= MAX_UNSETTLED_WRITES : this.unsettled >= MAX_UNSETTLED) return false;
     if (this.unknown(kind) && this.probing.has(kind)) return false;
     const guess = this.guess(kind);
     return this.held === 0 || this.held + guess <= (guess <= SMALL_BYTES ? 1.25 * this.limit : this.limit);
@@ -156,8 +170,14 @@ export class ResponseBudget {
     const bytes = this.guess(kind);
     if (this.unknown(kind)) this.probing.add(kind);
     this.held += bytes;
-    this.unsettled++;
+    if (kind === WRITE_ONE_KEY) this.unsettledWrites++;
+    else this.unsettled++;
     return bytes;
+  }
+
+  private unsettle(kind: string): void {
+    if (kind === WRITE_ONE_KEY) this.unsettledWrites--;
+    else this.unsettled--;
   }
 
   /** Admits the waiters that may go: in order, and small ones past a larger one that may not. */
@@ -210,6 +230,7 @@ export class Reservation {
 }
 
 const mib = (bytes: number) => Math.round(bytes / (1024 * 1024));
+const oneKey = (kind: string) => kind === ONE_KEY || kind === WRITE_ONE_KEY;
 
 /** The budget's kind of a Range; undefined for a count (its answer is a few bytes). */
 export function rangeKind(r: RangeRequest): string | undefined {
@@ -222,28 +243,36 @@ export function rangeKind(r: RangeRequest): string | undefined {
 
 /** The budget's kind of a Put: one value when it returns the previous one, else none. */
 export function putKind(r: PutRequest): string | undefined {
-  return r.prevKv ? ONE_KEY : undefined;
+  return r.prevKv ? WRITE_ONE_KEY : undefined;
 }
 
 /** The budget's kind of a DeleteRange: the key-values it deletes when it returns them (prev_kv), else none. */
 export function deleteKind(r: DeleteRangeRequest): string | undefined {
   if (!r.prevKv) return undefined;
-  if (r.rangeEnd.length === 0) return ONE_KEY;
+  if (r.rangeEnd.length === 0) return WRITE_ONE_KEY;
   return `delete ${Buffer.from(r.rangeEnd).toString("hex")}`;
 }
 
 /**
  * The budget's kind of a Txn: undefined when neither branch returns key-values (compares
  * and writes only: kube-apiserver's creates and deletes), one key when each branch returns
- * at most one key (its updates: the current object on a failed compare), else a kind of its
- * own by the reads it holds (a hash: a Txn may hold max-txn-ops of them).
+ * at most one key (a write of one key: kube-apiserver's updates, the current object on a
+ * failed compare), else a kind of its own by the reads it holds (a hash: a Txn may hold
+ * max-txn-ops of them).
  */
 export function txnKind(r: TxnRequest): string | undefined {
   const branches = [r.success, r.failure].map((ops) => ops.flatMap(opKinds));
   if (branches.every((kinds) => kinds.length === 0)) return undefined;
-  if (branches.every((kinds) => kinds.length === 0 || (kinds.length === 1 && kinds[0] === ONE_KEY))) return ONE_KEY;
+  if (branches.every((kinds) => kinds.length === 0 || (kinds.length === 1 && oneKey(kinds[0]!)))) {
+    return [...r.success, ...r.failure].some(writes) ? WRITE_ONE_KEY : ONE_KEY;
+  }
   const reads = branches.map((kinds) => kinds.join(",")).join(";");
   return `txn ${createHash("sha1").update(reads).digest("hex")}`;
+}
+
+function writes(op: RequestOp): boolean {
+  const r = op.request;
+  return r.case === "requestPut" || r.case === "requestDeleteRange" || (r.case === "requestTxn" && [...r.value.success, ...r.value.failure].some(writes));
 }
 
 function opKinds(op: RequestOp): string[] {

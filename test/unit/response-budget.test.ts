@@ -104,7 +104,19 @@ test("at most 16 reads go on a guess at once: the rest wait until one learns its
   expect(await settled(next)).toBe(true);
 });
 
-test("a Txn's kind: none for writes, one key for kube-apiserver's updates, its own for lists; prev_kv counts", () => {
+test("writes of one key (kube-apiserver's updates) are not held by the 16 reads on a guess: up to 128 go at once", async () => {
+  const budget = new ResponseBudget(1024 * MiB);
+  const reads = await Promise.all(Array.from({ length: 16 }, () => budget.admit("one key", open())));
+  const writes = await Promise.all(Array.from({ length: 128 }, () => budget.admit("write one key", open())));
+  const [read, write] = [budget.admit("one key", open()), budget.admit("write one key", open())];
+  expect([await settled(read), await settled(write)]).toEqual([false, false]);
+  writes[0]!.settle(100);
+  expect([await settled(read), await settled(write)]).toEqual([false, true]);
+  reads[0]!.settle(100);
+  expect(await settled(read)).toBe(true);
+});
+
+test("a Txn's kind: none for writes, a write of one key for kube-apiserver's updates, its own for lists; prev_kv counts", () => {
   const key = (k: string) => Buffer.from(k);
   const get = (k: string): RequestOp["request"] => ({ case: "requestRange", value: create(RangeRequestSchema, { key: key(k) }) });
   const list = (k: string, end: string): RequestOp["request"] => ({ case: "requestRange", value: create(RangeRequestSchema, { key: key(k), rangeEnd: key(end) }) });
@@ -113,7 +125,9 @@ test("a Txn's kind: none for writes, one key for kube-apiserver's updates, its o
     create(TxnRequestSchema, { success: success.map((request) => ({ request })), failure: failure.map((request) => ({ request })) });
   // kube-apiserver's create (put if absent) and update (put, else read the object)
   expect(txnKind(txn([put("/registry/pods/a")]))).toBeUndefined();
-  expect(txnKind(txn([put("/registry/pods/a")], [get("/registry/pods/a")]))).toBe("one key");
+  expect(txnKind(txn([put("/registry/pods/a")], [get("/registry/pods/a")]))).toBe("write one key");
+  // a Txn that only reads one key is a point read
+  expect(txnKind(txn([get("a")], [get("b")]))).toBe("one key");
   // a count returns no key-values
   expect(txnKind(txn([{ case: "requestRange", value: create(RangeRequestSchema, { key: key("a"), rangeEnd: key("b"), countOnly: true }) }]))).toBeUndefined();
   // lists, or several keys in one branch, are a kind of their own, the same for the same reads
@@ -124,7 +138,7 @@ test("a Txn's kind: none for writes, one key for kube-apiserver's updates, its o
   expect(txnKind(txn([get("a"), get("b")]))).toStartWith("txn ");
   // reads inside a nested Txn count
   expect(txnKind(txn([{ case: "requestTxn", value: txn([list("a", "b")]) }]))).toStartWith("txn ");
-  expect(putKind(create(PutRequestSchema, { key: key("a"), prevKv: true }))).toBe("one key");
+  expect(putKind(create(PutRequestSchema, { key: key("a"), prevKv: true }))).toBe("write one key");
   expect(putKind(create(PutRequestSchema, { key: key("a") }))).toBeUndefined();
   expect(deleteKind(create(DeleteRangeRequestSchema, { key: key("a"), rangeEnd: key("b"), prevKv: true }))).toStartWith("delete ");
   expect(deleteKind(create(DeleteRangeRequestSchema, { key: key("a"), rangeEnd: key("b") }))).toBeUndefined();

@@ -1,17 +1,32 @@
 // Range responses admitted against a memory budget: a read starts only while the
 // responses already read and not yet sent fit in the budget, so a storm of lists waits its
 // turn instead of holding every response in memory at once (and a thousand lists cannot
-// take the process down). A response larger than the whole budget goes alone. Writes and
-// counts are never held; reads of one key only once the budget is a quarter over. Before a read the
-// size of its response is not known: it is guessed from the last response of the same kind
-// (the same range end, limit and keys-only: a resource's list, or its pages), else a fixed
-// guess; at most MAX_UNSETTLED reads go on a guess at once. A response counts until
+// take the process down). A response larger than the whole budget goes alone. Writes that
+// return no key-values and counts are never held; reads of one key only once the budget is
+// a quarter over. Before a read the size of its response is not known: it is guessed from
+// the last response of the same kind (the same range end, limit and keys-only: a
+// resource's list, or its pages), else a fixed guess; at most MAX_UNSETTLED reads go on a
+// guess at once. A response counts until
 // its bytes went out or were dropped with their stream, however long that takes: a client
 // that does not read holds its share until the HTTP/2 layer resets its stalled stream
 // (--stalled-stream-timeout), so the memory held is bounded by the budget, not by time. A
-// read that cannot get in within its wait is refused with ResourceExhausted.
+// read that cannot get in within its wait is refused with ResourceExhausted. Besides Range:
+// a Txn's range results (up to max-txn-ops lists in one answer), and the previous
+// key-values a Put or DeleteRange returns when asked (prev_kv), which are reads as large.
+import { createHash } from "node:crypto";
+import type { DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { RangeRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import {
+  type DeleteRangeRequest,
+  DeleteRangeRequestSchema,
+  type PutRequest,
+  PutRequestSchema,
+  type RangeRequest,
+  RangeRequestSchema,
+  type RequestOp,
+  type TxnRequest,
+  TxnRequestSchema,
+} from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { H2Stream } from "./h2/stream.ts";
 
 /** bytes of range responses read and not yet sent, at most (beyond one response alone) */
@@ -33,14 +48,28 @@ const ONE_KEY = "one key";
 /** what a read of one key is taken for before it is read (not learned: keys differ) */
 const ONE_KEY_BYTES = 16 * 1024;
 /**
+ * the kind of a write that returns at most one key-value: kube-apiserver's update (the
+ * object when its compare failed), a Put or single-key delete with prev_kv. Taken for one
+ * key, but counted apart from reads on a guess: a write is unsettled until it committed,
+ * and MAX_UNSETTLED of them would cap the writes a group commit gathers
+ */
+const WRITE_ONE_KEY = "write one key";
+/**
  * reads admitted whose size is not known yet: each may turn out larger than its guess, so
  * their number bounds how far the budget can be overshot
  */
 const MAX_UNSETTLED = 16;
+/**
+ * writes of one key admitted whose answer is not known yet: beyond what kube-apiservers
+ * keep in flight, and a bound on the overshoot (that many values) should each answer be
+ * a large value a client does not read
+ */
+const MAX_UNSETTLED_WRITES = 128;
 
 export class ResponseBudget {
   private held = 0;
   private unsettled = 0;
+  private unsettledWrites = 0;
   private readonly queue: Array<{ kind: string; admit: (bytes: number) => void }> = [];
   private readonly sizes = new Map<string, number>();
   /** kinds whose first read is under way: the others of that kind wait to learn its size */
@@ -100,9 +129,9 @@ export class ResponseBudget {
   /** @internal the response turned out `actual` bytes instead of `bytes` */
   settle(kind: string, bytes: number, actual: number): void {
     if (this.sizes.size >= KINDS) this.sizes.clear();
-    if (kind !== ONE_KEY) this.sizes.set(kind, actual);
+    if (!oneKey(kind)) this.sizes.set(kind, actual);
     this.probing.delete(kind);
-    this.unsettled--;
+    this.unsettle(kind);
     this.held += actual - bytes;
     this.wake();
   }
@@ -111,7 +140,7 @@ export class ResponseBudget {
   release(kind: string, bytes: number, settled: boolean): void {
     this.held -= bytes;
     if (!settled) {
-      this.unsettled--;
+      this.unsettle(kind);
       // a first read that failed before its size was known: the next of its kind probes
       this.probing.delete(kind);
     }
@@ -125,17 +154,17 @@ export class ResponseBudget {
   }
 
   private guess(kind: string): number {
-    if (kind === ONE_KEY) return ONE_KEY_BYTES;
+    if (oneKey(kind)) return ONE_KEY_BYTES;
     return Math.min(this.sizes.get(kind) ?? UNKNOWN_BYTES, this.limit);
   }
 
   /** whether the first read of `kind` is still to learn its size */
   private unknown(kind: string): boolean {
-    return kind !== ONE_KEY && !this.sizes.has(kind);
+    return !oneKey(kind) && !this.sizes.has(kind);
   }
 
   private mayGo(kind: string): boolean {
-    if (this.unsettled >= MAX_UNSETTLED) return false;
+    if (kind === WRITE_ONE_KEY ? this.unsettledWrites >= MAX_UNSETTLED_WRITES : this.unsettled >= MAX_UNSETTLED) return false;
     if (this.unknown(kind) && this.probing.has(kind)) return false;
     const guess = this.guess(kind);
     return this.held === 0 || this.held + guess <= (guess <= SMALL_BYTES ? 1.25 * this.limit : this.limit);
@@ -146,8 +175,14 @@ export class ResponseBudget {
     const bytes = this.guess(kind);
     if (this.unknown(kind)) this.probing.add(kind);
     this.held += bytes;
-    this.unsettled++;
+    if (kind === WRITE_ONE_KEY) this.unsettledWrites++;
+    else this.unsettled++;
     return bytes;
+  }
+
+  private unsettle(kind: string): void {
+    if (kind === WRITE_ONE_KEY) this.unsettledWrites--;
+    else this.unsettled--;
   }
 
   /** Admits the waiters that may go: in order, and small ones past a larger one that may not. */
@@ -200,6 +235,7 @@ export class Reservation {
 }
 
 const mib = (bytes: number) => Math.round(bytes / (1024 * 1024));
+const oneKey = (kind: string) => kind === ONE_KEY || kind === WRITE_ONE_KEY;
 
 /** The budget's kind of a Range; undefined for a count (its answer is a few bytes). */
 export function rangeKind(r: RangeRequest): string | undefined {
@@ -209,3 +245,68 @@ export function rangeKind(r: RangeRequest): string | undefined {
   if (r.rangeEnd.length === 0) return "one key";
   return `${Buffer.from(r.rangeEnd).toString("hex")} ${r.limit} ${r.keysOnly}`;
 }
+
+/** The budget's kind of a Put: one value when it returns the previous one, else none. */
+export function putKind(r: PutRequest): string | undefined {
+  return r.prevKv ? WRITE_ONE_KEY : undefined;
+}
+
+/** The budget's kind of a DeleteRange: the key-values it deletes when it returns them (prev_kv), else none. */
+export function deleteKind(r: DeleteRangeRequest): string | undefined {
+  if (!r.prevKv) return undefined;
+  if (r.rangeEnd.length === 0) return WRITE_ONE_KEY;
+  return `delete ${Buffer.from(r.rangeEnd).toString("hex")}`;
+}
+
+/**
+ * The budget's kind of a Txn: undefined when neither branch returns key-values (compares
+ * and writes only: kube-apiserver's creates and deletes), one key when each branch returns
+ * at most one key (a write of one key: kube-apiserver's updates, the current object on a
+ * failed compare), else a kind of its own by the reads it holds (a hash: a Txn may hold
+ * max-txn-ops of them).
+ */
+export function txnKind(r: TxnRequest): string | undefined {
+  const branches = [r.success, r.failure].map((ops) => ops.flatMap(opKinds));
+  if (branches.every((kinds) => kinds.length === 0)) return undefined;
+  if (branches.every((kinds) => kinds.length === 0 || (kinds.length === 1 && oneKey(kinds[0]!)))) {
+    return [...r.success, ...r.failure].some(writes) ? WRITE_ONE_KEY : ONE_KEY;
+  }
+  const reads = branches.map((kinds) => kinds.join(",")).join(";");
+  return `txn ${createHash("sha1").update(reads).digest("hex")}`;
+}
+
+function writes(op: RequestOp): boolean {
+  const r = op.request;
+  return r.case === "requestPut" || r.case === "requestDeleteRange" || (r.case === "requestTxn" && [...r.value.success, ...r.value.failure].some(writes));
+}
+
+function opKinds(op: RequestOp): string[] {
+  switch (op.request.case) {
+    case "requestRange":
+      return [rangeKind(op.request.value)].filter((k) => k !== undefined);
+    case "requestPut":
+      return [putKind(op.request.value)].filter((k) => k !== undefined);
+    case "requestDeleteRange":
+      return [deleteKind(op.request.value)].filter((k) => k !== undefined);
+    case "requestTxn": {
+      // a nested Txn runs one of its branches too: count both, as its own answer may hold either
+      const inner = op.request.value;
+      return [...inner.success, ...inner.failure].flatMap(opKinds);
+    }
+    default:
+      return [];
+  }
+}
+
+/**
+ * Unary requests whose answers may be large, and their kind in the budget. Every other
+ * unary answer is small whatever the client asks: LeaseLeases (a lease ID each),
+ * LeaseTimeToLive (the keys of one lease), MemberList and Status (one member), alarms,
+ * HashKV, auth lists; Snapshot is a stream with its own flow control.
+ */
+export const BUDGETED_REQUESTS = new Map<DescMessage, (request: never) => string | undefined>([
+  [RangeRequestSchema, rangeKind],
+  [TxnRequestSchema, txnKind],
+  [PutRequestSchema, putKind],
+  [DeleteRangeRequestSchema, deleteKind],
+]);

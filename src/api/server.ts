@@ -68,7 +68,12 @@ export interface Http2Limits {
   idleConnectionTimeoutMs: number;
   /** streams one connection may have at once (etcd's --max-concurrent-streams); never above strata's own bound */
   maxConcurrentStreams: number;
+  /** client connections open at once; a new HTTP/2 one past it gets GOAWAY (0: no bound) */
+  maxConnections: number;
 }
+
+/** refused connections are logged at most this often (their count is on /metrics) */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
 
 const SERVICES: DescService[] = [KV, Watch, Lease, Cluster, Maintenance, Auth, Admin, Election, Lock];
 
@@ -128,7 +133,8 @@ export function createGrpcServer(p: ServerParts): H2Server {
     contextValues: (h) => createContextValues().set(CALLER, { token: h.get("token") ?? undefined }),
   }, p.tls !== undefined, p.http2.stalledStreamTimeoutMs);
 
-  return new H2Server((stream) => {
+  let lastRefusalLogged = 0;
+  const server = new H2Server((stream) => {
     if (!isGrpc(stream)) return http.serveStream(stream);
     const { call, record } = accounting.begin(stream);
     const who = callerOf(stream);
@@ -151,7 +157,16 @@ export function createGrpcServer(p: ServerParts): H2Server {
     idleTimeoutMs: p.http2.idleConnectionTimeoutMs,
     stalledStreamTimeoutMs: p.http2.stalledStreamTimeoutMs,
     maxConcurrentStreams,
+    maxConnections: p.http2.maxConnections > 0 ? p.http2.maxConnections : Infinity,
+    // grpc-go clients report only "all SubConns are in TransientFailure": the operator learns why here
+    onRefused: () => {
+      if (Date.now() - lastRefusalLogged < REFUSAL_LOG_INTERVAL_MS) return;
+      lastRefusalLogged = Date.now();
+      p.log("warn", "client connection refused: too many open (--max-connections)", { max: p.http2.maxConnections, refused: server.refusedConnections });
+    },
   }, http.accept);
+  p.observer.metrics.clientConnections = () => ({ open: server.openConnections, refused: server.refusedConnections, heldBytes: server.heldBytes });
+  return server;
 }
 
 /** gRPC's answer to a method nobody serves: status 12 (Unimplemented), as grpc-go words it. */

@@ -6,13 +6,13 @@
 // protocol errors here are worded as Connect words them.
 import { create, type DescMessage, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
-import { RangeRequestSchema, RangeResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { RangeResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { toConnectError } from "./errors.ts";
 import { GRPC_CONTENT_TYPE, type GrpcCall } from "./grpc-call.ts";
 import { arrivedIn } from "./limits.ts";
 import type { H2Stream } from "./h2/stream.ts";
 import { rangeFrame } from "./range-frame.ts";
-import { rangeKind, type Reservation, type ResponseBudget } from "./response-budget.ts";
+import { BUDGETED_REQUESTS, type Reservation, type ResponseBudget } from "./response-budget.ts";
 
 /** what a handler may ask of its call besides the request (a part of Connect's HandlerContext) */
 export interface UnaryContext {
@@ -33,8 +33,6 @@ export interface UnaryMethod {
 
 /** answers encoded by hand, for speed: lists can hold hundreds of megabytes */
 const FRAMES = new Map<DescMessage, (answer: never) => Uint8Array[]>([[RangeResponseSchema, rangeFrame]]);
-/** requests whose answers may be large, admitted against the response budget */
-const BUDGETED = new Map<DescMessage, (request: never) => string | undefined>([[RangeRequestSchema, rangeKind]]);
 
 function genericFrame(schema: DescMessage): (answer: unknown) => Uint8Array[] {
   return (answer) => {
@@ -57,7 +55,7 @@ export function unaryMethods(services: Array<[DescService, object]>, calls = new
       const frame = (FRAMES.get(m.output) ?? genericFrame(m.output)) as (answer: unknown) => Uint8Array[];
       const path = `/${service.typeName}/${m.name}`;
       const call = (calls.get(path) as ((r: unknown, ctx: UnaryContext) => Promise<unknown>) | undefined) ?? fn.bind(impl);
-      const kind = BUDGETED.get(m.input) as ((request: unknown) => string | undefined) | undefined;
+      const kind = BUDGETED_REQUESTS.get(m.input) as ((request: unknown) => string | undefined) | undefined;
       methods.set(path, { input: m.input, call, frame, kind });
     }
   }

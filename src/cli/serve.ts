@@ -105,6 +105,7 @@ async function serve(config: Config): Promise<void> {
       stalledStreamTimeoutMs: config["stalled-stream-timeout"],
       idleConnectionTimeoutMs: config["idle-connection-timeout"],
       maxConcurrentStreams: config["max-concurrent-streams"],
+      maxConnections: config["max-connections"],
     },
     auth,
   });

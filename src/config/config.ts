@@ -206,6 +206,16 @@ export const SETTINGS = {
       v.check((n) => Number.isInteger(n) && n > 0 && n <= 4294967295, "max-concurrent-streams must be a whole number from 1 to 4294967295"),
     ),
   },
+  "max-connections": {
+    env: "STRATA_MAX_CONNECTIONS",
+    default: "10000",
+    help: "client connections open at once; a new HTTP/2 connection past it gets GOAWAY \"too many connections\" and is closed, the others untouched (HTTP/1.1 has its own bound of 1000); 0: no bound, as etcd (see docs/http2-limits.md)",
+    schema: v.pipe(
+      v.union([v.number(), v.string()]),
+      v.transform(Number),
+      v.check((n) => Number.isInteger(n) && n >= 0, "max-connections must be a whole number, 0 for no bound"),
+    ),
+  },
   "quota-backend-bytes": {
     env: "STRATA_QUOTA_BACKEND_BYTES",
     default: "0",

@@ -9,10 +9,13 @@ import type {
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { WriteTx } from "./backend.ts";
 import { errors } from "./errors.ts";
-import { compareBytes, isEmptyRange, toKeyRange } from "./keyrange.ts";
+import { compareBytes, isEmptyRange, successor, toKeyRange } from "./keyrange.ts";
 import type { DeleteOut, PutOut, RangeOut, ResponseOpOut, TxnOut } from "./responses.ts";
 import { finishRange, rangeFetch } from "./range.ts";
 import { DELETE, type Event, type KeyValue, PUT, type Rev } from "./types.ts";
+
+/** keys a DeleteRange reads (and deletes) at a time */
+const DELETE_PAGE = 5000;
 
 /** The state of one client transaction while it is applied: its revision and its events. */
 export class Apply {
@@ -108,8 +111,17 @@ export class Apply {
 
   async deleteRange(d: DeleteRangeRequest): Promise<DeleteOut> {
     const kr = toKeyRange(d.key, d.rangeEnd);
-    const kvs = isEmptyRange(kr) ? [] : await this.tx.range(kr);
-    await this.deleteKvs(kvs);
+    const kvs: KeyValue[] = [];
+    // read and deleted a page at a time: a backend whose statements run on the event loop
+    // (SQLite) pauses between them, so a large delete does not stop other clients for its
+    // whole duration; all at this transaction's one revision
+    for (let from = kr; !isEmptyRange(from);) {
+      const page = await this.tx.range(from, { limit: DELETE_PAGE });
+      await this.deleteKvs(page);
+      for (const kv of page) kvs.push(kv);
+      if (page.length < DELETE_PAGE) break;
+      from = { start: successor(page.at(-1)!.key), end: kr.end };
+    }
     return { header: { revision: this.endRevision }, deleted: BigInt(kvs.length), prevKvs: d.prevKv ? kvs : [] };
   }
 

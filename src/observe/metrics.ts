@@ -156,6 +156,9 @@ export class Metrics {
     }
   }
 
+  /** the client port's connections: open now, and refused past --max-connections since the start (read at each scrape) */
+  clientConnections: () => { open: number; refused: number; heldBytes: number } = () => ({ open: 0, refused: 0, heldBytes: 0 });
+
   /** Watch streams open now. */
   get watchStreams(): number {
     return this.openWatchStreams;
@@ -242,6 +245,13 @@ export class Metrics {
     gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", () => s.router.compactRevision);
     gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", () => s.hub.size);
     gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", () => this.watchStreams);
+    gauge("strata_client_connections", "Client connections open now (HTTP/2 and HTTP/1.1).", () => this.clientConnections().open);
+    gauge(
+      "strata_client_connection_held_bytes",
+      "Bytes held for HTTP/2 client connections now: request bytes received and not yet read, response bytes and frames queued and not yet sent.",
+      () => this.clientConnections().heldBytes,
+    );
+    mirrored("strata_client_connections_refused_total", "HTTP/2 client connections refused with GOAWAY past --max-connections.", () => this.clientConnections().refused);
     total("etcd_debugging_mvcc_keys_total", "Total number of keys.", (b) => b.keys);
     total("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", (b) => b.size);
     total("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", (b) => b.inUse);

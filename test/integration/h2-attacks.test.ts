@@ -6,8 +6,9 @@
 // MAX_RSS_GROWTH_MIB; etcd's answers are printed beside strata's, and asserted where etcd
 // gives the same (a too-large header list, an oversized message, malformed headers on
 // TLS, a PING flood). Before the fixes: empty CONTINUATION frames took strata to 2.7 GB on
-// four connections, rapid reset and control-frame floods were read without end, and 200
-// streams that never give window grew memory by 25 MB/s without a plateau.
+// four connections, rapid reset and control-frame floods were read without end, 200
+// streams that never give window grew memory by 25 MB/s without a plateau, and 24 Txns of
+// 16 large ranges each were all held (+2.5 GB; etcd 3.4 holds them too, +1.5 GB).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -16,7 +17,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import type { Etcd3 } from "etcd3";
 import { frame, Setting } from "../../src/api/h2/frames.ts";
 import type { HeaderList } from "../../src/api/h2/hpack.ts";
-import { PutRequestSchema, RangeRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { PutRequestSchema, RangeRequestSchema, TxnRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { makeCa, makeCert, read } from "../support/certs.ts";
 import { startEtcd } from "../support/etcd.ts";
 import { ErrorCode, Flag, FrameType, H2TestClient, type TestClientTls } from "../support/h2-client.ts";
@@ -423,6 +424,61 @@ for (const transport of ["h2c", "TLS"] as const) {
       expect((s.attacker.outcome[stalled] ?? 0) + (s.attacker.outcome["grpc-status 8"] ?? 0)).toBe(2000);
       expectUnharmed(s);
     }, 90_000);
+
+    /** 20 keys of 100 KB under txn/ on `t` (2 MB a range), once per target */
+    const txnLoaded = new Set<string>();
+    async function loadTxnRange(t: Target): Promise<void> {
+      if (txnLoaded.has(t.name)) return;
+      txnLoaded.add(t.name);
+      const loader = t.client();
+      await Promise.all(Array.from({ length: 20 }, (_, i) => loader.put(`txn/${String(i).padStart(2, "0")}`).value(Buffer.alloc(100_000, 0x63)).exec()));
+      loader.close();
+    }
+    /** a Txn whose success branch reads txn/ 16 times: a 32 MB answer from a 400-byte request */
+    const LARGE_TXN = grpcMessage(toBinary(TxnRequestSchema, create(TxnRequestSchema, {
+      success: Array.from({ length: 16 }, () => ({ request: { case: "requestRange" as const, value: { key: Buffer.from("txn/"), rangeEnd: Buffer.from("txn0") } } })),
+    })));
+
+    /**
+     * 24 such Txns (770 MB of answers) on a connection that never gives window. Waits until
+     * every stream ended (strata resets or refuses them) or was answered and is held (etcd
+     * sends the headers and keeps the rest, with no end), then closes the connection.
+     */
+    async function largeTxns(t: Target) {
+      const c = await t.connect([[Setting.INITIAL_WINDOW_SIZE, 0]]);
+      const ids = Array.from({ length: 24 }, () => {
+        const id = c.nextId();
+        c.write(frame(FrameType.HEADERS, Flag.END_HEADERS, id, c.encode(grpcRequest("/etcdserverpb.KV/Txn"))));
+        c.write(frame(FrameType.DATA, Flag.END_STREAM, id, LARGE_TXN));
+        return id;
+      });
+      const settled = (id: number) => c.resetCode(id) !== undefined || c.headerBlocks(id).length > 0;
+      const ended = (id: number) => c.resetCode(id) !== undefined || c.grpcStatus(id) !== undefined;
+      await c.until(() => c.closed || ids.every(t.name === "strata" ? ended : settled), 60_000, "every Txn to be answered or end");
+      const outcome: Record<string, number> = {};
+      for (const id of ids) {
+        const key = c.resetCode(id) !== undefined ? `RST_STREAM ${c.resetCode(id)}` : c.grpcStatus(id) ? `grpc-status ${c.grpcStatus(id)!.status}` : "answer held";
+        outcome[key] = (outcome[key] ?? 0) + 1;
+      }
+      c.close();
+      return { outcome, ...ending(c) };
+    }
+
+    test("24 Txns of 16 Range ops over 2 MB from a client that never gives window: memory bounded by the response budget", async () => {
+      await Promise.all([loadTxnRange(strata), loadTxnRange(etcd)]);
+      const s = await underAttack(strata, () => largeTxns(strata));
+      const e = await underAttack(etcd, () => largeTxns(etcd));
+      report(transport, "24 stalled Txns of 16 ranges", { strata: s, etcd: e });
+      const stalled = `RST_STREAM ${ErrorCode.ENHANCE_YOUR_CALM}`;
+      expect(s.attacker.outcome[stalled]).toBeGreaterThan(0);
+      expect((s.attacker.outcome[stalled] ?? 0) + (s.attacker.outcome["grpc-status 8"] ?? 0)).toBe(24);
+      expectUnharmed(s);
+      // and the budget is free again: a Txn reading the range from a reader that reads is answered
+      const reader = strata.client();
+      const answer = await withDeadline(reader.if("txn/00", "Version", ">", 0).then(reader.getAll().prefix("txn/")).commit(), 30_000, "a Txn over the range");
+      reader.close();
+      expect(answer.responses[0]?.response_range?.kvs.length).toBe(20);
+    }, 120_000);
 
     const bigRange = { key: Buffer.from("big/"), rangeEnd: Buffer.from("big0") };
     const CALLS: Record<string, { path: string; headers: HeaderList; body: Buffer }> = {

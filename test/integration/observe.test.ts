@@ -122,6 +122,10 @@ test("probes, metrics and slow-request log follow what a client did", async () =
   expect(value(after, "etcd_debugging_mvcc_watcher_total")).toBe(1);
   expect(value(after, "etcd_debugging_mvcc_watch_stream_total")).toBe(1);
   expect(value(after, "etcd_server_has_leader")).toBe(1);
+  // this test's client holds a connection; nothing was refused
+  expect(value(after, "strata_client_connections")).toBeGreaterThanOrEqual(1);
+  expect(value(after, "strata_client_connection_held_bytes")).toBeGreaterThanOrEqual(0);
+  expect(value(after, "strata_client_connections_refused_total")).toBe(0);
   expect(value(after, "etcd_debugging_lease_granted_total")).toBe(1);
   expect(value(after, "etcd_debugging_lease_revoked_total")).toBe(1);
   const head = await client.put(pods[2]!).value("last").exec();

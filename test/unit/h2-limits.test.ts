@@ -219,3 +219,37 @@ test("a connection with no stream open for the idle timeout gets GOAWAY NO_ERROR
   running.get(1)?.();
   busy.close();
 });
+
+test("past --max-connections a new connection gets GOAWAY saying why; the open ones keep working, and a freed place is taken", async () => {
+  const limited = await serve({ maxConnections: 3 });
+  const server = servers.at(-1)!;
+  const open = await Promise.all(Array.from({ length: 3 }, () => H2TestClient.connect(limited)));
+  const over = await H2TestClient.connect(limited);
+  await over.until(() => over.closed, 5000, "the refused connection to close");
+  expect(over.goAway()).toEqual({ lastStreamId: 0, code: ErrorCode.NO_ERROR, reason: "too many connections: 3 open (--max-connections)" });
+  expect(server.refusedConnections).toBe(1);
+  for (const c of open) {
+    const id = c.request("/");
+    await c.until(() => answered(c, id), 5000, "an answer on a connection opened before");
+    expect(c.closed).toBe(false);
+  }
+  open[0]!.close();
+  await over.until(() => server.openConnections === 2, 5000, "the closed connection to leave");
+  const next = await H2TestClient.connect(limited);
+  const id = next.request("/");
+  await next.until(() => answered(next, id), 5000, "an answer on the connection that took the freed place");
+  expect(next.goAway()).toBeUndefined();
+  for (const c of [...open, next]) c.close();
+});
+
+test("the bytes held for connections (on /metrics) count a response the client gives no window for, until its stream ends", async () => {
+  const p = await serve();
+  const server = servers.at(-1)!;
+  const c = await H2TestClient.connect(p, [[Setting.INITIAL_WINDOW_SIZE, 0]]);
+  const id = c.request("/bytes/100000");
+  await c.until(() => c.headerBlocks(id).length > 0, 5000, "the response's headers");
+  expect(server.heldBytes).toBeGreaterThanOrEqual(100_000);
+  c.close();
+  await c.until(() => server.openConnections === 0, 5000, "the connection to leave");
+  expect(server.heldBytes).toBe(0);
+});

@@ -1,7 +1,9 @@
 // The response budget: reads wait in order while responses read and not yet sent fill it.
 import { expect, test } from "bun:test";
 import { Code } from "@connectrpc/connect";
-import { ResponseBudget } from "../../src/api/response-budget.ts";
+import { create } from "@bufbuild/protobuf";
+import { deleteKind, putKind, ResponseBudget, txnKind } from "../../src/api/response-budget.ts";
+import { DeleteRangeRequestSchema, PutRequestSchema, RangeRequestSchema, type RequestOp, TxnRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 
 const MiB = 1024 * 1024;
 const open = () => new AbortController().signal;
@@ -120,4 +122,44 @@ test("a read admitted after waiting leaves nothing listening on its call's signa
   (await b).release();
   // left behind, it would run (and build an error) when the call's stream closed
   expect(listening).toBe(0);
+});
+
+test("writes of one key (kube-apiserver's updates) are not held by the 16 reads on a guess: up to 128 go at once", async () => {
+  const budget = new ResponseBudget(1024 * MiB);
+  const reads = await Promise.all(Array.from({ length: 16 }, () => budget.admit("one key", open())));
+  const writes = await Promise.all(Array.from({ length: 128 }, () => budget.admit("write one key", open())));
+  const [read, write] = [budget.admit("one key", open()), budget.admit("write one key", open())];
+  expect([await settled(read), await settled(write)]).toEqual([false, false]);
+  writes[0]!.settle(100);
+  expect([await settled(read), await settled(write)]).toEqual([false, true]);
+  reads[0]!.settle(100);
+  expect(await settled(read)).toBe(true);
+});
+
+test("a Txn's kind: none for writes, a write of one key for kube-apiserver's updates, its own for lists; prev_kv counts", () => {
+  const key = (k: string) => Buffer.from(k);
+  const get = (k: string): RequestOp["request"] => ({ case: "requestRange", value: create(RangeRequestSchema, { key: key(k) }) });
+  const list = (k: string, end: string): RequestOp["request"] => ({ case: "requestRange", value: create(RangeRequestSchema, { key: key(k), rangeEnd: key(end) }) });
+  const put = (k: string): RequestOp["request"] => ({ case: "requestPut", value: create(PutRequestSchema, { key: key(k), value: key("v") }) });
+  const txn = (success: RequestOp["request"][], failure: RequestOp["request"][] = []) =>
+    create(TxnRequestSchema, { success: success.map((request) => ({ request })), failure: failure.map((request) => ({ request })) });
+  // kube-apiserver's create (put if absent) and update (put, else read the object)
+  expect(txnKind(txn([put("/registry/pods/a")]))).toBeUndefined();
+  expect(txnKind(txn([put("/registry/pods/a")], [get("/registry/pods/a")]))).toBe("write one key");
+  // a Txn that only reads one key is a point read
+  expect(txnKind(txn([get("a")], [get("b")]))).toBe("one key");
+  // a count returns no key-values
+  expect(txnKind(txn([{ case: "requestRange", value: create(RangeRequestSchema, { key: key("a"), rangeEnd: key("b"), countOnly: true }) }]))).toBeUndefined();
+  // lists, or several keys in one branch, are a kind of their own, the same for the same reads
+  const lists = txnKind(txn([list("a", "b"), list("a", "b")]));
+  expect(lists).toStartWith("txn ");
+  expect(txnKind(txn([list("a", "b"), list("a", "b")]))).toBe(lists!);
+  expect(txnKind(txn([list("a", "c")]))).not.toBe(lists!);
+  expect(txnKind(txn([get("a"), get("b")]))).toStartWith("txn ");
+  // reads inside a nested Txn count
+  expect(txnKind(txn([{ case: "requestTxn", value: txn([list("a", "b")]) }]))).toStartWith("txn ");
+  expect(putKind(create(PutRequestSchema, { key: key("a"), prevKv: true }))).toBe("write one key");
+  expect(putKind(create(PutRequestSchema, { key: key("a") }))).toBeUndefined();
+  expect(deleteKind(create(DeleteRangeRequestSchema, { key: key("a"), rangeEnd: key("b"), prevKv: true }))).toStartWith("delete ");
+  expect(deleteKind(create(DeleteRangeRequestSchema, { key: key("a"), rangeEnd: key("b") }))).toBeUndefined();
 });

@@ -11,9 +11,8 @@ import {
   create, type DescMessage, type DescService, fromBinary, fromJson, type JsonValue, toBinary, toJson,
 } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ContextValues, createContextValues, createHandlerContext, type HandlerContext } from "@connectrpc/connect";
-import { RangeRequestSchema } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { toConnectError } from "../errors.ts";
-import { rangeKind, type Reservation, type ResponseBudget } from "../response-budget.ts";
+import { BUDGETED_REQUESTS, type Reservation, type ResponseBudget } from "../response-budget.ts";
 import { CallSlots, releasedWithBody } from "./call-slots.ts";
 import { JsonStreamError, jsonValues, parse } from "./json-stream.ts";
 import { gatewayRoutes, type Route } from "./routes.ts";
@@ -96,7 +95,7 @@ async function unary(route: Route, impl: Impl, req: Request, ctx: HandlerContext
   try {
     const request = decode(route.method.input, await readText(req, p.maxJsonBytes));
     end = track(request);
-    const kind = route.method.input === RangeRequestSchema ? rangeKind(request as never) : undefined;
+    const kind = BUDGETED_REQUESTS.get(route.method.input)?.(request as never);
     // JSON answers of lists are held as text: they count against the gRPC server's budget
     if (kind !== undefined) reservation = await p.budget.admit(`json ${kind}`, req.signal);
     const body = new TextEncoder().encode(JSON.stringify(encode(route.method.output, await impl(request, ctx))));

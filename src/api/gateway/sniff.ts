@@ -56,6 +56,10 @@ class SniffedConnection implements ServedConnection {
     else this.listeners.push(listener);
   }
 
+  heldBytes(): number {
+    return this.inner?.heldBytes?.() ?? 0;
+  }
+
   goAway(): void {
     // nothing is under way on a connection that has not spoken yet
     if (this.inner) this.inner.goAway();

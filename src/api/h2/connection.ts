@@ -172,6 +172,14 @@ export class H2Connection implements StreamHost {
     else this.closeListeners.push(listener);
   }
 
+  /** bytes held for the client now: request bytes received and not read, response bytes and answer frames queued */
+  heldBytes(): number {
+    let n = 0;
+    for (const s of this.streams.values()) n += s.unreadBytes + s.queuedBytes;
+    for (const f of this.control) n += f.length;
+    return n;
+  }
+
   /** Graceful close: no new streams; streams under way finish, then the connection ends. */
   goAway(reason = ""): void {
     if (this.goingAway || this.ended) return;

@@ -9,12 +9,13 @@
 // its revision was applied). Until it is there — and while it loads, or reloads after its
 // watch failed — custom resources' fields are unknown and their objects kept: the superset.
 import { create } from "@bufbuild/protobuf";
-import { RangeRequestSchema, WatchCreateRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { WatchCreateRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { prefixEnd } from "../mvcc/keyrange.ts";
 import { DELETE, type KeyRange, type Rev } from "../mvcc/types.ts";
 import type { Log } from "../observe/log.ts";
 import { type CrdFields, type CustomField, type CustomFieldLookup, decodeCrd } from "../selectors/index.ts";
 import type { Keyspace, WatchResponseOut, WatchSession } from "./contract.ts";
+import { readAtOneRevision } from "./read-prefix.ts";
 
 /** CRDs read per page while loading (each some KiB, a big one a few hundred) */
 const PAGE = 64n;
@@ -124,18 +125,10 @@ export class CrdRegistry implements CustomFieldSource {
     const { start, end = new Uint8Array(0) } = this.keys;
     const crds = new Map<string, CrdFields>();
     let member: Keyspace;
-    let revision = 0n;
+    let revision: bigint;
     try {
       member = this.keyspaceOf(this.keys);
-      let from = start;
-      for (;;) {
-        const page = await member.range(create(RangeRequestSchema, { key: from, rangeEnd: end, revision, limit: PAGE }));
-        if (revision === 0n) revision = page.header.revision;
-        for (const kv of page.kvs) this.put(crds, kv.key, kv.value);
-        const last = page.kvs.at(-1);
-        if (!page.more || !last) break;
-        from = new Uint8Array([...last.key, 0]);
-      }
+      revision = await readAtOneRevision(member, start, end, PAGE, (kv) => this.put(crds, kv.key, kv.value));
     } catch (err) {
       if (generation === this.generation) this.failed(`reading the CRDs failed: ${(err as Error).message}`);
       return;

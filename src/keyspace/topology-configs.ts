@@ -19,7 +19,6 @@ import {
   Compare_CompareTarget,
   CompareSchema,
   PutRequestSchema,
-  RangeRequestSchema,
   RequestOpSchema,
   TxnRequestSchema,
   WatchCreateRequestSchema,
@@ -34,6 +33,7 @@ import { redact } from "../backends/open.ts";
 import { strandedMessage } from "../router/open.ts";
 import { validateTopology } from "../router/validate.ts";
 import type { Keyspace, MoveProgress, WatchSession } from "./contract.ts";
+import { readAtOneRevision } from "./read-prefix.ts";
 import { compareOrder, composeTopology, type PolicyEntry, type RoutingPolicy } from "./routing-policy.ts";
 import { type JsonObject, readStoredJson, type StoredJson } from "./stored-object.ts";
 
@@ -101,18 +101,10 @@ export class TopologyConfigs {
     const generation = ++this.generation;
     this.session?.close();
     const end = prefixEnd(this.prefix)!;
-    let revision = 0n;
+    let revision: bigint;
     const found: KeyValue[] = [];
     try {
-      let from = this.prefix;
-      for (;;) {
-        const page = await this.keyspace.range(create(RangeRequestSchema, { key: from, rangeEnd: end, revision, limit: PAGE }));
-        if (revision === 0n) revision = page.header.revision;
-        found.push(...(page.kvs as KeyValue[]));
-        const last = page.kvs.at(-1);
-        if (!page.more || !last) break;
-        from = new Uint8Array([...last.key, 0]);
-      }
+      revision = await readAtOneRevision(this.keyspace, this.prefix, end, PAGE, (kv) => found.push(kv));
     } catch (err) {
       if (generation === this.generation) this.failed(`reading the TopologyConfigs failed: ${(err as Error).message}`);
       return;

@@ -4,7 +4,6 @@
 // and in order, lists never show a key twice, per-prefix counts end equal to what the
 // clients were told, each database holds exactly the keys the new rules give it, and a
 // lease revoked afterwards takes its moved keys with it.
-import { Database } from "bun:sqlite";
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,6 +13,7 @@ import postgres from "postgres";
 import { b, prefixEnd, sleep } from "../support/differential.ts";
 import { strataCli as cli, writeConfig } from "../support/cli.ts";
 import { freshDatabase, startStrata, type StrataProcess } from "../support/strata.ts";
+import { keysInSqlite } from "../support/stored-keys.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "strata-live-migrate-"));
 
@@ -157,9 +157,7 @@ describe("live migration", () => {
       }
 
       // each database holds exactly the keys the new rules give it
-      const sqlite = new Database(main.slice("sqlite://".length), { readonly: true });
-      const mainKeys = (sqlite.query("SELECT k FROM kv").all() as Array<{ k: Uint8Array }>).map((r) => Buffer.from(r.k).toString());
-      sqlite.close();
+      const mainKeys = keysInSqlite(main.slice("sqlite://".length));
       const sql = postgres(side, { max: 1, onnotice: () => {} });
       const sideKeys = (await sql`SELECT k FROM kv`).map((r) => Buffer.from(r.k as Uint8Array).toString());
       await sql.end();

@@ -1,7 +1,6 @@
 // Routing configuration as an operator meets it: one clear line for each mistake, the
 // HariKube format and kine-style URLs, route explain/list, refusing rules that would
 // strand existing keys, and rules appended to the watched file applying live.
-import { Database } from "bun:sqlite";
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { appendFileSync, mkdtempSync, writeFileSync } from "node:fs";
@@ -10,6 +9,7 @@ import { join, resolve } from "node:path";
 import { Etcd3 } from "etcd3";
 import { sleep } from "../support/differential.ts";
 import { startStrata } from "../support/strata.ts";
+import { keysInSqlite } from "../support/stored-keys.ts";
 
 const MAIN = join(resolve(import.meta.dir, "../.."), "src/main.ts");
 const dir = mkdtempSync(join(tmpdir(), "strata-routing-config-"));
@@ -132,14 +132,7 @@ describe("rules and existing keys", () => {
       while (!s.stderr().includes("appended routes applied") && Date.now() < deadline) await sleep(100);
       expect(s.stderr()).toContain("appended routes applied");
       await c.put("/registry/configmaps/team-x/after").value("y");
-      const keys = (name: string) => {
-        const d = new Database(join(dir, name), { readonly: true });
-        try {
-          return (d.query("SELECT k FROM kv").all() as Array<{ k: Uint8Array }>).map((r) => Buffer.from(r.k).toString());
-        } finally {
-          d.close();
-        }
-      };
+      const keys = (name: string) => keysInSqlite(join(dir, name));
       expect(keys("l2.db")).toContain("/registry/configmaps/team-x/after");
       expect(keys("l1.db")).toContain("/registry/configmaps/default/before");
 

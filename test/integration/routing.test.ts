@@ -2,7 +2,6 @@
 // three, and the differential suite against a single real etcd runs on prefixes that span
 // all of them (lists, pagination at a pinned revision, watch replay and live, prev_kv).
 // Rows are then looked up in each database directly.
-import { Database } from "bun:sqlite";
 import { describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -13,6 +12,7 @@ import { attempt, b, differential, prefixEnd, sleep, useServers } from "../suppo
 import { create, modRevisionOf, pagedList, update } from "../support/kubernetes-ops.ts";
 import { rawWatch } from "../support/raw-watch.ts";
 import { freshDatabase } from "../support/strata.ts";
+import { keysInSqlite } from "../support/stored-keys.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "strata-routing-"));
 const urls: Record<string, string> = {};
@@ -172,14 +172,7 @@ describe("a keyspace split over SQLite, PostgreSQL and MariaDB", () => {
   test("rows are in the database the rules name", async () => {
     const c = sides()[1]!.client;
     await c.kv.put({ key: b("/registry/events/default/ev-1"), value: b("e") } as never);
-    const sqliteKeys = () => {
-      const db = new Database(urls.main!.slice("sqlite://".length), { readonly: true });
-      try {
-        return (db.query("SELECT k FROM kv").all() as Array<{ k: Uint8Array }>).map((r) => Buffer.from(r.k).toString());
-      } finally {
-        db.close();
-      }
-    };
+    const sqliteKeys = () => keysInSqlite(urls.main!.slice("sqlite://".length));
     const sql = postgres(urls.pg!, { max: 1, onnotice: () => {} });
     const pgKeys = (await sql`SELECT k FROM kv`).map((r) => Buffer.from(r.k as Uint8Array).toString());
     await sql.end();

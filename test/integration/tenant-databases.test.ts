@@ -4,7 +4,6 @@
 // tenant's keys in a database of its own (SQLite for one, PostgreSQL for the other) with a
 // rule on the key anatomy within a tenant (tenant-a's events go to the main database).
 // Driven with etcdctl; the rows are then looked up in each database directly.
-import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -13,6 +12,7 @@ import { join } from "node:path";
 import postgres from "postgres";
 import { makeCa, makeCert, type Pem, read } from "../support/certs.ts";
 import { freshDatabase, startStrata, type StrataProcess } from "../support/strata.ts";
+import { keysInSqlite } from "../support/stored-keys.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "strata-tenant-dbs-"));
 let ca: Pem;
@@ -77,12 +77,7 @@ function as(who: string, args: string[], input?: string): string {
 const lines = (out: string) => out.split("\n").filter((l) => l !== "");
 
 function sqliteKeys(url: string): string[] {
-  const db = new Database(url.slice("sqlite://".length), { readonly: true });
-  try {
-    return (db.query("SELECT k FROM kv").all() as Array<{ k: Uint8Array }>).map((r) => Buffer.from(r.k).toString()).sort();
-  } finally {
-    db.close();
-  }
+  return keysInSqlite(url.slice("sqlite://".length)).sort();
 }
 
 async function postgresKeys(url: string): Promise<string[]> {

@@ -3,7 +3,6 @@
 // puts their routes in force and answers in the object's status; what would strand keys
 // is refused with the reason, or moved with spec.migrate; a malformed one names its field.
 // Where keys live is read with SQL from the SQLite files themselves.
-import { Database } from "bun:sqlite";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,6 +10,7 @@ import { join } from "node:path";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Etcd3 } from "etcd3";
 import { startStrata, type StrataProcess } from "../support/strata.ts";
+import { keysInSqlite } from "../support/stored-keys.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "strata-topology-config-"));
 const db = (name: string) => `sqlite://${join(dir, name)}`;
@@ -21,12 +21,7 @@ let created = 0;
 
 /** the live keys of one SQLite file, read with SQL */
 function keysIn(name: string): string[] {
-  const d = new Database(join(dir, name), { readonly: true });
-  try {
-    return (d.query("SELECT k FROM kv").all() as Array<{ k: Uint8Array }>).map((r) => Buffer.from(r.k).toString());
-  } finally {
-    d.close();
-  }
+  return keysInSqlite(join(dir, name));
 }
 
 /** a TopologyConfig as kube-apiserver stores it (its JSON encoder ends with a newline) */

@@ -3,7 +3,6 @@
 // stay), and secret://NS/NAME (a Secret in strata's default backend, in protobuf as
 // kube-apiserver stores it, or JSON; its files merged in name order; a change seen through
 // a watch). Where keys land is read with SQL from the SQLite files.
-import { Database } from "bun:sqlite";
 import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { appendFileSync, mkdtempSync, writeFileSync } from "node:fs";
@@ -12,17 +11,13 @@ import { join } from "node:path";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import { Etcd3 } from "etcd3";
 import { freePort, startStrata, type StrataProcess } from "../support/strata.ts";
+import { keysInSqlite } from "../support/stored-keys.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "strata-topology-sources-"));
 const db = (name: string) => `sqlite://${join(dir, name)}`;
 
 function keysIn(name: string): string[] {
-  const d = new Database(join(dir, name), { readonly: true });
-  try {
-    return (d.query("SELECT k FROM kv").all() as Array<{ k: Uint8Array }>).map((r) => Buffer.from(r.k).toString());
-  } finally {
-    d.close();
-  }
+  return keysInSqlite(join(dir, name));
 }
 
 /** Resolves once strata's log has `text` `times` times; the bound only stops a test that would hang. */

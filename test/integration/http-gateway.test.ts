@@ -52,13 +52,13 @@ async function same(scenario: (side: Side, key: (s: string) => string) => Promis
   return results[0];
 }
 
-/** Reads a streamed answer a line at a time; each line is waited for 15 s at most. */
-function lineReader(res: Response): { next: () => Promise<unknown>; close: () => Promise<void> } {
+/** Reads a streamed answer a line at a time; each line is waited for `ms` (15 s) at most. */
+function lineReader(res: Response): { next: (ms?: number) => Promise<unknown>; close: () => Promise<void> } {
   const reader = res.body!.getReader();
   let buf = "";
   const close = () => reader.cancel().catch(() => {});
-  const next = async () => {
-    const deadline = Date.now() + 15_000;
+  const next = async (ms = 15_000) => {
+    const deadline = Date.now() + ms;
     while (!buf.includes("\n") && Date.now() < deadline) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timeout = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), deadline - Date.now())));
@@ -78,25 +78,17 @@ function lineReader(res: Response): { next: () => Promise<unknown>; close: () =>
 
 /** The first `n` lines of a streamed answer (fewer if it ends, or after `ms`), parsed. */
 async function lines(res: Response, n: number, ms = 15_000): Promise<unknown[]> {
-  const reader = res.body!.getReader();
+  const { next, close } = lineReader(res);
   const out: unknown[] = [];
-  let buf = "";
   const deadline = Date.now() + ms;
   try {
     while (out.length < n && Date.now() < deadline) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<"timeout">((r) => (timer = setTimeout(() => r("timeout"), deadline - Date.now())));
-      const next = await Promise.race([reader.read(), timeout]);
-      clearTimeout(timer);
-      if (next === "timeout" || next.done) break;
-      buf += Buffer.from(next.value).toString("utf8");
-      for (let i = buf.indexOf("\n"); i >= 0 && out.length < n; i = buf.indexOf("\n")) {
-        out.push(JSON.parse(buf.slice(0, i)));
-        buf = buf.slice(i + 1);
-      }
+      const line = await next(deadline - Date.now());
+      if (typeof line === "object" && line !== null && "none" in line) break;
+      out.push(line);
     }
   } finally {
-    await reader.cancel().catch(() => {});
+    await close();
   }
   return out;
 }

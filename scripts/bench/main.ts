@@ -26,7 +26,7 @@ import { Etcd3 } from "etcd3";
 import { etcdVersion, startEtcd } from "../../test/support/etcd.ts";
 import { goProgram } from "../../test/support/go-client.ts";
 import { freePort } from "../../test/support/strata.ts";
-import { median } from "./measure.ts";
+import { median, recordRun } from "./measure.ts";
 
 const { values } = parseArgs({
   options: {
@@ -164,12 +164,7 @@ interface KvReport {
 
 /** figures[row][target] = one value per run */
 const figures = new Map<string, Map<string, number[]>>();
-function record(row: string, target: string, v: number): void {
-  if (!figures.has(row)) figures.set(row, new Map());
-  const byTarget = figures.get(row)!;
-  if (!byTarget.has(target)) byTarget.set(target, []);
-  byTarget.get(target)!.push(v);
-}
+const record = (row: string, target: string, v: number) => recordRun(figures, row, target, v);
 
 /** lists and counts are few and slow: milliseconds; the rest microseconds */
 const slow = (phase: string) => phase === "full list" || phase === "count";

@@ -34,6 +34,15 @@ export function pct(xs: number[], p: number): number {
 
 export const median = (xs: number[]) => pct(xs, 0.5);
 
+/** Figures of several runs: `figures.get(a).get(b)` holds one value per run. */
+export function recordRun(figures: Map<string, Map<string, number[]>>, a: string, b: string, v: number): void {
+  let inner = figures.get(a);
+  if (!inner) figures.set(a, (inner = new Map()));
+  let runs = inner.get(b);
+  if (!runs) inner.set(b, (runs = []));
+  runs.push(v);
+}
+
 export interface Memory {
   /** resident set now, MiB */
   rss: number;

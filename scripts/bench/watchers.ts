@@ -19,7 +19,7 @@ import { parseArgs } from "node:util";
 import { startEtcd } from "../../test/support/etcd.ts";
 import { goProgram } from "../../test/support/go-client.ts";
 import { freshDatabase, startStrata, stopDatabaseServers } from "../../test/support/strata.ts";
-import { median } from "./measure.ts";
+import { median, recordRun } from "./measure.ts";
 
 const { values } = parseArgs({
   options: {
@@ -72,12 +72,7 @@ interface Report {
 
 /** figures[target][case row] = one value per run */
 const figures = new Map<string, Map<string, number[]>>();
-function record(target: string, row: string, v: number): void {
-  if (!figures.has(target)) figures.set(target, new Map());
-  const rows = figures.get(target)!;
-  if (!rows.has(row)) rows.set(row, []);
-  rows.get(row)!.push(v);
-}
+const record = (target: string, row: string, v: number) => recordRun(figures, target, row, v);
 
 async function runCase(target: string, endpoint: string, pid: number, c: Case): Promise<void> {
   if (pinned) spawnSync("taskset", ["-a", "-p", "-c", "0", String(pid)], { stdio: "ignore" });

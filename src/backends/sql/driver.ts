@@ -59,3 +59,14 @@ export interface SqlDriver {
   exec(sql: string): Promise<void>;
   close(): Promise<void>;
 }
+
+/** `d` with every call but close made through `around` (retries, fault reports). */
+export function eachCallThrough(d: SqlDriver, around: <T>(call: () => Promise<T>) => Promise<T>): SqlDriver {
+  return {
+    write: (fn) => around(() => d.write(fn)),
+    read: (fn) => around(() => d.read(fn)),
+    query: (sql, params) => around(() => d.query(sql, params)),
+    exec: (sql) => around(() => d.exec(sql)),
+    close: () => d.close(),
+  };
+}

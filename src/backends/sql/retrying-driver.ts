@@ -3,7 +3,7 @@
 // transaction: a write batch locks the meta rows anew, reads the revision the winner left
 // and numbers its revisions from there, so nothing is applied twice (the failed attempt
 // was rolled back) and no revision is skipped (revisions are taken only by commits).
-import type { SqlDriver } from "./driver.ts";
+import { eachCallThrough, type SqlDriver } from "./driver.ts";
 
 /** how long one call keeps retrying before the conflict is its answer */
 const RETRY_MS = 5000;
@@ -25,12 +25,6 @@ export function retrying(d: SqlDriver, retryable: (err: unknown) => boolean): Sq
       }
     }
   };
-  return {
-    write: (fn) => again(() => d.write(fn)),
-    read: (fn) => again(() => d.read(fn)),
-    query: (sql, params) => again(() => d.query(sql, params)),
-    // a profile's statements outside transactions are its schema's, each safe to run twice
-    exec: (sql) => again(() => d.exec(sql)),
-    close: () => d.close(),
-  };
+  // exec too: a profile's statements outside transactions are its schema's, each safe to run twice
+  return eachCallThrough(d, again);
 }

@@ -11,7 +11,7 @@ import { DELETE, PUT } from "../../mvcc/types.ts";
 import { indexAnswersExactly } from "../../selectors/index.ts";
 import { log } from "../../observe/log.ts";
 import { type Dialect, KV_COLUMNS } from "./dialect.ts";
-import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
+import { eachCallThrough, type Row, type SqlConn, type SqlDriver, type SqlValue } from "./driver.ts";
 import { SCHEMA_VERSION, schemaStatements } from "./schema.ts";
 import { idempotent, withSchemaLease } from "./schema-lease.ts";
 import { compactIndex, forgetIndex, IndexRows, ownedRows, type SelectedRead, selectedCountSql, selectedRangeSql } from "./selector-index.ts";
@@ -110,13 +110,7 @@ export class SqlBackend implements Backend {
         throw fault;
       }
     };
-    return {
-      write: (fn) => watch(() => d.write(fn)),
-      read: (fn) => watch(() => d.read(fn)),
-      query: (sql, params) => watch(() => d.query(sql, params)),
-      exec: (sql) => watch(() => d.exec(sql)),
-      close: () => d.close(),
-    };
+    return eachCallThrough(d, watch);
   }
 
   async open(): Promise<BackendState> {

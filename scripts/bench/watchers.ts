@@ -6,8 +6,9 @@
 // client to core 1 when the machine has two cores or more.
 // Cases: 20,000 watchers on distinct prefixes over 8 streams, then 2,000 writes that each
 // concern one watcher; the same over 20,000 streams (one watcher each); 20,000 watchers on
-// one prefix, then one write that reaches all of them, over 8 streams and over 20,000.
-//   bun scripts/bench/watchers.ts [--watchers 20000] [--writes 2000] [--runs 1] [--targets etcd,sqlite] [--before DIR]
+// one prefix, then one write that reaches all of them (--rounds N: N such writes, each
+// once the last reached every watcher), over 8 streams and over 20,000.
+//   bun scripts/bench/watchers.ts [--watchers 20000] [--writes 2000] [--rounds 1] [--cases all|distinct|shared] [--runs 1] [--targets etcd,sqlite] [--before DIR]
 // --before DIR: an A/B in one run — strata from the checkout DIR (an older tree, with its
 // node_modules) runs the same cases right before this tree's, as the target "before".
 // Not a test: nothing here asserts.
@@ -25,6 +26,8 @@ const { values } = parseArgs({
   options: {
     watchers: { type: "string", default: "20000" },
     writes: { type: "string", default: "2000" },
+    rounds: { type: "string", default: "1" },
+    cases: { type: "string", default: "all" },
     runs: { type: "string", default: "1" },
     targets: { type: "string", default: "etcd,sqlite" },
     before: { type: "string" },
@@ -37,6 +40,7 @@ const whole = (name: keyof typeof values) => {
 };
 const WATCHERS = whole("watchers");
 const WRITES = whole("writes");
+const ROUNDS = whole("rounds");
 const RUNS = whole("runs");
 const TARGETS = values.targets!.split(",").map((t) => t.trim());
 for (const t of TARGETS) if (!["etcd", "sqlite"].includes(t)) throw new Error(`--targets: unknown target ${t} (etcd, sqlite)`);
@@ -51,12 +55,15 @@ interface Case {
   clients: number;
   shared: boolean;
 }
-const CASES: Case[] = [
+const ALL_CASES: Case[] = [
   { name: `${WATCHERS} watchers on distinct prefixes, 8 streams`, streams: 8, clients: 1, shared: false },
   { name: `${WATCHERS} watchers on distinct prefixes, ${WATCHERS} streams`, streams: WATCHERS, clients: 8, shared: false },
   { name: `${WATCHERS} watchers on one prefix, 8 streams`, streams: 8, clients: 1, shared: true },
   { name: `${WATCHERS} watchers on one prefix, ${WATCHERS} streams`, streams: WATCHERS, clients: 8, shared: true },
 ];
+if (!["all", "distinct", "shared"].includes(values.cases!)) throw new Error(`--cases: all, distinct or shared, not ${values.cases}`);
+const CASES = ALL_CASES.filter((c) => values.cases === "all" || c.shared === (values.cases === "shared"));
+const fanOut = ROUNDS === 1 ? "1 write" : `${ROUNDS} writes`;
 
 interface Report {
   rssBeforeMiB: number;
@@ -76,7 +83,7 @@ const record = (target: string, row: string, v: number) => recordRun(figures, ta
 
 async function runCase(target: string, endpoint: string, pid: number, c: Case): Promise<void> {
   if (pinned) spawnSync("taskset", ["-a", "-p", "-c", "0", String(pid)], { stdio: "ignore" });
-  const spec = { pid, watchers: WATCHERS, streams: c.streams, clients: c.clients, writes: WRITES, shared: c.shared };
+  const spec = { pid, watchers: WATCHERS, streams: c.streams, clients: c.clients, writes: WRITES, shared: c.shared, rounds: ROUNDS };
   const prog = await goProgram();
   const cmd = pinned ? ["taskset", "-c", "1", prog] : [prog];
   const r = spawnSync(cmd[0]!, [...cmd.slice(1), "watchers", endpoint, JSON.stringify(spec)], { encoding: "utf8", timeout: 600_000, maxBuffer: 1 << 24 });
@@ -85,11 +92,11 @@ async function runCase(target: string, endpoint: string, pid: number, c: Case): 
   const rep = JSON.parse(line) as Report;
   const missing = rep.expected - rep.delivered;
   console.log(`  ${c.name}: open ${rep.openCpuMs.toFixed(0)} ms CPU in ${rep.openSeconds.toFixed(1)} s, RSS ${rep.rssBeforeMiB.toFixed(0)} → ${rep.rssOpenMiB.toFixed(0)} MiB; ` +
-    `${c.shared ? "1 write" : `${WRITES} writes`} ${rep.writeCpuMs.toFixed(0)} ms CPU, ${rep.delivered}/${rep.expected} events` +
+    `${c.shared ? fanOut : `${WRITES} writes`} ${rep.writeCpuMs.toFixed(0)} ms CPU, ${rep.delivered}/${rep.expected} events` +
     (rep.errors.length ? `; errors: ${rep.errors.slice(0, 3).join("; ")}` : ""));
   record(target, `${c.name}: open, server CPU ms`, rep.openCpuMs);
   record(target, `${c.name}: open, server RSS growth MiB`, rep.rssOpenMiB - rep.rssBeforeMiB);
-  record(target, `${c.name}: ${c.shared ? "1 write to all" : `${WRITES} writes`}, server CPU ms`, missing === 0 ? rep.writeCpuMs : NaN);
+  record(target, `${c.name}: ${c.shared ? `${fanOut} to all` : `${WRITES} writes`}, server CPU ms`, missing === 0 ? rep.writeCpuMs : NaN);
 }
 
 async function runTarget(target: string): Promise<void> {

@@ -42,6 +42,8 @@ export class Watcher {
   closed = false;
   /** its range as the hub's groups are keyed, made once: watchers leave and join often */
   private rangeKey: string | undefined;
+  /** which of the SHAPES its options are: watchers of one shape are sent the same list of events */
+  readonly shapeIndex: number;
 
   constructor(
     readonly id: bigint,
@@ -52,6 +54,7 @@ export class Watcher {
     readonly sink: WatchSink,
   ) {
     this.nextRev = startRev;
+    this.shapeIndex = (opts.noPut ? 1 : 0) | (opts.noDelete ? 2 : 0) | (opts.prevKv ? 4 : 0);
   }
 
   get rangeId(): string {
@@ -71,6 +74,9 @@ export class Watcher {
     return out;
   }
 }
+
+/** the combinations of the options that shape a watcher's events (noPut, noDelete, prevKv) */
+const SHAPES = 8;
 
 /** synced watchers of one range: each event is matched against the range once for all of them */
 interface RangeGroup {
@@ -159,9 +165,13 @@ export class WatchHub {
     }
     // one header for every response of the revision
     const header = { revision };
+    // the events as each shape of watcher gets them, made once per group: every watcher of
+    // a shape is handed the same list, so its encoding is shared too (watch-encoding.ts)
+    const shaped: Array<Event[] | undefined> = new Array(SHAPES);
     for (const group of touched) {
       const matched = group.matched;
       group.matched = [];
+      shaped.fill(undefined);
       for (const w of group.watchers) {
         if (revision < w.nextRev) continue;
         if (w.sink.congested()) {
@@ -170,7 +180,7 @@ export class WatchHub {
           continue;
         }
         w.nextRev = revision + 1n;
-        const evs = w.shape(matched);
+        const evs = (shaped[w.shapeIndex] ??= w.shape(matched));
         if (evs.length === 0) continue;
         // a watcher that heard nothing since the last tick gets the next progress notification
         if (w.sink.send({ header, watchId: w.id, events: evs }) !== false) w.sentSinceTick = true;

@@ -81,6 +81,23 @@ describe("Watch", () => {
         return responses(w, 2 + 6);
       })));
 
+  test("watchers of one range with every combination of filters and prev_kv on one stream each get their own events", () =>
+    differential(sides(), async (c, ctx) =>
+      onStream(ctx, async (w) => {
+        // strata hands every watcher of one range and one set of options the same list of
+        // events, encoded once: none may get another's
+        for (const prevKv of [false, true]) {
+          for (const filters of [[], [0], [1], [0, 1]]) create(w, { key: b("w13/"), rangeEnd: prefixEnd("w13/"), filters, prevKv });
+        }
+        create(w, { key: b("w13/"), rangeEnd: prefixEnd("w13/") });
+        create(w, { key: b("w13/a"), prevKv: true });
+        create(w, { key: b("w13/a") });
+        create(w, { key: b("w13/a"), filters: [1], prevKv: true });
+        await responses(w, 12);
+        await writes(c, "w13/");
+        return responses(w, 12 + 2 * (5 + 2 + 4) + 5 + 3 + 3 + 2);
+      })));
+
   test("a watch from a future revision waits for it", () =>
     differential(sides(), async (c, ctx) =>
       onStream(ctx, async (w) => {

@@ -7,7 +7,7 @@ import { create } from "@bufbuild/protobuf";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CompactionRequestSchema, PutRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { CompactionRequestSchema, DeleteRangeRequestSchema, PutRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { SqliteBackend } from "../../src/backends/sql/sqlite.ts";
 import { Store } from "../../src/mvcc/store.ts";
 import { prefixEnd, toKeyRange } from "../../src/mvcc/keyrange.ts";
@@ -190,5 +190,35 @@ describe("progress notifications", () => {
     await put(1, "other/");
     expect(client.responses.map((r) => r.header.revision).at(-1)).toBe(acknowledged);
     expect(client.responses.length).toBe(2);
+  });
+});
+
+describe("watchers of one range", () => {
+  /** a watcher of prefix s/ on its own client, with these options */
+  function shaped(opts: Partial<Watcher["opts"]>): Client {
+    const client = new Client();
+    hub.add(new Watcher(++ids, toKeyRange(enc("s/"), prefixEnd(enc("s/"))!), store.revision + 1n,
+      { prevKv: false, noPut: false, noDelete: false, progressNotify: false, ...opts }, client));
+    return client;
+  }
+
+  test("with the same options share each revision's list of events (encoded once); other options get their own", async () => {
+    const plain = [shaped({}), shaped({})];
+    const withPrev = shaped({ prevKv: true });
+    const noDelete = shaped({ noDelete: true });
+    const noPut = shaped({ noPut: true, prevKv: true });
+    await store.put(create(PutRequestSchema, { key: enc("s/x"), value: enc("1") }));
+    await store.put(create(PutRequestSchema, { key: enc("s/x"), value: enc("2") }));
+    await store.deleteRange(create(DeleteRangeRequestSchema, { key: enc("s/x") }));
+    const seen = (c: Client) => c.responses.map((r) => r.events.map((e) => `${e.type}:${e.kv.modRevision}:${e.prevKv ? new TextDecoder().decode(e.prevKv.value) : "-"}`));
+    const [first, second] = plain.map((c) => c.responses);
+    expect(first!.length).toBe(3);
+    // the very same arrays, so watch-encoding.ts encodes each once for both
+    for (let i = 0; i < 3; i++) expect(second![i]!.events).toBe(first![i]!.events);
+    const [put1, put2, del] = first!.map((r) => r.header.revision);
+    expect(seen(plain[0]!)).toEqual([[`0:${put1}:-`], [`0:${put2}:-`], [`1:${del}:-`]]);
+    expect(seen(withPrev)).toEqual([[`0:${put1}:-`], [`0:${put2}:1`], [`1:${del}:2`]]);
+    expect(seen(noDelete)).toEqual([[`0:${put1}:-`], [`0:${put2}:-`]]);
+    expect(seen(noPut)).toEqual([[`1:${del}:2`]]);
   });
 });

@@ -659,7 +659,7 @@ export class H2Connection implements StreamHost {
   private flush(): void {
     this.flushScheduled = false;
     if (this.ended || this.socketFull) return;
-    const batch: Buffer[] = this.control;
+    const batch: Uint8Array[] = this.control;
     this.control = [];
     let bytes = 0;
     for (const f of batch) bytes += f.length;
@@ -707,7 +707,7 @@ export class H2Connection implements StreamHost {
    * The frame carries as many queued chunks as fit: a watch stream queues one small
    * message per watcher, and a frame each cost both ends more than the bytes did.
    */
-  private emit(s: H2Stream, batch: Buffer[]): number {
+  private emit(s: H2Stream, batch: Uint8Array[]): number {
     if (s.closed) return 0;
     if (s.outbound.length > 0) {
       const room = Math.min(s.sendWindow, this.sendWindow, this.peerMaxFrame);
@@ -718,7 +718,9 @@ export class H2Connection implements StreamHost {
       while (s.outbound.length > 0 && n < room) {
         const chunk = s.outbound[0]!;
         const take = Math.min(chunk.length - s.sentOfFirst, room - n);
-        batch.push(Buffer.from(chunk.buffer, chunk.byteOffset + s.sentOfFirst, take));
+        // a chunk that goes whole goes as it is: a view of it would make JavaScriptCore give
+        // each small array an ArrayBuffer of its own (a copy and an object per watch response)
+        batch.push(take === chunk.length ? chunk : chunk.subarray(s.sentOfFirst, s.sentOfFirst + take));
         s.sentOfFirst += take;
         n += take;
         if (s.sentOfFirst === chunk.length) {

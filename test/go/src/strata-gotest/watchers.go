@@ -5,7 +5,8 @@ package main
 // /proc/PID/stat) around each phase, so the figure is the server's, whatever the client
 // costs. Distinct: each watcher watches its own prefix and each write concerns one of
 // them (the hub's index is what keeps that cheap); shared: every watcher watches one
-// prefix and one write reaches them all (one encoding of the event for all of them).
+// prefix and one write reaches them all (one encoding of the event for all of them);
+// with rounds > 1, that many such writes one after another, each once the last reached all.
 
 import (
 	"context"
@@ -29,6 +30,7 @@ type watchersSpec struct {
 	Clients  int  `json:"clients"`
 	Writes   int  `json:"writes"`
 	Shared   bool `json:"shared"`
+	Rounds   int  `json:"rounds"`
 }
 
 type watchersResult struct {
@@ -127,24 +129,37 @@ func watchers(endpoint, specJSON string) *watchersResult {
 			}
 		}(ch)
 	}
-	writes := spec.Writes
-	if spec.Shared {
-		writes = 1
-		res.Expected = int64(spec.Watchers)
-	} else {
-		res.Expected = int64(writes)
+	rounds := 1
+	if spec.Shared && spec.Rounds > 1 {
+		rounds = spec.Rounds
 	}
 	cpu1, t1 := cpuMs(spec.Pid), time.Now()
-	parallel(writes, func(i int) {
-		wctx, done := context.WithTimeout(ctx, 20*time.Second)
-		defer done()
-		if _, err := clients[i%spec.Clients].Put(wctx, prefix(i*7919%spec.Watchers)+"k", "v"); err != nil {
-			errs.add("put: %v", err)
-		}
-	})
 	deadline := time.Now().Add(60 * time.Second)
-	for atomic.LoadInt64(&delivered) < res.Expected && time.Now().Before(deadline) {
-		time.Sleep(2 * time.Millisecond)
+	if spec.Shared {
+		// each write reaches every watcher; the next waits until it has
+		for r := 1; r <= rounds; r++ {
+			res.Expected = int64(r * spec.Watchers)
+			wctx, done := context.WithTimeout(ctx, 20*time.Second)
+			if _, err := clients[0].Put(wctx, prefix(0)+"k", strconv.Itoa(r)); err != nil {
+				errs.add("put: %v", err)
+			}
+			done()
+			for atomic.LoadInt64(&delivered) < res.Expected && time.Now().Before(deadline) {
+				time.Sleep(2 * time.Millisecond)
+			}
+		}
+	} else {
+		res.Expected = int64(spec.Writes)
+		parallel(spec.Writes, func(i int) {
+			wctx, done := context.WithTimeout(ctx, 20*time.Second)
+			defer done()
+			if _, err := clients[i%spec.Clients].Put(wctx, prefix(i*7919%spec.Watchers)+"k", "v"); err != nil {
+				errs.add("put: %v", err)
+			}
+		})
+		for atomic.LoadInt64(&delivered) < res.Expected && time.Now().Before(deadline) {
+			time.Sleep(2 * time.Millisecond)
+		}
 	}
 	res.WriteCPUMs, res.WriteSeconds = cpuMs(spec.Pid)-cpu1, time.Since(t1).Seconds()
 	res.Delivered = atomic.LoadInt64(&delivered)

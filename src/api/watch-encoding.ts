@@ -70,12 +70,17 @@ export function headerField(h: RangeAnswer["header"]): Uint8Array {
 
 /** each list of events as occurrences of field 11, for as long as the list is alive */
 const encodedLists = new WeakMap<Event[], Uint8Array>();
+/** the list encoded last: the watchers of one write ask for it one after another */
+let lastList: Event[] | undefined;
+let lastListBytes: Uint8Array | undefined;
 
 /**
- * The events as occurrences of field 11. The hub hands every watcher of a range the same
- * list (watch-hub.ts), so a write to n watchers is encoded once, not n times.
+ * The events as occurrences of field 11. The hub hands every watcher of a range with the
+ * same options the same list (watch-hub.ts), so a write to n watchers is encoded once, not
+ * n times.
  */
 function eventsField(events: Event[]): Uint8Array {
+  if (events === lastList) return lastListBytes!;
   let bytes = encodedLists.get(events);
   if (!bytes) {
     const parts = events.map(eventBytes);
@@ -90,8 +95,13 @@ function eventsField(events: Event[]): Uint8Array {
     }
     encodedLists.set(events, bytes);
   }
+  lastList = events;
+  lastListBytes = bytes;
   return bytes;
 }
+
+/** watch ids below this are written without bigint arithmetic (in at most four bytes) */
+const SMALL_ID = 1n << 28n;
 
 /**
  * The response's gRPC frame (flag byte, length, message) in one buffer, around a header
@@ -99,6 +109,9 @@ function eventsField(events: Event[]): Uint8Array {
  * one event is only the watch id: the rest is copied from bytes made once.
  */
 export function watchFrame(r: WatchAnswer, header: Uint8Array): Uint8Array {
+  if (r.events.length > 0 && !r.created && !r.canceled && !r.fragment && !r.cancelReason && !r.compactRevision && r.watchId >= 0n && r.watchId < SMALL_ID) {
+    return eventsFrame(Number(r.watchId), eventsField(r.events), header);
+  }
   const reason = r.cancelReason ? utf8.encode(r.cancelReason) : undefined;
   const compact = r.compactRevision ?? 0n;
   const events = r.events.length === 0 ? undefined : eventsField(r.events);
@@ -122,6 +135,29 @@ export function watchFrame(r: WatchAnswer, header: Uint8Array): Uint8Array {
   }
   if (r.fragment) flag(w, 0x38);
   if (events) buf.set(events, w.pos);
+  return buf;
+}
+
+/** The frame of a response that is only a header, a watch id and events: what a write sends each watcher. */
+function eventsFrame(id: number, events: Uint8Array, header: Uint8Array): Uint8Array {
+  const idSize = id === 0 ? 0 : id < 0x80 ? 2 : id < 0x4000 ? 3 : id < 0x200000 ? 4 : 5;
+  const size = header.length + idSize + events.length;
+  const buf = new Uint8Array(5 + size);
+  buf[1] = size >>> 24;
+  buf[2] = (size >>> 16) & 0xff;
+  buf[3] = (size >>> 8) & 0xff;
+  buf[4] = size & 0xff;
+  buf.set(header, 5);
+  let pos = 5 + header.length;
+  if (id !== 0) {
+    buf[pos++] = 0x10;
+    while (id >= 0x80) {
+      buf[pos++] = (id & 0x7f) | 0x80;
+      id >>>= 7;
+    }
+    buf[pos++] = id;
+  }
+  buf.set(events, pos);
   return buf;
 }
 

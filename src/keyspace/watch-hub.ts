@@ -163,8 +163,9 @@ export class WatchHub {
         group.matched.push(ev);
       });
     }
-    // one header for every response of the revision
+    // one header for every response of the revision, one next revision for every watcher
     const header = { revision };
+    const next = revision + 1n;
     // the events as each shape of watcher gets them, made once per group: every watcher of
     // a shape is handed the same list, so its encoding is shared too (watch-encoding.ts)
     const shaped: Array<Event[] | undefined> = new Array(SHAPES);
@@ -179,7 +180,7 @@ export class WatchHub {
           this.fallBehind(w, revision);
           continue;
         }
-        w.nextRev = revision + 1n;
+        w.nextRev = next;
         const evs = (shaped[w.shapeIndex] ??= w.shape(matched));
         if (evs.length === 0) continue;
         // a watcher that heard nothing since the last tick gets the next progress notification

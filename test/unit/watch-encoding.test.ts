@@ -52,7 +52,9 @@ for (const [name, r] of cases) {
 test("watchers sent one list of events get frames that differ only in the watch id, each toBinary's", () => {
   const events = [put, withPrev];
   const h = headerField(header);
-  for (const watchId of [0n, 1n, 300n, 2n ** 40n]) {
+  // each length of varint on both sides of the ids written without bigints (below 2^28), and negative ids
+  const ids = [0n, 1n, 127n, 128n, 300n, 16383n, 16384n, 2n ** 21n - 1n, 2n ** 21n, 2n ** 28n - 1n, 2n ** 28n, 2n ** 40n, -1n, -(2n ** 63n)];
+  for (const watchId of ids) {
     const message = toBinary(WatchResponseSchema, create(WatchResponseSchema, { header, watchId, events } as never));
     expect(Buffer.from(watchFrame({ watchId, events }, h).subarray(5)).equals(Buffer.from(message))).toBe(true);
   }

@@ -670,7 +670,7 @@ export class H2Connection implements StreamHost {
     let i = 0;
     for (; i < turns.length && bytes < WRITE_BATCH_BYTES; i++) {
       const s = turns[i]!;
-      if (s.outbound.length > 0 && this.sendWindow <= 0 && !s.closed) {
+      if (s.hasOutbound && this.sendWindow <= 0 && !s.closed) {
         waiting.push(s);
         continue;
       }
@@ -698,7 +698,7 @@ export class H2Connection implements StreamHost {
   /** Whether `s` has a frame it may send once the connection window allows. */
   private wantsTurn(s: H2Stream): boolean {
     if (s.closed) return false;
-    if (s.outbound.length > 0) return s.sendWindow > 0;
+    if (s.hasOutbound) return s.sendWindow > 0;
     return s.ending !== undefined && !s.localClosed;
   }
 
@@ -709,29 +709,26 @@ export class H2Connection implements StreamHost {
    */
   private emit(s: H2Stream, batch: Uint8Array[]): number {
     if (s.closed) return 0;
-    if (s.outbound.length > 0) {
+    if (s.hasOutbound) {
       const room = Math.min(s.sendWindow, this.sendWindow, this.peerMaxFrame);
       if (room <= 0) return 0;
       const header = batch.length;
       batch.push(EMPTY);
       let n = 0;
-      while (s.outbound.length > 0 && n < room) {
-        const chunk = s.outbound[0]!;
+      while (s.hasOutbound && n < room) {
+        const chunk = s.firstOutbound();
         const take = Math.min(chunk.length - s.sentOfFirst, room - n);
         // a chunk that goes whole goes as it is: a view of it would make JavaScriptCore give
         // each small array an ArrayBuffer of its own (a copy and an object per watch response)
         batch.push(take === chunk.length ? chunk : chunk.subarray(s.sentOfFirst, s.sentOfFirst + take));
         s.sentOfFirst += take;
         n += take;
-        if (s.sentOfFirst === chunk.length) {
-          s.outbound.shift();
-          s.sentOfFirst = 0;
-        }
+        if (s.sentOfFirst === chunk.length) s.firstOutboundSent();
       }
       s.sendWindow -= n;
       this.sendWindow -= n;
       // a response without trailers ends on its last DATA frame
-      const last = s.outbound.length === 0 && s.ending !== undefined && s.ending.trailers === undefined;
+      const last = !s.hasOutbound && s.ending !== undefined && s.ending.trailers === undefined;
       batch[header] = frameHeader(n, FrameType.DATA, last ? Flag.END_STREAM : 0, s.id);
       this.budgets.PING.refill(1);
       this.budgets.WINDOW_UPDATE.refill(2);

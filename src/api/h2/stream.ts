@@ -34,8 +34,13 @@ export class H2Stream {
   private wakeReader: (() => void) | undefined;
   private reading = false;
 
-  /** response body chunks queued for DATA frames; `sentOfFirst` bytes of the first went out */
-  readonly outbound: Uint8Array[] = [];
+  /**
+   * response body chunks queued for DATA frames, from `outboundHead` on (taken off by
+   * moving the head: a watch stream queues thousands of small chunks, and shifting each
+   * off the array's front moved all the others); `sentOfFirst` bytes of the first went out
+   */
+  private outbound: Uint8Array[] = [];
+  private outboundHead = 0;
   sentOfFirst = 0;
   queuedBytes = 0;
   /** how much the peer lets this stream send (RFC 9113 §6.9) */
@@ -129,6 +134,29 @@ export class H2Stream {
     this.host.schedule(this);
   }
 
+  /** whether body chunks wait to be sent */
+  get hasOutbound(): boolean {
+    return this.outboundHead < this.outbound.length;
+  }
+
+  /** the first chunk not wholly sent (while hasOutbound) */
+  firstOutbound(): Uint8Array {
+    return this.outbound[this.outboundHead]!;
+  }
+
+  /** the first chunk went out, all of it */
+  firstOutboundSent(): void {
+    this.sentOfFirst = 0;
+    if (++this.outboundHead === this.outbound.length) {
+      this.outbound.length = 0;
+      this.outboundHead = 0;
+    } else if (this.outboundHead >= 1024 && this.outboundHead * 2 >= this.outbound.length) {
+      // the chunks sent are let go in bulk, each move of the rest paid for by as many taken off
+      this.outbound.splice(0, this.outboundHead);
+      this.outboundHead = 0;
+    }
+  }
+
   /** Whether the queued body is small enough to write more now (or the stream closed). */
   hasRoom(): boolean {
     return this.queuedBytes < QUEUE_HIGH_WATER || this.closed;
@@ -202,6 +230,7 @@ export class H2Stream {
     this.closed = true;
     this.localClosed = true;
     this.outbound.length = 0;
+    this.outboundHead = 0;
     this.queuedBytes = 0;
     this.inbound.length = 0;
     this.unreadBytes = 0;

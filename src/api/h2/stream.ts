@@ -39,7 +39,7 @@ export class H2Stream {
    * moving the head: a watch stream queues thousands of small chunks, and shifting each
    * off the array's front moved all the others); `sentOfFirst` bytes of the first went out
    */
-  private outbound: Uint8Array[] = [];
+  private outbound: Array<Uint8Array | undefined> = [];
   private outboundHead = 0;
   sentOfFirst = 0;
   queuedBytes = 0;
@@ -147,11 +147,13 @@ export class H2Stream {
   /** the first chunk went out, all of it */
   firstOutboundSent(): void {
     this.sentOfFirst = 0;
+    // let go of it at once: a chunk can be a whole list's megabytes
+    this.outbound[this.outboundHead] = undefined;
     if (++this.outboundHead === this.outbound.length) {
       this.outbound.length = 0;
       this.outboundHead = 0;
     } else if (this.outboundHead >= 1024 && this.outboundHead * 2 >= this.outbound.length) {
-      // the chunks sent are let go in bulk, each move of the rest paid for by as many taken off
+      // the places of the chunks sent go in bulk, each move of the rest paid for by as many taken off
       this.outbound.splice(0, this.outboundHead);
       this.outboundHead = 0;
     }

@@ -247,12 +247,19 @@ export class H2Connection implements StreamHost {
     return true;
   }
 
-  /** Resets the streams whose queued response has not moved for the stall timeout. */
+  /**
+   * Resets the streams whose queued response has not moved for the stall timeout (counted
+   * from the first look after it last moved, so a stream gets between that and 1.5 times it).
+   */
   private resetStalled(): void {
-    const before = performance.now() - this.options.stalledStreamTimeoutMs;
+    const now = performance.now();
+    const before = now - this.options.stalledStreamTimeoutMs;
     let dropped = 0;
     for (const s of this.streams.values()) {
-      if (s.queuedBytes > 0 && s.progressAt < before) {
+      if (s.moved) {
+        s.moved = false;
+        s.progressAt = now;
+      } else if (s.queuedBytes > 0 && s.progressAt < before) {
         dropped += s.queuedBytes;
         this.reset(s, ErrorCode.ENHANCE_YOUR_CALM);
       }

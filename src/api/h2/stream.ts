@@ -56,8 +56,13 @@ export class H2Stream {
   remoteClosed = false;
   /** we sent END_STREAM or a RST_STREAM */
   localClosed = false;
-  /** when the queued body last moved (or began to wait): a stream stalled too long is reset */
+  /**
+   * when the connection first saw the queued body move (or begin to wait): it looks every
+   * so often (connection.ts resetStalled) and resets a stream stalled too long
+   */
   progressAt = 0;
+  /** the queued body moved or began to wait since the connection last looked (a flag, not a clock read for every frame) */
+  moved = false;
   private roomWaiters: Array<() => void> = [];
   private closeListeners: Array<() => void> = [];
   private sentListeners: Array<(bytes: number) => void> = [];
@@ -128,7 +133,7 @@ export class H2Stream {
   /** Queues body bytes; `room()` says when to write more. */
   write(data: Uint8Array): void {
     if (this.localClosed || this.ending || data.length === 0) return;
-    if (this.queuedBytes === 0) this.progressAt = performance.now();
+    if (this.queuedBytes === 0) this.moved = true;
     this.outbound.push(data);
     this.queuedBytes += data.length;
     this.host.schedule(this);
@@ -219,7 +224,7 @@ export class H2Stream {
   /** `bytes` of the queued body went out */
   sent(bytes: number): void {
     this.queuedBytes -= bytes;
-    this.progressAt = performance.now();
+    this.moved = true;
     for (const l of this.sentListeners) l(bytes);
     if (this.queuedBytes < QUEUE_HIGH_WATER && this.roomWaiters.length) {
       for (const w of this.roomWaiters.splice(0)) w();

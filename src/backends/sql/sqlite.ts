@@ -151,7 +151,7 @@ export class SqliteBackend extends SqlBackend {
     const state = await super.open();
     // This process is the whole store: as etcd does when it restarts, give every lease
     // its full TTL again, so clients that could not reach a stopped server keep their keys.
-    await this.driver.write((c) => c.run("UPDATE leases SET expires_at = ? + ttl * 1000", [BigInt(Date.now())]));
+    await this.db.driver.write((c) => c.run("UPDATE leases SET expires_at = ? + ttl * 1000", [BigInt(Date.now())]));
     return state;
   }
 
@@ -179,7 +179,7 @@ export class SqliteBackend extends SqlBackend {
       this.stopCheck = stop;
       void check.then((f) => {
         if (f === STOPPED) return;
-        if (f !== "ok") this.reportFault(new StorageFault("corrupt", this.name, damaged(f)));
+        if (f !== "ok") this.db.reportFault(new StorageFault("corrupt", this.name, damaged(f)));
         else log("info", "integrity check of the SQLite file passed", { backend: this.name, ms: Math.round(performance.now() - started) });
       });
       return;

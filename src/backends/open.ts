@@ -29,7 +29,7 @@ async function openFamily(url: string, opts: BackendOptions): Promise<Backend> {
     if (!path || path === ":memory:") {
       throw new Error(`backend ${url}: needs a file path, such as sqlite://./strata.db or sqlite:///var/lib/strata/strata.db`);
     }
-    const { SqliteBackend } = await import("./sql/sqlite.ts");
+    const { SqliteBackend } = await import("./sqlite/sqlite.ts");
     return SqliteBackend.open(resolve(path));
   }
   if (url.startsWith("postgres://") || url.startsWith("postgresql://")) {

@@ -8,7 +8,7 @@ import type { WriteTx } from "../../mvcc/backend.ts";
 import type { Rev } from "../../mvcc/types.ts";
 import { Mutex } from "../../util/mutex.ts";
 import type { Mutation } from "../../gen/strata/nats/v1/log_pb.ts";
-import { LogCopy } from "../sql/log-copy.ts";
+import { LogCopy } from "../sqlite/log-copy.ts";
 import { Assembler } from "./chunks.ts";
 import type { NatsLog } from "./log.ts";
 import { decodeBatch, replay } from "./mutations.ts";

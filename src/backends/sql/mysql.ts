@@ -25,8 +25,11 @@ export const mysqlDialect: Dialect = {
   contains: (hay, needle) => `INSTR(${hay}, ${needle}) > 0`,
   insertIgnoring: ["INSERT IGNORE INTO", ""],
   tableOptions: " ENGINE=InnoDB",
-  // counting in the primary key reads every value stored in it
+  keyOnlyTableOptions: " ENGINE=InnoDB",
+  // InnoDB keeps kv's rows, values and all, in its primary key: counting a range there
+  // read every value (0.4 s for 50,000 pods); an index of the keys alone counts them
   countKv: "kv FORCE INDEX (kv_key)",
+  countKvIndex: ["CREATE INDEX kv_key ON kv (k)"],
   upsertKv: `INSERT INTO kv (k, create_rev, mod_rev, version, lease, v)
              SELECT k, create_rev, rev, version, lease, v FROM kv_log WHERE rev = ? AND sub = ?
              ON DUPLICATE KEY UPDATE create_rev = VALUES(create_rev), mod_rev = VALUES(mod_rev),

@@ -40,7 +40,10 @@ export const postgresDialect: Dialect = {
   contains: (hay, needle) => `strpos(${hay}, ${needle}) > 0`,
   insertIgnoring: ["INSERT INTO", " ON CONFLICT DO NOTHING"],
   tableOptions: "",
+  keyOnlyTableOptions: "",
   countKv: "kv",
+  // the key's own index counts it: PostgreSQL keeps rows apart from their indexes
+  countKvIndex: [],
   upsertKv: UPSERT_ON_CONFLICT,
   async lockMeta(c) {
     // delivered to listeners when (and only if) this transaction commits

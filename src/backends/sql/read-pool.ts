@@ -10,7 +10,7 @@ import { StorageFault } from "../../mvcc/backend.ts";
 import type { RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
 import type { ReadFailure, ReadReply, ReadRequest, ReadTarget } from "./read-messages.ts";
 
-/** The worker's code: see wal-checkpointer.ts for where it is in a compiled executable. */
+/** The worker's code: see sqlite/wal-checkpointer.ts for where it is in a compiled executable. */
 const WORKER_URL = import.meta.url.includes("/$bunfs/")
   ? new URL("./backends/sql/read-worker.ts", import.meta.url).href
   : new URL("./read-worker.ts", import.meta.url).href;

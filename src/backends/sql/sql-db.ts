@@ -37,7 +37,7 @@ export class SqlDb {
     driver: SqlDriver,
     readonly dialect: Dialect,
     readonly threads: ReadThreads | undefined,
-    /** resolves when an answer read on a thread may be given (see SqliteBackend) */
+    /** resolves when an answer read on a thread may be given (see sqlite/sqlite.ts) */
     private readonly threadReadSettled: () => Promise<void>,
   ) {
     this.driver = this.faultsOf(driver);
@@ -45,7 +45,7 @@ export class SqlDb {
 
   /**
    * A read on a thread. Its backend there recognised any fault, but the listeners are
-   * here; and the engine may have to hold the answer back (see SqliteBackend). A thread
+   * here; and the engine may have to hold the answer back (see sqlite/sqlite.ts). A thread
    * whose own connection failed (a database server back from an outage that this thread
    * has not reconnected to yet) is not the database refusing: the read is made here, on
    * the connections writes use, whose state is what clients see.

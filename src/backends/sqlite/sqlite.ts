@@ -6,10 +6,10 @@ import { type BackendState, type EventsOptions, type EventsPage, StorageFault } 
 import { isSingleKey } from "../../mvcc/keyrange.ts";
 import { Mutex } from "../../util/mutex.ts";
 import type { RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
-import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
-import { ReadPool } from "./read-pool.ts";
+import type { Row, SqlConn, SqlDriver, SqlValue } from "../sql/driver.ts";
+import { ReadPool } from "../sql/read-pool.ts";
 import { prepareSqlitePath } from "./sqlite-path.ts";
-import { SqlBackend } from "./sql-backend.ts";
+import { SqlBackend } from "../sql/sql-backend.ts";
 import { sqliteConn, sqliteTransaction } from "./sqlite-conn.ts";
 import { sqliteDialect } from "./sqlite-dialect.ts";
 import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
@@ -202,7 +202,7 @@ const INTEGRITY_WAIT_MS = 5_000;
 
 /** see wal-checkpointer.ts: beside this file from source, bundled in a compiled executable */
 const INTEGRITY_WORKER_URL = import.meta.url.includes("/$bunfs/")
-  ? new URL("./backends/sql/integrity-worker.ts", import.meta.url).href
+  ? new URL("./backends/sqlite/integrity-worker.ts", import.meta.url).href
   : new URL("./integrity-worker.ts", import.meta.url).href;
 
 /** what a check stopped before it ended finds */

@@ -1,5 +1,5 @@
 // SQLite's differences from the other SQL engines (see dialect.ts).
-import { type Dialect, errorParts, UPSERT_ON_CONFLICT } from "./dialect.ts";
+import { type Dialect, errorParts, UPSERT_ON_CONFLICT } from "../sql/dialect.ts";
 
 /** the size an empty etcd 3.4 reports (its bbolt file: meta, freelist and bucket pages) */
 const ETCD_EMPTY_DB_BYTES = 20_480n;
@@ -14,7 +14,9 @@ export const sqliteDialect: Dialect = {
   contains: (hay, needle) => `instr(${hay}, ${needle}) > 0`,
   insertIgnoring: ["INSERT OR IGNORE INTO", ""],
   tableOptions: "",
+  keyOnlyTableOptions: " WITHOUT ROWID",
   countKv: "kv",
+  countKvIndex: [],
   upsertKv: UPSERT_ON_CONFLICT,
   // BEGIN IMMEDIATE already made this connection the only writer
   lockMeta: (c) => c.all("SELECT name, num FROM meta"),

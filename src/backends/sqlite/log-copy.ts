@@ -4,7 +4,7 @@
 // is not synced (it can be rebuilt from the log and its snapshots).
 import { rmSync } from "node:fs";
 import type { WriteResult, WriteTx } from "../../mvcc/backend.ts";
-import { SqlBackend } from "./sql-backend.ts";
+import { SqlBackend } from "../sql/sql-backend.ts";
 import { openSqliteDriver, type SqliteDriver } from "./sqlite.ts";
 import { sqliteDialect } from "./sqlite-dialect.ts";
 import { openSqlite } from "./sqlite-driver.ts";

@@ -25,7 +25,7 @@ export async function openBackend(url: string, opts: BackendOptions): Promise<Ba
 
 async function openFamily(url: string, opts: BackendOptions): Promise<Backend> {
   if (url.startsWith("sqlite://")) {
-    const path = url.slice("sqlite://".length).split("?")[0]!;
+    const [path = ""] = url.slice("sqlite://".length).split("?");
     if (!path || path === ":memory:") {
       throw new Error(`backend ${url}: needs a file path, such as sqlite://./strata.db or sqlite:///var/lib/strata/strata.db`);
     }

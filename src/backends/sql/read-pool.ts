@@ -85,7 +85,8 @@ export class ReadPool {
   private dispatch(): void {
     for (const t of this.threads) {
       if (this.queue.length === 0) return;
-      if (!t.job) this.send(t, this.queue.shift()!);
+      const job = t.job ? undefined : this.queue.shift();
+      if (job) this.send(t, job);
     }
     if (this.queue.length > 0 && this.threads.length < this.max && this.threads.every((t) => t.ready)) this.spawn();
   }

@@ -2,10 +2,8 @@
 // group-committed batches; reads see committed snapshots, so a read never sees a batch that
 // is still being written, and nothing read is answered before it is on disk. Reads of one
 // key use the event loop's reader connection; every other read runs on a read thread.
-import { type BackendState, type EventsOptions, type EventsPage, StorageFault } from "../../mvcc/backend.ts";
-import { isSingleKey } from "../../mvcc/keyrange.ts";
+import { type BackendState, StorageFault } from "../../mvcc/backend.ts";
 import { Mutex } from "../../util/mutex.ts";
-import type { RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "../sql/driver.ts";
 import { ReadPool } from "../sql/read-pool.ts";
 import { prepareSqlitePath } from "./sqlite-path.ts";

@@ -59,19 +59,19 @@ export class NatsBackend implements Backend {
       await this.close();
       throw err;
     }
-    const { revision, compactRevision } = await this.the.follower.reading((c) => c.revisions());
+    const { revision, compactRevision } = await this.parts.follower.reading((c) => c.revisions());
     return { revision, compactRevision, clusterId: this.id("cluster"), memberId: this.id("member") };
   }
 
   /** the views once open() connected them */
-  private get the(): Opened {
+  private get parts(): Opened {
     if (!this.opened) throw new Error(`${this.name} is not open`);
     return this.opened;
   }
 
   /** the same for every process on this bucket, and new when the bucket is made anew */
   private id(what: string): bigint {
-    const { log } = this.the;
+    const { log } = this.parts;
     const h = createHash("sha256").update(`${log.stream}\u0000${log.created}\u0000${what}`).digest();
     return h.readBigUInt64BE(0) & 0x7fffffffffffffffn;
   }
@@ -85,7 +85,7 @@ export class NatsBackend implements Backend {
 
   /** Reads of the copy once it caught up with everything appended before the call: linearizable. */
   private async current<T>(read: (f: LogFollower) => Promise<T>): Promise<T> {
-    const { follower } = this.the;
+    const { follower } = this.parts;
     await follower.sync();
     return read(follower);
   }
@@ -100,18 +100,18 @@ export class NatsBackend implements Backend {
 
   // WriteView
   write<T>(txns: Array<(tx: WriteTx) => Promise<T>>, keys?: Uint8Array[]): Promise<WriteResult<T>[]> {
-    return this.the.writes.write(txns, keys);
+    return this.parts.writes.write(txns, keys);
   }
 
   // HistoryView
   events(from: Rev, to: Rev, limit: number, opts?: EventsOptions): Promise<EventsPage> {
-    return this.the.history.events(from, to, limit, opts);
+    return this.parts.history.events(from, to, limit, opts);
   }
   compact(rev: Rev): Promise<void> {
-    return this.the.history.compact(rev);
+    return this.parts.history.compact(rev);
   }
   onExternalCommit(notify: () => void): () => void {
-    return this.the.history.onExternalCommit(notify);
+    return this.parts.history.onExternalCommit(notify);
   }
 
   // LeaseView
@@ -125,7 +125,7 @@ export class NatsBackend implements Backend {
     return this.current((f) => f.reading((c) => c.lease(id)));
   }
   renewLease(id: Rev, now: number): Promise<Rev> {
-    return this.the.writes.renewLease(id, now);
+    return this.parts.writes.renewLease(id, now);
   }
   expiredLeases(now: number): Promise<Rev[]> {
     return this.current((f) => f.reading((c) => c.expiredLeases(now)));
@@ -134,10 +134,10 @@ export class NatsBackend implements Backend {
   // AdminView
   /** the local copy's size */
   size(): Promise<DbSize> {
-    return this.the.follower.reading((c) => c.size());
+    return this.parts.follower.reading((c) => c.size());
   }
   defragment(): Promise<void> {
-    return this.the.follower.reading((c) => c.defragment());
+    return this.parts.follower.reading((c) => c.defragment());
   }
   keepSelectorIndex(on: boolean): void {
     this.indexing = on;
@@ -150,12 +150,12 @@ export class NatsBackend implements Backend {
 
   // AuthView
   readAuth(): Promise<AuthRecord | undefined> {
-    return this.the.auth.read();
+    return this.parts.auth.read();
   }
   authRevision(): Promise<Rev> {
-    return this.the.auth.revision();
+    return this.parts.auth.revision();
   }
   writeAuth(expected: Rev, next: AuthRecord): Promise<boolean> {
-    return this.the.auth.write(expected, next);
+    return this.parts.auth.write(expected, next);
   }
 }

@@ -2,7 +2,7 @@
 // several strata processes on one database agree on them: a keepalive reaching any
 // process extends the lease for all, and an expired lease is revoked exactly once
 // (the revocation re-checks the deadline under the revision lock).
-import type { Backend } from "../mvcc/backend.ts";
+import type { LeaseView } from "../mvcc/backend.ts";
 import { log } from "../observe/log.ts";
 import { EtcdError, errors } from "../mvcc/errors.ts";
 import { compareBytes } from "../mvcc/keyrange.ts";
@@ -24,8 +24,8 @@ const EXPIRY_CHECK_MS = 500;
  * attaches the lease in its own transaction.
  */
 export interface LeaseHome {
-  primary: { store: Store; backend: Backend };
-  others: Array<{ store: Store; backend: Backend }>;
+  primary: { store: Store; backend: LeaseView };
+  others: Array<{ store: Store; backend: LeaseView }>;
 }
 
 /** how often copies of leases the primary no longer has are cleaned up */
@@ -54,7 +54,7 @@ export class DatabaseLeases implements LeaseKeeper {
   private get store(): Store {
     return this.home.primary.store;
   }
-  private get backend(): Backend {
+  private get backend(): LeaseView {
     return this.home.primary.backend;
   }
 
@@ -211,7 +211,7 @@ function dropCopy(store: Store, id: Rev, deadline?: Deadline): Promise<Rev> {
 
 /** The copies of leases an upstream etcd keeps, in every database backend (each a store on one). */
 export class DatabaseLeaseCopies implements LeaseCopies {
-  constructor(private readonly parts: Array<{ store: Store; backend: Backend }>) {}
+  constructor(private readonly parts: Array<{ store: Store; backend: LeaseView }>) {}
 
   async put(lease: LeaseRecord): Promise<void> {
     for (const p of this.parts) await putCopy(p.store, lease);

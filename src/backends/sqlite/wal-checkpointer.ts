@@ -15,7 +15,7 @@ import type { CheckpointReply, CheckpointRequest } from "./checkpoint-worker.ts"
  * keeps its path under src/.
  */
 const WORKER_URL = import.meta.url.includes("/$bunfs/")
-  ? new URL("./backends/sql/checkpoint-worker.ts", import.meta.url).href
+  ? new URL("./backends/sqlite/checkpoint-worker.ts", import.meta.url).href
   : new URL("./checkpoint-worker.ts", import.meta.url).href;
 
 /** write transactions between checkpoints (SQLite's own default is 1,000 log pages) */

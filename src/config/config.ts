@@ -7,14 +7,16 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import * as v from "valibot";
 import YAML from "yaml";
-import { ConfigError } from "./config-error.ts";
+import { ConfigError } from "../util/config-error.ts";
 import { ETCD_SAME_NAME, etcdEnv, ignoredEtcdEnv, logLevelOf, withoutIgnored } from "./etcd-flags.ts";
-import { parseDuration } from "./duration.ts";
+import { parseDuration } from "../util/duration.ts";
 import { foreignFlagHint, foreignSettingHint } from "./foreign-flags.ts";
 import { normaliseEndpoint } from "./endpoint.ts";
 import { LOG_LEVELS } from "../observe/log.ts";
-import { tlsSettings, type TlsSettings } from "./tls-settings.ts";
-import { readTopology, singleBackend, type Topology, TOPOLOGY_KEYS } from "./topology.ts";
+import { tlsSettings } from "./tls-settings.ts";
+import type { TlsSettings } from "../api/tls.ts";
+import { readTopology, singleBackend, TOPOLOGY_KEYS } from "./topology.ts";
+import type { Topology } from "../router/contract.ts";
 
 const duration = (what: string) =>
   v.pipe(

@@ -14,12 +14,15 @@ import type {
   TxnRequest,
   WatchCreateRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { Topology } from "../config/topology.ts";
+import type { BackendStats, MoveProgress, Probe, Topology } from "../router/contract.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
 import type { Event, KeyRange, KeyValue, LeaseRecord, Rev } from "../mvcc/types.ts";
 import type { CustomFieldLookup, Selection } from "../selectors/index.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
+
+// the router's reports and the policy it takes, named here for the api and an upstream etcd
+export type { BackendStats, MoveProgress, Probe, Topology };
 
 /** One page of a range from a key on, at a revision (0: the latest, whose revision `revision` tells). */
 export type PageReader = (from: Uint8Array, revision: Rev, limit: bigint) => Promise<{ kvs: KeyValue[]; more: boolean; revision: Rev }>;
@@ -224,22 +227,10 @@ export interface LeaseCopies {
   ids(): Promise<Rev[]>;
 }
 
-/** A backend's figures for the status page and metrics; a backend that cannot answer carries its error instead. */
-export type BackendStats =
-  | { name: string; url: string; keys: bigint; size: bigint; inUse: bigint; revision: Rev; compactRevision: Rev; error?: undefined }
-  | { name: string; url: string; error: string };
-
 /** The live keys under one key prefix (one kube-apiserver's, one tenant's), over every backend it spans. */
 export type PrefixCount =
   | { prefix: string; backends: string[]; keys: bigint; error?: undefined }
   | { prefix: string; backends: string[]; error: string };
-
-/** A backend with a cheap call that shows whether it answers (health checks). */
-export interface Probe {
-  name: string;
-  url: string;
-  probe: () => Promise<unknown>;
-}
 
 /**
  * New routing rules for a running keyspace (strata's Admin service, `strata migrate
@@ -250,11 +241,4 @@ export interface Rerouting {
   check(next: Topology): void;
   /** Moves the keys the rules send elsewhere and puts the rules in force; resolves to the last report. */
   reroute(next: Topology, report: (p: MoveProgress) => void): Promise<MoveProgress>;
-}
-
-export interface MoveProgress {
-  phase: "counting" | "copying" | "catching up" | "switched" | "cleaning up" | "done";
-  moved: number;
-  total: number;
-  message?: string;
 }

@@ -18,7 +18,7 @@ import {
   type TxnRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { type EtcdKeyspace, upstreamSnapshotRefused } from "../backends/etcd/etcd-keyspace.ts";
-import type { Topology } from "../config/topology.ts";
+import type { Topology } from "../router/contract.ts";
 import type { AuthView } from "../mvcc/backend.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import { EtcdError } from "../mvcc/errors.ts";

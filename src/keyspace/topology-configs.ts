@@ -23,8 +23,9 @@ import {
   TxnRequestSchema,
   WatchCreateRequestSchema,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { ConfigError } from "../config/config-error.ts";
-import { readTopologyConfig, type Rule, type Topology } from "../config/topology.ts";
+import { ConfigError } from "../util/config-error.ts";
+import { readTopologyConfig } from "../config/topology.ts";
+import { type Rule, type Topology } from "../router/contract.ts";
 import type { Backend } from "../mvcc/backend.ts";
 import { keyString, prefixEnd } from "../mvcc/keyrange.ts";
 import { DELETE, type KeyValue, type Rev } from "../mvcc/types.ts";

@@ -5,7 +5,7 @@
 // Built-in resources are stored without their API group (/registry/deployments/...), so a
 // first segment is a group only when it holds a dot (apiregistration.k8s.io, CRD groups).
 // Services keep an extra segment (/registry/services/specs/ns/name, .../endpoints/...).
-import { DEFAULT_KEY_PREFIX } from "../config/topology.ts";
+import { DEFAULT_KEY_PREFIX } from "./contract.ts";
 
 /** resources whose keys carry one more segment between resource and namespace */
 const SUBDIVIDED: Record<string, true> = { services: true };

@@ -7,7 +7,7 @@ import type { Backend, BackendState } from "../mvcc/backend.ts";
 import { isUpstreamUrl } from "../backends/etcd/scheme.ts";
 import type { KeyValue } from "../mvcc/types.ts";
 import { type Config, ConfigError } from "../config/config.ts";
-import type { Topology } from "../config/topology.ts";
+import type { Topology } from "./contract.ts";
 import { create } from "@bufbuild/protobuf";
 import { type RangeRequest, RangeRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { keyString, prefixEnd, successor } from "../mvcc/keyrange.ts";

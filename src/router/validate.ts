@@ -2,12 +2,11 @@
 // never match, rules an earlier rule shadows, rules that split a resource when an
 // upstream etcd is among the backends. Each problem is one line naming the file, the
 // field and the fix.
-import { ConfigError } from "../config/config-error.ts";
-import type { Topology } from "../config/topology.ts";
+import { ConfigError } from "../util/config-error.ts";
+import type { Topology, Match, Rule } from "./contract.ts";
 import { redact } from "../backends/open.ts";
 import { isUpstreamUrl, UPSTREAM_SCHEMES } from "../backends/etcd/scheme.ts";
 import { ENGINE_SCHEMES } from "../backends/sql/engine-profiles.ts";
-import type { Match, Rule } from "../config/topology.ts";
 import { prefixOf } from "./kubernetes-key.ts";
 import { CompiledRule, globToRegExp } from "./rules.ts";
 

@@ -4,7 +4,7 @@
 // reads from the keyspace (JSON, JSON in the protobuf envelope, a Secret in protobuf).
 import { describe, expect, test } from "bun:test";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { ConfigError } from "../../src/config/config-error.ts";
+import { ConfigError } from "../../src/util/config-error.ts";
 import { readTopology, readTopologyConfig } from "../../src/config/topology.ts";
 import { readStoredJson, secretData } from "../../src/keyspace/stored-object.ts";
 import { topologyOfSecret } from "../../src/keyspace/topology-sources.ts";

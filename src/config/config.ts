@@ -17,6 +17,8 @@ import { tlsSettings } from "./tls-settings.ts";
 import type { TlsSettings } from "../api/tls.ts";
 import { readTopology, singleBackend, TOPOLOGY_KEYS } from "./topology.ts";
 import type { Topology } from "../router/contract.ts";
+import type { Retention } from "../keyspace/compactor.ts";
+import type { RemoteTopology } from "../keyspace/topology-sources.ts";
 
 const duration = (what: string) =>
   v.pipe(
@@ -328,7 +330,7 @@ const ETCD_ALIASES: Record<string, string> = Object.fromEntries(
   Object.entries(SETTINGS).flatMap(([name, s]) => ("etcd" in s ? [[s.etcd, name]] : [])),
 );
 export type Config = { [K in keyof Settings]: v.InferOutput<Settings[K]["schema"]> } & {
-  autoCompaction: { mode: "periodic"; retentionMs: number } | { mode: "revision"; retention: bigint } | undefined;
+  autoCompaction: Retention | undefined;
   /** backends and routing rules; a plain --backend is one backend named "default" */
   topology: Topology;
   /** the file the topology came from, watched for appended rules */
@@ -460,9 +462,6 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   config.autoCompaction = autoCompaction(config["auto-compaction-mode"], config["auto-compaction-retention"], raw["auto-compaction-retention"]!.source);
   return config;
 }
-
-/** A topology strata fetches: HariKube's TOPOLOGY_CONFIG=http(s)://URL or secret://NAMESPACE/NAME. */
-export type RemoteTopology = { kind: "url"; url: string } | { kind: "secret"; namespace: string; name: string; source: string };
 
 /** undefined for a file (a path, or file://PATH) */
 function remoteTopology(named: string): RemoteTopology | undefined {

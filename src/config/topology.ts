@@ -8,6 +8,7 @@ import { ConfigError } from "../util/config-error.ts";
 import { parseDuration } from "../util/duration.ts";
 import { normaliseEndpoint } from "./endpoint.ts";
 import { type BackendSettings, DEFAULT_KEY_PREFIX, type Match, type Rule, type Topology } from "../router/contract.ts";
+import type { TopologyConfigSpec } from "../keyspace/topology-configs.ts";
 
 export const TOPOLOGY_KEYS = ["backends", "default", "routes", "tenants", "key-prefix"] as const;
 
@@ -296,15 +297,6 @@ function groupOf(group: string): string {
 /** HariKube's examples name the plural (kind: shirts); a Kind (Shirt) is made plural */
 function resourceOf(kind: string): string {
   return kind === kind.toLowerCase() ? kind : pluralOf(kind);
-}
-
-/** A TopologyConfig object's spec, as strata reads it; `migrate` is strata's own extension. */
-export interface TopologyConfigSpec {
-  backends: Map<string, string>;
-  settings: Map<string, BackendSettings>;
-  rules: Rule[];
-  migrate: boolean;
-  ignored?: string;
 }
 
 const TopologyConfigSchema = v.object({

@@ -24,8 +24,7 @@ import {
   WatchCreateRequestSchema,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { ConfigError } from "../util/config-error.ts";
-import { readTopologyConfig } from "../config/topology.ts";
-import { type Rule, type Topology } from "../router/contract.ts";
+import type { BackendSettings, Rule, Topology } from "../router/contract.ts";
 import type { Backend } from "../mvcc/backend.ts";
 import { keyString, prefixEnd } from "../mvcc/keyrange.ts";
 import { DELETE, type KeyValue, type Rev } from "../mvcc/types.ts";
@@ -43,6 +42,21 @@ const WATCH_ID = 1n;
 const RETRY_MIN_MS = 200, RETRY_MAX_MS = 10_000;
 /** a migration's progress is written into its status at most this often */
 const PROGRESS_EVERY_MS = 1000;
+
+/** A TopologyConfig object's spec, as strata reads it; `migrate` is strata's own extension. */
+export interface TopologyConfigSpec {
+  backends: Map<string, string>;
+  settings: Map<string, BackendSettings>;
+  rules: Rule[];
+  migrate: boolean;
+  ignored?: string;
+}
+
+/**
+ * Reads a TopologyConfig object (`source` names it: "TopologyConfig NS/NAME"); throws a
+ * ConfigError naming the field at fault. config/topology.ts reads them; cli/ passes it in.
+ */
+export type ReadTopologyConfig = (object: unknown, source: string) => TopologyConfigSpec;
 
 interface Stored {
   key: Uint8Array;
@@ -77,6 +91,7 @@ export class TopologyConfigs {
     /** where the objects' keys are read and written (the dispatcher) */
     private readonly keyspace: Keyspace,
     private readonly policy: RoutingPolicy,
+    private readonly readTopologyConfig: ReadTopologyConfig,
     keyPrefix: string,
     private readonly log: Log,
   ) {
@@ -206,7 +221,7 @@ export class TopologyConfigs {
       }
       let entry: PolicyEntry, migrate: boolean, ignored: string | undefined;
       try {
-        const spec = readTopologyConfig(x.o.json.object, label);
+        const spec = this.readTopologyConfig(x.o.json.object, label);
         entry = { key: x.key, fingerprint: x.fp, order: x.order, rules: onOpenBackends(this.policy.openBackends, this.policy.baseTopology.source, spec.backends, spec.rules, label) };
         migrate = spec.migrate;
         ignored = spec.ignored;
@@ -332,7 +347,7 @@ function sameDatabase(a: string, b: string): boolean {
  * where those rules say. One that no longer fits the config (a database gone, a rule now
  * shadowed) is left out, and the checks that follow say what that strands.
  */
-export async function restoreTopologyConfigs(backends: Backend[], base: Topology, log: Log): Promise<PolicyEntry[]> {
+export async function restoreTopologyConfigs(backends: Backend[], base: Topology, readTopologyConfig: ReadTopologyConfig, log: Log): Promise<PolicyEntry[]> {
   const prefix = topologyConfigPrefix(base.keyPrefixes[0]!);
   const range = { start: prefix, end: prefixEnd(prefix) };
   const entries: PolicyEntry[] = [];

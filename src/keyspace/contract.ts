@@ -185,11 +185,12 @@ export interface WatchSession {
 }
 
 /** The Lease service as the api layer calls it; which backend is authoritative is the keeper's business. */
-export interface LeaseKeeper {
-  /** leases granted and revoked (by a client or by expiry) through this process, for metrics */
-  readonly counts: { granted: number; revoked: number };
-  start(): void;
-  stop(): void;
+/**
+ * etcd's five lease operations. The keyspace's keeper answers them for clients; an upstream
+ * etcd (backends/etcd) answers them for its own leases, which the keeper in the databases
+ * mirrors so keys stored there can be attached to a lease of the same ID and TTL.
+ */
+export interface LeaseService {
   grant(requestedTtl: Rev, requestedId: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }>;
   /** resolves to the header revision */
   revoke(id: Rev): Promise<Rev>;
@@ -200,16 +201,12 @@ export interface LeaseKeeper {
   list(): Promise<{ ids: Rev[]; revision: Rev }>;
 }
 
-/**
- * An upstream etcd's Lease service, as a keeper in the databases uses it: each upstream
- * gets a lease of the same ID and TTL so keys stored there can be attached to it.
- */
-export interface UpstreamLeaseService {
-  leaseGrant(ttl: Rev, id: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }>;
-  leaseRevoke(id: Rev): Promise<Rev>;
-  keepAlive(id: Rev): Promise<{ ttl: Rev; revision: Rev }>;
-  leaseTimeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }>;
-  leaseIds(): Promise<{ ids: Rev[]; revision: Rev }>;
+/** A keyspace's leases: the five operations, with expiry kept between start and stop. */
+export interface LeaseKeeper extends LeaseService {
+  /** leases granted and revoked (by a client or by expiry) through this process, for metrics */
+  readonly counts: { granted: number; revoked: number };
+  start(): void;
+  stop(): void;
 }
 
 /**

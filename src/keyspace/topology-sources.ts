@@ -72,7 +72,8 @@ async function fetchTopology(documents: TopologyDocuments, url: string, etag?: s
 
 /**
  * The topology a URL or Secret holds, read before strata opens its databases; a Secret is
- * read from the default backend (--backend), which its topology must keep as the default.
+ * read from the default backend (`backendUrl`, --backend), which its topology must keep as
+ * the default.
  */
 export async function readRemoteTopology(backendUrl: string, source: RemoteTopology, documents: TopologyDocuments): Promise<Topology> {
   if (source.kind === "url") {
@@ -81,8 +82,7 @@ export async function readRemoteTopology(backendUrl: string, source: RemoteTopol
     });
     return topology!;
   }
-  const url = backendUrl;
-  const backend = await openBackend(url, { poolSize: 1 });
+  const backend = await openBackend(backendUrl, { poolSize: 1 });
   let files: Map<string, Uint8Array> | undefined;
   try {
     await backend.open();
@@ -95,7 +95,7 @@ export async function readRemoteTopology(backendUrl: string, source: RemoteTopol
     await backend.close();
   }
   const t = checked(documents.secret(files, source.source));
-  if (t.backends.get(t.default) !== url) {
+  if (t.backends.get(t.default) !== backendUrl) {
     throw new ConfigError(`${source.source}: its default backend ${t.default} is not ${backend.name}, where the Secret is kept (--backend); make that its default backend`);
   }
   return t;

@@ -35,12 +35,11 @@ export function validateTopology(t: Topology): void {
   rules.forEach((r, i) => {
     const never = neverMatches(r.rule.match, r, t.keyPrefixes);
     if (never) throw new ConfigError(`${r.rule.source}: can never match: ${never}`);
-    for (let j = 0; j < i; j++) {
-      if (shadows(rules[j]!, r, t.keyPrefixes)) {
-        throw new ConfigError(
-          `${r.rule.source}: can never match: ${rules[j]!.rule.source.replace(`${t.source}: `, "")} (${describe(rules[j]!.rule.match)}) comes first and takes every key it would; move it above or remove it`,
-        );
-      }
+    const earlier = rules.slice(0, i).find((e) => shadows(e, r, t.keyPrefixes));
+    if (earlier) {
+      throw new ConfigError(
+        `${r.rule.source}: can never match: ${earlier.rule.source.replace(`${t.source}: `, "")} (${describe(earlier.rule.match)}) comes first and takes every key it would; move it above or remove it`,
+      );
     }
   });
 }

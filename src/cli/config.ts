@@ -1,7 +1,8 @@
 // The configuration the commands run with: config/ parses flags, environment and file,
 // then the topology is checked against what the router can serve (router/validate.ts)
 // before any backend is opened. Config parsing stays free of the router; the commands,
-// which compose the two, call this.
+// which compose the two, call this, and turn the configuration into the values each layer
+// is opened with (routerOptions, keyspaceOptions): no layer imports config/.
 import { type Config, ConfigError, loadConfig } from "../config/config.ts";
 import type { Topology } from "../router/contract.ts";
 import { normaliseEndpoint } from "../config/endpoint.ts";

@@ -1,9 +1,9 @@
 // The Keyspace contract: the whole etcd keyspace as the api layer serves it. Two kinds
 // implement it — the databases behind the router (keyspace/database.ts) and an upstream
 // etcd (backends/etcd/etcd-keyspace.ts) — and the dispatcher (keyspace/dispatcher.ts)
-// sends each whole request to one of them. Like mvcc's Backend contract it sits below
-// everything that implements it, so every import points down; scripts/check-layers.ts
-// places it.
+// sends each whole request to one of them. Like mvcc's Backend contract it belongs to the
+// layer that consumes it, and the one layer below that implements it (backends/) may
+// import it and nothing else of the keyspace (scripts/check-layers.ts).
 import type {
   AlarmRequest,
   CompactionRequest,

@@ -1,4 +1,4 @@
-// From configuration to the running Keyspace, wired in one place: the router on the
+// From the options cli/ passes in to the running Keyspace, wired in one place: the router on the
 // databases with the watch hub, leases and compaction (database.ts), one EtcdKeyspace per
 // upstream etcd, and the dispatcher over them.
 import type { EtcdKeyspace } from "../backends/etcd/etcd-keyspace.ts";

@@ -2,7 +2,8 @@
 // key prefixes) and what it reports upward (a database's figures and probe, a live move's
 // progress). config/ builds topologies of this shape, the keyspace hands them on, and the
 // keyspace contract names the reports; an upstream etcd (backends/etcd) reports the same
-// figures through it. scripts/check-layers.ts places it.
+// figures through it. Nothing below the router implements it, so only the layers above
+// (and config/) import it.
 import type { Rev } from "../mvcc/types.ts";
 
 /** where kube-apiserver keeps its keys unless --etcd-prefix says otherwise */

@@ -1,4 +1,4 @@
-// From configuration to a running Router: open the topology's databases (an upstream
+// From the options cli/ passes in to a running Router: open the topology's databases (an upstream
 // etcd among the backends is the keyspace's, keyspace/open.ts), refuse to start when
 // existing keys would become unreachable; the checks a new policy passes while strata
 // serves (keyspace/routing-policy.ts applies it).

@@ -318,12 +318,13 @@ export class TopologyConfigs {
 function onOpenBackends(open: Map<string, string>, baseSource: string, backends: Map<string, string>, rules: Rule[], label: string): Rule[] {
   const alias = new Map<string, string>();
   for (const [name, url] of backends) {
-    if (open.has(name) && sameDatabase(open.get(name)!, url)) continue;
+    const openAs = open.get(name);
+    if (openAs !== undefined && sameDatabase(openAs, url)) continue;
     const same = [...open].find(([, u]) => sameDatabase(u, url))?.[0];
-    if (open.has(name) || same === undefined) {
+    if (openAs !== undefined || same === undefined) {
       const at = rules.find((r) => r.backend === name)?.source ?? `${label}: spec.backends`;
-      throw new ConfigError(open.has(name)
-        ? `${at}.endpoint: backend "${name}" is open with another URL (${redact(open.get(name)!)}); use that URL or another name`
+      throw new ConfigError(openAs !== undefined
+        ? `${at}.endpoint: backend "${name}" is open with another URL (${redact(openAs)}); use that URL or another name`
         : `${at}.endpoint: ${redact(url)} is not one of the databases strata has open (${[...open].map(([n, u]) => `${n}=${redact(u)}`).join(", ")}); strata opens its databases at start: add it to the backends of ${baseSource} and restart strata`);
     }
     alias.set(name, same);

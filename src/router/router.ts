@@ -309,7 +309,7 @@ export class Router implements ReadContext {
 
   /** the databases that reported damage, with the first report */
   get damaged(): Array<{ name: string; url: string; error: string }> {
-    return this.parts.filter((p) => p.damage).map((p) => ({ name: p.name, url: p.backend.name, error: p.damage!.detail }));
+    return this.parts.flatMap((p) => (p.damage ? [{ name: p.name, url: p.backend.name, error: p.damage.detail }] : []));
   }
 
   private label(p: Part): string {

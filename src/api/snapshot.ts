@@ -12,7 +12,7 @@
 // no compaction of this process removes any (they do once the read ends); a compaction
 // recorded meanwhile (another process's) makes the read start again. One snapshot is
 // built at a time (each takes its size in disk).
-import { type FileHandle, mkdtemp, open, rm } from "node:fs/promises";
+import { mkdtemp, open, rm } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

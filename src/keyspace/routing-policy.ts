@@ -4,7 +4,7 @@
 // through here, one at a time: it is checked as a config file is at start, and put in
 // force only when no existing key would change backend — or, for a TopologyConfig that
 // asks for it, after a live move of those keys.
-import type { Rule, Topology } from "../config/topology.ts";
+import type { Rule, Topology } from "../router/contract.ts";
 import { appendOnly, sameTopology, strandedKeys, strandedMessage, type Stranded, type UpstreamKeys } from "../router/open.ts";
 import type { Router } from "../router/router.ts";
 import { RoutingTable } from "../router/rules.ts";

@@ -89,7 +89,7 @@ const STACK: Group[] = [
 /** Libraries at the base: they import one another and contracts, no layer's parts. */
 const SHARED: Group = {
   name: "shared",
-  members: ["src/selectors/", "src/snapshot/", "src/util/", "src/gen/", "src/observe/log.ts"],
+  members: ["src/selectors/", "src/snapshot/", "src/util/", "src/gen/"],
   why: "Kubernetes selectors, etcd's snapshot file, plain utilities, generated protobuf types and the logger",
 };
 

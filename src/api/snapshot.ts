@@ -20,7 +20,7 @@ import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { SnapshotRequest, SnapshotResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Keyspace } from "../keyspace/contract.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../util/log.ts";
 import { CompactedMeanwhile, type SnapshotAuth, SnapshotError, writeSnapshot } from "../snapshot/index.ts";
 import { Mutex } from "../util/mutex.ts";
 import { toConnectError } from "./errors.ts";

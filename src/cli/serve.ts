@@ -14,7 +14,7 @@ import { followRoutingPolicy, openKeyspace } from "../keyspace/open.ts";
 import { type Config, ConfigError, helpText } from "../config/config.ts";
 import { migrationTopology } from "../config/topology-documents.ts";
 import { keyspaceOptions, loadCheckedConfig, remoteTopology } from "./config.ts";
-import { log, setLogLevel } from "../observe/log.ts";
+import { log, setLogLevel } from "../util/log.ts";
 import { Observer } from "../observe/observer.ts";
 import { onShutdown, runClosers } from "./shutdown.ts";
 import { collectUnderMemoryPressure } from "../util/memory-pressure.ts";

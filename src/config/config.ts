@@ -12,7 +12,7 @@ import { ETCD_SAME_NAME, etcdEnv, ignoredEtcdEnv, logLevelOf, withoutIgnored } f
 import { parseDuration } from "../util/duration.ts";
 import { foreignFlagHint, foreignSettingHint } from "./foreign-flags.ts";
 import { normaliseEndpoint } from "./endpoint.ts";
-import { LOG_LEVELS } from "../observe/log.ts";
+import { LOG_LEVELS } from "../util/log.ts";
 import { tlsSettings } from "./tls-settings.ts";
 import type { TlsSettings } from "../api/tls.ts";
 import { readTopology, singleBackend, TOPOLOGY_KEYS } from "./topology.ts";

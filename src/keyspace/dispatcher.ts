@@ -28,7 +28,7 @@ import type { KeyRange, Rev } from "../mvcc/types.ts";
 import { moveKeys } from "../router/move.ts";
 import { sameTopology, UPSTREAM_KEYS_STAY } from "../router/open.ts";
 import { validateTopology } from "../router/validate.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../util/log.ts";
 import { type CustomFieldLookup, namesOtherFields, parseSelection, type Selection } from "../selectors/index.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 import type {

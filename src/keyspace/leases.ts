@@ -3,7 +3,7 @@
 // process extends the lease for all, and an expired lease is revoked exactly once
 // (the revocation re-checks the deadline under the revision lock).
 import type { LeaseView } from "../mvcc/backend.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../util/log.ts";
 import { EtcdError, errors } from "../mvcc/errors.ts";
 import { compareBytes } from "../mvcc/keyrange.ts";
 import type { Store } from "../mvcc/store.ts";

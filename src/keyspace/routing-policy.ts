@@ -10,7 +10,7 @@ import type { Router } from "../router/router.ts";
 import { RoutingTable } from "../router/rules.ts";
 import { validateTopology } from "../router/validate.ts";
 import { Mutex } from "../util/mutex.ts";
-import type { Log } from "../observe/log.ts";
+import type { Log } from "../util/log.ts";
 import type { MoveProgress, Rerouting } from "./contract.ts";
 
 /** A TopologyConfig in force: its rules, on the backends strata has open. */

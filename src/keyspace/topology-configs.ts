@@ -28,7 +28,7 @@ import type { BackendSettings, Rule, Topology } from "../router/contract.ts";
 import type { Backend } from "../mvcc/backend.ts";
 import { keyString, prefixEnd } from "../mvcc/keyrange.ts";
 import { DELETE, type KeyValue, type Rev } from "../mvcc/types.ts";
-import type { Log } from "../observe/log.ts";
+import type { Log } from "../util/log.ts";
 import { redact } from "../backends/open.ts";
 import { strandedMessage } from "../router/open.ts";
 import { validateTopology } from "../router/validate.ts";

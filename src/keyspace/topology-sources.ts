@@ -12,7 +12,7 @@ import { openBackend } from "../backends/open.ts";
 import { DEFAULT_KEY_PREFIX, type Topology } from "../router/contract.ts";
 import { ConfigError } from "../util/config-error.ts";
 import { DELETE } from "../mvcc/types.ts";
-import type { Log } from "../observe/log.ts";
+import type { Log } from "../util/log.ts";
 import { sameTopology } from "../router/open.ts";
 import { validateTopology } from "../router/validate.ts";
 import type { Keyspace } from "./contract.ts";

@@ -8,7 +8,7 @@ import type { HistoryView } from "../mvcc/backend.ts";
 import { HistoryPages } from "./history-pages.ts";
 import { keyString, rangeString } from "../mvcc/keyrange.ts";
 import { DELETE, type Event, type KeyRange, PUT, type Rev } from "../mvcc/types.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../util/log.ts";
 import type { WatchResponseOut } from "./contract.ts";
 import { WatchedRanges } from "./watched-ranges.ts";
 

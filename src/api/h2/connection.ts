@@ -8,7 +8,7 @@
 // scheduling between streams and byte-exact backpressure for every response.
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
-import { log } from "../../observe/log.ts";
+import { log } from "../../util/log.ts";
 import {
   ConnectionError, DEFAULT_MAX_FRAME, DEFAULT_WINDOW, ErrorCode, Flag, FRAME_HEADER_BYTES, frameHeader, FrameType,
   goAwayFrame, headerFrames, MAX_FRAME_LIMIT, MAX_WINDOW, PREFACE, rstStreamFrame, Setting, settingsFrame,

@@ -8,7 +8,7 @@ import type { LeaseCopies, LeaseKeeper, LeaseService } from "../../keyspace/cont
 import { EtcdError } from "../../mvcc/errors.ts";
 import { compareBytes } from "../../mvcc/keyrange.ts";
 import type { Rev } from "../../mvcc/types.ts";
-import { log } from "../../observe/log.ts";
+import { log } from "../../util/log.ts";
 
 /** how often copies are compared with the leases etcd still has */
 const SWEEP_MS = 1000;

@@ -1,7 +1,7 @@
 // Bringing a database to this strata's schema version (schema.ts holds the statements):
 // under the dialect's schema lock, or under the lease row for engines without one
 // (schema-lease.ts). Another strata process may be migrating at the same moment.
-import { log } from "../../observe/log.ts";
+import { log } from "../../util/log.ts";
 import type { SqlConn } from "./driver.ts";
 import { randomId } from "./rows.ts";
 import { SCHEMA_VERSION, schemaStatements } from "./schema.ts";

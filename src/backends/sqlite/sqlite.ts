@@ -13,7 +13,7 @@ import { sqliteDialect } from "./sqlite-dialect.ts";
 import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
 import type { IntegrityReply, IntegrityRequest } from "./integrity-worker.ts";
 import { WalCheckpointer } from "./wal-checkpointer.ts";
-import { log } from "../../observe/log.ts";
+import { log } from "../../util/log.ts";
 import { WalSync } from "./wal-sync.ts";
 
 export class SqliteDriver implements SqlDriver {

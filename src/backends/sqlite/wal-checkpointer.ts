@@ -5,7 +5,7 @@
 // first while writes go on, then once more while the next write waits, so the log is wholly
 // copied and SQLite starts it again from the beginning instead of letting it grow.
 import type { Mutex } from "../../util/mutex.ts";
-import { log } from "../../observe/log.ts";
+import { log } from "../../util/log.ts";
 import type { CheckpointReply, CheckpointRequest } from "./checkpoint-worker.ts";
 
 /**

@@ -41,9 +41,9 @@ export function compile(target: Target, outfile: string, commit = gitCommit()): 
     "--minify", "--splitting", "--bytecode", "--format=esm",
     `--define=STRATA_COMMIT=${JSON.stringify(commit)}`,
     join(ROOT, "src/main.ts"),
-    // a worker thread's code is an entry point of its own (src/backends/sql/wal-checkpointer.ts)
-    join(ROOT, "src/backends/sql/checkpoint-worker.ts"),
-    join(ROOT, "src/backends/sql/integrity-worker.ts"),
+    // a worker thread's code is an entry point of its own (src/backends/sqlite/wal-checkpointer.ts)
+    join(ROOT, "src/backends/sqlite/checkpoint-worker.ts"),
+    join(ROOT, "src/backends/sqlite/integrity-worker.ts"),
     join(ROOT, "src/backends/sql/read-worker.ts"),
     join(ROOT, "src/api/password-worker.ts"),
     "--outfile", outfile,

@@ -1,52 +1,72 @@
 // The layering check (`bun scripts/check-layers.ts`, run by scripts/test): reads the import
-// graph of src/ and fails on any import cycle between files and on any import that points
-// up the layer order below. DESIGN.md draws the house; this is what keeps it true.
-// Exits 0 and prints one summary line when the graph is clean; otherwise prints one line
-// per problem and exits 1.
+// graph of src/ and fails on any import cycle between files and on any import the picture
+// in DESIGN.md does not allow. The picture, drawn the same in docs/development.md:
+//
+//   main > cli > config          beside the stack: config parses, cli composes; no layer imports them
+//   api        api/ observe/
+//   keyspace   keyspace/         contract: keyspace/contract.ts
+//   router     router/           contract: router/contract.ts
+//   mvcc       mvcc/             contract: mvcc's Backend views and the types they speak
+//   backends   backends/
+//   shared     selectors/ snapshot/ util/ gen/, the logger: libraries every layer may use
+//
+// Every import points down the stack (or into shared). A layer below may import the
+// contract of a layer above, which it implements, and nothing else of it; shared imports
+// only shared and contracts; config only the layers (the shapes they take), never cli.
+// Exits 0 and prints the picture on one line when the graph is clean; otherwise prints one
+// line per problem and exits 1.
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, normalize, relative, resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dir, "..");
 
-/**
- * The layers, top to bottom, each with why it sits there. A file may import from its own
- * layer and from any layer below it, never from one above. A file belongs to the layer of
- * the longest pattern that matches it (a pattern ending in "/" is a folder).
- */
-const LAYERS: Array<{ name: string; files: string[]; why: string }> = [
-  { name: "main", files: ["src/main.ts"], why: "the entry: dispatches to a command" },
-  { name: "cli", files: ["src/cli/"], why: "the commands compose every layer (serve opens the keyspace and serves the api on it)" },
-  { name: "api", files: ["src/api/"], why: "etcd's gRPC services and the HTTP endpoints: the top of the request path" },
+interface Group {
+  name: string;
+  /** folders (ending in "/") and files; a file belongs to the longest that matches it */
+  members: string[];
+  /** the files of the layer the layers that implement it may import from below */
+  contract?: string[];
+  /** the layers below that implement the contract */
+  implementedBy?: string[];
+  why: string;
+}
+
+/** Beside the stack, top to bottom: each may import those after it, the stack and shared. */
+const BESIDE: Group[] = [
+  { name: "main", members: ["src/main.ts"], why: "the entry: dispatches to a command" },
+  { name: "cli", members: ["src/cli/"], why: "the commands compose the layers, passing them configuration as values" },
   {
-    name: "observe",
-    files: ["src/observe/"],
-    why: "metrics, health and the status page read the keyspace, the router and the databases; api serves them",
+    name: "config",
+    members: ["src/config/"],
+    why: "parses flags, environment and config files into the shapes the layers own (and imports those); no layer imports it",
+  },
+];
+
+/** The stack, top to bottom, as DESIGN.md draws it. */
+const STACK: Group[] = [
+  {
+    name: "api",
+    members: ["src/api/", "src/observe/"],
+    why: "etcd's gRPC services and the HTTP endpoints, with what they serve of metrics, health and the status page (observe/)",
   },
   {
     name: "keyspace",
-    files: ["src/keyspace/"],
-    why: "the Keyspace the api serves: the databases (router plus watch hub, leases, compaction) and a dispatcher over them and any upstream etcd",
-  },
-  { name: "router", files: ["src/router/"], why: "routing policy: key -> database, merged reads and watches, live moves" },
-  { name: "mvcc", files: ["src/mvcc/"], why: "one database's etcd semantics (store, txn apply, quota) over the Backend contract" },
-  {
-    name: "backends",
-    files: ["src/backends/"],
-    why: "one module per database family; each implements mvcc's Backend contract, an upstream etcd the Keyspace contract",
+    members: ["src/keyspace/"],
+    contract: ["src/keyspace/contract.ts"],
+    implementedBy: ["backends"],
+    why: "the whole keyspace as clients see it: watch hub, leases, compaction, the dispatcher over the databases and any upstream etcd",
   },
   {
-    name: "keyspace contract",
-    files: ["src/keyspace/contract.ts"],
-    why: "the Keyspace interface the api talks to: owned by the keyspace layer, implemented below it by an upstream etcd (backends/etcd), so it sits under both",
+    name: "router",
+    members: ["src/router/"],
+    contract: ["src/router/contract.ts"],
+    implementedBy: [],
+    why: "routing policy: key -> database, merged reads and watches, live moves",
   },
   {
-    name: "snapshot",
-    files: ["src/snapshot/"],
-    why: "etcd's snapshot file (bbolt pages, etcd's buckets) written from any source of history and leases, and read back: api and cli use it; below the databases, it sees only mvcc's contract types",
-  },
-  {
-    name: "mvcc contract",
-    files: [
+    name: "mvcc",
+    members: ["src/mvcc/"],
+    contract: [
       "src/mvcc/backend.ts",
       "src/mvcc/types.ts",
       "src/mvcc/errors.ts",
@@ -56,37 +76,28 @@ const LAYERS: Array<{ name: string; files: string[]; why: string }> = [
       "src/mvcc/responses.ts",
       "src/mvcc/deadline.ts",
     ],
-    why: "what a backend implements and speaks, and the answers a keyspace gives: owned by mvcc, the one part of it the layers below import",
+    implementedBy: ["backends"],
+    why: "one database's etcd semantics (store, txn apply, quota) over the Backend contract it owns",
   },
   {
-    name: "selectors",
-    files: ["src/selectors/"],
-    why: "Kubernetes label/field selectors over stored objects, pure: the api validates a request's selectors with them, the keyspace filters ranges and watches",
-  },
-  { name: "config", files: ["src/config/"], why: "parses flags, environment and the config file; the layers read its types" },
-  {
-    name: "base",
-    files: ["src/gen/", "src/util/", "src/observe/log.ts"],
-    why: "generated protobuf types, plain utilities and the logger: imported by every layer, import none",
+    name: "backends",
+    members: ["src/backends/"],
+    why: "one module per database family; each implements mvcc's Backend contract, an upstream etcd the Keyspace contract",
   },
 ];
 
-/**
- * Imports that still point up, each with what removes it. The list may only shrink: an
- * entry that no longer matches an import fails the check too, so it is deleted with the
- * import.
- */
-const KNOWN_EXCEPTIONS: Array<{ from: string; to: string; why: string }> = [];
+/** Libraries at the base: they import one another and contracts, no layer's parts. */
+const SHARED: Group = {
+  name: "shared",
+  members: ["src/selectors/", "src/snapshot/", "src/util/", "src/gen/"],
+  why: "Kubernetes selectors, etcd's snapshot file, plain utilities, generated protobuf types and the logger",
+};
 
-/**
- * Imports that point down but skip what should stand between: a layer that may reach only
- * the contract of the one below it, never its parts.
- */
-const FORBIDDEN: Array<{ from: string; layers: string[]; why: string }> = [
+/** Folders of a layer that reach the layers below only through their contracts. */
+const THROUGH_CONTRACTS: Array<{ folder: string; why: string }> = [
   {
-    from: "api",
-    layers: ["keyspace", "router", "mvcc", "backends"],
-    why: "the api talks to the Keyspace interface only (keyspace/contract.ts, and mvcc's contract for the shapes it speaks)",
+    folder: "src/api/",
+    why: "the api talks to the Keyspace interface (keyspace/contract.ts) and speaks the contracts' shapes, never a layer's parts",
   },
 ];
 
@@ -114,15 +125,45 @@ function importsOf(file: string): string[] {
   return [...out];
 }
 
-function layerOf(file: string): number | undefined {
-  let best: { index: number; length: number } | undefined;
-  LAYERS.forEach((layer, index) => {
-    for (const p of layer.files) {
-      const hit = p.endsWith("/") ? file.startsWith(p) : file === p;
-      if (hit && (!best || p.length > best.length)) best = { index, length: p.length };
-    }
-  });
-  return best?.index;
+const GROUPS = [...BESIDE, ...STACK, SHARED];
+
+function matches(file: string, pattern: string): boolean {
+  return pattern.endsWith("/") ? file.startsWith(pattern) : file === pattern;
+}
+
+/** the group of the longest member pattern that matches the file */
+function groupOf(file: string): Group | undefined {
+  let best: { group: Group; length: number } | undefined;
+  for (const group of GROUPS) {
+    for (const p of group.members) if (matches(file, p) && (!best || p.length > best.length)) best = { group, length: p.length };
+  }
+  return best?.group;
+}
+
+function inContract(file: string, group: Group): boolean {
+  return (group.contract ?? []).some((p) => matches(file, p));
+}
+
+/** why an import from `file` (in `from`) of `target` (in `to`) is against the picture; undefined when it is allowed */
+function against(file: string, from: Group, target: string, to: Group): string | undefined {
+  if (from === to) return undefined;
+  const beside = (g: Group) => BESIDE.indexOf(g);
+  if (beside(to) >= 0) {
+    if (beside(from) >= 0 && beside(from) < beside(to)) return undefined;
+    const importers = BESIDE.slice(0, beside(to)).map((g) => g.name);
+    return `${to.name} is beside the stack: only ${importers.join(" and ")} ${importers.length > 1 ? "import" : "imports"} it`;
+  }
+  if (beside(from) >= 0) return undefined;
+  const contract = inContract(target, to);
+  if (from === SHARED) return contract ? undefined : "shared libraries import only one another and contracts, no layer's parts";
+  if (to === SHARED) return undefined;
+  const [i, j] = [STACK.indexOf(from), STACK.indexOf(to)];
+  if (j < i) {
+    return contract && to.implementedBy?.includes(from.name) ? undefined : `a layer below imports only the contract of a layer above that it implements (${to.name}'s: ${to.implementedBy?.join(", ") || "none"})`;
+  }
+  const through = THROUGH_CONTRACTS.find((t) => file.startsWith(t.folder));
+  if (through && !contract) return through.why;
+  return undefined;
 }
 
 /** Tarjan's strongly connected components: every group of files that import each other in a circle. */
@@ -160,42 +201,32 @@ const files = sourceFiles("src").sort();
 const known = new Set(files);
 const graph = new Map(files.map((f) => [f, importsOf(f)]));
 const problems: string[] = [];
-const usedExceptions = new Set<(typeof KNOWN_EXCEPTIONS)[number]>();
 let imports = 0;
 
 for (const [file, targets] of graph) {
-  const from = layerOf(file);
-  if (from === undefined) problems.push(`${file}: in no layer; add its folder to LAYERS in scripts/check-layers.ts`);
+  const from = groupOf(file);
+  if (from === undefined) problems.push(`${file}: in no layer; add its folder to one in scripts/check-layers.ts`);
   for (const target of targets) {
     imports++;
     if (!known.has(target)) {
       problems.push(`${file}: imports ${target}, which does not exist`);
       continue;
     }
-    const to = layerOf(target);
+    const to = groupOf(target);
     if (from === undefined || to === undefined) continue;
-    const forbidden = FORBIDDEN.find((f) => f.from === LAYERS[from]!.name && f.layers.includes(LAYERS[to]!.name));
-    if (forbidden) problems.push(`${file} (${LAYERS[from]!.name}) imports ${target} (${LAYERS[to]!.name}): ${forbidden.why}`);
-    if (to >= from) continue;
-    const exception = KNOWN_EXCEPTIONS.find((e) => e.from === file && e.to === target);
-    if (exception) {
-      usedExceptions.add(exception);
-      continue;
-    }
-    problems.push(`${file} (${LAYERS[from]!.name}) imports ${target} (${LAYERS[to]!.name}): against the layer order`);
+    const why = against(file, from, target, to);
+    if (why) problems.push(`${file} (${from.name}) imports ${target} (${to.name}${inContract(target, to) ? " contract" : ""}): ${why}`);
   }
-}
-for (const e of KNOWN_EXCEPTIONS) {
-  if (!usedExceptions.has(e)) problems.push(`known exception ${e.from} -> ${e.to} no longer happens: delete it from KNOWN_EXCEPTIONS`);
 }
 for (const scc of cycles(graph)) problems.push(`import cycle: ${scc.join(" -> ")}`);
 
 if (problems.length > 0) {
   for (const p of problems) console.error(`check-layers: ${p}`);
-  console.error(`check-layers: ${problems.length} problem(s); the layer order is in ${relative(process.cwd(), import.meta.path)}`);
+  console.error(`check-layers: ${problems.length} problem(s); the picture is in ${relative(process.cwd(), import.meta.path)}`);
   process.exit(1);
 }
+const picture = STACK.map((g) => `${g.name}${g.implementedBy?.length ? ` (contract <- ${g.implementedBy.join(", ")})` : g.contract ? " (contract)" : ""}`).join(" > ");
 console.log(
-  `layers: ${files.length} files, ${imports} imports, no cycle, none against the order ` +
-    `${LAYERS.map((l) => l.name).join(" > ")} (${KNOWN_EXCEPTIONS.length} known exceptions)`,
+  `layers: ${files.length} files, ${imports} imports, no cycle, none against the picture: ` +
+    `${BESIDE.map((g) => g.name).join(" > ")} beside | ${picture} | ${SHARED.name} (${SHARED.members.map((m) => m.replace(/^src\//, "")).join(" ")})`,
 );

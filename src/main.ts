@@ -3,7 +3,7 @@
 // runs the etcd v3 API on the configured backend. Each command's code loads when that
 // command runs, so `strata --version` answers at once and a server holds only its own.
 import { commit, version } from "./cli/build-info.ts";
-import { log } from "./observe/log.ts";
+import { log } from "./util/log.ts";
 
 /**
  * The postgres driver can write to a connection's socket from a timer that fires after

@@ -8,7 +8,7 @@ import type { TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Keyspace } from "../keyspace/contract.ts";
 import { toKeyRange, txnRanges } from "../mvcc/keyrange.ts";
 import type { GrpcMethod, GrpcType } from "../observe/metrics.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../util/log.ts";
 import type { Observer } from "../observe/observer.ts";
 import { GrpcCall } from "./grpc-call.ts";
 import type { H2Stream } from "./h2/stream.ts";

@@ -3,16 +3,18 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { Admin, type MigrateProgress, MigrateProgressSchema } from "../gen/strata/admin/v1/admin_pb.ts";
-import { ConfigError, parseConfigText } from "../config/config.ts";
-import { readTopology } from "../config/topology.ts";
-import type { MoveProgress, Rerouting } from "../keyspace/contract.ts";
+import type { MoveProgress, Rerouting, Topology } from "../keyspace/contract.ts";
+import { ConfigError } from "../util/config-error.ts";
 import type { AuthStore } from "./auth-store.ts";
 import { caller } from "./caller.ts";
 import { toConnectError } from "./errors.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
-export function adminService(rerouting: Rerouting, log: Log, auth: AuthStore): ServiceImpl<typeof Admin> {
+/** A config's text (named `source`) as the topology it routes by; a ConfigError says what is wrong. */
+export type ReadTopology = (text: string, source: string) => Topology;
+
+export function adminService(rerouting: Rerouting, readTopology: ReadTopology, log: Log, auth: AuthStore): ServiceImpl<typeof Admin> {
   return {
     async *migrate(req, ctx) {
       const source = req.source || "the new config";
@@ -20,8 +22,7 @@ export function adminService(rerouting: Rerouting, log: Log, auth: AuthStore): S
       try {
         // moving keys between databases is for users of the root role once auth is on
         auth.checkAdmin(auth.identify(caller(ctx)));
-        next = readTopology(parseConfigText(req.config, source), source);
-        if (!next) throw new ConfigError(`${source}: backends: the file names no backends to route to`);
+        next = readTopology(req.config, source);
         rerouting.check(next);
       } catch (err) {
         if (err instanceof ConfigError) throw new ConnectError(err.message, Code.InvalidArgument);

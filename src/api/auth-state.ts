@@ -14,6 +14,8 @@ export const ROOT = "root";
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 const bytes = (s: string) => new TextEncoder().encode(s);
 const byName = (a: string, b: string) => compareBytes(bytes(a), bytes(b));
+/** a map's entries in name order */
+const inNameOrder = <T>(m: Map<string, T>): Array<[string, T]> => [...m].sort(([a], [b]) => byName(a, b));
 
 export class AuthState {
   constructor(
@@ -143,8 +145,8 @@ export class AuthState {
     return bytes(JSON.stringify({
       enabled: this.enabled,
       revision: String(this.revision),
-      users: this.userNames().map((n) => b64(toBinary(UserSchema, this.users.get(n)!))),
-      roles: this.roleNames().map((n) => b64(toBinary(RoleSchema, this.roles.get(n)!))),
+      users: inNameOrder(this.users).map(([, u]) => b64(toBinary(UserSchema, u))),
+      roles: inNameOrder(this.roles).map(([, r]) => b64(toBinary(RoleSchema, r))),
     }));
   }
 
@@ -153,8 +155,8 @@ export class AuthState {
     return {
       enabled: this.enabled,
       revision: this.revision,
-      users: this.userNames().map((n) => ({ name: bytes(n), value: toBinary(UserSchema, this.users.get(n)!) })),
-      roles: this.roleNames().map((n) => ({ name: bytes(n), value: toBinary(RoleSchema, this.roles.get(n)!) })),
+      users: inNameOrder(this.users).map(([n, u]) => ({ name: bytes(n), value: toBinary(UserSchema, u) })),
+      roles: inNameOrder(this.roles).map(([n, r]) => ({ name: bytes(n), value: toBinary(RoleSchema, r) })),
     };
   }
 

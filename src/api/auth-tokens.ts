@@ -17,8 +17,8 @@ import {
   verify,
 } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { ConfigError } from "../config/config-error.ts";
-import { parseDuration } from "../config/duration.ts";
+import { ConfigError } from "../util/config-error.ts";
+import { parseDuration } from "../util/duration.ts";
 import { EtcdError } from "../mvcc/errors.ts";
 import type { Rev } from "../mvcc/types.ts";
 

@@ -2,7 +2,7 @@
 // it is logged and answered with a message that names no internals.
 import { Code, ConnectError } from "@connectrpc/connect";
 import { EtcdError } from "../mvcc/errors.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../util/log.ts";
 import { SelectorError } from "../selectors/index.ts";
 
 export function toConnectError(err: unknown): ConnectError {

@@ -27,6 +27,7 @@ import {
   type TxnRequest,
   TxnRequestSchema,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import { whenDroppedCollected } from "../util/memory-pressure.ts";
 import type { H2Stream } from "./h2/stream.ts";
 
 /** bytes of range responses read and not yet sent, at most (beyond one response alone) */
@@ -224,7 +225,8 @@ export class Reservation {
       this.bytes -= part;
       this.budget.sent(part);
     });
-    stream.onClose(() => this.release());
+    // a response dropped unsent holds its share until its bytes are collected
+    stream.onClose(() => (this.bytes > 0 ? whenDroppedCollected(() => this.release()) : this.release()));
   }
 
   release(): void {

@@ -13,7 +13,7 @@ import { Election } from "../gen/etcd/api/v3electionpb/v3election_pb.ts";
 import { Lock } from "../gen/etcd/api/v3lockpb/v3lock_pb.ts";
 import type { Observer } from "../observe/observer.ts";
 import { callAccounting } from "./accounting.ts";
-import { adminService } from "./admin.ts";
+import { adminService, type ReadTopology } from "./admin.ts";
 import { authService } from "./auth.ts";
 import type { AuthStore } from "./auth-store.ts";
 import { CALLER, callerOf } from "./caller.ts";
@@ -43,6 +43,8 @@ export interface ServerParts {
   keyspace: Keyspace & RangeStreams;
   /** new routing rules while serving (the Admin service) */
   rerouting: Rerouting;
+  /** how the config a Migrate call sends is read: config/ reads it, throwing a ConfigError for bad config */
+  readTopology: ReadTopology;
   identity: ServerIdentity;
   member: Member;
   limits: Limits;
@@ -98,7 +100,7 @@ export function createGrpcServer(p: ServerParts): H2Server {
     [Cluster, clusterService(p.identity, p.member, p.auth)],
     [Maintenance, maintenanceService(p.keyspace, p.identity, p.auth)],
     [Auth, authService(p.keyspace, p.identity, p.auth)],
-    [Admin, adminService(p.rerouting, p.log, p.auth)],
+    [Admin, adminService(p.rerouting, p.readTopology, p.log, p.auth)],
     // etcd's recipe services run over the services above, as etcd's run over a client of its own server
     [Election, electionService({ kv, lease, watch })],
     [Lock, lockService({ kv, lease, watch })],

@@ -12,7 +12,7 @@
 // no compaction of this process removes any (they do once the read ends); a compaction
 // recorded meanwhile (another process's) makes the read start again. One snapshot is
 // built at a time (each takes its size in disk).
-import { type FileHandle, mkdtemp, open, rm } from "node:fs/promises";
+import { mkdtemp, open, rm } from "node:fs/promises";
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,7 +20,7 @@ import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { SnapshotRequest, SnapshotResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Keyspace } from "../keyspace/contract.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../util/log.ts";
 import { CompactedMeanwhile, type SnapshotAuth, SnapshotError, writeSnapshot } from "../snapshot/index.ts";
 import { Mutex } from "../util/mutex.ts";
 import { toConnectError } from "./errors.ts";

@@ -8,12 +8,27 @@ import { readFileSync, statSync } from "node:fs";
 import {
   createSecureContext, type PeerCertificate, type SecureContextOptions, type Server as TlsServer, type TLSSocket, type TlsOptions,
 } from "node:tls";
-import { ConfigError } from "../config/config-error.ts";
-import type { TlsSettings } from "../config/tls-settings.ts";
+import { ConfigError } from "../util/config-error.ts";
 import { type RevokedSerials, revokedSerials, serialKey } from "./crl.ts";
 import { type SelfSigned, selfSignedCertificate } from "./self-signed.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
+
+/** The TLS settings the listener is served with (config/tls-settings.ts checks and builds them). */
+export interface TlsSettings {
+  certFile: string;
+  keyFile: string;
+  /** CA bundle client certificates are checked against */
+  trustedCaFile: string | undefined;
+  /** refuse clients without a certificate signed by trustedCaFile */
+  clientCertAuth: boolean;
+  /** CRL whose serial numbers are refused among client certificates, as etcd's --client-crl-file */
+  crlFile: string | undefined;
+  /** the TLS 1.2 cipher suites offered, in OpenSSL's spelling (etcd's --cipher-suites); undefined: the defaults */
+  ciphers: string | undefined;
+  /** etcd's --auto-tls: no certificate files; one is made at start for these hosts */
+  selfSigned: { hosts: string[] } | undefined;
+}
 
 /** Options for the TLS listener; throws ConfigError naming the flag and file at fault. */
 export function tlsServerOptions(s: TlsSettings): TlsOptions {

@@ -25,11 +25,11 @@ export async function openBackend(url: string, opts: BackendOptions): Promise<Ba
 
 async function openFamily(url: string, opts: BackendOptions): Promise<Backend> {
   if (url.startsWith("sqlite://")) {
-    const path = url.slice("sqlite://".length).split("?")[0]!;
+    const [path = ""] = url.slice("sqlite://".length).split("?");
     if (!path || path === ":memory:") {
       throw new Error(`backend ${url}: needs a file path, such as sqlite://./strata.db or sqlite:///var/lib/strata/strata.db`);
     }
-    const { SqliteBackend } = await import("./sql/sqlite.ts");
+    const { SqliteBackend } = await import("./sqlite/sqlite.ts");
     return SqliteBackend.open(resolve(path));
   }
   if (url.startsWith("postgres://") || url.startsWith("postgresql://")) {

@@ -23,12 +23,14 @@ const PROGRESS_EVERY_MS = 2000;
 
 export async function importSnapshotCommand(args: string[]): Promise<number> {
   const i = args.findIndex((a) => a === "--from-snapshot" || a.startsWith("--from-snapshot="));
-  const path = args[i]!.includes("=") ? args[i]!.slice(args[i]!.indexOf("=") + 1) : args[i + 1];
+  const flag = args[i] ?? "";
+  const inline = flag.includes("=");
+  const path = inline ? flag.slice(flag.indexOf("=") + 1) : args[i + 1];
   if (!path || path.startsWith("--")) {
     console.error("usage: strata import --from-snapshot FILE [--config FILE | --backend URL]");
     return 2;
   }
-  const own = args.filter((_, j) => j !== i && !(j === i + 1 && !args[i]!.includes("=")));
+  const own = args.filter((_, j) => j !== i && !(j === i + 1 && !inline));
 
   let file;
   try {

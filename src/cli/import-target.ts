@@ -10,7 +10,7 @@ import { copyInto, ensureLease } from "../router/copy.ts";
 import { keyCount } from "../router/key-count.ts";
 import { openRouter, UPSTREAM_KEYS_STAY, upstreamIn } from "../router/open.ts";
 import type { Router } from "../router/router.ts";
-import { loadCheckedConfig } from "./config.ts";
+import { loadCheckedConfig, routerOptions } from "./config.ts";
 
 /** Opens the configured backends, or prints why not and returns the exit status. */
 export async function openImportTarget(own: string[]): Promise<Router | number> {
@@ -31,7 +31,7 @@ export async function openImportTarget(own: string[]): Promise<Router | number> 
   }
   const log = (level: string, msg: string, fields: Record<string, unknown> = {}) => console.error(JSON.stringify({ level, msg, ...fields }));
   try {
-    return (await openRouter(config, log)).router;
+    return (await openRouter(routerOptions(config), log)).router;
   } catch (err) {
     console.error(`strata import: cannot open the backends: ${(err as Error).message}`);
     return 1;

@@ -57,14 +57,14 @@ export async function migrateCommand(args: string[]): Promise<number> {
   // backends are the same database when their URLs are; names may differ between files
   const urls = [...new Set([...oldConfig.topology.backends.values(), ...newConfig.topology.backends.values()])];
   const backends = new Map<string, Backend>();
-  const states = new Map<string, BackendState>();
+  const states: Array<[string, Backend, BackendState]> = [];
   try {
     for (const url of urls) {
       const b = await openBackend(url, { poolSize: newConfig["pool-size"], selectorIndex: newConfig["selector-index"] });
       backends.set(url, b);
-      states.set(url, await b.open().catch((err: Error) => {
+      states.push([url, b, await b.open().catch((err: Error) => {
         throw new Error(`backend ${redact(url)}: ${err.message}`);
-      }));
+      })]);
     }
   } catch (err) {
     console.error(`strata: cannot migrate: ${(err as Error).message}`);
@@ -72,9 +72,9 @@ export async function migrateCommand(args: string[]): Promise<number> {
     return 1;
   }
   const stores = new Map<string, Store>();
-  for (const [url, b] of backends) {
+  for (const [url, b, state] of states) {
     const s = new Store(b);
-    s.init(states.get(url)!.revision, states.get(url)!.compactRevision);
+    s.init(state.revision, state.compactRevision);
     stores.set(url, s);
   }
   const table = RoutingTable.of(newConfig.topology);

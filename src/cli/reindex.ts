@@ -8,8 +8,9 @@ import { composeTopology } from "../keyspace/routing-policy.ts";
 import { restoreTopologyConfigs } from "../keyspace/topology-configs.ts";
 import type { Backend } from "../mvcc/backend.ts";
 import { ConfigError } from "../config/config.ts";
+import { readTopologyConfig } from "../config/topology.ts";
 import { openRouter } from "../router/open.ts";
-import { loadCheckedConfig } from "./config.ts";
+import { loadCheckedConfig, routerOptions } from "./config.ts";
 
 export async function reindexCommand(args: string[]): Promise<number> {
   let config;
@@ -25,9 +26,9 @@ export async function reindexCommand(args: string[]): Promise<number> {
   try {
     // keys TopologyConfigs placed are where their rules say, as when strata serves
     const startWith = config["topology-configs"]
-      ? async (backends: Backend[]) => composeTopology(config.topology, await restoreTopologyConfigs(backends, config.topology, log))
+      ? async (backends: Backend[]) => composeTopology(config.topology, await restoreTopologyConfigs(backends, config.topology, readTopologyConfig, log))
       : undefined;
-    router = (await openRouter({ ...config, "selector-index": true }, () => {}, undefined, undefined, startWith)).router;
+    router = (await openRouter({ ...routerOptions(config), selectorIndex: true }, () => {}, undefined, undefined, startWith)).router;
   } catch (err) {
     console.error(`strata reindex: cannot open the backends: ${(err as Error).message}`);
     return 1;

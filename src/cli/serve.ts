@@ -11,10 +11,10 @@ import { commit, version } from "./build-info.ts";
 import { observabilityApp } from "../api/http/app.ts";
 import { serveHttp } from "../api/http/serve.ts";
 import { followRoutingPolicy, openKeyspace } from "../keyspace/open.ts";
-import { readRemoteTopology } from "../keyspace/topology-sources.ts";
 import { type Config, ConfigError, helpText } from "../config/config.ts";
-import { loadCheckedConfig } from "./config.ts";
-import { log, setLogLevel } from "../observe/log.ts";
+import { migrationTopology } from "../config/topology-documents.ts";
+import { keyspaceOptions, loadCheckedConfig, remoteTopology } from "./config.ts";
+import { log, setLogLevel } from "../util/log.ts";
 import { Observer } from "../observe/observer.ts";
 import { onShutdown, runClosers } from "./shutdown.ts";
 import { collectUnderMemoryPressure } from "../util/memory-pressure.ts";
@@ -71,8 +71,10 @@ async function serve(config: Config): Promise<void> {
   const tls = config.tls ? tlsServerOptions(config.tls) : undefined;
   const tokens = tokenProvider(config["auth-token"], config["auth-token-ttl"]);
   // a topology served by a URL or kept in a Secret is read before the databases open
-  if (config.topologySource) config.topology = await readRemoteTopology(config, config.topologySource);
-  const { keyspace, identity, topologyConfigs } = await openKeyspace(config, log, observer.instrument);
+  const remote = remoteTopology(config);
+  if (remote) config.topology = await remote;
+  const options = keyspaceOptions(config);
+  const { keyspace, identity, topologyConfigs } = await openKeyspace(options, log, observer.instrument);
   keyspace.start();
   observer.follow(keyspace);
   // etcd's users and roles live in the default backend, shared by every process on it
@@ -83,7 +85,7 @@ async function serve(config: Config): Promise<void> {
   }, log);
   await auth.start();
   onShutdown("auth store", () => auth.stop());
-  const stopWatchingConfig = followRoutingPolicy(config, keyspace, log, topologyConfigs);
+  const stopWatchingConfig = followRoutingPolicy(options, keyspace, log, topologyConfigs);
 
   const [listen, ...moreListens] = config.listenUrls as [URL, ...URL[]];
   const clientUrls = config["advertise-client-urls"]
@@ -93,6 +95,7 @@ async function serve(config: Config): Promise<void> {
   const server = createGrpcServer({
     keyspace,
     rerouting: keyspace,
+    readTopology: migrationTopology,
     identity,
     member: { name: config.name, clientUrls },
     limits: { maxTxnOps: config["max-txn-ops"], maxRequestBytes: config["max-request-bytes"] },

@@ -1,7 +1,7 @@
 // etcd's --cipher-suites: TLS 1.2 cipher suites by their IANA names, as Go's crypto/tls
 // (and etcd 3.4's tlsutil) spell them, translated to the OpenSSL names node:tls takes.
 // As in Go, the list restricts TLS 1.2 only; TLS 1.3's suites are not configurable.
-import { ConfigError } from "./config-error.ts";
+import { ConfigError } from "../util/config-error.ts";
 
 /** Go's name → OpenSSL's, for the suites OpenSSL serves */
 const SUITES: Record<string, string> = {

@@ -7,14 +7,18 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import * as v from "valibot";
 import YAML from "yaml";
-import { ConfigError } from "./config-error.ts";
+import { ConfigError } from "../util/config-error.ts";
 import { ETCD_SAME_NAME, etcdEnv, ignoredEtcdEnv, logLevelOf, withoutIgnored } from "./etcd-flags.ts";
-import { parseDuration } from "./duration.ts";
+import { parseDuration } from "../util/duration.ts";
 import { foreignFlagHint, foreignSettingHint } from "./foreign-flags.ts";
 import { normaliseEndpoint } from "./endpoint.ts";
-import { LOG_LEVELS } from "../observe/log.ts";
-import { tlsSettings, type TlsSettings } from "./tls-settings.ts";
-import { readTopology, singleBackend, type Topology, TOPOLOGY_KEYS } from "./topology.ts";
+import { LOG_LEVELS } from "../util/log.ts";
+import { tlsSettings } from "./tls-settings.ts";
+import type { TlsSettings } from "../api/tls.ts";
+import { readTopology, singleBackend, TOPOLOGY_KEYS } from "./topology.ts";
+import type { Topology } from "../router/contract.ts";
+import type { Retention } from "../keyspace/compactor.ts";
+import type { RemoteTopology } from "../keyspace/topology-sources.ts";
 
 const duration = (what: string) =>
   v.pipe(
@@ -320,13 +324,21 @@ export const SETTINGS = {
 } as const;
 
 type Settings = typeof SETTINGS;
+type SettingName = keyof Settings;
+
+/** every setting with its name, typed as one */
+const SETTING_ENTRIES = Object.entries(SETTINGS) as Array<[SettingName, Settings[SettingName]]>;
+
+function isSetting(name: string): name is SettingName {
+  return name in SETTINGS;
+}
 
 /** etcd's name of a setting strata names otherwise → strata's name */
 const ETCD_ALIASES: Record<string, string> = Object.fromEntries(
   Object.entries(SETTINGS).flatMap(([name, s]) => ("etcd" in s ? [[s.etcd, name]] : [])),
 );
 export type Config = { [K in keyof Settings]: v.InferOutput<Settings[K]["schema"]> } & {
-  autoCompaction: { mode: "periodic"; retentionMs: number } | { mode: "revision"; retention: bigint } | undefined;
+  autoCompaction: Retention | undefined;
   /** backends and routing rules; a plain --backend is one backend named "default" */
   topology: Topology;
   /** the file the topology came from, watched for appended rules */
@@ -397,8 +409,11 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   } catch (err) {
     throw new ConfigError(`${(err as Error).message}; see strata serve --help`);
   }
-  const raw: Record<string, { value: unknown; source: string }> = {};
-  for (const [name, s] of Object.entries(SETTINGS)) raw[name] = { value: s.default, source: "default" };
+  // each setting's value before validation, and where it came from
+  const raw = Object.fromEntries(SETTING_ENTRIES.map(([name, s]) => [name, { value: s.default as unknown, source: "default" }])) as Record<
+    SettingName,
+    { value: unknown; source: string }
+  >;
 
   // an empty variable is unset, as for every other setting
   const named = (flags.config as string | undefined) || env.STRATA_CONFIG || env.TOPOLOGY_CONFIG || undefined;
@@ -411,15 +426,15 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
     for (const [name, value] of Object.entries(doc)) {
       if ((TOPOLOGY_KEYS as readonly string[]).includes(name)) continue;
       const setting = ETCD_ALIASES[name] ?? name;
-      const foreignHint = setting in SETTINGS ? undefined : foreignSettingHint(name, value);
+      const foreignHint = isSetting(setting) ? undefined : foreignSettingHint(name, value);
       if (foreignHint) throw new ConfigError(`${file}: "${name}" is not a strata setting: ${foreignHint}`);
-      if (!(setting in SETTINGS)) {
+      if (!isSetting(setting)) {
         throw new ConfigError(`${file}: unknown setting "${name}"; known settings: ${[...Object.keys(SETTINGS), ...TOPOLOGY_KEYS].join(", ")}`);
       }
       raw[setting] = { value: typeof value === "number" ? String(value) : value, source: `${file}: ${name}` };
     }
   }
-  for (const [name, s] of Object.entries(SETTINGS)) {
+  for (const [name, s] of SETTING_ENTRIES) {
     // etcd's environment (ETCD_NAME, ETCD_DATA_DIR, ..., as in Debian's /etc/default/etcd), under strata's own
     for (const flag of [...(ETCD_SAME_NAME.includes(name) ? [name] : []), ...("etcd" in s ? [s.etcd] : [])]) {
       const value = env[etcdEnv(flag)];
@@ -432,35 +447,33 @@ export function loadConfig(argv: string[], env: Record<string, string | undefine
   }
 
   const out: Record<string, unknown> = {};
-  for (const [name, s] of Object.entries(SETTINGS)) {
-    const r = v.safeParse(s.schema as v.GenericSchema, raw[name]!.value);
-    if (!r.success) throw new ConfigError(`${raw[name]!.source}: ${r.issues[0]!.message} (got ${JSON.stringify(raw[name]!.value)})`);
+  for (const [name, s] of SETTING_ENTRIES) {
+    const { value, source } = raw[name];
+    const r = v.safeParse(s.schema as v.GenericSchema, value);
+    if (!r.success) throw new ConfigError(`${source}: ${r.issues[0]!.message} (got ${JSON.stringify(value)})`);
     out[name] = r.output;
   }
   const config = out as Config;
-  if (topology && raw.backend!.source !== "default") {
-    throw new ConfigError(`${raw.backend!.source}: ${file} names its backends; set the URL under backends: there instead`);
+  if (topology && raw.backend.source !== "default") {
+    throw new ConfigError(`${raw.backend.source}: ${file} names its backends; set the URL under backends: there instead`);
   }
   if (config["data-dir"]) {
-    const source = raw["data-dir"]!.source;
-    if (raw.backend!.source !== "default") throw new ConfigError(`${source}: ${raw.backend!.source} says where the data lives too; give one`);
+    const source = raw["data-dir"].source;
+    if (raw.backend.source !== "default") throw new ConfigError(`${source}: ${raw.backend.source} says where the data lives too; give one`);
     if (topology) throw new ConfigError(`${source}: ${file} names its backends; give one`);
     // a relative directory is the working directory's, as etcd's
     raw.backend = { value: `sqlite://${resolve(config["data-dir"], "strata.db")}`, source };
     Object.assign(config, { backend: raw.backend.value });
   }
-  config.topology = topology ?? singleBackend(normaliseEndpoint(config.backend), raw.backend!.source);
+  config.topology = topology ?? singleBackend(normaliseEndpoint(config.backend), raw.backend.source);
   config.topologyFile = topology ? file : undefined;
   config.topologySource = remote;
-  config.tls = tlsSettings(config, (name) => raw[name]!.source);
+  config.tls = tlsSettings(config, (name) => raw[name].source);
   config.listenUrls = splitList(config.listen).map((u) => new URL(u));
   config.ignoredEtcdFlags = [...ignoredEtcdFlags, ...ignoredEtcdEnv(env)];
-  config.autoCompaction = autoCompaction(config["auto-compaction-mode"], config["auto-compaction-retention"], raw["auto-compaction-retention"]!.source);
+  config.autoCompaction = autoCompaction(config["auto-compaction-mode"], config["auto-compaction-retention"], raw["auto-compaction-retention"].source);
   return config;
 }
-
-/** A topology strata fetches: HariKube's TOPOLOGY_CONFIG=http(s)://URL or secret://NAMESPACE/NAME. */
-export type RemoteTopology = { kind: "url"; url: string } | { kind: "secret"; namespace: string; name: string; source: string };
 
 /** undefined for a file (a path, or file://PATH) */
 function remoteTopology(named: string): RemoteTopology | undefined {

@@ -1,22 +1,8 @@
 // The TLS settings taken together: which combinations make sense, checked before any
 // file is read (src/api/tls.ts reads them), each refusal naming where the setting came from.
 import { opensslCiphers } from "./cipher-suites.ts";
-import { ConfigError } from "./config-error.ts";
-
-export interface TlsSettings {
-  certFile: string;
-  keyFile: string;
-  /** CA bundle client certificates are checked against */
-  trustedCaFile: string | undefined;
-  /** refuse clients without a certificate signed by trustedCaFile */
-  clientCertAuth: boolean;
-  /** CRL whose serial numbers are refused among client certificates, as etcd's --client-crl-file */
-  crlFile: string | undefined;
-  /** the TLS 1.2 cipher suites offered, in OpenSSL's spelling (etcd's --cipher-suites); undefined: the defaults */
-  ciphers: string | undefined;
-  /** etcd's --auto-tls: no certificate files; one is made at start for these hosts */
-  selfSigned: { hosts: string[] } | undefined;
-}
+import { ConfigError } from "../util/config-error.ts";
+import type { TlsSettings } from "../api/tls.ts";
 
 interface Values {
   listen: string;

@@ -4,59 +4,11 @@
 // and HariKube's topology (backends as a list of {name, endpoint, <matcher>}). Every error
 // names the file, the field and the fix, on one line.
 import * as v from "valibot";
-import { ConfigError } from "./config-error.ts";
-import { parseDuration } from "./duration.ts";
+import { ConfigError } from "../util/config-error.ts";
+import { parseDuration } from "../util/duration.ts";
 import { normaliseEndpoint } from "./endpoint.ts";
-
-/** where kube-apiserver keeps its keys unless --etcd-prefix says otherwise */
-export const DEFAULT_KEY_PREFIX = "/registry/";
-
-/** what a route matches; router/rules.ts compiles it */
-export interface Match {
-  prefix?: string;
-  /** a regular expression tested against the whole key */
-  key?: string;
-  group?: string;
-  resource?: string;
-  /** a glob: * matches any run of characters, ? one character */
-  namespace?: string;
-}
-
-export interface Rule {
-  match: Match;
-  backend: string;
-  /** where the rule was written, for messages: "strata.yaml: routes[2]" */
-  source: string;
-}
-
-
-/** What a topology entry sets for its backend beyond the URL, where strata can honour it. */
-export interface BackendSettings {
-  /** connections in the backend's pool (HariKube's connectionPool.maxOpen) */
-  poolSize?: number;
-}
-
-export interface Topology {
-  /** backend name → URL, in the order written */
-  backends: Map<string, string>;
-  /** backend name → its own settings, for the backends that set any */
-  settings?: Map<string, BackendSettings>;
-  /**
-   * Fields the entries set that strata does not honour, one line naming each entry and
-   * field (warned about when the topology is put in force, never silently dropped).
-   */
-  ignored?: string;
-  default: string;
-  rules: Rule[];
-  /**
-   * The prefixes kube-apiservers store under (their --etcd-prefix, with a trailing "/"),
-   * in the order written; rules read a key's group, resource and namespace under the one
-   * it starts with. None contains another.
-   */
-  keyPrefixes: string[];
-  /** where it was read from, for messages */
-  source: string;
-}
+import { type BackendSettings, DEFAULT_KEY_PREFIX, type Match, type Rule, type Topology } from "../router/contract.ts";
+import type { TopologyConfigSpec } from "../keyspace/topology-configs.ts";
 
 export const TOPOLOGY_KEYS = ["backends", "default", "routes", "tenants", "key-prefix"] as const;
 
@@ -345,15 +297,6 @@ function groupOf(group: string): string {
 /** HariKube's examples name the plural (kind: shirts); a Kind (Shirt) is made plural */
 function resourceOf(kind: string): string {
   return kind === kind.toLowerCase() ? kind : pluralOf(kind);
-}
-
-/** A TopologyConfig object's spec, as strata reads it; `migrate` is strata's own extension. */
-export interface TopologyConfigSpec {
-  backends: Map<string, string>;
-  settings: Map<string, BackendSettings>;
-  rules: Rule[];
-  migrate: boolean;
-  ignored?: string;
 }
 
 const TopologyConfigSchema = v.object({

@@ -3,7 +3,7 @@
 import { EtcdError } from "../mvcc/errors.ts";
 import type { CompactionRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Rev } from "../mvcc/types.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../util/log.ts";
 
 /** what the compactor needs: the revisions and the Compact operation */
 export interface Compactable {

@@ -1,9 +1,9 @@
 // The Keyspace contract: the whole etcd keyspace as the api layer serves it. Two kinds
 // implement it — the databases behind the router (keyspace/database.ts) and an upstream
 // etcd (backends/etcd/etcd-keyspace.ts) — and the dispatcher (keyspace/dispatcher.ts)
-// sends each whole request to one of them. Like mvcc's Backend contract it sits below
-// everything that implements it, so every import points down; scripts/check-layers.ts
-// places it.
+// sends each whole request to one of them. Like mvcc's Backend contract it belongs to the
+// layer that consumes it, and the one layer below that implements it (backends/) may
+// import it and nothing else of the keyspace (scripts/check-layers.ts).
 import type {
   AlarmRequest,
   CompactionRequest,
@@ -14,12 +14,15 @@ import type {
   TxnRequest,
   WatchCreateRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { Topology } from "../config/topology.ts";
+import type { BackendStats, MoveProgress, Probe, Topology } from "../router/contract.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
 import type { Event, KeyRange, KeyValue, LeaseRecord, Rev } from "../mvcc/types.ts";
 import type { CustomFieldLookup, Selection } from "../selectors/index.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
+
+// the router's reports and the policy it takes, named here for the api and an upstream etcd
+export type { BackendStats, MoveProgress, Probe, Topology };
 
 /** One page of a range from a key on, at a revision (0: the latest, whose revision `revision` tells). */
 export type PageReader = (from: Uint8Array, revision: Rev, limit: bigint) => Promise<{ kvs: KeyValue[]; more: boolean; revision: Rev }>;
@@ -182,11 +185,12 @@ export interface WatchSession {
 }
 
 /** The Lease service as the api layer calls it; which backend is authoritative is the keeper's business. */
-export interface LeaseKeeper {
-  /** leases granted and revoked (by a client or by expiry) through this process, for metrics */
-  readonly counts: { granted: number; revoked: number };
-  start(): void;
-  stop(): void;
+/**
+ * etcd's five lease operations. The keyspace's keeper answers them for clients; an upstream
+ * etcd (backends/etcd) answers them for its own leases, which the keeper in the databases
+ * mirrors so keys stored there can be attached to a lease of the same ID and TTL.
+ */
+export interface LeaseService {
   grant(requestedTtl: Rev, requestedId: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }>;
   /** resolves to the header revision */
   revoke(id: Rev): Promise<Rev>;
@@ -197,16 +201,12 @@ export interface LeaseKeeper {
   list(): Promise<{ ids: Rev[]; revision: Rev }>;
 }
 
-/**
- * An upstream etcd's Lease service, as a keeper in the databases uses it: each upstream
- * gets a lease of the same ID and TTL so keys stored there can be attached to it.
- */
-export interface UpstreamLeaseService {
-  leaseGrant(ttl: Rev, id: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }>;
-  leaseRevoke(id: Rev): Promise<Rev>;
-  keepAlive(id: Rev): Promise<{ ttl: Rev; revision: Rev }>;
-  leaseTimeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }>;
-  leaseIds(): Promise<{ ids: Rev[]; revision: Rev }>;
+/** A keyspace's leases: the five operations, with expiry kept between start and stop. */
+export interface LeaseKeeper extends LeaseService {
+  /** leases granted and revoked (by a client or by expiry) through this process, for metrics */
+  readonly counts: { granted: number; revoked: number };
+  start(): void;
+  stop(): void;
 }
 
 /**
@@ -224,22 +224,10 @@ export interface LeaseCopies {
   ids(): Promise<Rev[]>;
 }
 
-/** A backend's figures for the status page and metrics; a backend that cannot answer carries its error instead. */
-export type BackendStats =
-  | { name: string; url: string; keys: bigint; size: bigint; inUse: bigint; revision: Rev; compactRevision: Rev; error?: undefined }
-  | { name: string; url: string; error: string };
-
 /** The live keys under one key prefix (one kube-apiserver's, one tenant's), over every backend it spans. */
 export type PrefixCount =
   | { prefix: string; backends: string[]; keys: bigint; error?: undefined }
   | { prefix: string; backends: string[]; error: string };
-
-/** A backend with a cheap call that shows whether it answers (health checks). */
-export interface Probe {
-  name: string;
-  url: string;
-  probe: () => Promise<unknown>;
-}
 
 /**
  * New routing rules for a running keyspace (strata's Admin service, `strata migrate
@@ -250,11 +238,4 @@ export interface Rerouting {
   check(next: Topology): void;
   /** Moves the keys the rules send elsewhere and puts the rules in force; resolves to the last report. */
   reroute(next: Topology, report: (p: MoveProgress) => void): Promise<MoveProgress>;
-}
-
-export interface MoveProgress {
-  phase: "counting" | "copying" | "catching up" | "switched" | "cleaning up" | "done";
-  moved: number;
-  total: number;
-  message?: string;
 }

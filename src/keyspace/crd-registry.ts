@@ -12,7 +12,7 @@ import { create } from "@bufbuild/protobuf";
 import { WatchCreateRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { prefixEnd } from "../mvcc/keyrange.ts";
 import { DELETE, type KeyRange, type Rev } from "../mvcc/types.ts";
-import type { Log } from "../observe/log.ts";
+import type { Log } from "../util/log.ts";
 import { type CrdFields, type CustomField, type CustomFieldLookup, decodeCrd } from "../selectors/index.ts";
 import type { Keyspace, WatchResponseOut, WatchSession } from "./contract.ts";
 import { readAtOneRevision } from "./read-prefix.ts";

@@ -5,7 +5,7 @@
 import { create } from "@bufbuild/protobuf";
 import { RangeRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { LeaseRecord, Rev } from "../mvcc/types.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../util/log.ts";
 import type { Router } from "../router/router.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 import type { Keyspace } from "./contract.ts";

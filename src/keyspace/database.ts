@@ -24,7 +24,7 @@ import type { KeyRange, Rev } from "../mvcc/types.ts";
 import type { Router } from "../router/router.ts";
 import type { CustomFieldLookup, Selection } from "../selectors/index.ts";
 import { AutoCompactor, type Retention } from "./compactor.ts";
-import type { AlarmOut, Answer, Keyspace, LeaseCopies, LeaseKeeper, PageReader, StatusOut, UpstreamLeaseService, WatchSession, WatchStream } from "./contract.ts";
+import type { AlarmOut, Answer, Keyspace, LeaseCopies, LeaseKeeper, LeaseService, PageReader, StatusOut, WatchSession, WatchStream } from "./contract.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 import { databaseSnapshot } from "./database-snapshot.ts";
 import { hashKV } from "./hash-kv.ts";
@@ -39,7 +39,7 @@ export interface DatabaseKeyspaceOptions {
   /** how often watchers that asked for progress notifications hear where they are */
   progressIntervalMs: number;
   /** upstream etcds beside the databases: each gets a copy of every lease kept here */
-  upstreamLeases?: UpstreamLeaseService[];
+  upstreamLeases?: LeaseService[];
 }
 
 export class DatabaseKeyspace implements Keyspace {

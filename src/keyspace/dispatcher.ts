@@ -18,7 +18,7 @@ import {
   type TxnRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { type EtcdKeyspace, upstreamSnapshotRefused } from "../backends/etcd/etcd-keyspace.ts";
-import type { Topology } from "../config/topology.ts";
+import type { Topology } from "../router/contract.ts";
 import type { AuthView } from "../mvcc/backend.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import { EtcdError } from "../mvcc/errors.ts";
@@ -28,7 +28,7 @@ import type { KeyRange, Rev } from "../mvcc/types.ts";
 import { moveKeys } from "../router/move.ts";
 import { sameTopology, UPSTREAM_KEYS_STAY } from "../router/open.ts";
 import { validateTopology } from "../router/validate.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../util/log.ts";
 import { type CustomFieldLookup, namesOtherFields, parseSelection, type Selection } from "../selectors/index.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 import type {
@@ -201,12 +201,12 @@ export class Dispatcher implements Keyspace, RangeStreams, Rerouting {
     const upstreams = [...this.upstreams.values()];
     const sole = this.database.router.parts.length === 0 && upstreams.length === 1 ? upstreams[0] : undefined;
     if (sole) return sole.status();
-    const [own, ...theirs] = await Promise.all([this.database.status(), ...upstreams.map((u) => u.status())]);
+    const [own, theirs] = await Promise.all([this.database.status(), Promise.all(upstreams.map((u) => u.status()))]);
     const home = upstreams.findIndex((u) => u.name === this.defaultName);
-    const revision = home >= 0 ? theirs[home]!.header.revision : own.header.revision;
-    const sum = (f: (s: StatusOut) => bigint) => theirs.reduce((a, s) => a + f(s), f(own!));
+    const revision = (theirs[home] ?? own).header.revision;
+    const sum = (f: (s: StatusOut) => bigint) => theirs.reduce((a, s) => a + f(s), f(own));
     return {
-      ...own!,
+      ...own,
       header: { revision },
       dbSize: sum((s) => s.dbSize),
       dbSizeInUse: sum((s) => s.dbSizeInUse),
@@ -289,8 +289,8 @@ export class Dispatcher implements Keyspace, RangeStreams, Rerouting {
 
   /** Per-backend figures for the status page and metrics; a backend that cannot answer carries its error instead. */
   async stats(): Promise<BackendStats[]> {
-    const [own, ...theirs] = await Promise.all([this.database.router.stats(), ...[...this.upstreams.values()].map((u) => u.stats())]);
-    return [...own!, ...(theirs as BackendStats[])];
+    const [own, theirs] = await Promise.all([this.database.router.stats(), Promise.all([...this.upstreams.values()].map((u) => u.stats()))]);
+    return [...own, ...theirs];
   }
 
   /** The live keys under each key prefix (each tenant's), counted as a Range would; a prefix that cannot be counted carries the error. */

@@ -4,7 +4,7 @@
 // Watchers of one range lagging from the same revision share one read, and at most READS
 // reads run at once, so the memory pages hold stays bounded however many watchers lag.
 // A read waits only for other reads, never for a client.
-import type { Backend, EventsPage } from "../mvcc/backend.ts";
+import type { EventsPage, HistoryView } from "../mvcc/backend.ts";
 import type { KeyRange, Rev } from "../mvcc/types.ts";
 
 /** a page ends after about this many bytes of keys and values… */
@@ -20,7 +20,7 @@ export class HistoryPages {
   private running = 0;
   private readonly queued: Array<() => void> = [];
 
-  constructor(private readonly history: Pick<Backend, "events">) {}
+  constructor(private readonly history: Pick<HistoryView, "events">) {}
 
   /**
    * The events of `range` from revision `from` on (up to `to` at most), with previous

@@ -2,14 +2,14 @@
 // several strata processes on one database agree on them: a keepalive reaching any
 // process extends the lease for all, and an expired lease is revoked exactly once
 // (the revocation re-checks the deadline under the revision lock).
-import type { Backend } from "../mvcc/backend.ts";
-import { log } from "../observe/log.ts";
+import type { LeaseView } from "../mvcc/backend.ts";
+import { log } from "../util/log.ts";
 import { EtcdError, errors } from "../mvcc/errors.ts";
 import { compareBytes } from "../mvcc/keyrange.ts";
 import type { Store } from "../mvcc/store.ts";
 import { type Deadline, requestDeadline } from "../mvcc/deadline.ts";
 import type { LeaseRecord, Rev } from "../mvcc/types.ts";
-import type { LeaseCopies, LeaseKeeper, UpstreamLeaseService } from "./contract.ts";
+import type { LeaseCopies, LeaseKeeper, LeaseService } from "./contract.ts";
 
 /** etcd's upper bound on a lease TTL, in seconds */
 const MAX_LEASE_TTL = 9_000_000_000n;
@@ -24,8 +24,8 @@ const EXPIRY_CHECK_MS = 500;
  * attaches the lease in its own transaction.
  */
 export interface LeaseHome {
-  primary: { store: Store; backend: Backend };
-  others: Array<{ store: Store; backend: Backend }>;
+  primary: { store: Store; backend: LeaseView };
+  others: Array<{ store: Store; backend: LeaseView }>;
 }
 
 /** how often copies of leases the primary no longer has are cleaned up */
@@ -47,14 +47,14 @@ export class DatabaseLeases implements LeaseKeeper {
     private readonly home: LeaseHome,
     /** the revision headers report */
     private readonly revision: () => Rev,
-    private readonly upstreams: UpstreamLeaseService[] = [],
+    private readonly upstreams: LeaseService[] = [],
     private readonly now: () => number = Date.now,
   ) {}
 
   private get store(): Store {
     return this.home.primary.store;
   }
-  private get backend(): Backend {
+  private get backend(): LeaseView {
     return this.home.primary.backend;
   }
 
@@ -82,12 +82,12 @@ export class DatabaseLeases implements LeaseKeeper {
     for (const o of this.home.others) await putCopy(o.store, lease, deadline);
     for (const u of this.upstreams) {
       try {
-        await u.leaseGrant(ttl, id);
+        await u.grant(ttl, id);
       } catch (err) {
         // a lease left by an interrupted revoke is replaced
         if (!(err instanceof EtcdError && err.code === "FailedPrecondition")) throw err;
-        await u.leaseRevoke(id).catch(ignoreNotFound);
-        await u.leaseGrant(ttl, id);
+        await u.revoke(id).catch(ignoreNotFound);
+        await u.grant(ttl, id);
       }
     }
     this.counts.granted++;
@@ -114,7 +114,7 @@ export class DatabaseLeases implements LeaseKeeper {
       const r = await dropCopy(o.store, id, deadline);
       if (r > newest) newest = r;
     }
-    for (const u of this.upstreams) await u.leaseRevoke(id).catch(ignoreNotFound);
+    for (const u of this.upstreams) await u.revoke(id).catch(ignoreNotFound);
     return newest;
   }
 
@@ -123,7 +123,7 @@ export class DatabaseLeases implements LeaseKeeper {
     const ttl = await this.home.primary.store.backendCall((b) => b.renewLease(id, this.now()));
     if (ttl > 0n) {
       for (const u of this.upstreams) {
-        await u.keepAlive(id).catch((err) => log("warn", "keeping a lease alive in an upstream etcd failed", { lease: String(id), error: String(err) }));
+        await u.renew(id).catch((err) => log("warn", "keeping a lease alive in an upstream etcd failed", { lease: String(id), error: String(err) }));
       }
     }
     return { ttl, revision: this.revision() };
@@ -141,7 +141,7 @@ export class DatabaseLeases implements LeaseKeeper {
   private async keys(id: Rev): Promise<Uint8Array[]> {
     const all = await Promise.all([
       ...[this.home.primary, ...this.home.others].map((h) => h.store.backendCall((b) => b.leaseKeys(id))),
-      ...this.upstreams.map(async (u) => (await u.leaseTimeToLive(id, true)).keys),
+      ...this.upstreams.map(async (u) => (await u.timeToLive(id, true)).keys),
     ]);
     return all.flat().sort(compareBytes);
   }
@@ -211,7 +211,7 @@ function dropCopy(store: Store, id: Rev, deadline?: Deadline): Promise<Rev> {
 
 /** The copies of leases an upstream etcd keeps, in every database backend (each a store on one). */
 export class DatabaseLeaseCopies implements LeaseCopies {
-  constructor(private readonly parts: Array<{ store: Store; backend: Backend }>) {}
+  constructor(private readonly parts: Array<{ store: Store; backend: LeaseView }>) {}
 
   async put(lease: LeaseRecord): Promise<void> {
     for (const p of this.parts) await putCopy(p.store, lease);

@@ -1,17 +1,17 @@
-// From configuration to the running Keyspace, wired in one place: the router on the
+// From the options cli/ passes in to the running Keyspace, wired in one place: the router on the
 // databases with the watch hub, leases and compaction (database.ts), one EtcdKeyspace per
 // upstream etcd, and the dispatcher over them.
 import type { EtcdKeyspace } from "../backends/etcd/etcd-keyspace.ts";
 import { isUpstreamUrl } from "../backends/etcd/scheme.ts";
 import type { Upstream, UpstreamTls } from "../backends/etcd/upstream.ts";
-import type { Config } from "../config/config.ts";
 import type { Backend } from "../mvcc/backend.ts";
-import { openRouter } from "../router/open.ts";
+import { openRouter, type RouterOptions } from "../router/open.ts";
+import type { Retention } from "./compactor.ts";
 import { DatabaseKeyspace } from "./database.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import { composeTopology, type PolicyEntry, RoutingPolicy } from "./routing-policy.ts";
-import { restoreTopologyConfigs, TopologyConfigs } from "./topology-configs.ts";
-import { followTopologySource } from "./topology-sources.ts";
+import { type ReadTopologyConfig, restoreTopologyConfigs, TopologyConfigs } from "./topology-configs.ts";
+import { followTopologySource, type TopologySource } from "./topology-sources.ts";
 
 type Log = (level: string, msg: string, fields?: Record<string, unknown>) => void;
 
@@ -19,6 +19,21 @@ type Log = (level: string, msg: string, fields?: Record<string, unknown>) => voi
 export interface Identity {
   clusterId: bigint;
   memberId: bigint;
+}
+
+/** What the keyspace is opened with: values cli/ takes from the configuration. */
+export interface KeyspaceOptions {
+  router: RouterOptions;
+  /** the TLS files for etcds:// upstreams whose URLs name none */
+  upstreamTls: UpstreamTls;
+  /** automatic compaction (--auto-compaction-mode/retention); undefined: none */
+  compaction: Retention | undefined;
+  /** how often idle watchers that asked for progress notifications get one */
+  progressIntervalMs: number;
+  /** how a TopologyConfig object is read; undefined: they are not followed (--topology-configs=false) */
+  topologyConfigs: ReadTopologyConfig | undefined;
+  /** the config source, followed for appended routes while strata serves */
+  source: TopologySource;
 }
 
 /** set in the member id strata reports for an upstream's cluster, so it differs from etcd's members */
@@ -30,11 +45,11 @@ const STRATA_MEMBER_BITS = 0x737472617461n; // "strata"
  * strata's own.
  */
 export async function openKeyspace(
-  config: Config,
+  options: KeyspaceOptions,
   log: Log,
   wrap?: (name: string, b: Backend) => Backend,
 ): Promise<{ keyspace: Dispatcher; identity: Identity; topologyConfigs: PolicyEntry[] }> {
-  const t = config.topology;
+  const t = options.router.topology;
   const several = t.backends.size > 1;
   const upstreams = new Map<string, Upstream>();
   const answers = new Map<string, { clusterId: bigint; memberId: bigint }>();
@@ -47,7 +62,7 @@ export async function openKeyspace(
       if (!isUpstreamUrl(url) || !relay) continue;
       const { Upstream } = relay;
       try {
-        upstreams.set(name, Upstream.fromUrl(url, upstreamTls(config), several ? name : undefined, config["request-timeout"]));
+        upstreams.set(name, Upstream.fromUrl(url, options.upstreamTls, several ? name : undefined, options.router.requestTimeoutMs));
       } catch (err) {
         throw new Error(several ? `backend ${name}: ${(err as Error).message}` : (err as Error).message);
       }
@@ -66,11 +81,12 @@ export async function openKeyspace(
   let router, states;
   // the TopologyConfigs in force when strata last ran: their keys are where their rules say
   let topologyConfigs: PolicyEntry[] = [];
-  const startWith = config["topology-configs"]
-    ? async (backends: Backend[]) => composeTopology(t, (topologyConfigs = await restoreTopologyConfigs(backends, t, log)))
+  const read = options.topologyConfigs;
+  const startWith = read
+    ? async (backends: Backend[]) => composeTopology(t, (topologyConfigs = await restoreTopologyConfigs(backends, t, read, log)))
     : undefined;
   try {
-    ({ router, states } = await openRouter(config, log, wrap, upstreams, startWith));
+    ({ router, states } = await openRouter(options.router, log, wrap, upstreams, startWith));
   } catch (err) {
     for (const u of upstreams.values()) u.close();
     throw err;
@@ -82,8 +98,8 @@ export async function openKeyspace(
     : { clusterId: states[router.primary!.index]!.clusterId, memberId: states[router.primary!.index]!.memberId };
   router.alarms.memberId = identity.memberId;
   const database = new DatabaseKeyspace(router, {
-    compaction: config.autoCompaction,
-    progressIntervalMs: config["watch-progress-notify-interval"],
+    compaction: options.compaction,
+    progressIntervalMs: options.progressIntervalMs,
     upstreamLeases: [...upstreams.values()],
   });
   const copies = database.leaseCopies;
@@ -91,24 +107,19 @@ export async function openKeyspace(
   return { keyspace: new Dispatcher(database, etcds), identity, topologyConfigs };
 }
 
-/** the TLS files the settings give etcds:// upstreams */
-function upstreamTls(config: Config): UpstreamTls {
-  const file = (s: string) => (s === "" ? undefined : s);
-  return { ca: file(config["etcd-cafile"]), cert: file(config["etcd-certfile"]), key: file(config["etcd-keyfile"]) };
-}
-
 /**
  * Follows the routing policy's sources while strata serves: the config source (file, URL,
  * Secret) for appended routes, and the TopologyConfig objects in the keyspace unless
  * --topology-configs=false. Returns the function that stops.
  */
-export function followRoutingPolicy(config: Config, keyspace: Dispatcher, log: Log, inForce: PolicyEntry[]): () => void {
+export function followRoutingPolicy(options: KeyspaceOptions, keyspace: Dispatcher, log: Log, inForce: PolicyEntry[]): () => void {
   const router = keyspace.database.router;
   const upstreams = new Map([...keyspace.upstreams].map(([name, k]) => [name, k.upstream]));
-  const policy = new RoutingPolicy(router, upstreams, keyspace, log, config.topology, inForce);
-  const configs = config["topology-configs"] ? new TopologyConfigs(keyspace, policy, router.topology.keyPrefixes[0]!, log) : undefined;
+  const policy = new RoutingPolicy(router, upstreams, keyspace, log, options.router.topology, inForce);
+  const read = options.topologyConfigs;
+  const configs = read ? new TopologyConfigs(keyspace, policy, read, router.topology.keyPrefixes[0]!, log) : undefined;
   configs?.start();
-  const stopSource = followTopologySource(config, keyspace, policy, configs, log);
+  const stopSource = followTopologySource(options.source, keyspace, policy, configs, log);
   return () => {
     stopSource();
     configs?.stop();

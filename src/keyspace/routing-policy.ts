@@ -4,13 +4,13 @@
 // through here, one at a time: it is checked as a config file is at start, and put in
 // force only when no existing key would change backend — or, for a TopologyConfig that
 // asks for it, after a live move of those keys.
-import type { Rule, Topology } from "../config/topology.ts";
+import type { Rule, Topology } from "../router/contract.ts";
 import { appendOnly, sameTopology, strandedKeys, strandedMessage, type Stranded, type UpstreamKeys } from "../router/open.ts";
 import type { Router } from "../router/router.ts";
 import { RoutingTable } from "../router/rules.ts";
 import { validateTopology } from "../router/validate.ts";
 import { Mutex } from "../util/mutex.ts";
-import type { Log } from "../observe/log.ts";
+import type { Log } from "../util/log.ts";
 import type { MoveProgress, Rerouting } from "./contract.ts";
 
 /** A TopologyConfig in force: its rules, on the backends strata has open. */

@@ -23,12 +23,12 @@ import {
   TxnRequestSchema,
   WatchCreateRequestSchema,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { ConfigError } from "../config/config-error.ts";
-import { readTopologyConfig, type Rule, type Topology } from "../config/topology.ts";
+import { ConfigError } from "../util/config-error.ts";
+import type { BackendSettings, Rule, Topology } from "../router/contract.ts";
 import type { Backend } from "../mvcc/backend.ts";
 import { keyString, prefixEnd } from "../mvcc/keyrange.ts";
 import { DELETE, type KeyValue, type Rev } from "../mvcc/types.ts";
-import type { Log } from "../observe/log.ts";
+import type { Log } from "../util/log.ts";
 import { redact } from "../backends/open.ts";
 import { strandedMessage } from "../router/open.ts";
 import { validateTopology } from "../router/validate.ts";
@@ -42,6 +42,21 @@ const WATCH_ID = 1n;
 const RETRY_MIN_MS = 200, RETRY_MAX_MS = 10_000;
 /** a migration's progress is written into its status at most this often */
 const PROGRESS_EVERY_MS = 1000;
+
+/** A TopologyConfig object's spec, as strata reads it; `migrate` is strata's own extension. */
+export interface TopologyConfigSpec {
+  backends: Map<string, string>;
+  settings: Map<string, BackendSettings>;
+  rules: Rule[];
+  migrate: boolean;
+  ignored?: string;
+}
+
+/**
+ * Reads a TopologyConfig object (`source` names it: "TopologyConfig NS/NAME"); throws a
+ * ConfigError naming the field at fault. config/topology.ts reads them; cli/ passes it in.
+ */
+export type ReadTopologyConfig = (object: unknown, source: string) => TopologyConfigSpec;
 
 interface Stored {
   key: Uint8Array;
@@ -76,6 +91,7 @@ export class TopologyConfigs {
     /** where the objects' keys are read and written (the dispatcher) */
     private readonly keyspace: Keyspace,
     private readonly policy: RoutingPolicy,
+    private readonly readTopologyConfig: ReadTopologyConfig,
     keyPrefix: string,
     private readonly log: Log,
   ) {
@@ -205,7 +221,7 @@ export class TopologyConfigs {
       }
       let entry: PolicyEntry, migrate: boolean, ignored: string | undefined;
       try {
-        const spec = readTopologyConfig(x.o.json.object, label);
+        const spec = this.readTopologyConfig(x.o.json.object, label);
         entry = { key: x.key, fingerprint: x.fp, order: x.order, rules: onOpenBackends(this.policy.openBackends, this.policy.baseTopology.source, spec.backends, spec.rules, label) };
         migrate = spec.migrate;
         ignored = spec.ignored;
@@ -302,12 +318,13 @@ export class TopologyConfigs {
 function onOpenBackends(open: Map<string, string>, baseSource: string, backends: Map<string, string>, rules: Rule[], label: string): Rule[] {
   const alias = new Map<string, string>();
   for (const [name, url] of backends) {
-    if (open.has(name) && sameDatabase(open.get(name)!, url)) continue;
+    const openAs = open.get(name);
+    if (openAs !== undefined && sameDatabase(openAs, url)) continue;
     const same = [...open].find(([, u]) => sameDatabase(u, url))?.[0];
-    if (open.has(name) || same === undefined) {
+    if (openAs !== undefined || same === undefined) {
       const at = rules.find((r) => r.backend === name)?.source ?? `${label}: spec.backends`;
-      throw new ConfigError(open.has(name)
-        ? `${at}.endpoint: backend "${name}" is open with another URL (${redact(open.get(name)!)}); use that URL or another name`
+      throw new ConfigError(openAs !== undefined
+        ? `${at}.endpoint: backend "${name}" is open with another URL (${redact(openAs)}); use that URL or another name`
         : `${at}.endpoint: ${redact(url)} is not one of the databases strata has open (${[...open].map(([n, u]) => `${n}=${redact(u)}`).join(", ")}); strata opens its databases at start: add it to the backends of ${baseSource} and restart strata`);
     }
     alias.set(name, same);
@@ -331,7 +348,7 @@ function sameDatabase(a: string, b: string): boolean {
  * where those rules say. One that no longer fits the config (a database gone, a rule now
  * shadowed) is left out, and the checks that follow say what that strands.
  */
-export async function restoreTopologyConfigs(backends: Backend[], base: Topology, log: Log): Promise<PolicyEntry[]> {
+export async function restoreTopologyConfigs(backends: Backend[], base: Topology, readTopologyConfig: ReadTopologyConfig, log: Log): Promise<PolicyEntry[]> {
   const prefix = topologyConfigPrefix(base.keyPrefixes[0]!);
   const range = { start: prefix, end: prefixEnd(prefix) };
   const entries: PolicyEntry[] = [];

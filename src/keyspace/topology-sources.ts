@@ -9,11 +9,10 @@ import { watchFile, unwatchFile } from "node:fs";
 import { create } from "@bufbuild/protobuf";
 import { RangeRequestSchema, WatchCreateRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { openBackend } from "../backends/open.ts";
-import { type Config, ConfigError, parseConfigText, readConfigFile, type RemoteTopology } from "../config/config.ts";
-import { DEFAULT_KEY_PREFIX, readTopology, type Topology, TOPOLOGY_KEYS } from "../config/topology.ts";
-import { normaliseEndpoint } from "../config/endpoint.ts";
+import { DEFAULT_KEY_PREFIX, type Topology } from "../router/contract.ts";
+import { ConfigError } from "../util/config-error.ts";
 import { DELETE } from "../mvcc/types.ts";
-import type { Log } from "../observe/log.ts";
+import type { Log } from "../util/log.ts";
 import { sameTopology } from "../router/open.ts";
 import { validateTopology } from "../router/validate.ts";
 import type { Keyspace } from "./contract.ts";
@@ -29,69 +28,61 @@ export function secretKey(s: { namespace: string; name: string }): string {
   return `${DEFAULT_KEY_PREFIX}secrets/${s.namespace}/${s.name}`;
 }
 
-/** A topology document's text, read as a config file named `source` is. */
-function topologyOf(text: string, source: string): Topology {
-  const doc = parseConfigText(text, source);
-  const t = readTopology(doc, source);
-  if (!t) throw new ConfigError(`${source}: backends: names no backends to route to`);
-  validateTopology(t);
-  return withOthers(t, Object.keys(doc));
-}
-
-/** names the document's settings other than routing, which a fetched topology does not set */
-function withOthers(t: Topology, keys: string[]): Topology {
-  const others = keys.filter((k) => !(TOPOLOGY_KEYS as readonly string[]).includes(k));
-  if (others.length === 0) return t;
-  const line = `${others.join(", ")} (settings come from flags, the environment or a config file, not a fetched topology)`;
-  return { ...t, ignored: t.ignored ? `${t.ignored}; ${line}` : line };
-}
+/** A topology strata fetches: HariKube's TOPOLOGY_CONFIG=http(s)://URL or secret://NAMESPACE/NAME. */
+export type RemoteTopology = { kind: "url"; url: string } | { kind: "secret"; namespace: string; name: string; source: string };
 
 /**
- * A Secret's files, in name order, as one topology: HariKube's lists of backends are
- * joined; strata's own format must come in one file.
+ * How a source's documents become topologies, read as a config file is (config/ reads
+ * them; cli/ passes that in). Each throws a ConfigError naming the source and the field;
+ * what the router can serve is checked here after.
  */
-export function topologyOfSecret(files: Map<string, Uint8Array>, source: string): Topology {
-  const names = [...files.keys()].sort();
-  if (names.length === 0) throw new ConfigError(`${source}: the Secret has no data`);
-  if (names.length === 1) return topologyOf(Buffer.from(files.get(names[0]!)!).toString("utf8"), `${source}/${names[0]}`);
-  const backends: unknown[] = [];
-  let keyPrefix: unknown;
-  const keys: string[] = [];
-  for (const name of names) {
-    const doc = parseConfigText(Buffer.from(files.get(name)!).toString("utf8"), name);
-    keys.push(...Object.keys(doc));
-    if (!Array.isArray(doc.backends)) {
-      throw new ConfigError(`${source}/${name}: backends: a Secret of several files holds HariKube's lists of backends (strata's own format goes in one file)`);
-    }
-    backends.push(...doc.backends);
-    keyPrefix ??= doc["key-prefix"];
-  }
-  const t = readTopology({ backends, ...(keyPrefix !== undefined && { "key-prefix": keyPrefix }) }, source)!;
+export interface TopologyDocuments {
+  /** a fetched document's text, named `source` */
+  text(text: string, source: string): Topology;
+  /** a Secret's files, in name order, as one topology */
+  secret(files: Map<string, Uint8Array>, source: string): Topology;
+  /** the config file, read again */
+  file(path: string): Topology;
+}
+
+/** The config source's routing, followed while strata serves. */
+export interface TopologySource {
+  /** the config file the topology came from, watched for appended rules */
+  file: string | undefined;
+  /** a topology served elsewhere (a URL, a Secret) */
+  remote: RemoteTopology | undefined;
+  /** how often a URL is fetched again (--topology-poll-interval) */
+  pollIntervalMs: number;
+  documents: TopologyDocuments;
+}
+
+/** A read topology, once the router can serve it. */
+function checked(t: Topology): Topology {
   validateTopology(t);
-  return withOthers(t, [...new Set(keys)]);
+  return t;
 }
 
 /** Fetches a URL's topology; `etag`: the version held (answered 304 when unchanged). */
-async function fetchTopology(url: string, etag?: string): Promise<{ topology?: Topology; etag?: string }> {
+async function fetchTopology(documents: TopologyDocuments, url: string, etag?: string): Promise<{ topology?: Topology; etag?: string }> {
   const res = await fetch(url, { headers: etag ? { "If-None-Match": etag } : {}, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
   if (res.status === 304) return { etag };
   if (!res.ok) throw new Error(`${url}: HTTP ${res.status} ${res.statusText}`);
-  return { topology: topologyOf(await res.text(), url), etag: res.headers.get("etag") ?? undefined };
+  return { topology: checked(documents.text(await res.text(), url)), etag: res.headers.get("etag") ?? undefined };
 }
 
 /**
  * The topology a URL or Secret holds, read before strata opens its databases; a Secret is
- * read from the default backend (--backend), which its topology must keep as the default.
+ * read from the default backend (`backendUrl`, --backend), which its topology must keep as
+ * the default.
  */
-export async function readRemoteTopology(config: Config, source: RemoteTopology): Promise<Topology> {
+export async function readRemoteTopology(backendUrl: string, source: RemoteTopology, documents: TopologyDocuments): Promise<Topology> {
   if (source.kind === "url") {
-    const { topology } = await fetchTopology(source.url).catch((err: Error) => {
+    const { topology } = await fetchTopology(documents, source.url).catch((err: Error) => {
       throw new ConfigError(`${source.url}: cannot fetch the topology: ${err.message}`);
     });
     return topology!;
   }
-  const url = normaliseEndpoint(config.backend);
-  const backend = await openBackend(url, { poolSize: 1 });
+  const backend = await openBackend(backendUrl, { poolSize: 1 });
   let files: Map<string, Uint8Array> | undefined;
   try {
     await backend.open();
@@ -103,8 +94,8 @@ export async function readRemoteTopology(config: Config, source: RemoteTopology)
   } finally {
     await backend.close();
   }
-  const t = topologyOfSecret(files, source.source);
-  if (t.backends.get(t.default) !== url) {
+  const t = checked(documents.secret(files, source.source));
+  if (t.backends.get(t.default) !== backendUrl) {
     throw new ConfigError(`${source.source}: its default backend ${t.default} is not ${backend.name}, where the Secret is kept (--backend); make that its default backend`);
   }
   return t;
@@ -112,7 +103,7 @@ export async function readRemoteTopology(config: Config, source: RemoteTopology)
 
 /** Follows the config source for new versions; returns the function that stops. */
 export function followTopologySource(
-  config: Config,
+  from: TopologySource,
   keyspace: Keyspace,
   policy: RoutingPolicy,
   configs: TopologyConfigs | undefined,
@@ -128,14 +119,12 @@ export function followTopologySource(
     });
   const refused = (source: string, err: unknown) => log("error", "config change refused", { source, reason: (err as Error).message });
 
-  if (config.topologyFile) {
-    const file = config.topologyFile;
+  if (from.file) {
+    const file = from.file;
     const check = () => {
-      let next: Topology | undefined;
+      let next: Topology;
       try {
-        next = readTopology(readConfigFile(file), file);
-        if (!next) throw new ConfigError(`${file}: backends: the file no longer names any backend`);
-        validateTopology(next);
+        next = checked(from.documents.file(file));
       } catch (err) {
         return refused(file, err);
       }
@@ -144,13 +133,13 @@ export function followTopologySource(
     watchFile(file, { interval: 1000 }, check);
     return () => unwatchFile(file);
   }
-  const source = config.topologySource;
+  const source = from.remote;
   if (source?.kind === "url") {
     let etag: string | undefined;
     let failing = false;
     const poll = async () => {
       try {
-        const got = await fetchTopology(source.url, etag);
+        const got = await fetchTopology(from.documents, source.url, etag);
         if (failing) log("info", "the topology URL answers again", { source: source.url });
         failing = false;
         etag = got.etag;
@@ -161,15 +150,15 @@ export function followTopologySource(
         log("warn", "fetching the topology failed; the running rules stay", { source: source.url, error: (err as Error).message });
       }
     };
-    const timer = setInterval(() => void poll(), config["topology-poll-interval"]);
+    const timer = setInterval(() => void poll(), from.pollIntervalMs);
     return () => clearInterval(timer);
   }
-  if (source?.kind === "secret") return watchSecret(source, keyspace, (t) => apply(t, source.source), log);
+  if (source?.kind === "secret") return watchSecret(source, keyspace, from.documents, (t) => apply(t, source.source), log);
   return () => {};
 }
 
 /** Watches the Secret's key; each new version is read as the topology. */
-function watchSecret(source: Extract<RemoteTopology, { kind: "secret" }>, keyspace: Keyspace, apply: (t: Topology) => Promise<void>, log: Log): () => void {
+function watchSecret(source: Extract<RemoteTopology, { kind: "secret" }>, keyspace: Keyspace, documents: TopologyDocuments, apply: (t: Topology) => Promise<void>, log: Log): () => void {
   const key = new TextEncoder().encode(secretKey(source));
   let stopped = false;
   let session: ReturnType<Keyspace["watch"]> | undefined;
@@ -213,7 +202,7 @@ function watchSecret(source: Extract<RemoteTopology, { kind: "secret" }>, keyspa
     if (!files) return log("error", "config change refused", { source: source.source, reason: "the Secret cannot be read (encrypted at rest, or not a Secret)" });
     let t: Topology;
     try {
-      t = topologyOfSecret(files, source.source);
+      t = checked(documents.secret(files, source.source));
     } catch (err) {
       return log("error", "config change refused", { source: source.source, reason: (err as Error).message });
     }

@@ -4,11 +4,11 @@
 // wait for watchers: a stream whose queue is full simply drops back to catching up.
 // Each unsynced watcher catches up in a task of its own that waits only for its own
 // client and for history reads, so a client that never reads again holds up nobody else.
-import type { Backend } from "../mvcc/backend.ts";
+import type { HistoryView } from "../mvcc/backend.ts";
 import { HistoryPages } from "./history-pages.ts";
 import { keyString, rangeString } from "../mvcc/keyrange.ts";
 import { DELETE, type Event, type KeyRange, PUT, type Rev } from "../mvcc/types.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../util/log.ts";
 import type { WatchResponseOut } from "./contract.ts";
 import { WatchedRanges } from "./watched-ranges.ts";
 
@@ -107,7 +107,7 @@ export class WatchHub {
 
   constructor(
     /** where catch-up reads history */
-    history: Pick<Backend, "events">,
+    history: Pick<HistoryView, "events">,
     /**
      * the newest published (merged) revision, the newest acknowledged to any client (ahead
      * of it while backends are raised to it), and the compaction floor, kept by the store

@@ -24,7 +24,7 @@ import { keyString } from "./keyrange.ts";
 import type { Apply } from "./kv.ts";
 import { DELETE, type KeyValue } from "./types.ts";
 import { decodeObject, editMeta, type MetaEdit, type ObjectView } from "../selectors/index.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../util/log.ts";
 
 /** the label (HariKube's) that puts an owner's dependents in strata's care, with the value "true" */
 export const GC_LABEL = "skip-controller-manager-metadata-caching";

@@ -3,7 +3,7 @@
 // plus that charge would reach the quota. Requests that add nothing (ranges, deletes,
 // compaction, read-only txns) are never refused. The charges are etcd's own.
 import type { PutRequest, TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { Backend, DbSize } from "./backend.ts";
+import type { AdminView, DbSize } from "./backend.ts";
 import type { Rev } from "./types.ts";
 
 /** etcd's estimate of what a key's metadata costs to store */
@@ -18,7 +18,7 @@ const DEFAULT_QUOTA_BYTES = 2n * 1024n * 1024n * 1024n;
  * below 0: none). The default is etcd's 2 GiB for a database in strata's own files
  * (SQLite); a database server manages its own space, so it has none unless one is set.
  */
-export function quotaBytesFor(backend: Backend, setting: bigint): bigint | undefined {
+export function quotaBytesFor(backend: AdminView, setting: bigint): bigint | undefined {
   if (setting < 0n) return undefined;
   if (setting > 0n) return setting;
   return backend.embedded ? DEFAULT_QUOTA_BYTES : undefined;

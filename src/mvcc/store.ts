@@ -5,14 +5,13 @@ import type {
   CompactionRequest,
   DeleteRangeRequest,
   PutRequest,
-  RangeRequest,
   TxnRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { Backend, WriteTx } from "./backend.ts";
 import { setImmediate } from "node:timers";
 import { backendTimedOut, backendUnavailable, deadlineExceeded, EtcdError, errors, isRefusal } from "./errors.ts";
 import { type Deadline, DEFAULT_REQUEST_TIMEOUT_MS, Liveness, requestDeadline } from "./deadline.ts";
-import { isEmptyRange, toKeyRange } from "./keyrange.ts";
+import { isEmptyRange } from "./keyrange.ts";
 import { Apply, txnKeys } from "./kv.ts";
 import type { AutoGc } from "./auto-gc.ts";
 import type { DeleteOut, PutOut, TxnOut } from "./responses.ts";
@@ -21,7 +20,7 @@ import type { Event, RangeQuery, RangeResult, Rev } from "./types.ts";
 import { Mutex } from "../util/mutex.ts";
 import { PageCounts } from "./page-counts.ts";
 import { LiveCounts } from "./live-counts.ts";
-import { log } from "../observe/log.ts";
+import { log } from "../util/log.ts";
 
 /** most client transactions committed in one database transaction */
 const MAX_BATCH = 256;

@@ -9,7 +9,7 @@ import type { Router } from "../router/router.ts";
 import { Cached } from "./cached.ts";
 import { type BackendHealth, checkBackends } from "./health.ts";
 import { instrumentBackend } from "./instrument.ts";
-import { log, logs } from "./log.ts";
+import { log, logs } from "../util/log.ts";
 import { type GrpcMethod, Metrics } from "./metrics.ts";
 import { SlowRequests } from "./slow-requests.ts";
 import { Timeline } from "./timeline.ts";

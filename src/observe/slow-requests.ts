@@ -4,7 +4,7 @@
 // methods, and which was the slowest ("requests took too long"). Under a load that makes
 // every request slow this is one line per interval, not one per request; a lone slow
 // request reads as before.
-import { log } from "./log.ts";
+import { log } from "../util/log.ts";
 
 export class SlowRequests {
   private count = 0;

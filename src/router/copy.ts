@@ -3,7 +3,7 @@
 // key's current version moves; its older history stays behind (and is forgotten).
 import { crc32 } from "node:zlib";
 import { successor } from "../mvcc/keyrange.ts";
-import type { Backend } from "../mvcc/backend.ts";
+import type { LeaseView } from "../mvcc/backend.ts";
 import type { Store } from "../mvcc/store.ts";
 import type { KeyValue, LeaseRecord, Rev } from "../mvcc/types.ts";
 
@@ -15,7 +15,7 @@ const UNANNOUNCED = true;
  * raised to cover them. A key's lease is copied from `from` when the store lacks it; a
  * key whose lease is gone everywhere is skipped (it went with its lease).
  */
-export async function copyInto(store: Store, kvs: KeyValue[], from?: Backend): Promise<void> {
+export async function copyInto(store: Store, kvs: KeyValue[], from?: LeaseView): Promise<void> {
   const newest = kvs.reduce((a, kv) => (kv.modRevision > a ? kv.modRevision : a), 0n);
   const leases = new Map<Rev, LeaseRecord | undefined>();
   for (const kv of kvs) if (kv.lease !== 0n && !leases.has(kv.lease)) leases.set(kv.lease, await from?.lease(kv.lease));

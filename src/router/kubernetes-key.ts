@@ -5,7 +5,7 @@
 // Built-in resources are stored without their API group (/registry/deployments/...), so a
 // first segment is a group only when it holds a dot (apiregistration.k8s.io, CRD groups).
 // Services keep an extra segment (/registry/services/specs/ns/name, .../endpoints/...).
-import { DEFAULT_KEY_PREFIX } from "../config/topology.ts";
+import { DEFAULT_KEY_PREFIX } from "./contract.ts";
 
 /** resources whose keys carry one more segment between resource and namespace */
 const SUBDIVIDED: Record<string, true> = { services: true };
@@ -45,10 +45,10 @@ export function parseKey(key: string, prefixes: KeyPrefixes = DEFAULT_KEY_PREFIX
   const resource = segs[i++];
   if (!resource) return undefined;
   const sub = SUBDIVIDED[resource] && segs.length - i >= 2 ? segs[i++] : undefined;
-  const rest = segs.slice(i);
-  if (rest.length === 0 || rest.some((s) => s === "")) return undefined;
-  if (rest.length === 1) return { prefix, group, resource, sub, name: rest[0]! };
-  return { prefix, group, resource, sub, namespace: rest[0]!, name: rest.slice(1).join("/") };
+  const [head, ...tail] = segs.slice(i);
+  if (!head || tail.some((s) => s === "")) return undefined;
+  if (tail.length === 0) return { prefix, group, resource, sub, name: head };
+  return { prefix, group, resource, sub, namespace: head, name: tail.join("/") };
 }
 
 /**
@@ -76,8 +76,8 @@ export function parsePrefix(p: string, prefixes: KeyPrefixes = DEFAULT_KEY_PREFI
   const out: PrefixAnatomy = { underPrefix: true };
   const seg = (i: number): Known | undefined =>
     i < complete.length ? { exact: complete[i]! } : i === complete.length ? { partial } : undefined;
-  const first = seg(0)!;
-  if ("partial" in first!) {
+  const first = seg(0);
+  if (!first || "partial" in first) {
     // the first segment could be a group or a resource
     return out;
   }

@@ -5,11 +5,10 @@
 // reads and watchers see each key only in the backend the rules in force give it.
 import { create } from "@bufbuild/protobuf";
 import { CompactionRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { MoveProgress } from "../keyspace/contract.ts";
+import type { MoveProgress, Topology } from "./contract.ts";
 import { EtcdError } from "../mvcc/errors.ts";
 import { keyString, successor } from "../mvcc/keyrange.ts";
 import type { Event, KeyValue, Rev } from "../mvcc/types.ts";
-import type { Topology } from "../config/topology.ts";
 import { copyInto, forgetIn } from "./copy.ts";
 import { eachPage, sameTopology } from "./open.ts";
 import type { Part } from "./part.ts";

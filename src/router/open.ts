@@ -1,4 +1,4 @@
-// From configuration to a running Router: open the topology's databases (an upstream
+// From the options cli/ passes in to a running Router: open the topology's databases (an upstream
 // etcd among the backends is the keyspace's, keyspace/open.ts), refuse to start when
 // existing keys would become unreachable; the checks a new policy passes while strata
 // serves (keyspace/routing-policy.ts applies it).
@@ -6,8 +6,8 @@ import { openBackend } from "../backends/open.ts";
 import type { Backend, BackendState } from "../mvcc/backend.ts";
 import { isUpstreamUrl } from "../backends/etcd/scheme.ts";
 import type { KeyValue } from "../mvcc/types.ts";
-import { type Config, ConfigError } from "../config/config.ts";
-import type { Topology } from "../config/topology.ts";
+import { ConfigError } from "../util/config-error.ts";
+import type { Topology } from "./contract.ts";
 import { create } from "@bufbuild/protobuf";
 import { type RangeRequest, RangeRequestSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { keyString, prefixEnd, successor } from "../mvcc/keyrange.ts";
@@ -56,30 +56,41 @@ export function upstreamIn(t: Topology): string | undefined {
 /** why strata does not move keys into or out of an upstream etcd */
 export const UPSTREAM_KEYS_STAY = "strata does not copy keys into or out of an upstream etcd (etcd numbers its own revisions)";
 
+/** What the router is opened with: values cli/ takes from the configuration. */
+export interface RouterOptions {
+  topology: Topology;
+  /** connections to a database server, unless the topology sets its own */
+  poolSize: number;
+  /** index every write's labels and fields (--selector-index; Auto GC finds dependents through it) */
+  selectorIndex: boolean;
+  /** --quota-backend-bytes */
+  quotaBytes: bigint;
+  requestTimeoutMs: number;
+  /** client reads, and client writes, that may wait on one database */
+  maxWaiting: number;
+  /** storage-side garbage collection (--auto-gc) */
+  autoGc: boolean;
+}
+
 /**
  * Opens the router on the topology's databases, and refuses rules that would make keys
  * already stored unreachable (also keys in the upstream etcds, opened by the caller).
  */
 export async function openRouter(
-  config: Config,
+  options: RouterOptions,
   log: Log,
   wrap?: (name: string, b: Backend) => Backend,
   upstreams = new Map<string, UpstreamKeys>(),
   /** the rules in force from the start, read from the opened databases (the TopologyConfigs' after the config's) */
   startWith?: (backends: Backend[]) => Promise<Topology>,
 ): Promise<{ router: Router; states: BackendState[] }> {
-  const t = config.topology;
+  const t = options.topology;
   if (t.ignored) log("warn", "topology fields strata does not honour", { source: t.source, fields: t.ignored });
-  // Auto GC finds dependents through the selector index's ownership entries
-  const backends = await openDatabases(t, config["pool-size"], config["selector-index"] || config["auto-gc"], wrap);
+  const backends = await openDatabases(t, options.poolSize, options.selectorIndex, wrap);
   let opened;
   try {
-    opened = await Router.open(t, backends, log, {
-      quotaBytes: BigInt(config["quota-backend-bytes"]),
-      requestTimeoutMs: config["request-timeout"],
-      maxWaiting: config["max-waiting-requests"],
-      autoGc: config["auto-gc"],
-    });
+    const { quotaBytes, requestTimeoutMs, maxWaiting, autoGc } = options;
+    opened = await Router.open(t, backends, log, { quotaBytes, requestTimeoutMs, maxWaiting, autoGc });
   } catch (err) {
     await closeAll(backends);
     throw err;
@@ -94,7 +105,7 @@ export async function openRouter(
     }
   }
   const upstream = upstreamIn(t);
-  if (config["auto-gc"] && upstream) {
+  if (options.autoGc && upstream) {
     log("warn", "auto-gc: keys in an upstream etcd get no storage-side garbage collection (strata does not write them in one transaction with its own)", { backend: upstream });
   }
   if (router.parts.length + upstreams.size > 1) {

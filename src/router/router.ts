@@ -7,7 +7,7 @@
 // keyspace finishes a range once (mvcc/range.ts). An upstream etcd among the backends is
 // not the router's: the keyspace dispatcher sends it its requests whole.
 import type { CompactionRequest, DeleteRangeRequest, PutRequest, TxnRequest } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { BackendStats, Probe } from "../keyspace/contract.ts";
+import type { BackendStats, Probe, Topology } from "./contract.ts";
 import { Alarms } from "../mvcc/alarms.ts";
 import type { Backend, BackendState, DbSize, EventsOptions, EventsPage, StorageFault } from "../mvcc/backend.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
@@ -19,7 +19,6 @@ import { costOfPut, costOfTxn, LEASE_OVERHEAD, quotaBytesFor, SpaceQuota } from 
 import type { DeleteOut, PutOut, TxnOut } from "../mvcc/responses.ts";
 import { type Committed, Store } from "../mvcc/store.ts";
 import type { KeyRange, KeyValue, RangeQuery, RangeResult, Rev } from "../mvcc/types.ts";
-import type { Topology } from "../config/topology.ts";
 import { keyCount } from "./key-count.ts";
 import { mergedEvents, mergedRange, owned, type ReadContext } from "./merged-reads.ts";
 import { MoveState } from "./move-state.ts";
@@ -310,7 +309,7 @@ export class Router implements ReadContext {
 
   /** the databases that reported damage, with the first report */
   get damaged(): Array<{ name: string; url: string; error: string }> {
-    return this.parts.filter((p) => p.damage).map((p) => ({ name: p.name, url: p.backend.name, error: p.damage!.detail }));
+    return this.parts.flatMap((p) => (p.damage ? [{ name: p.name, url: p.backend.name, error: p.damage.detail }] : []));
   }
 
   private label(p: Part): string {

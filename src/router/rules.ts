@@ -4,7 +4,7 @@
 // namespace are read under whichever configured key prefix a key has, so one rule on
 // events matches every tenant's events, and a rule with a tenant's prefix and a resource
 // matches that resource of that tenant only.
-import type { Rule, Topology } from "../config/topology.ts";
+import type { Rule, Topology } from "./contract.ts";
 import { type Known, type KeyPrefixes, parseKey, parsePrefix } from "./kubernetes-key.ts";
 
 /** all: every key in the set matches; none: no key does; some: it depends on the key */

@@ -2,12 +2,11 @@
 // never match, rules an earlier rule shadows, rules that split a resource when an
 // upstream etcd is among the backends. Each problem is one line naming the file, the
 // field and the fix.
-import { ConfigError } from "../config/config-error.ts";
-import type { Topology } from "../config/topology.ts";
+import { ConfigError } from "../util/config-error.ts";
+import type { Topology, Match, Rule } from "./contract.ts";
 import { redact } from "../backends/open.ts";
 import { isUpstreamUrl, UPSTREAM_SCHEMES } from "../backends/etcd/scheme.ts";
 import { ENGINE_SCHEMES } from "../backends/sql/engine-profiles.ts";
-import type { Match, Rule } from "../config/topology.ts";
 import { prefixOf } from "./kubernetes-key.ts";
 import { CompiledRule, globToRegExp } from "./rules.ts";
 
@@ -36,12 +35,11 @@ export function validateTopology(t: Topology): void {
   rules.forEach((r, i) => {
     const never = neverMatches(r.rule.match, r, t.keyPrefixes);
     if (never) throw new ConfigError(`${r.rule.source}: can never match: ${never}`);
-    for (let j = 0; j < i; j++) {
-      if (shadows(rules[j]!, r, t.keyPrefixes)) {
-        throw new ConfigError(
-          `${r.rule.source}: can never match: ${rules[j]!.rule.source.replace(`${t.source}: `, "")} (${describe(rules[j]!.rule.match)}) comes first and takes every key it would; move it above or remove it`,
-        );
-      }
+    const earlier = rules.slice(0, i).find((e) => shadows(e, r, t.keyPrefixes));
+    if (earlier) {
+      throw new ConfigError(
+        `${r.rule.source}: can never match: ${earlier.rule.source.replace(`${t.source}: `, "")} (${describe(earlier.rule.match)}) comes first and takes every key it would; move it above or remove it`,
+      );
     }
   });
 }

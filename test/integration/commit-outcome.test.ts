@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { PutRequestSchema, type RangeRequest, RangeRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { SqlDriver } from "../../src/backends/sql/driver.ts";
 import { SqlBackend } from "../../src/backends/sql/sql-backend.ts";
-import { openSqliteDriver } from "../../src/backends/sql/sqlite.ts";
-import { sqliteDialect } from "../../src/backends/sql/sqlite-dialect.ts";
+import { openSqliteDriver } from "../../src/backends/sqlite/sqlite.ts";
+import { sqliteDialect } from "../../src/backends/sqlite/sqlite-dialect.ts";
 import { finishRange, rangeQuery } from "../../src/mvcc/range.ts";
 import { Store } from "../../src/mvcc/store.ts";
 

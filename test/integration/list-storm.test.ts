@@ -13,9 +13,11 @@ import { BACKEND, startStrata } from "../support/strata.ts";
 const SIZES: StormSizes = { keys: Number(process.env.STORM_KEYS ?? 10_000), valueBytes: 1024, lists: Number(process.env.STORM_LISTS ?? 50) };
 /**
  * with reads on the event loop the worst put here took 1.4 s on SQLite, 1.0 s on PostgreSQL
- * (etcd's: about 0.2 s); now about 20–40 ms and 180 ms
+ * (etcd's: about 0.2 s); now about 20–70 ms and 180 ms on a quiet machine, and 314 ms with
+ * other engineers' builds and tests on both cores: the bound keeps the regression out, not
+ * the machine's load
  */
-const WORST_PUT_MS = 300;
+const WORST_PUT_MS = 700;
 /**
  * PostgreSQL: typically 77–195 ms, but one run in about six saw a put take 1.4 s (not
  * explained: the database's own checkpoint fsync is a candidate); bounded at 2 s, the

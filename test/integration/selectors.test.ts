@@ -122,8 +122,6 @@ function expected(data: Map<string, Stored>, prefix: string, labels: string, fie
 let strata: StrataProcess;
 let client: grpc.Client;
 let data: Map<string, Stored>;
-/** the revision the dataset was complete at */
-let loaded: bigint;
 
 const range = (req: MessageInitShape<typeof RangeRequestSchema>) => rpc(client, "Range", RangeRequestSchema, RangeResponseSchema, req);
 const put = async (key: string, s: Stored) => {
@@ -142,7 +140,7 @@ beforeAll(async () => {
   strata = await startStrata(["--selector-index", "--watch-progress-notify-interval", "300ms"]);
   client = new grpc.Client(strata.endpoint, grpc.credentials.createInsecure(), { "grpc.max_receive_message_length": -1 });
   data = dataset();
-  for (const [key, s] of data) loaded = await rpc(client, "Put", PutRequestSchema, PutResponseSchema, { key: enc(key), value: valueOf(s, key) }).then((r) => r.header!.revision);
+  for (const [key, s] of data) await rpc(client, "Put", PutRequestSchema, PutResponseSchema, { key: enc(key), value: valueOf(s, key) });
 }, 120_000);
 
 afterAll(async () => {

@@ -1,5 +1,5 @@
 // SQLite's write-ahead log is copied into the database file by strata's checkpoint thread
-// (src/backends/sql/wal-checkpointer.ts), not inside the commits on the event loop: the log
+// (src/backends/sqlite/wal-checkpointer.ts), not inside the commits on the event loop: the log
 // must still be copied back and started again under a steady write load (else it grows
 // without bound), and a quiet log must reach the database file within a few seconds.
 import { afterEach, expect, test } from "bun:test";

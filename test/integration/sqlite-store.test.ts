@@ -14,7 +14,7 @@ import {
   TxnRequestSchema,
 } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { ReadPool } from "../../src/backends/sql/read-pool.ts";
-import { SqliteBackend } from "../../src/backends/sql/sqlite.ts";
+import { SqliteBackend } from "../../src/backends/sqlite/sqlite.ts";
 import { finishRange, rangeQuery } from "../../src/mvcc/range.ts";
 import { Store } from "../../src/mvcc/store.ts";
 

@@ -141,7 +141,13 @@ export async function startStrata(
       stdio: ["ignore", "ignore", "pipe"],
     });
     child.stderr!.on("data", (d) => (err = (err + d).slice(-20_000)));
-    await waitReady(endpoint, () => err, tls);
+    try {
+      await waitReady(endpoint, () => err, () => child.exitCode ?? child.signalCode, tls);
+    } catch (e) {
+      // a strata that never became ready is not left running beside the next test
+      child.kill("SIGKILL");
+      throw e;
+    }
   };
   await launch();
   const exited = () => new Promise<void>((r) => (child.exitCode !== null || child.signalCode ? r() : child.once("exit", () => r())));
@@ -200,10 +206,13 @@ export function etcdClient(endpoint: string, tls?: ClientTls, options: Record<st
   } as never);
 }
 
-async function waitReady(endpoint: string, stderr: () => string, tls?: ClientTls): Promise<void> {
+async function waitReady(endpoint: string, stderr: () => string, exit: () => number | string | null, tls?: ClientTls): Promise<void> {
   // Deno compiles the sources on its first start
   const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
+    // a process that exited will never answer: say so now, not at the deadline
+    const code = exit();
+    if (code !== null) throw new Error(`strata exited (${code}) before it became ready on ${endpoint}: ${stderr()}`);
     const c = etcdClient(endpoint, tls, { dialTimeout: 500 });
     try {
       await c.get("ready-probe").exec();

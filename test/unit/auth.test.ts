@@ -10,7 +10,7 @@ import { Permission_Type, PermissionSchema, RoleSchema } from "../../src/gen/etc
 import { AuthState } from "../../src/api/auth-state.ts";
 import { JwtTokens, SimpleTokens, tokenProvider } from "../../src/api/auth-tokens.ts";
 import { mergePermissions, permits } from "../../src/api/permissions.ts";
-import { ConfigError } from "../../src/config/config-error.ts";
+import { ConfigError } from "../../src/util/config-error.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
 const perm = (type: Permission_Type, key: string, end = "") => create(PermissionSchema, { permType: type, key: enc(key), rangeEnd: enc(end) });

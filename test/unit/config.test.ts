@@ -3,7 +3,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/config.ts";
-import { parseDuration } from "../../src/config/duration.ts";
+import { parseDuration } from "../../src/util/duration.ts";
 import { loadCheckedConfig } from "../../src/cli/config.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "strata-config-"));

@@ -2,7 +2,6 @@ import { expect, test } from "bun:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import {
-  type DeleteRangeRequest,
   DeleteRangeRequestSchema,
   type PutRequest,
   PutRequestSchema,

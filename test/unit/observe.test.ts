@@ -2,7 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { printable } from "../../src/api/accounting.ts";
 import { loadConfig } from "../../src/config/config.ts";
 import { Cached } from "../../src/observe/cached.ts";
-import { log, setLogLevel } from "../../src/observe/log.ts";
+import { log, setLogLevel } from "../../src/util/log.ts";
 import { Observer } from "../../src/observe/observer.ts";
 import { Timeline } from "../../src/observe/timeline.ts";
 

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PutRequestSchema, RangeRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { SqliteBackend } from "../../src/backends/sql/sqlite.ts";
+import { SqliteBackend } from "../../src/backends/sqlite/sqlite.ts";
 import { dueAt, Liveness, requestDeadline, SILENT_MS } from "../../src/mvcc/deadline.ts";
 import { EtcdError } from "../../src/mvcc/errors.ts";
 import { rangeQuery } from "../../src/mvcc/range.ts";

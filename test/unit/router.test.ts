@@ -4,7 +4,8 @@ import { parseKey, parsePrefix } from "../../src/router/kubernetes-key.ts";
 import { rangePrefix } from "../../src/router/range-prefix.ts";
 import { RoutingTable } from "../../src/router/rules.ts";
 import { validateTopology } from "../../src/router/validate.ts";
-import { readTopology, type Topology } from "../../src/config/topology.ts";
+import { readTopology } from "../../src/config/topology.ts";
+import { type Topology } from "../../src/router/contract.ts";
 
 describe("Kubernetes key anatomy", () => {
   test.each([

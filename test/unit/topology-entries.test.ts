@@ -4,10 +4,10 @@
 // reads from the keyspace (JSON, JSON in the protobuf envelope, a Secret in protobuf).
 import { describe, expect, test } from "bun:test";
 import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
-import { ConfigError } from "../../src/config/config-error.ts";
+import { ConfigError } from "../../src/util/config-error.ts";
 import { readTopology, readTopologyConfig } from "../../src/config/topology.ts";
 import { readStoredJson, secretData } from "../../src/keyspace/stored-object.ts";
-import { topologyOfSecret } from "../../src/keyspace/topology-sources.ts";
+import { topologyDocuments } from "../../src/config/topology-documents.ts";
 
 describe("HariKube entries", () => {
   const doc = {
@@ -122,7 +122,7 @@ describe("stored objects", () => {
       ["2.yaml", new TextEncoder().encode("backends:\n  - name: side\n    endpoint: sqlite://./s.db\n    prefix: { prefix: /registry/events/ }\n")],
       ["1.yaml", new TextEncoder().encode("backends:\n  - name: main\n    endpoint: sqlite://./m.db\n")],
     ]);
-    const t = topologyOfSecret(files, "secret://ns/topology");
+    const t = topologyDocuments.secret(files, "secret://ns/topology");
     expect(t.default).toBe("main");
     expect([...t.backends.keys()]).toEqual(["main", "side"]);
   });

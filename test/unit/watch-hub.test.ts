@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CompactionRequestSchema, DeleteRangeRequestSchema, PutRequestSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { SqliteBackend } from "../../src/backends/sql/sqlite.ts";
+import { SqliteBackend } from "../../src/backends/sqlite/sqlite.ts";
 import { Store } from "../../src/mvcc/store.ts";
 import { prefixEnd, toKeyRange } from "../../src/mvcc/keyrange.ts";
 import type { WatchResponseOut } from "../../src/keyspace/contract.ts";

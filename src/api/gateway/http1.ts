@@ -6,7 +6,7 @@
 // and thrown away for ever), and the connections are bounded in number.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import { log } from "../../observe/log.ts";
+import { log } from "../../util/log.ts";
 import type { ServerConnection as ServedConnection } from "../h2/server.ts";
 import type { FetchHandler } from "./fetch-handler.ts";
 

@@ -8,8 +8,7 @@
 // scheduling between streams and byte-exact backpressure for every response.
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
-import { log } from "../../observe/log.ts";
-import { collectNow } from "../../util/memory-pressure.ts";
+import { log } from "../../util/log.ts";
 import {
   ConnectionError, DEFAULT_MAX_FRAME, DEFAULT_WINDOW, ErrorCode, Flag, FRAME_HEADER_BYTES, frameHeader, FrameType,
   goAwayFrame, headerFrames, MAX_FRAME_LIMIT, MAX_WINDOW, PREFACE, rstStreamFrame, Setting, settingsFrame,
@@ -54,8 +53,6 @@ const MAX_QUEUED_CONTROL_FRAMES = 10_000;
 const PREFACE_TIMEOUT_MS = 10_000;
 /** closed streams remembered, to tell a frame on a closed stream from one on a stream never opened */
 const CLOSED_REMEMBERED = 1000;
-/** stalled responses dropped in one pass that make a collection run at once */
-const COLLECT_AFTER_DROPPING_BYTES = 16 * 1024 * 1024;
 
 /**
  * Per-connection budgets of frames that cost work and ask for none (RFC 9113 §10.5): a
@@ -254,19 +251,14 @@ export class H2Connection implements StreamHost {
   private resetStalled(): void {
     const now = performance.now();
     const before = now - this.options.stalledStreamTimeoutMs;
-    let dropped = 0;
     for (const s of this.streams.values()) {
       if (s.moved) {
         s.moved = false;
         s.progressAt = now;
       } else if (s.queuedBytes > 0 && s.progressAt < before) {
-        dropped += s.queuedBytes;
         this.reset(s, ErrorCode.ENHANCE_YOUR_CALM);
       }
     }
-    // the responses just dropped are garbage now; the budget they held admits new ones at
-    // once, and until a collection their bytes would count twice in resident memory
-    if (dropped >= COLLECT_AFTER_DROPPING_BYTES) collectNow();
   }
 
   /** An HTTP/1 request (a browser, curl without --http2-prior-knowledge) gets a plain answer. */

@@ -1,6 +1,7 @@
 // One HTTP/2 stream as the server sees it: the request's headers and body coming in, the
 // response's headers, body and trailers going out. The connection (connection.ts) moves
 // the bytes and enforces flow control; a stream only queues and hands over.
+import { droppedBytes } from "../../util/memory-pressure.ts";
 import type { HeaderList } from "./hpack.ts";
 
 /** What a stream asks of its connection. */
@@ -236,6 +237,8 @@ export class H2Stream {
     if (this.closed) return;
     this.closed = true;
     this.localClosed = true;
+    // a response dropped unsent is garbage now (counted, so that a pile of them is collected)
+    if (this.queuedBytes > 0) droppedBytes(this.queuedBytes);
     this.outbound.length = 0;
     this.outboundHead = 0;
     this.queuedBytes = 0;

@@ -4,11 +4,11 @@
 // strata removes the copies with their keys at once; a lease etcd lost otherwise (expired,
 // or revoked by someone else) is found by a periodic sweep. With no database backend this
 // is a plain relay to etcd.
-import type { LeaseCopies, LeaseKeeper, UpstreamLeaseService } from "../../keyspace/contract.ts";
+import type { LeaseCopies, LeaseKeeper, LeaseService } from "../../keyspace/contract.ts";
 import { EtcdError } from "../../mvcc/errors.ts";
 import { compareBytes } from "../../mvcc/keyrange.ts";
 import type { Rev } from "../../mvcc/types.ts";
-import { log } from "../../observe/log.ts";
+import { log } from "../../util/log.ts";
 
 /** how often copies are compared with the leases etcd still has */
 const SWEEP_MS = 1000;
@@ -19,7 +19,7 @@ export class UpstreamLeases implements LeaseKeeper {
   readonly counts = { granted: 0, revoked: 0 };
 
   constructor(
-    private readonly upstream: UpstreamLeaseService,
+    private readonly upstream: LeaseService,
     /** the databases' copies; none without database backends */
     private readonly copies: LeaseCopies | undefined,
     private readonly now: () => number = Date.now,
@@ -36,12 +36,12 @@ export class UpstreamLeases implements LeaseKeeper {
   }
 
   async grant(requestedTtl: Rev, requestedId: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }> {
-    const g = await this.upstream.leaseGrant(requestedTtl, requestedId);
+    const g = await this.upstream.grant(requestedTtl, requestedId);
     try {
       await this.copies?.put({ id: g.id, ttl: g.ttl, expiresAt: this.now() + Number(g.ttl) * 1000 });
     } catch (err) {
       // a lease that keys in a database could not be attached to is not granted
-      await this.upstream.leaseRevoke(g.id).catch(() => undefined);
+      await this.upstream.revoke(g.id).catch(() => undefined);
       throw err;
     }
     this.counts.granted++;
@@ -51,7 +51,7 @@ export class UpstreamLeases implements LeaseKeeper {
   async revoke(id: Rev): Promise<Rev> {
     let revision: Rev;
     try {
-      revision = await this.upstream.leaseRevoke(id);
+      revision = await this.upstream.revoke(id);
     } catch (err) {
       // etcd lost it already: its copies go too
       if (err instanceof EtcdError && err.code === "NotFound") await this.dropCopies(id);
@@ -63,18 +63,18 @@ export class UpstreamLeases implements LeaseKeeper {
   }
 
   renew(id: Rev): Promise<{ ttl: Rev; revision: Rev }> {
-    return this.upstream.keepAlive(id);
+    return this.upstream.renew(id);
   }
 
   async timeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }> {
-    const t = await this.upstream.leaseTimeToLive(id, keys);
+    const t = await this.upstream.timeToLive(id, keys);
     if (!keys || t.ttl < 0n || !this.copies) return t;
     const copied = await this.copies.keys(id);
     return { ...t, keys: [...t.keys, ...copied].sort(compareBytes) };
   }
 
   list(): Promise<{ ids: Rev[]; revision: Rev }> {
-    return this.upstream.leaseIds();
+    return this.upstream.list();
   }
 
   private async dropCopies(id: Rev): Promise<void> {
@@ -86,11 +86,11 @@ export class UpstreamLeases implements LeaseKeeper {
     if (this.sweeping || !this.copies) return;
     this.sweeping = true;
     try {
-      const live = new Set((await this.upstream.leaseIds()).ids);
+      const live = new Set((await this.upstream.list()).ids);
       const copied = new Set(await this.copies.ids());
       for (const id of copied) {
         // a copy made after the list was read belongs to a lease granted since: ask again
-        if (!live.has(id) && (await this.upstream.leaseTimeToLive(id, false)).ttl < 0n) await this.dropCopies(id);
+        if (!live.has(id) && (await this.upstream.timeToLive(id, false)).ttl < 0n) await this.dropCopies(id);
       }
     } catch (err) {
       log("warn", "comparing lease copies with the upstream etcd failed", { error: String(err) });

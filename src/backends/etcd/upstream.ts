@@ -33,7 +33,7 @@ import {
 } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { WatchRequestSchema } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { UpstreamLeaseService } from "../../keyspace/contract.ts";
+import type { LeaseService } from "../../keyspace/contract.ts";
 import { type Deadline, DEFAULT_REQUEST_TIMEOUT_MS, dueAt, requestDeadline } from "../../mvcc/deadline.ts";
 import { backendTimedOut, backendUnavailable, deadlineExceeded, type ErrorCode, EtcdError } from "../../mvcc/errors.ts";
 import type { Rev } from "../../mvcc/types.ts";
@@ -60,7 +60,7 @@ const PROBE_MS = 1000;
 /** etcd's errors all start so; anything else is the connection's */
 const ETCD_MESSAGE = /^(etcdserver|mvcc|etcdserver\/api|grpc):/;
 
-export class Upstream implements UpstreamLeaseService {
+export class Upstream implements LeaseService {
   /** the endpoint calls go to; a call that cannot reach it moves later calls to the next one */
   private current = 0;
   private keepAlives: KeepAliveStream | undefined;
@@ -262,30 +262,30 @@ export class Upstream implements UpstreamLeaseService {
     throw this.streamFailure(new Error("the watch stream ended"), at);
   }
 
-  async leaseGrant(ttl: Rev, id: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }> {
+  async grant(ttl: Rev, id: Rev): Promise<{ id: Rev; ttl: Rev; revision: Rev }> {
     const r = await this.call((e, o) => e.lease.leaseGrant({ TTL: ttl, ID: id }, o), undefined, true);
     // etcd 3.4 can still put an error in the response instead of the status
     if (r.error) throw new EtcdError("Unknown", r.error);
     return { id: r.ID, ttl: r.TTL, revision: r.header!.revision };
   }
 
-  async leaseRevoke(id: Rev): Promise<Rev> {
+  async revoke(id: Rev): Promise<Rev> {
     return (await this.call((e, o) => e.lease.leaseRevoke({ ID: id }, o), undefined, true)).header!.revision;
   }
 
   /** remaining TTL -1 when etcd has no such lease */
-  async leaseTimeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }> {
+  async timeToLive(id: Rev, keys: boolean): Promise<{ ttl: Rev; grantedTtl: Rev; keys: Uint8Array[]; revision: Rev }> {
     const r = await this.call((e, o) => e.lease.leaseTimeToLive({ ID: id, keys }, o));
     return { ttl: r.TTL, grantedTtl: r.grantedTTL, keys: r.keys, revision: r.header!.revision };
   }
 
-  async leaseIds(): Promise<{ ids: Rev[]; revision: Rev }> {
+  async list(): Promise<{ ids: Rev[]; revision: Rev }> {
     const r = await this.call((e, o) => e.lease.leaseLeases({}, o));
     return { ids: r.leases.map((l) => l.ID), revision: r.header!.revision };
   }
 
   /** One keepalive round trip, over a stream all of strata's keepalives share; TTL 0: the lease is gone. */
-  keepAlive(id: Rev): Promise<{ ttl: Rev; revision: Rev }> {
+  renew(id: Rev): Promise<{ ttl: Rev; revision: Rev }> {
     const s = (this.keepAlives ??= this.openKeepAlives());
     return new Promise((resolve, reject) => {
       const list = s.waiting.get(id) ?? [];

@@ -46,8 +46,8 @@ export class Assembler {
       this.partial = undefined; // the rest of a run whose start was abandoned
       return undefined;
     }
-    const done = this.partial!;
-    if (done.parts.length < done.total) return undefined;
+    const done = this.partial;
+    if (!done || done.parts.length < done.total) return undefined;
     this.partial = undefined;
     const out = new Uint8Array(done.parts.reduce((n, b) => n + b.length, 0));
     let at = 0;

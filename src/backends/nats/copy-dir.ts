@@ -4,7 +4,7 @@
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openSqlite } from "../sql/sqlite-driver.ts";
+import { openSqlite } from "../sqlite/sqlite-driver.ts";
 
 const PREFIX = "strata-nats-copy-";
 /** a directory younger than this may belong to a process that is still starting */
@@ -29,7 +29,7 @@ async function removeLeftovers(): Promise<void> {
   }
 }
 
-/** whether a live process holds the SQLite lock file (see sqlite.ts); the OS frees it when one dies */
+/** whether a live process holds the SQLite lock file (see sqlite/sqlite.ts); the OS frees it when one dies */
 async function isHeld(lock: string): Promise<boolean> {
   const db = await openSqlite(lock);
   try {

@@ -111,7 +111,7 @@ export class NatsLog {
    */
   async append(batch: Uint8Array, expected: number, token: string): Promise<number> {
     const chunks = split(batch, this.maxChunk, token);
-    for (let i = 0; i < chunks.length; i++) await this.publish(chunks[i]!, expected + i, `${token}.${i}`);
+    for (const [i, chunk] of chunks.entries()) await this.publish(chunk, expected + i, `${token}.${i}`);
     return expected + chunks.length;
   }
 

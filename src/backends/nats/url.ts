@@ -30,8 +30,8 @@ const BUCKET = /^[A-Za-z0-9_-]{1,64}$/;
 export function parseNatsUrl(url: string, name: string): NatsUrl {
   const m = /^nats:\/\/(?:([^@/]*)@)?([^/?]+)\/?(?:\?(.*))?$/.exec(url);
   if (!m) throw new Error(`backend ${name}: expected nats://HOST:PORT?bucket=NAME`);
-  const [, auth, hosts, query] = m;
-  const out: NatsUrl = { servers: hosts!.split(",").map((h) => h.trim()), bucket: DEFAULT_BUCKET, replicas: 1, snapshotCount: DEFAULT_SNAPSHOT_COUNT };
+  const [, auth, hosts = "", query] = m;
+  const out: NatsUrl = { servers: hosts.split(",").map((h) => h.trim()), bucket: DEFAULT_BUCKET, replicas: 1, snapshotCount: DEFAULT_SNAPSHOT_COUNT };
   for (const s of out.servers) {
     if (!/^[^:\s]+(:\d{1,5})?$/.test(s)) throw new Error(`backend ${name}: server "${s}" is not HOST or HOST:PORT`);
   }

@@ -20,8 +20,12 @@ export interface Dialect {
   readonly insertIgnoring: readonly [string, string];
   /** suffix for CREATE TABLE (MySQL's engine and row format) */
   readonly tableOptions: string;
+  /** suffix for CREATE TABLE of a table that is all primary key (SQLite keeps it without a rowid) */
+  readonly keyOnlyTableOptions: string;
   /** where keys of kv are counted from (MySQL is told to use the index of keys alone) */
   readonly countKv: string;
+  /** the statements that make the index countKv counts from, if it is not the key's own (schema version 2) */
+  readonly countKvIndex: readonly string[];
   /**
    * INSERT INTO kv that copies the log row (rev, sub) = (?, ?) just written, replacing an
    * existing row for the key: the value travels to the database once, not twice (a

@@ -7,6 +7,7 @@
 // (retrying-driver.ts).
 import { errorParts } from "./dialect.ts";
 import type { SqlConn } from "./driver.ts";
+import { oneRow } from "./rows.ts";
 
 export type Engine = "cockroachdb" | "yugabytedb" | "tidb";
 
@@ -116,11 +117,11 @@ export function engineOf(url: string): { profile: EngineProfile; wireUrl: string
  * Reads every row: asked for by status and the space quota.
  */
 export async function storedBytes(c: SqlConn): Promise<{ size: bigint; inUse: bigint }> {
-  const [r] = await c.all(
+  const r = oneRow(await c.all(
     `SELECT (SELECT COALESCE(SUM(OCTET_LENGTH(k) + OCTET_LENGTH(v)), 0) FROM kv_log)
           + (SELECT COALESCE(SUM(OCTET_LENGTH(k) + OCTET_LENGTH(v)), 0) FROM kv) AS n`,
-  );
-  const n = BigInt(r!.n as bigint);
+  ));
+  const n = BigInt(r.n as bigint);
   return { size: n, inUse: n };
 }
 

@@ -9,6 +9,7 @@ import { Pending, plainSavepoint, type Row, type SqlConn, type SqlDriver, type S
 import { READ_THREADS, ReadPool } from "./read-pool.ts";
 import { type EngineProfile, noDefragment, storedBytes } from "./engine-profiles.ts";
 import { retrying } from "./retrying-driver.ts";
+import { oneRow } from "./rows.ts";
 import { SqlBackend } from "./sql-backend.ts";
 
 /** MySQL indexes at most 3072 bytes; keys are indexed together with a revision */
@@ -25,8 +26,11 @@ export const mysqlDialect: Dialect = {
   contains: (hay, needle) => `INSTR(${hay}, ${needle}) > 0`,
   insertIgnoring: ["INSERT IGNORE INTO", ""],
   tableOptions: " ENGINE=InnoDB",
-  // counting in the primary key reads every value stored in it
+  keyOnlyTableOptions: " ENGINE=InnoDB",
+  // InnoDB keeps kv's rows, values and all, in its primary key: counting a range there
+  // read every value (0.4 s for 50,000 pods); an index of the keys alone counts them
   countKv: "kv FORCE INDEX (kv_key)",
+  countKvIndex: ["CREATE INDEX kv_key ON kv (k)"],
   upsertKv: `INSERT INTO kv (k, create_rev, mod_rev, version, lease, v)
              SELECT k, create_rev, rev, version, lease, v FROM kv_log WHERE rev = ? AND sub = ?
              ON DUPLICATE KEY UPDATE create_rev = VALUES(create_rev), mod_rev = VALUES(mod_rev),
@@ -40,12 +44,12 @@ export const mysqlDialect: Dialect = {
     await c.all("SELECT RELEASE_LOCK('strata_schema') AS released");
   },
   async size(c) {
-    const [r] = await c.all(
+    const r = oneRow(await c.all(
       `SELECT COALESCE(SUM(data_length + index_length + data_free), 0) AS size,
               COALESCE(SUM(data_length + index_length), 0) AS in_use
          FROM information_schema.tables WHERE table_schema = DATABASE()`,
-    );
-    return { size: r!.size as bigint, inUse: r!.in_use as bigint };
+    ));
+    return { size: r.size as bigint, inUse: r.in_use as bigint };
   },
   async defragment(d) {
     await d.exec("OPTIMIZE TABLE kv_log, kv, leases, meta");
@@ -205,7 +209,10 @@ export function openMysqlDriver(url: string, poolSize: number, begin?: EnginePro
 }
 
 function tlsFiles(u: URL): { ca?: Buffer; cert?: Buffer; key?: Buffer } {
-  const read = (k: string) => (u.searchParams.has(k) ? readFileSync(u.searchParams.get(k)!) : undefined);
+  const read = (k: string) => {
+    const file = u.searchParams.get(k);
+    return file === null ? undefined : readFileSync(file);
+  };
   return { ca: read("ssl-ca"), cert: read("ssl-cert"), key: read("ssl-key") };
 }
 

@@ -11,6 +11,7 @@ import { Pending, type Row, type SqlConn, type SqlDriver, type SqlValue } from "
 import { READ_THREADS, ReadPool } from "./read-pool.ts";
 import { type EngineProfile, noDefragment, storedBytes } from "./engine-profiles.ts";
 import { retrying } from "./retrying-driver.ts";
+import { oneRow } from "./rows.ts";
 import { SqlBackend } from "./sql-backend.ts";
 
 /** the NOTIFY channel strata processes announce commits on */
@@ -40,7 +41,10 @@ export const postgresDialect: Dialect = {
   contains: (hay, needle) => `strpos(${hay}, ${needle}) > 0`,
   insertIgnoring: ["INSERT INTO", " ON CONFLICT DO NOTHING"],
   tableOptions: "",
+  keyOnlyTableOptions: "",
   countKv: "kv",
+  // the key's own index counts it: PostgreSQL keeps rows apart from their indexes
+  countKvIndex: [],
   upsertKv: UPSERT_ON_CONFLICT,
   async lockMeta(c) {
     // delivered to listeners when (and only if) this transaction commits
@@ -51,12 +55,12 @@ export const postgresDialect: Dialect = {
     await c.all("SELECT pg_advisory_xact_lock(7262897)");
   },
   async size(c) {
-    const [r] = await c.all(
+    const r = oneRow(await c.all(
       `SELECT pg_database_size(current_database()) AS size,
               (SELECT COALESCE(SUM(pg_total_relation_size(oid)), 0)::bigint FROM pg_class
                 WHERE relname IN ('kv', 'kv_log', 'leases', 'meta') AND relkind = 'r') AS in_use`,
-    );
-    return { size: r!.size as bigint, inUse: r!.in_use as bigint };
+    ));
+    return { size: r.size as bigint, inUse: r.in_use as bigint };
   },
   async defragment(d) {
     for (const t of ["kv_log", "kv", "leases", "meta"]) await d.exec(`VACUUM ${t}`);

@@ -10,7 +10,7 @@ import { StorageFault } from "../../mvcc/backend.ts";
 import type { RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
 import type { ReadFailure, ReadReply, ReadRequest, ReadTarget } from "./read-messages.ts";
 
-/** The worker's code: see wal-checkpointer.ts for where it is in a compiled executable. */
+/** The worker's code: see sqlite/wal-checkpointer.ts for where it is in a compiled executable. */
 const WORKER_URL = import.meta.url.includes("/$bunfs/")
   ? new URL("./backends/sql/read-worker.ts", import.meta.url).href
   : new URL("./read-worker.ts", import.meta.url).href;
@@ -85,7 +85,8 @@ export class ReadPool {
   private dispatch(): void {
     for (const t of this.threads) {
       if (this.queue.length === 0) return;
-      if (!t.job) this.send(t, this.queue.shift()!);
+      const job = t.job ? undefined : this.queue.shift();
+      if (job) this.send(t, job);
     }
     if (this.queue.length > 0 && this.threads.length < this.max && this.threads.every((t) => t.ready)) this.spawn();
   }

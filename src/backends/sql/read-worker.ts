@@ -12,9 +12,9 @@ import { mysqlDialect, openMysqlDriver } from "./mysql.ts";
 import { openPostgresDriver, postgresDialect } from "./postgres.ts";
 import { SqlBackend } from "./sql-backend.ts";
 import { collectUnderMemoryPressure } from "../../util/memory-pressure.ts";
-import { sqliteDialect } from "./sqlite-dialect.ts";
-import { sqliteConn, sqliteTransaction } from "./sqlite-conn.ts";
-import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
+import { sqliteDialect } from "../sqlite/sqlite-dialect.ts";
+import { sqliteConn, sqliteTransaction } from "../sqlite/sqlite-conn.ts";
+import { openSqlite, type SqliteDatabase } from "../sqlite/sqlite-driver.ts";
 
 declare const self: {
   onmessage: ((e: MessageEvent<ReadRequest>) => void) | null;

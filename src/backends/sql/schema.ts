@@ -8,7 +8,7 @@ export const SCHEMA_VERSION = 4;
 
 /** statements that bring a database from schema version `from` to SCHEMA_VERSION */
 export function schemaStatements(from: number, d: Dialect): string[] {
-  const { keyType: K, valueType: V, intType: I, tableOptions: T, indexTextType: X, packedTextType: P } = d;
+  const { keyType: K, valueType: V, intType: I, tableOptions: T, keyOnlyTableOptions: KT, indexTextType: X, packedTextType: P } = d;
   const steps: string[][] = [
     // version 1
     [
@@ -40,10 +40,9 @@ export function schemaStatements(from: number, d: Dialect): string[] {
       // one row per committed batch, so a commit whose answer was lost can be checked
       `CREATE TABLE commits (token ${I} NOT NULL PRIMARY KEY, rev ${I} NOT NULL)${T}`,
     ],
-    // version 2: InnoDB keeps kv's rows, values and all, in its primary key, so counting a
-    // range there read every value (0.4 s for 50,000 pods); an index of the keys alone
-    // counts them. SQLite and PostgreSQL index the key apart from the rows already.
-    d.name === "mysql" ? ["CREATE INDEX kv_key ON kv (k)"] : [],
+    // version 2: where counting a range of kv's keys reads more than the keys, an index of
+    // the keys alone (the dialect's countKvIndex: MySQL's)
+    [...d.countKvIndex],
     // version 3: selectors applied in the database (selector-index.ts). kv_select holds each
     // log row's labels and selectable fields packed (src/selectors/index-entries.ts; NULL
     // for a value that cannot be decoded), by the row's (rev, k); kv_label finds the rows
@@ -53,7 +52,7 @@ export function schemaStatements(from: number, d: Dialect): string[] {
     [
       `CREATE TABLE kv_select (rev ${I} NOT NULL, k ${K} NOT NULL, labels ${P}, fields ${P}, PRIMARY KEY (rev, k))${T}`,
       `CREATE TABLE kv_label (name ${X} NOT NULL, value ${X} NOT NULL, k ${K} NOT NULL, rev ${I} NOT NULL,
-         PRIMARY KEY (name, value, k, rev))${d.name === "sqlite" ? " WITHOUT ROWID" : T}`,
+         PRIMARY KEY (name, value, k, rev))${KT}`,
       `INSERT INTO meta (name, num) SELECT 'select_index', CASE WHEN EXISTS (SELECT 1 FROM kv_log) THEN 0 ELSE 1 END`,
     ],
     // version 4: etcd's auth store (users, roles, whether auth is on; src/api/auth-store.ts

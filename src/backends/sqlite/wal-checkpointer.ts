@@ -5,7 +5,7 @@
 // first while writes go on, then once more while the next write waits, so the log is wholly
 // copied and SQLite starts it again from the beginning instead of letting it grow.
 import type { Mutex } from "../../util/mutex.ts";
-import { log } from "../../observe/log.ts";
+import { log } from "../../util/log.ts";
 import type { CheckpointReply, CheckpointRequest } from "./checkpoint-worker.ts";
 
 /**
@@ -15,7 +15,7 @@ import type { CheckpointReply, CheckpointRequest } from "./checkpoint-worker.ts"
  * keeps its path under src/.
  */
 const WORKER_URL = import.meta.url.includes("/$bunfs/")
-  ? new URL("./backends/sql/checkpoint-worker.ts", import.meta.url).href
+  ? new URL("./backends/sqlite/checkpoint-worker.ts", import.meta.url).href
   : new URL("./checkpoint-worker.ts", import.meta.url).href;
 
 /** write transactions between checkpoints (SQLite's own default is 1,000 log pages) */

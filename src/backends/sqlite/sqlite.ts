@@ -2,20 +2,18 @@
 // group-committed batches; reads see committed snapshots, so a read never sees a batch that
 // is still being written, and nothing read is answered before it is on disk. Reads of one
 // key use the event loop's reader connection; every other read runs on a read thread.
-import { type BackendState, type EventsOptions, type EventsPage, StorageFault } from "../../mvcc/backend.ts";
-import { isSingleKey } from "../../mvcc/keyrange.ts";
+import { type BackendState, StorageFault } from "../../mvcc/backend.ts";
 import { Mutex } from "../../util/mutex.ts";
-import type { RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
-import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
-import { ReadPool } from "./read-pool.ts";
+import type { Row, SqlConn, SqlDriver, SqlValue } from "../sql/driver.ts";
+import { ReadPool } from "../sql/read-pool.ts";
 import { prepareSqlitePath } from "./sqlite-path.ts";
-import { SqlBackend } from "./sql-backend.ts";
+import { SqlBackend } from "../sql/sql-backend.ts";
 import { sqliteConn, sqliteTransaction } from "./sqlite-conn.ts";
 import { sqliteDialect } from "./sqlite-dialect.ts";
 import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
 import type { IntegrityReply, IntegrityRequest } from "./integrity-worker.ts";
 import { WalCheckpointer } from "./wal-checkpointer.ts";
-import { log } from "../../observe/log.ts";
+import { log } from "../../util/log.ts";
 import { WalSync } from "./wal-sync.ts";
 
 export class SqliteDriver implements SqlDriver {
@@ -151,7 +149,7 @@ export class SqliteBackend extends SqlBackend {
     const state = await super.open();
     // This process is the whole store: as etcd does when it restarts, give every lease
     // its full TTL again, so clients that could not reach a stopped server keep their keys.
-    await this.driver.write((c) => c.run("UPDATE leases SET expires_at = ? + ttl * 1000", [BigInt(Date.now())]));
+    await this.db.driver.write((c) => c.run("UPDATE leases SET expires_at = ? + ttl * 1000", [BigInt(Date.now())]));
     return state;
   }
 
@@ -179,7 +177,7 @@ export class SqliteBackend extends SqlBackend {
       this.stopCheck = stop;
       void check.then((f) => {
         if (f === STOPPED) return;
-        if (f !== "ok") this.reportFault(new StorageFault("corrupt", this.name, damaged(f)));
+        if (f !== "ok") this.db.reportFault(new StorageFault("corrupt", this.name, damaged(f)));
         else log("info", "integrity check of the SQLite file passed", { backend: this.name, ms: Math.round(performance.now() - started) });
       });
       return;
@@ -202,7 +200,7 @@ const INTEGRITY_WAIT_MS = 5_000;
 
 /** see wal-checkpointer.ts: beside this file from source, bundled in a compiled executable */
 const INTEGRITY_WORKER_URL = import.meta.url.includes("/$bunfs/")
-  ? new URL("./backends/sql/integrity-worker.ts", import.meta.url).href
+  ? new URL("./backends/sqlite/integrity-worker.ts", import.meta.url).href
   : new URL("./integrity-worker.ts", import.meta.url).href;
 
 /** what a check stopped before it ended finds */

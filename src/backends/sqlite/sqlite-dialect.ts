@@ -1,5 +1,6 @@
 // SQLite's differences from the other SQL engines (see dialect.ts).
-import { type Dialect, errorParts, UPSERT_ON_CONFLICT } from "./dialect.ts";
+import { type Dialect, errorParts, UPSERT_ON_CONFLICT } from "../sql/dialect.ts";
+import { oneRow } from "../sql/rows.ts";
 
 /** the size an empty etcd 3.4 reports (its bbolt file: meta, freelist and bucket pages) */
 const ETCD_EMPTY_DB_BYTES = 20_480n;
@@ -14,7 +15,9 @@ export const sqliteDialect: Dialect = {
   contains: (hay, needle) => `instr(${hay}, ${needle}) > 0`,
   insertIgnoring: ["INSERT OR IGNORE INTO", ""],
   tableOptions: "",
+  keyOnlyTableOptions: " WITHOUT ROWID",
   countKv: "kv",
+  countKvIndex: [],
   upsertKv: UPSERT_ON_CONFLICT,
   // BEGIN IMMEDIATE already made this connection the only writer
   lockMeta: (c) => c.all("SELECT name, num FROM meta"),
@@ -27,7 +30,7 @@ export const sqliteDialect: Dialect = {
   // on top counts as SQLite stores it, so a --quota-backend-bytes chosen for etcd holds
   // about the same data here (an empty SQLite file is 15 pages, etcd's 5).
   async size(c) {
-    const one = async (sql: string) => BigInt(Object.values((await c.all(sql))[0]!)[0] as bigint);
+    const one = async (sql: string) => BigInt(Object.values(oneRow(await c.all(sql)))[0] as bigint);
     const page = await one("PRAGMA page_size");
     const count = await one("PRAGMA page_count");
     const free = await one("PRAGMA freelist_count");

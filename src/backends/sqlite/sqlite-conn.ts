@@ -1,6 +1,6 @@
 // One SQLite connection seen as an SqlConn (statements cached per connection), and its
 // transactions: shared by the event loop's connections and the read threads'.
-import { plainSavepoint, type SqlConn, type SqlValue } from "./driver.ts";
+import { plainSavepoint, type SqlConn, type SqlValue } from "../sql/driver.ts";
 import type { SqliteDatabase } from "./sqlite-driver.ts";
 
 export function sqliteConn(db: SqliteDatabase): SqlConn {

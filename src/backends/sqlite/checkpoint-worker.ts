@@ -25,7 +25,8 @@ self.onmessage = async (e) => {
       // a checkpoint fsyncs the log and the database file unless synchronous is OFF
       db.exec(`PRAGMA synchronous = ${req.durable ? "FULL" : "OFF"}`);
     }
-    const row = db.prepare("PRAGMA wal_checkpoint(PASSIVE)").get()!;
+    const row = db.prepare("PRAGMA wal_checkpoint(PASSIVE)").get();
+    if (!row) throw new Error("PRAGMA wal_checkpoint answered no row");
     self.postMessage({ id: req.id, log: Number(row.log), checkpointed: Number(row.checkpointed) });
   } catch (err) {
     self.postMessage({ id: req.id, error: String(err) });

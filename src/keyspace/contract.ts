@@ -32,6 +32,25 @@ export interface Answer {
   header: { revision: Rev };
 }
 
+/** How a Range is asked for, besides the request's own fields. */
+export interface RangeOptions {
+  /** a client's request, answered in bounded time while its database is away */
+  deadline?: Deadline;
+  /**
+   * The caller writes RangeResponse's bytes itself (the api's unary Range, range-frame.ts,
+   * and RangeStream's chunks), so the answer may carry its key-values as finished protobuf
+   * bytes (RangeOut.encodedKvs, `kvs` then empty) instead of objects. The databases then
+   * ask it of the read (RangeQuery.encode) and, where the SQL backends read rows on a
+   * thread (backends/sql/read-worker.ts), the bytes are made there and handed over without
+   * a copy: a large list costs the event loop neither objects for its rows nor encoding
+   * them. Elsewhere the read answers objects and the api encodes them. Only for a plain
+   * range (mvcc/range.ts rangeQuery: no revision filter, no sort but by key ascending);
+   * a keyspace may always answer objects (an upstream etcd does). Unset: objects, as
+   * Connect's serializer and every other reader of a RangeOut need them.
+   */
+  encodedKvs?: boolean;
+}
+
 export interface Keyspace {
   /**
    * The newest revision acknowledged to any client: what headers report that carry no
@@ -39,14 +58,12 @@ export interface Keyspace {
    */
   readonly latestRevision: Rev;
 
-  // `deadline`: a client's request, answered in bounded time while its database is away;
-  // `encode`: the answer may carry encoded key-values (RangeOut.encodedKvs)
-  range(r: RangeRequest, deadline?: Deadline, encode?: boolean): Promise<RangeOut>;
+  range(r: RangeRequest, o?: RangeOptions): Promise<RangeOut>;
   /**
    * The range with only the keys a label/field selection keeps, answered where the keys
    * are stored; a keyspace without it has its plain range filtered (selected-range.ts).
    */
-  selectedRange?(r: RangeRequest, s: Selection, deadline?: Deadline, encode?: boolean, custom?: CustomFieldLookup): Promise<RangeOut>;
+  selectedRange?(r: RangeRequest, s: Selection, o?: RangeOptions, custom?: CustomFieldLookup): Promise<RangeOut>;
   /**
    * Pages of the range narrowed by the selection where the keys are stored: every key it
    * keeps and maybe others (the caller checks the values). Without it, the plain range.
@@ -103,8 +120,8 @@ export interface RangeStreamOptions {
   deadline: () => Deadline;
   /** the bytes of key-values a chunk aims at */
   chunkBytes: number;
-  /** chunks may carry their key-values encoded (RangeChunk.encodedKvs) */
-  encode: boolean;
+  /** chunks may carry their key-values encoded (RangeChunk.encodedKvs), as RangeOptions.encodedKvs tells */
+  encodedKvs: boolean;
 }
 
 /** One chunk: a run of the range's key-values; the last chunk also ends the answer. */

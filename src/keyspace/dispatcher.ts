@@ -41,6 +41,7 @@ import type {
   PrefixCount,
   Probe,
   RangeChunk,
+  RangeOptions,
   RangeStreamOptions,
   RangeStreams,
   Rerouting,
@@ -142,13 +143,13 @@ export class Dispatcher implements Keyspace, RangeStreams, Rerouting {
    * With label/field selectors: answered by the databases from their selector index
    * (database.ts), an upstream etcd's plain range filtered here (selected-range.ts).
    */
-  async range(r: RangeRequest, deadline?: Deadline, encode?: boolean): Promise<RangeOut> {
+  async range(r: RangeRequest, o?: RangeOptions): Promise<RangeOut> {
     const member = this.memberFor([toKeyRange(r.key, r.rangeEnd)], "range");
     // a malformed selector throws a SelectorError (the api answers InvalidArgument)
     const selection = parseSelection(r.labelSelector, r.fieldSelector);
-    if (!selection) return member.range(r, deadline, encode);
+    if (!selection) return member.range(r, o);
     const custom = await this.customFieldsFor(r, selection);
-    return member.selectedRange ? member.selectedRange(r, selection, deadline, encode, custom) : selectedRange(member, r, selection, deadline, custom);
+    return member.selectedRange ? member.selectedRange(r, selection, o, custom) : selectedRange(member, r, selection, o?.deadline, custom);
   }
   /**
    * The CRDs' selectable fields for a selection that names fields beyond metadata's over a
@@ -163,7 +164,7 @@ export class Dispatcher implements Keyspace, RangeStreams, Rerouting {
   /** RangeStream over the keyspace the range goes to (range-stream.ts); a count is one chunk, as a Range counts it */
   async *rangeStream(r: RangeRequest, o: RangeStreamOptions): AsyncGenerator<RangeChunk> {
     if (r.countOnly) {
-      const out = await this.range(r, o.deadline());
+      const out = await this.range(r, { deadline: o.deadline() });
       yield { kvs: [], end: { revision: out.header.revision, more: false, count: out.count } };
       return;
     }

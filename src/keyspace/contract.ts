@@ -6,6 +6,7 @@
 // import it and nothing else of the keyspace (scripts/check-layers.ts).
 import type {
   AlarmRequest,
+  AlarmType,
   CompactionRequest,
   DeleteRangeRequest,
   HashKVRequest,
@@ -15,14 +16,16 @@ import type {
   WatchCreateRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { BackendStats, MoveProgress, Probe, Topology } from "../router/contract.ts";
+import type { GcCounts } from "../mvcc/auto-gc.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
 import type { Event, KeyRange, KeyValue, LeaseRecord, Rev } from "../mvcc/types.ts";
 import type { CustomFieldLookup, Selection } from "../selectors/index.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 
-// the router's reports and the policy it takes, named here for the api and an upstream etcd
-export type { BackendStats, MoveProgress, Probe, Topology };
+// the router's reports and the policy it takes, and what garbage collection counts, named
+// here for the api and an upstream etcd
+export type { BackendStats, GcCounts, MoveProgress, Probe, Topology };
 
 /** One page of a range from a key on, at a revision (0: the latest, whose revision `revision` tells). */
 export type PageReader = (from: Uint8Array, revision: Rev, limit: bigint) => Promise<{ kvs: KeyValue[]; more: boolean; revision: Rev }>;
@@ -239,6 +242,40 @@ export interface LeaseCopies {
   keys(id: Rev): Promise<Uint8Array[]>;
   /** the leases copied here */
   ids(): Promise<Rev[]>;
+}
+
+/**
+ * What observe/ reads of the running keyspace for the metrics, /health and the status
+ * page: figures taken as they are read, never the keyspace's parts. The dispatcher
+ * implements it; the revisions, watchers, quotas, alarms and damage are the databases'.
+ */
+export interface ObservedKeyspace {
+  /** the revision watchers have been given everything up to: etcd's current revision */
+  readonly revision: Rev;
+  /** the newest compaction of any database */
+  readonly compactRevision: Rev;
+  /** the databases' routing in force (the status page shows its rules and default) */
+  readonly topology: Topology;
+  /** clients' watchers placed in the databases now */
+  readonly watchers: number;
+  /** the keyspace's leases, for what they count */
+  readonly leases: LeaseKeeper;
+  /** each database's storage quota (--quota-backend-bytes); undefined where none applies */
+  readonly quotas: Array<{ name: string; bytes: bigint | undefined }>;
+  /** what storage-side garbage collection (--auto-gc) did, summed over the databases; undefined where none runs */
+  autoGcCounts(): GcCounts | undefined;
+  /** the alarms this member raised (etcd's AlarmType), oldest first */
+  alarms(): AlarmType[];
+  /** undefined while NOSPACE is not raised; else why strata raised it ("" when a client did) */
+  readonly noSpace: string | undefined;
+  /** the databases that reported damaged data, with the first report */
+  readonly damaged: Array<{ name: string; url: string; error: string }>;
+  /** per-backend figures; a backend that cannot answer carries its error instead */
+  stats(): Promise<BackendStats[]>;
+  /** the live keys under each key prefix (each tenant's) */
+  prefixCounts(): Promise<PrefixCount[]>;
+  /** every backend's cheap call that shows whether it answers */
+  readonly probes: Probe[];
 }
 
 /** The live keys under one key prefix (one kube-apiserver's, one tenant's), over every backend it spans. */

@@ -61,6 +61,7 @@ export interface Keyspace {
    */
   readonly latestRevision: Rev;
 
+  /** etcd's Range, as RangeOptions asks for it */
   range(r: RangeRequest, o?: RangeOptions): Promise<RangeOut>;
   /**
    * The range with only the keys a label/field selection keeps, answered where the keys

@@ -1,7 +1,9 @@
 // A read thread of a SQL backend (see read-pool.ts): its own connection to the database
 // and the same MVCC queries as the event loop's (SqlBackend, reading only). Each read is
-// one snapshot; a range asked to be encoded comes back as one transferred buffer, so the
-// event loop neither parses rows nor builds or copies thousands of objects.
+// one snapshot; a range asked to be encoded (RangeQuery.encode, asked when the api writes
+// the response bytes itself: RangeOptions in keyspace/contract.ts) comes back as one
+// transferred buffer, so the event loop neither parses rows nor builds or copies thousands
+// of objects.
 import { EtcdError } from "../../mvcc/errors.ts";
 import { StorageFault } from "../../mvcc/backend.ts";
 import { encodeResult } from "../../mvcc/kv-encoding.ts";

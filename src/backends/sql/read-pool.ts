@@ -17,6 +17,11 @@ const WORKER_URL = import.meta.url.includes("/$bunfs/")
 
 /** threads: all cores but the event loop's, at least two, at most eight */
 export const READ_THREADS = Math.min(8, Math.max(2, availableParallelism() - 1));
+/**
+ * A thread with no read for this long ends (its VM, heap and connection are 6-10 MiB);
+ * the next read that waits starts one again, in some tens of milliseconds.
+ */
+const RETIRE_AFTER_MS = 30_000;
 
 interface Job {
   request: ReadRequest;
@@ -29,11 +34,14 @@ interface Thread {
   job: Job | undefined;
   /** its connection is open */
   ready: boolean;
+  /** ends the thread once it has been without a read for RETIRE_AFTER_MS */
+  retireTimer?: ReturnType<typeof setTimeout>;
 }
 
 /**
- * Threads start when reads wait for one, one at a time, up to `max`: each is a JavaScript
- * VM of its own (about 10 MiB), so a strata nobody reads ranges from holds none.
+ * Threads start when reads wait for one, one at a time, up to `max`, and end after a while
+ * without reads: each is a JavaScript VM of its own, so a strata nobody reads ranges from
+ * holds none.
  */
 export class ReadPool {
   private readonly threads: Thread[] = [];
@@ -60,6 +68,7 @@ export class ReadPool {
     this.closed = true;
     for (const job of this.queue.splice(0)) job.reject(new Error(`${this.name} is closed`));
     await Promise.all(this.threads.map(async (t) => {
+      clearTimeout(t.retireTimer);
       await new Promise<void>((resolve) => {
         const job: Job = { request: { close: true }, resolve: () => resolve(), reject: () => resolve() };
         if (!t.job) return this.send(t, job);
@@ -84,15 +93,29 @@ export class ReadPool {
 
   private dispatch(): void {
     for (const t of this.threads) {
-      if (this.queue.length === 0) return;
-      if (!t.job) this.send(t, this.queue.shift()!);
+      if (!t.job && this.queue.length > 0) this.send(t, this.queue.shift()!);
+      if (!t.job && t.ready) t.retireTimer ??= this.retireLater(t);
     }
     if (this.queue.length > 0 && this.threads.length < this.max && this.threads.every((t) => t.ready)) this.spawn();
   }
 
   private send(t: Thread, job: Job): void {
+    clearTimeout(t.retireTimer);
+    t.retireTimer = undefined;
     t.job = job;
     t.worker.postMessage(job.request);
+  }
+
+  /** Ends an idle thread after RETIRE_AFTER_MS: its connection closed first, as close() does. */
+  private retireLater(t: Thread): ReturnType<typeof setTimeout> {
+    const timer = setTimeout(() => {
+      if (t.job || this.closed) return;
+      this.threads.splice(this.threads.indexOf(t), 1);
+      const end = () => t.worker.terminate();
+      this.send(t, { request: { close: true }, resolve: end, reject: end });
+    }, RETIRE_AFTER_MS);
+    timer.unref?.();
+    return timer;
   }
 
   /** A new thread; it takes reads once it has opened the database. */

@@ -34,7 +34,7 @@ interface Thread {
   job: Job | undefined;
   /** its connection is open */
   ready: boolean;
-  /** ends the thread once it has been without a read for RETIRE_AFTER_MS */
+  /** ends the thread once it has been without a read for a while */
   retireTimer?: ReturnType<typeof setTimeout>;
 }
 
@@ -48,7 +48,12 @@ export class ReadPool {
   private readonly queue: Job[] = [];
   private closed = false;
 
-  constructor(private readonly name: string, private readonly target: ReadTarget, private readonly max = READ_THREADS) {}
+  constructor(
+    private readonly name: string,
+    private readonly target: ReadTarget,
+    private readonly max = READ_THREADS,
+    private readonly retireAfterMs = RETIRE_AFTER_MS,
+  ) {}
 
   /** threads running or starting */
   get threadCount(): number {
@@ -106,14 +111,14 @@ export class ReadPool {
     t.worker.postMessage(job.request);
   }
 
-  /** Ends an idle thread after RETIRE_AFTER_MS: its connection closed first, as close() does. */
+  /** Ends an idle thread after retireAfterMs: its connection closed first, as close() does. */
   private retireLater(t: Thread): ReturnType<typeof setTimeout> {
     const timer = setTimeout(() => {
       if (t.job || this.closed) return;
       this.threads.splice(this.threads.indexOf(t), 1);
       const end = () => t.worker.terminate();
       this.send(t, { request: { close: true }, resolve: end, reject: end });
-    }, RETIRE_AFTER_MS);
+    }, this.retireAfterMs);
     timer.unref?.();
     return timer;
   }

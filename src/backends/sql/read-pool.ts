@@ -18,7 +18,7 @@ const WORKER_URL = import.meta.url.includes("/$bunfs/")
 /** threads: all cores but the event loop's, at least two, at most eight */
 export const READ_THREADS = Math.min(8, Math.max(2, availableParallelism() - 1));
 /**
- * A thread with no read for this long ends (its VM, heap and connection are 6-10 MiB);
+ * A thread with no read for this long ends (its VM, heap and connection: about 6 MiB given back);
  * the next read that waits starts one again, in some tens of milliseconds.
  */
 const RETIRE_AFTER_MS = 30_000;
@@ -114,8 +114,9 @@ export class ReadPool {
   /** Ends an idle thread after retireAfterMs: its connection closed first, as close() does. */
   private retireLater(t: Thread): ReturnType<typeof setTimeout> {
     const timer = setTimeout(() => {
-      if (t.job || this.closed) return;
-      this.threads.splice(this.threads.indexOf(t), 1);
+      const i = this.threads.indexOf(t);
+      if (t.job || this.closed || i < 0) return;
+      this.threads.splice(i, 1);
       const end = () => t.worker.terminate();
       this.send(t, { request: { close: true }, resolve: end, reject: end });
     }, this.retireAfterMs);
@@ -159,6 +160,7 @@ export class ReadPool {
   }
 
   private drop(t: Thread): void {
+    clearTimeout(t.retireTimer);
     t.worker.terminate();
     const i = this.threads.indexOf(t);
     if (i >= 0) this.threads.splice(i, 1);

@@ -18,8 +18,8 @@ const WORKER_URL = import.meta.url.includes("/$bunfs/")
 /** threads: all cores but the event loop's, at least two, at most eight */
 export const READ_THREADS = Math.min(8, Math.max(2, availableParallelism() - 1));
 /**
- * A thread with no read for this long ends (its VM, heap and connection: about 6 MiB given back);
- * the next read that waits starts one again, in some tens of milliseconds.
+ * A thread with no read for this long ends (its VM, heap and connection: about 6 MiB given
+ * back); the next read that waits starts one again.
  */
 const RETIRE_AFTER_MS = 30_000;
 

@@ -61,7 +61,7 @@ function compileWith(target: Target, outfile: string, commit: string, order?: st
 
 /** how long a recording run may take to answer /health */
 const RECORD_DEADLINE_MS = 60_000;
-/** how long a recording run idles after its calls: what the timers of an idle server run is laid out too */
+/** how long a recording run idles after its calls, so what an idle server's timers run is laid out too */
 const RECORD_IDLE_MS = 3_000;
 
 function freePort(): Promise<number> {
@@ -78,7 +78,7 @@ function freePort(): Promise<number> {
 /**
  * One unary gRPC call with a hand-encoded request: `fields` are (field number, bytes)
  * pairs of a message whose fields are all bytes (etcd's PutRequest and RangeRequest keys
- * and values), so the build needs no protobuf code of its own.
+ * and values), each under 128 bytes, so the build needs no protobuf code of its own.
  */
 function grpcCall(port: number, path: string, fields: Array<[number, string]>): Promise<void> {
   const body = Buffer.concat(fields.map(([n, v]) => Buffer.concat([Buffer.from([(n << 3) | 2, v.length]), Buffer.from(v)])));
@@ -96,9 +96,9 @@ function grpcCall(port: number, path: string, fields: Array<[number, string]>): 
 }
 
 /**
- * Runs `binary` as a user's first start does (serve SQLite on an empty data directory
- * with a metrics listener, answer /health, a put and two gets over gRPC, idle a while, stop) with Bun recording
- * which functions run, into `order`.
+ * Runs `binary` as a user's first start does (serve SQLite on an empty data directory with
+ * a metrics listener, answer /health, a put and two gets over gRPC, idle a while, stop),
+ * with Bun recording which functions run into `order`.
  */
 async function recordBytecodeOrder(binary: string, order: string): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "strata-bytecode-order-"));

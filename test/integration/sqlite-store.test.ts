@@ -162,6 +162,24 @@ describe("reads on read threads", () => {
     }
   });
 
+  test("a thread without reads for a while ends; the next read starts one again", async () => {
+    await put("retire/a", "v");
+    const pool = new ReadPool("retire", { sqlite: join(dir, "s.db") }, 2, 200);
+    try {
+      const q = rangeQuery(create(RangeRequestSchema, { key: enc("retire/"), rangeEnd: enc("retire0") }));
+      expect((await pool.range(q)).kvs).toHaveLength(1);
+      expect(pool.threadCount).toBe(1);
+      // retired 200 ms after its read: waited for up to 50 s, however busy the machine
+      for (let i = 0; i < 500 && pool.threadCount > 0; i++) await Bun.sleep(100);
+      expect(pool.threadCount).toBe(0);
+      await put("retire/b", "v");
+      expect((await pool.range(q)).kvs.map((kv) => dec(kv.key))).toEqual(["retire/a", "retire/b"]);
+      expect(pool.threadCount).toBe(1);
+    } finally {
+      await pool.close();
+    }
+  });
+
   test("a thread that cannot open the database fails the reads waiting for it, naming why", async () => {
     const pool = new ReadPool("missing", { sqlite: join(dir, "no-such-dir", "x.db") }, 2);
     try {

@@ -115,8 +115,10 @@ describe("the single executable", () => {
       const s = await started(built, args, { cwd: dir, env: cleanEnv() }, `127.0.0.1:${port}`);
       expect(etcdctl(`127.0.0.1:${port}`, "get", "idle")).toBe("");
       await Bun.sleep(IDLE_MS);
-      const rssMiB = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${s.pid}/status`, "utf8"))![1]) / 1024;
-      console.log(`idle executable: RSS ${rssMiB.toFixed(1)} MiB (bound ${IDLE_RSS_BOUND_MIB})`);
+      const status = readFileSync(`/proc/${s.pid}/status`, "utf8");
+      const mib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]) / 1024;
+      const rssMiB = mib("VmRSS");
+      console.log(`idle executable: RSS ${rssMiB.toFixed(1)} MiB (bound ${IDLE_RSS_BOUND_MIB}): anonymous ${mib("RssAnon").toFixed(1)}, file ${mib("RssFile").toFixed(1)}, threads ${/Threads:\s+(\d+)/.exec(status)![1]}`);
       expect(rssMiB).toBeLessThanOrEqual(IDLE_RSS_BOUND_MIB);
       expect(await s.stop()).toBe(0);
     } finally {

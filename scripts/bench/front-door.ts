@@ -128,7 +128,7 @@ try {
   let binary = opts.binary;
   if (!binary) {
     binary = join(work, "strata");
-    compile(hostTarget(), binary);
+    await compile(hostTarget(), binary);
   }
   console.log(`front door, medians of ${runs} (${new Date().toISOString()}, load ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")})`);
   console.log(`| | size, MiB | --version, s | start to first etcdctl answer, s | its CPU until then, s | idle RSS, MiB |`);

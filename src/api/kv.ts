@@ -23,15 +23,16 @@ import { rangeStreamHandler, type RangeStreamParts } from "./range-stream.ts";
 type Ctx = Pick<HandlerContext, "timeoutMs" | "values">;
 
 /**
- * KV.Range. `encode`: the answer may carry its key-values already encoded, which only
- * range-frame.ts writes (the unary path; Connect's serializer would drop them).
+ * KV.Range. `encodedKvs`: the answer may carry its key-values already encoded, which only
+ * range-frame.ts writes (the unary path; Connect's serializer would drop them): see
+ * RangeOptions in keyspace/contract.ts.
  */
-export function kvRange(keyspace: Keyspace, id: ServerIdentity, auth: AuthStore, encode = false) {
+export function kvRange(keyspace: Keyspace, id: ServerIdentity, auth: AuthStore, encodedKvs = false) {
   return etcdErrors(async (r: RangeRequest, ctx?: Ctx) => {
     checkRange(r);
     const ai = auth.identify(caller(ctx));
     auth.checkRange(ai, r.key, r.rangeEnd);
-    const out = await keyspace.range(r, deadline(ctx), encode);
+    const out = await keyspace.range(r, { deadline: deadline(ctx), encodedKvs });
     auth.checkUnchanged(ai);
     return { ...out, header: header(id, out.header.revision) };
   });

@@ -95,10 +95,11 @@ async function* admittedChunks(
   r: RangeRequest,
   signal: AbortSignal,
   timeoutMs: () => number | undefined,
-  encode: boolean,
+  /** the chunks are framed by hand, so they may come encoded (RangeOptions.encodedKvs in keyspace/contract.ts) */
+  encodedKvs: boolean,
 ): AsyncGenerator<[RangeChunk, Reservation | undefined]> {
   const kind = rangeKind(r);
-  const chunks = p.keyspace.rangeStream(r, { deadline: () => requestDeadline(timeoutMs()), chunkBytes: p.chunkBytes, encode });
+  const chunks = p.keyspace.rangeStream(r, { deadline: () => requestDeadline(timeoutMs()), chunkBytes: p.chunkBytes, encodedKvs });
   try {
     for (;;) {
       // the client reconnects, to another strata if it knows one, and lists again

@@ -8,7 +8,7 @@
 // in the default backend.
 import { readFileSync } from "node:fs";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import type { Backend, BackendState } from "../mvcc/backend.ts";
+import type { AuthView, Backend, BackendState } from "../mvcc/backend.ts";
 import { CLIENT_TLS_USAGE, clientTlsFlags, grpcClientTransport } from "./client-transport.ts";
 import { openBackend, redact } from "../backends/open.ts";
 import { type Config, ConfigError } from "../config/config.ts";
@@ -184,7 +184,7 @@ function progressBar(done: number, total: number, what: string): void {
 }
 
 /** The users and roles into a new default backend (copied: the old database keeps its own). */
-async function moveAuth(from: Backend, to: Backend): Promise<string | undefined> {
+async function moveAuth(from: AuthView, to: AuthView): Promise<string | undefined> {
   if (from === to) return undefined;
   const record = await from.readAuth();
   if (!record) return undefined;

@@ -6,7 +6,7 @@
 // indexes its local copy by itself). Safe to run again: rows indexed once are skipped.
 import { composeTopology } from "../keyspace/routing-policy.ts";
 import { restoreTopologyConfigs } from "../keyspace/topology-configs.ts";
-import type { Backend } from "../mvcc/backend.ts";
+import type { ReadView } from "../mvcc/backend.ts";
 import { ConfigError } from "../config/config.ts";
 import { readTopologyConfig } from "../config/topology.ts";
 import { openRouter } from "../router/open.ts";
@@ -26,7 +26,7 @@ export async function reindexCommand(args: string[]): Promise<number> {
   try {
     // keys TopologyConfigs placed are where their rules say, as when strata serves
     const startWith = config["topology-configs"]
-      ? async (backends: Backend[]) => composeTopology(config.topology, await restoreTopologyConfigs(backends, config.topology, readTopologyConfig, log))
+      ? async (backends: ReadView[]) => composeTopology(config.topology, await restoreTopologyConfigs(backends, config.topology, readTopologyConfig, log))
       : undefined;
     router = (await openRouter({ ...routerOptions(config), selectorIndex: true }, () => {}, undefined, undefined, startWith)).router;
   } catch (err) {

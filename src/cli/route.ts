@@ -6,7 +6,7 @@ import { ConfigError } from "../config/config.ts";
 import { loadCheckedConfig } from "./config.ts";
 import { parseKey } from "../router/kubernetes-key.ts";
 import { RoutingTable } from "../router/rules.ts";
-import { describe } from "../router/validate.ts";
+import { describe } from "../router/contract.ts";
 
 const USAGE = "usage: strata route explain KEY [--config FILE] | strata route list [--config FILE]";
 

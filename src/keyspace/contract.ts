@@ -6,6 +6,7 @@
 // import it and nothing else of the keyspace (scripts/check-layers.ts).
 import type {
   AlarmRequest,
+  AlarmType,
   CompactionRequest,
   DeleteRangeRequest,
   HashKVRequest,
@@ -15,14 +16,16 @@ import type {
   WatchCreateRequest,
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import type { BackendStats, MoveProgress, Probe, Topology } from "../router/contract.ts";
+import type { GcCounts } from "../mvcc/auto-gc.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../mvcc/responses.ts";
 import type { Event, KeyRange, KeyValue, LeaseRecord, Rev } from "../mvcc/types.ts";
 import type { CustomFieldLookup, Selection } from "../selectors/index.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 
-// the router's reports and the policy it takes, named here for the api and an upstream etcd
-export type { BackendStats, MoveProgress, Probe, Topology };
+// the router's reports and the policy it takes, and what garbage collection counts, named
+// here for the api and an upstream etcd
+export type { BackendStats, GcCounts, MoveProgress, Probe, Topology };
 
 /** One page of a range from a key on, at a revision (0: the latest, whose revision `revision` tells). */
 export type PageReader = (from: Uint8Array, revision: Rev, limit: bigint) => Promise<{ kvs: KeyValue[]; more: boolean; revision: Rev }>;
@@ -32,6 +35,25 @@ export interface Answer {
   header: { revision: Rev };
 }
 
+/** How a Range is asked for, besides the request's own fields. */
+export interface RangeOptions {
+  /** a client's request, answered in bounded time while its database is away */
+  deadline?: Deadline;
+  /**
+   * The caller writes RangeResponse's bytes itself (the api's unary Range, range-frame.ts,
+   * and RangeStream's chunks), so the answer may carry its key-values as finished protobuf
+   * bytes (RangeOut.encodedKvs, `kvs` then empty) instead of objects. The databases then
+   * ask it of the read (RangeQuery.encode) and, where the SQL backends read rows on a
+   * thread (backends/sql/read-worker.ts), the bytes are made there and handed over without
+   * a copy: a large list costs the event loop neither objects for its rows nor encoding
+   * them. Elsewhere the read answers objects and the api encodes them. Only for a plain
+   * range (mvcc/range.ts rangeQuery: no revision filter, no sort but by key ascending);
+   * a keyspace may always answer objects (an upstream etcd does). Unset: objects, as
+   * Connect's serializer and every other reader of a RangeOut need them.
+   */
+  encodedKvs?: boolean;
+}
+
 export interface Keyspace {
   /**
    * The newest revision acknowledged to any client: what headers report that carry no
@@ -39,14 +61,13 @@ export interface Keyspace {
    */
   readonly latestRevision: Rev;
 
-  // `deadline`: a client's request, answered in bounded time while its database is away;
-  // `encode`: the answer may carry encoded key-values (RangeOut.encodedKvs)
-  range(r: RangeRequest, deadline?: Deadline, encode?: boolean): Promise<RangeOut>;
+  /** etcd's Range, as RangeOptions asks for it */
+  range(r: RangeRequest, o?: RangeOptions): Promise<RangeOut>;
   /**
    * The range with only the keys a label/field selection keeps, answered where the keys
    * are stored; a keyspace without it has its plain range filtered (selected-range.ts).
    */
-  selectedRange?(r: RangeRequest, s: Selection, deadline?: Deadline, encode?: boolean, custom?: CustomFieldLookup): Promise<RangeOut>;
+  selectedRange?(r: RangeRequest, s: Selection, o?: RangeOptions, custom?: CustomFieldLookup): Promise<RangeOut>;
   /**
    * Pages of the range narrowed by the selection where the keys are stored: every key it
    * keeps and maybe others (the caller checks the values). Without it, the plain range.
@@ -103,8 +124,8 @@ export interface RangeStreamOptions {
   deadline: () => Deadline;
   /** the bytes of key-values a chunk aims at */
   chunkBytes: number;
-  /** chunks may carry their key-values encoded (RangeChunk.encodedKvs) */
-  encode: boolean;
+  /** chunks may carry their key-values encoded (RangeChunk.encodedKvs), as RangeOptions.encodedKvs tells */
+  encodedKvs: boolean;
 }
 
 /** One chunk: a run of the range's key-values; the last chunk also ends the answer. */
@@ -222,6 +243,40 @@ export interface LeaseCopies {
   keys(id: Rev): Promise<Uint8Array[]>;
   /** the leases copied here */
   ids(): Promise<Rev[]>;
+}
+
+/**
+ * What observe/ reads of the running keyspace for the metrics, /health and the status
+ * page: figures taken as they are read, never the keyspace's parts. The dispatcher
+ * implements it; the revisions, watchers, quotas, alarms and damage are the databases'.
+ */
+export interface ObservedKeyspace {
+  /** the revision watchers have been given everything up to: etcd's current revision */
+  readonly revision: Rev;
+  /** the newest compaction of any database */
+  readonly compactRevision: Rev;
+  /** the databases' routing in force (the status page shows its rules and default) */
+  readonly topology: Topology;
+  /** clients' watchers placed in the databases now */
+  readonly watchers: number;
+  /** the keyspace's leases, for what they count */
+  readonly leases: LeaseKeeper;
+  /** each database's storage quota (--quota-backend-bytes); undefined where none applies */
+  readonly quotas: Array<{ name: string; bytes: bigint | undefined }>;
+  /** what storage-side garbage collection (--auto-gc) did, summed over the databases; undefined where none runs */
+  autoGcCounts(): GcCounts | undefined;
+  /** the alarms this member raised (etcd's AlarmType), oldest first */
+  alarms(): AlarmType[];
+  /** undefined while NOSPACE is not raised; else why strata raised it ("" when a client did) */
+  readonly noSpace: string | undefined;
+  /** the databases that reported damaged data, with the first report */
+  readonly damaged: Array<{ name: string; url: string; error: string }>;
+  /** per-backend figures; a backend that cannot answer carries its error instead */
+  stats(): Promise<BackendStats[]>;
+  /** the live keys under each key prefix (each tenant's) */
+  prefixCounts(): Promise<PrefixCount[]>;
+  /** every backend's cheap call that shows whether it answers */
+  readonly probes: Probe[];
 }
 
 /** The live keys under one key prefix (one kube-apiserver's, one tenant's), over every backend it spans. */

@@ -24,7 +24,7 @@ import type { KeyRange, Rev } from "../mvcc/types.ts";
 import type { Router } from "../router/router.ts";
 import type { CustomFieldLookup, Selection } from "../selectors/index.ts";
 import { AutoCompactor, type Retention } from "./compactor.ts";
-import type { AlarmOut, Answer, Keyspace, LeaseCopies, LeaseKeeper, LeaseService, PageReader, StatusOut, WatchSession, WatchStream } from "./contract.ts";
+import type { AlarmOut, Answer, Keyspace, LeaseCopies, LeaseKeeper, LeaseService, PageReader, RangeOptions, StatusOut, WatchSession, WatchStream } from "./contract.ts";
 import type { SnapshotSource } from "../snapshot/index.ts";
 import { databaseSnapshot } from "./database-snapshot.ts";
 import { hashKV } from "./hash-kv.ts";
@@ -89,17 +89,17 @@ export class DatabaseKeyspace implements Keyspace {
   }
 
   /** etcd's post-processing runs here, once, over what the router read */
-  async range(r: RangeRequest, deadline?: Deadline, encode?: boolean): Promise<RangeOut> {
-    return finishRange(r, await this.router.read(rangeQuery(r, encode), deadline));
+  async range(r: RangeRequest, o: RangeOptions = {}): Promise<RangeOut> {
+    return finishRange(r, await this.router.read(rangeQuery(r, o), o.deadline));
   }
   /**
    * With the selection applied in the databases: answered as they give it when they
    * apply it exactly, else from pages they narrow as far as they can, checked here.
    */
-  async selectedRange(r: RangeRequest, s: Selection, deadline?: Deadline, encode?: boolean, custom?: CustomFieldLookup): Promise<RangeOut> {
-    const exact = await this.router.read({ ...rangeQuery(r, encode), select: { selection: s, exactOnly: true } }, deadline);
+  async selectedRange(r: RangeRequest, s: Selection, o: RangeOptions = {}, custom?: CustomFieldLookup): Promise<RangeOut> {
+    const exact = await this.router.read({ ...rangeQuery(r, o), select: { selection: s, exactOnly: true } }, o.deadline);
     if (exact.selected === "exact") return finishRange(r, exact);
-    return selectInPages(r, s, custom, this.narrowedPages(r, s, deadline));
+    return selectInPages(r, s, custom, this.narrowedPages(r, s, o.deadline));
   }
 
   narrowedPages(r: RangeRequest, s: Selection, deadline?: Deadline): PageReader {

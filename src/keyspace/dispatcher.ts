@@ -9,6 +9,7 @@
 import { create } from "@bufbuild/protobuf";
 import {
   type AlarmRequest,
+  type AlarmType,
   type CompactionRequest,
   type DeleteRangeRequest,
   type HashKVRequest,
@@ -19,6 +20,7 @@ import {
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { type EtcdKeyspace, upstreamSnapshotRefused } from "../backends/etcd/etcd-keyspace.ts";
 import type { Topology } from "../router/contract.ts";
+import type { GcCounts } from "../mvcc/auto-gc.ts";
 import type { AuthView } from "../mvcc/backend.ts";
 import type { Deadline } from "../mvcc/deadline.ts";
 import { EtcdError } from "../mvcc/errors.ts";
@@ -38,9 +40,11 @@ import type {
   Keyspace,
   LeaseKeeper,
   MoveProgress,
+  ObservedKeyspace,
   PrefixCount,
   Probe,
   RangeChunk,
+  RangeOptions,
   RangeStreamOptions,
   RangeStreams,
   Rerouting,
@@ -77,7 +81,7 @@ function mayHoldCustomResources(r: RangeRequest, keyPrefixes: readonly string[])
   return slash < 0 || rest.slice(0, slash).includes(".");
 }
 
-export class Dispatcher implements Keyspace, RangeStreams, Rerouting {
+export class Dispatcher implements Keyspace, RangeStreams, Rerouting, ObservedKeyspace {
   /** the CRDs' selectable fields, learnt from the keyspace itself once started */
   readonly customFields: CrdRegistry;
 
@@ -142,13 +146,13 @@ export class Dispatcher implements Keyspace, RangeStreams, Rerouting {
    * With label/field selectors: answered by the databases from their selector index
    * (database.ts), an upstream etcd's plain range filtered here (selected-range.ts).
    */
-  async range(r: RangeRequest, deadline?: Deadline, encode?: boolean): Promise<RangeOut> {
+  async range(r: RangeRequest, o?: RangeOptions): Promise<RangeOut> {
     const member = this.memberFor([toKeyRange(r.key, r.rangeEnd)], "range");
     // a malformed selector throws a SelectorError (the api answers InvalidArgument)
     const selection = parseSelection(r.labelSelector, r.fieldSelector);
-    if (!selection) return member.range(r, deadline, encode);
+    if (!selection) return member.range(r, o);
     const custom = await this.customFieldsFor(r, selection);
-    return member.selectedRange ? member.selectedRange(r, selection, deadline, encode, custom) : selectedRange(member, r, selection, deadline, custom);
+    return member.selectedRange ? member.selectedRange(r, selection, o, custom) : selectedRange(member, r, selection, o?.deadline, custom);
   }
   /**
    * The CRDs' selectable fields for a selection that names fields beyond metadata's over a
@@ -163,7 +167,7 @@ export class Dispatcher implements Keyspace, RangeStreams, Rerouting {
   /** RangeStream over the keyspace the range goes to (range-stream.ts); a count is one chunk, as a Range counts it */
   async *rangeStream(r: RangeRequest, o: RangeStreamOptions): AsyncGenerator<RangeChunk> {
     if (r.countOnly) {
-      const out = await this.range(r, o.deadline());
+      const out = await this.range(r, { deadline: o.deadline() });
       yield { kvs: [], end: { revision: out.header.revision, more: false, count: out.count } };
       return;
     }
@@ -311,5 +315,39 @@ export class Dispatcher implements Keyspace, RangeStreams, Rerouting {
   /** Every backend with a cheap call that shows whether it answers (health checks). */
   get probes(): Probe[] {
     return [...this.database.router.probes, ...[...this.upstreams.values()].map((u) => u.probe)];
+  }
+
+  // What observe/ reads (ObservedKeyspace): the databases' figures
+
+  get revision(): Rev {
+    return this.database.router.revision;
+  }
+  get compactRevision(): Rev {
+    return this.database.router.compactRevision;
+  }
+  get topology(): Topology {
+    return this.database.router.topology;
+  }
+  get watchers(): number {
+    return this.database.hub.size;
+  }
+  get quotas(): Array<{ name: string; bytes: bigint | undefined }> {
+    return this.database.router.parts.map((p) => ({ name: p.name, bytes: p.quota?.bytes }));
+  }
+  autoGcCounts(): GcCounts | undefined {
+    const running = this.database.router.parts.flatMap((p) => (p.store.autoGc ? [p.store.autoGc.counts] : []));
+    if (running.length === 0) return undefined;
+    const sum = (pick: (c: GcCounts) => number) => running.reduce((n, c) => n + pick(c), 0);
+    return { deleted: sum((c) => c.deleted), referencesStripped: sum((c) => c.referencesStripped), deletionsStarted: sum((c) => c.deletionsStarted) };
+  }
+  alarms(): AlarmType[] {
+    return this.database.router.alarms.list().map((a) => a.alarm);
+  }
+  get noSpace(): string | undefined {
+    const alarms = this.database.router.alarms;
+    return alarms.noSpace ? alarms.reason : undefined;
+  }
+  get damaged(): Array<{ name: string; url: string; error: string }> {
+    return this.database.router.damaged;
   }
 }

@@ -4,7 +4,7 @@
 import type { EtcdKeyspace } from "../backends/etcd/etcd-keyspace.ts";
 import { isUpstreamUrl } from "../backends/etcd/scheme.ts";
 import type { Upstream, UpstreamTls } from "../backends/etcd/upstream.ts";
-import type { Backend } from "../mvcc/backend.ts";
+import type { Backend, ReadView } from "../mvcc/backend.ts";
 import { openRouter, type RouterOptions } from "../router/open.ts";
 import type { Retention } from "./compactor.ts";
 import { DatabaseKeyspace } from "./database.ts";
@@ -83,7 +83,7 @@ export async function openKeyspace(
   let topologyConfigs: PolicyEntry[] = [];
   const read = options.topologyConfigs;
   const startWith = read
-    ? async (backends: Backend[]) => composeTopology(t, (topologyConfigs = await restoreTopologyConfigs(backends, t, read, log)))
+    ? async (backends: ReadView[]) => composeTopology(t, (topologyConfigs = await restoreTopologyConfigs(backends, t, read, log)))
     : undefined;
   try {
     ({ router, states } = await openRouter(options.router, log, wrap, upstreams, startWith));

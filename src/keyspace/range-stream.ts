@@ -66,8 +66,8 @@ export async function* streamRange(
         keysOnly: r.keysOnly && !s,
         serializable: r.serializable,
       }),
-      o.deadline(),
-      o.encode && !s && !sortEach,
+      // a selection reads the values, a chunk sorted here the objects
+      { deadline: o.deadline(), encodedKvs: o.encodedKvs && !s && !sortEach },
     );
     // every later page reads at the first one's revision: the one asked for, else the
     // latest when the first was read (the header reports the latest, as a Range's does)

@@ -28,7 +28,7 @@ const SORT_NONE = 0, SORT_ASCEND = 1, TARGET_KEY = 0;
  */
 export function selectedRange(member: Keyspace, r: RangeRequest, s: Selection, deadline?: Deadline, custom?: CustomFieldLookup): Promise<RangeOut> {
   return selectInPages(r, s, custom, async (from, revision, limit) => {
-    const page = await member.range(create(RangeRequestSchema, { key: from, rangeEnd: r.rangeEnd, revision, limit, serializable: r.serializable }), deadline);
+    const page = await member.range(create(RangeRequestSchema, { key: from, rangeEnd: r.rangeEnd, revision, limit, serializable: r.serializable }), { deadline });
     return { kvs: page.kvs, more: page.more, revision: page.header.revision };
   });
 }

@@ -25,7 +25,7 @@ import {
 } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { ConfigError } from "../util/config-error.ts";
 import type { BackendSettings, Rule, Topology } from "../router/contract.ts";
-import type { Backend } from "../mvcc/backend.ts";
+import type { ReadView } from "../mvcc/backend.ts";
 import { keyString, prefixEnd } from "../mvcc/keyrange.ts";
 import { DELETE, type KeyValue, type Rev } from "../mvcc/types.ts";
 import type { Log } from "../util/log.ts";
@@ -348,7 +348,7 @@ function sameDatabase(a: string, b: string): boolean {
  * where those rules say. One that no longer fits the config (a database gone, a rule now
  * shadowed) is left out, and the checks that follow say what that strands.
  */
-export async function restoreTopologyConfigs(backends: Backend[], base: Topology, readTopologyConfig: ReadTopologyConfig, log: Log): Promise<PolicyEntry[]> {
+export async function restoreTopologyConfigs(backends: ReadView[], base: Topology, readTopologyConfig: ReadTopologyConfig, log: Log): Promise<PolicyEntry[]> {
   const prefix = topologyConfigPrefix(base.keyPrefixes[0]!);
   const range = { start: prefix, end: prefixEnd(prefix) };
   const entries: PolicyEntry[] = [];

@@ -37,17 +37,18 @@ function isPlainRange(r: RangeRequest): boolean {
 
 /**
  * The read a Range needs: its keys at its revision, as many as the answer can use (one
- * more than the limit tells whether there are more). `encode`: the reader may answer with
- * the key-values encoded, when the request needs nothing done to them but the cut.
+ * more than the limit tells whether there are more). `encodedKvs`: the caller takes the
+ * key-values encoded (keyspace/contract.ts RangeOptions says why), so the reader may
+ * answer so when the request needs nothing done to them but the cut.
  */
-export function rangeQuery(r: RangeRequest, encode = false): RangeQuery {
+export function rangeQuery(r: RangeRequest, { encodedKvs = false }: { encodedKvs?: boolean } = {}): RangeQuery {
   const keep = r.limit > 0n && r.limit < NO_LIMIT ? Number(r.limit) : Number.MAX_SAFE_INTEGER;
   return {
     range: toKeyRange(r.key, r.rangeEnd),
     revision: r.revision,
     countOnly: r.countOnly,
     ...rangeFetch(r),
-    encode: encode && isPlainRange(r) ? { keep } : undefined,
+    encode: encodedKvs && isPlainRange(r) ? { keep } : undefined,
   };
 }
 

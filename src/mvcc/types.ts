@@ -48,7 +48,8 @@ export interface RangeQuery {
   /**
    * The backend may answer `encoded` instead of `kvs`: the first `keep` key-values read
    * (a further one only tells that there are more), encoded. Only for reads whose results
-   * need no sorting or filtering afterwards.
+   * need no sorting or filtering afterwards; asked when the api writes the response bytes
+   * itself (keyspace/contract.ts RangeOptions.encodedKvs says why).
    */
   encode?: { keep: number };
   /**

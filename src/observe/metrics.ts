@@ -2,10 +2,7 @@
 // it has etcd's name, labels and type (so etcd dashboards and alerts work); what only a
 // router of several databases has is named strata_*, labelled by backend name.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { BackendStats, LeaseKeeper } from "../keyspace/contract.ts";
-import type { WatchHub } from "../keyspace/watch-hub.ts";
-import type { Router } from "../router/router.ts";
-import type { GcCounts } from "../mvcc/auto-gc.ts";
+import type { BackendStats, LeaseKeeper, ObservedKeyspace } from "../keyspace/contract.ts";
 import type { Cached } from "./cached.ts";
 
 /** grpc_type as go-grpc-prometheus names it */
@@ -31,8 +28,8 @@ const SLOW_APPLY_SECONDS = 0.1;
 
 /** what the gauges read when scraped */
 export interface MetricSources {
-  router: Router;
-  hub: WatchHub;
+  keyspace: ObservedKeyspace;
+  /** the keyspace's leases when it was followed */
   leases: LeaseKeeper;
   /** per-backend figures, refreshed at most every few seconds (counting keys is not free) */
   stats: Cached<BackendStats[]>;
@@ -241,9 +238,9 @@ export class Metrics {
 
     gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", () => 1);
     gauge("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", () => 1);
-    gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.", () => s.router.revision);
-    gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", () => s.router.compactRevision);
-    gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", () => s.hub.size);
+    gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.", () => s.keyspace.revision);
+    gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", () => s.keyspace.compactRevision);
+    gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", () => s.keyspace.watchers);
     gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", () => this.watchStreams);
     gauge("strata_client_connections", "Client connections open now (HTTP/2 and HTTP/1.1).", () => this.clientConnections().open);
     gauge(
@@ -256,10 +253,10 @@ export class Metrics {
     total("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", (b) => b.size);
     total("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", (b) => b.inUse);
     // etcd's raft index, which its Status reports and strata reports as the revision
-    gauge("etcd_server_proposals_committed_total", "The total number of consensus proposals committed.", () => s.router.revision);
-    gauge("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.", () => s.router.revision);
+    gauge("etcd_server_proposals_committed_total", "The total number of consensus proposals committed.", () => s.keyspace.revision);
+    gauge("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.", () => s.keyspace.revision);
     // with a quota on every database: their sum, against which etcd's alerts set the total size
-    const quotas = s.router.parts.map((p) => p.quota?.bytes);
+    const quotas = s.keyspace.quotas.map((q) => q.bytes);
     if (quotas.every((q) => q !== undefined)) {
       const sum = quotas.reduce((a, q) => a + q!, 0n);
       gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", () => sum);
@@ -276,7 +273,7 @@ export class Metrics {
         for (const b of await s.stats.get()) this.set({ backend: b.name }, b.error === undefined ? 1 : 0);
       },
     });
-    if (s.router.parts.some((p) => p.store.autoGc)) {
+    if (s.keyspace.autoGcCounts()) {
       // what storage-side garbage collection (--auto-gc) did, summed over the databases
       new Counter({
         name: "strata_auto_gc_total",
@@ -285,10 +282,10 @@ export class Metrics {
         registers,
         collect() {
           this.reset();
-          const sum = (pick: (c: GcCounts) => number) => s.router.parts.reduce((n, p) => n + (p.store.autoGc ? pick(p.store.autoGc.counts) : 0), 0);
-          this.inc({ action: "deleted" }, sum((c) => c.deleted));
-          this.inc({ action: "reference_stripped" }, sum((c) => c.referencesStripped));
-          this.inc({ action: "deletion_started" }, sum((c) => c.deletionsStarted));
+          const c = s.keyspace.autoGcCounts() ?? { deleted: 0, referencesStripped: 0, deletionsStarted: 0 };
+          this.inc({ action: "deleted" }, c.deleted);
+          this.inc({ action: "reference_stripped" }, c.referencesStripped);
+          this.inc({ action: "deletion_started" }, c.deletionsStarted);
         },
       });
     }

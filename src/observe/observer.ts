@@ -1,11 +1,9 @@
 // Everything strata measures about itself, in one place: the Prometheus metrics, the
 // timeline the status page charts, per-backend figures and health, and the slow-request
-// log. The api layer reports each gRPC call here; backends are timed by a wrapper.
+// log. The api layer reports each gRPC call here; backends are timed by a wrapper. The
+// running keyspace is read through its contract (ObservedKeyspace), as the rest of the api reads it.
 import type { Backend } from "../mvcc/backend.ts";
-import type { BackendStats, LeaseKeeper, PrefixCount, Probe } from "../keyspace/contract.ts";
-import type { Dispatcher } from "../keyspace/dispatcher.ts";
-import type { WatchHub } from "../keyspace/watch-hub.ts";
-import type { Router } from "../router/router.ts";
+import type { BackendStats, ObservedKeyspace, PrefixCount, Probe } from "../keyspace/contract.ts";
 import { Cached } from "./cached.ts";
 import { type BackendHealth, checkBackends } from "./health.ts";
 import { instrumentBackend } from "./instrument.ts";
@@ -20,9 +18,7 @@ const STATS_MAX_AGE_MS = 5000;
 export const HEALTH_TIMEOUT_MS = 2000;
 
 export interface Followed {
-  router: Router;
-  hub: WatchHub;
-  leases: LeaseKeeper;
+  keyspace: ObservedKeyspace;
   stats: Cached<BackendStats[]>;
   /** the keys under each key prefix (each tenant's), for the status page */
   prefixCounts: Cached<PrefixCount[]>;
@@ -51,17 +47,15 @@ export class Observer {
   instrument = (name: string, backend: Backend): Backend => instrumentBackend(name, backend, this.metrics.backendCall);
 
   /** Starts reading the running server's state: the gauges, the timeline. */
-  follow(keyspace: Dispatcher): void {
-    const { router, hub } = keyspace.database;
-    const leases = keyspace.leases;
+  follow(keyspace: ObservedKeyspace): void {
     const stats = new Cached(() => keyspace.stats(), STATS_MAX_AGE_MS);
     const prefixCounts = new Cached(() => keyspace.prefixCounts(), STATS_MAX_AGE_MS);
     const probes = () => keyspace.probes;
     const health = new Cached(() => checkBackends(probes(), HEALTH_TIMEOUT_MS), 1000);
-    const timeline = new Timeline(() => hub.size);
+    const timeline = new Timeline(() => keyspace.watchers);
     timeline.start();
-    this.metrics.follow({ router, hub, leases, stats });
-    this.followed = { router, hub, leases, stats, prefixCounts, probes, health, timeline };
+    this.metrics.follow({ keyspace, leases: keyspace.leases, stats });
+    this.followed = { keyspace, stats, prefixCounts, probes, health, timeline };
   }
 
   get state(): Followed {

@@ -4,7 +4,7 @@
 // One revision: the one clients are answered at now. Backends' own revisions (sparse with
 // several, and read every few seconds) would be a second, older number beside it.
 // Revisions are strings: they are 64-bit numbers, beyond what JSON numbers hold exactly.
-import { describe } from "../router/validate.ts";
+import { describe } from "../router/contract.ts";
 import type { Observer } from "./observer.ts";
 import type { Point } from "./timeline.ts";
 
@@ -56,16 +56,18 @@ export interface BackendStatus {
 const startedAt = new Date().toISOString();
 
 export async function statusReport(o: Observer, about: { name: string; version: string; commit: string }): Promise<StatusReport> {
-  const { router, hub, stats, prefixCounts, health, timeline, probes } = o.state;
+  const { keyspace, stats, prefixCounts, health, timeline, probes } = o.state;
   const [figures, checks, counts] = await Promise.all([stats.get(), health.get(), prefixCounts.get()]);
   // keys are bytes read as latin1; the page shows them as written in the config
   const text = (s: string) => Buffer.from(s, "latin1").toString("utf8");
-  const t = router.topology;
+  const t = keyspace.topology;
+  const quotas = keyspace.quotas;
+  const noSpace = keyspace.noSpace;
   return {
     ...about,
     startedAt,
-    revision: String(router.revision),
-    compactRevision: String(router.compactRevision),
+    revision: String(keyspace.revision),
+    compactRevision: String(keyspace.compactRevision),
     keyPrefixes: counts.map((c): PrefixStatus => ({
       prefix: text(c.prefix),
       backends: c.backends,
@@ -86,12 +88,12 @@ export async function statusReport(o: Observer, about: { name: string; version: 
         checkMs: Math.round(h.ms * 10) / 10,
       };
       if (f && f.error === undefined) Object.assign(status, { keys: Number(f.keys), sizeBytes: Number(f.size) });
-      const quota = router.parts.find((part) => part.name === p.name)?.quota;
-      if (quota) status.quotaBytes = Number(quota.bytes);
+      const quota = quotas.find((q) => q.name === p.name)?.bytes;
+      if (quota !== undefined) status.quotaBytes = Number(quota);
       return status;
     }),
-    ...(router.alarms.noSpace && { noSpace: router.alarms.reason || "raised by a client (etcdctl alarm)" }),
-    watchers: hub.size,
+    ...(noSpace !== undefined && { noSpace: noSpace || "raised by a client (etcdctl alarm)" }),
+    watchers: keyspace.watchers,
     watchStreams: o.metrics.watchStreams,
     timeline: timeline.points,
   };

@@ -20,6 +20,11 @@ export interface Match {
   namespace?: string;
 }
 
+/** A match as people read it, "resource: pods, namespace: kube-*" (messages, the status page, `strata route`). */
+export function describe(m: Match): string {
+  return Object.entries(m).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}: ${v}`).join(", ");
+}
+
 export interface Rule {
   match: Match;
   backend: string;

@@ -3,7 +3,7 @@
 // existing keys would become unreachable; the checks a new policy passes while strata
 // serves (keyspace/routing-policy.ts applies it).
 import { openBackend } from "../backends/open.ts";
-import type { Backend, BackendState } from "../mvcc/backend.ts";
+import type { Backend, BackendState, ReadView } from "../mvcc/backend.ts";
 import { isUpstreamUrl } from "../backends/etcd/scheme.ts";
 import type { KeyValue } from "../mvcc/types.ts";
 import { ConfigError } from "../util/config-error.ts";
@@ -82,7 +82,7 @@ export async function openRouter(
   wrap?: (name: string, b: Backend) => Backend,
   upstreams = new Map<string, UpstreamKeys>(),
   /** the rules in force from the start, read from the opened databases (the TopologyConfigs' after the config's) */
-  startWith?: (backends: Backend[]) => Promise<Topology>,
+  startWith?: (backends: ReadView[]) => Promise<Topology>,
 ): Promise<{ router: Router; states: BackendState[] }> {
   const t = options.topology;
   if (t.ignored) log("warn", "topology fields strata does not honour", { source: t.source, fields: t.ignored });
@@ -205,12 +205,12 @@ export function strandedMessage(stranded: Stranded[], file: string, fix?: string
 }
 
 /** Calls fn for every live key of a backend, in pages. */
-export function eachKey(backend: Backend, fn: (key: Uint8Array) => void): Promise<void> {
+export function eachKey(backend: ReadView, fn: (key: Uint8Array) => void): Promise<void> {
   return eachPage(backend, true, async (kvs) => kvs.forEach((kv) => fn(kv.key)));
 }
 
 /** Calls fn with every live key (and value, unless keysOnly) of a backend at revision (0: now), a page at a time. */
-export async function eachPage(backend: Backend, keysOnly: boolean, fn: (kvs: KeyValue[]) => Promise<void>, revision = 0n): Promise<void> {
+export async function eachPage(backend: ReadView, keysOnly: boolean, fn: (kvs: KeyValue[]) => Promise<void>, revision = 0n): Promise<void> {
   let start = new Uint8Array([0]);
   for (;;) {
     const page = await backend.range({ range: { start, end: undefined }, revision, limit: 5000, countOnly: false, keysOnly });

@@ -3,7 +3,7 @@
 // upstream etcd is among the backends. Each problem is one line naming the file, the
 // field and the fix.
 import { ConfigError } from "../util/config-error.ts";
-import type { Topology, Match, Rule } from "./contract.ts";
+import { describe, type Match, type Rule, type Topology } from "./contract.ts";
 import { redact } from "../backends/open.ts";
 import { isUpstreamUrl, UPSTREAM_SCHEMES } from "../backends/etcd/scheme.ts";
 import { ENGINE_SCHEMES } from "../backends/sql/engine-profiles.ts";
@@ -90,8 +90,4 @@ function shadows(earlier: CompiledRule, later: CompiledRule, keyPrefixes: readon
     if (!(l.namespace === e.namespace || (literal && globToRegExp(e.namespace).test(l.namespace)))) return false;
   }
   return true;
-}
-
-export function describe(m: Match): string {
-  return Object.entries(m).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}: ${v}`).join(", ");
 }

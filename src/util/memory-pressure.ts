@@ -3,7 +3,9 @@
 // written at 100+ MB/s, dead buffers (request bodies, encoded responses) pile up to several
 // hundred MB before a collection runs, though the live data is a few MB. In a pod with a
 // memory limit that is an OOM kill. V8 (Deno) accounts for external memory itself; there
-// this does nothing.
+// this does nothing. Below that level, one collection once the process goes quiet after a
+// burst (or after its start) gives back the burst's garbage, which JavaScriptCore would
+// otherwise hold while nothing allocates (an idle server after a kube-apiserver load).
 
 /** how often resident memory is looked at */
 const CHECK_MS = 100;
@@ -28,6 +30,13 @@ const CEILING_BYTES = 320 * 1024 * 1024;
  * 330 MiB up on a busy machine.
  */
 const MAX_BACKOFF = 32;
+
+/** the whole process (every thread) using less than this share of one core is quiet */
+const QUIET_CPU_SHARE = 0.05;
+/** how long the process has been quiet before a quiet collection runs */
+const QUIET_MS = 1000;
+/** growth over the level the last collection left that a quiet process collects */
+const QUIET_GROWTH_BYTES = 16 * 1024 * 1024;
 
 /** A full collection now, on Bun (V8 accounts for external memory itself; there nothing). */
 export function collectNow(): void {
@@ -87,10 +96,22 @@ export function collectUnderMemoryPressure(): void {
   let quietUntil = 0;
   let last = 0;
   let backoff = 1;
+  let cpu = cpuMicros();
+  let checked = performance.now();
+  let busyAt = checked;
   const timer = setInterval(() => {
     const rss = process.memoryUsage.rss();
     settled = Math.min(settled, rss);
     const now = performance.now();
+    const used = cpuMicros();
+    if (used - cpu > (now - checked) * 1000 * QUIET_CPU_SHARE) busyAt = now;
+    [cpu, checked] = [used, now];
+    if (now - busyAt >= QUIET_MS && rss >= settled + QUIET_GROWTH_BYTES) {
+      collect(true);
+      last = now;
+      settled = process.memoryUsage.rss();
+      return;
+    }
     if (rss < FLOOR_BYTES || (now < quietUntil && rss < CEILING_BYTES)) return;
     // above the ceiling no backoff: a pod's limit is near, whatever the growth is made of
     const growth = rss < CEILING_BYTES ? GROWTH_BYTES * backoff : GROWTH_BYTES / 2;
@@ -105,4 +126,10 @@ export function collectUnderMemoryPressure(): void {
     settled = after;
   }, CHECK_MS);
   timer.unref();
+}
+
+/** user and system CPU time of the whole process (every thread), microseconds */
+function cpuMicros(): number {
+  const { user, system } = process.cpuUsage();
+  return user + system;
 }

@@ -138,7 +138,7 @@ export const valueIs = (key: string, value: string): Cmp => ({ key: enc(key), ta
 
 /** a Range as the keyspace answers it from one store: the raw read (`encode`: encoded where it is read, when it can be), finished */
 export async function rangeOf(store: Store, r: RangeRequest, encode = false) {
-  return finishRange(r, await store.read(rangeQuery(r, encode)));
+  return finishRange(r, await store.read(rangeQuery(r, { encodedKvs: encode })));
 }
 
 /**

@@ -58,6 +58,7 @@ async function started(cmd: string, args: string[], opts: { cwd: string; env: Re
     await Bun.sleep(200);
   }
   return {
+    pid: child.pid!,
     stderr: () => stderr,
     /** SIGTERM, then the exit code */
     stop: async () => {
@@ -74,6 +75,16 @@ function portIsFree(port: number): Promise<boolean> {
     s.listen(port, "127.0.0.1", () => s.close(() => resolve(true)));
   });
 }
+
+/**
+ * What an idle executable on a fresh SQLite database may hold, MiB (docs/binary.md): 71-73
+ * measured; 81 with its read thread loading the PostgreSQL and MySQL drivers again, 86
+ * before that and before its bytecode was laid out by a recorded start. Resident memory
+ * barely depends on how busy the machine is; the bound leaves a few MiB for other kernels.
+ */
+const IDLE_RSS_BOUND_MIB = 76;
+/** how long the executable idles before its memory is read (scripts/bench/front-door.ts's wait) */
+const IDLE_MS = 5_000;
 
 describe("the single executable", () => {
   test("--version names the version and the commit it was built from", () => {
@@ -95,6 +106,25 @@ describe("the single executable", () => {
       expect(text).toContain("--config FILE");
     }
   });
+
+  test(`idle after its first answer, it holds at most ${IDLE_RSS_BOUND_MIB} MiB`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "strata-idle-"));
+    try {
+      const port = await freePort();
+      const args = ["--listen", `http://127.0.0.1:${port}`, "--metrics-listen", `http://127.0.0.1:${await freePort()}`, "--data-dir", join(dir, "data")];
+      const s = await started(built, args, { cwd: dir, env: cleanEnv() }, `127.0.0.1:${port}`);
+      expect(etcdctl(`127.0.0.1:${port}`, "get", "idle")).toBe("");
+      await Bun.sleep(IDLE_MS);
+      const status = readFileSync(`/proc/${s.pid}/status`, "utf8");
+      const mib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)![1]) / 1024;
+      const rssMiB = mib("VmRSS");
+      console.log(`idle executable: RSS ${rssMiB.toFixed(1)} MiB (bound ${IDLE_RSS_BOUND_MIB}): anonymous ${mib("RssAnon").toFixed(1)}, file ${mib("RssFile").toFixed(1)}, threads ${/Threads:\s+(\d+)/.exec(status)![1]}`);
+      expect(rssMiB).toBeLessThanOrEqual(IDLE_RSS_BOUND_MIB);
+      expect(await s.stop()).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   test("alone in an empty directory with no arguments, it serves SQLite there", async () => {
     const dir = mkdtempSync(join(tmpdir(), "strata-alone-"));

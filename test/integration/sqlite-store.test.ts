@@ -150,7 +150,7 @@ describe("reads on read threads", () => {
     const pool = new ReadPool("lazy", { sqlite: join(dir, "s.db") }, 2);
     try {
       expect(pool.threadCount).toBe(0);
-      const q = rangeQuery(create(RangeRequestSchema, { key: enc("lazy/"), rangeEnd: enc("lazy0") }), false);
+      const q = rangeQuery(create(RangeRequestSchema, { key: enc("lazy/"), rangeEnd: enc("lazy0") }));
       expect((await pool.range(q)).kvs.map((kv) => dec(kv.key))).toHaveLength(10);
       expect(pool.threadCount).toBe(1);
       // 20 reads at once: a second thread starts while they wait, no third
@@ -162,10 +162,28 @@ describe("reads on read threads", () => {
     }
   });
 
+  test("a thread without reads for a while ends; the next read starts one again", async () => {
+    await put("retire/a", "v");
+    const pool = new ReadPool("retire", { sqlite: join(dir, "s.db") }, 2, 200);
+    try {
+      const q = rangeQuery(create(RangeRequestSchema, { key: enc("retire/"), rangeEnd: enc("retire0") }));
+      expect((await pool.range(q)).kvs).toHaveLength(1);
+      expect(pool.threadCount).toBe(1);
+      // retired 200 ms after its read: waited for up to 50 s, however busy the machine
+      for (let i = 0; i < 500 && pool.threadCount > 0; i++) await Bun.sleep(100);
+      expect(pool.threadCount).toBe(0);
+      await put("retire/b", "v");
+      expect((await pool.range(q)).kvs.map((kv) => dec(kv.key))).toEqual(["retire/a", "retire/b"]);
+      expect(pool.threadCount).toBe(1);
+    } finally {
+      await pool.close();
+    }
+  });
+
   test("a thread that cannot open the database fails the reads waiting for it, naming why", async () => {
     const pool = new ReadPool("missing", { sqlite: join(dir, "no-such-dir", "x.db") }, 2);
     try {
-      const q = rangeQuery(create(RangeRequestSchema, { key: enc("a"), rangeEnd: enc("b") }), false);
+      const q = rangeQuery(create(RangeRequestSchema, { key: enc("a"), rangeEnd: enc("b") }));
       const failed = await Promise.allSettled([pool.range(q), pool.range(q)]);
       for (const f of failed) {
         expect(f.status).toBe("rejected");
@@ -196,5 +214,5 @@ describe("reads on read threads", () => {
 
 /** a Range as the keyspace answers it from one store: the raw read, finished */
 async function rangeOf(store: Store, r: RangeRequest, encode = false) {
-  return finishRange(r, await store.read(rangeQuery(r, encode)));
+  return finishRange(r, await store.read(rangeQuery(r, { encodedKvs: encode })));
 }

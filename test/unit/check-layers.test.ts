@@ -35,6 +35,7 @@ describe("check-layers", () => {
     ["the router imports the keyspace contract it does not implement", "src/router/probe.ts", `import type { Keyspace } from "../keyspace/contract.ts";`, "imports only the contract of a layer above that it implements"],
     ["a backend imports a part of mvcc", "src/backends/probe.ts", `import type { Store } from "../mvcc/store.ts";`, "imports only the contract of a layer above"],
     ["the api imports the router's parts", "src/api/probe.ts", `import type { Router } from "../router/router.ts";`, "the api talks to the Keyspace interface"],
+    ["observe imports the keyspace's parts", "src/observe/probe.ts", `import type { WatchHub } from "../keyspace/watch-hub.ts";`, "observe reads the running keyspace through its contract"],
     ["a shared library imports a layer's parts", "src/snapshot/probe.ts", `import type { Store } from "../mvcc/store.ts";`, "shared libraries import only one another and contracts"],
     ["config imports cli", "src/config/probe.ts", `import type { serveCommand } from "../cli/serve.ts";`, "cli is beside the stack: only main imports it"],
     ["a folder in no layer", "src/elsewhere/probe.ts", "export const probe = 1;", "in no layer"],

@@ -26,7 +26,7 @@ const SORT = { none: 0, ascend: 1, descend: 2 };
 /** the smallest limit that is none */
 const NO_LIMIT = 2n ** 31n;
 /** whether a read for the request may come back encoded (nothing to do to it but the cut) */
-const isPlainRange = (r: ReturnType<typeof req>) => rangeQuery(r, true).encode !== undefined;
+const isPlainRange = (r: ReturnType<typeof req>) => rangeQuery(r, { encodedKvs: true }).encode !== undefined;
 const TARGET = { key: 0, version: 1, create: 2, mod: 3, value: 4 };
 
 describe("finishRange", () => {

@@ -8,7 +8,7 @@ import { create, fromBinary, type MessageInitShape, toBinary } from "@bufbuild/p
 import { type RangeRequest, RangeRequestSchema, RangeStreamResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { rangeStreamFrame } from "../../src/api/range-stream-frame.ts";
 import { checkRangeStream } from "../../src/api/checks.ts";
-import type { Keyspace, RangeChunk } from "../../src/keyspace/contract.ts";
+import type { Keyspace, RangeChunk, RangeOptions } from "../../src/keyspace/contract.ts";
 import { FIRST_PAGE, MAX_PAGE, nextPageKeys, streamRange } from "../../src/keyspace/range-stream.ts";
 import { encodeKvs, scanKvs } from "../../src/mvcc/kv-encoding.ts";
 import { compareBytes, toKeyRange } from "../../src/mvcc/keyrange.ts";
@@ -31,7 +31,8 @@ for (let i = 0; i < 1000; i++) {
 /** a keyspace answering from the array as a Range would (encoded when asked); it records what it was asked */
 function member(asked: Array<{ r: RangeRequest; encode: boolean }>): Keyspace {
   return {
-    range: async (r: RangeRequest, _deadline: unknown, encode = false) => {
+    range: async (r: RangeRequest, o?: RangeOptions) => {
+      const encode = o?.encodedKvs ?? false;
       asked.push({ r, encode });
       const range = toKeyRange(r.key, r.rangeEnd);
       const inRange = kvs.filter((kv) => compareBytes(kv.key, range.start) >= 0 && (range.end === undefined || compareBytes(kv.key, range.end) < 0));
@@ -43,7 +44,7 @@ function member(asked: Array<{ r: RangeRequest; encode: boolean }>): Keyspace {
 
 const req = (init: MessageInitShape<typeof RangeRequestSchema> = {}) =>
   create(RangeRequestSchema, { key: enc("/registry/pods/"), rangeEnd: enc("/registry/pods0"), ...init });
-const options = { deadline: () => ({ start: Date.now() }), chunkBytes: 64 * 1024, encode: false };
+const options = { deadline: () => ({ start: Date.now() }), chunkBytes: 64 * 1024, encodedKvs: false };
 
 async function collect(r: RangeRequest, o = options, selector = "", asked: Array<{ r: RangeRequest; encode: boolean }> = []) {
   const chunks: RangeChunk[] = [];
@@ -105,7 +106,7 @@ describe("streamRange", () => {
 
   test("encoded pages: the same key-values, where pages start found in the encoded bytes", async () => {
     const plain = await collect(req());
-    const encoded = await collect(req(), { ...options, encode: true });
+    const encoded = await collect(req(), { ...options, encodedKvs: true });
     expect(encoded.asked.every((a) => a.encode)).toBe(true);
     expect(encoded.chunks.every((c) => c.encodedKvs !== undefined)).toBe(true);
     expect(encoded.kvs).toEqual(plain.kvs);

@@ -21,12 +21,12 @@ const range = (init: Parameters<typeof create<typeof RangeRequestSchema>>[1]) =>
 
 describe("what a Range reads", () => {
   test("a plain page reads one key more than its limit, and may be encoded", () => {
-    const q = rangeQuery(range({ limit: 2n }), true);
+    const q = rangeQuery(range({ limit: 2n }), { encodedKvs: true });
     expect(q).toMatchObject({ limit: 3, keysOnly: false, countOnly: false, encode: { keep: 2 } });
   });
   test("sorted or filtered requests read everything and are never encoded", () => {
-    expect(rangeQuery(range({ limit: 2n, sortOrder: 2 }), true)).toMatchObject({ limit: 0, encode: undefined });
-    expect(rangeQuery(range({ limit: 2n, minModRevision: 4n }), true)).toMatchObject({ limit: 0, encode: undefined });
+    expect(rangeQuery(range({ limit: 2n, sortOrder: 2 }), { encodedKvs: true })).toMatchObject({ limit: 0, encode: undefined });
+    expect(rangeQuery(range({ limit: 2n, minModRevision: 4n }), { encodedKvs: true })).toMatchObject({ limit: 0, encode: undefined });
   });
   test("a limit of 2^31 or more is none; sorting by value reads values even for keys-only", () => {
     expect(rangeQuery(range({ limit: 2n ** 63n - 1n })).limit).toBe(0);

@@ -15,14 +15,14 @@ export interface Failing {
 }
 
 export async function failing(o: Observer, excluded: Set<string>): Promise<Failing> {
-  const { router } = o.state;
+  const { keyspace } = o.state;
   const probes = o.state.probes();
   const down = (await checkBackends(probes, HEALTH_TIMEOUT_MS))
     .filter((h) => !h.ok)
     .map((h) => `backend ${h.name} (${probes.find((p) => p.name === h.name)!.url}): ${h.error}`);
-  const damaged = router.damaged.map((d) => `backend ${d.name} (${d.url}): damaged data: ${d.error}`);
-  const alarms = [...new Set(router.alarms.list().map((a) => AlarmType[a.alarm]))].filter((name) => !excluded.has(name));
-  const why = (name: string) => (name === "NOSPACE" && router.alarms.reason ? `: ${router.alarms.reason}` : "");
+  const damaged = keyspace.damaged.map((d) => `backend ${d.name} (${d.url}): damaged data: ${d.error}`);
+  const alarms = [...new Set(keyspace.alarms().map((a) => AlarmType[a]))].filter((name) => !excluded.has(name));
+  const why = (name: string) => (name === "NOSPACE" && keyspace.noSpace ? `: ${keyspace.noSpace}` : "");
   return { lines: [...down, ...damaged, ...alarms.map((name) => `alarm ${name}${why(name)}`)], alarms };
 }
 

@@ -13,7 +13,7 @@ import {
   RangeRequestSchema,
   type TxnRequest,
 } from "../../gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import type { AlarmOut, Answer, BackendStats, Keyspace, LeaseCopies, LeaseKeeper, Probe, StatusOut, WatchSession, WatchStream } from "../../keyspace/contract.ts";
+import type { AlarmOut, Answer, BackendStats, Keyspace, LeaseCopies, LeaseKeeper, Probe, RangeOptions, StatusOut, WatchSession, WatchStream } from "../../keyspace/contract.ts";
 import type { Deadline } from "../../mvcc/deadline.ts";
 import { EtcdError } from "../../mvcc/errors.ts";
 import type { DeleteOut, PutOut, RangeOut, TxnOut } from "../../mvcc/responses.ts";
@@ -41,8 +41,9 @@ export class EtcdKeyspace implements Keyspace {
     return this.newest;
   }
 
-  async range(r: RangeRequest, deadline?: Deadline): Promise<RangeOut> {
-    return this.relayed(await this.upstream.range(r, deadline));
+  /** answered as objects: etcd's response is decoded on arrival anyway */
+  async range(r: RangeRequest, o?: RangeOptions): Promise<RangeOut> {
+    return this.relayed(await this.upstream.range(r, o?.deadline));
   }
   async put(r: PutRequest, deadline?: Deadline): Promise<PutOut> {
     return this.relayed(await this.upstream.put(r, deadline));

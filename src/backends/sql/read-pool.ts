@@ -17,6 +17,11 @@ const WORKER_URL = import.meta.url.includes("/$bunfs/")
 
 /** threads: all cores but the event loop's, at least two, at most eight */
 export const READ_THREADS = Math.min(8, Math.max(2, availableParallelism() - 1));
+/**
+ * A thread with no read for this long ends (its VM, heap and connection: about 6 MiB given
+ * back); the next read that waits starts one again.
+ */
+const RETIRE_AFTER_MS = 30_000;
 
 interface Job {
   request: ReadRequest;
@@ -29,18 +34,26 @@ interface Thread {
   job: Job | undefined;
   /** its connection is open */
   ready: boolean;
+  /** ends the thread once it has been without a read for a while */
+  retireTimer?: ReturnType<typeof setTimeout>;
 }
 
 /**
- * Threads start when reads wait for one, one at a time, up to `max`: each is a JavaScript
- * VM of its own (about 10 MiB), so a strata nobody reads ranges from holds none.
+ * Threads start when reads wait for one, one at a time, up to `max`, and end after a while
+ * without reads: each is a JavaScript VM of its own, so a strata nobody reads ranges from
+ * holds none.
  */
 export class ReadPool {
   private readonly threads: Thread[] = [];
   private readonly queue: Job[] = [];
   private closed = false;
 
-  constructor(private readonly name: string, private readonly target: ReadTarget, private readonly max = READ_THREADS) {}
+  constructor(
+    private readonly name: string,
+    private readonly target: ReadTarget,
+    private readonly max = READ_THREADS,
+    private readonly retireAfterMs = RETIRE_AFTER_MS,
+  ) {}
 
   /** threads running or starting */
   get threadCount(): number {
@@ -60,6 +73,7 @@ export class ReadPool {
     this.closed = true;
     for (const job of this.queue.splice(0)) job.reject(new Error(`${this.name} is closed`));
     await Promise.all(this.threads.map(async (t) => {
+      clearTimeout(t.retireTimer);
       await new Promise<void>((resolve) => {
         const job: Job = { request: { close: true }, resolve: () => resolve(), reject: () => resolve() };
         if (!t.job) return this.send(t, job);
@@ -84,16 +98,31 @@ export class ReadPool {
 
   private dispatch(): void {
     for (const t of this.threads) {
-      if (this.queue.length === 0) return;
-      const job = t.job ? undefined : this.queue.shift();
+      const job = t.job || this.queue.length === 0 ? undefined : this.queue.shift();
       if (job) this.send(t, job);
+      if (!t.job && t.ready) t.retireTimer ??= this.retireLater(t);
     }
     if (this.queue.length > 0 && this.threads.length < this.max && this.threads.every((t) => t.ready)) this.spawn();
   }
 
   private send(t: Thread, job: Job): void {
+    clearTimeout(t.retireTimer);
+    t.retireTimer = undefined;
     t.job = job;
     t.worker.postMessage(job.request);
+  }
+
+  /** Ends an idle thread after retireAfterMs: its connection closed first, as close() does. */
+  private retireLater(t: Thread): ReturnType<typeof setTimeout> {
+    const timer = setTimeout(() => {
+      const i = this.threads.indexOf(t);
+      if (t.job || this.closed || i < 0) return;
+      this.threads.splice(i, 1);
+      const end = () => t.worker.terminate();
+      this.send(t, { request: { close: true }, resolve: end, reject: end });
+    }, this.retireAfterMs);
+    timer.unref?.();
+    return timer;
   }
 
   /** A new thread; it takes reads once it has opened the database. */
@@ -132,6 +161,7 @@ export class ReadPool {
   }
 
   private drop(t: Thread): void {
+    clearTimeout(t.retireTimer);
     t.worker.terminate();
     const i = this.threads.indexOf(t);
     if (i >= 0) this.threads.splice(i, 1);

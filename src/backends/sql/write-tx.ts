@@ -103,7 +103,8 @@ export class SqlWriteTx implements WriteTx {
       [kv.modRevision, BigInt(sub), kv.key, kv.createRevision, prev?.modRevision ?? null, kv.version, kv.lease, kv.value],
     );
     this.indexRows?.add(kv.modRevision, kv.key, kv.value);
-    this.c.send(this.dialect.upsertKv, [kv.modRevision, BigInt(sub)]);
+    if (this.dialect.upsertKvValues) this.c.send(this.dialect.upsertKvValues, [kv.key, kv.createRevision, kv.modRevision, kv.version, kv.lease, kv.value]);
+    else this.c.send(this.dialect.upsertKv, [kv.modRevision, BigInt(sub)]);
   }
 
   async delete(prev: KeyValue, rev: Rev, sub: number): Promise<void> {

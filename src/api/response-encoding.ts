@@ -5,6 +5,7 @@
 // answer made a message with create (test/unit/response-encoding.test.ts).
 import { intField, kvSize, ProtoWriter, writeKv } from "../mvcc/kv-encoding.ts";
 import type { KeyValue } from "../mvcc/types.ts";
+import { idFields } from "./range-frame.ts";
 
 /** a response header as answers carry it: the top one whole, nested ones with their revision only */
 interface HeaderIn {
@@ -53,7 +54,7 @@ function lengthSize(n: number): number {
 const int = (v: bigint | undefined) => (v === undefined ? 0 : intField(v));
 
 function headerSize(h: HeaderIn): number {
-  return int(h.clusterId) + int(h.memberId) + int(h.revision) + int(h.raftTerm);
+  return idFields(h.clusterId ?? 0n, h.memberId ?? 0n).length + int(h.revision) + int(h.raftTerm);
 }
 
 /**
@@ -149,8 +150,9 @@ function writeLength(w: ProtoWriter, tag: number, size: number): void {
 function writeHeader(w: ProtoWriter, s: Sizes, h: HeaderIn | undefined): void {
   if (h === undefined) return;
   writeLength(w, 0x0a, s.take());
-  if (h.clusterId !== undefined) w.int(0x08, h.clusterId);
-  if (h.memberId !== undefined) w.int(0x10, h.memberId);
+  const id = idFields(h.clusterId ?? 0n, h.memberId ?? 0n);
+  w.buf.set(id, w.pos);
+  w.pos += id.length;
   if (h.revision !== undefined) w.int(0x18, h.revision);
   if (h.raftTerm !== undefined) w.int(0x20, h.raftTerm);
 }

@@ -205,6 +205,17 @@ function rssMB(pid: number): number {
 const readProc = (pid: number) => readFileSync(`/proc/${pid}/status`, "utf8");
 
 /** samples a process's RSS every 200 ms; mark() starts a step, peak() is the step's highest */
+/** the process's CPU time so far (user + system, every thread), in ms; NaN when it cannot be read */
+function cpuMs(pid: number): number {
+  try {
+    // the fields after the command's closing parenthesis: utime and stime are the 12th and 13th
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
 class Sampler {
   private stepPeak = 0;
   private allPeak = 0;
@@ -460,6 +471,7 @@ async function runTarget(kind: string, rec: Rec): Promise<void> {
     await step(`load ${N} objects (txns of ${BATCH} guarded creates, ${CLIENTS} concurrent)`, async () => {
       mem.mark();
       const t0 = performance.now();
+      const cpu0 = cpuMs(t.pid());
       for (const r of RESOURCES) {
         const x = await load(c, r, 1);
         // drive's rate counts txns
@@ -467,6 +479,7 @@ async function runTarget(kind: string, rec: Rec): Promise<void> {
         rec(`load ${r.count} ${r.name}`, "txn p99 ms", "lower", pct(x.lat, 0.99));
       }
       rec(`load ${N} objects`, "objects/s", "higher", N / ((performance.now() - t0) / 1000));
+      rec(`load ${N} objects`, "server CPU µs/object", "lower", ((cpuMs(t.pid()) - cpu0) * 1000) / N);
       mb(`load ${N} objects, peak during`, mem.peak());
     });
     await sleep(5000);

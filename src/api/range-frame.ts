@@ -14,17 +14,35 @@ export interface RangeAnswer {
   count: bigint;
 }
 
+/** the cluster and member IDs last encoded: every response's header carries the same ones */
+let ids: { clusterId: bigint; memberId: bigint; bytes: Uint8Array } = { clusterId: 0n, memberId: 0n, bytes: new Uint8Array(0) };
+
+/**
+ * A ResponseHeader's cluster_id and member_id fields, encoded. Kept from the last call:
+ * they are random 64-bit numbers, whose varints took a bigint loop each on every answer.
+ */
+export function idFields(clusterId: bigint, memberId: bigint): Uint8Array {
+  if (clusterId !== ids.clusterId || memberId !== ids.memberId) {
+    const w = new ProtoWriter(new Uint8Array(intField(clusterId) + intField(memberId)));
+    w.int(0x08, clusterId);
+    w.int(0x10, memberId);
+    ids = { clusterId, memberId, bytes: w.buf };
+  }
+  return ids.bytes;
+}
+
 /** the size of a ResponseHeader's fields */
 export function headerSize(h: RangeAnswer["header"]): number {
-  return intField(h.clusterId) + intField(h.memberId) + intField(h.revision) + intField(h.raftTerm);
+  return idFields(h.clusterId, h.memberId).length + intField(h.revision) + intField(h.raftTerm);
 }
 
 /** Writes a RangeResponse's header (field 1) of that size. */
 export function writeHeader(w: ProtoWriter, h: RangeAnswer["header"], size: number): void {
   w.buf[w.pos++] = 0x0a;
   w.small(size);
-  w.int(0x08, h.clusterId);
-  w.int(0x10, h.memberId);
+  const id = idFields(h.clusterId, h.memberId);
+  w.buf.set(id, w.pos);
+  w.pos += id.length;
   w.int(0x18, h.revision);
   w.int(0x20, h.raftTerm);
 }

@@ -6,12 +6,19 @@
 // protocol errors here are worded as Connect words them.
 import { create, type DescMessage, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ContextValues } from "@connectrpc/connect";
-import { RangeResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
+import {
+  DeleteRangeResponseSchema,
+  PutResponseSchema,
+  RangeResponseSchema,
+  TxnResponseSchema,
+} from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { toConnectError } from "./errors.ts";
 import { GRPC_CONTENT_TYPE, type GrpcCall } from "./grpc-call.ts";
 import { arrivedIn } from "./limits.ts";
 import type { H2Stream } from "./h2/stream.ts";
 import { rangeFrame } from "./range-frame.ts";
+import { decodeRequest } from "./request-decoding.ts";
+import { deleteRangeFrame, putFrame, txnFrame } from "./response-encoding.ts";
 import { BUDGETED_REQUESTS, type Reservation, type ResponseBudget } from "./response-budget.ts";
 
 /** what a handler may ask of its call besides the request (a part of Connect's HandlerContext) */
@@ -31,8 +38,13 @@ export interface UnaryMethod {
   kind?: (request: unknown) => string | undefined;
 }
 
-/** answers encoded by hand, for speed: lists can hold hundreds of megabytes */
-const FRAMES = new Map<DescMessage, (answer: never) => Uint8Array[]>([[RangeResponseSchema, rangeFrame]]);
+/** answers encoded by hand, for speed: lists can hold hundreds of megabytes, and writes are Kubernetes' every change */
+const FRAMES = new Map<DescMessage, (answer: never) => Uint8Array[]>([
+  [RangeResponseSchema, rangeFrame],
+  [TxnResponseSchema, txnFrame],
+  [PutResponseSchema, putFrame],
+  [DeleteRangeResponseSchema, deleteRangeFrame],
+]);
 
 function genericFrame(schema: DescMessage): (answer: unknown) => Uint8Array[] {
   return (answer) => {
@@ -117,7 +129,10 @@ export function grpcTimeoutMs(header: string | undefined): number | undefined {
   return m ? Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]! : undefined;
 }
 
+/** The request; the KV requests in their plain form are decoded by hand (request-decoding.ts), the rest by protobuf-es. */
 export function fromEnvelope(schema: DescMessage, bytes: Uint8Array): unknown {
+  const decoded = decodeRequest(schema, bytes);
+  if (decoded !== undefined) return decoded;
   try {
     return fromBinary(schema, bytes);
   } catch (err) {

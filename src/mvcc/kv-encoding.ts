@@ -75,7 +75,8 @@ export class ProtoWriter {
 export const intField = (v: bigint): number => (v === 0n ? 0 : 1 + varintSize(v));
 const bytesField = (b: Uint8Array) => (b.length === 0 ? 0 : 1 + varintSize(BigInt(b.length)) + b.length);
 
-function kvSize(kv: KeyValue): number {
+/** the size of a KeyValue message */
+export function kvSize(kv: KeyValue): number {
   return bytesField(kv.key) + intField(kv.createRevision) + intField(kv.modRevision) + intField(kv.version) +
     bytesField(kv.value) + intField(kv.lease);
 }
@@ -104,7 +105,7 @@ export function writeKvs(w: ProtoWriter, kvs: KeyValue[], sizes: number[]): void
 }
 
 /** a KeyValue as the length-delimited field `tag`, its message size known */
-function writeKv(w: ProtoWriter, tag: number, kv: KeyValue, size: number): void {
+export function writeKv(w: ProtoWriter, tag: number, kv: KeyValue, size: number): void {
   w.buf[w.pos++] = tag;
   w.small(size);
   if (kv.key.length > 0) {

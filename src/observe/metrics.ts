@@ -40,10 +40,29 @@ const WATCH_SERVICE = "etcdserverpb.Watch";
 type MethodLabels = "grpc_type" | "grpc_service" | "grpc_method";
 interface MethodSeries {
   labels: Record<MethodLabels, string>;
-  started: Counter.Internal;
+  started: Tally;
   handling: Histogram.Internal<MethodLabels>;
   /** by gRPC code */
-  handled: Map<string, Counter.Internal>;
+  handled: Map<string, Tally>;
+}
+
+/**
+ * A count kept in a plain number and handed to its prom-client series when the registry is
+ * read: an increment in prom-client hashes the series' labels and looks it up, on every call.
+ */
+class Tally {
+  private pending = 0;
+  constructor(private readonly series: { inc(n: number): void }) {}
+
+  add(n = 1): void {
+    this.pending += n;
+  }
+
+  flush(): void {
+    if (this.pending === 0) return;
+    this.series.inc(this.pending);
+    this.pending = 0;
+  }
 }
 
 export class Metrics {
@@ -52,7 +71,7 @@ export class Metrics {
   private readonly handled: Counter<MethodLabels | "grpc_code">;
   private readonly handling: Histogram<MethodLabels>;
   private readonly backendDuration: Histogram<"backend" | "operation">;
-  private readonly mvcc: Record<keyof MvccOps | "txns", Counter>;
+  private readonly mvcc: Record<keyof MvccOps | "txns", Tally>;
   private readonly commits: Histogram[];
   private readonly slowApplies: Counter;
   private openWatchStreams = 0;
@@ -62,17 +81,21 @@ export class Metrics {
   constructor() {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
+    // the calls counted since the last read go in as it is read
+    const series = this.methodSeries;
     this.started = new Counter({
       name: "grpc_server_started_total",
       help: "Total number of RPCs started on the server.",
       labelNames: ["grpc_type", "grpc_service", "grpc_method"],
       registers,
+      collect: () => series.forEach((s) => s.started.flush()),
     });
     this.handled = new Counter({
       name: "grpc_server_handled_total",
       help: "Total number of RPCs completed on the server, regardless of success or failure.",
       labelNames: ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
       registers,
+      collect: () => series.forEach((s) => s.handled.forEach((t) => t.flush())),
     });
     this.handling = new Histogram({
       name: "grpc_server_handling_seconds",
@@ -89,11 +112,16 @@ export class Metrics {
       registers,
     });
     const counter = (name: string, help: string, labelNames: string[] = []) => new Counter({ name, help, labelNames, registers });
+    const tallied = (name: string, help: string) => {
+      let tally: Tally | undefined;
+      const c = new Counter({ name, help, registers, collect: () => tally?.flush() });
+      return (tally = new Tally(c));
+    };
     this.mvcc = {
-      ranges: counter("etcd_mvcc_range_total", "Total number of ranges seen by this member."),
-      puts: counter("etcd_mvcc_put_total", "Total number of puts seen by this member."),
-      deletes: counter("etcd_mvcc_delete_total", "Total number of deletes seen by this member."),
-      txns: counter("etcd_mvcc_txn_total", "Total number of txns seen by this member."),
+      ranges: tallied("etcd_mvcc_range_total", "Total number of ranges seen by this member."),
+      puts: tallied("etcd_mvcc_put_total", "Total number of puts seen by this member."),
+      deletes: tallied("etcd_mvcc_delete_total", "Total number of deletes seen by this member."),
+      txns: tallied("etcd_mvcc_txn_total", "Total number of txns seen by this member."),
     };
     // a database commit is both what etcd's backend commit and its WAL fsync measure: the write made durable
     this.commits = [
@@ -138,10 +166,10 @@ export class Metrics {
 
   /** A request carried out: its ranges, puts and deletes; a txn when more than one. */
   mvccOps(ops: MvccOps): void {
-    if (ops.ranges) this.mvcc.ranges.inc(ops.ranges);
-    if (ops.puts) this.mvcc.puts.inc(ops.puts);
-    if (ops.deletes) this.mvcc.deletes.inc(ops.deletes);
-    if (ops.ranges + ops.puts + ops.deletes > 1) this.mvcc.txns.inc();
+    if (ops.ranges) this.mvcc.ranges.add(ops.ranges);
+    if (ops.puts) this.mvcc.puts.add(ops.puts);
+    if (ops.deletes) this.mvcc.deletes.add(ops.deletes);
+    if (ops.ranges + ops.puts + ops.deletes > 1) this.mvcc.txns.add();
   }
 
   /** Every method served gets a zero series before its first call, as go-grpc-prometheus does. */
@@ -170,15 +198,15 @@ export class Metrics {
   }
 
   callStarted(c: GrpcMethod): void {
-    this.seriesOf(c).started.inc();
+    this.seriesOf(c).started.add();
     if (c.service === WATCH_SERVICE) this.openWatchStreams++;
   }
 
   callFinished(c: GrpcMethod, code: string, seconds: number): void {
     const s = this.seriesOf(c);
     let handled = s.handled.get(code);
-    if (!handled) s.handled.set(code, (handled = this.handled.labels({ grpc_code: code, ...s.labels })));
-    handled.inc();
+    if (!handled) s.handled.set(code, (handled = new Tally(this.handled.labels({ grpc_code: code, ...s.labels }))));
+    handled.add();
     s.handling.observe(seconds);
     if (c.service === WATCH_SERVICE) this.openWatchStreams--;
   }
@@ -200,7 +228,7 @@ export class Metrics {
     if (!s) {
       // in etcd's order (client_golang sorts label names), so its text matches etcd's line for line
       const labels = { grpc_method: c.method, grpc_service: c.service, grpc_type: c.type };
-      s = { labels, started: this.started.labels(labels), handling: this.handling.labels(labels), handled: new Map() };
+      s = { labels, started: new Tally(this.started.labels(labels)), handling: this.handling.labels(labels), handled: new Map() };
       this.methodSeries.set(c, s);
     }
     return s;

@@ -33,6 +33,12 @@ export interface Dialect {
    */
   readonly upsertKv: string;
   /**
+   * Where handing the value over again costs nothing (an embedded database): INSERT INTO kv
+   * from the values (k, create_rev, mod_rev, version, lease, v), replacing an existing row,
+   * without looking the log row up again. Used instead of upsertKv when set.
+   */
+  readonly upsertKvValues?: string;
+  /**
    * Makes the current transaction the only writer until it ends (row locks on meta, or
    * nothing where BEGIN did it) and reads the meta rows, in one statement.
    */
@@ -72,5 +78,10 @@ export const KV_COLUMNS = "k, create_rev, mod_rev, version, lease, v";
 /** the upsert of engines with INSERT … ON CONFLICT (SQLite, PostgreSQL) */
 export const UPSERT_ON_CONFLICT = `INSERT INTO kv (k, create_rev, mod_rev, version, lease, v)
   SELECT k, create_rev, rev, version, lease, v FROM kv_log WHERE rev = ? AND sub = ?
+  ON CONFLICT (k) DO UPDATE SET create_rev = excluded.create_rev, mod_rev = excluded.mod_rev,
+    version = excluded.version, lease = excluded.lease, v = excluded.v`;
+
+/** upsertKvValues in the ON CONFLICT form (SQLite's) */
+export const UPSERT_VALUES_ON_CONFLICT = `INSERT INTO kv (k, create_rev, mod_rev, version, lease, v) VALUES (?, ?, ?, ?, ?, ?)
   ON CONFLICT (k) DO UPDATE SET create_rev = excluded.create_rev, mod_rev = excluded.mod_rev,
     version = excluded.version, lease = excluded.lease, v = excluded.v`;

@@ -30,10 +30,12 @@ export class LiveKeys {
   private readonly kvs = new Map<string, KeyValue | undefined>();
 
   async fetch(c: SqlConn, keys: Uint8Array[]): Promise<void> {
-    const unique = [...new Map(keys.map((k) => [keyString(k), k])).values()];
-    if (unique.length === 0 || unique.length > FETCH_KEYS) return;
+    const byId = new Map<string, Uint8Array>();
+    for (const k of keys) byId.set(keyString(k), k);
+    if (byId.size === 0 || byId.size > FETCH_KEYS) return;
+    const unique = [...byId.values()];
     const rows = await c.all(`SELECT ${KV_COLUMNS} FROM kv WHERE k IN (${unique.map(() => "?").join(", ")})`, unique);
-    for (const k of unique) this.kvs.set(keyString(k), undefined);
+    for (const id of byId.keys()) this.kvs.set(id, undefined);
     for (const r of rows) this.kvs.set(keyString(r.k as Uint8Array), rowToKv(r));
   }
 
@@ -103,7 +105,8 @@ export class SqlWriteTx implements WriteTx {
       [kv.modRevision, BigInt(sub), kv.key, kv.createRevision, prev?.modRevision ?? null, kv.version, kv.lease, kv.value],
     );
     this.indexRows?.add(kv.modRevision, kv.key, kv.value);
-    this.c.send(this.dialect.upsertKv, [kv.modRevision, BigInt(sub)]);
+    if (this.dialect.upsertKvValues) this.c.send(this.dialect.upsertKvValues, [kv.key, kv.createRevision, kv.modRevision, kv.version, kv.lease, kv.value]);
+    else this.c.send(this.dialect.upsertKv, [kv.modRevision, BigInt(sub)]);
   }
 
   async delete(prev: KeyValue, rev: Rev, sub: number): Promise<void> {

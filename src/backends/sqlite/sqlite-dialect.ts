@@ -1,5 +1,5 @@
 // SQLite's differences from the other SQL engines (see dialect.ts).
-import { type Dialect, errorParts, UPSERT_ON_CONFLICT } from "../sql/dialect.ts";
+import { type Dialect, errorParts, UPSERT_ON_CONFLICT, UPSERT_VALUES_ON_CONFLICT } from "../sql/dialect.ts";
 import { oneRow } from "../sql/rows.ts";
 
 /** the size an empty etcd 3.4 reports (its bbolt file: meta, freelist and bucket pages) */
@@ -19,6 +19,8 @@ export const sqliteDialect: Dialect = {
   countKv: "kv",
   countKvIndex: [],
   upsertKv: UPSERT_ON_CONFLICT,
+  // in process: the value is not sent anywhere, and reading the log row back cost a lookup per put
+  upsertKvValues: UPSERT_VALUES_ON_CONFLICT,
   // BEGIN IMMEDIATE already made this connection the only writer
   lockMeta: (c) => c.all("SELECT name, num FROM meta"),
   // the file is locked to this process: nobody else migrates or writes

@@ -6,7 +6,7 @@ import type { AdminView, BackendState, DbSize, StorageFault } from "../../mvcc/b
 import type { Rev } from "../../mvcc/types.ts";
 import { migrateSchema } from "./migrate.ts";
 import { readMeta } from "./rows.ts";
-import { compactIndex, IndexRows } from "./selector-index.ts";
+import { compactIndex, IndexRows, mergeLabelRows } from "./selector-index.ts";
 import type { SqlDb } from "./sql-db.ts";
 
 /** log rows indexed per write transaction when the selector index is built for existing rows */
@@ -85,6 +85,8 @@ export class SqlAdmin implements AdminView {
       progress?.(done);
       await new Promise((r) => setImmediate(r));
     }
+    // label rows it wrote for rows past the mark (dialect.labelRowsLater) would be read twice, from kv_label and from the tail: the mark moves past them
+    await driver.write(async (c) => mergeLabelRows(c, dialect.insertIgnoring, (await readMeta(c)).revision));
     await this.db.completeSelectIndex();
     return done;
   }

@@ -89,7 +89,8 @@ export function markLabelRows(c: SqlConn, meta: Row[], revision: Rev): void {
 }
 
 /**
- * Writes the label rows of the kv_select rows past LABELS_THROUGH into kv_label and moves
+ * Writes the label rows of the kv_select rows past LABELS_THROUGH that are still their
+ * key's current version (the only ones kv_label is read for) into kv_label and moves
  * it to `through` (the batch's last revision; every kv_select row is at or below it), in
  * the caller's write transaction. Sorted, so the rows of one label value go in together.
  * Rows already there are skipped: `strata reindex` writes its label rows directly, and
@@ -99,7 +100,8 @@ export async function mergeLabelRows(c: SqlConn, insertIgnoring: readonly [strin
   const [mark] = await c.all("SELECT num FROM meta WHERE name = ?", [LABELS_THROUGH]);
   // never marked: every label row was written with its commit
   if (!mark) return;
-  const tail = await c.all("SELECT rev, k, labels FROM kv_select WHERE rev > ?", [mark.num as bigint]);
+  // kv_label is read for current versions only: a version replaced before the merge needs no label rows
+  const tail = await c.all("SELECT s.rev, s.k, s.labels FROM kv_select s CROSS JOIN kv WHERE s.rev > ? AND kv.k = s.k AND kv.mod_rev = s.rev", [mark.num as bigint]);
   const rows = labelRowsOf(tail).sort(byLabelRow);
   insertRows(c, insertIgnoring, "kv_label (name, value, k, rev)", rows);
   c.send("UPDATE meta SET num = ? WHERE name = ?", [through, LABELS_THROUGH]);

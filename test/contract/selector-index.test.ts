@@ -214,6 +214,15 @@ describe.skipIf(!covered)(`selector index on ${BACKEND}`, () => {
     await checkAll(revisions);
   });
 
+  test("closing merges the label rows left unmerged (an older strata reads kv_label alone)", async () => {
+    for (const [k, v] of [...values(1)].slice(0, 10)) await o.store.put(create(PutRequestSchema, { key: enc(k), value: v }));
+    if (BACKEND === "sqlite") expect(await unmerged(o.url)).toBe(10);
+    let closed = -1;
+    o = await o.reopen(async () => (closed = BACKEND === "sqlite" ? await unmerged(o.url) : 0));
+    expect(closed).toBe(0);
+    await checkAll([revisions[1]!]);
+  });
+
   test("after compaction the index answers as before, and reads below it are refused", async () => {
     const before = await orphans(o.url);
     await o.store.compact(create(CompactionRequestSchema, { revision: revisions[1]! - 5n, physical: true }));

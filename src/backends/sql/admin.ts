@@ -8,6 +8,7 @@ import { migrateSchema } from "./migrate.ts";
 import { readMeta } from "./rows.ts";
 import { compactIndex, IndexRows, mergeLabelRows } from "./selector-index.ts";
 import type { SqlDb } from "./sql-db.ts";
+import { log } from "../../util/log.ts";
 
 /** log rows indexed per write transaction when the selector index is built for existing rows */
 const INDEX_BATCH = 500;
@@ -31,6 +32,13 @@ export class SqlAdmin implements AdminView {
   }
 
   async close(): Promise<void> {
+    const { driver, dialect } = this.db;
+    if (this.db.indexing && dialect.labelRowsLater) {
+      // an older strata opening the file reads kv_label alone: it finds every label row there
+      await driver.write(async (c) => mergeLabelRows(c, dialect.insertIgnoring, (await readMeta(c)).revision)).catch((err: unknown) =>
+        log("warn", "selector index: label rows not merged at close (merged when strata next writes)", { backend: this.db.name, error: String(err) })
+      );
+    }
     await this.db.threads?.close();
     await this.db.driver.close();
   }

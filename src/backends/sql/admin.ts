@@ -6,7 +6,7 @@ import type { AdminView, BackendState, DbSize, StorageFault } from "../../mvcc/b
 import type { Rev } from "../../mvcc/types.ts";
 import { migrateSchema } from "./migrate.ts";
 import { readMeta } from "./rows.ts";
-import { compactIndex, IndexRows, mergeLabelRows } from "./selector-index.ts";
+import { compactIndex, IndexRows, mergeAllLabelRows, mergeLabelRows } from "./selector-index.ts";
 import type { SqlDb } from "./sql-db.ts";
 import { log } from "../../util/log.ts";
 
@@ -27,6 +27,7 @@ export class SqlAdmin implements AdminView {
       // rows written without the index leave it incomplete; an empty log has nothing to index
       if (!this.db.indexing) await c.run("UPDATE meta SET num = 0 WHERE name = 'select_index'");
       else await c.run("UPDATE meta SET num = 1 WHERE name = 'select_index' AND NOT EXISTS (SELECT 1 FROM kv_log)");
+      if (this.db.indexing && this.db.dialect.labelRowsLater) await mergeAllLabelRows(c, this.db.dialect.insertIgnoring, (await readMeta(c)).revision);
     });
     return driver.read((c) => readMeta(c));
   }
@@ -34,8 +35,8 @@ export class SqlAdmin implements AdminView {
   async close(): Promise<void> {
     const { driver, dialect } = this.db;
     if (this.db.indexing && dialect.labelRowsLater) {
-      // an older strata opening the file reads kv_label alone: it finds every label row there
-      await driver.write(async (c) => mergeLabelRows(c, dialect.insertIgnoring, (await readMeta(c)).revision)).catch((err: unknown) =>
+      // an earlier release opening the file reads kv_label alone: it finds every label row there
+      await driver.write(async (c) => mergeAllLabelRows(c, dialect.insertIgnoring, (await readMeta(c)).revision)).catch((err: unknown) =>
         log("warn", "selector index: label rows not merged at close (merged when strata next writes)", { backend: this.db.name, error: String(err) })
       );
     }

@@ -35,6 +35,15 @@ export const LABELS_THROUGH = "label_rows_through";
 export const MERGE_ROWS = 2048;
 
 /**
+ * meta's `select_index`: 0 the index does not cover every row; 1 it does, kv_label holding
+ * every row's label rows; 2 it does, with the rows past LABELS_THROUGH read from kv_select.
+ * A strata of an earlier release knows 0 and 1 only: it takes 2 for an incomplete index and
+ * filters values instead of missing the tail's rows (a crash leaves the tail unmerged).
+ */
+export const INDEX_COMPLETE = 1n;
+export const INDEX_COMPLETE_WITH_TAIL = 2n;
+
+/**
  * The index rows of a write batch's puts, computed as each put is made and inserted
  * together before the batch commits: a few statements for the batch instead of two per
  * put. `insert`: the INSERT's start and end (the dialect's insertIgnoring when rows may
@@ -86,6 +95,9 @@ function insertRows(c: SqlConn, insert: readonly [string, string], into: string,
  */
 export function markLabelRows(c: SqlConn, meta: Row[], revision: Rev): void {
   if (!meta.some((r) => r.name === LABELS_THROUGH)) c.send("INSERT INTO meta (name, num) VALUES (?, ?)", [LABELS_THROUGH, revision]);
+  if (meta.some((r) => r.name === "select_index" && r.num === INDEX_COMPLETE)) {
+    c.send("UPDATE meta SET num = ? WHERE name = 'select_index' AND num = ?", [INDEX_COMPLETE_WITH_TAIL, INDEX_COMPLETE]);
+  }
 }
 
 /**
@@ -105,6 +117,18 @@ export async function mergeLabelRows(c: SqlConn, insertIgnoring: readonly [strin
   const rows = labelRowsOf(tail).sort(byLabelRow);
   insertRows(c, insertIgnoring, "kv_label (name, value, k, rev)", rows);
   c.send("UPDATE meta SET num = ? WHERE name = ?", [through, LABELS_THROUGH]);
+}
+
+/**
+ * Merges every label row left in the tail and says the index holds them all in kv_label
+ * (select_index 2 -> 1), in the caller's write transaction: at open, so that rows an earlier
+ * release wrote past the mark with their label rows (it writes them with each commit) are
+ * not read twice, and at close, so that an earlier release opening the file next finds
+ * every label row.
+ */
+export async function mergeAllLabelRows(c: SqlConn, insertIgnoring: readonly [string, string], through: Rev): Promise<void> {
+  await mergeLabelRows(c, insertIgnoring, through);
+  c.send("UPDATE meta SET num = ? WHERE name = 'select_index' AND num = ?", [INDEX_COMPLETE, INDEX_COMPLETE_WITH_TAIL]);
 }
 
 /** kv_label's order: name, value, key, revision */

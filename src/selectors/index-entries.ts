@@ -47,6 +47,14 @@ export type IndexEntries =
 export const UID_ENTRY = "@uid";
 export const OWNER_ENTRY = "@owner";
 
+/** each field name's start of a packed entry, made once (every write of an object packs them) */
+const fieldPrefixes = new Map<string, string>();
+function fieldPrefix(field: string): string {
+  let p = fieldPrefixes.get(field);
+  if (p === undefined) fieldPrefixes.set(field, (p = `\n${indexText(field)}\t`));
+  return p;
+}
+
 /** The entries of a stored value: undefined when it holds no object. */
 export function indexEntries(value: Uint8Array): IndexEntries {
   const o = decodeObject(value);
@@ -57,10 +65,10 @@ export function indexEntries(value: Uint8Array): IndexEntries {
   const { uid, owners } = o.ownership;
   if (uid !== "") labels.push([UID_ENTRY, indexText(uid)]);
   for (const u of new Set(owners.map((r) => r.uid))) labels.push([OWNER_ENTRY, indexText(u)]);
-  let packedFields = "";
-  for (const f of ["metadata.name", "metadata.namespace", ...o.selectable]) {
+  let packedFields = `${fieldPrefix("metadata.name")}${indexText(o.name)}${fieldPrefix("metadata.namespace")}${indexText(o.namespace)}`;
+  for (const f of o.selectable) {
     const v = o.field(f);
-    if (v !== undefined) packedFields += `\n${indexText(f)}\t${indexText(v)}`;
+    if (v !== undefined) packedFields += `${fieldPrefix(f)}${indexText(v)}`;
   }
   return { labels, packedLabels: `${labels.map(([k, v]) => `\n${k}\t${v}`).join("")}\n`, packedFields: `${packedFields}\n` };
 }

@@ -273,7 +273,19 @@ export function eachField(buf: Uint8Array, start: number, end: number, visit: (n
   }
 }
 
+/** a short ASCII string is read byte by byte: a decoder's call and a subarray cost more than that */
+const SHORT_TEXT = 64;
+
 function text(buf: Uint8Array, start: number, end: number): string {
+  if (end - start <= SHORT_TEXT) {
+    let s = "";
+    for (let i = start; i < end; i++) {
+      const b = buf[i]!;
+      if (b >= 0x80) return utf8.decode(buf.subarray(start, end));
+      s += String.fromCharCode(b);
+    }
+    return s;
+  }
   return utf8.decode(buf.subarray(start, end));
 }
 

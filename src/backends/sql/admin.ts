@@ -6,8 +6,9 @@ import type { AdminView, BackendState, DbSize, StorageFault } from "../../mvcc/b
 import type { Rev } from "../../mvcc/types.ts";
 import { migrateSchema } from "./migrate.ts";
 import { readMeta } from "./rows.ts";
-import { compactIndex, IndexRows } from "./selector-index.ts";
+import { compactIndex, IndexRows, mergeAllLabelRows, mergeLabelRows } from "./selector-index.ts";
 import type { SqlDb } from "./sql-db.ts";
+import { log } from "../../util/log.ts";
 
 /** log rows indexed per write transaction when the selector index is built for existing rows */
 const INDEX_BATCH = 500;
@@ -26,11 +27,19 @@ export class SqlAdmin implements AdminView {
       // rows written without the index leave it incomplete; an empty log has nothing to index
       if (!this.db.indexing) await c.run("UPDATE meta SET num = 0 WHERE name = 'select_index'");
       else await c.run("UPDATE meta SET num = 1 WHERE name = 'select_index' AND NOT EXISTS (SELECT 1 FROM kv_log)");
+      if (this.db.indexing && this.db.dialect.labelRowsLater) await mergeAllLabelRows(c, this.db.dialect.insertIgnoring, (await readMeta(c)).revision);
     });
     return driver.read((c) => readMeta(c));
   }
 
   async close(): Promise<void> {
+    const { driver, dialect } = this.db;
+    if (this.db.indexing && dialect.labelRowsLater) {
+      // an earlier release opening the file reads kv_label alone: it finds every label row there
+      await driver.write(async (c) => mergeAllLabelRows(c, dialect.insertIgnoring, (await readMeta(c)).revision)).catch((err: unknown) =>
+        log("warn", "selector index: label rows not merged at close (merged when strata next writes)", { backend: this.db.name, error: String(err) })
+      );
+    }
     await this.db.threads?.close();
     await this.db.driver.close();
   }
@@ -85,6 +94,8 @@ export class SqlAdmin implements AdminView {
       progress?.(done);
       await new Promise((r) => setImmediate(r));
     }
+    // label rows it wrote for rows past the mark (dialect.labelRowsLater) would be read twice, from kv_label and from the tail: the mark moves past them
+    await driver.write(async (c) => mergeLabelRows(c, dialect.insertIgnoring, (await readMeta(c)).revision));
     await this.db.completeSelectIndex();
     return done;
   }

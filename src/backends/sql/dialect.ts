@@ -16,6 +16,12 @@ export interface Dialect {
   readonly packedTextType: string;
   /** SQL true when text column `hay` holds the text of parameter `needle` (both placeholders or columns) */
   contains(hay: string, needle: string): string;
+  /**
+   * The selector index's kv_label rows are written for many commits at once
+   * (selector-index.ts, mergeLabelRows) rather than with each: only where every reader
+   * of the database is this process (an older strata would not read the unmerged rows)
+   */
+  readonly labelRowsLater?: boolean;
   /** INSERT that skips rows whose primary key exists: its start and its end */
   readonly insertIgnoring: readonly [string, string];
   /** suffix for CREATE TABLE (MySQL's engine and row format) */

@@ -4,7 +4,11 @@
 // kv_select packs them into one row per log row, kv_label lists each label value's rows
 // in key order. A selected read starts from the keys of one label value and tests the
 // other requirements on the row's packed entries, so it costs what it returns, not the
-// range. What the entries cannot decide (a value that cannot be decoded, a numeric
+// range. Where the dialect says so (SQLite), kv_label rows are written for many commits
+// at once (mergeLabelRows): a label value's rows sit on a page of their own, so writing
+// them with each commit wrote a page per label value per commit. The kv_select rows past
+// meta's LABELS_THROUGH (the unmerged tail, a few thousand rows at most) are then read by
+// their packed labels instead. What the entries cannot decide (a value that cannot be decoded, a numeric
 // comparison, a field another kind may hold) is kept, never dropped: such a read returns
 // a superset, and strata checks the values it returned.
 import type { KeyRange, KeyValue, Rev } from "../../mvcc/types.ts";
@@ -21,6 +25,25 @@ const OPAQUE = ["\t", ""] as const;
 const INSERT_ROWS = 500;
 
 /**
+ * The meta row naming the revision through which kv_label holds the label rows of every
+ * kv_select row; absent where kv_label rows are written with each commit (then kv_label
+ * holds them all).
+ */
+export const LABELS_THROUGH = "label_rows_through";
+
+/** kv_select rows left unmerged before a write batch merges their label rows into kv_label */
+export const MERGE_ROWS = 2048;
+
+/**
+ * meta's `select_index`: 0 the index does not cover every row; 1 it does, kv_label holding
+ * every row's label rows; 2 it does, with the rows past LABELS_THROUGH read from kv_select.
+ * A strata of an earlier release knows 0 and 1 only: it takes 2 for an incomplete index and
+ * filters values instead of missing the tail's rows (a crash leaves the tail unmerged).
+ */
+export const INDEX_COMPLETE = 1n;
+export const INDEX_COMPLETE_WITH_TAIL = 2n;
+
+/**
  * The index rows of a write batch's puts, computed as each put is made and inserted
  * together before the batch commits: a few statements for the batch instead of two per
  * put. `insert`: the INSERT's start and end (the dialect's insertIgnoring when rows may
@@ -29,8 +52,11 @@ const INSERT_ROWS = 500;
 export class IndexRows {
   private selects: SqlValue[][] = [];
   private labels: SqlValue[][] = [];
+  /** kv_select rows flushed so far */
+  flushed = 0;
 
-  constructor(private readonly insert: readonly [string, string] = ["INSERT INTO", ""]) {}
+  /** `labelRows`: false where mergeLabelRows writes them later */
+  constructor(private readonly insert: readonly [string, string] = ["INSERT INTO", ""], private readonly labelRows = true) {}
 
   /** Indexes the log row written at (rev, k) with this value (nothing for a value holding no object). */
   add(rev: Rev, k: Uint8Array, value: Uint8Array): void {
@@ -38,28 +64,80 @@ export class IndexRows {
     if (entries === undefined) return;
     if (entries === "opaque") {
       this.selects.push([rev, k, null, null]);
-      this.labels.push([...OPAQUE, k, rev]);
+      if (this.labelRows) this.labels.push([...OPAQUE, k, rev]);
       return;
     }
     this.selects.push([rev, k, entries.packedLabels, entries.packedFields]);
-    for (const [name, v] of entries.labels) this.labels.push([name, v, k, rev]);
+    if (this.labelRows) for (const [name, v] of entries.labels) this.labels.push([name, v, k, rev]);
   }
 
   /** Sends the rows added since the last flush on the batch's connection. */
   flush(c: SqlConn): void {
-    this.send(c, "kv_select (rev, k, labels, fields)", this.selects);
-    this.send(c, "kv_label (name, value, k, rev)", this.labels);
+    insertRows(c, this.insert, "kv_select (rev, k, labels, fields)", this.selects);
+    insertRows(c, this.insert, "kv_label (name, value, k, rev)", this.labels);
+    this.flushed += this.selects.length;
     this.selects = [];
     this.labels = [];
   }
+}
 
-  private send(c: SqlConn, into: string, rows: SqlValue[][]): void {
-    for (let i = 0; i < rows.length; i += INSERT_ROWS) {
-      const chunk = rows.slice(i, i + INSERT_ROWS);
-      c.send(`${this.insert[0]} ${into} VALUES ${chunk.map(() => "(?, ?, ?, ?)").join(", ")}${this.insert[1]}`, chunk.flat());
-    }
+function insertRows(c: SqlConn, insert: readonly [string, string], into: string, rows: SqlValue[][]): void {
+  for (let i = 0; i < rows.length; i += INSERT_ROWS) {
+    const chunk = rows.slice(i, i + INSERT_ROWS);
+    c.send(`${insert[0]} ${into} VALUES ${chunk.map(() => "(?, ?, ?, ?)").join(", ")}${insert[1]}`, chunk.flat());
   }
 }
+
+/**
+ * Before a write batch that leaves its label rows to mergeLabelRows: marks that kv_label
+ * holds those of every row so far, unless it is marked already (`meta`: the meta rows as
+ * the batch read them; `revision`: the revision before the batch).
+ */
+export function markLabelRows(c: SqlConn, meta: Row[], revision: Rev): void {
+  if (!meta.some((r) => r.name === LABELS_THROUGH)) c.send("INSERT INTO meta (name, num) VALUES (?, ?)", [LABELS_THROUGH, revision]);
+  if (meta.some((r) => r.name === "select_index" && r.num === INDEX_COMPLETE)) {
+    c.send("UPDATE meta SET num = ? WHERE name = 'select_index' AND num = ?", [INDEX_COMPLETE_WITH_TAIL, INDEX_COMPLETE]);
+  }
+}
+
+/**
+ * Writes the label rows of the kv_select rows past LABELS_THROUGH that are still their
+ * key's current version (the only ones kv_label is read for) into kv_label and moves
+ * it to `through` (the batch's last revision; every kv_select row is at or below it), in
+ * the caller's write transaction. Sorted, so the rows of one label value go in together.
+ * Rows already there are skipped: `strata reindex` writes its label rows directly, and
+ * merges when it ends, so no row is both in kv_label and past the mark.
+ */
+export async function mergeLabelRows(c: SqlConn, insertIgnoring: readonly [string, string], through: Rev): Promise<void> {
+  const [mark] = await c.all("SELECT num FROM meta WHERE name = ?", [LABELS_THROUGH]);
+  // never marked: every label row was written with its commit
+  if (!mark) return;
+  // kv_label is read for current versions only: a version replaced before the merge needs no label rows
+  const tail = await c.all("SELECT s.rev, s.k, s.labels FROM kv_select s CROSS JOIN kv WHERE s.rev > ? AND kv.k = s.k AND kv.mod_rev = s.rev", [mark.num as bigint]);
+  const rows = labelRowsOf(tail).sort(byLabelRow);
+  insertRows(c, insertIgnoring, "kv_label (name, value, k, rev)", rows);
+  c.send("UPDATE meta SET num = ? WHERE name = ?", [through, LABELS_THROUGH]);
+}
+
+/**
+ * Merges every label row left in the tail and says the index holds them all in kv_label
+ * (select_index 2 -> 1), in the caller's write transaction: at open, so that rows an earlier
+ * release wrote past the mark with their label rows (it writes them with each commit) are
+ * not read twice, and at close, so that an earlier release opening the file next finds
+ * every label row.
+ */
+export async function mergeAllLabelRows(c: SqlConn, insertIgnoring: readonly [string, string], through: Rev): Promise<void> {
+  await mergeLabelRows(c, insertIgnoring, through);
+  c.send("UPDATE meta SET num = ? WHERE name = 'select_index' AND num = ?", [INDEX_COMPLETE, INDEX_COMPLETE_WITH_TAIL]);
+}
+
+/** kv_label's order: name, value, key, revision */
+function byLabelRow(a: SqlValue[], b: SqlValue[]): number {
+  return compareText(a[0] as string, b[0] as string) || compareText(a[1] as string, b[1] as string) ||
+    Buffer.compare(a[2] as Uint8Array, b[2] as Uint8Array) || (a[3] as bigint < (b[3] as bigint) ? -1 : 1);
+}
+
+const compareText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** the label rows of kv_select rows (rev, k, labels) */
 function labelRowsOf(rows: Row[]): SqlValue[][] {
@@ -201,6 +279,15 @@ function selectedRows(d: Dialect, q: SelectedRead): Statement {
         [...lookupParams, ...rangeParams, ...atMost[1], ...(cond?.[1] ?? [])],
       ]);
     }
+    // the rows whose label rows are not merged yet, by their packed labels
+    const [tailRange, tailRangeParams] = keyBounds(q.range, "s.k");
+    const [all, allParams] = condition(d, q.selection, undefined) ?? ["1 = 1", []];
+    arms.push([
+      `SELECT s.k AS k, kv.create_rev AS create_rev, kv.mod_rev AS mod_rev, kv.version AS version, kv.lease AS lease${value}
+         FROM meta m CROSS JOIN kv_select s CROSS JOIN kv
+        WHERE m.name = ? AND s.rev > m.num AND ${tailRange} AND kv.k = s.k AND kv.mod_rev = s.rev${atMost[0]} AND ${all}`,
+      [LABELS_THROUGH, ...tailRangeParams, ...atMost[1], ...allParams],
+    ]);
   } else {
     const [inRange, rangeParams] = keyBounds(q.range, "kv.k");
     const [cond, condParams] = condition(d, q.selection, undefined) ?? ["1 = 1", []];
@@ -244,11 +331,17 @@ export function selectedCountSql(d: Dialect, q: SelectedRead): Statement {
  * garbage collector's lookups), in key order. Rows indexed earlier in the batch must have
  * been flushed.
  */
-export async function ownedRows(c: SqlConn, which: "dependents" | "withUid", uid: string, toKv: (r: Row) => KeyValue): Promise<KeyValue[]> {
-  const columns = KV_COLUMNS.split(", ").map((col) => `kv.${col}`).join(", ");
+export async function ownedRows(c: SqlConn, d: Dialect, which: "dependents" | "withUid", uid: string, toKv: (r: Row) => KeyValue): Promise<KeyValue[]> {
+  const columns = KV_COLUMNS.split(", ").map((col) => `kv.${col} AS ${col}`).join(", ");
+  const name = which === "dependents" ? OWNER_ENTRY : UID_ENTRY;
+  // and the rows whose label rows are not merged yet (mergeLabelRows), by their packed labels
   const rows = await c.all(
-    `SELECT ${columns} FROM kv_label x CROSS JOIN kv WHERE x.name = ? AND x.value = ? AND kv.k = x.k AND kv.mod_rev = x.rev ORDER BY x.k`,
-    [which === "dependents" ? OWNER_ENTRY : UID_ENTRY, indexText(uid)],
+    `SELECT ${columns} FROM kv_label x CROSS JOIN kv WHERE x.name = ? AND x.value = ? AND kv.k = x.k AND kv.mod_rev = x.rev
+     UNION ALL
+     SELECT ${columns} FROM meta m CROSS JOIN kv_select s CROSS JOIN kv
+      WHERE m.name = ? AND s.rev > m.num AND ${d.contains("s.labels", "?")} AND kv.k = s.k AND kv.mod_rev = s.rev
+     ORDER BY k`,
+    [name, indexText(uid), LABELS_THROUGH, packedEntry(name, uid)],
   );
   return rows.map(toKv);
 }

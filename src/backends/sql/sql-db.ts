@@ -7,6 +7,7 @@ import { EtcdError } from "../../mvcc/errors.ts";
 import type { RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
 import type { Dialect } from "./dialect.ts";
 import { eachCallThrough, type SqlDriver } from "./driver.ts";
+import { INDEX_COMPLETE, INDEX_COMPLETE_WITH_TAIL } from "./selector-index.ts";
 
 /**
  * Read threads (read-pool.ts), each with its own connection running this same code: reads
@@ -99,7 +100,7 @@ export class SqlDb {
   async selectIndexComplete(): Promise<boolean> {
     if (!this.indexComplete) {
       const rows = await this.driver.query("SELECT num FROM meta WHERE name = 'select_index'");
-      this.indexComplete = rows[0]?.num === 1n;
+      this.indexComplete = rows[0]?.num === INDEX_COMPLETE || rows[0]?.num === INDEX_COMPLETE_WITH_TAIL;
     }
     return this.indexComplete;
   }

@@ -73,7 +73,7 @@ export class SqlWriteTx implements WriteTx {
     this.reads = new RangeReads(c, dialect.countKv);
     if (indexRows) {
       // rows indexed earlier in the batch are in the tables before they are looked for
-      const lookup = (which: "dependents" | "withUid") => (uid: string) => (indexRows.flush(c), ownedRows(c, which, uid, (r) => rowToKv(r)));
+      const lookup = (which: "dependents" | "withUid") => (uid: string) => (indexRows.flush(c), ownedRows(c, dialect, which, uid, (r) => rowToKv(r)));
       this.owners = { dependents: lookup("dependents"), withUid: lookup("withUid") };
     }
   }

@@ -5,7 +5,7 @@ import type { WriteResult, WriteTx, WriteView } from "../../mvcc/backend.ts";
 import { EtcdError, outcomeUnknown } from "../../mvcc/errors.ts";
 import type { SqlConn } from "./driver.ts";
 import { metaOf, randomId } from "./rows.ts";
-import { IndexRows } from "./selector-index.ts";
+import { IndexRows, MERGE_ROWS, markLabelRows, mergeLabelRows } from "./selector-index.ts";
 import type { SqlDb } from "./sql-db.ts";
 import { LiveKeys, SqlWriteTx } from "./write-tx.ts";
 
@@ -16,6 +16,12 @@ const COMMIT_CHECK_MS = 2000;
 export type BeforeCommit = (c: SqlConn) => Promise<void>;
 
 export class SqlWrites implements WriteView {
+  /**
+   * kv_select rows written since label rows were last merged (dialect.labelRowsLater), as
+   * counted here: the first batch after opening merges whatever an earlier run left
+   */
+  private unmerged = MERGE_ROWS;
+
   constructor(private readonly db: SqlDb) {}
 
   /**
@@ -68,10 +74,12 @@ export class SqlWrites implements WriteView {
     const { db } = this;
     return db.driver.write(async (c) => {
       const live = new LiveKeys();
-      const indexRows = db.indexing ? new IndexRows() : undefined;
+      const later = db.dialect.labelRowsLater === true;
+      const indexRows = db.indexing ? new IndexRows(undefined, !later) : undefined;
       // the keys are read after the lock is taken (statements run in order on a connection)
       const [meta] = await Promise.all([db.dialect.lockMeta(c), live.fetch(c, keys)]);
       const start = metaOf(meta);
+      if (indexRows && later) markLabelRows(c, meta, start.revision);
       let { revision, compactRevision } = start;
       const results: WriteResult<T>[] = [];
       for (const fn of txns) {
@@ -95,7 +103,13 @@ export class SqlWrites implements WriteView {
       if (compactRevision !== start.compactRevision) {
         c.send("UPDATE meta SET num = ? WHERE name = 'compact_revision'", [compactRevision]);
       }
-      indexRows?.flush(c);
+      if (indexRows) {
+        indexRows.flush(c);
+        if (later && (this.unmerged += indexRows.flushed) >= MERGE_ROWS) {
+          await mergeLabelRows(c, db.dialect.insertIgnoring, revision);
+          this.unmerged = 0;
+        }
+      }
       c.send("INSERT INTO commits (token, rev) VALUES (?, ?)", [token, revision]);
       await beforeCommit?.(c);
       ready(results);

@@ -14,6 +14,8 @@ export const sqliteDialect: Dialect = {
   packedTextType: "TEXT",
   contains: (hay, needle) => `instr(${hay}, ${needle}) > 0`,
   insertIgnoring: ["INSERT OR IGNORE INTO", ""],
+  // a commit wrote a page per label value it touched (the file is this process's alone)
+  labelRowsLater: true,
   tableOptions: "",
   keyOnlyTableOptions: " WITHOUT ROWID",
   countKv: "kv",

@@ -45,9 +45,12 @@ export function collectNow(): void {
 
 /** dropped response bytes that make a collection run soon */
 const DROPPED_BYTES = 16 * 1024 * 1024;
+/** the longest a dropped response's budget share waits for its collection (else it is given back at once) */
+const MAX_HOLD_MS = 200;
 let dropped = 0;
-/** set while a collection of dropped bytes is scheduled: what waits for it */
-let afterDroppedCollected: Array<() => void> | undefined;
+let collectionDue = false;
+/** what waits for the collection due, when it comes within MAX_HOLD_MS */
+let holding: Array<() => void> | undefined;
 let lastDroppedCollection = 0;
 let lastDroppedTook = 0;
 
@@ -61,12 +64,14 @@ let lastDroppedTook = 0;
 export function droppedBytes(bytes: number): void {
   if (!(globalThis as { Bun?: unknown }).Bun) return;
   dropped += bytes;
-  if (dropped < DROPPED_BYTES || afterDroppedCollected) return;
-  const waiting: Array<() => void> = [];
-  afterDroppedCollected = waiting;
+  if (dropped < DROPPED_BYTES || collectionDue) return;
+  collectionDue = true;
   const wait = Math.max(0, lastDroppedCollection + lastDroppedTook / MAX_SHARE - performance.now());
+  const waiting: Array<() => void> = [];
+  holding = wait <= MAX_HOLD_MS ? waiting : undefined;
   setTimeout(() => {
-    afterDroppedCollected = undefined;
+    collectionDue = false;
+    holding = undefined;
     dropped = 0;
     const start = performance.now();
     collectNow();
@@ -77,14 +82,15 @@ export function droppedBytes(bytes: number): void {
 }
 
 /**
- * Runs `fn` once the dropped bytes counted so far are collected (at once when no such
- * collection is due). The response budget gives back a dropped response's share through
- * this: else the reads it makes room for bring their responses in on top of the dropped
- * ones before any collection ran, and 2,000 stalled reads of a 1.4 MB value held two
- * budgets' worth (330 MiB) on a busy machine.
+ * Runs `fn` once the dropped bytes counted so far are collected, when that comes within
+ * MAX_HOLD_MS; else at once. The response budget gives back a dropped response's share
+ * through this: else the reads it makes room for bring their responses in on top of the
+ * dropped ones before any collection ran, and 2,000 stalled reads of a 1.4 MB value held
+ * two rounds of responses (290–345 MiB) on a busy machine. Held longer (a collection
+ * deferred for its share of the time), the shares would keep other clients' reads waiting.
  */
 export function whenDroppedCollected(fn: () => void): void {
-  if (afterDroppedCollected) afterDroppedCollected.push(fn);
+  if (holding) holding.push(fn);
   else fn();
 }
 

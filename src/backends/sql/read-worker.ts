@@ -49,9 +49,6 @@ let backend: SqlBackend | undefined;
 /** closes the thread's connection (SqlBackend.close would also try to write) */
 let closeConnection: (() => Promise<void>) | undefined;
 
-/** how much of a SQLite file a read thread maps (SQLite reads past it as before) */
-const MMAP_BYTES = 1024 * 1024 * 1024;
-
 // each thread has a heap of its own: rows parsed here (a server's bytea as hex text) are
 // its garbage, for it to collect when the process's memory grows
 collectUnderMemoryPressure();
@@ -73,12 +70,6 @@ async function open(name: string, target: ReadTarget): Promise<SqlBackend> {
   const db = await openSqlite(target.sqlite);
   // opening reads the log's index, which the writer may hold for a moment
   db.exec("PRAGMA busy_timeout = 10000");
-  // Pages read from the mapped file instead of copied in by a read() call each: a list of
-  // 20,000 × 2 KiB (one 4 KiB page a row) spent 28 of its ~85 ms CPU in those calls, 10
-  // mapped. The pages are the kernel's page cache either way (a pod's memory counts them
-  // alike); mapped, they also count in this process's RSS while it reads — as etcd's
-  // mapped bbolt file counts in its. The map ends with the thread's connection.
-  db.exec(`PRAGMA mmap_size = ${MMAP_BYTES}`);
   return backendOn(name, new ReadOnlyDriver(db), sqliteDialect);
 }
 

@@ -7,6 +7,18 @@
 import { type Event, type KeyValue, PUT, type RangeResult } from "./types.ts";
 
 const TWO_TO_53 = 2n ** 53n;
+const TWO_TO_31 = 2n ** 31n;
+
+/** bytes of a varint holding a non-negative integer n below 2^53 (a length, a size) */
+export function smallSize(n: number): number {
+  if (n < 128) return 1;
+  if (n < 16384) return 2;
+  if (n < 2097152) return 3;
+  if (n < 268435456) return 4;
+  let size = 5;
+  for (n = Math.floor(n / 34359738368); n > 0; n = Math.floor(n / 128)) size++;
+  return size;
+}
 
 /** bytes of a varint holding the 64-bit two's complement of v */
 export function varintSize(v: bigint): number {
@@ -68,12 +80,14 @@ export class ProtoWriter {
   int(tag: number, v: bigint): void {
     if (v === 0n) return;
     this.buf[this.pos++] = tag;
-    this.varint(v);
+    // revisions and versions: below 2^31 the varint is written without a bigint loop
+    if (v > 0n && v < TWO_TO_31) this.small(Number(v));
+    else this.varint(v);
   }
 }
 
-export const intField = (v: bigint): number => (v === 0n ? 0 : 1 + varintSize(v));
-const bytesField = (b: Uint8Array) => (b.length === 0 ? 0 : 1 + varintSize(BigInt(b.length)) + b.length);
+export const intField = (v: bigint): number => (v === 0n ? 0 : 1 + (v > 0n && v < TWO_TO_31 ? smallSize(Number(v)) : varintSize(v)));
+const bytesField = (b: Uint8Array) => (b.length === 0 ? 0 : 1 + smallSize(b.length) + b.length);
 
 /** the size of a KeyValue message */
 export function kvSize(kv: KeyValue): number {
@@ -95,13 +109,13 @@ export function kvsSize(kvs: KeyValue[], sizes: number[]): number {
   for (const kv of kvs) {
     const s = kvSize(kv);
     sizes.push(s);
-    size += 1 + varintSize(BigInt(s)) + s;
+    size += 1 + smallSize(s) + s;
   }
   return size;
 }
 
 export function writeKvs(w: ProtoWriter, kvs: KeyValue[], sizes: number[]): void {
-  kvs.forEach((kv, i) => writeKv(w, 0x12, kv, sizes[i]!));
+  for (let i = 0; i < kvs.length; i++) writeKv(w, 0x12, kvs[i]!, sizes[i]!);
 }
 
 /** a KeyValue as the length-delimited field `tag`, its message size known */
@@ -129,9 +143,9 @@ export function writeKv(w: ProtoWriter, tag: number, kv: KeyValue, size: number)
 export function encodeEvent(e: Event): Uint8Array {
   const kv = kvSize(e.kv);
   const prev = e.prevKv ? kvSize(e.prevKv) : 0;
-  const body = (e.type === PUT ? 0 : 1 + varintSize(BigInt(e.type))) + 1 + varintSize(BigInt(kv)) + kv +
-    (e.prevKv ? 1 + varintSize(BigInt(prev)) + prev : 0);
-  const w = new ProtoWriter(new Uint8Array(varintSize(BigInt(body)) + body));
+  const body = (e.type === PUT ? 0 : 1 + smallSize(e.type)) + 1 + smallSize(kv) + kv +
+    (e.prevKv ? 1 + smallSize(prev) + prev : 0);
+  const w = new ProtoWriter(new Uint8Array(smallSize(body) + body));
   w.small(body);
   if (e.type !== PUT) {
     w.buf[w.pos++] = 0x08;

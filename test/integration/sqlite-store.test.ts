@@ -180,6 +180,22 @@ describe("reads on read threads", () => {
     }
   });
 
+  test("a thread's end closes its connection and writes nothing (it logs no failed write)", async () => {
+    await put("end/a", "v");
+    // a thread logs to the process's stderr: read in a process of its own
+    const pool = join(import.meta.dir, "../../src/backends/sql/read-pool.ts");
+    const script = `
+      const { ReadPool } = await import(${JSON.stringify(pool)});
+      const enc = (s) => new TextEncoder().encode(s);
+      const p = new ReadPool("end", { sqlite: ${JSON.stringify(join(dir, "s.db"))} }, 1);
+      const r = await p.range({ range: { start: enc("end/"), end: enc("end0") }, revision: 0n, limit: 0, countOnly: false, keysOnly: false });
+      await p.close();
+      console.log("read " + r.kvs.length);`;
+    const child = Bun.spawnSync([process.execPath, "-e", script], { timeout: 60_000 });
+    expect(child.stdout.toString().trim()).toBe("read 1");
+    expect(child.stderr.toString()).toBe("");
+  });
+
   test("a thread that cannot open the database fails the reads waiting for it, naming why", async () => {
     const pool = new ReadPool("missing", { sqlite: join(dir, "no-such-dir", "x.db") }, 2);
     try {

@@ -27,6 +27,17 @@ const cases: Array<[string, RangeAnswer]> = [
   ["lease IDs and revisions near 2^63", { header, kvs: [kv({ lease: 0x7fffffffffffffffn, modRevision: 2n ** 53n + 1n })], more: false, count: 1n }],
   ["negative int64 (ten-byte varints)", { header: { ...header, revision: -1n }, kvs: [kv({ lease: -5n, version: -1n })], more: false, count: -2n }],
   ["uint64 above 2^63", { header: { ...header, clusterId: 2n ** 64n - 1n }, kvs: [], more: false, count: 0n }],
+  // each step of a varint's length, on both sides of where small revisions take a path without bigints (2^31)
+  ["revisions at every varint length step", {
+    header: { ...header, revision: 2n ** 31n },
+    kvs: [0, 7, 14, 21, 28, 31, 32, 35, 42, 49, 56, 62].flatMap((bits) => {
+      const at = 2n ** BigInt(bits);
+      return [kv({ createRevision: at - 1n, modRevision: at, version: at + 1n, lease: at > 1n ? at - 2n : 0n })];
+    }),
+    more: false,
+    count: 2n ** 31n - 1n,
+  }],
+  ["keys and values at varint length steps", { header, kvs: [127, 128, 16_383, 16_384].map((n) => kv({ key: bytes(n, 0x63), value: bytes(n) })), more: false, count: 4n }],
 ];
 
 describe("rangeFrame", () => {

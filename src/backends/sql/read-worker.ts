@@ -10,6 +10,7 @@ import { encodeResult } from "../../mvcc/kv-encoding.ts";
 import type { Event, RangeResult } from "../../mvcc/types.ts";
 import type { ReadReply, ReadRequest, ReadTarget } from "./read-messages.ts";
 import type { Row, SqlConn, SqlDriver, SqlValue } from "./driver.ts";
+import type { Dialect } from "./dialect.ts";
 import { SqlBackend } from "./sql-backend.ts";
 import { collectUnderMemoryPressure } from "../../util/memory-pressure.ts";
 import { sqliteDialect } from "../sqlite/sqlite-dialect.ts";
@@ -45,6 +46,8 @@ class ReadOnlyDriver implements SqlDriver {
 }
 
 let backend: SqlBackend | undefined;
+/** closes the thread's connection (SqlBackend.close would also try to write) */
+let closeConnection: (() => Promise<void>) | undefined;
 
 // each thread has a heap of its own: rows parsed here (a server's bytea as hex text) are
 // its garbage, for it to collect when the process's memory grows
@@ -58,16 +61,21 @@ collectUnderMemoryPressure();
 async function open(name: string, target: ReadTarget): Promise<SqlBackend> {
   if ("postgres" in target) {
     const { openPostgresDriver, postgresDialect } = await import("./postgres.ts");
-    return new SqlBackend(name, openPostgresDriver(target.postgres, 1), postgresDialect);
+    return backendOn(name, openPostgresDriver(target.postgres, 1), postgresDialect);
   }
   if ("mysql" in target) {
     const { openMysqlDriver, mysqlDialect } = await import("./mysql.ts");
-    return new SqlBackend(name, openMysqlDriver(target.mysql, 1), mysqlDialect);
+    return backendOn(name, openMysqlDriver(target.mysql, 1), mysqlDialect);
   }
   const db = await openSqlite(target.sqlite);
   // opening reads the log's index, which the writer may hold for a moment
   db.exec("PRAGMA busy_timeout = 10000");
-  return new SqlBackend(name, new ReadOnlyDriver(db), sqliteDialect);
+  return backendOn(name, new ReadOnlyDriver(db), sqliteDialect);
+}
+
+function backendOn(name: string, driver: SqlDriver, dialect: Dialect): SqlBackend {
+  closeConnection = () => driver.close();
+  return new SqlBackend(name, driver, dialect);
 }
 
 /**
@@ -97,8 +105,9 @@ self.onmessage = async (e) => {
       return self.postMessage({ result: true });
     }
     if ("close" in req) {
-      // the pool ends the thread once it is told
-      await backend?.close();
+      // the pool ends the thread once it is told; the backend's own close would merge the
+      // selector index's label rows, a write, which is the event loop's to do
+      await closeConnection?.();
       return self.postMessage({ result: true });
     }
     if (!backend) throw new Error("the read thread has no database open");

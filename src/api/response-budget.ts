@@ -89,8 +89,9 @@ export class ResponseBudget {
    * room came within maxWaitMs. Of a kind not seen yet one read goes first, alone of its
    * kind: a storm of new lists does not all start on a guess.
    */
-  async admit(kind: string, signal: AbortSignal): Promise<Reservation> {
+  async admit(kind: string, signal: AbortSignal, notReading?: () => boolean): Promise<Reservation> {
     if (signal.aborted) throw new ConnectError("the client cancelled the call", Code.Canceled);
+    if (notReading?.()) throw notReadingError();
     let bytes: number;
     if ((this.queue.length === 0 || this.guess(kind) <= SMALL_BYTES) && this.mayGo(kind)) {
       bytes = this.take(kind);
@@ -123,6 +124,11 @@ export class ResponseBudget {
         )), this.maxWaitMs);
         signal.addEventListener("abort", cancelled, { once: true });
       });
+    }
+    // it waited while its client's stalled responses were reset: nothing read, its share back
+    if (notReading?.()) {
+      this.release(kind, bytes, false);
+      throw notReadingError();
     }
     return new Reservation(this, kind, bytes);
   }
@@ -237,6 +243,18 @@ export class Reservation {
 }
 
 const mib = (bytes: number) => Math.round(bytes / (1024 * 1024));
+
+/**
+ * A read from a client that does not read its responses: one of them was just reset after
+ * --stalled-stream-timeout without moving. Refused rather than read into memory, so the
+ * reads it queued behind the stalled ones do not take the budget from other clients.
+ */
+function notReadingError(): ConnectError {
+  return new ConnectError(
+    "strata: this connection does not read its responses (one was reset after --stalled-stream-timeout without moving); give window or read, then retry",
+    Code.ResourceExhausted,
+  );
+}
 const oneKey = (kind: string) => kind === ONE_KEY || kind === WRITE_ONE_KEY;
 
 /** The budget's kind of a Range; undefined for a count (its answer is a few bytes). */

@@ -23,7 +23,7 @@ export async function serveWithConnect(handler: UniversalHandler, call: GrpcCall
   let reservation: Reservation | undefined;
   if (budgeted) {
     try {
-      reservation = await budgeted.budget.admit(budgeted.kind, s.signal);
+      reservation = await budgeted.budget.admit(budgeted.kind, s.signal, () => s.clientNotReading);
     } catch (err) {
       const e = err as ConnectError;
       return call.fail(e.code, e.rawMessage);

@@ -107,7 +107,7 @@ export async function serveUnary(
     arrivedIn(request as object, message.length);
     onRequest(request);
     const kind = method.kind?.(request);
-    if (kind !== undefined) reservation = await budget.admit(kind, call.stream.signal);
+    if (kind !== undefined) reservation = await budget.admit(kind, call.stream.signal, () => call.stream.clientNotReading);
     frame = method.frame(await method.call(request, ctx));
   } catch (err) {
     reservation?.release();

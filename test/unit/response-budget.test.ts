@@ -31,6 +31,29 @@ test("reads wait while the budget is full and go in arrival order as it empties"
   expect(budget.reserved).toBe(0);
 });
 
+test("a client that does not read is refused at once, and a read of it that waited is refused when its turn comes, its share given back", async () => {
+  const budget = new ResponseBudget(20 * MiB);
+  let notReading = false;
+  const a = await budget.admit("list", open());
+  a.settle(15 * MiB);
+  const waiting = budget.admit("list", open(), () => notReading);
+  const other = budget.admit("list", open());
+  expect(await settled(waiting)).toBe(false);
+  // its stalled responses were reset: what it queued is refused when admitted, and the next read in line goes
+  notReading = true;
+  a.release();
+  const refused = await waiting.then(() => undefined, (e: { code: Code; message: string }) => e);
+  expect(refused?.code).toBe(Code.ResourceExhausted);
+  expect(refused?.message).toContain("does not read its responses");
+  expect(await settled(other)).toBe(true);
+  (await other).release();
+  expect(budget.reserved).toBe(0);
+  // and a new read of it is refused before it waits
+  const again = await budget.admit("list", open(), () => notReading).then(() => undefined, (e: { code: Code }) => e);
+  expect(again?.code).toBe(Code.ResourceExhausted);
+  expect(budget.reserved).toBe(0);
+});
+
 test("a response larger than the whole budget goes alone", async () => {
   const budget = new ResponseBudget(10 * MiB);
   const a = await budget.admit("huge", open());

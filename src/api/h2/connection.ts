@@ -144,6 +144,19 @@ export class H2Connection implements StreamHost {
   private readonly closeListeners: Array<() => void> = [];
   private prefaceTimer: ReturnType<typeof setTimeout> | undefined;
 
+  /**
+   * until: a stream of this connection was reset for not moving, and since then nothing has
+   * gone out on it and its client has given no window. Such a client does not read; for the
+   * stall timeout after the reset its new large reads are refused rather than read into
+   * memory (else the reads that waited behind the stalled ones came in as a second round).
+   */
+  private notReadingUntil = 0;
+
+  /** whether this connection's client showed, lately, that it does not read its responses */
+  notReading(): boolean {
+    return this.notReadingUntil > performance.now();
+  }
+
   /** the verified client certificate's subject CN, read once per connection */
   peerCommonName(): string | undefined {
     if (this.peerCn === null) {
@@ -257,6 +270,7 @@ export class H2Connection implements StreamHost {
         s.progressAt = now;
       } else if (s.queuedBytes > 0 && s.progressAt < before) {
         this.reset(s, ErrorCode.ENHANCE_YOUR_CALM);
+        this.notReadingUntil = now + this.options.stalledStreamTimeoutMs;
       }
     }
   }
@@ -605,6 +619,8 @@ export class H2Connection implements StreamHost {
     if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, `WINDOW_UPDATE of ${payload.length} bytes, not 4`);
     this.spend("WINDOW_UPDATE");
     const increment = payload.readUInt32BE(0) & 0x7fffffff;
+    // window given: the client reads
+    if (increment > 0) this.notReadingUntil = 0;
     if (streamId === 0) {
       if (increment === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, "WINDOW_UPDATE of 0");
       this.sendWindow += increment;
@@ -726,6 +742,7 @@ export class H2Connection implements StreamHost {
       }
       s.sendWindow -= n;
       this.sendWindow -= n;
+      this.notReadingUntil = 0;
       // a response without trailers ends on its last DATA frame
       const last = !s.hasOutbound && s.ending !== undefined && s.ending.trailers === undefined;
       batch[header] = frameHeader(n, FrameType.DATA, last ? Flag.END_STREAM : 0, s.id);

@@ -14,6 +14,8 @@ export interface StreamHost {
   reset(stream: H2Stream, code: number): void;
   /** the subject CN of the client certificate the TLS handshake verified, if any */
   peerCommonName?(): string | undefined;
+  /** whether the client showed lately that it does not read its responses (a stream of it reset for stalling) */
+  notReading?(): boolean;
 }
 
 /** bytes of response body a stream queues before its writer waits for the peer to read */
@@ -101,6 +103,11 @@ export class H2Stream {
   /** the verified client certificate's subject CN (etcd's user when auth is on and no token is given) */
   get peerCommonName(): string | undefined {
     return this.host.peerCommonName?.();
+  }
+
+  /** the client showed lately that it does not read its responses (see the connection's notReading) */
+  get clientNotReading(): boolean {
+    return this.host.notReading?.() ?? false;
   }
 
   /**

@@ -11,7 +11,6 @@
 // their packed labels instead. What the entries cannot decide (a value that cannot be decoded, a numeric
 // comparison, a field another kind may hold) is kept, never dropped: such a read returns
 // a superset, and strata checks the values it returned.
-import { keyString } from "../../mvcc/keyrange.ts";
 import type { KeyRange, KeyValue, Rev } from "../../mvcc/types.ts";
 import { indexEntries, indexText, type LabelRequirement, OWNER_ENTRY, packedEntry, packedName, type Selection, UID_ENTRY } from "../../selectors/index.ts";
 import { type Dialect, KV_COLUMNS } from "./dialect.ts";
@@ -55,12 +54,6 @@ export class IndexRows {
   private labels: SqlValue[][] = [];
   /** kv_select rows flushed so far */
   flushed = 0;
-  /**
-   * Where label rows are merged later: the label rows of each key's version as the batch
-   * left it (empty: none, the key deleted or holding no object), for the writer's
-   * LabelTail.
-   */
-  readonly later = new Map<string, SqlValue[][]>();
 
   /** `labelRows`: false where mergeLabelRows writes them later */
   constructor(private readonly insert: readonly [string, string] = ["INSERT INTO", ""], private readonly labelRows = true) {}
@@ -68,24 +61,14 @@ export class IndexRows {
   /** Indexes the log row written at (rev, k) with this value (nothing for a value holding no object). */
   add(rev: Rev, k: Uint8Array, value: Uint8Array): void {
     const entries = indexEntries(value);
-    const labels = this.labelRows ? this.labels : [];
-    if (entries === undefined) {
-      this.removed(k);
-      return;
-    }
+    if (entries === undefined) return;
     if (entries === "opaque") {
       this.selects.push([rev, k, null, null]);
-      labels.push([...OPAQUE, k, rev]);
-    } else {
-      this.selects.push([rev, k, entries.packedLabels, entries.packedFields]);
-      for (const [name, v] of entries.labels) labels.push([name, v, k, rev]);
+      if (this.labelRows) this.labels.push([...OPAQUE, k, rev]);
+      return;
     }
-    if (!this.labelRows) this.later.set(keyString(k), labels);
-  }
-
-  /** The key was deleted (or forgotten): its earlier versions need no label rows. */
-  removed(k: Uint8Array): void {
-    if (!this.labelRows) this.later.set(keyString(k), []);
+    this.selects.push([rev, k, entries.packedLabels, entries.packedFields]);
+    if (this.labelRows) for (const [name, v] of entries.labels) this.labels.push([name, v, k, rev]);
   }
 
   /** Sends the rows added since the last flush on the batch's connection. */
@@ -118,60 +101,20 @@ export function markLabelRows(c: SqlConn, meta: Row[], revision: Rev): void {
 }
 
 /**
- * The label rows of the unmerged tail's current versions, by key, as one writer process
- * made them (SQLite's: the tail is written by one process), so that merging them does
- * not read the tail back and decode it. Known only from a merge that read the tail back
- * on, and only while every batch starts at the revision the last one left: a batch that
- * rolled back, or another process's write, makes it unknown again. The tail in the
- * database stays what reads use; this only saves the merge its read.
- */
-export class LabelTail {
-  private rows: Map<string, SqlValue[][]> | undefined;
-  /** the revision the rows are current at */
-  private revision: Rev = -1n;
-
-  /** the rows at the start of a batch that starts at `revision`, undefined when not known */
-  at(revision: Rev): Map<string, SqlValue[][]> | undefined {
-    if (revision !== this.revision) this.rows = undefined;
-    return this.rows;
-  }
-
-  /**
-   * At the end of a batch (before it commits), with its label rows: `merged` says the
-   * batch merged the tail, which then is empty.
-   */
-  update(batch: IndexRows, revision: Rev, merged: boolean): void {
-    if (merged) this.rows = new Map();
-    else if (this.rows) for (const [k, rows] of batch.later) this.rows.set(k, rows);
-    this.revision = revision;
-  }
-}
-
-/**
  * Writes the label rows of the kv_select rows past LABELS_THROUGH that are still their
  * key's current version (the only ones kv_label is read for) into kv_label and moves
  * it to `through` (the batch's last revision; every kv_select row is at or below it), in
  * the caller's write transaction. Sorted, so the rows of one label value go in together.
  * Rows already there are skipped: `strata reindex` writes its label rows directly, and
- * merges when it ends, so no row is both in kv_label and past the mark. `known`: the
- * tail's label rows from a LabelTail and the batch's own (the mark is then in place), so
- * the tail is not read back.
+ * merges when it ends, so no row is both in kv_label and past the mark.
  */
-export async function mergeLabelRows(c: SqlConn, insertIgnoring: readonly [string, string], through: Rev, known?: Array<Map<string, SqlValue[][]>>): Promise<void> {
-  let rows: SqlValue[][];
-  if (known) {
-    const byKey = new Map<string, SqlValue[][]>();
-    for (const m of known) for (const [k, r] of m) byKey.set(k, r);
-    rows = [...byKey.values()].flat();
-  } else {
-    const [mark] = await c.all("SELECT num FROM meta WHERE name = ?", [LABELS_THROUGH]);
-    // never marked: every label row was written with its commit
-    if (!mark) return;
-    // kv_label is read for current versions only: a version replaced before the merge needs no label rows
-    const tail = await c.all("SELECT s.rev, s.k, s.labels FROM kv_select s CROSS JOIN kv WHERE s.rev > ? AND kv.k = s.k AND kv.mod_rev = s.rev", [mark.num as bigint]);
-    rows = labelRowsOf(tail);
-  }
-  insertRows(c, insertIgnoring, "kv_label (name, value, k, rev)", byLabelValue(rows));
+export async function mergeLabelRows(c: SqlConn, insertIgnoring: readonly [string, string], through: Rev): Promise<void> {
+  const [mark] = await c.all("SELECT num FROM meta WHERE name = ?", [LABELS_THROUGH]);
+  // never marked: every label row was written with its commit
+  if (!mark) return;
+  // kv_label is read for current versions only: a version replaced before the merge needs no label rows
+  const tail = await c.all("SELECT s.rev, s.k, s.labels FROM kv_select s CROSS JOIN kv WHERE s.rev > ? AND kv.k = s.k AND kv.mod_rev = s.rev", [mark.num as bigint]);
+  insertRows(c, insertIgnoring, "kv_label (name, value, k, rev)", byLabelValue(labelRowsOf(tail)));
   c.send("UPDATE meta SET num = ? WHERE name = ?", [through, LABELS_THROUGH]);
 }
 
@@ -206,7 +149,7 @@ function byLabelValue(rows: SqlValue[][]): SqlValue[][] {
   for (const value of [...groups.keys()].sort()) {
     const group = groups.get(value)!;
     if (group.length > 1) group.sort((a, b) => Buffer.compare(a[2] as Uint8Array, b[2] as Uint8Array));
-    out.push(...group);
+    for (const r of group) out.push(r);
   }
   return out;
 }

@@ -112,7 +112,6 @@ export class SqlWriteTx implements WriteTx {
   async delete(prev: KeyValue, rev: Rev, sub: number): Promise<void> {
     this.wrote = true;
     this.live.set(prev.key, undefined);
-    this.indexRows?.removed(prev.key);
     this.c.send(
       `INSERT INTO kv_log (rev, sub, k, create_rev, prev_rev, version, lease, deleted, v) VALUES (?, ?, ?, 0, ?, 0, 0, 1, ?)`,
       [rev, BigInt(sub), prev.key, prev.modRevision, EMPTY],
@@ -124,7 +123,6 @@ export class SqlWriteTx implements WriteTx {
   async forget(key: Uint8Array): Promise<void> {
     this.wrote = true;
     this.live.set(key, undefined);
-    this.indexRows?.removed(key);
     // rows indexed earlier in the batch are in the tables before they are looked for
     this.indexRows?.flush(this.c);
     await forgetIndex(this.c, key);

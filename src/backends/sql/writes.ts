@@ -5,7 +5,7 @@ import type { WriteResult, WriteTx, WriteView } from "../../mvcc/backend.ts";
 import { EtcdError, outcomeUnknown } from "../../mvcc/errors.ts";
 import type { SqlConn } from "./driver.ts";
 import { metaOf, randomId } from "./rows.ts";
-import { IndexRows, LabelTail, MERGE_ROWS, markLabelRows, mergeLabelRows } from "./selector-index.ts";
+import { IndexRows, MERGE_ROWS, markLabelRows, mergeLabelRows } from "./selector-index.ts";
 import type { SqlDb } from "./sql-db.ts";
 import { LiveKeys, SqlWriteTx } from "./write-tx.ts";
 
@@ -21,8 +21,6 @@ export class SqlWrites implements WriteView {
    * counted here: the first batch after opening merges whatever an earlier run left
    */
   private unmerged = MERGE_ROWS;
-  /** the tail's label rows, when this process knows them: merges need not read them back */
-  private readonly tail = new LabelTail();
 
   constructor(private readonly db: SqlDb) {}
 
@@ -107,14 +105,9 @@ export class SqlWrites implements WriteView {
       }
       if (indexRows) {
         indexRows.flush(c);
-        if (later) {
-          const known = this.tail.at(start.revision);
-          const merge = (this.unmerged += indexRows.flushed) >= MERGE_ROWS;
-          if (merge) {
-            await mergeLabelRows(c, db.dialect.insertIgnoring, revision, known && [known, indexRows.later]);
-            this.unmerged = 0;
-          }
-          this.tail.update(indexRows, revision, merge);
+        if (later && (this.unmerged += indexRows.flushed) >= MERGE_ROWS) {
+          await mergeLabelRows(c, db.dialect.insertIgnoring, revision);
+          this.unmerged = 0;
         }
       }
       c.send("INSERT INTO commits (token, rev) VALUES (?, ?)", [token, revision]);

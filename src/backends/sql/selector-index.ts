@@ -114,8 +114,7 @@ export async function mergeLabelRows(c: SqlConn, insertIgnoring: readonly [strin
   if (!mark) return;
   // kv_label is read for current versions only: a version replaced before the merge needs no label rows
   const tail = await c.all("SELECT s.rev, s.k, s.labels FROM kv_select s CROSS JOIN kv WHERE s.rev > ? AND kv.k = s.k AND kv.mod_rev = s.rev", [mark.num as bigint]);
-  const rows = labelRowsOf(tail).sort(byLabelRow);
-  insertRows(c, insertIgnoring, "kv_label (name, value, k, rev)", rows);
+  insertRows(c, insertIgnoring, "kv_label (name, value, k, rev)", byLabelValue(labelRowsOf(tail)));
   c.send("UPDATE meta SET num = ? WHERE name = ?", [through, LABELS_THROUGH]);
 }
 
@@ -131,13 +130,29 @@ export async function mergeAllLabelRows(c: SqlConn, insertIgnoring: readonly [st
   c.send("UPDATE meta SET num = ? WHERE name = 'select_index' AND num = ?", [INDEX_COMPLETE, INDEX_COMPLETE_WITH_TAIL]);
 }
 
-/** kv_label's order: name, value, key, revision */
-function byLabelRow(a: SqlValue[], b: SqlValue[]): number {
-  return compareText(a[0] as string, b[0] as string) || compareText(a[1] as string, b[1] as string) ||
-    Buffer.compare(a[2] as Uint8Array, b[2] as Uint8Array) || (a[3] as bigint < (b[3] as bigint) ? -1 : 1);
+/**
+ * The rows grouped by label value, the values in order and each value's rows in key order
+ * (kv_label's order, one row per key here): the rows of one value go in together. Only
+ * where they land depends on it, so the groups are sorted as JavaScript strings (a key
+ * per value), not row by row.
+ */
+function byLabelValue(rows: SqlValue[][]): SqlValue[][] {
+  const groups = new Map<string, SqlValue[][]>();
+  for (const r of rows) {
+    // "\t" is in no index text
+    const value = `${r[0] as string}\t${r[1] as string}`;
+    const group = groups.get(value);
+    if (group) group.push(r);
+    else groups.set(value, [r]);
+  }
+  const out: SqlValue[][] = [];
+  for (const value of [...groups.keys()].sort()) {
+    const group = groups.get(value)!;
+    if (group.length > 1) group.sort((a, b) => Buffer.compare(a[2] as Uint8Array, b[2] as Uint8Array));
+    for (const r of group) out.push(r);
+  }
+  return out;
 }
-
-const compareText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /** the label rows of kv_select rows (rev, k, labels) */
 function labelRowsOf(rows: Row[]): SqlValue[][] {

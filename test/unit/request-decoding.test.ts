@@ -13,26 +13,7 @@ import {
   TxnRequestSchema,
 } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { decodeRequest } from "../../src/api/request-decoding.ts";
-
-/** a small seeded generator, so a failure repeats */
-function prng(seed: number) {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  return {
-    int,
-    chance: (p: number) => next() < p,
-    pick: <T>(xs: T[]) => xs[int(xs.length)]!,
-    bytes: (max: number) => new Uint8Array(int(max + 1)).map(() => int(256)),
-  };
-}
-type Rng = ReturnType<typeof prng>;
+import { prng, type Rng } from "../support/prng.ts";
 
 const INT64S = [0n, 1n, 127n, 128n, 300n, 2n ** 31n, 2n ** 48n - 1n, 2n ** 48n, 2n ** 49n, 2n ** 53n + 1n, 2n ** 63n - 1n, -1n, -(2n ** 63n)];
 const int64 = (r: Rng) => (r.chance(0.5) ? 0n : r.chance(0.7) ? BigInt(r.int(1_000_000)) : r.pick(INT64S));

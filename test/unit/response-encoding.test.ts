@@ -6,20 +6,7 @@ import { create, type DescMessage, toBinary } from "@bufbuild/protobuf";
 import { DeleteRangeResponseSchema, PutResponseSchema, TxnResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { deleteRangeFrame, putFrame, txnFrame } from "../../src/api/response-encoding.ts";
 import type { KeyValue } from "../../src/mvcc/types.ts";
-
-function prng(seed: number) {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  return { int, chance: (p: number) => next() < p, pick: <T>(xs: T[]) => xs[int(xs.length)]! };
-}
-type Rng = ReturnType<typeof prng>;
+import { prng, type Rng } from "../support/prng.ts";
 
 const NUMBERS = [0n, 1n, 127n, 128n, 16_383n, 16_384n, 2n ** 53n + 1n, 2n ** 63n - 1n, -1n, -(2n ** 63n)];
 const num = (r: Rng) => (r.chance(0.3) ? 0n : r.chance(0.6) ? BigInt(r.int(1_000_000)) : r.pick(NUMBERS));

@@ -6,6 +6,7 @@
 // own path (unary.ts).
 import type { ConnectError, ContextValues } from "@connectrpc/connect";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
+import { droppedBytes } from "../util/memory-pressure.ts";
 import type { GrpcCall } from "./grpc-call.ts";
 import { withGrpcWording } from "./grpc-status.ts";
 import { ErrorCode } from "./h2/frames.ts";
@@ -65,6 +66,10 @@ export async function serveWithConnect(handler: UniversalHandler, call: GrpcCall
     // counted until sent or dropped with the stream
     reservation?.settle(written);
     reservation?.holdUntilSent(s);
+    // what the answer was made through (for gRPC's JSON codec: objects, base64 strings and
+    // one JSON string, each about its size) is garbage now: a large one gets collected
+    // before the next such answer is made, else a busy machine held two answers' copies
+    if (reservation) droppedBytes(2 * written);
   }
   if (response.trailer) call.end(withGrpcWording(headerList(response.trailer)));
   else s.end();

@@ -56,7 +56,8 @@ let lastDroppedTook = 0;
 
 /**
  * Counts bytes that just became garbage: responses dropped with their streams (a client
- * that reset them, never gave window, or went away). Once 16 MiB piled up, a full
+ * that reset them, never gave window, or went away), and the copies a large answer was
+ * made through (api/streaming.ts). Once 16 MiB piled up, a full
  * collection runs on a later turn of the event loop, after the handlers that still held
  * those bytes have unwound (a collection at the drop itself finds them alive). At most
  * MAX_SHARE of the time goes to these. On Deno (V8 counts external memory) nothing.

@@ -3,6 +3,7 @@
 // held for the length of the outage), strata serves again within about a second of the
 // database accepting connections, keeps every acknowledged write, and its watchers resume
 // without losing or repeating events.
+import { createServer, connect } from "node:net";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
@@ -214,3 +215,38 @@ test(`${BACKEND} stopped for 10 s under load: bounded answers, quick recovery, n
   await watcher.cancel();
   client.close();
 }, 120_000);
+
+test.skipIf(BACKEND !== "postgres")("a database slow to accept connections at start: strata waits for it instead of giving up after one attempt", async () => {
+  // a listener that holds every connection silent for its first 2.5 s, then relays it to
+  // the database: each of strata's 1 s connection attempts times out until then
+  const url = new URL(strata.backendUrl);
+  const opened = performance.now();
+  const relay = createServer((client) => {
+    const wait = Math.max(0, opened + 2500 - performance.now());
+    const timer = setTimeout(() => {
+      const upstream = connect(Number(url.port), url.hostname);
+      client.pipe(upstream).pipe(client);
+      upstream.on("error", () => client.destroy());
+    }, wait);
+    client.on("error", () => clearTimeout(timer));
+    client.on("close", () => clearTimeout(timer));
+  });
+  await new Promise<void>((r) => relay.listen(0, "127.0.0.1", r));
+  try {
+    const port = (relay.address() as { port: number }).port;
+    const relayed = new URL(url);
+    relayed.port = String(port);
+    const slow = await startStrata(["--request-timeout", REQUEST_TIMEOUT], relayed.toString());
+    try {
+      const client = new Etcd3({ hosts: slow.endpoint });
+      await client.put("slow-start").value("1").exec();
+      expect(await client.get("slow-start").string()).toBe("1");
+      expect(slow.stderr()).toContain("the database did not accept a connection in time; trying again");
+      client.close();
+    } finally {
+      await slow.stop();
+    }
+  } finally {
+    relay.close();
+  }
+}, 60_000);

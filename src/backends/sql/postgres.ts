@@ -13,6 +13,7 @@ import { type EngineProfile, noDefragment, storedBytes } from "./engine-profiles
 import { retrying } from "./retrying-driver.ts";
 import { oneRow } from "./rows.ts";
 import { SqlBackend } from "./sql-backend.ts";
+import { log } from "../../util/log.ts";
 
 /** the NOTIFY channel strata processes announce commits on */
 export const COMMIT_CHANNEL = "strata_commit";
@@ -22,6 +23,12 @@ export const COMMIT_CHANNEL = "strata_commit";
  * the database is starting up can hang until then, and the writes behind it wait.
  */
 const CONNECT_TIMEOUT_S = 1;
+/**
+ * At start, how long a database whose connection attempts time out (it is there but slow to
+ * accept: a loaded machine, a failover) is tried before strata gives up; a refused or
+ * failed attempt is reported at once as before.
+ */
+const START_WAIT_MS = 15_000;
 /** the longest pause between connection attempts while the database is away */
 const RECONNECT_MAX_S = 0.1;
 /** names this process in its notifications: it publishes its own commits without them */
@@ -219,6 +226,7 @@ export class PostgresBackend extends SqlBackend {
   static async open(url: string, name: string, poolSize: number, readThreads = READ_THREADS, profile?: EngineProfile): Promise<PostgresBackend> {
     const threads = readThreads > 0 ? new ReadPool(name, { postgres: url }, readThreads) : undefined;
     const pg = openPostgresDriver(url, poolSize, profile?.begin);
+    await firstContact(pg, name);
     if (!profile) return new PostgresBackend(name, pg, pg, postgresDialect, threads, true);
     return new PostgresBackend(name, pg, retrying(pg, profile.retryable), profileDialect(profile), threads, false);
   }
@@ -249,5 +257,24 @@ export class PostgresBackend extends SqlBackend {
       // the pool may be ending (stop, then close): a failed UNLISTEN then is no error
       void unlisten?.().catch(() => {});
     };
+  }
+}
+
+/**
+ * Waits out connection attempts that time out, up to START_WAIT_MS; any other outcome is
+ * left to opening, which reports it. One attempt may take CONNECT_TIMEOUT_S (kept short so
+ * that requests fail fast during an outage), and a start beside a busy database server took
+ * longer than that once.
+ */
+async function firstContact(pg: PostgresDriver, name: string): Promise<void> {
+  const deadline = performance.now() + START_WAIT_MS;
+  for (;;) {
+    try {
+      await pg.query("SELECT 1");
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== "CONNECT_TIMEOUT" || performance.now() >= deadline) return;
+      log("warn", "the database did not accept a connection in time; trying again", { backend: name });
+    }
   }
 }

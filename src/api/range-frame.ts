@@ -14,6 +14,20 @@ export interface RangeAnswer {
   count: bigint;
 }
 
+/**
+ * A buffer for a gRPC frame of a `messageSize`-byte message: the flag byte (0, not
+ * compressed) and the big-endian length written, room for `here` bytes of the message after
+ * them (less than all of it when the rest follows as pieces of its own).
+ */
+export function grpcFrameBuffer(messageSize: number, here = messageSize): Uint8Array {
+  const buf = new Uint8Array(5 + here);
+  buf[1] = messageSize >>> 24;
+  buf[2] = (messageSize >>> 16) & 0xff;
+  buf[3] = (messageSize >>> 8) & 0xff;
+  buf[4] = messageSize & 0xff;
+  return buf;
+}
+
 /** the cluster and member IDs last encoded: every response's header carries the same ones */
 let ids: { clusterId: bigint; memberId: bigint; bytes: Uint8Array } = { clusterId: 0n, memberId: 0n, bytes: new Uint8Array(0) };
 
@@ -66,8 +80,7 @@ export function rangeFrame(r: RangeAnswer): Uint8Array[] {
   const tail = (r.more ? 2 : 0) + intField(r.count);
   const size = head + kvs + tail;
 
-  const buf = new Uint8Array(5 + size - (r.encodedKvs ? kvs : 0));
-  new DataView(buf.buffer).setUint32(1, size);
+  const buf = grpcFrameBuffer(size, size - (r.encodedKvs ? kvs : 0));
   const w = new ProtoWriter(buf, 5);
   writeHeader(w, h, hSize);
   const split = w.pos;

@@ -5,7 +5,7 @@
 import { intField, kvsSize, ProtoWriter, varintSize, writeKvs } from "../mvcc/kv-encoding.ts";
 import type { RangeChunk } from "../keyspace/contract.ts";
 import { header, type ServerIdentity } from "./header.ts";
-import { headerSize, writeHeader, writeMoreAndCount } from "./range-frame.ts";
+import { grpcFrameBuffer, headerSize, writeHeader, writeMoreAndCount } from "./range-frame.ts";
 
 /** The frame of one chunk, in pieces to be sent one after another. */
 export function rangeStreamFrame(c: RangeChunk, id: ServerIdentity): Uint8Array[] {
@@ -17,8 +17,7 @@ export function rangeStreamFrame(c: RangeChunk, id: ServerIdentity): Uint8Array[
   const inner = (h ? 1 + varintSize(BigInt(hSize)) + hSize : 0) + kvs + tail;
   const size = 1 + varintSize(BigInt(inner)) + inner;
 
-  const buf = new Uint8Array(5 + size - (c.encodedKvs ? kvs : 0));
-  new DataView(buf.buffer).setUint32(1, size);
+  const buf = grpcFrameBuffer(size, size - (c.encodedKvs ? kvs : 0));
   const w = new ProtoWriter(buf, 5);
   w.buf[w.pos++] = 0x0a;
   w.small(inner);

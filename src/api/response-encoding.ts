@@ -5,7 +5,7 @@
 // answer made a message with create (test/unit/response-encoding.test.ts).
 import { intField, kvSize, ProtoWriter, writeKv } from "../mvcc/kv-encoding.ts";
 import type { KeyValue } from "../mvcc/types.ts";
-import { idFields } from "./range-frame.ts";
+import { grpcFrameBuffer, idFields } from "./range-frame.ts";
 
 /** a response header as answers carry it: the top one whole, nested ones with their revision only */
 interface HeaderIn {
@@ -222,8 +222,7 @@ function frameOf<T>(size: (s: Sizes, r: T) => number, write: (w: ProtoWriter, s:
   return (answer) => {
     const s = new Sizes();
     const n = size(s, answer);
-    const buf = new Uint8Array(5 + n);
-    new DataView(buf.buffer).setUint32(1, n);
+    const buf = grpcFrameBuffer(n);
     const w = new ProtoWriter(buf, 5);
     write(w, s, answer);
     if (w.pos !== buf.length) throw new Error(`encoding an answer: wrote ${w.pos - 5} bytes of ${n}`);

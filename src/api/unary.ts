@@ -16,7 +16,7 @@ import { toConnectError } from "./errors.ts";
 import { GRPC_CONTENT_TYPE, type GrpcCall } from "./grpc-call.ts";
 import { arrivedIn } from "./limits.ts";
 import type { H2Stream } from "./h2/stream.ts";
-import { rangeFrame } from "./range-frame.ts";
+import { grpcFrameBuffer, rangeFrame } from "./range-frame.ts";
 import { decodeRequest } from "./request-decoding.ts";
 import { deleteRangeFrame, putFrame, txnFrame } from "./response-encoding.ts";
 import { BUDGETED_REQUESTS, type Reservation, type ResponseBudget } from "./response-budget.ts";
@@ -49,8 +49,7 @@ const FRAMES = new Map<DescMessage, (answer: never) => Uint8Array[]>([
 function genericFrame(schema: DescMessage): (answer: unknown) => Uint8Array[] {
   return (answer) => {
     const bytes = toBinary(schema, create(schema, answer as never));
-    const frame = new Uint8Array(5 + bytes.length);
-    new DataView(frame.buffer).setUint32(1, bytes.length);
+    const frame = grpcFrameBuffer(bytes.length);
     frame.set(bytes, 5);
     return [frame];
   };

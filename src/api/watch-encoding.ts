@@ -12,7 +12,7 @@ import { WireType } from "@bufbuild/protobuf/wire";
 import { type WatchResponse, WatchResponseSchema } from "../gen/etcd/api/etcdserverpb/rpc_pb.ts";
 import { encodeEvent, intField, ProtoWriter, varintSize } from "../mvcc/kv-encoding.ts";
 import type { Event } from "../mvcc/types.ts";
-import { headerSize, type RangeAnswer, writeHeader } from "./range-frame.ts";
+import { grpcFrameBuffer, headerSize, type RangeAnswer, writeHeader } from "./range-frame.ts";
 
 /** WatchResponse.events */
 const EVENTS_FIELD = 11;
@@ -118,11 +118,7 @@ export function watchFrame(r: WatchAnswer, header: Uint8Array): Uint8Array {
   const size = header.length + intField(r.watchId) + intField(compact) +
     (r.created ? 2 : 0) + (r.canceled ? 2 : 0) + (r.fragment ? 2 : 0) +
     (reason ? 1 + varintSize(BigInt(reason.length)) + reason.length : 0) + (events ? events.length : 0);
-  const buf = new Uint8Array(5 + size);
-  buf[1] = size >>> 24;
-  buf[2] = (size >>> 16) & 0xff;
-  buf[3] = (size >>> 8) & 0xff;
-  buf[4] = size & 0xff;
+  const buf = grpcFrameBuffer(size);
   buf.set(header, 5);
   const w = new ProtoWriter(buf, 5 + header.length);
   w.int(0x10, r.watchId);
@@ -142,11 +138,7 @@ export function watchFrame(r: WatchAnswer, header: Uint8Array): Uint8Array {
 function eventsFrame(id: number, events: Uint8Array, header: Uint8Array): Uint8Array {
   const idSize = id === 0 ? 0 : id < 0x80 ? 2 : id < 0x4000 ? 3 : id < 0x200000 ? 4 : 5;
   const size = header.length + idSize + events.length;
-  const buf = new Uint8Array(5 + size);
-  buf[1] = size >>> 24;
-  buf[2] = (size >>> 16) & 0xff;
-  buf[3] = (size >>> 8) & 0xff;
-  buf[4] = size & 0xff;
+  const buf = grpcFrameBuffer(size);
   buf.set(header, 5);
   let pos = 5 + header.length;
   if (id !== 0) {

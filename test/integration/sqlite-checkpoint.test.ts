@@ -3,9 +3,13 @@
 // must still be copied back and started again under a steady write load (else it grows
 // without bound), and a quiet log must reach the database file within a few seconds.
 import { afterEach, expect, test } from "bun:test";
-import { existsSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Database } from "bun:sqlite";
 import { Etcd3 } from "etcd3";
+import { WalCheckpointer } from "../../src/backends/sqlite/wal-checkpointer.ts";
+import { Mutex } from "../../src/util/mutex.ts";
 import { startStrata, type StrataProcess } from "../support/strata.ts";
 
 let strata: StrataProcess | undefined;
@@ -56,3 +60,33 @@ test("a few writes, then quiet: they reach the database file itself", async () =
     db.close();
   }
 }, 60_000);
+
+test("the checkpoint thread ends once writes stop, and the next writes start one that copies them", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "strata-ckpt-"));
+  const path = join(dir, "s.db");
+  const db = new Database(path);
+  db.run("PRAGMA journal_mode = WAL");
+  db.run("PRAGMA wal_autocheckpoint = 0");
+  db.run("CREATE TABLE t (v BLOB)");
+  const checkpointer = await WalCheckpointer.start("test", path, false, new Mutex(), 200);
+  try {
+    expect(checkpointer.threadRunning).toBe(true);
+    // ended 200 ms after its check: waited for up to 50 s, however busy the machine
+    for (let i = 0; i < 500 && checkpointer.threadRunning; i++) await sleep(100);
+    expect(checkpointer.threadRunning).toBe(false);
+    const before = sizeOf(path);
+    const insert = db.prepare("INSERT INTO t VALUES (?)");
+    for (let i = 0; i < 32; i++) {
+      insert.run(Buffer.alloc(8192, i));
+      checkpointer.committed();
+    }
+    // the 32nd commit starts a checkpoint on a new thread, which copies the log into the file
+    for (let i = 0; i < 500 && sizeOf(path) < before + 32 * 8192; i++) await sleep(100);
+    expect(sizeOf(path)).toBeGreaterThanOrEqual(before + 32 * 8192);
+  } finally {
+    await checkpointer.close();
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  expect(checkpointer.threadRunning).toBe(false);
+}, 120_000);

@@ -17,7 +17,7 @@ import { keyspaceOptions, loadCheckedConfig, remoteTopology } from "./config.ts"
 import { log, setLogLevel } from "../util/log.ts";
 import { Observer } from "../observe/observer.ts";
 import { onShutdown, runClosers } from "./shutdown.ts";
-import { collectUnderMemoryPressure } from "../util/memory-pressure.ts";
+import { collectUnderMemoryPressure, releaseMemoryWhenQuiet } from "../util/memory-pressure.ts";
 import { listenAlso } from "../api/listen-also.ts";
 import { prepareDataDir, refuseEtcdData } from "./data-dir.ts";
 
@@ -67,6 +67,7 @@ async function serve(config: Config): Promise<void> {
   }
   const observer = new Observer(config["slow-request-threshold"], config["slow-request-interval"]);
   collectUnderMemoryPressure();
+  releaseMemoryWhenQuiet();
   // certificates and token keys are checked before any database is opened
   const tls = config.tls ? tlsServerOptions(config.tls) : undefined;
   const tokens = tokenProvider(config["auth-token"], config["auth-token-ttl"]);

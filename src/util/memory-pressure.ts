@@ -6,6 +6,7 @@
 // this does nothing. Below that level, one collection once the process goes quiet after a
 // burst (or after its start) gives back the burst's garbage, which JavaScriptCore would
 // otherwise hold while nothing allocates (an idle server after a kube-apiserver load).
+// After a longer quiet, what is kept only for speed is given back too (releaseMemoryWhenQuiet).
 
 /** how often resident memory is looked at */
 const CHECK_MS = 100;
@@ -133,6 +134,55 @@ export function collectUnderMemoryPressure(): void {
     settled = after;
   }, CHECK_MS);
   timer.unref();
+}
+
+/** how long the process has been quiet before it gives back what it keeps for speed */
+const RELEASE_AFTER_QUIET_MS = 30_000;
+/** how often the quiet is looked at for that */
+const RELEASE_CHECK_MS = 250;
+const releasers = new Set<() => void>();
+
+/**
+ * Registers a cache that refills on use (SQLite's page cache) to be emptied once the
+ * process has been quiet a while; returns what takes it off again.
+ */
+export function releaseWhenQuiet(release: () => void): () => void {
+  releasers.add(release);
+  return () => void releasers.delete(release);
+}
+
+/**
+ * Once the whole process has been quiet for `quietMs`, once per quiet spell: empties the
+ * caches registered with releaseWhenQuiet and (on Bun) has JavaScriptCore throw away its
+ * compiled code and collect (`Bun.shrink`). An idle server after a kube-apiserver load
+ * held about 12 MiB of JIT code and heap that no plain collection gives back; the price
+ * is paid by the next request burst, which compiles its hot code again. Returns what stops it.
+ */
+export function releaseMemoryWhenQuiet(quietMs = RELEASE_AFTER_QUIET_MS, onRelease: () => void = () => {}): () => void {
+  const shrink = (globalThis as { Bun?: { shrink?: () => void } }).Bun?.shrink;
+  let cpu = cpuMicros();
+  let checked = performance.now();
+  let busyAt = checked;
+  let released = false;
+  /** the release's own work (run when this turn ends) is not the process getting busy again */
+  let ownWorkUntil = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    const used = cpuMicros();
+    if (used - cpu > (now - checked) * 1000 * QUIET_CPU_SHARE && now > ownWorkUntil) {
+      busyAt = now;
+      released = false;
+    }
+    [cpu, checked] = [used, now];
+    if (released || now - busyAt < quietMs) return;
+    released = true;
+    for (const release of releasers) release();
+    shrink?.();
+    ownWorkUntil = now + 2 * RELEASE_CHECK_MS;
+    onRelease();
+  }, RELEASE_CHECK_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** user and system CPU time of the whole process (every thread), microseconds */

@@ -14,12 +14,15 @@ import { openSqlite, type SqliteDatabase } from "./sqlite-driver.ts";
 import type { IntegrityReply, IntegrityRequest } from "./integrity-worker.ts";
 import { WalCheckpointer } from "./wal-checkpointer.ts";
 import { log } from "../../util/log.ts";
+import { releaseWhenQuiet } from "../../util/memory-pressure.ts";
 import { WalSync } from "./wal-sync.ts";
 
 export class SqliteDriver implements SqlDriver {
   private readonly readLock = new Mutex();
   private readonly w: SqlConn;
   private readonly r: SqlConn;
+  /** takes the page caches off the list of what a quiet process empties */
+  private readonly keepCaches: () => void;
 
   constructor(
     private readonly writer: SqliteDatabase,
@@ -32,6 +35,11 @@ export class SqliteDriver implements SqlDriver {
   ) {
     this.w = sqliteConn(writer);
     this.r = sqliteConn(reader);
+    // each connection's page cache (up to 2 MB) is read again from the file as it is used
+    this.keepCaches = releaseWhenQuiet(() => {
+      writer.exec("PRAGMA shrink_memory");
+      reader.exec("PRAGMA shrink_memory");
+    });
   }
 
   write<T>(fn: (c: SqlConn) => Promise<T>): Promise<T> {
@@ -76,6 +84,7 @@ export class SqliteDriver implements SqlDriver {
   async close(): Promise<void> {
     // before taking the lock: a running checkpoint's last pass needs it
     await this.checkpointer.close();
+    this.keepCaches();
     await this.writeLock.run(async () => {
       this.reader.close();
       this.writer.close();

@@ -138,8 +138,11 @@ export function collectUnderMemoryPressure(): void {
 
 /** how long the process has been quiet before it gives back what it keeps for speed */
 const RELEASE_AFTER_QUIET_MS = 30_000;
-/** how often the quiet is looked at for that */
-const RELEASE_CHECK_MS = 250;
+/**
+ * how often the quiet is looked at for that: over a whole second, the few tens of
+ * milliseconds a read or checkpoint thread takes to end (30 s after a load) stay quiet
+ */
+const RELEASE_CHECK_MS = 1000;
 const releasers = new Set<() => void>();
 
 /**

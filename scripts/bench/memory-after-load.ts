@@ -3,7 +3,8 @@
 // `apiserver` scenario (test/go: a prefix watch with prev_kv and progress, 3,000 guarded
 // creates, updates, deletes and paginated, whole and count lists over one clientv3
 // connection) ROUNDS times, then idles again. Prints RSS (VmRSS) idle before, right after
-// the load, its peak (VmHWM), and after IDLE seconds of quiet.
+// the load, its peak (VmHWM), and after IDLE seconds of quiet (with its anonymous and
+// file-backed parts: RssAnon + RssFile; the file-backed part is code paged in).
 // Usage: bun scripts/bench/memory-after-load.ts [--binary FILE] [--rounds N] [--idle S] [--only NAME]
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -68,7 +69,7 @@ const subjects: Array<[string, () => Promise<Server>]> = [
 ];
 
 console.log(`memory after ${rounds} round(s) of the apiserver scenario (${new Date().toISOString()}, load ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")})`);
-console.log(`| | idle, MiB | after the load | peak | after ${opts.idle} s idle |`);
+console.log(`| | idle, MiB | after the load | peak | after ${opts.idle} s idle (anonymous + file) |`);
 console.log(`|---|---|---|---|---|`);
 for (const [name, start] of subjects.filter(([n]) => n.includes(opts.only))) {
   const server = await start();
@@ -83,7 +84,8 @@ for (const [name, start] of subjects.filter(([n]) => n.includes(opts.only))) {
     const peak = status(server.pid, "VmHWM");
     await sleep(idleMs);
     const rested = status(server.pid, "VmRSS");
-    console.log(`| ${name} | ${idle.toFixed(1)} | ${after.toFixed(1)} | ${peak.toFixed(1)} | ${rested.toFixed(1)} |`);
+    const parts = `${status(server.pid, "RssAnon").toFixed(1)} + ${status(server.pid, "RssFile").toFixed(1)}`;
+    console.log(`| ${name} | ${idle.toFixed(1)} | ${after.toFixed(1)} | ${peak.toFixed(1)} | ${rested.toFixed(1)} (${parts}) |`);
   } finally {
     await server.stop();
   }

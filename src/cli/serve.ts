@@ -18,6 +18,7 @@ import { log, setLogLevel } from "../util/log.ts";
 import { Observer } from "../observe/observer.ts";
 import { onShutdown, runClosers } from "./shutdown.ts";
 import { collectUnderMemoryPressure, releaseMemoryWhenQuiet } from "../util/memory-pressure.ts";
+import { servingBegins, startingUp } from "../util/start-up.ts";
 import { listenAlso } from "../api/listen-also.ts";
 import { prepareDataDir, refuseEtcdData } from "./data-dir.ts";
 
@@ -68,6 +69,7 @@ async function serve(config: Config): Promise<void> {
   const observer = new Observer(config["slow-request-threshold"], config["slow-request-interval"]);
   collectUnderMemoryPressure();
   releaseMemoryWhenQuiet();
+  startingUp();
   // certificates and token keys are checked before any database is opened
   const tls = config.tls ? tlsServerOptions(config.tls) : undefined;
   const tokens = tokenProvider(config["auth-token"], config["auth-token-ttl"]);
@@ -115,6 +117,7 @@ async function serve(config: Config): Promise<void> {
   });
   connections.track(server);
   if (config.tls) onShutdown("certificate reloading", superviseTls(server.listener as TlsServer, config.tls, log));
+  servingBegins();
   await server.listen(Number(listen.port || 2379), hostOf(listen));
   // etcd listens on every URL of --listen-client-urls: the others hand their connections to this one
   const alsoListening = await Promise.all(moreListens.map((u) => listenAlso(server.listener, Number(u.port || 2379), hostOf(u), u.origin)));

@@ -8,6 +8,7 @@ import type { RangeQuery, RangeResult, Rev } from "../../mvcc/types.ts";
 import type { Dialect } from "./dialect.ts";
 import { eachCallThrough, type SqlDriver } from "./driver.ts";
 import { INDEX_COMPLETE, INDEX_COMPLETE_WITH_TAIL } from "./selector-index.ts";
+import { stillStarting } from "../../util/start-up.ts";
 
 /**
  * Read threads (read-pool.ts), each with its own connection running this same code: reads
@@ -52,6 +53,8 @@ export class SqlDb {
    * the connections writes use, whose state is what clients see.
    */
   async onThread<T>(threads: ReadThreads, read: (t: ReadThreads) => Promise<T>, here: () => Promise<T>): Promise<T> {
+    // a server's own reads before it listens need no thread (util/start-up.ts)
+    if (stillStarting()) return here();
     try {
       const result = await read(threads);
       await this.threadReadSettled();

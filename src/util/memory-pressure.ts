@@ -159,7 +159,9 @@ export function releaseWhenQuiet(release: () => void): () => void {
  * caches registered with releaseWhenQuiet and (on Bun) has JavaScriptCore throw away its
  * compiled code and collect (`Bun.shrink`). An idle server after a kube-apiserver load
  * held about 12 MiB of JIT code and heap that no plain collection gives back; the price
- * is paid by the next request burst, which compiles its hot code again. Returns what stops it.
+ * is paid by the next request burst, which compiles its hot code again. (`Bun.shrink` is
+ * marked deprecated in Bun's types but present in 1.4.5; where it is gone, only the caches
+ * are emptied.) Returns what stops it.
  */
 export function releaseMemoryWhenQuiet(quietMs = RELEASE_AFTER_QUIET_MS, onRelease: () => void = () => {}): () => void {
   const shrink = (globalThis as { Bun?: { shrink?: () => void } }).Bun?.shrink;

@@ -61,11 +61,12 @@ export function schemaStatements(from: number, d: Dialect): string[] {
     [`CREATE TABLE auth (id ${I} NOT NULL PRIMARY KEY, revision ${I} NOT NULL, data ${V} NOT NULL)${T}`],
     // version 5: without the unique index (k, prev_rev). Each new key put a leaf page of it
     // into every commit (a tenth of a bulk load's log bytes, 2 µs of SQLite's 16 per 1 KiB
-    // create), and a guard it no longer was: a batch reads a key's live version only after
-    // taking the revision lock (BEGIN IMMEDIATE, or meta's rows FOR UPDATE), so two writes
-    // never follow one version unless two batches ran from one revision, and those both
-    // write their first log row at (revision + 1, 0), which kv_log's primary key refuses
-    // (docs/performance.md, "Bulk load"). No query reads it.
+    // create); the lost updates it guarded against are kept out without it: a batch reads
+    // a key's live version only after taking the revision lock (BEGIN IMMEDIATE, or meta's
+    // rows FOR UPDATE), so two writes never follow one version unless two batches ran from
+    // one revision, and those both write their first log row at (the next revision, sub 0),
+    // which kv_log's primary key refuses (docs/performance.md, "Bulk load: where a create goes on
+    // SQLite"). No query reads it.
     [d.dropIndex("kv_log_key_prev", "kv_log")],
   ];
   return steps.slice(from).flat();

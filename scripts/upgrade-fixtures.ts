@@ -18,10 +18,10 @@ import type { Etcd3 } from "etcd3";
 import { type DatabaseServer, startMariadb, startNats, startPostgres } from "./databases.ts";
 import { keyspaceState } from "../test/support/upgrade-state.ts";
 
-/** the last commit with schema version 3: the one before b1b5bb8 added the auth table (schema 4) */
-const PREVIOUS = "c6b6fd60b0fa42aac9e98ac41be97c790408cbae";
+/** a commit with schema version 4, from before the unique index (k, prev_rev) was dropped (schema 5) */
+const PREVIOUS = "14f060d00cb9e7620986133d8b3255b2e6491cf5";
 const ROOT = resolve(import.meta.dir, "..");
-const OUT = join(ROOT, "test/fixtures/upgrade/schema-3");
+const OUT = join(ROOT, "test/fixtures/upgrade/schema-4");
 
 const git = (...args: string[]) => execFileSync("git", ["-C", ROOT, ...args], { stdio: ["ignore", "pipe", "pipe"] }).toString().trim();
 const enc = (s: string) => Buffer.from(s);

@@ -54,9 +54,11 @@ describe.skipIf(!covered || BACKEND === "nats")(`selector index of rows written 
   beforeAll(async () => {
     o = await openStore(undefined, undefined, true);
     for (let i = 0; i < 300; i++) await put(o, i);
-    // what a strata before the index left: schema 2, no index tables (nor the auth table of schema 4)
+    // what a strata before the index left: schema 2, no index tables (nor the auth table of
+    // schema 4), and the index (k, prev_rev) that schema 5 dropped
     o = await o.reopen(() =>
       rawSql(o.url, [
+        "CREATE UNIQUE INDEX kv_log_key_prev ON kv_log (k, prev_rev)",
         "DROP TABLE auth",
         "DROP TABLE kv_label",
         "DROP TABLE kv_select",

@@ -20,7 +20,7 @@ import { type KeyspaceState, keyspaceState } from "../support/upgrade-state.ts";
 import { sleep } from "../support/wait.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
-const FIXTURES = join(ROOT, "test/fixtures/upgrade/schema-3");
+const FIXTURES = join(ROOT, "test/fixtures/upgrade/schema-4");
 const KINDS = ["sqlite", "postgres", "mariadb", "nats"];
 /** NATS's fixture: the bucket scripts/upgrade-fixtures.ts wrote */
 const NATS_BUCKET = "strata_fixture";
@@ -74,6 +74,17 @@ async function schemaVersion(url: string): Promise<number> {
   return Number(rows![0]!.num);
 }
 
+/** the indexes of that name in the database (SQLite's, PostgreSQL's or MariaDB's catalog) */
+async function indexes(url: string, name: string): Promise<string[]> {
+  const query = BACKEND === "sqlite"
+    ? "SELECT name FROM sqlite_master WHERE type = 'index' AND name = ?"
+    : BACKEND === "postgres"
+    ? "SELECT indexname AS name FROM pg_indexes WHERE schemaname = 'public' AND indexname = ?"
+    : "SELECT DISTINCT index_name AS name FROM information_schema.statistics WHERE table_schema = DATABASE() AND index_name = ?";
+  const [rows] = (await rawSql(url, [query.replace("?", `'${name}'`)]))!;
+  return rows!.map((r) => String(r.name));
+}
+
 /** everything in the database, to compare before and after: the file's bytes, or a dump */
 function contents(url: string): Buffer {
   const u = new URL(url);
@@ -114,14 +125,16 @@ describe.skipIf(!KINDS.includes(BACKEND))(`upgrading a database of the previous 
     // NATS: the schema is that of the snapshot, which the process's copy starts from
     const sql = BACKEND !== "nats";
     if (sql) expect(await schemaVersion(url)).toBe(want.schemaVersion);
+    if (sql) expect(await indexes(url, DROPPED_INDEX)).toEqual([DROPPED_INDEX]);
     const s = await startStrata([], url);
     running.push(s);
     await expectSameKeyspace(s, want);
     expect(s.stderr()).toContain(`"msg":"database schema upgraded"`);
     expect(s.stderr()).toContain(`"from":${want.schemaVersion},"to":${SCHEMA_VERSION}`);
     if (sql) expect(await schemaVersion(url)).toBe(SCHEMA_VERSION);
+    if (sql) expect(await indexes(url, DROPPED_INDEX)).toEqual([]);
 
-    // what the new schema added works: etcd's auth store (schema 4), and writes go on from the old revision
+    // writes go on from the old revision, and etcd's auth store (schema 4) works
     const c = etcdClient(s.endpoint);
     try {
       await c.user("upgrade-user").create("pw");
@@ -171,6 +184,18 @@ describe.skipIf(!KINDS.includes(BACKEND))(`upgrading a database of the previous 
     expect(await schemaVersion(url)).toBe(newer);
   });
 });
+
+/** the unique index (k, prev_rev) that schema 5 dropped (src/backends/sql/schema.ts) */
+const DROPPED_INDEX = "kv_log_key_prev";
+
+/**
+ * A dump without the dropped index's lines, and without what its removal changes besides:
+ * the comment and blank lines around pg_dump's statement, the comma after the key before
+ * it in mariadb-dump's CREATE TABLE. Sorted lines, as dumpTables gives them.
+ */
+function withoutDroppedIndex(dump: string): string {
+  return dump.split("\n").filter((l) => !l.includes(DROPPED_INDEX) && l !== "--" && l !== "").map((l) => l.replace(/,$/, "")).sort().join("\n");
+}
 
 /** how each database server shows an old process's tables, and holds them still */
 interface ServerSide {
@@ -246,7 +271,7 @@ describe.skipIf(!SIDES[BACKEND])(`a rolling upgrade: several processes on one ${
     const before = side.dumpTables(url, oldTables);
 
     // "at once" made sure of: the table meta locked until all three wait to read the schema
-    // version from it, so all three find version 3 and reach the migration together
+    // version from it, so all three find the previous version and reach the migration together
     let starting: Promise<PromiseSettledResult<StrataProcess>[]> | undefined;
     await side.holdMeta(url, async (waiting) => {
       starting = Promise.allSettled([0, 1, 2].map(() => startStrata([], url)));
@@ -260,9 +285,13 @@ describe.skipIf(!SIDES[BACKEND])(`a rolling upgrade: several processes on one ${
     expect(procs.filter((p) => p.stderr().includes(`"msg":"database schema upgraded"`)).length).toBe(1);
     expect(await schemaVersion(url)).toBe(SCHEMA_VERSION);
     // what an old process reads is unchanged but for the version it checked at its start
+    // and the index schema 5 dropped, which it never read
     const after = side.dumpTables(url, oldTables);
     expect(before).toContain(side.versionLine(want.schemaVersion));
-    expect(after).toBe(before.replace(side.versionLine(want.schemaVersion), side.versionLine(SCHEMA_VERSION)).split("\n").sort().join("\n"));
+    expect(before).toContain(DROPPED_INDEX);
+    expect(after).not.toContain(DROPPED_INDEX);
+    const upgraded = before.replace(side.versionLine(want.schemaVersion), side.versionLine(SCHEMA_VERSION));
+    expect(withoutDroppedIndex(after)).toBe(withoutDroppedIndex(upgraded));
     expect(after).not.toBe(before);
     for (const p of procs) await expectSameKeyspace(p, want);
 

@@ -49,6 +49,7 @@ describe("idempotent schema statements", () => {
     expect(idempotent("CREATE TABLE meta (name VARCHAR(64))", postgresDialect)).toBe("CREATE TABLE IF NOT EXISTS meta (name VARCHAR(64))");
     expect(idempotent("CREATE UNIQUE INDEX kv_log_key_rev ON kv_log (k, rev)", mysqlDialect)).toBe("CREATE UNIQUE INDEX IF NOT EXISTS kv_log_key_rev ON kv_log (k, rev)");
     expect(idempotent("CREATE INDEX kv_lease ON kv (lease)", postgresDialect)).toBe("CREATE INDEX IF NOT EXISTS kv_lease ON kv (lease)");
+    expect(idempotent("DROP INDEX kv_log_key_prev ON kv_log", mysqlDialect)).toBe("DROP INDEX IF EXISTS kv_log_key_prev ON kv_log");
     expect(idempotent("INSERT INTO meta (name, num) SELECT 'x', 1", postgresDialect)).toBe("INSERT INTO meta (name, num) SELECT 'x', 1 ON CONFLICT DO NOTHING");
     expect(idempotent("INSERT INTO meta (name, num) SELECT 'x', 1", mysqlDialect)).toBe("INSERT IGNORE INTO meta (name, num) SELECT 'x', 1");
   });

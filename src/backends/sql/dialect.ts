@@ -28,6 +28,8 @@ export interface Dialect {
   readonly tableOptions: string;
   /** suffix for CREATE TABLE of a table that is all primary key (SQLite keeps it without a rowid) */
   readonly keyOnlyTableOptions: string;
+  /** DROP INDEX of an index of `table` (MySQL names the table, the others do not) */
+  dropIndex(index: string, table: string): string;
   /** where keys of kv are counted from (MySQL is told to use the index of keys alone) */
   readonly countKv: string;
   /** the statements that make the index countKv counts from, if it is not the key's own (schema version 2) */

@@ -49,6 +49,7 @@ export const postgresDialect: Dialect = {
   insertIgnoring: ["INSERT INTO", " ON CONFLICT DO NOTHING"],
   tableOptions: "",
   keyOnlyTableOptions: "",
+  dropIndex: (index) => `DROP INDEX ${index}`,
   countKv: "kv",
   // the key's own index counts it: PostgreSQL keeps rows apart from their indexes
   countKvIndex: [],

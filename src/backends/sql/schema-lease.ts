@@ -49,12 +49,13 @@ async function createLeaseTable(driver: SqlDriver, d: Dialect): Promise<void> {
 
 /**
  * A schema statement that does nothing when it already took effect: tables and indexes
- * IF NOT EXISTS, rows inserted skipping those there.
+ * IF NOT EXISTS, indexes dropped IF EXISTS, rows inserted skipping those there.
  */
 export function idempotent(statement: string, d: Dialect): string {
   const [start, end] = d.insertIgnoring;
   return statement
     .replace(/^CREATE TABLE /, "CREATE TABLE IF NOT EXISTS ")
     .replace(/^CREATE (UNIQUE )?INDEX /, "CREATE $1INDEX IF NOT EXISTS ")
+    .replace(/^DROP INDEX /, "DROP INDEX IF EXISTS ")
     .replace(/^INSERT INTO (.*)$/s, `${start} $1${end}`);
 }

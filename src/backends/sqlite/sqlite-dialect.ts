@@ -18,6 +18,7 @@ export const sqliteDialect: Dialect = {
   labelRowsLater: true,
   tableOptions: "",
   keyOnlyTableOptions: " WITHOUT ROWID",
+  dropIndex: (index) => `DROP INDEX ${index}`,
   countKv: "kv",
   countKvIndex: [],
   upsertKv: UPSERT_ON_CONFLICT,

@@ -307,23 +307,26 @@ function fieldText(f: SelectableField, v: string | boolean | number | undefined,
   return typeof v === "number" && Number.isInteger(v) ? String(v) : undefined;
 }
 
+/** each kind's selectable field names, listed once: every write of an object is decoded when the selector index is kept */
+const fieldNames = new WeakMap<Record<string, SelectableField>, readonly string[]>();
+
 function view(
   ids: Omit<ObjectView, "field" | "selectable">,
   fields: Record<string, SelectableField> | undefined,
   read: (f: SelectableField) => string | undefined,
 ): ObjectView {
   const { name, namespace } = ids;
-  const cache = new Map<string, string | undefined>();
+  let selectable = fields ? fieldNames.get(fields) : [];
+  if (selectable === undefined) fieldNames.set(fields!, (selectable = Object.keys(fields!)));
   return {
     ...ids,
-    selectable: fields ? Object.keys(fields) : [],
+    selectable,
+    // each read is cheap (a value decoded already, or a short JSON path): not cached
     field(field: string): string | undefined {
       if (field === "metadata.name") return name;
       if (field === "metadata.namespace") return namespace;
       const f = fields?.[field];
-      if (!f) return undefined;
-      if (!cache.has(field)) cache.set(field, read(f));
-      return cache.get(field);
+      return f ? read(f) : undefined;
     },
   };
 }

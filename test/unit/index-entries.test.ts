@@ -2,7 +2,7 @@
 // text that is one-to-one with what selectors compare, and the packed lists the database
 // searches with a substring test — an entry is found only as a whole name and value.
 import { describe, expect, test } from "bun:test";
-import { indexEntries, indexText, packedEntry, packedName } from "../../src/selectors/index.ts";
+import { indexEntries, indexText, labelEntries, packedEntry, packedName } from "../../src/selectors/index.ts";
 import { asJson, asProtobuf, encrypted, type K8sObject } from "../support/k8s-objects.ts";
 
 const pod: K8sObject = {
@@ -33,7 +33,7 @@ describe("index entries", () => {
       const e = indexEntries(value);
       if (e === undefined || e === "opaque") throw new Error("decodable");
       // the labels, then the ownership entries (the object's uid; it names no owner)
-      expect(e.labels).toEqual([["app", "web"], ["app.kubernetes.io/name", "shop"], ["@uid", "uid-web-1"]]);
+      expect(labelEntries(e.packedLabels)).toEqual([["app", "web"], ["app.kubernetes.io/name", "shop"], ["@uid", "uid-web-1"]]);
       expect(e.packedLabels.includes(packedEntry("app", "web"))).toBe(true);
       expect(e.packedLabels.includes(packedEntry("app", "we"))).toBe(false);
       expect(e.packedLabels.includes(packedEntry("pp", "web"))).toBe(false);

@@ -83,12 +83,14 @@ export function indexEntries(value: Uint8Array): IndexEntries {
   return { packedLabels, packedFields: `${packedFields}\n` };
 }
 
-/** The (name, value) entries of packed labels, in order. */
+/** The (name, value) entries of packed labels, in order (a line without a tab is none). */
 export function labelEntries(packed: string): Array<[string, string]> {
   const out: Array<[string, string]> = [];
-  for (let start = 1; start < packed.length;) {
-    const end = packed.indexOf("\n", start), tab = packed.indexOf("\t", start);
-    out.push([packed.slice(start, tab), packed.slice(tab + 1, end)]);
+  for (let start = 0; start < packed.length;) {
+    let end = packed.indexOf("\n", start);
+    if (end < 0) end = packed.length;
+    const tab = packed.indexOf("\t", start);
+    if (tab >= 0 && tab < end) out.push([packed.slice(start, tab), packed.slice(tab + 1, end)]);
     start = end + 1;
   }
   return out;

@@ -113,7 +113,7 @@ async function labelsThrough(url: string): Promise<number> {
  * they stood at the mark) wrote wrongly: versions current at the mark without a label row
  * in kv_label (every indexed object here has one: its uid), label rows of versions
  * replaced or deleted by then, and versions whose label rows are not exactly the entries
- * of their packed labels (split here in JavaScript; the merge splits them in SQL).
+ * of their packed labels (what reads of the unmerged tail matched).
  */
 async function mergedWrongly(url: string, after: number): Promise<{ missing: number; stale: number; differing: number }> {
   const mark = await labelsThrough(url);

@@ -45,6 +45,12 @@ describe("index entries", () => {
     }
   });
 
+  test("packed labels list back as their entries, empty ones and all; text without a tab or a final newline ends the list", () => {
+    expect(labelEntries("\n")).toEqual([]);
+    expect(labelEntries("\na\t\n\tb\n")).toEqual([["a", ""], ["", "b"]]);
+    expect(labelEntries("\na\t1\nbroken\nc\t2")).toEqual([["a", "1"], ["c", "2"]]);
+  });
+
   test("undecodable values are opaque; a value holding no object has no entries", () => {
     expect(indexEntries(encrypted("x"))).toBe("opaque");
     expect(indexEntries(new TextEncoder().encode("plain"))).toBe("opaque");

@@ -30,10 +30,12 @@ export const packedName = (name: string) => `\n${indexText(name)}\t`;
 
 export type IndexEntries =
   | {
-    /** label names and values, in index text, and the ownership entries (UID_ENTRY, OWNER_ENTRY) */
-    labels: Array<[string, string]>;
-    /** the packed labels and fields */
+    /**
+     * the label names and values, in index text, then the ownership entries (UID_ENTRY,
+     * OWNER_ENTRY), packed (labelEntries lists them)
+     */
     packedLabels: string;
+    /** the fields packed */
     packedFields: string;
   }
   | "opaque"
@@ -55,22 +57,43 @@ function fieldPrefix(field: string): string {
   return p;
 }
 
-/** The entries of a stored value: undefined when it holds no object. */
+/**
+ * The entries of a stored value: undefined when it holds no object. Packed as they are
+ * read, without a list of pairs between (every write of an object with the index is
+ * packed, and most never need the pairs: SQLite's label rows come from the packed text).
+ */
 export function indexEntries(value: Uint8Array): IndexEntries {
   const o = decodeObject(value);
   if (o === "absent") return undefined;
   if (o === undefined) return "opaque";
-  const labels: Array<[string, string]> = [];
-  for (const [k, v] of o.labels) labels.push([indexText(k), indexText(v)]);
+  let packedLabels = "\n";
+  for (const [k, v] of o.labels) packedLabels += `${indexText(k)}\t${indexText(v)}\n`;
   const { uid, owners } = o.ownership;
-  if (uid !== "") labels.push([UID_ENTRY, indexText(uid)]);
-  for (const u of new Set(owners.map((r) => r.uid))) labels.push([OWNER_ENTRY, indexText(u)]);
+  if (uid !== "") packedLabels += `${UID_ENTRY}\t${indexText(uid)}\n`;
+  for (let i = 0; i < owners.length; i++) {
+    const u = owners[i]!.uid;
+    // each owner once (an object naming one owner twice is rare)
+    if (!owners.some((r, j) => j < i && r.uid === u)) packedLabels += `${OWNER_ENTRY}\t${indexText(u)}\n`;
+  }
   let packedFields = `${fieldPrefix("metadata.name")}${indexText(o.name)}${fieldPrefix("metadata.namespace")}${indexText(o.namespace)}`;
   for (const f of o.selectable) {
     const v = o.field(f);
     if (v !== undefined) packedFields += `${fieldPrefix(f)}${indexText(v)}`;
   }
-  return { labels, packedLabels: `${labels.map(([k, v]) => `\n${k}\t${v}`).join("")}\n`, packedFields: `${packedFields}\n` };
+  return { packedLabels, packedFields: `${packedFields}\n` };
+}
+
+/** The (name, value) entries of packed labels, in order (a line without a tab is none). */
+export function labelEntries(packed: string): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let start = 0; start < packed.length;) {
+    let end = packed.indexOf("\n", start);
+    if (end < 0) end = packed.length;
+    const tab = packed.indexOf("\t", start);
+    if (tab >= 0 && tab < end) out.push([packed.slice(start, tab), packed.slice(tab + 1, end)]);
+    start = end + 1;
+  }
+  return out;
 }
 
 /**

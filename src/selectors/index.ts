@@ -9,4 +9,4 @@ export { decodeObject, type ObjectView } from "./object.ts";
 export { editMeta, type MetaEdit } from "./object-edit.ts";
 export { type FieldTerm, type LabelRequirement, parseFieldSelector, parseLabelSelector, SelectorError } from "./parse.ts";
 export { matches, namesOtherFields, parseSelection, type Selection, selects } from "./selection.ts";
-export { indexAnswersExactly, type IndexEntries, indexEntries, indexText, OWNER_ENTRY, packedEntry, packedName, UID_ENTRY } from "./index-entries.ts";
+export { indexAnswersExactly, type IndexEntries, indexEntries, indexText, labelEntries, OWNER_ENTRY, packedEntry, packedName, UID_ENTRY } from "./index-entries.ts";

@@ -273,19 +273,13 @@ export function eachField(buf: Uint8Array, start: number, end: number, visit: (n
   }
 }
 
-/** a short ASCII string is read byte by byte: a decoder's call and a subarray cost more than that */
-const SHORT_TEXT = 64;
-
+/**
+ * In one decoder call, short strings too: built byte by byte, a string is a chain of
+ * one-character pieces, allocated and flattened later (an object's 20-odd strings cost
+ * more so, and more still beside a large heap: 4.2 -> 2.9 µs per pod's index entries,
+ * 7 -> 4.4 µs beside 2 million live objects).
+ */
 function text(buf: Uint8Array, start: number, end: number): string {
-  if (end - start <= SHORT_TEXT) {
-    let s = "";
-    for (let i = start; i < end; i++) {
-      const b = buf[i]!;
-      if (b >= 0x80) return utf8.decode(buf.subarray(start, end));
-      s += String.fromCharCode(b);
-    }
-    return s;
-  }
   return utf8.decode(buf.subarray(start, end));
 }
 
@@ -307,23 +301,26 @@ function fieldText(f: SelectableField, v: string | boolean | number | undefined,
   return typeof v === "number" && Number.isInteger(v) ? String(v) : undefined;
 }
 
+/** each kind's selectable field names, listed once: every write of an object is decoded when the selector index is kept */
+const fieldNames = new WeakMap<Record<string, SelectableField>, readonly string[]>();
+
 function view(
   ids: Omit<ObjectView, "field" | "selectable">,
   fields: Record<string, SelectableField> | undefined,
   read: (f: SelectableField) => string | undefined,
 ): ObjectView {
   const { name, namespace } = ids;
-  const cache = new Map<string, string | undefined>();
+  let selectable = fields ? fieldNames.get(fields) : [];
+  if (selectable === undefined) fieldNames.set(fields!, (selectable = Object.keys(fields!)));
   return {
     ...ids,
-    selectable: fields ? Object.keys(fields) : [],
+    selectable,
+    // each read is cheap (a value decoded already, or a short JSON path): not cached
     field(field: string): string | undefined {
       if (field === "metadata.name") return name;
       if (field === "metadata.namespace") return namespace;
       const f = fields?.[field];
-      if (!f) return undefined;
-      if (!cache.has(field)) cache.set(field, read(f));
-      return cache.get(field);
+      return f ? read(f) : undefined;
     },
   };
 }

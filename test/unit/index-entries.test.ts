@@ -2,7 +2,7 @@
 // text that is one-to-one with what selectors compare, and the packed lists the database
 // searches with a substring test — an entry is found only as a whole name and value.
 import { describe, expect, test } from "bun:test";
-import { indexEntries, indexText, packedEntry, packedName } from "../../src/selectors/index.ts";
+import { indexEntries, indexText, labelEntries, packedEntry, packedName } from "../../src/selectors/index.ts";
 import { asJson, asProtobuf, encrypted, type K8sObject } from "../support/k8s-objects.ts";
 
 const pod: K8sObject = {
@@ -33,7 +33,7 @@ describe("index entries", () => {
       const e = indexEntries(value);
       if (e === undefined || e === "opaque") throw new Error("decodable");
       // the labels, then the ownership entries (the object's uid; it names no owner)
-      expect(e.labels).toEqual([["app", "web"], ["app.kubernetes.io/name", "shop"], ["@uid", "uid-web-1"]]);
+      expect(labelEntries(e.packedLabels)).toEqual([["app", "web"], ["app.kubernetes.io/name", "shop"], ["@uid", "uid-web-1"]]);
       expect(e.packedLabels.includes(packedEntry("app", "web"))).toBe(true);
       expect(e.packedLabels.includes(packedEntry("app", "we"))).toBe(false);
       expect(e.packedLabels.includes(packedEntry("pp", "web"))).toBe(false);
@@ -43,6 +43,12 @@ describe("index entries", () => {
         expect(e.packedFields.includes(packedEntry(f!, v!)), `${f}=${v}`).toBe(true);
       }
     }
+  });
+
+  test("packed labels list back as their entries, empty ones and all; text without a tab or a final newline ends the list", () => {
+    expect(labelEntries("\n")).toEqual([]);
+    expect(labelEntries("\na\t\n\tb\n")).toEqual([["a", ""], ["", "b"]]);
+    expect(labelEntries("\na\t1\nbroken\nc\t2")).toEqual([["a", "1"], ["c", "2"]]);
   });
 
   test("undecodable values are opaque; a value holding no object has no entries", () => {

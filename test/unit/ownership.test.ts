@@ -4,7 +4,7 @@
 // edits that drop an owner reference or a finalizer, or begin a deletion, change only
 // those fields and keep the rest as stored; the index names the uid and the owners' uids.
 import { describe, expect, test } from "bun:test";
-import { decodeObject, editMeta, indexEntries, type MetaEdit } from "../../src/selectors/index.ts";
+import { decodeObject, editMeta, indexEntries, labelEntries, type MetaEdit } from "../../src/selectors/index.ts";
 import { pbField, pbMessage } from "../support/k8s-objects.ts";
 
 interface Meta {
@@ -68,7 +68,7 @@ for (const [encoding, encode] of [["JSON", json], ["protobuf", protobuf]] as con
     test("the index names the object's uid and each owner's", () => {
       const e = indexEntries(encode(base));
       if (e === undefined || e === "opaque") throw new Error("decodable");
-      expect(e.labels).toEqual([["app", "web"], ["@uid", "u-rs"], ["@owner", "u-deploy"], ["@owner", "u-other"]]);
+      expect(labelEntries(e.packedLabels)).toEqual([["app", "web"], ["@uid", "u-rs"], ["@owner", "u-deploy"], ["@owner", "u-other"]]);
     });
 
     const cases: Array<[string, MetaEdit, Meta]> = [

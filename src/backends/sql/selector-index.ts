@@ -12,7 +12,7 @@
 // comparison, a field another kind may hold) is kept, never dropped: such a read returns
 // a superset, and strata checks the values it returned.
 import type { KeyRange, KeyValue, Rev } from "../../mvcc/types.ts";
-import { indexEntries, indexText, type LabelRequirement, OWNER_ENTRY, packedEntry, packedName, type Selection, UID_ENTRY } from "../../selectors/index.ts";
+import { indexEntries, indexText, labelEntries, type LabelRequirement, OWNER_ENTRY, packedEntry, packedName, type Selection, UID_ENTRY } from "../../selectors/index.ts";
 import { type Dialect, KV_COLUMNS } from "./dialect.ts";
 import type { Row, SqlConn, SqlValue } from "./driver.ts";
 
@@ -68,7 +68,7 @@ export class IndexRows {
       return;
     }
     this.selects.push([rev, k, entries.packedLabels, entries.packedFields]);
-    if (this.labelRows) for (const [name, v] of entries.labels) this.labels.push([name, v, k, rev]);
+    if (this.labelRows) for (const [name, v] of labelEntries(entries.packedLabels)) this.labels.push([name, v, k, rev]);
   }
 
   /** Sends the rows added since the last flush on the batch's connection. */
@@ -163,10 +163,7 @@ function labelRowsOf(rows: Row[]): SqlValue[][] {
       continue;
     }
     const text = typeof r.labels === "string" ? r.labels : new TextDecoder().decode(r.labels as Uint8Array);
-    for (const entry of text.split("\n")) {
-      const tab = entry.indexOf("\t");
-      if (tab >= 0) out.push([entry.slice(0, tab), entry.slice(tab + 1), r.k as Uint8Array, r.rev as bigint]);
-    }
+    for (const [name, value] of labelEntries(text)) out.push([name, value, r.k as Uint8Array, r.rev as bigint]);
   }
   return out;
 }

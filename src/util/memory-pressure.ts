@@ -6,6 +6,8 @@
 // this does nothing. Below that level, one collection once the process goes quiet after a
 // burst (or after its start) gives back the burst's garbage, which JavaScriptCore would
 // otherwise hold while nothing allocates (an idle server after a kube-apiserver load).
+// What it watches is the memory a collection can give back, not all of RSS: see residentBytes.
+import { readFileSync } from "node:fs";
 
 /** how often resident memory is looked at */
 const CHECK_MS = 100;
@@ -95,11 +97,36 @@ export function whenDroppedCollected(fn: () => void): void {
   else fn();
 }
 
+/** the file pages resident when first looked (the executable's), counted with the anonymous ones */
+let startFileBytes: number | undefined;
+
+/**
+ * Resident memory as this module weighs it: anonymous pages (heaps, buffers) and the file
+ * pages resident when it first looked (the runtime's executable), read from
+ * /proc/self/status. File pages mapped since — the read threads map the SQLite file
+ * (read-worker.ts) — are the page cache's, shared and dropped by the kernel when memory is
+ * short; no collection frees them, and counted they made a 40 MB list look like growth to
+ * collect. Without /proc (macOS), the whole RSS.
+ */
+export function residentBytes(): number {
+  let status: string;
+  try {
+    status = readFileSync("/proc/self/status", "latin1");
+  } catch {
+    return process.memoryUsage.rss();
+  }
+  const anon = /RssAnon:\s+(\d+) kB/.exec(status);
+  const file = /RssFile:\s+(\d+) kB/.exec(status);
+  if (!anon || !file) return process.memoryUsage.rss();
+  startFileBytes ??= Number(file[1]) * 1024;
+  return Number(anon[1]) * 1024 + startFileBytes;
+}
+
 /** Starts watching (the timer does not keep the process alive). */
 export function collectUnderMemoryPressure(): void {
   const collect = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun?.gc;
   if (!collect) return;
-  let settled = process.memoryUsage.rss();
+  let settled = residentBytes();
   let quietUntil = 0;
   let last = 0;
   let backoff = 1;
@@ -107,7 +134,7 @@ export function collectUnderMemoryPressure(): void {
   let checked = performance.now();
   let busyAt = checked;
   const timer = setInterval(() => {
-    const rss = process.memoryUsage.rss();
+    const rss = residentBytes();
     settled = Math.min(settled, rss);
     const now = performance.now();
     const used = cpuMicros();
@@ -116,7 +143,7 @@ export function collectUnderMemoryPressure(): void {
     if (now - busyAt >= QUIET_MS && rss >= settled + QUIET_GROWTH_BYTES) {
       collect(true);
       last = now;
-      settled = process.memoryUsage.rss();
+      settled = residentBytes();
       return;
     }
     if (rss < FLOOR_BYTES || (now < quietUntil && rss < CEILING_BYTES)) return;
@@ -127,7 +154,7 @@ export function collectUnderMemoryPressure(): void {
     last = now;
     const took = performance.now() - now;
     quietUntil = now + took / MAX_SHARE;
-    const after = process.memoryUsage.rss();
+    const after = residentBytes();
     const freedMost = rss - after > (rss - settled) / 2;
     backoff = freedMost ? 1 : Math.min(backoff * 2, MAX_BACKOFF);
     settled = after;

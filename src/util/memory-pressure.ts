@@ -7,7 +7,7 @@
 // burst (or after its start) gives back the burst's garbage, which JavaScriptCore would
 // otherwise hold while nothing allocates (an idle server after a kube-apiserver load).
 // What it watches is the memory a collection can give back, not all of RSS: see residentBytes.
-import { readFileSync } from "node:fs";
+import { readFileSync, readlinkSync } from "node:fs";
 
 /** how often resident memory is looked at */
 const CHECK_MS = 100;
@@ -97,29 +97,43 @@ export function whenDroppedCollected(fn: () => void): void {
   else fn();
 }
 
-/** the file pages resident when first looked (the executable's), counted with the anonymous ones */
-let startFileBytes: number | undefined;
+/** the executable's resident pages, as first read (counted with the anonymous ones) */
+let executableBytes: number | undefined;
 
 /**
- * Resident memory as this module weighs it: anonymous pages (heaps, buffers) and the file
- * pages resident when it first looked (the runtime's executable), read from
- * /proc/self/status. File pages mapped since — the read threads map the SQLite file
- * (read-worker.ts) — are the page cache's, shared and dropped by the kernel when memory is
- * short; no collection frees them, and counted they made a 40 MB list look like growth to
- * collect. Without /proc (macOS), the whole RSS.
+ * Resident memory as this module weighs it: anonymous pages (heaps, buffers) and the
+ * runtime's executable, from /proc/self. Other file pages are left out: the read threads
+ * map the SQLite file (read-worker.ts), and its pages are the page cache's, shared and
+ * dropped by the kernel when memory is short; no collection frees them, and counted they
+ * made a 40 MB list look like growth to collect. Without /proc (macOS), the whole RSS.
  */
 export function residentBytes(): number {
   let status: string;
   try {
     status = readFileSync("/proc/self/status", "latin1");
+    executableBytes ??= residentExecutableBytes();
   } catch {
     return process.memoryUsage.rss();
   }
   const anon = /RssAnon:\s+(\d+) kB/.exec(status);
-  const file = /RssFile:\s+(\d+) kB/.exec(status);
-  if (!anon || !file) return process.memoryUsage.rss();
-  startFileBytes ??= Number(file[1]) * 1024;
-  return Number(anon[1]) * 1024 + startFileBytes;
+  if (!anon) return process.memoryUsage.rss();
+  return Number(anon[1]) * 1024 + executableBytes;
+}
+
+/**
+ * The executable's pages in memory, from /proc/self/smaps (a millisecond, so once): the
+ * same in every thread, where RssFile would take in whatever the other threads had mapped.
+ */
+function residentExecutableBytes(): number {
+  const executable = readlinkSync("/proc/self/exe");
+  let kib = 0;
+  let its = false;
+  for (const line of readFileSync("/proc/self/smaps", "latin1").split("\n")) {
+    // a mapping's first line: addresses, permissions, offset, device, inode, path
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) its = line.endsWith(` ${executable}`);
+    else if (its && line.startsWith("Rss:")) kib += Number(/\d+/.exec(line)?.[0] ?? 0);
+  }
+  return kib * 1024;
 }
 
 /** Starts watching (the timer does not keep the process alive). */

@@ -36,7 +36,7 @@ export interface UnaryMethod {
   frame: (answer: unknown) => Uint8Array[];
   /** for requests whose answer may be large: their kind in the response budget */
   kind?: (request: unknown) => string | undefined;
-  /** bytes of the answer that are its alone, let go of once the call is over (see ownBytes) */
+  /** bytes of the answer that are its alone, let go of once the call is over (OWN_BYTES) */
   own?: (answer: unknown) => Uint8Array | undefined;
 }
 
@@ -52,8 +52,7 @@ const FRAMES = new Map<DescMessage, (answer: never) => Uint8Array[]>([
  * A Range answer's key-values encoded by a read thread: a buffer handed over whole for this
  * one answer (RangeQuery.encode in mvcc/types.ts). Let go of once sent, it is freed at once
  * instead of at the next collection: a list of 40 MB left that much garbage on the event
- * loop, which made memory-pressure.ts collect every other list, and the thread touched new
- * pages for the next list's buffer where it now gets the same memory back.
+ * loop, which made memory-pressure.ts collect every other list.
  */
 const OWN_BYTES = new Map<DescMessage, (answer: never) => Uint8Array | undefined>([
   [RangeResponseSchema, (a: RangeAnswer) => a.encodedKvs],

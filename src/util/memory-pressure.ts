@@ -107,7 +107,7 @@ let executableBytes: number | undefined;
  * dropped by the kernel when memory is short; no collection frees them, and counted they
  * made a 40 MB list look like growth to collect. Without /proc (macOS), the whole RSS.
  */
-export function residentBytes(): number {
+function residentBytes(): number {
   let status: string;
   try {
     status = readFileSync("/proc/self/status", "latin1");
@@ -148,28 +148,28 @@ export function collectUnderMemoryPressure(): void {
   let checked = performance.now();
   let busyAt = checked;
   const timer = setInterval(() => {
-    const rss = residentBytes();
-    settled = Math.min(settled, rss);
+    const resident = residentBytes();
+    settled = Math.min(settled, resident);
     const now = performance.now();
     const used = cpuMicros();
     if (used - cpu > (now - checked) * 1000 * QUIET_CPU_SHARE) busyAt = now;
     [cpu, checked] = [used, now];
-    if (now - busyAt >= QUIET_MS && rss >= settled + QUIET_GROWTH_BYTES) {
+    if (now - busyAt >= QUIET_MS && resident >= settled + QUIET_GROWTH_BYTES) {
       collect(true);
       last = now;
       settled = residentBytes();
       return;
     }
-    if (rss < FLOOR_BYTES || (now < quietUntil && rss < CEILING_BYTES)) return;
+    if (resident < FLOOR_BYTES || (now < quietUntil && resident < CEILING_BYTES)) return;
     // above the ceiling no backoff: a pod's limit is near, whatever the growth is made of
-    const growth = rss < CEILING_BYTES ? GROWTH_BYTES * backoff : GROWTH_BYTES / 2;
-    if (rss < settled + growth && now < last + TIDY_MS * backoff) return;
+    const growth = resident < CEILING_BYTES ? GROWTH_BYTES * backoff : GROWTH_BYTES / 2;
+    if (resident < settled + growth && now < last + TIDY_MS * backoff) return;
     collect(true);
     last = now;
     const took = performance.now() - now;
     quietUntil = now + took / MAX_SHARE;
     const after = residentBytes();
-    const freedMost = rss - after > (rss - settled) / 2;
+    const freedMost = resident - after > (resident - settled) / 2;
     backoff = freedMost ? 1 : Math.min(backoff * 2, MAX_BACKOFF);
     settled = after;
   }, CHECK_MS);

@@ -18,7 +18,7 @@
 // The order of the targets turns with each run, so drift on the machine falls on each alike.
 // Not a test: nothing here asserts.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -186,6 +186,10 @@ async function kvbench(endpoint: string, pid: number): Promise<KvReport> {
 
 async function measure(t: Target): Promise<void> {
   const server = await t.start();
+  // anonymous memory apart: mapped file pages (etcd's bbolt, strata's read threads' SQLite
+  // file) are the page cache's and count in the peak RSS
+  let peakAnon = 0;
+  const sampler = setInterval(() => (peakAnon = Math.max(peakAnon, anonymousMiB(server.pid))), 100);
   try {
     const rep = await kvbench(server.endpoint, server.pid).catch((e) => {
       throw new Error(`${t.name}: ${(e as Error).message}`);
@@ -205,10 +209,21 @@ async function measure(t: Target): Promise<void> {
       if (p.retries) console.log(`  ${t.name}: ${p.retries} update conflicts retried`);
     }
     record("server peak RSS MiB", t.name, rep.peakMiB);
+    record("server peak anonymous MiB (sampled every 100 ms)", t.name, peakAnon);
     const line = rep.phases.map((p) => `${p.name} ${p.opsPerSec.toFixed(0)}/s ${((p.cpuMs * 1000) / p.ops).toFixed(0)} µs CPU/op`).join(", ");
     console.log(`  ${t.name}: ${line}`);
   } finally {
+    clearInterval(sampler);
     await server.stop();
+  }
+}
+
+/** the process's RssAnon, MiB (0 once it is gone) */
+function anonymousMiB(pid: number): number {
+  try {
+    return Number(/RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+  } catch {
+    return 0;
   }
 }
 

@@ -7,6 +7,8 @@
 // burst (or after its start) gives back the burst's garbage, which JavaScriptCore would
 // otherwise hold while nothing allocates (an idle server after a kube-apiserver load).
 // After a longer quiet, what is kept only for speed is given back too (releaseMemoryWhenQuiet).
+// What it watches is the memory a collection can give back, not all of RSS: see residentBytes.
+import { readFileSync, readlinkSync } from "node:fs";
 
 /** how often resident memory is looked at */
 const CHECK_MS = 100;
@@ -96,11 +98,50 @@ export function whenDroppedCollected(fn: () => void): void {
   else fn();
 }
 
+/** the executable's resident pages, as first read (counted with the anonymous ones) */
+let executableBytes: number | undefined;
+
+/**
+ * Resident memory as this module weighs it: anonymous pages (heaps, buffers) and the
+ * runtime's executable, from /proc/self. Other file pages are left out: the read threads
+ * map the SQLite file (read-worker.ts), and its pages are the page cache's, shared and
+ * dropped by the kernel when memory is short; no collection frees them, and counted they
+ * made a 40 MB list look like growth to collect. Without /proc (macOS), the whole RSS.
+ */
+function residentBytes(): number {
+  let status: string;
+  try {
+    status = readFileSync("/proc/self/status", "latin1");
+    executableBytes ??= residentExecutableBytes();
+  } catch {
+    return process.memoryUsage.rss();
+  }
+  const anon = /RssAnon:\s+(\d+) kB/.exec(status);
+  if (!anon) return process.memoryUsage.rss();
+  return Number(anon[1]) * 1024 + executableBytes;
+}
+
+/**
+ * The executable's pages in memory, from /proc/self/smaps (a millisecond, so once): the
+ * same in every thread, where RssFile would take in whatever the other threads had mapped.
+ */
+function residentExecutableBytes(): number {
+  const executable = readlinkSync("/proc/self/exe");
+  let kib = 0;
+  let its = false;
+  for (const line of readFileSync("/proc/self/smaps", "latin1").split("\n")) {
+    // a mapping's first line: addresses, permissions, offset, device, inode, path
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) its = line.endsWith(` ${executable}`);
+    else if (its && line.startsWith("Rss:")) kib += Number(/\d+/.exec(line)?.[0] ?? 0);
+  }
+  return kib * 1024;
+}
+
 /** Starts watching (the timer does not keep the process alive). */
 export function collectUnderMemoryPressure(): void {
   const collect = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun?.gc;
   if (!collect) return;
-  let settled = process.memoryUsage.rss();
+  let settled = residentBytes();
   let quietUntil = 0;
   let last = 0;
   let backoff = 1;
@@ -108,28 +149,28 @@ export function collectUnderMemoryPressure(): void {
   let checked = performance.now();
   let busyAt = checked;
   const timer = setInterval(() => {
-    const rss = process.memoryUsage.rss();
-    settled = Math.min(settled, rss);
+    const resident = residentBytes();
+    settled = Math.min(settled, resident);
     const now = performance.now();
     const used = cpuMicros();
     if (used - cpu > (now - checked) * 1000 * QUIET_CPU_SHARE) busyAt = now;
     [cpu, checked] = [used, now];
-    if (now - busyAt >= QUIET_MS && rss >= settled + QUIET_GROWTH_BYTES) {
+    if (now - busyAt >= QUIET_MS && resident >= settled + QUIET_GROWTH_BYTES) {
       collect(true);
       last = now;
-      settled = process.memoryUsage.rss();
+      settled = residentBytes();
       return;
     }
-    if (rss < FLOOR_BYTES || (now < quietUntil && rss < CEILING_BYTES)) return;
+    if (resident < FLOOR_BYTES || (now < quietUntil && resident < CEILING_BYTES)) return;
     // above the ceiling no backoff: a pod's limit is near, whatever the growth is made of
-    const growth = rss < CEILING_BYTES ? GROWTH_BYTES * backoff : GROWTH_BYTES / 2;
-    if (rss < settled + growth && now < last + TIDY_MS * backoff) return;
+    const growth = resident < CEILING_BYTES ? GROWTH_BYTES * backoff : GROWTH_BYTES / 2;
+    if (resident < settled + growth && now < last + TIDY_MS * backoff) return;
     collect(true);
     last = now;
     const took = performance.now() - now;
     quietUntil = now + took / MAX_SHARE;
-    const after = process.memoryUsage.rss();
-    const freedMost = rss - after > (rss - settled) / 2;
+    const after = residentBytes();
+    const freedMost = resident - after > (resident - settled) / 2;
     backoff = freedMost ? 1 : Math.min(backoff * 2, MAX_BACKOFF);
     settled = after;
   }, CHECK_MS);

@@ -4,8 +4,9 @@
 // connection, put 256-byte keys with 1 KiB values for 60 s at up to 8,000/s (one shared rate
 // limiter), then one delete of every key written. PASS needs no failed request, more than
 // 90% of the rate (7,200 writes/s), the slowest put ≤ 0.5 s and a standard deviation ≤ 0.1 s.
-// Beside etcdctl's verdict: the server's CPU time per write (user + system of all its
-// threads, /proc/PID/stat, over the whole check) and the load average before and after.
+// Beside etcdctl's verdict: the server's CPU time (user + system of all its threads,
+// /proc/PID/stat) over the whole check and over its 60 s of puts, per put, and the load
+// average before and after.
 //   bun scripts/bench/check-perf.ts [--load l] [--runs 1] [--pinned: server on core 0, etcdctl on core 1]
 //     [--baseline DIR: strata from another source tree as a third target] [--no-etcd]
 //     [--args "--flag value ...": extra flags for strata] [--profile DIR: Bun's CPU profile of each strata, as Markdown]
@@ -108,7 +109,11 @@ function cpuMs(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks of 10 ms
 }
 
-async function checkPerf(endpoint: string): Promise<string[]> {
+/** etcdctl's lines, and the server's CPU time (ms) over the 60 s of puts (sampled when they end) */
+async function checkPerf(endpoint: string, pid: number): Promise<{ lines: string[]; putsCpuMs: number }> {
+  const cpu0 = cpuMs(pid);
+  let putsCpuMs = NaN;
+  const putsEnd = setTimeout(() => (putsCpuMs = cpuMs(pid) - cpu0), 60_500);
   const cmd = pin(1, ["etcdctl", `--endpoints=${endpoint}`, "check", "perf", `--load=${values.load}`]);
   const child = spawn(cmd[0]!, cmd.slice(1), { env: { ...process.env, ETCDCTL_API: "3" }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
@@ -117,7 +122,8 @@ async function checkPerf(endpoint: string): Promise<string[]> {
   const stuck = setTimeout(() => child.kill("SIGKILL"), 200_000);
   await new Promise((r) => child.once("close", r));
   clearTimeout(stuck);
-  return out.split(/[\r\n]+/).map((l) => l.trim()).filter((l) => l !== "" && !/^\d+ \/ \d+/.test(l));
+  clearTimeout(putsEnd);
+  return { lines: out.split(/[\r\n]+/).map((l) => l.trim()).filter((l) => l !== "" && !/^\d+ \/ \d+/.test(l)), putsCpuMs };
 }
 
 const targets: Target[] = [strataFrom("strata", ROOT), ...(baseline ? [strataFrom("baseline", baseline)] : []), ...(values["no-etcd"] ? [] : [etcdTarget])];
@@ -130,12 +136,12 @@ for (let run = 0; run < RUNS; run++) {
     try {
       const before = load();
       const cpu0 = cpuMs(server.pid);
-      const lines = await checkPerf(server.endpoint);
+      const { lines, putsCpuMs } = await checkPerf(server.endpoint, server.pid);
       const cpu = cpuMs(server.pid) - cpu0;
       const rate = Number(/(\d+) writes\/s/.exec(lines.join(" "))?.[1] ?? NaN);
       // the check runs 60 s at the rate it reached, then deletes every key in one request
-      const perWrite = (cpu * 1000) / (rate * 60);
-      console.log(`${t.name} (run ${run + 1}, load ${before} → ${load()}): ${lines.join(" | ")} | server CPU ${(cpu / 1000).toFixed(1)} s, ~${perWrite.toFixed(0)} µs a write (delete included)`);
+      const perPut = (putsCpuMs * 1000) / (rate * 60);
+      console.log(`${t.name} (run ${run + 1}, load ${before} → ${load()}): ${lines.join(" | ")} | server CPU ${(cpu / 1000).toFixed(1)} s in all, ${(putsCpuMs / 1000).toFixed(1)} s over the puts: ~${perPut.toFixed(0)} µs a put`);
     } finally {
       await server.stop();
     }

@@ -39,14 +39,16 @@ export class LiveCounts {
   /** the revision every kept count holds at */
   private revision: Rev = -1n;
   /** live keys under each '/'-ended prefix, while counted from an empty keyspace */
-  private prefixes: Map<string, bigint> | undefined;
+  private prefixes: Map<string, number> | undefined;
+  /** the '/'-ended prefixes of the key counted last, as bytes and as strings */
+  private lastPrefixes: { bytes: Uint8Array; strings: string[] } | undefined;
 
   /** the count of exactly this range at the newest published revision, if kept */
   get(range: KeyRange): KnownCount | undefined {
     // most reads are of one key: none is kept, and making the map's key would cost them
     if ((this.kept.size === 0 && !this.prefixes) || isSingleKey(range)) return undefined;
     const prefix = this.prefixes && countedPrefix(range);
-    if (prefix !== undefined) return { revision: this.revision, count: this.prefixes!.get(prefix) ?? 0n };
+    if (prefix !== undefined) return { revision: this.revision, count: BigInt(this.prefixes!.get(prefix) ?? 0) };
     const k = this.kept.get(rangeString(range));
     return k ? { revision: this.revision, count: k.count } : undefined;
   }
@@ -77,22 +79,40 @@ export class LiveCounts {
       const delta = e.type === DELETE ? -1n : e.kv.version === 1n ? 1n : 0n;
       if (delta === 0n) continue;
       for (const k of this.kept.values()) if (inRange(k.range, e.kv.key)) k.count += delta;
-      if (this.prefixes) this.countPrefixes(e.kv.key, delta);
+      if (this.prefixes) this.countPrefixes(e.kv.key, delta > 0n ? 1 : -1);
     }
   }
 
-  private countPrefixes(key: Uint8Array, delta: bigint): void {
+  private countPrefixes(key: Uint8Array, delta: number): void {
     const prefixes = this.prefixes!;
-    let id: string | undefined;
+    let last = -1;
     for (let i = 0, slashes = 0; i < key.length && slashes < PREFIX_SLASHES; i++) {
       if (key[i] !== SLASH) continue;
+      last = i;
       slashes++;
-      const prefix = (id ??= keyString(key)).slice(0, i + 1);
-      const n = (prefixes.get(prefix) ?? 0n) + delta;
-      if (n === 0n) prefixes.delete(prefix);
+    }
+    if (last < 0) return;
+    // the keys of a batch mostly share their prefixes: the strings made for the key before
+    // are taken again (making them was most of the cost), and are already hashed
+    if (!this.samePrefixes(key, last + 1)) {
+      const whole = keyString(key.subarray(0, last + 1));
+      const strings: string[] = [];
+      for (let i = 0; i <= last; i++) if (key[i] === SLASH) strings.push(i === last ? whole : whole.slice(0, i + 1));
+      this.lastPrefixes = { bytes: key.subarray(0, last + 1), strings };
+    }
+    for (const prefix of this.lastPrefixes!.strings) {
+      const n = (prefixes.get(prefix) ?? 0) + delta;
+      if (n === 0) prefixes.delete(prefix);
       else prefixes.set(prefix, n);
     }
     if (prefixes.size > PREFIXES) this.prefixes = undefined;
+  }
+
+  private samePrefixes(key: Uint8Array, length: number): boolean {
+    const bytes = this.lastPrefixes?.bytes;
+    if (bytes?.length !== length) return false;
+    for (let i = length - 1; i >= 0; i--) if (bytes[i] !== key[i]) return false;
+    return true;
   }
 
   /** A revision published whose changes are not all known as events: no count holds any more. */

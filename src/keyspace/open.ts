@@ -97,6 +97,8 @@ export async function openKeyspace(
     ? { clusterId: up.clusterId, memberId: up.memberId ^ STRATA_MEMBER_BITS }
     : { clusterId: states[router.primary!.index]!.clusterId, memberId: states[router.primary!.index]!.memberId };
   router.alarms.memberId = identity.memberId;
+  // a server's first list of a large resource then finds its count kept
+  router.warmCounts();
   const database = new DatabaseKeyspace(router, {
     compaction: options.compaction,
     progressIntervalMs: options.progressIntervalMs,

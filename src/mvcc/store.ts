@@ -20,6 +20,7 @@ import type { Event, RangeQuery, RangeResult, Rev } from "./types.ts";
 import { Mutex } from "../util/mutex.ts";
 import { PageCounts } from "./page-counts.ts";
 import { LiveCounts } from "./live-counts.ts";
+import { warmCounts } from "./count-warmup.ts";
 import { log } from "../util/log.ts";
 
 /** most client transactions committed in one database transaction */
@@ -111,6 +112,9 @@ export class Store {
    */
   private unannouncedWrites = 0;
   private syncWaiting: Promise<void> | undefined;
+  /** counting the large prefixes after opening (count-warmup.ts), until drained */
+  private warming: Promise<void> = Promise.resolve();
+  private stopWarming = false;
   private readonly liveness: Liveness;
   private readonly maxWaiting: number;
   /** client reads under way */
@@ -292,8 +296,20 @@ export class Store {
     job.reject(client ? deadlineExceeded() : backendTimedOut(this.backend.name, this.liveness.timeoutMs, job.sent ? "may have been applied" : "not applied"));
   }
 
+  /**
+   * Counts the keyspace's large prefixes in the background, so the first page of a large
+   * list finds its count kept (count-warmup.ts). A server calls it once it has opened.
+   */
+  warmCounts(): void {
+    this.warming = warmCounts((q) => this.read(q), () => this.stopWarming, (rev) => this.liveCounts.startEmpty(rev)).catch((err) => {
+      log("debug", "counting the large prefixes at start failed; their first lists count", { backend: this.backend.name, error: String(err) });
+    });
+  }
+
   /** Resolves once every queued write has been committed or failed (for shutdown). */
   async drain(): Promise<void> {
+    this.stopWarming = true;
+    await this.warming;
     while (this.flushing || this.queue.length > 0) await new Promise((r) => setTimeout(r, 5));
     await this.compaction;
   }

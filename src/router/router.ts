@@ -356,6 +356,11 @@ export class Router implements ReadContext {
     return () => stops.forEach((s) => s());
   }
 
+  /** each database counts its large prefixes in the background (mvcc/count-warmup.ts) */
+  warmCounts(): void {
+    for (const p of this.parts) p.store.warmCounts();
+  }
+
   async drain(): Promise<void> {
     await Promise.all(this.parts.map((p) => p.store.drain()));
   }

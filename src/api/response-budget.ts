@@ -89,6 +89,17 @@ export class ResponseBudget {
    * room came within maxWaitMs. Of a kind not seen yet one read goes first, alone of its
    * kind: a storm of new lists does not all start on a guess.
    */
+  /**
+   * A reservation made at once, when one of this kind may go now (as admit's first step
+   * would), else undefined: then admit() waits. Spares a call that need not wait the
+   * promise, and its stream the AbortSignal admit() listens to. The caller checks first
+   * that its call is still open and its client reading.
+   */
+  admitNow(kind: string): Reservation | undefined {
+    if ((this.queue.length === 0 || this.guess(kind) <= SMALL_BYTES) && this.mayGo(kind)) return new Reservation(this, kind, this.take(kind));
+    return undefined;
+  }
+
   async admit(kind: string, signal: AbortSignal, notReading?: () => boolean): Promise<Reservation> {
     if (signal.aborted) throw new ConnectError("the client cancelled the call", Code.Canceled);
     if (notReading?.()) throw notReadingError();

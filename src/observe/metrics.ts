@@ -212,15 +212,18 @@ export class Metrics {
     if (c.service === WATCH_SERVICE) this.openWatchStreams--;
   }
 
-  backendCall = (backend: string, operation: string, seconds: number): void => {
+  /** The observer of `backend`'s calls of `operation`, bound to its series once. */
+  backendCall = (backend: string, operation: string): ((seconds: number) => void) => {
     const key = `${backend}\u0000${operation}`;
     let series = this.backendSeries.get(key);
     if (!series) this.backendSeries.set(key, (series = this.backendDuration.series({ backend, operation })));
-    series.observe(seconds);
-    if (operation === "write") {
+    const s = series;
+    if (operation !== "write") return (seconds) => s.observe(seconds);
+    return (seconds) => {
+      s.observe(seconds);
       for (const h of this.commits) h.observe(seconds);
       if (seconds > SLOW_APPLY_SECONDS) this.slowApplies.inc();
-    }
+    };
   };
 
   /** A method's series, bound to their labels once: every call would otherwise hash them again. */

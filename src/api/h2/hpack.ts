@@ -315,6 +315,15 @@ for (let index = STATIC_COUNT; index >= 1; index--) {
   entry.valueIndex.set(value, index);
 }
 
+/** the blocks of frozen header lists: the encoder keeps no state, so a list's block never changes */
+const FROZEN_BLOCKS = new WeakMap<HeaderList, Uint8Array>();
+
+/** `list` frozen (each field too), so that the encoder encodes it once for every use */
+export function constantHeaders(list: HeaderList): HeaderList {
+  for (const field of list) Object.freeze(field);
+  return Object.freeze(list) as HeaderList;
+}
+
 /**
  * Encodes header blocks without the dynamic table, so there is no table state to keep in
  * step with the peer's decoder: static-table matches are indexed, everything else is a
@@ -324,7 +333,15 @@ for (let index = STATIC_COUNT; index >= 1; index--) {
 export class HpackEncoder {
   private out = new Uint8Array(1024);
 
+  /** A frozen list (a constant: every unary answer's headers and trailers) is encoded once. */
   encode(headers: HeaderList): Uint8Array {
+    if (!Object.isFrozen(headers)) return this.encodeNow(headers);
+    let block = FROZEN_BLOCKS.get(headers);
+    if (!block) FROZEN_BLOCKS.set(headers, (block = this.encodeNow(headers)));
+    return block;
+  }
+
+  private encodeNow(headers: HeaderList): Uint8Array {
     // per field at most: a 0x00 byte and two string lengths of up to 6 bytes each
     let bound = 0;
     for (const [name, value] of headers) bound += name.length + value.length + 13;

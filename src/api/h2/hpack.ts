@@ -315,13 +315,15 @@ for (let index = STATIC_COUNT; index >= 1; index--) {
   entry.valueIndex.set(value, index);
 }
 
-/** the blocks of frozen header lists: the encoder keeps no state, so a list's block never changes */
-const FROZEN_BLOCKS = new WeakMap<HeaderList, Uint8Array>();
+/** the blocks of constant header lists: the encoder keeps no state, so a list's block never changes */
+const CONSTANT_BLOCKS = new WeakMap<HeaderList, Uint8Array>();
 
-/** `list` frozen (each field too), so that the encoder encodes it once for every use */
+/** `list`, frozen (each field too) and encoded now for every use of it */
 export function constantHeaders(list: HeaderList): HeaderList {
   for (const field of list) Object.freeze(field);
-  return Object.freeze(list) as HeaderList;
+  Object.freeze(list);
+  CONSTANT_BLOCKS.set(list, new HpackEncoder().encode(list));
+  return list;
 }
 
 /**
@@ -333,12 +335,9 @@ export function constantHeaders(list: HeaderList): HeaderList {
 export class HpackEncoder {
   private out = new Uint8Array(1024);
 
-  /** A frozen list (a constant: every unary answer's headers and trailers) is encoded once. */
+  /** A constant list (constantHeaders: every unary answer's headers and trailers) was encoded once. */
   encode(headers: HeaderList): Uint8Array {
-    if (!Object.isFrozen(headers)) return this.encodeNow(headers);
-    let block = FROZEN_BLOCKS.get(headers);
-    if (!block) FROZEN_BLOCKS.set(headers, (block = this.encodeNow(headers)));
-    return block;
+    return CONSTANT_BLOCKS.get(headers) ?? this.encodeNow(headers);
   }
 
   private encodeNow(headers: HeaderList): Uint8Array {

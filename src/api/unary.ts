@@ -157,7 +157,8 @@ export async function readMessage(stream: H2Stream, maxBytes: number): Promise<U
       chunks.push(chunk);
       received += chunk.length;
       if (before < 5 && received >= 5) {
-        const size = Buffer.from(concat(chunks, received).subarray(1, 5)).readUInt32BE(0);
+        const head = concat(chunks, received);
+        const size = ((head[1]! << 24) | (head[2]! << 16) | (head[3]! << 8) | head[4]!) >>> 0;
         if (size > maxBytes) throw new ConnectError(`grpc: received message larger than max (${size} vs. ${maxBytes})`, Code.ResourceExhausted);
       }
       // a second message is refused once the body is over (below); one too large for any is not waited for

@@ -108,7 +108,7 @@ export async function serveUnary(
     const kind = method.kind?.(request);
     if (kind !== undefined) {
       const s = call.stream;
-      reservation = (!s.closed && !s.clientNotReading && budget.admitNow(kind)) || await budget.admit(kind, s.signal, () => s.clientNotReading);
+      reservation = (!s.closed && !s.clientNotReading && budget.admitNow(kind)) || await budget.admit(kind, s, () => s.clientNotReading);
     }
     frame = method.frame(await method.call(request, ctx));
   } catch (err) {

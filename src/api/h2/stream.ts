@@ -229,9 +229,17 @@ export class H2Stream {
     this.host.reset(this, code);
   }
 
-  onClose(listener: () => void): void {
-    if (this.closed) listener();
-    else this.closeListeners.push(listener);
+  /** Calls `listener` when the stream closes (at once if it has); the function returned takes it off. */
+  onClose(listener: () => void): () => void {
+    if (this.closed) {
+      listener();
+      return () => {};
+    }
+    this.closeListeners.push(listener);
+    return () => {
+      const i = this.closeListeners.indexOf(listener);
+      if (i >= 0) this.closeListeners.splice(i, 1);
+    };
   }
 
   /** `listener` hears of every piece of the body that went out, in bytes. */

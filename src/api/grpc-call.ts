@@ -34,8 +34,9 @@ export class GrpcCall {
   /** Ends the call with these trailers. */
   end(trailers: HeaderList): void {
     if (this.stream.closed) return;
-    const status = trailers.find(([name]) => name === "grpc-status");
-    if (status) this.onStatus(status[1]);
+    // a successful call's trailers are the one constant list: no search for its status
+    const status = trailers === OK_TRAILERS ? "0" : trailers.find(([name]) => name === "grpc-status")?.[1];
+    if (status !== undefined) this.onStatus(status);
     this.stream.end(trailers);
   }
 }

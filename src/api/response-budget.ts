@@ -227,7 +227,9 @@ export class ResponseBudget {
     let blocked = false;
     for (let i = 0; i < this.queue.length;) {
       const w = this.queue[i]!;
-      if ((!blocked || this.guess(w.kind) <= SMALL_BYTES) && this.mayGo(w.kind)) {
+      // mayGo first: it fails at its first comparison while the unsettled places are taken,
+      // which is every settle with many point gets waiting (the queue is walked each time)
+      if (this.mayGo(w.kind) && (!blocked || this.guess(w.kind) <= SMALL_BYTES)) {
         this.queue.splice(i, 1);
         w.admit(this.take(w.kind));
       } else {

@@ -14,7 +14,8 @@
 // --baseline DIR adds strata from another source tree (with its own node_modules, e.g. a
 // `git archive` of the commit before a change) as a third target: an A/B in the same run.
 // --no-etcd leaves etcd out (an A/B of two strata builds alone).
-// --profile DIR writes Bun's CPU profile of each strata run there (as Markdown).
+// --profile DIR writes Bun's CPU profile of each strata run there (as Markdown; with
+// --profile-format chrome as a .cpuprofile, read by scripts/bench/profile-summary.ts).
 // The order of the targets turns with each run, so drift on the machine falls on each alike.
 // Not a test: nothing here asserts.
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
@@ -44,6 +45,7 @@ const { values } = parseArgs({
     baseline: { type: "string" },
     "no-etcd": { type: "boolean", default: false },
     profile: { type: "string" },
+    "profile-format": { type: "string", default: "md" },
     out: { type: "string", default: "bench-kv.json" },
   },
 });
@@ -83,8 +85,10 @@ function strataFrom(name: string, root: string): Target {
     async start() {
       const dir = mkdtempSync(join(tmpdir(), "strata-bench-"));
       const endpoint = `127.0.0.1:${await freePort()}`;
-      // Bun's sampling profiler, written as Markdown when the server exits
-      const profile = values.profile ? ["--cpu-prof-md", `--cpu-prof-dir=${resolve(values.profile)}`] : [];
+      // Bun's sampling profiler, written when the server exits: Markdown, or with
+      // --profile-format chrome the Chrome format, whose samples are not weighted by time
+      const format = values["profile-format"] === "chrome" ? "--cpu-prof" : "--cpu-prof-md";
+      const profile = values.profile ? [format, `--cpu-prof-dir=${resolve(values.profile)}`] : [];
       const args = [
         ...profile,
         join(root, "src/main.ts"), "serve",

@@ -16,7 +16,7 @@ import { type Caller, caller } from "./caller.ts";
 import { checkRangeStream } from "./checks.ts";
 import { shuttingDown } from "./connections.ts";
 import { toConnectError } from "./errors.ts";
-import { GRPC_CONTENT_TYPE, type GrpcCall } from "./grpc-call.ts";
+import { type GrpcCall, OK_HEADERS, OK_TRAILERS } from "./grpc-call.ts";
 import { header, type ServerIdentity } from "./header.ts";
 import { rangeStreamFrame } from "./range-stream-frame.ts";
 import { rangeKind, type Reservation, type ResponseBudget } from "./response-budget.ts";
@@ -52,7 +52,7 @@ export async function serveRangeStream(p: RangeStreamParts, call: GrpcCall, read
       // the chunk's bytes count until they went out or were dropped with the stream
       reservation?.holdUntilSent(s);
       if (s.closed) return;
-      s.respond([[":status", "200"], ["content-type", GRPC_CONTENT_TYPE]]);
+      s.respond(OK_HEADERS);
       for (const piece of rangeStreamFrame(chunk, p.id)) s.write(piece);
       await s.room();
     }
@@ -60,7 +60,7 @@ export async function serveRangeStream(p: RangeStreamParts, call: GrpcCall, read
     const e = err instanceof ConnectError ? err : toConnectError(err);
     return call.fail(e.code, e.rawMessage);
   }
-  call.end([["grpc-status", "0"]]);
+  call.end(OK_TRAILERS);
 }
 
 /** The same call through Connect (its serializer encodes the chunks; it writes each when the stream has room). */

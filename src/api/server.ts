@@ -29,7 +29,6 @@ import { kvRange, kvService } from "./kv.ts";
 import { leaseService } from "./lease.ts";
 import { GRPC_OVERHEAD_BYTES, type Limits } from "./limits.ts";
 import { ETCD_API_VERSION, maintenanceService } from "./maintenance.ts";
-import { counted, countedKv } from "./mvcc-counts.ts";
 import { electionService, lockService } from "./recipes.ts";
 import { RANGE_STREAM_PATH, type RangeStreamParts, serveRangeStream } from "./range-stream.ts";
 import { ResponseBudget } from "./response-budget.ts";
@@ -88,7 +87,7 @@ export function createGrpcServer(p: ServerParts): H2Server {
   const maxConcurrentStreams = Math.min(p.http2.maxConcurrentStreams, MAX_CONCURRENT_STREAMS);
   // etcd cuts RangeStream's chunks near its max-request-bytes
   const streams: RangeStreamParts = { keyspace: p.keyspace, id: p.identity, budget, chunkBytes: p.limits.maxRequestBytes, closing: p.closing, auth: p.auth };
-  const kv = countedKv(kvService(p.keyspace, p.identity, p.limits, streams, p.auth), p.observer.metrics);
+  const kv = kvService(p.keyspace, p.identity, p.limits, streams, p.auth, p.observer.metrics);
   // etcd fragments watch responses above the same limit its gRPC server enforces
   const watches = new WatchCalls(p.keyspace, p.identity, readMaxBytes, p.closing, p.auth);
   const watch = watchService(watches);
@@ -117,7 +116,7 @@ export function createGrpcServer(p: ServerParts): H2Server {
   for (const [service, impl] of services) connect.service(service as never, impl as never);
   const viaConnect = new Map<string, UniversalHandler>(connect.handlers.map((h) => [h.requestPath, h]));
   // the unary path writes ranges with range-frame.ts, so reads may hand over encoded key-values
-  const encodedRange = counted(kvRange(p.keyspace, p.identity, p.auth, true), p.observer.metrics, () => ({ ranges: 1, puts: 0, deletes: 0 }));
+  const encodedRange = kvRange(p.keyspace, p.identity, p.auth, p.observer.metrics, true);
   // a campaign or a lock waits for others and must end when its client goes away: Connect's context carries that signal
   const quick = services.filter(([service]) => service !== Election && service !== Lock);
   const unary = unaryMethods(quick, new Map([["/etcdserverpb.KV/Range", encodedRange]]));

@@ -120,7 +120,10 @@ export async function serveUnary(
     arrivedIn(request as object, message.length);
     onRequest(request);
     const kind = method.kind?.(request);
-    if (kind !== undefined) reservation = await budget.admit(kind, call.stream.signal, () => call.stream.clientNotReading);
+    if (kind !== undefined) {
+      const s = call.stream;
+      reservation = (!s.closed && !s.clientNotReading && budget.admitNow(kind)) || await budget.admit(kind, s, () => s.clientNotReading);
+    }
     const answer = await method.call(request, ctx);
     frame = method.frame(answer);
     own = method.own?.(answer);
@@ -176,16 +179,22 @@ export function fromEnvelope(schema: DescMessage, bytes: Uint8Array): unknown {
 export async function readMessage(stream: H2Stream, maxBytes: number): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let received = 0;
-  for await (const chunk of stream.body()) {
-    const before = received;
-    chunks.push(chunk);
-    received += chunk.length;
-    if (before < 5 && received >= 5) {
-      const size = Buffer.from(concat(chunks, received).subarray(1, 5)).readUInt32BE(0);
-      if (size > maxBytes) throw new ConnectError(`grpc: received message larger than max (${size} vs. ${maxBytes})`, Code.ResourceExhausted);
+  // the body as it comes, without an async generator: usually whole by the first wait
+  for (;;) {
+    for (const chunk of stream.takeReceived()) {
+      const before = received;
+      chunks.push(chunk);
+      received += chunk.length;
+      if (before < 5 && received >= 5) {
+        const head = concat(chunks, received);
+        const size = ((head[1]! << 24) | (head[2]! << 16) | (head[3]! << 8) | head[4]!) >>> 0;
+        if (size > maxBytes) throw new ConnectError(`grpc: received message larger than max (${size} vs. ${maxBytes})`, Code.ResourceExhausted);
+      }
+      // a second message is refused once the body is over (below); one too large for any is not waited for
+      if (received > 2 * (5 + maxBytes)) throw new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
     }
-    // a second message is refused once the body is over (below); one too large for any is not waited for
-    if (received > 2 * (5 + maxBytes)) throw new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
+    if (stream.bodyEnded) break;
+    await stream.arrival();
   }
   if (stream.closed && !stream.remoteClosed) throw new ConnectError("the client cancelled the call", Code.Canceled);
   const body = Buffer.from(concat(chunks, received));

@@ -12,7 +12,7 @@ import { type WatchRequest, WatchRequestSchema } from "../gen/etcd/api/etcdserve
 import type { Caller } from "./caller.ts";
 import { shuttingDown } from "./connections.ts";
 import { toConnectError } from "./errors.ts";
-import { GRPC_CONTENT_TYPE, type GrpcCall } from "./grpc-call.ts";
+import { type GrpcCall, OK_HEADERS, OK_TRAILERS } from "./grpc-call.ts";
 import type { WatchResponseOut } from "../keyspace/contract.ts";
 import type { H2Stream } from "./h2/stream.ts";
 import { type ClientStream, type ResponseWriter, unparsable, type WatchCalls } from "./watch.ts";
@@ -37,7 +37,7 @@ export async function serveWatch(calls: WatchCalls, call: GrpcCall, readMaxBytes
     return call.fail(e.code, e.rawMessage);
   }
   // otherwise the client went away: the stream is closed and nothing is sent
-  call.end([["grpc-status", "0"]]);
+  call.end(OK_TRAILERS);
 }
 
 /** Responses framed onto the HTTP/2 stream (a class: one object per stream, not a closure per method). */
@@ -46,7 +46,7 @@ class StreamWriter implements ResponseWriter {
 
   write(r: WatchResponseOut): boolean {
     // headers go with the first response, as Connect sends them
-    if (!this.s.headersSent) this.s.respond([[":status", "200"], ["content-type", GRPC_CONTENT_TYPE]]);
+    if (!this.s.headersSent) this.s.respond(OK_HEADERS);
     this.s.write(this.calls.frame(r));
     return this.s.hasRoom();
   }

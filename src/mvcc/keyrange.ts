@@ -14,8 +14,27 @@ export function compareBytes(a: Uint8Array, b: Uint8Array): number {
 
 /** A key as a string, for maps and sets: latin1 is one character per byte, so prefixes compare as bytes. */
 export function keyString(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
+  return latin1(key);
 }
+
+/**
+ * Bytes as latin1 text. Buffer's latin1Slice takes any Uint8Array in Bun: 4× faster than a
+ * Buffer over the key's ArrayBuffer (whose `buffer` JavaScriptCore makes on first use), and
+ * a txn turns keys into strings several times. Where it is missing or reads differently
+ * (checked once, on every byte value), the Buffer view.
+ */
+const latin1: (key: Uint8Array) => string = (() => {
+  const viaBuffer = (key: Uint8Array) => Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
+  const slice = (Buffer.prototype as { latin1Slice?: (this: Uint8Array, start: number, end: number) => string }).latin1Slice;
+  if (typeof slice !== "function") return viaBuffer;
+  const every = Uint8Array.from({ length: 258 }, (_, i) => i % 256).subarray(1);
+  try {
+    if (slice.call(every, 0, every.length) !== viaBuffer(every)) return viaBuffer;
+  } catch {
+    return viaBuffer;
+  }
+  return (key) => slice.call(key, 0, key.length);
+})();
 
 /**
  * A key range as a string, for maps: equal ranges give equal strings, different ones

@@ -4,6 +4,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { BackendStats, LeaseKeeper, ObservedKeyspace } from "../keyspace/contract.ts";
 import type { Cached } from "./cached.ts";
+import { type HistogramSeries, PlainHistogram } from "./plain-histogram.ts";
 
 /** grpc_type as go-grpc-prometheus names it */
 export type GrpcType = "unary" | "client_stream" | "server_stream" | "bidi_stream";
@@ -41,7 +42,7 @@ type MethodLabels = "grpc_type" | "grpc_service" | "grpc_method";
 interface MethodSeries {
   labels: Record<MethodLabels, string>;
   started: Tally;
-  handling: Histogram.Internal<MethodLabels>;
+  handling: HistogramSeries;
   /** by gRPC code */
   handled: Map<string, Tally>;
 }
@@ -69,14 +70,14 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly started: Counter<MethodLabels>;
   private readonly handled: Counter<MethodLabels | "grpc_code">;
-  private readonly handling: Histogram<MethodLabels>;
-  private readonly backendDuration: Histogram<"backend" | "operation">;
+  private readonly handling: PlainHistogram<MethodLabels>;
+  private readonly backendDuration: PlainHistogram<"backend" | "operation">;
   private readonly mvcc: Record<keyof MvccOps | "txns", Tally>;
-  private readonly commits: Histogram[];
+  private readonly commits: HistogramSeries[];
   private readonly slowApplies: Counter;
   private openWatchStreams = 0;
   private readonly methodSeries = new Map<GrpcMethod, MethodSeries>();
-  private readonly backendSeries = new Map<string, Histogram.Internal<"backend" | "operation">>();
+  private readonly backendSeries = new Map<string, HistogramSeries>();
 
   constructor() {
     const registers = [this.registry];
@@ -97,14 +98,14 @@ export class Metrics {
       registers,
       collect: () => series.forEach((s) => s.handled.forEach((t) => t.flush())),
     });
-    this.handling = new Histogram({
+    this.handling = new PlainHistogram({
       name: "grpc_server_handling_seconds",
       help: "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
       labelNames: ["grpc_type", "grpc_service", "grpc_method"],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
-    this.backendDuration = new Histogram({
+    this.backendDuration = new PlainHistogram({
       name: "strata_backend_request_duration_seconds",
       help: "Time strata spent in each call to a backend database, by backend and operation.",
       labelNames: ["backend", "operation"],
@@ -125,18 +126,18 @@ export class Metrics {
     };
     // a database commit is both what etcd's backend commit and its WAL fsync measure: the write made durable
     this.commits = [
-      new Histogram({
+      new PlainHistogram({
         name: "etcd_disk_backend_commit_duration_seconds",
         help: "The latency distributions of commit called by backend (strata: a group commit to a database).",
         buckets: DISK_BUCKETS,
         registers,
-      }),
-      new Histogram({
+      }).plain,
+      new PlainHistogram({
         name: "etcd_disk_wal_fsync_duration_seconds",
         help: "The latency distributions of fsync called by WAL (strata: a group commit to a database, durable when it returns).",
         buckets: DISK_BUCKETS,
         registers,
-      }),
+      }).plain,
     ];
     this.slowApplies = counter("etcd_server_slow_apply_total", "The total number of slow apply requests (likely overloaded from slow disk).");
     // one member, no raft: what etcd reports when nothing of the kind happens
@@ -211,15 +212,18 @@ export class Metrics {
     if (c.service === WATCH_SERVICE) this.openWatchStreams--;
   }
 
-  backendCall = (backend: string, operation: string, seconds: number): void => {
+  /** The observer of `backend`'s calls of `operation`, bound to its series once. */
+  backendCall = (backend: string, operation: string): ((seconds: number) => void) => {
     const key = `${backend}\u0000${operation}`;
     let series = this.backendSeries.get(key);
-    if (!series) this.backendSeries.set(key, (series = this.backendDuration.labels({ backend, operation })));
-    series.observe(seconds);
-    if (operation === "write") {
+    if (!series) this.backendSeries.set(key, (series = this.backendDuration.series({ backend, operation })));
+    const s = series;
+    if (operation !== "write") return (seconds) => s.observe(seconds);
+    return (seconds) => {
+      s.observe(seconds);
       for (const h of this.commits) h.observe(seconds);
       if (seconds > SLOW_APPLY_SECONDS) this.slowApplies.inc();
-    }
+    };
   };
 
   /** A method's series, bound to their labels once: every call would otherwise hash them again. */
@@ -228,7 +232,7 @@ export class Metrics {
     if (!s) {
       // in etcd's order (client_golang sorts label names), so its text matches etcd's line for line
       const labels = { grpc_method: c.method, grpc_service: c.service, grpc_type: c.type };
-      s = { labels, started: new Tally(this.started.labels(labels)), handling: this.handling.labels(labels), handled: new Map() };
+      s = { labels, started: new Tally(this.started.labels(labels)), handling: this.handling.series(labels), handled: new Map() };
       this.methodSeries.set(c, s);
     }
     return s;

@@ -2,6 +2,7 @@
 // flow control): RFC 7541's Appendix C examples byte for byte, round trips, malformed input.
 import { describe, expect, test } from "bun:test";
 import {
+  constantHeaders,
   type HeaderList,
   HeaderListTooLargeError,
   HpackDecoder,
@@ -336,6 +337,16 @@ describe("HpackEncoder", () => {
     const first = encoder.encode([[":status", "200"]]);
     encoder.encode([[":status", "404"]]);
     expect(toHex(first)).toBe("88");
+  });
+
+  test("a constant list is encoded once, to the bytes its copy encodes to", () => {
+    const list = constantHeaders([[":status", "200"], ["content-type", "application/grpc+proto"], ["x-custom", "v"]]);
+    expect(Object.isFrozen(list) && Object.isFrozen(list[0])).toBe(true);
+    const first = new HpackEncoder().encode(list);
+    // any encoder: the encoder keeps no table state
+    const again = new HpackEncoder().encode(list);
+    expect(again).toBe(first);
+    expect(toHex(first)).toBe(toHex(new HpackEncoder().encode(list.map(([n, v]) => [n, v] as [string, string]))));
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { compareBytes, inRange, isEmptyRange, rangeString, toKeyRange } from "../../src/mvcc/keyrange.ts";
+import { compareBytes, inRange, isEmptyRange, keyString, rangeString, toKeyRange } from "../../src/mvcc/keyrange.ts";
 
 const b = (s: string) => new TextEncoder().encode(s);
 
@@ -37,4 +37,17 @@ test("different ranges never share a map key, whatever bytes their keys hold", (
   const a = toKeyRange(b("x\0y"), new Uint8Array([0]));
   const c = toKeyRange(b("x"), b("y\0"));
   expect(rangeString(a)).not.toBe(rangeString(c));
+});
+
+test("keyString: one character per byte, every byte value, also for a view into a larger buffer", () => {
+  const whole = Uint8Array.from({ length: 600 }, (_, i) => (i * 37) % 256);
+  for (const [from, to] of [[0, 600], [1, 257], [300, 301], [599, 600], [5, 5]] as const) {
+    const key = whole.subarray(from, to);
+    const s = keyString(key);
+    expect(s.length).toBe(key.length);
+    expect(Array.from(s, (c) => c.charCodeAt(0))).toEqual(Array.from(key));
+  }
+  // different keys, different strings; a prefix stays a prefix
+  expect(keyString(Uint8Array.of(0xff, 0))).not.toBe(keyString(Uint8Array.of(0xff)));
+  expect(keyString(Uint8Array.of(0x80, 0x9f, 1)).startsWith(keyString(Uint8Array.of(0x80, 0x9f)))).toBe(true);
 });

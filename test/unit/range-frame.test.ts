@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { RangeResponseSchema } from "../../src/gen/etcd/api/etcdserverpb/rpc_pb.ts";
-import { type RangeAnswer, rangeFrame } from "../../src/api/range-frame.ts";
+import { idFields, type RangeAnswer, rangeFrame } from "../../src/api/range-frame.ts";
 import { encodeKvs } from "../../src/mvcc/kv-encoding.ts";
 
 const bytes = (n: number, fill = 7) => new Uint8Array(n).fill(fill);
@@ -53,4 +53,12 @@ describe("rangeFrame", () => {
     // as a SQLite read thread hands them over: the kvs field already encoded
     test(`${name}, key-values encoded beforehand`, () => check(rangeFrame({ ...answer, kvs: [], encodedKvs: encodeKvs(answer.kvs) })));
   }
+});
+
+test("a header's ids are encoded once, though answers without ids (a txn's inner ones) come between", () => {
+  const cluster = 0xdeadbeefcafe1234n, member = 0x8000000000000001n;
+  const first = idFields(cluster, member);
+  expect(idFields(0n, 0n).length).toBe(0);
+  expect(idFields(cluster, member)).toBe(first);
+  expect(Buffer.from(first).toString("hex")).toBe(Buffer.from(toBinary(RangeResponseSchema, create(RangeResponseSchema, { header: { clusterId: cluster, memberId: member } })).subarray(2)).toString("hex"));
 });

@@ -186,3 +186,39 @@ test("a Txn's kind: none for writes, a write of one key for kube-apiserver's upd
   expect(deleteKind(create(DeleteRangeRequestSchema, { key: key("a"), rangeEnd: key("b"), prevKv: true }))).toStartWith("delete ");
   expect(deleteKind(create(DeleteRangeRequestSchema, { key: key("a"), rangeEnd: key("b") }))).toBeUndefined();
 });
+
+/** a call's end as an HTTP/2 stream gives it (closed, onClose with its remover) */
+class Call {
+  closed = false;
+  readonly listeners = new Set<() => void>();
+  onClose(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+  close(): void {
+    this.closed = true;
+    for (const fn of this.listeners) fn();
+  }
+}
+
+test("a read waiting on its stream's close: refused as Canceled when it closes, its listener gone once admitted", async () => {
+  const budget = new ResponseBudget(20 * MiB);
+  const a = await budget.admit("list", new Call());
+  a.settle(15 * MiB);
+  const leaving = new Call(), staying = new Call();
+  const left = budget.admit("list", leaving);
+  const stays = budget.admit("list", staying);
+  expect(await settled(left)).toBe(false);
+  expect(leaving.listeners.size).toBe(1);
+  leaving.close();
+  expect(await left.then(() => undefined, (e: { code: Code }) => e.code)).toBe(Code.Canceled);
+  a.release();
+  expect(await settled(stays)).toBe(true);
+  expect(staying.listeners.size).toBe(0);
+  (await stays).release();
+  expect(budget.reserved).toBe(0);
+  // a call already ended is refused before it waits
+  const ended = new Call();
+  ended.close();
+  expect(await budget.admit("list", ended).then(() => undefined, (e: { code: Code }) => e.code)).toBe(Code.Canceled);
+});

@@ -106,6 +106,9 @@ export class H2Connection implements StreamHost {
   private readonly streams = new Map<number, H2Stream>();
   private lastStreamId = 0;
   private readonly closed = new Map<number, Closed>();
+  /** the ids in `closed`, oldest first from `closedNext` round (a ring: no iterator per stream) */
+  private readonly closedIds = new Array<number>(CLOSED_REMEMBERED).fill(0);
+  private closedNext = 0;
   /** streams whose handler still runs (their work counts until it returns) */
   private readonly working = new Set<H2Stream>();
   /** of those, streams already closed */
@@ -557,8 +560,13 @@ export class H2Connection implements StreamHost {
 
   /** Remembers how a stream closed, for the frames that may follow (the latest CLOSED_REMEMBERED streams). */
   private remember(streamId: number, how: Closed): void {
+    if (this.closed.has(streamId)) return void this.closed.set(streamId, how);
+    // stream ids start at 1: 0 is an empty place
+    const oldest = this.closedIds[this.closedNext]!;
+    if (oldest !== 0) this.closed.delete(oldest);
+    this.closedIds[this.closedNext] = streamId;
+    this.closedNext = (this.closedNext + 1) % CLOSED_REMEMBERED;
     this.closed.set(streamId, how);
-    if (this.closed.size > CLOSED_REMEMBERED) this.closed.delete(this.closed.keys().next().value!);
   }
 
   /** Starts counting idle time when no stream is open or working. */

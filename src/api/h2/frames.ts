@@ -56,19 +56,23 @@ export const MAX_FRAME_LIMIT = 2 ** 24 - 1;
 /** A frame's 9-byte header. */
 export function frameHeader(length: number, type: number, flags: number, streamId: number): Buffer {
   const h = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+  writeFrameHeader(h, length, type, flags, streamId);
+  return h;
+}
+
+function writeFrameHeader(h: Buffer, length: number, type: number, flags: number, streamId: number): void {
   h[0] = length >>> 16;
   h[1] = (length >>> 8) & 0xff;
   h[2] = length & 0xff;
   h[3] = type;
   h[4] = flags;
   h.writeUInt32BE(streamId, 5);
-  return h;
 }
 
 /** A frame with its payload in one buffer. */
 export function frame(type: number, flags: number, streamId: number, payload: Uint8Array): Buffer {
   const f = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
-  frameHeader(payload.length, type, flags, streamId).copy(f, 0);
+  writeFrameHeader(f, payload.length, type, flags, streamId);
   f.set(payload, FRAME_HEADER_BYTES);
   return f;
 }

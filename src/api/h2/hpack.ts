@@ -315,6 +315,17 @@ for (let index = STATIC_COUNT; index >= 1; index--) {
   entry.valueIndex.set(value, index);
 }
 
+/** the blocks of constant header lists: the encoder keeps no state, so a list's block never changes */
+const CONSTANT_BLOCKS = new WeakMap<HeaderList, Uint8Array>();
+
+/** `list`, frozen (each field too) and encoded now for every use of it */
+export function constantHeaders(list: HeaderList): HeaderList {
+  for (const field of list) Object.freeze(field);
+  Object.freeze(list);
+  CONSTANT_BLOCKS.set(list, new HpackEncoder().encode(list));
+  return list;
+}
+
 /**
  * Encodes header blocks without the dynamic table, so there is no table state to keep in
  * step with the peer's decoder: static-table matches are indexed, everything else is a
@@ -324,7 +335,12 @@ for (let index = STATIC_COUNT; index >= 1; index--) {
 export class HpackEncoder {
   private out = new Uint8Array(1024);
 
+  /** A constant list (constantHeaders: every unary answer's headers and trailers) was encoded once. */
   encode(headers: HeaderList): Uint8Array {
+    return CONSTANT_BLOCKS.get(headers) ?? this.encodeNow(headers);
+  }
+
+  private encodeNow(headers: HeaderList): Uint8Array {
     // per field at most: a 0x00 byte and two string lengths of up to 6 bytes each
     let bound = 0;
     for (const [name, value] of headers) bound += name.length + value.length + 13;

@@ -26,6 +26,9 @@ const QUEUE_HIGH_WATER = 256 * 1024;
  */
 const STREAM_CLOSED = new Error("the HTTP/2 stream closed");
 
+/** what takeReceived gives when nothing came */
+const NOTHING: readonly Uint8Array[] = [];
+
 export class H2Stream {
   /** made on first use of `signal`: most unary calls never ask for it */
   private aborter: AbortController | undefined;
@@ -35,7 +38,6 @@ export class H2Stream {
   unreadBytes = 0;
   private inboundEnded = false;
   private wakeReader: (() => void) | undefined;
-  private reading = false;
 
   /**
    * response body chunks queued for DATA frames, from `outboundHead` on (taken off by
@@ -115,20 +117,44 @@ export class H2Stream {
    * bytes more, so a reader that stops holds back only its own stream.
    */
   async *body(): AsyncGenerator<Uint8Array> {
-    if (this.reading) throw new Error("the request body is already being read");
-    this.reading = true;
     for (;;) {
-      const chunk = this.inbound.shift();
-      if (chunk) {
-        this.unreadBytes -= chunk.length;
-        this.host.consumed(this, chunk.length);
-        yield chunk;
-        continue;
-      }
-      if (this.inboundEnded || this.closed) return;
-      await new Promise<void>((resolve) => (this.wakeReader = resolve));
-      this.wakeReader = undefined;
+      for (const chunk of this.takeReceived()) yield chunk;
+      if (this.bodyEnded) return;
+      await this.arrival();
     }
+  }
+
+  /**
+   * The part of the body received and not yet taken (each chunk taken gives the peer room
+   * for as many bytes more); with `bodyEnded` and `arrival()`, the body without an async
+   * generator, which a unary call reads on every request.
+   */
+  takeReceived(): readonly Uint8Array[] {
+    if (this.inbound.length === 0) return NOTHING;
+    const chunks = this.inbound;
+    this.inbound = [];
+    for (const chunk of chunks) {
+      this.unreadBytes -= chunk.length;
+      this.host.consumed(this, chunk.length);
+    }
+    return chunks;
+  }
+
+  /** whether no more of the body will come (the client ended it, or the stream closed) */
+  get bodyEnded(): boolean {
+    return this.inboundEnded || this.closed;
+  }
+
+  /** Resolves when more of the body arrives, or it ends. One reader at a time. */
+  arrival(): Promise<void> {
+    if (this.wakeReader) throw new Error("the request body is already being read");
+    if (this.inbound.length > 0 || this.bodyEnded) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.wakeReader = () => {
+        this.wakeReader = undefined;
+        resolve();
+      };
+    });
   }
 
   /** Sends the response headers (before any body). */
@@ -203,9 +229,17 @@ export class H2Stream {
     this.host.reset(this, code);
   }
 
-  onClose(listener: () => void): void {
-    if (this.closed) listener();
-    else this.closeListeners.push(listener);
+  /** Calls `listener` when the stream closes (at once if it has); the function returned takes it off. */
+  onClose(listener: () => void): () => void {
+    if (this.closed) {
+      listener();
+      return () => {};
+    }
+    this.closeListeners.push(listener);
+    return () => {
+      const i = this.closeListeners.indexOf(listener);
+      if (i >= 0) this.closeListeners.splice(i, 1);
+    };
   }
 
   /** `listener` hears of every piece of the body that went out, in bytes. */

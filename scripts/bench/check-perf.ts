@@ -11,13 +11,12 @@
 //     [--baseline DIR: strata from another source tree as a third target] [--no-etcd]
 //     [--args "--flag value ...": extra flags for strata] [--profile DIR: Bun's CPU profile of each strata, as Markdown]
 // Not a test: nothing here asserts.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { loadavg, tmpdir } from "node:os";
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { startEtcd } from "../../test/support/etcd.ts";
-import { freePort } from "../../test/support/strata.ts";
+import { cpuMs, etcdTarget, strataTarget, type Target } from "./targets.ts";
 
 const { values } = parseArgs({
   options: {
@@ -39,76 +38,6 @@ if (baseline && !existsSync(join(baseline, "src/main.ts"))) throw new Error(`--b
 const extra = values.args!.split(" ").filter((a) => a !== "");
 const pin = (core: number, cmd: string[]) => (values.pinned ? ["taskset", "-c", String(core), ...cmd] : cmd);
 
-interface Server {
-  endpoint: string;
-  pid: number;
-  stop(): Promise<void>;
-}
-interface Target {
-  name: string;
-  start(): Promise<Server>;
-}
-
-function strataFrom(name: string, root: string): Target {
-  return {
-    name,
-    async start() {
-      const dir = mkdtempSync(join(tmpdir(), "strata-checkperf-"));
-      const endpoint = `127.0.0.1:${await freePort()}`;
-      const profile = values.profile ? ["--cpu-prof-md", `--cpu-prof-dir=${resolve(values.profile)}`] : [];
-      const cmd = pin(0, [
-        process.execPath, ...profile, join(root, "src/main.ts"), "serve",
-        "--listen", `http://${endpoint}`,
-        "--backend", `sqlite://${join(dir, "strata.db")}`,
-        "--metrics-listen", `http://127.0.0.1:${await freePort()}`,
-        ...extra,
-      ]);
-      const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
-      let err = "";
-      child.stderr!.on("data", (d) => (err = (err + d).slice(-20_000)));
-      await ready(endpoint, child, () => err);
-      return {
-        endpoint,
-        pid: child.pid!,
-        stop: async () => {
-          const said = err.split("\n").filter((l) => /"level":"(warn|error)"|panic|error:/.test(l) && !/took too long/.test(l));
-          if (said.length > 0) console.log(`  ${name} logged:\n${said.slice(-5).join("\n")}`);
-          if (child.exitCode === null) {
-            child.kill("SIGTERM");
-            await new Promise((r) => child.once("exit", r));
-          }
-          rmSync(dir, { recursive: true, force: true });
-        },
-      };
-    },
-  };
-}
-
-/** ready once etcdctl can read from it */
-async function ready(endpoint: string, child: ChildProcess, stderr: () => string): Promise<void> {
-  for (let i = 0; i < 600 && child.exitCode === null; i++) {
-    if (spawnSync("etcdctl", [`--endpoints=${endpoint}`, "--dial-timeout=1s", "get", "ready-probe"], { env: { ...process.env, ETCDCTL_API: "3" } }).status === 0) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`strata did not become ready on ${endpoint}: ${stderr()}`);
-}
-
-const etcdTarget: Target = {
-  name: "etcd",
-  async start() {
-    const etcd = await startEtcd();
-    // every thread it has now; the ones it starts later inherit the mask
-    if (values.pinned) spawnSync("taskset", ["-a", "-p", "-c", "0", String(etcd.pid())], { stdio: "ignore" });
-    return { endpoint: etcd.endpoint, pid: etcd.pid(), stop: () => etcd.stop() };
-  },
-};
-
-/** user + system CPU time of a whole process, in ms */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks of 10 ms
-}
-
 /** etcdctl's lines, and the server's CPU time (ms) over the 60 s of puts (sampled when they end) */
 async function checkPerf(endpoint: string, pid: number): Promise<{ lines: string[]; putsCpuMs: number }> {
   const cpu0 = cpuMs(pid);
@@ -126,7 +55,9 @@ async function checkPerf(endpoint: string, pid: number): Promise<{ lines: string
   return { lines: out.split(/[\r\n]+/).map((l) => l.trim()).filter((l) => l !== "" && !/^\d+ \/ \d+/.test(l)), putsCpuMs };
 }
 
-const targets: Target[] = [strataFrom("strata", ROOT), ...(baseline ? [strataFrom("baseline", baseline)] : []), ...(values["no-etcd"] ? [] : [etcdTarget])];
+const profile = values.profile ? ["--cpu-prof-md", `--cpu-prof-dir=${resolve(values.profile)}`] : [];
+const strataFrom = (name: string, root: string) => strataTarget(name, root, { pinned: values.pinned!, bunArgs: profile, serveArgs: extra, logLines: 5 });
+const targets: Target[] = [strataFrom("strata", ROOT), ...(baseline ? [strataFrom("baseline", baseline)] : []), ...(values["no-etcd"] ? [] : [etcdTarget(values.pinned!)])];
 const load = () => loadavg().map((l) => l.toFixed(2)).join(" ");
 console.log(`etcdctl check perf --load=${values.load}, ${RUNS} run(s) of ${targets.map((t) => t.name).join(", ")}; ${values.pinned ? "server on core 0, etcdctl on core 1" : "not pinned"}`);
 for (let run = 0; run < RUNS; run++) {

@@ -18,16 +18,15 @@
 // --profile-format chrome as a .cpuprofile, read by scripts/bench/profile-summary.ts).
 // The order of the targets turns with each run, so drift on the machine falls on each alike.
 // Not a test: nothing here asserts.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { cpus, loadavg, tmpdir } from "node:os";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, loadavg } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { Etcd3 } from "etcd3";
-import { etcdVersion, startEtcd } from "../../test/support/etcd.ts";
+import { etcdVersion } from "../../test/support/etcd.ts";
 import { goProgram } from "../../test/support/go-client.ts";
-import { freePort } from "../../test/support/strata.ts";
 import { median, recordRun } from "./measure.ts";
+import { etcdTarget, strataTarget, type Target } from "./targets.ts";
 
 const { values } = parseArgs({
   options: {
@@ -73,80 +72,12 @@ const baseline = values.baseline ? resolve(values.baseline) : undefined;
 if (baseline && !existsSync(join(baseline, "src/main.ts"))) throw new Error(`--baseline ${baseline}: no src/main.ts there`);
 const pinned = cpus().length >= 2 && spawnSync("taskset", ["-V"]).status === 0;
 
-interface Target {
-  name: string;
-  start(): Promise<{ endpoint: string; pid: number; stop(): Promise<void> }>;
-}
-
-/** strata on a fresh SQLite database, started from the sources in root, pinned from its first thread */
-function strataFrom(name: string, root: string): Target {
-  return {
-    name,
-    async start() {
-      const dir = mkdtempSync(join(tmpdir(), "strata-bench-"));
-      const endpoint = `127.0.0.1:${await freePort()}`;
-      // Bun's sampling profiler, written when the server exits: Markdown, or with
-      // --profile-format chrome the Chrome format, whose samples are not weighted by time
-      const format = values["profile-format"] === "chrome" ? "--cpu-prof" : "--cpu-prof-md";
-      const profile = values.profile ? [format, `--cpu-prof-dir=${resolve(values.profile)}`] : [];
-      const args = [
-        ...profile,
-        join(root, "src/main.ts"), "serve",
-        "--listen", `http://${endpoint}`,
-        "--backend", `sqlite://${join(dir, "strata.db")}`,
-        "--metrics-listen", `http://127.0.0.1:${await freePort()}`,
-        // etcd's default: no automatic compaction
-        "--auto-compaction-retention", "0",
-      ];
-      const cmd = pinned ? ["taskset", "-c", "0", process.execPath, ...args] : [process.execPath, ...args];
-      const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ["ignore", "ignore", "pipe"] });
-      let err = "";
-      child.stderr!.on("data", (d) => (err = (err + d).slice(-20_000)));
-      await ready(endpoint, child, () => err);
-      return {
-        endpoint,
-        pid: child.pid!,
-        stop: async () => {
-          const said = err.split("\n").filter((l) => /"level":"(warn|error)"|panic|error:/.test(l) && !/took too long/.test(l));
-          if (said.length > 0) console.log(`  ${name} logged:\n${said.slice(-10).join("\n")}`);
-          if (child.exitCode === null) {
-            child.kill("SIGTERM");
-            await new Promise((r) => child.once("exit", r));
-          }
-          rmSync(dir, { recursive: true, force: true });
-        },
-      };
-    },
-  };
-}
-
-async function ready(endpoint: string, child: ChildProcess, stderr: () => string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline && child.exitCode === null) {
-    const c = new Etcd3({ hosts: endpoint, dialTimeout: 500 });
-    try {
-      await c.get("ready-probe").exec();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    } finally {
-      c.close();
-    }
-  }
-  throw new Error(`strata did not become ready on ${endpoint}: ${stderr()}`);
-}
-
-const etcdTarget: Target = {
-  name: "etcd",
-  async start() {
-    const etcd = await startEtcd();
-    // every thread it has now; the ones it starts later inherit the mask
-    if (pinned) spawnSync("taskset", ["-a", "-p", "-c", "0", String(etcd.pid())], { stdio: "ignore" });
-    return { endpoint: etcd.endpoint, pid: etcd.pid(), stop: () => etcd.stop() };
-  },
-};
-
-const targets: Target[] = [...(values["no-etcd"] ? [] : [etcdTarget]), strataFrom("strata/sqlite", ROOT)];
+// Bun's sampling profiler, written when a server exits: Markdown, or with --profile-format
+// chrome the Chrome format, whose samples are not weighted by time
+const profile = values.profile ? [values["profile-format"] === "chrome" ? "--cpu-prof" : "--cpu-prof-md", `--cpu-prof-dir=${resolve(values.profile)}`] : [];
+// etcd's default: no automatic compaction
+const strataFrom = (name: string, root: string) => strataTarget(name, root, { pinned, bunArgs: profile, serveArgs: ["--auto-compaction-retention", "0"] });
+const targets: Target[] = [...(values["no-etcd"] ? [] : [etcdTarget(pinned)]), strataFrom("strata/sqlite", ROOT)];
 if (baseline) targets.push(strataFrom("baseline", baseline));
 
 interface Phase {

@@ -24,7 +24,7 @@ const MAX_SHARE = 0.2;
 const CEILING_BYTES = 320 * 1024 * 1024;
 /**
  * Above the ceiling the growth is at least this share of what the last collection left: a
- * full collection costs in proportion to the live heap (about 0.7 ms a MiB), so a fixed
+ * full collection costs in proportion to the live heap (0.6–0.9 ms a MiB), so a fixed
  * 32 MiB step over a large live set spends more and more time per byte freed (a server
  * under Bun's CPU profiler, 300+ MiB more live, collected every 0.6 s for 190-330 ms each).
  * Below 256 MiB left the step is 32 MiB as before: the attacks the ceiling bounds run there.

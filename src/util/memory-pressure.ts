@@ -145,6 +145,13 @@ function residentExecutableBytes(): number {
   return kib * 1024;
 }
 
+/** how far memory may grow over what the last collection left (`settled`) before one runs now, above the floor */
+export function growthBeforeCollecting(resident: number, settled: number, backoff: number): number {
+  if (resident < CEILING_BYTES) return GROWTH_BYTES * backoff;
+  // above the ceiling no backoff: a pod's limit is near, whatever the growth is made of
+  return Math.max(GROWTH_BYTES / 2, settled * CEILING_GROWTH_SHARE);
+}
+
 /** Starts watching (the timer does not keep the process alive). */
 export function collectUnderMemoryPressure(): void {
   const collect = (globalThis as { Bun?: { gc(force: boolean): void } }).Bun?.gc;
@@ -170,8 +177,7 @@ export function collectUnderMemoryPressure(): void {
       return;
     }
     if (resident < FLOOR_BYTES || (now < quietUntil && resident < CEILING_BYTES)) return;
-    // above the ceiling no backoff: a pod's limit is near, whatever the growth is made of
-    const growth = resident < CEILING_BYTES ? GROWTH_BYTES * backoff : Math.max(GROWTH_BYTES / 2, settled * CEILING_GROWTH_SHARE);
+    const growth = growthBeforeCollecting(resident, settled, backoff);
     if (resident < settled + growth && now < last + TIDY_MS * backoff) return;
     collect(true);
     last = now;

@@ -30,12 +30,13 @@ export async function warmCounts(
   /** the keyspace held no key at this revision */
   empty: (revision: Rev) => void,
 ): Promise<void> {
-  const none = await read({ range: { start: new Uint8Array(0), end: undefined }, revision: 0n, limit: 1, countOnly: false, keysOnly: true, uncounted: true });
+  /** the range's first key, uncounted: one indexed read */
+  const seek = (range: KeyRange) => read({ range, revision: 0n, limit: 1, countOnly: false, keysOnly: true, uncounted: true });
+  const none = await seek({ start: new Uint8Array(0), end: undefined });
   if (none.kvs.length === 0) return empty(none.revision);
   let reads = 1;
   const more = () => !stopped() && reads++ < READS;
-  const first = async (range: KeyRange) =>
-    (await read({ range, revision: 0n, limit: 1, countOnly: false, keysOnly: true, uncounted: true })).kvs[0]?.key;
+  const first = async (range: KeyRange) => (await seek(range)).kvs[0]?.key;
   const count = async (range: KeyRange) => (await read({ range, revision: 0n, limit: 0, countOnly: true, keysOnly: false })).count;
 
   /** the prefixes one '/' longer than `parent` (empty: the first level) */

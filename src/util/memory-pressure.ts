@@ -160,16 +160,13 @@ export function collectUnderMemoryPressure(): void {
   let quietUntil = 0;
   let last = 0;
   let backoff = 1;
-  let cpu = cpuMicros();
-  let checked = performance.now();
-  let busyAt = checked;
+  const busy = busyMeter();
+  let busyAt = performance.now();
   const timer = setInterval(() => {
     const resident = residentBytes();
     settled = Math.min(settled, resident);
     const now = performance.now();
-    const used = cpuMicros();
-    if (used - cpu > (now - checked) * 1000 * QUIET_CPU_SHARE) busyAt = now;
-    [cpu, checked] = [used, now];
+    if (busy(now)) busyAt = now;
     if (now - busyAt >= QUIET_MS && resident >= settled + QUIET_GROWTH_BYTES) {
       collect(true);
       last = now;
@@ -220,20 +217,17 @@ export function releaseWhenQuiet(release: () => void): () => void {
  */
 export function releaseMemoryWhenQuiet(quietMs = RELEASE_AFTER_QUIET_MS, onRelease: () => void = () => {}): () => void {
   const shrink = (globalThis as { Bun?: { shrink?: () => void } }).Bun?.shrink;
-  let cpu = cpuMicros();
-  let checked = performance.now();
-  let busyAt = checked;
+  const busy = busyMeter();
+  let busyAt = performance.now();
   let released = false;
   /** the release's own work (run when this turn ends) is not the process getting busy again */
   let ownWorkUntil = 0;
   const timer = setInterval(() => {
     const now = performance.now();
-    const used = cpuMicros();
-    if (used - cpu > (now - checked) * 1000 * QUIET_CPU_SHARE && now > ownWorkUntil) {
+    if (busy(now) && now > ownWorkUntil) {
       busyAt = now;
       released = false;
     }
-    [cpu, checked] = [used, now];
     if (released || now - busyAt < quietMs) return;
     released = true;
     for (const release of releasers) release();
@@ -243,6 +237,21 @@ export function releaseMemoryWhenQuiet(quietMs = RELEASE_AFTER_QUIET_MS, onRelea
   }, RELEASE_CHECK_MS);
   timer.unref();
   return () => clearInterval(timer);
+}
+
+/**
+ * Returns what tells, at each look, whether the whole process used more than
+ * QUIET_CPU_SHARE of a core since the look before.
+ */
+function busyMeter(): (now: number) => boolean {
+  let cpu = cpuMicros();
+  let checked = performance.now();
+  return (now) => {
+    const used = cpuMicros();
+    const busy = used - cpu > (now - checked) * 1000 * QUIET_CPU_SHARE;
+    [cpu, checked] = [used, now];
+    return busy;
+  };
 }
 
 /** user and system CPU time of the whole process (every thread), microseconds */

@@ -109,8 +109,12 @@ export class ResponseBudget {
    * that its call is still open and its client reading.
    */
   admitNow(kind: string): Reservation | undefined {
-    if ((this.queue.length === 0 || this.guess(kind) <= SMALL_BYTES) && this.mayGo(kind)) return new Reservation(this, kind, this.take(kind));
-    return undefined;
+    return this.mayGoNow(kind) ? new Reservation(this, kind, this.take(kind)) : undefined;
+  }
+
+  /** whether a read of this kind goes without waiting: nothing queued before it (a small one passes the queue), and room */
+  private mayGoNow(kind: string): boolean {
+    return (this.queue.length === 0 || this.guess(kind) <= SMALL_BYTES) && this.mayGo(kind);
   }
 
   /**
@@ -122,7 +126,7 @@ export class ResponseBudget {
     if (end instanceof AbortSignal ? end.aborted : end.closed) throw new ConnectError("the client cancelled the call", Code.Canceled);
     if (notReading?.()) throw notReadingError();
     let bytes: number;
-    if ((this.queue.length === 0 || this.guess(kind) <= SMALL_BYTES) && this.mayGo(kind)) {
+    if (this.mayGoNow(kind)) {
       bytes = this.take(kind);
     } else {
       bytes = await new Promise<number>((resolve, reject) => {
